@@ -1,0 +1,4 @@
+/** diffguide public API. */
+export * from './backend.js';
+export * from './random.js';
+export * from './paths.js';
