@@ -7,4 +7,5 @@ import type { Command } from './command.js';
 export const COMMANDS: Record<string, () => Promise<Command>> = {
   info: async () => (await import('./commands/info.js')).default,
   bench: async () => (await import('./commands/bench.js')).default,
+  data: async () => (await import('./commands/data.js')).default,
 };

@@ -1,7 +1,86 @@
 /**
- * Fast gradients: installed by `initBackend` for the chosen backend.
- * (Being built under issue 2: conv/matmul/slice/gather gradients expressed with fast forward kernels on wasm.)
+ * Fast, complete gradients on tfjs's wasm backend, installed by `initBackend`.
+ *
+ * Two mechanisms, both safe for every other backend:
+ * - wasm kernels (`tf.registerKernel({backendName: 'wasm'})`): missing or slow kernels re-expressed
+ *   with XNNPACK forward kernels (conv backprop, batched matmul, slice, segment sum, ...). They only
+ *   ever run on wasm.
+ * - gradient overrides (`tf.registerGradient`, global in tfjs): each gradFunc is written with ops
+ *   that are correct on every backend; where a formula is only faster on wasm, it checks
+ *   `tf.getBackend()`.
+ *
+ * `installFastGradients` is idempotent. `fastGradientsInstalled()` lists what was installed.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { captureOriginal } from './wasm.js';
+import { conv2DBackpropFilterKernel, conv2DBackpropInputKernel, conv2dBackpropFilterOps, conv2dBackpropInputOps, convGeometry } from './conv.js';
+
+type GradFunc = tf.GradConfig['gradFunc'];
+
+const installed: string[] = [];
+let wasmDone = false;
+let gradsDone = false;
+
+/** Names of kernels and gradients that diffguide replaced or added (for `diffguide info`). */
+export function fastGradientsInstalled(): readonly string[] {
+  return installed;
+}
+
+function registerWasmKernel(kernelName: string, kernelFunc: (args: never) => tf.TensorInfo | tf.TensorInfo[]): void {
+  captureOriginal(kernelName);
+  if (tf.getKernel(kernelName, 'wasm')) tf.unregisterKernel(kernelName, 'wasm');
+  tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+  installed.push(`kernel wasm:${kernelName}`);
+}
+
+function registerGrad(kernelName: string, inputsToSave: string[], gradFunc: GradFunc, outputsToSave?: boolean[]): void {
+  tf.registerGradient({ kernelName, inputsToSave, outputsToSave, gradFunc });
+  installed.push(`gradient ${kernelName}`);
+}
+
+function allOne(v: number | number[] | undefined): boolean {
+  return v == null || (Array.isArray(v) ? v.every((e) => e === 1) : v === 1);
+}
+
+function installWasmKernels(): void {
+  if (wasmDone || !tf.getKernel('Conv2D', 'wasm')) return;
+  wasmDone = true;
+  registerWasmKernel('Conv2DBackpropInput', conv2DBackpropInputKernel as never);
+  registerWasmKernel('Conv2DBackpropFilter', conv2DBackpropFilterKernel as never);
+}
+
+function installGradients(): void {
+  if (gradsDone) return;
+  gradsDone = true;
+  // Conv2D: tfjs's gradient rejects dilations > 1 and drops dimRoundingMode. Same kernels otherwise
+  // (on wasm they are ours, built from forward convolutions).
+  registerGrad('Conv2D', ['x', 'filter'], (dy, saved, attrs) => {
+    const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
+    const { strides, pad, dataFormat, dimRoundingMode, dilations } = attrs as unknown as tf.Conv2DAttrs;
+    if (allOne(dilations)) {
+      return {
+        x: () => tf.engine().runKernel('Conv2DBackpropInput', { dy, filter }, { strides, pad, dataFormat, dimRoundingMode, inputShape: x.shape } as never) as tf.Tensor,
+        filter: () => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides, pad, dataFormat, dimRoundingMode, filterShape: filter.shape } as never) as tf.Tensor,
+      };
+    }
+    const nchw = dataFormat === 'NCHW';
+    const toNhwc = (t: tf.Tensor) => (nchw ? tf.transpose(t, [0, 2, 3, 1]) : t) as tf.Tensor4D;
+    const g = () => convGeometry(toNhwc(x).shape, filter.shape, strides, dilations, pad, dimRoundingMode);
+    return {
+      x: () => {
+        const dx = conv2dBackpropInputOps(toNhwc(dy as tf.Tensor), filter, toNhwc(x).shape, g());
+        return nchw ? tf.transpose(dx, [0, 3, 1, 2]) : dx;
+      },
+      filter: () => conv2dBackpropFilterOps(toNhwc(x), toNhwc(dy as tf.Tensor), filter.shape, g()),
+    };
+  });
+}
+
+/**
+ * Install diffguide's kernels and gradients. Called by `initBackend` after a backend starts;
+ * the wasm kernels are registered whenever the wasm backend package is loaded (they only run on wasm).
  */
 export function installFastGradients(_tfBackend: string): void {
-  // Filled in by the fast-gradient work (lib/fastgrad/*).
+  installWasmKernels();
+  installGradients();
 }

@@ -1,0 +1,180 @@
+/**
+ * Convolution backprop from forward convolutions.
+ *
+ * dx = conv(dy dilated by the stride and padded by (k_eff - 1 - pad), filter rotated 180 degrees with
+ *      in/out channels swapped)   — a plain stride-1 XNNPACK convolution.
+ * dW = conv(x with batch and channel axes swapped, dy used as the filter [OH, OW, N, Cout],
+ *      stride = forward dilation, dilation = forward stride)  — the "batch/channel swap".
+ *
+ * `convBackpropInput` / `convBackpropFilter` work on backend TensorInfos (wasm kernels);
+ * `conv2dBackpropInputOps` / `conv2dBackpropFilterOps` are the same algebra in tf ops, used for
+ * dilated convolutions (which tfjs's own gradient rejects) on every backend.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { Scratch, type Info, type WasmBackend } from './wasm.js';
+
+interface Geometry {
+  sh: number; sw: number; dh: number; dw: number;
+  padTop: number; padLeft: number;
+}
+
+/** Explicit geometry of a conv from tfjs attributes (same/valid/explicit pads, rounding). */
+export function convGeometry(
+  xShape: [number, number, number, number], // NHWC
+  filterShape: [number, number, number, number],
+  strides: number | [number, number],
+  dilations: number | [number, number],
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding,
+  dimRoundingMode?: 'floor' | 'round' | 'ceil',
+): Geometry & { outH: number; outW: number } {
+  const info = tf.backend_util.computeConv2DInfo(xShape, filterShape, strides, dilations, pad, dimRoundingMode, false, 'channelsLast');
+  return {
+    sh: info.strideHeight, sw: info.strideWidth, dh: info.dilationHeight, dw: info.dilationWidth,
+    padTop: info.padInfo.top, padLeft: info.padInfo.left, outH: info.outHeight, outW: info.outWidth,
+  };
+}
+
+/**
+ * dx of a conv, NHWC. dy [N, OH, OW, Cout], filter [KH, KW, Cin, Cout] -> [N, H, W, Cin].
+ */
+export function convBackpropInput(s: Scratch, dy: Info, filter: Info, inH: number, inW: number, g: Geometry): Info {
+  const [n, oh, ow, cout] = dy.shape;
+  const [kh, kw] = filter.shape;
+  const dkh = (kh - 1) * g.dh + 1;
+  const dkw = (kw - 1) * g.dw + 1;
+  // Rotated filter with in/out swapped: [KH, KW, Cout, Cin].
+  const wt = s.transpose(s.reverse(filter, [0, 1]), [0, 1, 3, 2]);
+  let d = dy;
+  let lh = oh;
+  let lw = ow;
+  if (g.sh > 1 || g.sw > 1) {
+    // Insert (stride - 1) zeros after every row/column: [N, OH, 1, OW, 1, C] padded, then merged.
+    const r = s.reshape(dy, [n, oh, 1, ow, 1, cout]);
+    const p = s.padCrop(r, [[0, 0], [0, 0], [0, g.sh - 1], [0, 0], [0, g.sw - 1], [0, 0]]);
+    lh = oh * g.sh;
+    lw = ow * g.sw;
+    d = s.reshape(p, [n, lh, lw, cout]);
+  }
+  const pt = dkh - 1 - g.padTop;
+  const pl = dkw - 1 - g.padLeft;
+  const pb = inH - lh - pt + dkh - 1;
+  const pr = inW - lw - pl + dkw - 1;
+  const dp = s.padCrop(d, [[0, 0], [pt, pb], [pl, pr], [0, 0]]);
+  return s.conv2d(dp, wt, [1, 1], [g.dh, g.dw]);
+}
+
+/**
+ * dW of a conv, NHWC. x [N, H, W, Cin], dy [N, OH, OW, Cout] -> [KH, KW, Cin, Cout].
+ */
+export function convBackpropFilter(s: Scratch, x: Info, dy: Info, kh: number, kw: number, g: Geometry): Info {
+  const [, h, w] = x.shape;
+  const [, oh, ow] = dy.shape;
+  const xt = s.transpose(x, [3, 1, 2, 0]); // [Cin, H, W, N]
+  const dyt = s.transpose(dy, [1, 2, 0, 3]); // [OH, OW, N, Cout]: a filter
+  const needH = (kh - 1) * g.dh + (oh - 1) * g.sh + 1;
+  const needW = (kw - 1) * g.dw + (ow - 1) * g.sw + 1;
+  const xp = s.padCrop(xt, [[0, 0], [g.padTop, needH - h - g.padTop], [g.padLeft, needW - w - g.padLeft], [0, 0]]);
+  const out = s.conv2d(xp, dyt, [g.dh, g.dw], [g.sh, g.sw]); // [Cin, KH, KW, Cout]
+  return s.transpose(out, [1, 2, 0, 3]);
+}
+
+// ---- wasm kernels ----
+
+interface BackpropInputAttrs {
+  strides: number | [number, number];
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  dataFormat: 'NHWC' | 'NCHW';
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  inputShape: [number, number, number, number];
+  /** diffguide extension: the forward convolution's dilations (tfjs's own kernel has none). */
+  dilations?: number | [number, number];
+}
+
+interface BackpropFilterAttrs extends Omit<BackpropInputAttrs, 'inputShape'> {
+  filterShape: [number, number, number, number];
+}
+
+type KArgs<A> = { inputs: Record<string, Info>; backend: unknown; attrs: A };
+
+export function conv2DBackpropInputKernel({ inputs, backend, attrs }: KArgs<BackpropInputAttrs>): Info {
+  const s = new Scratch(backend as WasmBackend);
+  try {
+    const nchw = attrs.dataFormat === 'NCHW';
+    const dy = nchw ? s.transpose(inputs.dy, [0, 2, 3, 1]) : inputs.dy;
+    const xs = attrs.inputShape;
+    const xShape: [number, number, number, number] = nchw ? [xs[0], xs[2], xs[3], xs[1]] : xs;
+    const g = convGeometry(xShape, inputs.filter.shape as [number, number, number, number], attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode);
+    let dx = convBackpropInput(s, dy, inputs.filter, xShape[1], xShape[2], g);
+    if (nchw) dx = s.transpose(dx, [0, 3, 1, 2]);
+    return s.keep(dx);
+  } finally {
+    s.dispose();
+  }
+}
+
+export function conv2DBackpropFilterKernel({ inputs, backend, attrs }: KArgs<BackpropFilterAttrs>): Info {
+  const s = new Scratch(backend as WasmBackend);
+  try {
+    const nchw = attrs.dataFormat === 'NCHW';
+    const x = nchw ? s.transpose(inputs.x, [0, 2, 3, 1]) : inputs.x;
+    const dy = nchw ? s.transpose(inputs.dy, [0, 2, 3, 1]) : inputs.dy;
+    const fs = attrs.filterShape;
+    const g = convGeometry(x.shape as [number, number, number, number], fs, attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode);
+    return s.keep(convBackpropFilter(s, x, dy, fs[0], fs[1], g));
+  } finally {
+    s.dispose();
+  }
+}
+
+// ---- the same algebra in tf ops (any backend; used for dilated convs) ----
+
+function padCropOps<T extends tf.Tensor>(x: T, pads: [number, number][]): T {
+  let t: tf.Tensor = x;
+  if (pads.some(([a, b]) => a < 0 || b < 0)) {
+    const begin = pads.map(([a]) => Math.max(0, -a));
+    const size = pads.map(([a, b], i) => t.shape[i] - Math.max(0, -a) - Math.max(0, -b));
+    t = tf.slice(t, begin, size);
+  }
+  if (pads.some(([a, b]) => a > 0 || b > 0)) t = tf.pad(t, pads.map(([a, b]) => [Math.max(0, a), Math.max(0, b)] as [number, number]));
+  return t as T;
+}
+
+/** dx of an NHWC conv in tf ops. */
+export function conv2dBackpropInputOps(dy: tf.Tensor4D, filter: tf.Tensor4D, xShape: [number, number, number, number], g: Geometry): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [n, oh, ow, cout] = dy.shape;
+    const [kh, kw] = filter.shape;
+    const dkh = (kh - 1) * g.dh + 1;
+    const dkw = (kw - 1) * g.dw + 1;
+    const wt = tf.transpose(tf.reverse(filter, [0, 1]), [0, 1, 3, 2]);
+    let d: tf.Tensor4D = dy;
+    let lh = oh;
+    let lw = ow;
+    if (g.sh > 1 || g.sw > 1) {
+      const p = tf.pad(dy.reshape([n, oh, 1, ow, 1, cout]), [[0, 0], [0, 0], [0, g.sh - 1], [0, 0], [0, g.sw - 1], [0, 0]]);
+      lh = oh * g.sh;
+      lw = ow * g.sw;
+      d = p.reshape([n, lh, lw, cout]);
+    }
+    const pt = dkh - 1 - g.padTop;
+    const pl = dkw - 1 - g.padLeft;
+    const dp = padCropOps(d, [[0, 0], [pt, xShape[1] - lh - pt + dkh - 1], [pl, xShape[2] - lw - pl + dkw - 1], [0, 0]]);
+    return tf.conv2d(dp, wt, 1, 'valid', 'NHWC', [g.dh, g.dw]);
+  });
+}
+
+/** dW of an NHWC conv in tf ops (stride or dilation must be 1, as tfjs's conv2d requires). */
+export function conv2dBackpropFilterOps(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: [number, number, number, number], g: Geometry): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [kh, kw] = filterShape;
+    const [, h, w] = x.shape;
+    const [, oh, ow] = dy.shape;
+    const xt = tf.transpose(x, [3, 1, 2, 0]);
+    const dyt = tf.transpose(dy, [1, 2, 0, 3]);
+    const needH = (kh - 1) * g.dh + (oh - 1) * g.sh + 1;
+    const needW = (kw - 1) * g.dw + (ow - 1) * g.sw + 1;
+    const xp = padCropOps(xt, [[0, 0], [g.padTop, needH - h - g.padTop], [g.padLeft, needW - w - g.padLeft], [0, 0]]);
+    const out = tf.conv2d(xp, dyt, [g.dh, g.dw], 'valid', 'NHWC', [g.sh, g.sw]);
+    return tf.transpose(out, [1, 2, 0, 3]);
+  });
+}

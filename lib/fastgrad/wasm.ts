@@ -1,0 +1,189 @@
+/**
+ * Backend-level helpers for kernels that diffguide registers on tfjs's wasm backend.
+ *
+ * Our wasm kernels are compositions of the wasm backend's own (XNNPACK) kernels, called directly
+ * as kernel functions on TensorInfos — below the engine, so nothing is taped or tracked and every
+ * intermediate is released here. `Scratch` collects the intermediates of one kernel call.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+export type Info = tf.TensorInfo;
+export type Shape = number[];
+
+/** The parts of tfjs-backend-wasm's BackendWasm that our kernels use. */
+export interface WasmBackend {
+  dataIdMap: {
+    get(dataId: object): { id: number; memoryOffset: number; shape: number[]; dtype: tf.DataType; refCount: number };
+    has(dataId: object): boolean;
+  };
+  makeOutput(shape: number[], dtype: tf.DataType, memoryOffset?: number): Info;
+  disposeData(dataId: object, force?: boolean): boolean;
+  incRef(dataId: object): void;
+  readSync(dataId: object): tf.backend_util.BackendValues;
+  wasm: { HEAPU8: Uint8Array; _malloc(n: number): number; _free(p: number): void };
+}
+
+type KernelFunc = (args: { inputs: Record<string, Info>; backend: unknown; attrs?: Record<string, unknown> }) => Info | Info[];
+
+/** The wasm backend's own kernel functions, captured before we register replacements. */
+const originals = new Map<string, KernelFunc>();
+
+/** Capture the stock wasm kernel `name` (call before overriding it). */
+export function captureOriginal(name: string): KernelFunc | undefined {
+  if (!originals.has(name)) {
+    const k = tf.getKernel(name, 'wasm');
+    if (k) originals.set(name, k.kernelFunc as unknown as KernelFunc);
+  }
+  return originals.get(name);
+}
+
+function kernel(name: string): KernelFunc {
+  const k = captureOriginal(name);
+  if (!k) throw new Error(`diffguide fastgrad: the wasm backend has no '${name}' kernel (tfjs-backend-wasm version mismatch? expected 4.22)`);
+  return k;
+}
+
+/** A float32 view of a tensor's data on the wasm heap (valid until the next allocation). */
+export function heapF32(backend: WasmBackend, t: Info): Float32Array {
+  const { memoryOffset } = backend.dataIdMap.get(t.dataId);
+  return new Float32Array(backend.wasm.HEAPU8.buffer, memoryOffset, tf.util.sizeFromShape(t.shape));
+}
+
+/** An int32 view of a tensor's data on the wasm heap (valid until the next allocation). */
+export function heapI32(backend: WasmBackend, t: Info): Int32Array {
+  const { memoryOffset } = backend.dataIdMap.get(t.dataId);
+  return new Int32Array(backend.wasm.HEAPU8.buffer, memoryOffset, tf.util.sizeFromShape(t.shape));
+}
+
+/**
+ * The intermediates of one kernel call. Every result of `run` and friends is disposed by
+ * `dispose()` unless passed to `keep()`.
+ */
+export class Scratch {
+  private temps: Info[] = [];
+  constructor(readonly backend: WasmBackend) {}
+
+  /** Run a stock wasm kernel; the result is a temporary. */
+  run(name: string, inputs: Record<string, Info>, attrs: Record<string, unknown> = {}): Info {
+    const out = kernel(name)({ inputs, backend: this.backend, attrs });
+    if (Array.isArray(out)) throw new Error(`diffguide fastgrad: kernel ${name} returned several outputs`);
+    this.temps.push(out);
+    return out;
+  }
+
+  /** Track an output made elsewhere as a temporary. */
+  track(t: Info): Info {
+    this.temps.push(t);
+    return t;
+  }
+
+  /** Take `t` out of the temporaries (it becomes the caller's output). */
+  keep(t: Info): Info {
+    const i = this.temps.lastIndexOf(t);
+    if (i >= 0) this.temps.splice(i, 1);
+    else this.backend.incRef(t.dataId); // an input returned as output: the output needs its own reference
+    return t;
+  }
+
+  dispose(): void {
+    for (const t of this.temps) this.backend.disposeData(t.dataId);
+    this.temps = [];
+  }
+
+  // ---- shape ops (all free or one memory pass) ----
+
+  reshape(x: Info, shape: Shape): Info {
+    return this.run('Reshape', { x }, { shape });
+  }
+
+  transpose(x: Info, perm: number[]): Info {
+    if (perm.every((p, i) => p === i)) return x;
+    return this.run('Transpose', { x }, { perm });
+  }
+
+  reverse(x: Info, dims: number[]): Info {
+    return this.run('Reverse', { x }, { dims });
+  }
+
+  /** Pad (positive) and crop (negative) each axis: pads[i] = [before, after]. */
+  padCrop(x: Info, pads: [number, number][]): Info {
+    let t = x;
+    if (pads.some(([a, b]) => a < 0 || b < 0)) {
+      const begin = pads.map(([a]) => Math.max(0, -a));
+      const size = pads.map(([a, b], i) => t.shape[i] - Math.max(0, -a) - Math.max(0, -b));
+      if (size.some((s) => s <= 0)) throw new Error(`diffguide fastgrad: crop of ${JSON.stringify(x.shape)} by ${JSON.stringify(pads)} is empty`);
+      t = this.slice(t, begin, size);
+    }
+    if (pads.some(([a, b]) => a > 0 || b > 0)) {
+      t = this.run('PadV2', { x: t }, { paddings: pads.map(([a, b]) => [Math.max(0, a), Math.max(0, b)]), constantValue: 0 });
+    }
+    return t;
+  }
+
+  /** Strided-free slice that reads the input in place on the heap (no copy of the input). */
+  slice(x: Info, begin: number[], size: number[]): Info {
+    return this.track(sliceHeap(this.backend, x, begin, size));
+  }
+
+  conv2d(x: Info, filter: Info, strides: [number, number], dilations: [number, number], pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding = 'valid'): Info {
+    return this.run('Conv2D', { x, filter }, { strides, pad, dilations, dataFormat: 'NHWC', dimRoundingMode: undefined });
+  }
+
+  matMul(a: Info, b: Info, transposeA = false, transposeB = false): Info {
+    return this.run('BatchMatMul', { a, b }, { transposeA, transposeB });
+  }
+}
+
+/**
+ * Slice `x` reading straight from the wasm heap: contiguous runs are copied with one
+ * `copyWithin` each; the stock wasm Slice first copies the whole input to JS.
+ */
+export function sliceHeap(backend: WasmBackend, x: Info, begin: number[], size: number[]): Info {
+  const rank = x.shape.length;
+  const out = backend.makeOutput(size.slice(), x.dtype);
+  const n = tf.util.sizeFromShape(size);
+  if (n === 0) return out;
+  if (x.dtype === 'string') throw new Error('diffguide fastgrad: slice of string tensors is not supported on wasm');
+  const bpe = x.dtype === 'bool' ? 1 : 4;
+  const heap = backend.wasm.HEAPU8; // after makeOutput: the heap may have grown
+  const src0 = backend.dataIdMap.get(x.dataId).memoryOffset;
+  const dst0 = backend.dataIdMap.get(out.dataId).memoryOffset;
+  if (rank === 0) {
+    heap.copyWithin(dst0, src0, src0 + bpe);
+    return out;
+  }
+  // Merge trailing axes that are taken whole into one contiguous run.
+  let inner = rank - 1;
+  let run = size[inner];
+  while (inner > 0 && size[inner] === x.shape[inner] && begin[inner] === 0) {
+    inner--;
+    run *= size[inner];
+  }
+  // Axes [0, inner) are iterated; run elements are contiguous from axis `inner` on.
+  const strides = tf.util.computeStrides(x.shape);
+  strides.push(1);
+  const runBytes = run * bpe;
+  if (inner === 0) {
+    let off = 0;
+    for (let a = 0; a < rank; a++) off += begin[a] * (strides[a] ?? 1);
+    heap.copyWithin(dst0, src0 + off * bpe, src0 + off * bpe + runBytes);
+    return out;
+  }
+  const idx = new Array(inner).fill(0);
+  let baseOff = 0;
+  for (let a = 0; a < rank; a++) baseOff += begin[a] * (strides[a] ?? 1);
+  let dst = dst0;
+  const runs = n / run;
+  for (let r = 0; r < runs; r++) {
+    let off = baseOff;
+    for (let a = 0; a < inner; a++) off += idx[a] * strides[a];
+    const s = src0 + off * bpe;
+    heap.copyWithin(dst, s, s + runBytes);
+    dst += runBytes;
+    for (let a = inner - 1; a >= 0; a--) {
+      if (++idx[a] < size[a]) break;
+      idx[a] = 0;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,4 @@
+/** Training: Adam + warm-up/cosine, EMA, clipping, atomic resumable checkpoints, the generic loop. */
+export * from './optim.js';
+export * from './checkpoint.js';
+export * from './loop.js';

@@ -1,0 +1,158 @@
+/**
+ * Optimisation pieces for the training loops: Adam(W) with explicit, serialisable moments, a
+ * warm-up + optional cosine learning-rate schedule, global-norm gradient clipping, and EMA weights.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+export interface AdamOptions {
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Decoupled weight decay (AdamW), applied as p -= lr * wd * p. Default 0. */
+  weightDecay?: number;
+  /** Parameter names that get no weight decay (default: biases and norm parameters, i.e. rank < 2). */
+  noDecay?: (name: string, p: tf.Variable) => boolean;
+}
+
+/** Adam with first/second moments kept per parameter name (so they can be checkpointed). */
+export class Adam {
+  readonly m = new Map<string, tf.Variable>();
+  readonly v = new Map<string, tf.Variable>();
+  /** Number of updates taken (bias correction). */
+  t = 0;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  private noDecay: (name: string, p: tf.Variable) => boolean;
+
+  constructor(readonly params: Map<string, tf.Variable>, opts: AdamOptions = {}) {
+    this.beta1 = opts.beta1 ?? 0.9;
+    this.beta2 = opts.beta2 ?? 0.999;
+    this.eps = opts.eps ?? 1e-8;
+    this.weightDecay = opts.weightDecay ?? 0;
+    this.noDecay = opts.noDecay ?? ((_n, p) => p.rank < 2);
+    for (const [k, p] of params) {
+      this.m.set(k, tf.variable(tf.zerosLike(p), false, `adam_m/${k}/${p.id}`));
+      this.v.set(k, tf.variable(tf.zerosLike(p), false, `adam_v/${k}/${p.id}`));
+    }
+  }
+
+  /** One update with learning rate `lr`. `grads` by parameter name (missing names are skipped). */
+  step(grads: Map<string, tf.Tensor> | Record<string, tf.Tensor>, lr: number): void {
+    this.t++;
+    const g = grads instanceof Map ? grads : new Map(Object.entries(grads));
+    const bc1 = 1 - this.beta1 ** this.t;
+    const bc2 = 1 - this.beta2 ** this.t;
+    for (const [k, p] of this.params) {
+      const gk = g.get(k);
+      if (!gk) continue;
+      tf.tidy(() => {
+        const m = this.m.get(k)!;
+        const v = this.v.get(k)!;
+        const m1 = m.mul(this.beta1).add(gk.mul(1 - this.beta1));
+        const v1 = v.mul(this.beta2).add(gk.square().mul(1 - this.beta2));
+        m.assign(m1);
+        v.assign(v1);
+        // as torch.optim.Adam: p -= lr * m_hat / (sqrt(v_hat) + eps)
+        const upd = m1.div(bc1).div(v1.div(bc2).sqrt().add(this.eps)).mul(lr);
+        let np = p.sub(upd);
+        if (this.weightDecay > 0 && !this.noDecay(k, p)) np = np.sub(p.mul(lr * this.weightDecay));
+        p.assign(np);
+      });
+    }
+  }
+
+  dispose(): void {
+    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
+  }
+}
+
+export interface LrSchedule {
+  /** Peak learning rate. */
+  lr: number;
+  /** Linear warm-up steps from 0 to lr (default 0). */
+  warmup?: number;
+  /** Total steps (needed for cosine). */
+  total?: number;
+  /** 'constant' after warm-up, or 'cosine' down to `minLr` at `total`. Default 'constant'. */
+  decay?: 'constant' | 'cosine';
+  minLr?: number;
+}
+
+/** Learning rate at (0-based) `step`. */
+export function lrAt(step: number, s: LrSchedule): number {
+  const warm = s.warmup ?? 0;
+  if (warm > 0 && step < warm) return (s.lr * (step + 1)) / warm;
+  if (s.decay === 'cosine') {
+    const total = s.total ?? 0;
+    if (!(total > warm)) throw new Error(`cosine decay needs total (${total}) > warmup (${warm})`);
+    const p = Math.min(1, (step - warm) / (total - warm));
+    const min = s.minLr ?? 0;
+    return min + 0.5 * (s.lr - min) * (1 + Math.cos(Math.PI * p));
+  }
+  return s.lr;
+}
+
+/**
+ * Scale gradients so their global L2 norm is at most `maxNorm` (torch.nn.utils.clip_grad_norm_).
+ * @returns the clipped gradients (new tensors; the inputs are disposed) and the norm before clipping.
+ */
+export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): { grads: Map<string, tf.Tensor>; norm: number } {
+  const sq = tf.tidy(() => tf.addN([...grads.values()].map((g) => g.square().sum())));
+  const norm = Math.sqrt(sq.dataSync()[0]);
+  sq.dispose();
+  if (!(maxNorm > 0) || !Number.isFinite(norm) || norm <= maxNorm) return { grads, norm };
+  const scale = maxNorm / (norm + 1e-6);
+  const out = new Map<string, tf.Tensor>();
+  for (const [k, g] of grads) {
+    out.set(k, g.mul(scale));
+    g.dispose();
+  }
+  return { grads: out, norm };
+}
+
+/** Exponential moving average of parameters (kept as separate variables). */
+export class Ema {
+  readonly shadow = new Map<string, tf.Variable>();
+  constructor(params: Map<string, tf.Variable>, readonly decay = 0.999) {
+    for (const [k, p] of params) this.shadow.set(k, tf.variable(p.clone(), false, `ema/${k}/${p.id}`));
+  }
+
+  /**
+   * shadow = d * shadow + (1 - d) * param, with d = min(decay, (1 + step) / (10 + step)) so early
+   * averages are not dominated by the random init.
+   */
+  update(params: Map<string, tf.Variable>, step: number): void {
+    const d = Math.min(this.decay, (1 + step) / (10 + step));
+    tf.tidy(() => {
+      for (const [k, p] of params) {
+        const s = this.shadow.get(k)!;
+        s.assign(s.mul(d).add(p.mul(1 - d)));
+      }
+    });
+  }
+
+  dispose(): void {
+    for (const t of this.shadow.values()) t.dispose();
+  }
+}
+
+/** Run `fn` with `params` temporarily holding `values` (e.g. EMA weights), then restore them. */
+export function withWeights<T>(params: Map<string, tf.Variable>, values: Map<string, tf.Tensor>, fn: () => T): T {
+  const saved = new Map<string, tf.Tensor>();
+  for (const [k, p] of params) {
+    const v = values.get(k);
+    if (!v) continue;
+    saved.set(k, p.clone());
+    p.assign(v);
+  }
+  try {
+    return fn();
+  } finally {
+    for (const [k, s] of saved) {
+      params.get(k)!.assign(s);
+      s.dispose();
+    }
+  }
+}

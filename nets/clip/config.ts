@@ -1,0 +1,265 @@
+/**
+ * CLIP configuration, its inference from state_dict keys/shapes (as openai/CLIP's `build_model`),
+ * and the parameter key set / PyTorch-layout shapes of a configuration (no tensors allocated).
+ */
+
+/** The image tower's part of `CLIPConfig`. */
+export interface CLIPVisionConfig {
+  /** Projection width D of both towers. */
+  embedDim: number;
+  /** Square input resolution of the image tower. */
+  imageResolution: number;
+  /** ViT: number of blocks; ModifiedResNet: blocks per stage [4]. */
+  visionLayers: number | [number, number, number, number];
+  /** ViT: token width; ModifiedResNet: stem width (64 for RN50). */
+  visionWidth: number;
+  /** ViT patch size; null for the ModifiedResNet tower. */
+  visionPatchSize: number | null;
+  /** Vision heads. Default as the reference: visionWidth / 64 (ViT) or visionWidth * 32 / 64 (ResNet). */
+  visionHeads?: number;
+}
+
+/** Constructor arguments of openai/CLIP's `CLIP` (camelCased), plus optional head counts. */
+export interface CLIPConfig extends CLIPVisionConfig {
+  contextLength: number;
+  vocabSize: number;
+  transformerWidth: number;
+  /** Text heads. Default (and what build_model infers): transformerWidth / 64. */
+  transformerHeads: number;
+  transformerLayers: number;
+}
+
+/** Anything with a shape per key: a state_dict (`Map<string, HostTensor>`), a keys.json object, ... */
+export type ShapeSource = Map<string, { shape: readonly number[] }> | Record<string, { shape: readonly number[] }>;
+
+function entries(src: ShapeSource): [string, readonly number[]][] {
+  const it = src instanceof Map ? [...src.entries()] : Object.entries(src);
+  return it.map(([k, v]) => [k, v.shape]);
+}
+
+/** Reference keys that are not parameters (the released TorchScript files carry them). */
+export const CLIP_NON_PARAM_KEYS = ['input_resolution', 'context_length', 'vocab_size'];
+
+export function isVitConfig(c: CLIPVisionConfig): boolean {
+  return c.visionPatchSize !== null && typeof c.visionLayers === 'number';
+}
+
+export function visionHeads(c: CLIPVisionConfig): number {
+  if (c.visionHeads !== undefined) return c.visionHeads;
+  return isVitConfig(c) ? Math.floor(c.visionWidth / 64) : Math.floor((c.visionWidth * 32) / 64);
+}
+
+function shapeMap(src: ShapeSource): Map<string, readonly number[]> {
+  return new Map(entries(src));
+}
+
+function needer(shapes: Map<string, readonly number[]>, what: string) {
+  return (k: string): readonly number[] => {
+    const s = shapes.get(k);
+    if (!s) throw new Error(`not a ${what} state_dict: no key '${k}' (expected openai/CLIP's model.state_dict() key names)`);
+    return s;
+  };
+}
+
+/**
+ * Infer the image tower's configuration from `visual.*` keys and shapes as openai/CLIP's
+ * `build_model` does (ViT when `visual.proj` exists, else ModifiedResNet). `embedDim` comes from
+ * `visual.proj` / `visual.attnpool.c_proj.weight`.
+ */
+export function inferVisionConfig(src: ShapeSource): CLIPVisionConfig {
+  const shapes = shapeMap(src);
+  const need = needer(shapes, 'CLIP image tower');
+  const keys = [...shapes.keys()];
+  if (shapes.has('visual.proj')) {
+    const conv = need('visual.conv1.weight');
+    const patch = conv[conv.length - 1];
+    const grid = Math.round(Math.sqrt(need('visual.positional_embedding')[0] - 1));
+    return {
+      embedDim: need('visual.proj')[1],
+      imageResolution: patch * grid,
+      visionLayers: keys.filter((k) => k.startsWith('visual.') && k.endsWith('.attn.in_proj_weight')).length,
+      visionWidth: conv[0],
+      visionPatchSize: patch,
+    };
+  }
+  const counts = [1, 2, 3, 4].map((b) => new Set(keys.filter((k) => k.startsWith(`visual.layer${b}.`)).map((k) => k.split('.')[2])).size);
+  if (counts.some((c) => c === 0)) throw new Error(`not a CLIP state_dict: neither 'visual.proj' (ViT) nor 'visual.layer1..4' (ModifiedResNet) keys found`);
+  const pe = need('visual.attnpool.positional_embedding')[0];
+  const outputWidth = Math.round(Math.sqrt(pe - 1));
+  if (outputWidth * outputWidth + 1 !== pe) throw new Error(`CLIP state_dict: visual.attnpool.positional_embedding has ${pe} rows, not a square grid + 1`);
+  return {
+    embedDim: need('visual.attnpool.c_proj.weight')[0],
+    imageResolution: outputWidth * 32,
+    visionLayers: counts as [number, number, number, number],
+    visionWidth: need('visual.layer1.0.conv1.weight')[0],
+    visionPatchSize: null,
+  };
+}
+
+/**
+ * Infer the CLIP configuration from a state_dict's keys and shapes exactly as openai/CLIP's
+ * `build_model` does (head counts are width / 64 there too).
+ * @throws naming the missing key when the source is not a CLIP state_dict
+ */
+export function inferClipConfig(src: ShapeSource): CLIPConfig {
+  const shapes = shapeMap(src);
+  const need = needer(shapes, 'CLIP');
+  const keys = [...shapes.keys()];
+  need('text_projection');
+  const vision = inferVisionConfig(src);
+  const transformerWidth = need('ln_final.weight')[0];
+  return {
+    ...vision,
+    embedDim: need('text_projection')[1],
+    contextLength: need('positional_embedding')[0],
+    vocabSize: need('token_embedding.weight')[0],
+    transformerWidth,
+    transformerHeads: Math.floor(transformerWidth / 64),
+    transformerLayers: new Set(keys.filter((k) => k.startsWith('transformer.resblocks')).map((k) => k.split('.')[2])).size,
+  };
+}
+
+/** Parameter and buffer kinds, for layout conversion and initialisation. */
+export type ParamKind =
+  | 'linear' // PyTorch [out, in]; ours [in, out]
+  | 'conv' // PyTorch OIHW; ours HWIO
+  | 'matrix' // used as x @ W in the reference: same layout both sides
+  | 'vector' // 1-D / embeddings: same layout
+  | 'buffer'; // BatchNorm running stats: not trainable
+
+export interface ParamSpec {
+  /** PyTorch-layout shape. */
+  shape: number[];
+  kind: ParamKind;
+  dtype: 'float32' | 'int64';
+}
+
+function residualBlockSpecs(prefix: string, width: number, out: Map<string, ParamSpec>): void {
+  const f = (k: string, shape: number[], kind: ParamKind) => out.set(prefix + k, { shape, kind, dtype: 'float32' });
+  f('attn.in_proj_weight', [3 * width, width], 'linear');
+  f('attn.in_proj_bias', [3 * width], 'vector');
+  f('attn.out_proj.weight', [width, width], 'linear');
+  f('attn.out_proj.bias', [width], 'vector');
+  f('ln_1.weight', [width], 'vector');
+  f('ln_1.bias', [width], 'vector');
+  f('mlp.c_fc.weight', [4 * width, width], 'linear');
+  f('mlp.c_fc.bias', [4 * width], 'vector');
+  f('mlp.c_proj.weight', [width, 4 * width], 'linear');
+  f('mlp.c_proj.bias', [width], 'vector');
+  f('ln_2.weight', [width], 'vector');
+  f('ln_2.bias', [width], 'vector');
+}
+
+function batchNormSpecs(prefix: string, c: number, out: Map<string, ParamSpec>): void {
+  out.set(prefix + 'weight', { shape: [c], kind: 'vector', dtype: 'float32' });
+  out.set(prefix + 'bias', { shape: [c], kind: 'vector', dtype: 'float32' });
+  out.set(prefix + 'running_mean', { shape: [c], kind: 'buffer', dtype: 'float32' });
+  out.set(prefix + 'running_var', { shape: [c], kind: 'buffer', dtype: 'float32' });
+  out.set(prefix + 'num_batches_tracked', { shape: [], kind: 'buffer', dtype: 'int64' });
+}
+
+/** Key -> spec of the image tower (keys start with `visual.`), in the reference's state_dict order. */
+export function visionParamSpecs(c: CLIPVisionConfig): Map<string, ParamSpec> {
+  const out = new Map<string, ParamSpec>();
+  const f = (k: string, shape: number[], kind: ParamKind) => out.set('visual.' + k, { shape, kind, dtype: 'float32' });
+  if (isVitConfig(c)) {
+    const w = c.visionWidth;
+    const p = c.visionPatchSize as number;
+    const grid = Math.floor(c.imageResolution / p);
+    f('class_embedding', [w], 'vector');
+    f('positional_embedding', [grid * grid + 1, w], 'vector');
+    f('proj', [w, c.embedDim], 'matrix');
+    f('conv1.weight', [w, 3, p, p], 'conv');
+    f('ln_pre.weight', [w], 'vector');
+    f('ln_pre.bias', [w], 'vector');
+    for (let i = 0; i < (c.visionLayers as number); i++) residualBlockSpecs(`visual.transformer.resblocks.${i}.`, w, out);
+    f('ln_post.weight', [w], 'vector');
+    f('ln_post.bias', [w], 'vector');
+    return out;
+  }
+  const layers = c.visionLayers as number[];
+  const w = c.visionWidth;
+  const half = Math.floor(w / 2);
+  f('conv1.weight', [half, 3, 3, 3], 'conv');
+  batchNormSpecs('visual.bn1.', half, out);
+  f('conv2.weight', [half, half, 3, 3], 'conv');
+  batchNormSpecs('visual.bn2.', half, out);
+  f('conv3.weight', [w, half, 3, 3], 'conv');
+  batchNormSpecs('visual.bn3.', w, out);
+  let inplanes = w;
+  layers.forEach((blocks, s) => {
+    const planes = w * 2 ** s;
+    for (let b = 0; b < blocks; b++) {
+      const stride = s > 0 && b === 0 ? 2 : 1;
+      const pre = `visual.layer${s + 1}.${b}.`;
+      out.set(pre + 'conv1.weight', { shape: [planes, inplanes, 1, 1], kind: 'conv', dtype: 'float32' });
+      batchNormSpecs(pre + 'bn1.', planes, out);
+      out.set(pre + 'conv2.weight', { shape: [planes, planes, 3, 3], kind: 'conv', dtype: 'float32' });
+      batchNormSpecs(pre + 'bn2.', planes, out);
+      out.set(pre + 'conv3.weight', { shape: [planes * 4, planes, 1, 1], kind: 'conv', dtype: 'float32' });
+      batchNormSpecs(pre + 'bn3.', planes * 4, out);
+      if (stride > 1 || inplanes !== planes * 4) {
+        out.set(pre + 'downsample.0.weight', { shape: [planes * 4, inplanes, 1, 1], kind: 'conv', dtype: 'float32' });
+        batchNormSpecs(pre + 'downsample.1.', planes * 4, out);
+      }
+      inplanes = planes * 4;
+    }
+  });
+  const embed = w * 32;
+  const spacial = Math.floor(c.imageResolution / 32);
+  f('attnpool.positional_embedding', [spacial * spacial + 1, embed], 'vector');
+  for (const n of ['k_proj', 'q_proj', 'v_proj']) {
+    f(`attnpool.${n}.weight`, [embed, embed], 'linear');
+    f(`attnpool.${n}.bias`, [embed], 'vector');
+  }
+  f('attnpool.c_proj.weight', [c.embedDim, embed], 'linear');
+  f('attnpool.c_proj.bias', [c.embedDim], 'vector');
+  return out;
+}
+
+/** Key -> spec of the text tower and the shared scalars (no `visual.` keys). */
+export function textParamSpecs(c: CLIPConfig): Map<string, ParamSpec> {
+  const out = new Map<string, ParamSpec>();
+  const w = c.transformerWidth;
+  const f = (k: string, shape: number[], kind: ParamKind) => out.set(k, { shape, kind, dtype: 'float32' });
+  f('positional_embedding', [c.contextLength, w], 'vector');
+  f('text_projection', [w, c.embedDim], 'matrix');
+  f('logit_scale', [], 'vector');
+  for (let i = 0; i < c.transformerLayers; i++) residualBlockSpecs(`transformer.resblocks.${i}.`, w, out);
+  f('token_embedding.weight', [c.vocabSize, w], 'vector');
+  f('ln_final.weight', [w], 'vector');
+  f('ln_final.bias', [w], 'vector');
+  return out;
+}
+
+/** Every state_dict key of `CLIP(config)` with its PyTorch-layout shape (nothing allocated). */
+export function clipParamSpecs(c: CLIPConfig): Map<string, ParamSpec> {
+  return new Map([...textParamSpecs(c), ...visionParamSpecs(c)]);
+}
+
+/** Validate an image-tower configuration (clear errors for impossible shapes). */
+export function validateVisionConfig(c: CLIPVisionConfig): void {
+  const bad = (m: string) => {
+    throw new Error(`invalid CLIP config: ${m}`);
+  };
+  if (isVitConfig(c)) {
+    const p = c.visionPatchSize as number;
+    if (c.imageResolution % p !== 0) bad(`imageResolution ${c.imageResolution} is not a multiple of visionPatchSize ${p}`);
+  } else if (!Array.isArray(c.visionLayers) || c.visionLayers.length !== 4) {
+    bad('a ModifiedResNet needs visionLayers as 4 stage depths and visionPatchSize null');
+  } else if (c.imageResolution % 32 !== 0) bad(`ModifiedResNet imageResolution ${c.imageResolution} is not a multiple of 32`);
+  const vh = visionHeads(c);
+  const vw = isVitConfig(c) ? c.visionWidth : c.visionWidth * 32;
+  if (vh < 1 || vw % vh !== 0) bad(`vision width ${vw} is not divisible by ${vh} heads (set visionHeads)`);
+}
+
+/** Validate a configuration (clear errors for impossible shapes). */
+export function validateClipConfig(c: CLIPConfig): void {
+  validateVisionConfig(c);
+  const bad = (m: string) => {
+    throw new Error(`invalid CLIP config: ${m}`);
+  };
+  if (c.transformerHeads < 1 || c.transformerWidth % c.transformerHeads !== 0) {
+    bad(`transformerWidth ${c.transformerWidth} is not divisible by transformerHeads ${c.transformerHeads}`);
+  }
+}

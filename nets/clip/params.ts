@@ -1,0 +1,145 @@
+/**
+ * Parameter storage for the CLIP nets: `tf.Variable`s keyed by the reference state_dict key, in
+ * our layout (linear [in, out], conv HWIO). PyTorch layout exists only in `loadParams` /
+ * `paramsToStateDict`.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { ParamKind, ParamSpec } from './config.js';
+import { Rng } from '../../lib/random.js';
+
+/**
+ * A state_dict entry: a tensor from `lib/io` (`HostTensor`: shape + typed data), or a tf.Tensor,
+ * in PyTorch layout.
+ */
+export type StateTensor =
+  | tf.Tensor
+  | { shape: readonly number[]; data: ArrayLike<number | bigint>; dtype?: string };
+
+export type StateDictLike = Map<string, StateTensor> | Record<string, StateTensor>;
+
+export function stateDictEntries(sd: StateDictLike): [string, StateTensor][] {
+  return sd instanceof Map ? [...sd.entries()] : Object.entries(sd);
+}
+
+/** Our layout shape of a PyTorch-layout shape. */
+export function ourShape(kind: ParamKind, shape: readonly number[]): number[] {
+  if (kind === 'linear') return [shape[1], shape[0]];
+  if (kind === 'conv') return [shape[2], shape[3], shape[1], shape[0]];
+  return shape.slice();
+}
+
+function hostToTensor(v: StateTensor, spec: ParamSpec): tf.Tensor {
+  if (v instanceof tf.Tensor) return v.dtype === 'float32' || spec.dtype === 'int64' ? v.clone() : v.toFloat();
+  const n = v.shape.reduce((a, b) => a * b, 1);
+  if (v.data.length !== n) throw new Error(`state_dict tensor has ${v.data.length} values for shape [${v.shape}]`);
+  if (spec.dtype === 'int64') {
+    const out = new Int32Array(n);
+    for (let i = 0; i < n; i++) out[i] = Number(v.data[i]);
+    return tf.tensor(out, v.shape.slice(), 'int32');
+  }
+  if (v.data instanceof Float32Array) return tf.tensor(v.data, v.shape.slice(), 'float32');
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = Number(v.data[i]);
+  return tf.tensor(out, v.shape.slice(), 'float32');
+}
+
+/** PyTorch layout -> ours. Returns a new tensor. */
+export function toOurLayout(kind: ParamKind, t: tf.Tensor): tf.Tensor {
+  if (kind === 'linear') return tf.transpose(t, [1, 0]);
+  if (kind === 'conv') return tf.transpose(t, [2, 3, 1, 0]);
+  return t.clone();
+}
+
+/** Ours -> PyTorch layout. Returns a new tensor. */
+export function toTorchLayout(kind: ParamKind, t: tf.Tensor): tf.Tensor {
+  if (kind === 'linear') return tf.transpose(t, [1, 0]);
+  if (kind === 'conv') return tf.transpose(t, [3, 2, 0, 1]);
+  return t.clone();
+}
+
+export interface LoadReport {
+  /** Expected keys the state_dict lacks. */
+  missing: string[];
+  /** State_dict keys the net does not use. */
+  unexpected: string[];
+}
+
+/**
+ * Build variables for `specs` from a PyTorch-layout state_dict.
+ * @param ignore keys to skip silently (e.g. non-parameter entries)
+ * @param allowMissing missing keys are reported instead of thrown (the caller creates them)
+ * @throws on shape mismatches, and on missing keys unless `allowMissing`
+ */
+export function loadParams(
+  specs: Map<string, ParamSpec>,
+  sd: StateDictLike,
+  opts: { ignore?: (key: string) => boolean; allowMissing?: boolean; what?: string } = {},
+): { params: Map<string, tf.Variable>; report: LoadReport } {
+  const what = opts.what ?? 'CLIP';
+  const given = new Map(stateDictEntries(sd));
+  const missing = [...specs.keys()].filter((k) => !given.has(k));
+  const unexpected = [...given.keys()].filter((k) => !specs.has(k) && !(opts.ignore?.(k) ?? false));
+  const mismatched: string[] = [];
+  for (const [k, spec] of specs) {
+    const v = given.get(k);
+    if (v && (v.shape.length !== spec.shape.length || v.shape.some((d, i) => d !== spec.shape[i]))) {
+      mismatched.push(`${k}: file [${v.shape.join(', ')}], expected [${spec.shape.join(', ')}]`);
+    }
+  }
+  if (mismatched.length) {
+    throw new Error(`${what} weights do not match the configuration (${mismatched.length} shape mismatches):\n  ${mismatched.slice(0, 20).join('\n  ')}\nInfer the config from the file (omit the config) or pass the config the file was trained with.`);
+  }
+  if (missing.length && !opts.allowMissing) {
+    throw new Error(`${what} weights are missing ${missing.length} keys: ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', ...' : ''}; is this an openai/CLIP state_dict of the same architecture?`);
+  }
+  const params = new Map<string, tf.Variable>();
+  for (const [k, spec] of specs) {
+    const v = given.get(k);
+    if (!v) continue;
+    const t = tf.tidy(() => toOurLayout(spec.kind, hostToTensor(v, spec)));
+    params.set(k, tf.variable(t, spec.kind !== 'buffer'));
+    t.dispose();
+  }
+  return { params, report: { missing, unexpected } };
+}
+
+/** Our variables -> PyTorch-layout tensors under the reference keys (caller disposes). */
+export function paramsToStateDict(specs: Map<string, ParamSpec>, params: Map<string, tf.Variable>): Map<string, tf.Tensor> {
+  const out = new Map<string, tf.Tensor>();
+  for (const [k, spec] of specs) {
+    const v = params.get(k);
+    if (!v) throw new Error(`internal: parameter ${k} is not allocated`);
+    out.set(k, toTorchLayout(spec.kind, v));
+  }
+  return out;
+}
+
+/** Initialiser of one parameter (PyTorch layout shape in, our-layout tensor out). */
+export type Initialiser = (key: string, spec: ParamSpec, rng: Rng) => tf.Tensor;
+
+/** PyTorch's default Linear / Conv2d init: kaiming_uniform(a=sqrt(5)) => U(-1/sqrt(fan_in), 1/sqrt(fan_in)); biases likewise. */
+export function torchDefaultInit(spec: ParamSpec, rng: Rng, fanIn: number): tf.Tensor {
+  const bound = 1 / Math.sqrt(Math.max(1, fanIn));
+  return rng.uniform(ourShape(spec.kind, spec.shape), -bound, bound);
+}
+
+/** Allocate variables for `specs` with `init` (keys it returns null for are skipped). */
+export function initParams(specs: Map<string, ParamSpec>, seed: number, init: Initialiser): Map<string, tf.Variable> {
+  const rng = new Rng(seed);
+  const params = new Map<string, tf.Variable>();
+  for (const [k, spec] of specs) {
+    const t = tf.tidy(() => init(k, spec, rng));
+    const want = ourShape(spec.kind, spec.shape);
+    if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
+      throw new Error(`internal: initialiser for ${k} gave [${t.shape}], expected [${want}]`);
+    }
+    params.set(k, tf.variable(t, spec.kind !== 'buffer'));
+    t.dispose();
+  }
+  return params;
+}
+
+export function disposeParams(params: Map<string, tf.Variable>): void {
+  for (const v of params.values()) v.dispose();
+  params.clear();
+}

@@ -1,0 +1,3 @@
+/** diffguide nets: `diffguide/nets`. */
+export * from './unet/index.js';
+export * from './clip/index.js';

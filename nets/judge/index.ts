@@ -1,0 +1,2 @@
+/** The judge classifier (category + vendor) used by metrics. */
+export * from './model.js';

@@ -1,0 +1,489 @@
+/**
+ * The UNet: one executor for the guided-diffusion UNetModel and the DDPM Model (see config.ts).
+ * Channels-last inside; parameters are tf.Variables keyed by the reference state_dict names, stored
+ * in our layout (conv HWIO, 1x1 convs and linears [in, out]); `fromStateDict` / `toStateDict`
+ * transpose at the boundary so weights round-trip with the reference code.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { attention, groupNorm, linear, silu } from '../../lib/ops/nn.js';
+import { conv2d } from '../../lib/ops/conv.js';
+import { deriveSeed } from '../../lib/random.js';
+import type { HostTensor, StateDict } from '../../lib/io/types.js';
+import { checkKeys, formatKeyReport } from '../../lib/io/keys.js';
+import {
+  buildPlan,
+  describeConfig,
+  diffKeys,
+  inferUNetConfig,
+  ourShape,
+  validateConfig,
+  type AttnLayer,
+  type Block,
+  type Layer,
+  type ParamSpec,
+  type ResLayer,
+  type UNetConfig,
+  type UNetPlan,
+} from './config.js';
+
+/** Conditioning inputs. Keys follow guided-diffusion / GLIDE where an equivalent exists. */
+export interface UNetCond {
+  /** [N] int32 class labels (guided-diffusion `y`, through `label_emb`). Required iff the model has numClasses. */
+  y?: tf.Tensor1D;
+  /** [N, embCondDim] vector added to the time embedding through `transformer_proj` (unCLIP-style decoder). */
+  emb?: tf.Tensor2D;
+  /** [N, L, tokenCondDim] tokens prepended to every attention block's keys/values through `encoder_kv` (GLIDE). */
+  tokens?: tf.Tensor3D;
+}
+
+export interface UNetApplyOptions {
+  /** Apply dropout (default false). */
+  training?: boolean;
+  /** Seed for dropout masks (default 0). */
+  seed?: number;
+}
+
+export interface UNetFromStateDictOptions {
+  /** Refuse keys the config does not use (default true). */
+  strict?: boolean;
+}
+
+export interface UNetRandomOptions {
+  /**
+   * Zero the layers the reference zero-initialises (guided-diffusion `zero_module`: ResBlock out conv,
+   * attention proj_out, final conv), as a model about to be trained would be. Default true; false draws
+   * every layer at random (useful for tests, where zero layers would hide mistakes).
+   */
+  referenceInit?: boolean;
+}
+
+/** Anything state_dict-like: lib/io's StateDict, or a Map/record of {shape, data}. */
+export type StateDictLike =
+  | Map<string, { shape: number[]; data: ArrayLike<number> }>
+  | Record<string, { shape: number[]; data: ArrayLike<number> }>;
+
+function entriesOf(sd: StateDictLike): [string, { shape: number[]; data: ArrayLike<number> }][] {
+  return sd instanceof Map ? [...sd.entries()] : Object.entries(sd);
+}
+
+/** PyTorch-layout tensor -> our layout (disposes nothing it did not create). */
+function toOurLayout(t: tf.Tensor, spec: ParamSpec): tf.Tensor {
+  return tf.tidy(() => {
+    switch (spec.layout) {
+      case 'conv':
+        return t.transpose([2, 3, 1, 0]);
+      case 'conv1x1':
+      case 'conv1d':
+      case 'linear':
+        return t.reshape([spec.shape[0], spec.shape[1]]).transpose([1, 0]);
+      case 'plain':
+        return t.clone();
+    }
+  });
+}
+
+/** Our layout -> PyTorch layout. */
+function toTorchLayout(t: tf.Tensor, spec: ParamSpec): tf.Tensor {
+  return tf.tidy(() => {
+    switch (spec.layout) {
+      case 'conv':
+        return t.transpose([3, 2, 0, 1]);
+      case 'conv1x1':
+      case 'conv1d':
+      case 'linear':
+        return t.transpose([1, 0]).reshape(spec.shape);
+      case 'plain':
+        return t.clone();
+    }
+  });
+}
+
+/**
+ * Sinusoidal timestep embedding.
+ * guided-diffusion: [cos, sin] with freqs exp(-ln(10000) i / half); DDPM: [sin, cos] with exp(-ln(10000) i / (half - 1)).
+ * @param t [N] timesteps (raw, not rescaled)
+ * @returns [N, dim]
+ */
+export function timestepEmbedding(t: tf.Tensor1D, dim: number, kind: UNetConfig['kind']): tf.Tensor2D {
+  return tf.tidy(() => {
+    const half = Math.floor(dim / 2);
+    const idx = tf.range(0, half, 1, 'float32');
+    const freqs =
+      kind === 'guided-diffusion'
+        ? idx.mul(-Math.log(10000)).div(half).exp()
+        : idx.mul(-(Math.log(10000) / (half - 1))).exp();
+    const args = t.cast('float32').reshape([-1, 1]).mul(freqs.reshape([1, half]));
+    let emb = kind === 'guided-diffusion' ? tf.concat([tf.cos(args), tf.sin(args)], 1) : tf.concat([tf.sin(args), tf.cos(args)], 1);
+    if (dim % 2 === 1) emb = tf.pad(emb, [[0, 0], [0, 1]]);
+    return emb as tf.Tensor2D;
+  });
+}
+
+export class UNet {
+  readonly config: UNetConfig;
+  /** Parameters by reference state_dict key, in our layout (conv HWIO, 1x1 conv / linear [in, out]). */
+  readonly params: Map<string, tf.Variable>;
+  private readonly plan: UNetPlan;
+  private disposed = false;
+
+  private constructor(plan: UNetPlan, params: Map<string, tf.Variable>) {
+    this.plan = plan;
+    this.config = plan.config;
+    this.params = params;
+  }
+
+  /** Reference key -> PyTorch shape and layout, for this net's config. */
+  get paramSpecs(): ReadonlyMap<string, ParamSpec> {
+    return this.plan.params;
+  }
+
+  /**
+   * Build from a state_dict (PyTorch layout, reference key names).
+   * @param config a full config (anything with `modelChannels`), or hints merged into the config inferred from the keys
+   *   (e.g. `{numHeadChannels: 16}`; head split and attention order are not stored in weights).
+   * @throws naming missing keys, unexpected keys (when strict) and shape mismatches.
+   */
+  static fromStateDict(sd: StateDictLike, config?: Partial<UNetConfig>, opts: UNetFromStateDictOptions = {}): UNet {
+    const entries = entriesOf(sd);
+    const shapes = new Map(entries.map(([k, v]) => [k, v.shape]));
+    const cfg = config && config.modelChannels !== undefined ? validateConfig(config) : inferUNetConfig(shapes, config ?? {});
+    const plan = buildPlan(cfg);
+    const expected = new Map([...plan.params].map(([k, v]) => [k, v.shape]));
+    const strict = opts.strict ?? true;
+    const keys = checkKeys(expected.keys(), shapes.keys());
+    const mismatched = diffKeys(expected, shapes).mismatched;
+    if (!strict) keys.unexpected = [];
+    if (keys.missing.length || keys.unexpected.length || mismatched.length) {
+      const report = [formatKeyReport(keys, { limit: 20 })];
+      if (mismatched.length) report.push(`${mismatched.length} shape mismatch(es):\n${mismatched.slice(0, 20).map((m) => `  ${m}`).join('\n')}`);
+      throw new Error(
+        `UNet weights do not match the config (${describeConfig(cfg)}):\n${report.filter(Boolean).join('\n')}\n` +
+          'Fix: check the config (a *.config.json beside the weights, or pass one), or load with {strict: false} to ignore extra keys.',
+      );
+    }
+    const byName = new Map(entries);
+    const params = new Map<string, tf.Variable>();
+    try {
+      for (const [name, spec] of plan.params) {
+        const src = byName.get(name)!;
+        const data = src.data instanceof Float32Array ? src.data : Float32Array.from(src.data);
+        const v = tf.tidy(() => tf.variable(toOurLayout(tf.tensor(data, spec.shape, 'float32'), spec), true));
+        params.set(name, v);
+      }
+    } catch (e) {
+      for (const v of params.values()) v.dispose();
+      throw e;
+    }
+    return new UNet(plan, params);
+  }
+
+  /**
+   * A randomly initialised net (PyTorch default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for conv/linear
+   * weights and biases, GroupNorm 1/0, embeddings N(0, 1)).
+   */
+  static random(config: Partial<UNetConfig>, seed = 0, opts: UNetRandomOptions = {}): UNet {
+    const plan = buildPlan(validateConfig(config));
+    const zeroInit = (opts.referenceInit ?? true) && plan.config.kind === 'guided-diffusion';
+    const zeroPrefixes = new Set<string>();
+    if (zeroInit) {
+      const visit = (b: Block) =>
+        b.layers.forEach((l) => {
+          if (l.type === 'res') zeroPrefixes.add(l.conv2);
+          if (l.type === 'attn') zeroPrefixes.add(l.proj);
+        });
+      [...plan.input, plan.middle, ...plan.output].forEach(visit);
+      zeroPrefixes.add(plan.outConv);
+    }
+    const params = new Map<string, tf.Variable>();
+    let i = 0;
+    for (const [name, spec] of plan.params) {
+      const prefix = name.slice(0, name.lastIndexOf('.'));
+      const s = deriveSeed(seed, i++);
+      const shape = ourShape(spec);
+      const v = tf.tidy(() => {
+        let t: tf.Tensor;
+        if (zeroPrefixes.has(prefix)) t = tf.zeros(shape);
+        else if (spec.layout === 'plain') {
+          if (name.endsWith('label_emb.weight')) t = tf.randomNormal(shape, 0, 1, 'float32', s);
+          else if (isNormParam(plan, prefix)) t = name.endsWith('.weight') ? tf.ones(shape) : tf.zeros(shape);
+          else {
+            // a bias: bound from the weight's fan-in
+            const w = plan.params.get(`${prefix}.weight`)!;
+            const bound = 1 / Math.sqrt(fanIn(w));
+            t = tf.randomUniform(shape, -bound, bound, 'float32', s);
+          }
+        } else {
+          const bound = 1 / Math.sqrt(fanIn(spec));
+          t = tf.randomUniform(shape, -bound, bound, 'float32', s);
+        }
+        return tf.variable(t, true);
+      });
+      params.set(name, v);
+    }
+    return new UNet(plan, params);
+  }
+
+  /** The state_dict in PyTorch layout with reference key names (float32), in reference key order. */
+  toStateDict(): StateDict {
+    this.checkAlive();
+    const out: StateDict = new Map();
+    for (const [name, spec] of this.plan.params) {
+      const t = toTorchLayout(this.params.get(name)!, spec);
+      const data = t.dataSync() as Float32Array;
+      t.dispose();
+      const ht: HostTensor = { shape: spec.shape.slice(), dtype: 'float32', data: new Float32Array(data), sourceDtype: 'float32' };
+      out.set(name, ht);
+    }
+    return out;
+  }
+
+  /** Number of scalar parameters. */
+  numParams(): number {
+    let n = 0;
+    for (const v of this.params.values()) n += v.size;
+    return n;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    for (const v of this.params.values()) v.dispose();
+    this.disposed = true;
+  }
+
+  /**
+   * Run the net.
+   * @param x [N, H, W, inChannels] (NHWC; H and W divisible by 2^(levels-1))
+   * @param t [N] timesteps (float or int; raw model timesteps)
+   * @returns [N, H, W, outChannels]
+   */
+  apply(x: tf.Tensor4D, t: tf.Tensor1D, cond: UNetCond = {}, opts: UNetApplyOptions = {}): tf.Tensor4D {
+    return tf.tidy(() => this.run(x, t, cond, opts, null));
+  }
+
+  /**
+   * Like `apply`, also returning intermediates by the names the reference io files use:
+   * 'timestep_embedding', 'emb' (guided-diffusion) / 'temb' (DDPM), and each block's output
+   * ('input_block{i}', 'middle_block', 'output_block{i}' / 'conv_in', 'down{l}_block{j}', 'down{l}_downsample',
+   * 'mid', 'up{l}_block{j}'). 4-D intermediates are NHWC.
+   */
+  applyWithIntermediates(x: tf.Tensor4D, t: tf.Tensor1D, cond: UNetCond = {}, opts: UNetApplyOptions = {}): { out: tf.Tensor4D; intermediates: Record<string, tf.Tensor> } {
+    return tf.tidy(() => {
+      const intermediates: Record<string, tf.Tensor> = {};
+      const out = this.run(x, t, cond, opts, intermediates);
+      return { out, intermediates };
+    });
+  }
+
+  private checkAlive(): void {
+    if (this.disposed) throw new Error('UNet was disposed; create or load it again');
+  }
+
+  private p(name: string): tf.Tensor {
+    const v = this.params.get(name);
+    if (!v) throw new Error(`UNet: parameter ${name} missing`);
+    return v;
+  }
+
+  private run(x: tf.Tensor4D, t: tf.Tensor1D, cond: UNetCond, opts: UNetApplyOptions, capture: Record<string, tf.Tensor> | null): tf.Tensor4D {
+    this.checkAlive();
+    const c = this.config;
+    const plan = this.plan;
+    if (x.rank !== 4) throw new Error(`UNet.apply: x must be [N, H, W, C], got shape [${x.shape.join(', ')}]`);
+    const [n, h, w, cin] = x.shape;
+    if (cin !== c.inChannels)
+      throw new Error(`UNet.apply: x has ${cin} channels, the model takes ${c.inChannels} (x is NHWC: transpose NCHW input with x.transpose([0, 2, 3, 1]))`);
+    const f = 2 ** (plan.levels - 1);
+    if (h % f !== 0 || w % f !== 0) throw new Error(`UNet.apply: H and W (${h}x${w}) must be divisible by ${f} for ${plan.levels} levels`);
+    if (t.rank !== 1 || t.shape[0] !== n) throw new Error(`UNet.apply: t must be [N] = [${n}], got [${t.shape.join(', ')}]`);
+
+    const temb = timestepEmbedding(t, c.modelChannels, c.kind);
+    if (capture) capture.timestep_embedding = temb;
+    let emb = linear(silu(linear(temb, this.p(`${plan.timeEmbed[0]}.weight`) as tf.Tensor2D, this.p(`${plan.timeEmbed[0]}.bias`) as tf.Tensor1D)),
+      this.p(`${plan.timeEmbed[1]}.weight`) as tf.Tensor2D, this.p(`${plan.timeEmbed[1]}.bias`) as tf.Tensor1D);
+    if (plan.labelEmb) {
+      if (!cond.y) throw new Error('UNet.apply: this model is class-conditional; pass cond.y ([N] int32 labels)');
+      if (cond.y.shape[0] !== n) throw new Error(`UNet.apply: cond.y must be [${n}], got [${cond.y.shape.join(', ')}]`);
+      emb = emb.add(tf.gather(this.p(`${plan.labelEmb}.weight`), cond.y.cast('int32')));
+    } else if (cond.y) throw new Error('UNet.apply: cond.y given but the model is not class-conditional (numClasses is null)');
+    if (cond.emb) {
+      if (!plan.embCondProj) throw new Error('UNet.apply: cond.emb given but the model has no embedding conditioning (embCondDim is null)');
+      if (cond.emb.rank !== 2 || cond.emb.shape[0] !== n || cond.emb.shape[1] !== c.embCondDim)
+        throw new Error(`UNet.apply: cond.emb must be [${n}, ${c.embCondDim}], got [${cond.emb.shape.join(', ')}]`);
+      emb = emb.add(linear(cond.emb, this.p(`${plan.embCondProj}.weight`) as tf.Tensor2D, this.p(`${plan.embCondProj}.bias`) as tf.Tensor1D));
+    }
+    if (cond.tokens) {
+      if (c.tokenCondDim === null) throw new Error('UNet.apply: cond.tokens given but the model has no token conditioning (tokenCondDim is null)');
+      if (cond.tokens.rank !== 3 || cond.tokens.shape[0] !== n || cond.tokens.shape[2] !== c.tokenCondDim)
+        throw new Error(`UNet.apply: cond.tokens must be [${n}, L, ${c.tokenCondDim}], got [${cond.tokens.shape.join(', ')}]`);
+    }
+    if (capture) capture[plan.embName] = emb;
+    const embAct = silu(emb);
+    const ctx: RunCtx = {
+      embAct,
+      tokens: cond.tokens ?? null,
+      training: !!opts.training && c.dropout > 0,
+      seed: opts.seed ?? 0,
+      dropoutCount: 0,
+    };
+
+    const hs: tf.Tensor4D[] = [];
+    let hcur: tf.Tensor4D = x;
+    for (const block of plan.input) {
+      hcur = this.runBlock(block, hcur, ctx);
+      hs.push(hcur);
+      if (capture) capture[block.capture] = hcur;
+    }
+    hcur = this.runBlock(plan.middle, hcur, ctx);
+    if (capture) capture[plan.middle.capture] = hcur;
+    for (const block of plan.output) {
+      hcur = tf.concat([hcur, hs.pop()!], 3);
+      hcur = this.runBlock(block, hcur, ctx);
+      if (capture) capture[block.capture] = hcur;
+    }
+    const hn = silu(groupNorm(hcur, 32, this.p(`${plan.outNorm}.weight`) as tf.Tensor1D, this.p(`${plan.outNorm}.bias`) as tf.Tensor1D, plan.normEps));
+    return conv2d(hn, this.p(`${plan.outConv}.weight`) as tf.Tensor4D, this.p(`${plan.outConv}.bias`) as tf.Tensor1D);
+  }
+
+  private runBlock(block: Block, x: tf.Tensor4D, ctx: RunCtx): tf.Tensor4D {
+    let h = x;
+    for (const l of block.layers) h = this.runLayer(l, h, ctx);
+    return h;
+  }
+
+  private runLayer(l: Layer, x: tf.Tensor4D, ctx: RunCtx): tf.Tensor4D {
+    switch (l.type) {
+      case 'conv':
+        return conv2d(x, this.p(`${l.name}.weight`) as tf.Tensor4D, this.p(`${l.name}.bias`) as tf.Tensor1D);
+      case 'res':
+        return this.resBlock(l, x, ctx);
+      case 'attn':
+        return this.attnBlock(l, x, ctx);
+      case 'down':
+        if (l.conv)
+          return conv2d(x, this.p(`${l.conv}.weight`) as tf.Tensor4D, this.p(`${l.conv}.bias`) as tf.Tensor1D, {
+            stride: 2,
+            pad: l.asymmetricPad ? [[0, 1], [0, 1]] : 1,
+          });
+        return tf.avgPool(x, 2, 2, 'valid');
+      case 'up': {
+        const up = upsample2(x);
+        return l.conv ? conv2d(up, this.p(`${l.conv}.weight`) as tf.Tensor4D, this.p(`${l.conv}.bias`) as tf.Tensor1D) : up;
+      }
+    }
+  }
+
+  private resBlock(l: ResLayer, x: tf.Tensor4D, ctx: RunCtx): tf.Tensor4D {
+    const eps = this.plan.normEps;
+    const n = x.shape[0];
+    let h = silu(groupNorm(x, 32, this.p(`${l.norm1}.weight`) as tf.Tensor1D, this.p(`${l.norm1}.bias`) as tf.Tensor1D, eps));
+    if (l.updown === 'down') {
+      h = tf.avgPool(h, 2, 2, 'valid');
+      x = tf.avgPool(x, 2, 2, 'valid');
+    } else if (l.updown === 'up') {
+      h = upsample2(h);
+      x = upsample2(x);
+    }
+    h = conv2d(h, this.p(`${l.conv1}.weight`) as tf.Tensor4D, this.p(`${l.conv1}.bias`) as tf.Tensor1D);
+    const e = linear(ctx.embAct, this.p(`${l.embProj}.weight`) as tf.Tensor2D, this.p(`${l.embProj}.bias`) as tf.Tensor1D);
+    const g2 = this.p(`${l.norm2}.weight`) as tf.Tensor1D;
+    const b2 = this.p(`${l.norm2}.bias`) as tf.Tensor1D;
+    if (l.scaleShift) {
+      const [scale, shift] = tf.split(e, 2, 1);
+      h = groupNorm(h, 32, g2, b2, eps).mul(scale.add(1).reshape([n, 1, 1, l.cout])).add(shift.reshape([n, 1, 1, l.cout]));
+    } else {
+      h = groupNorm(h.add(e.reshape([n, 1, 1, l.cout])), 32, g2, b2, eps);
+    }
+    h = silu(h);
+    if (ctx.training) h = tf.dropout(h, this.config.dropout, undefined, deriveSeed(ctx.seed, ctx.dropoutCount++)) as tf.Tensor4D;
+    h = conv2d(h, this.p(`${l.conv2}.weight`) as tf.Tensor4D, this.p(`${l.conv2}.bias`) as tf.Tensor1D);
+    const skip = l.skip ? linear(x, this.p(`${l.skip}.weight`) as tf.Tensor2D, this.p(`${l.skip}.bias`) as tf.Tensor1D) : x;
+    return skip.add(h);
+  }
+
+  /** Columns of a fused projection weight [in, parts*C] for part `j`, given the reference's output-channel order. */
+  private splitProj(name: string, parts: number, j: number, heads: number, headsFirst: boolean): { w: tf.Tensor2D; b: tf.Tensor1D } {
+    const w = this.p(`${name}.weight`);
+    const b = this.p(`${name}.bias`);
+    const [cin, cout] = w.shape as [number, number];
+    const c = cout / parts;
+    const ch = c / heads;
+    if (headsFirst && heads > 1) {
+      // output channel = head * parts*ch + part * ch + i
+      const ws = w.reshape([cin, heads, parts, ch]).slice([0, 0, j, 0], [cin, heads, 1, ch]).reshape([cin, c]);
+      const bs = b.reshape([heads, parts, ch]).slice([0, j, 0], [heads, 1, ch]).reshape([c]);
+      return { w: ws as tf.Tensor2D, b: bs as tf.Tensor1D };
+    }
+    // output channel = part * C + head * ch + i (also the legacy order when heads == 1)
+    return { w: w.slice([0, j * c], [cin, c]) as tf.Tensor2D, b: b.slice([j * c], [c]) as tf.Tensor1D };
+  }
+
+  private attnBlock(l: AttnLayer, x: tf.Tensor4D, ctx: RunCtx): tf.Tensor4D {
+    const [n, h, w, c] = x.shape;
+    const T = h * w;
+    const heads = l.heads;
+    const ch = c / heads;
+    const scale = 1 / Math.sqrt(ch);
+    const xn = groupNorm(x, 32, this.p(`${l.norm}.weight`) as tf.Tensor1D, this.p(`${l.norm}.bias`) as tf.Tensor1D, this.plan.normEps).reshape([n, T, c]) as tf.Tensor3D;
+    let wq: tf.Tensor2D, bq: tf.Tensor1D, wk: tf.Tensor2D, bk: tf.Tensor1D, wv: tf.Tensor2D, bv: tf.Tensor1D;
+    if (l.qkv) {
+      ({ w: wq, b: bq } = this.splitProj(l.qkv, 3, 0, heads, !l.newOrder));
+      ({ w: wk, b: bk } = this.splitProj(l.qkv, 3, 1, heads, !l.newOrder));
+      ({ w: wv, b: bv } = this.splitProj(l.qkv, 3, 2, heads, !l.newOrder));
+    } else {
+      [wq, bq] = [this.p(`${l.q}.weight`) as tf.Tensor2D, this.p(`${l.q}.bias`) as tf.Tensor1D];
+      [wk, bk] = [this.p(`${l.k}.weight`) as tf.Tensor2D, this.p(`${l.k}.bias`) as tf.Tensor1D];
+      [wv, bv] = [this.p(`${l.v}.weight`) as tf.Tensor2D, this.p(`${l.v}.bias`) as tf.Tensor1D];
+    }
+    // Fold the softmax scale into the query projection (the reference scales q and k by ch^-1/4 each).
+    const q = linear(xn, wq.mul(scale) as tf.Tensor2D, bq.mul(scale) as tf.Tensor1D);
+    const k = linear(xn, wk, bk);
+    const v = linear(xn, wv, bv);
+    const toHeads = (a: tf.Tensor3D): tf.Tensor4D => {
+      const len = a.shape[1];
+      return (heads === 1 ? a.reshape([n, 1, len, c]) : a.reshape([n, len, heads, ch]).transpose([0, 2, 1, 3])) as tf.Tensor4D;
+    };
+    let kh = toHeads(k);
+    let vh = toHeads(v);
+    if (l.encoderKv && ctx.tokens) {
+      const ek = this.splitProj(l.encoderKv, 2, 0, heads, !l.newOrder);
+      const ev = this.splitProj(l.encoderKv, 2, 1, heads, !l.newOrder);
+      kh = tf.concat([toHeads(linear(ctx.tokens, ek.w, ek.b)), kh], 2);
+      vh = tf.concat([toHeads(linear(ctx.tokens, ev.w, ev.b)), vh], 2);
+    }
+    let a: tf.Tensor = attention(toHeads(q), kh, vh, undefined, 1);
+    a = heads === 1 ? a.reshape([n, T, c]) : a.transpose([0, 2, 1, 3]).reshape([n, T, c]);
+    const out = linear(a, this.p(`${l.proj}.weight`) as tf.Tensor2D, this.p(`${l.proj}.bias`) as tf.Tensor1D);
+    return x.add(out.reshape([n, h, w, c]));
+  }
+}
+
+interface RunCtx {
+  /** silu(emb) [N, 4*modelChannels], shared by every ResBlock's embedding projection. */
+  embAct: tf.Tensor2D;
+  tokens: tf.Tensor3D | null;
+  training: boolean;
+  seed: number;
+  dropoutCount: number;
+}
+
+/** Nearest-neighbour 2x upsampling (F.interpolate(scale_factor=2, mode='nearest')). [N,H,W,C] -> [N,2H,2W,C] */
+function upsample2(x: tf.Tensor4D): tf.Tensor4D {
+  return tf.image.resizeNearestNeighbor(x, [x.shape[1] * 2, x.shape[2] * 2], false, false);
+}
+
+function fanIn(spec: ParamSpec): number {
+  const s = spec.shape;
+  return s.slice(1).reduce((a, b) => a * b, 1);
+}
+
+function isNormParam(plan: UNetPlan, prefix: string): boolean {
+  if (prefix === plan.outNorm) return true;
+  let found = false;
+  const visit = (b: Block) =>
+    b.layers.forEach((l) => {
+      if (l.type === 'res' && (l.norm1 === prefix || l.norm2 === prefix)) found = true;
+      if (l.type === 'attn' && l.norm === prefix) found = true;
+    });
+  [...plan.input, plan.middle, ...plan.output].forEach(visit);
+  return found;
+}

@@ -1,0 +1,67 @@
+/** Helpers for fastgrad/ops tests: run a computation on wasm and on the cpu backend and compare. */
+import * as tf from '@tensorflow/tfjs';
+
+/** Deterministic pseudo-random data in [-1, 1) (no tf RNG, identical on every backend). */
+export function data(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13; s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5; s >>>= 0;
+    out[i] = (s / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+export function rand(shape: number[], seed: number, scale = 1): tf.Tensor {
+  const d = data(tf.util.sizeFromShape(shape), seed);
+  if (scale !== 1) for (let i = 0; i < d.length; i++) d[i] *= scale;
+  return tf.tensor(d, shape);
+}
+
+/** Norm-wise relative error max|a-b| / max|b|. */
+export function relErr(a: Float32Array | Int32Array | Uint8Array, b: Float32Array | Int32Array | Uint8Array): number {
+  if (a.length !== b.length) return Infinity;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= num)) num = d; // NaN propagates as Infinity below
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  if (Number.isNaN(num)) return Infinity;
+  return den === 0 ? num : num / den;
+}
+
+type Outs = { shapes: number[][]; values: Float32Array[] };
+
+async function runOn(backend: string, fn: () => tf.Tensor[]): Promise<Outs> {
+  const prev = tf.getBackend();
+  await tf.setBackend(backend);
+  try {
+    const outs = tf.tidy(fn);
+    const res = { shapes: outs.map((t) => t.shape), values: outs.map((t) => t.dataSync() as Float32Array) };
+    tf.dispose(outs);
+    return res;
+  } finally {
+    await tf.setBackend(prev);
+  }
+}
+
+/**
+ * Run `fn` on the current backend (wasm in the test setup) and on cpu; return the largest
+ * relative error over all outputs (and throw if shapes differ).
+ */
+export async function compareWithCpu(fn: () => tf.Tensor[]): Promise<number> {
+  const here = await runOn(tf.getBackend(), fn);
+  const ref = await runOn('cpu', fn);
+  let worst = 0;
+  for (let i = 0; i < ref.values.length; i++) {
+    if (JSON.stringify(here.shapes[i]) !== JSON.stringify(ref.shapes[i])) {
+      throw new Error(`output ${i}: shape ${JSON.stringify(here.shapes[i])} here vs ${JSON.stringify(ref.shapes[i])} on cpu`);
+    }
+    worst = Math.max(worst, relErr(here.values[i], ref.values[i]));
+  }
+  return worst;
+}
