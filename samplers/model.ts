@@ -194,8 +194,11 @@ export class DiffusionModel {
       if (opts.epsOnly) return { eps, x0 } as Prediction;
       const mean = x0.mul(coef(schedule.posteriorMeanCoef1)).add(x.mul(coef(schedule.posteriorMeanCoef2))) as tf.Tensor4D;
       let logVariance: tf.Tensor4D;
+      let variance: tf.Tensor4D | null = null;
       switch (this.variance) {
         case 'fixedSmall':
+          // as guided-diffusion: variance unclipped (0 at index 0), log variance clipped
+          variance = coefTensor(gatherCoef(schedule.posteriorVariance, idx), n);
           logVariance = coefTensor(gatherCoef(schedule.posteriorLogVarianceClipped, idx), n);
           break;
         case 'fixedLarge': {
@@ -215,8 +218,7 @@ export class DiffusionModel {
           logVariance = out.slice([0, 0, 0, c], [-1, -1, -1, c]) as tf.Tensor4D;
           break;
       }
-      const variance = tf.exp(logVariance) as tf.Tensor4D;
-      return { eps, x0, mean, variance, logVariance };
+      return { eps, x0, mean, variance: variance ?? (tf.exp(logVariance) as tf.Tensor4D), logVariance };
     });
   }
 }

@@ -3,10 +3,10 @@
  * and malformed inputs (truncated zip, random bytes, lying safetensors headers, forbidden pickle globals).
  */
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readCheckpoint, readStateDict } from '../lib/io/index.js';
+import { readCheckpoint, readStateDict, writeSafetensors } from '../lib/io/index.js';
 import { HAVE_PARITY, PARITY } from './fixtures.js';
 
 // ------------------------------------------------------------------ a tiny pickle writer (protocol 2 opcodes)
@@ -53,6 +53,15 @@ class Pk {
     this.global('collections', 'OrderedDict').raw(0x29, 0x52); // OrderedDict()
     return this.tuple().raw(0x52);
   }
+  /** torch._tensor._rebuild_from_type_v2(_rebuild_tensor_v2, Parameter, (storage, offset, shape, stride, False, OrderedDict()), {}) */
+  param(cls: string, key: string, numel: number, shape: number[]) {
+    const stride = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+    this.global('torch._tensor', '_rebuild_from_type_v2').mark();
+    this.global('torch._utils', '_rebuild_tensor_v2').global('torch.nn.parameter', 'Parameter').mark();
+    this.mark().str('storage').global('torch', cls).str(key).str('cpu').int(numel).tuple().raw(0x51);
+    this.int(0).ints(shape).ints(stride).raw(0x89).global('collections', 'OrderedDict').raw(0x29, 0x52).tuple();
+    return this.raw(0x7d).tuple().raw(0x52);
+  }
   /** OrderedDict() then SETITEMS of the pairs written by `body`. */
   odict(body: (p: Pk) => void) {
     this.global('collections', 'OrderedDict').raw(0x29, 0x52).mark();
@@ -71,7 +80,8 @@ class Pk {
 }
 
 // ------------------------------------------------------------------ a tiny zip writer (stored entries, like torch.save)
-function zip(entries: [string, Uint8Array][]): Uint8Array {
+/** `zip64`: sizes and offsets only in ZIP64 extra fields, counts in a ZIP64 end record (as for files > 4 GiB). */
+function zip(entries: [string, Uint8Array][], zip64 = false): Uint8Array {
   const parts: Buffer[] = [];
   const cd: Buffer[] = [];
   let off = 0;
@@ -85,24 +95,48 @@ function zip(entries: [string, Uint8Array][]): Uint8Array {
     parts.push(lh, n, Buffer.from(data));
     const ch = Buffer.alloc(46);
     ch.writeUInt32LE(0x02014b50, 0);
-    ch.writeUInt16LE(20, 4);
-    ch.writeUInt16LE(20, 6);
+    ch.writeUInt16LE(45, 4);
+    ch.writeUInt16LE(45, 6);
     ch.writeUInt16LE(0x08, 8);
-    ch.writeUInt32LE(data.length, 20);
-    ch.writeUInt32LE(data.length, 24);
+    ch.writeUInt32LE(zip64 ? 0xffffffff : data.length, 20);
+    ch.writeUInt32LE(zip64 ? 0xffffffff : data.length, 24);
     ch.writeUInt16LE(n.length, 28);
-    ch.writeUInt32LE(off, 42);
-    cd.push(ch, n);
+    ch.writeUInt32LE(zip64 ? 0xffffffff : off, 42);
+    const extra = Buffer.alloc(zip64 ? 28 : 0);
+    if (zip64) {
+      ch.writeUInt16LE(28, 30);
+      extra.writeUInt16LE(1, 0);
+      extra.writeUInt16LE(24, 2);
+      extra.writeBigUInt64LE(BigInt(data.length), 4);
+      extra.writeBigUInt64LE(BigInt(data.length), 12);
+      extra.writeBigUInt64LE(BigInt(off), 20);
+    }
+    cd.push(ch, n, extra);
     off += 30 + n.length + data.length;
   }
   const cdBuf = Buffer.concat(cd);
+  const tail: Buffer[] = [];
+  if (zip64) {
+    const rec = Buffer.alloc(56);
+    rec.writeUInt32LE(0x06064b50, 0);
+    rec.writeBigUInt64LE(44n, 4);
+    rec.writeBigUInt64LE(BigInt(entries.length), 24);
+    rec.writeBigUInt64LE(BigInt(entries.length), 32);
+    rec.writeBigUInt64LE(BigInt(cdBuf.length), 40);
+    rec.writeBigUInt64LE(BigInt(off), 48);
+    const loc = Buffer.alloc(20);
+    loc.writeUInt32LE(0x07064b50, 0);
+    loc.writeBigUInt64LE(BigInt(off + cdBuf.length), 8);
+    loc.writeUInt32LE(1, 16);
+    tail.push(rec, loc);
+  }
   const eocd = Buffer.alloc(22);
   eocd.writeUInt32LE(0x06054b50, 0);
-  eocd.writeUInt16LE(entries.length, 8);
-  eocd.writeUInt16LE(entries.length, 10);
-  eocd.writeUInt32LE(cdBuf.length, 12);
-  eocd.writeUInt32LE(off, 16);
-  return new Uint8Array(Buffer.concat([...parts, cdBuf, eocd]));
+  eocd.writeUInt16LE(zip64 ? 0xffff : entries.length, 8);
+  eocd.writeUInt16LE(zip64 ? 0xffff : entries.length, 10);
+  eocd.writeUInt32LE(zip64 ? 0xffffffff : cdBuf.length, 12);
+  eocd.writeUInt32LE(zip64 ? 0xffffffff : off, 16);
+  return new Uint8Array(Buffer.concat([...parts, cdBuf, ...tail, eocd]));
 }
 
 function f32bytes(xs: number[]) {
@@ -126,8 +160,8 @@ describe('io: checkpoints built byte by byte', () => {
     writeFileSync(p, bytes);
     return p;
   };
-  const torchZip = (pkl: Uint8Array, storages: Record<string, Uint8Array>) =>
-    put(zip([['archive/data.pkl', pkl], ...Object.entries(storages).map(([k, v]) => [`archive/data/${k}`, v] as [string, Uint8Array]), ['archive/version', Buffer.from('3\n')]]));
+  const torchZip = (pkl: Uint8Array, storages: Record<string, Uint8Array>, zip64 = false) =>
+    put(zip([['archive/data.pkl', pkl], ...Object.entries(storages).map(([k, v]) => [`archive/data/${k}`, v] as [string, Uint8Array]), ['archive/version', Buffer.from('3\n')]], zip64));
   const errorOf = async (p: Promise<unknown>) => {
     try {
       await p;
@@ -178,20 +212,24 @@ describe('io: checkpoints built byte by byte', () => {
     expect(await errorOf(readCheckpoint(p, { wrapper: 'ema' }))).to.match(/no top-level entry 'ema'.*model, model_ema, optimizer/);
   });
 
-  it('reads strided views, storage offsets and shared storages', async () => {
+  it('reads strided views, storage offsets, shared storages and _rebuild_from_type_v2 parameters', async () => {
     const pkl = new Pk()
       .odict((q) => {
         q.str('full').tensor('FloatStorage', '0', 8, 0, [2, 4], [4, 1]);
         q.str('transposed').tensor('FloatStorage', '0', 8, 0, [4, 2], [1, 4]);
         q.str('tail').tensor('FloatStorage', '0', 8, 5, [3], [1]);
         q.str('every_other').tensor('FloatStorage', '0', 8, 1, [2, 2], [4, 2]);
+        q.str('as_param').param('FloatStorage', '0', 8, [8]);
       })
       .stop();
     const sd = await readStateDict(torchZip(pkl, { 0: f32bytes([0, 1, 2, 3, 4, 5, 6, 7]) }));
+    const sd64 = await readStateDict(torchZip(pkl, { 0: f32bytes([0, 1, 2, 3, 4, 5, 6, 7]) }, true)); // ZIP64 fields
+    for (const [k, t] of sd) expect([...sd64.get(k)!.data], k).to.deep.equal([...t.data]);
     expect([...sd.get('full')!.data]).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7]);
     expect([...sd.get('transposed')!.data]).to.deep.equal([0, 4, 1, 5, 2, 6, 3, 7]);
     expect([...sd.get('tail')!.data]).to.deep.equal([5, 6, 7]);
     expect([...sd.get('every_other')!.data]).to.deep.equal([1, 3, 5, 7]);
+    expect([...sd.get('as_param')!.data]).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7]);
   });
 
   it('converts half, bfloat16, double, int64, int8 and bool storages; int64 that does not fit int32 is an error naming the key', async () => {
@@ -287,6 +325,17 @@ describe('io: checkpoints built byte by byte', () => {
     expect(await errorOf(readCheckpoint(put(legacy.subarray(0, 200), '.pth')))).to.match(/truncated/);
     const st = readFileSync(join(PARITY, 'ddpm_tiny.safetensors'));
     expect(await errorOf(readCheckpoint(put(st.subarray(0, st.length - 4), '.safetensors')))).to.match(/ends at byte \d+ of the buffer but the file holds only/);
+  });
+
+  it('writeSafetensors is atomic: a failed write leaves the old file and no temp file', async () => {
+    const sub = mkdtempSync(join(dir, 'atomic-'));
+    const p = join(sub, 'w.safetensors');
+    await writeSafetensors(p, { a: { shape: [2], dtype: 'float32', data: Float32Array.from([1, 2]), sourceDtype: 'float32' } });
+    const before = readFileSync(p);
+    const msg = await errorOf(writeSafetensors(p, { a: { shape: [3], dtype: 'float32', data: Float32Array.from([1, 2]), sourceDtype: 'float32' } }));
+    expect(msg).to.match(/tensor 'a' has shape \[3\] \(3 elements\) but 2 data elements/);
+    expect(readFileSync(p).equals(before)).to.equal(true);
+    expect(readdirSync(sub)).to.deep.equal(['w.safetensors']);
   });
 
   describe('safetensors headers that lie', () => {

@@ -8,6 +8,7 @@ import {
   writeSafetensors, type HostTensor, type StateDict,
 } from '../lib/io/index.js';
 import { BENCH, HAVE_PARITY, PARITY } from './fixtures.js';
+import { packageRoot } from '../lib/paths.js';
 
 type KeysJson = Record<string, { shape: number[]; dtype: string }>;
 
@@ -279,5 +280,38 @@ describe('io: safetensors write/read round trip (no fixtures)', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('io: small checkpoints saved by PyTorch (test/data/io, see make.py there)', () => {
+  const data = (f: string) => join(packageRoot(), 'test', 'data', 'io', f);
+  type Exp = Record<string, { shape: number[]; dtype: string; values: number[] }>;
+  const expected = JSON.parse(readFileSync(data('expected.json'), 'utf8')) as Record<string, Exp>;
+  const same = (got: StateDict, want: Exp) => {
+    expect([...got.keys()]).to.deep.equal(Object.keys(want));
+    for (const [k, w] of Object.entries(want)) {
+      const t = got.get(k)!;
+      expect(t.shape, k).to.deep.equal(w.shape);
+      expect(t.sourceDtype, k).to.equal(w.dtype);
+      expect([...t.data], k).to.deep.equal(w.values.map((v) => (w.dtype === 'bool' ? Number(v) : Math.fround(v))));
+    }
+  };
+
+  for (const [file, fmt] of [['wrapped_legacy.pth', 'torch-legacy'], ['wrapped_zip.pt', 'torch-zip']] as const) {
+    it(`${file}: unwraps state_dict (not ema), fp16/int64/bool, transposed views and shared storages`, async () => {
+      const ck = await readCheckpoint(data(file));
+      expect(ck.format).to.equal(fmt);
+      expect(ck.unwrapped).to.equal('state_dict');
+      expect(ck.metadata.epoch).to.equal('3');
+      expect(ck.metadata.other_weight_sets).to.equal('ema');
+      same(ck.tensors, expected.wrapped);
+      expect(ck.tensors.get('emb.position_ids')!.data).to.be.instanceOf(Int32Array);
+    });
+  }
+
+  it('tiny_fp16.jit.pt: fp16 TorchScript parameters and buffers, not plain tensor attributes', async () => {
+    const ck = await readCheckpoint(data('tiny_fp16.jit.pt'));
+    expect(ck.format).to.equal('torchscript');
+    same(ck.tensors, expected['tiny_fp16.jit']);
   });
 });

@@ -2,3 +2,6 @@
 import { registerSuite } from './commands/bench.js';
 
 void registerSuite;
+registerSuite('io', () => import('../../bench/io.js'));
+registerSuite('nets', () => import('../../bench/nets.js'));
+registerSuite('sampling', () => import('../../bench/sampling.js'));

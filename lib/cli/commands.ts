@@ -8,4 +8,9 @@ export const COMMANDS: Record<string, () => Promise<Command>> = {
   info: async () => (await import('./commands/info.js')).default,
   bench: async () => (await import('./commands/bench.js')).default,
   data: async () => (await import('./commands/data.js')).default,
+  train: async () => (await import('./commands/train.js')).default,
+  eval: async () => (await import('./commands/eval.js')).default,
+  inspect: async () => (await import('./commands/inspect.js')).default,
+  convert: async () => (await import('./commands/convert.js')).default,
+  verify: async () => (await import('./commands/verify.js')).default,
 };

@@ -13,6 +13,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { captureOriginal } from './wasm.js';
+import { unsortedSegmentSumKernel } from './segment.js';
+import { sliceKernel, splitVKernel, unpackKernel } from './slice.js';
+import { batchMatMulGrad, batchMatMulKernel } from './matmul.js';
 import { conv2DBackpropFilterKernel, conv2DBackpropInputKernel, conv2dBackpropFilterOps, conv2dBackpropInputOps, convGeometry } from './conv.js';
 
 type GradFunc = tf.GradConfig['gradFunc'];
@@ -47,20 +50,27 @@ function installWasmKernels(): void {
   wasmDone = true;
   registerWasmKernel('Conv2DBackpropInput', conv2DBackpropInputKernel as never);
   registerWasmKernel('Conv2DBackpropFilter', conv2DBackpropFilterKernel as never);
+  registerWasmKernel('BatchMatMul', batchMatMulKernel as never);
+  registerWasmKernel('Slice', sliceKernel as never);
+  registerWasmKernel('Unpack', unpackKernel as never);
+  registerWasmKernel('SplitV', splitVKernel as never);
+  registerWasmKernel('UnsortedSegmentSum', unsortedSegmentSumKernel as never);
 }
 
 function installGradients(): void {
   if (gradsDone) return;
   gradsDone = true;
+  registerGrad('BatchMatMul', ['a', 'b'], batchMatMulGrad as GradFunc);
   // Conv2D: tfjs's gradient rejects dilations > 1 and drops dimRoundingMode. Same kernels otherwise
   // (on wasm they are ours, built from forward convolutions).
   registerGrad('Conv2D', ['x', 'filter'], (dy, saved, attrs) => {
     const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
+    const d = dy as tf.Tensor4D;
     const { strides, pad, dataFormat, dimRoundingMode, dilations } = attrs as unknown as tf.Conv2DAttrs;
     if (allOne(dilations)) {
       return {
-        x: () => tf.engine().runKernel('Conv2DBackpropInput', { dy, filter }, { strides, pad, dataFormat, dimRoundingMode, inputShape: x.shape } as never) as tf.Tensor,
-        filter: () => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides, pad, dataFormat, dimRoundingMode, filterShape: filter.shape } as never) as tf.Tensor,
+        x: () => tf.engine().runKernel('Conv2DBackpropInput', { dy: d, filter }, { strides, pad, dataFormat, dimRoundingMode, inputShape: x.shape } as never) as tf.Tensor,
+        filter: () => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: d }, { strides, pad, dataFormat, dimRoundingMode, filterShape: filter.shape } as never) as tf.Tensor,
       };
     }
     const nchw = dataFormat === 'NCHW';
@@ -68,10 +78,10 @@ function installGradients(): void {
     const g = () => convGeometry(toNhwc(x).shape, filter.shape, strides, dilations, pad, dimRoundingMode);
     return {
       x: () => {
-        const dx = conv2dBackpropInputOps(toNhwc(dy as tf.Tensor), filter, toNhwc(x).shape, g());
+        const dx = conv2dBackpropInputOps(toNhwc(d), filter, toNhwc(x).shape, g());
         return nchw ? tf.transpose(dx, [0, 3, 1, 2]) : dx;
       },
-      filter: () => conv2dBackpropFilterOps(toNhwc(x), toNhwc(dy as tf.Tensor), filter.shape, g()),
+      filter: () => conv2dBackpropFilterOps(toNhwc(x), toNhwc(d), filter.shape, g()),
     };
   });
 }

@@ -172,13 +172,23 @@ export function sliceHeap(backend: WasmBackend, x: Info, begin: number[], size: 
   const idx = new Array(inner).fill(0);
   let baseOff = 0;
   for (let a = 0; a < rank; a++) baseOff += begin[a] * (strides[a] ?? 1);
-  let dst = dst0;
   const runs = n / run;
+  // Short runs: element copies through a typed view beat one copyWithin call per run.
+  const short = run < 48;
+  const view = short ? (bpe === 4 ? new Int32Array(heap.buffer) : heap) : null;
+  const shift = bpe === 4 ? 2 : 0;
+  let dst = dst0;
   for (let r = 0; r < runs; r++) {
     let off = baseOff;
     for (let a = 0; a < inner; a++) off += idx[a] * strides[a];
     const s = src0 + off * bpe;
-    heap.copyWithin(dst, s, s + runBytes);
+    if (view) {
+      let si = s >>> shift;
+      let di = dst >>> shift;
+      for (let e = 0; e < run; e++) view[di++] = view[si++];
+    } else {
+      heap.copyWithin(dst, s, s + runBytes);
+    }
     dst += runBytes;
     for (let a = inner - 1; a >= 0; a--) {
       if (++idx[a] < size[a]) break;

@@ -3,7 +3,10 @@
 export type ShapeMap = Map<string, { shape: number[] }>;
 export type ArchitectureDetector = (sd: ShapeMap) => { config: object } | null;
 
-const DETECTORS = new Map<string, ArchitectureDetector>();
+/** Kept on globalThis so that every copy of this module (ESM and CJS loaders, dist and sources) shares one registry. */
+const KEY = Symbol.for('diffguide.io.architectureDetectors');
+const g = globalThis as unknown as Record<symbol, Map<string, ArchitectureDetector> | undefined>;
+const DETECTORS: Map<string, ArchitectureDetector> = (g[KEY] ??= new Map());
 
 /** Register a detector under a name (e.g. 'guided-diffusion-unet'); re-registering a name replaces it. */
 export function registerArchitectureDetector(name: string, fn: ArchitectureDetector): void {

@@ -17,7 +17,7 @@ export function detectFormat(head: Uint8Array): CheckpointFormat | null {
   if (head.length >= magic.length && magic.every((b, i) => head[i] === b)) return 'torch-legacy';
   if (head.length >= 9) {
     const n = new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true);
-    if (n >= 2n && n <= 100_000_000n && head[8] === 0x7b /* '{' */) return 'safetensors';
+    if (n >= 2n && n < 1n << 48n && head[8] === 0x7b /* "{" */) return 'safetensors'; // size limits are checked when reading
   }
   return null;
 }

@@ -54,11 +54,10 @@ function f16Table(): Float32Array {
 }
 
 const f32buf = new Float32Array(1);
-const u32buf = new Uint32Array(f32buf.buffer);
-/** float32 -> fp16 bits, round to nearest even (overflow -> inf, NaN kept). */
-export function f32ToF16Bits(v: number): number {
-  f32buf[0] = v;
-  const x = u32buf[0];
+const i32buf = new Int32Array(f32buf.buffer);
+
+/** float32 bit pattern (as int32 or uint32) -> fp16 bits, round to nearest even (overflow -> inf, NaN kept). */
+export function f32BitsToF16Bits(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
@@ -77,14 +76,20 @@ export function f32ToF16Bits(v: number): number {
   }
   let half = (e << 10) | (mant >>> 13);
   const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++; // a carry rounds up into the exponent (or to inf)
   return sign | half;
 }
 
+/** float32 -> fp16 bits, round to nearest even (overflow -> inf, NaN kept). */
+export function f32ToF16Bits(v: number): number {
+  f32buf[0] = v;
+  return f32BitsToF16Bits(i32buf[0]);
+}
+
 /** float32 array -> fp16 bits. */
-export function f32ToF16(src: Float32Array): Uint16Array {
-  const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = f32ToF16Bits(src[i]);
+export function f32ToF16(src: Float32Array, out = new Uint16Array(src.length)): Uint16Array {
+  const bits = new Int32Array(src.buffer, src.byteOffset, src.length); // signed: stays a small integer in V8
+  for (let i = 0; i < src.length; i++) out[i] = f32BitsToF16Bits(bits[i]);
   return out;
 }
 

@@ -12,7 +12,7 @@ export { detectFormat, openCheckpoint, readCheckpoint, readStateDict, type Opene
 export { checkKeys, formatKeyReport, type KeyReport } from './keys.js';
 export { registerArchitectureDetector, detectArchitecture, architectureDetectors, type ArchitectureDetector, type ShapeMap } from './arch.js';
 export { f32ToF16, f32ToF16Bits } from './dtypes.js';
-export { parseSafetensorsHeader, MAX_HEADER_BYTES } from './safetensors.js';
+export { parseSafetensorsHeader, writeSafetensorsStreaming, MAX_HEADER_BYTES, type TensorDescriptor, type WriteOptions } from './safetensors.js';
 export { unpickle } from './pickle.js';
 
 /**

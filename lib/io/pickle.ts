@@ -105,6 +105,7 @@ const ALLOWED = new Set<string>([
   '_codecs.encode',
   'torch._utils._rebuild_tensor', 'torch._utils._rebuild_tensor_v2', 'torch._utils._rebuild_tensor_v3',
   'torch._utils._rebuild_parameter', 'torch._utils._rebuild_parameter_with_state',
+  'torch._tensor._rebuild_from_type_v2', 'torch.Tensor', 'torch.nn.parameter.Parameter',
   'torch.device', 'torch.Size',
   ...Object.keys(STORAGE_DTYPES).map((s) => `torch.${s}`),
   'torch.storage.UntypedStorage', 'torch.storage._LegacyStorage',
@@ -213,6 +214,17 @@ function call(g: PyGlobal, args: unknown[], isNew: boolean): unknown {
     case 'torch._utils._rebuild_parameter':
     case 'torch._utils._rebuild_parameter_with_state':
       return args[0];
+    case 'torch._tensor._rebuild_from_type_v2': {
+      // (func, new_type, args, state): a tensor (or Parameter) rebuilt by an allowed func; the type is dropped.
+      const [fn, type, fargs] = args;
+      if (!(fn instanceof PyGlobal) || !Array.isArray(fargs)) throw new CheckpointError('pickle: malformed _rebuild_from_type_v2');
+      if (!(type instanceof PyGlobal) || (type.qualname !== 'torch.Tensor' && type.qualname !== 'torch.nn.parameter.Parameter'))
+        throw new CheckpointError(`pickle: _rebuild_from_type_v2 with tensor type ${type instanceof PyGlobal ? type.qualname : describe(type)} is not supported`);
+      return call(fn, fargs, false);
+    }
+    case 'torch.nn.parameter.Parameter':
+      if (args[0] instanceof TensorRef) return args[0];
+      break;
     case 'torch.device':
       return args.length > 1 && args[1] !== null ? `${String(args[0])}:${String(args[1])}` : String(args[0]);
     case 'torch.Size':
@@ -262,6 +274,11 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
   const u16 = () => (need(2), (p += 2), dv.getUint16(p - 2, true));
   const u32 = () => (need(4), (p += 4), dv.getUint32(p - 4, true));
   const i32 = () => (need(4), (p += 4), dv.getInt32(p - 4, true));
+  const len32 = () => {
+    const n = i32();
+    if (n < 0) throw new CheckpointError(`${src}: malformed pickle (negative length at byte ${p - 4})`);
+    return n;
+  };
   const u64 = () => {
     need(8);
     const v = dv.getBigUint64(p, true);
@@ -305,7 +322,6 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
   };
   const global = (module: string, name: string) => {
     if (!isAllowedGlobal(module, name)) refuseGlobal(module, name);
-    if (module === 'torch' && TORCH_DTYPES[name]) return new PyGlobal(module, name);
     return new PyGlobal(module, name);
   };
   const setItems = (d: unknown, kv: unknown[]) => {
@@ -376,7 +392,7 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
         stack.push(longFrom(bytes(u8())));
         break;
       case 0x8b: // LONG4
-        stack.push(longFrom(bytes(i32())));
+        stack.push(longFrom(bytes(len32())));
         break;
       case 0x46: // FLOAT
         stack.push(Number.parseFloat(line()));
@@ -393,7 +409,7 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
         break;
       }
       case 0x54: // BINSTRING (py2 str: latin1)
-        stack.push(latin1.decode(bytes(i32())));
+        stack.push(latin1.decode(bytes(len32())));
         break;
       case 0x55: // SHORT_BINSTRING
         stack.push(latin1.decode(bytes(u8())));

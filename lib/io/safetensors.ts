@@ -5,7 +5,7 @@
 import { promises as fsp } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { DTYPES, f32ToF16Bits, type SourceDtype } from './dtypes.js';
+import { DTYPES, f32ToF16, type SourceDtype } from './dtypes.js';
 import { PositionalFile } from './file.js';
 import { lazyView, numel, type StorageSource } from './tensor.js';
 import { CheckpointError, type HostTensor, type LazyTensor, type StateDict } from './types.js';
@@ -136,7 +136,15 @@ export interface WriteOptions {
   dtype?: 'float32' | 'float16';
 }
 
-function stDtypeFor(t: HostTensor, opts: WriteOptions): string {
+/** What the writer needs to know about a tensor before its data is available. */
+export interface TensorDescriptor {
+  name: string;
+  shape: number[];
+  dtype: HostTensor['dtype'];
+  sourceDtype: string;
+}
+
+function stDtypeFor(t: TensorDescriptor, opts: WriteOptions): string {
   switch (t.dtype) {
     case 'float32':
       return opts.dtype === 'float16' ? 'F16' : 'F32';
@@ -149,21 +157,22 @@ function stDtypeFor(t: HostTensor, opts: WriteOptions): string {
   }
 }
 
-/** Serialized header + per-tensor plan. */
+/** Serialized header + the tensors in the order the reference writes them (dtype rank descending, then name). */
 export function planSafetensors(
-  tensors: StateDict | Record<string, HostTensor>,
+  descriptors: TensorDescriptor[],
   metadata: Record<string, string> | undefined,
   opts: WriteOptions = {},
-): { header: Uint8Array; items: { name: string; t: HostTensor; st: string; nbytes: number }[] } {
-  const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
-  const items = entries.map(([name, t]) => {
-    if (name === '__metadata__') throw new CheckpointError(`cannot write a tensor named '__metadata__' to safetensors`);
-    const n = numel(t.shape);
-    if (t.data.length !== n) throw new CheckpointError(`tensor '${name}' has shape ${JSON.stringify(t.shape)} (${n} elements) but ${t.data.length} data elements`);
-    const st = stDtypeFor(t, opts);
-    return { name, t, st, nbytes: n * DTYPES[ST_TO_TORCH[st]].size };
+): { header: Uint8Array; items: { d: TensorDescriptor; st: string; nbytes: number }[] } {
+  const names = new Set<string>();
+  const items = descriptors.map((d) => {
+    if (d.name === '__metadata__') throw new CheckpointError(`cannot write a tensor named '__metadata__' to safetensors`);
+    if (names.has(d.name)) throw new CheckpointError(`tensor name '${d.name}' occurs twice`);
+    names.add(d.name);
+    if (d.shape.some((x) => !Number.isSafeInteger(x) || x < 0)) throw new CheckpointError(`tensor '${d.name}' has an invalid shape ${JSON.stringify(d.shape)}`);
+    const st = stDtypeFor(d, opts);
+    return { d, st, nbytes: numel(d.shape) * DTYPES[ST_TO_TORCH[st]].size };
   });
-  items.sort((a, b) => ST_RANK.indexOf(b.st) - ST_RANK.indexOf(a.st) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  items.sort((a, b) => ST_RANK.indexOf(b.st) - ST_RANK.indexOf(a.st) || (a.d.name < b.d.name ? -1 : a.d.name > b.d.name ? 1 : 0));
   const head: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) {
     for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw new CheckpointError(`safetensors metadata '${k}' must be a string`);
@@ -171,7 +180,7 @@ export function planSafetensors(
   }
   let off = 0;
   for (const it of items) {
-    head[it.name] = { dtype: it.st, shape: it.t.shape, data_offsets: [off, off + it.nbytes] };
+    head[it.d.name] = { dtype: it.st, shape: it.d.shape, data_offsets: [off, off + it.nbytes] };
     off += it.nbytes;
   }
   let json = JSON.stringify(head);
@@ -182,6 +191,12 @@ export function planSafetensors(
   new DataView(header.buffer).setBigUint64(0, BigInt(padded), true);
   header.set(new TextEncoder().encode(json), 8);
   return { header, items };
+}
+
+function checkData(name: string, t: HostTensor, d: TensorDescriptor): void {
+  const n = numel(d.shape);
+  if (t.data.length !== n) throw new CheckpointError(`tensor '${name}' has shape ${JSON.stringify(d.shape)} (${n} elements) but ${t.data.length} data elements`);
+  if (t.dtype !== d.dtype) throw new CheckpointError(`tensor '${name}' was announced as ${d.dtype} but its data is ${t.dtype}`);
 }
 
 const WRITE_CHUNK = 1 << 22; // elements per converted chunk
@@ -195,11 +210,8 @@ function encode(t: HostTensor, st: string, from: number, n: number): Uint8Array 
     case 'U8':
     case 'BOOL':
       return new Uint8Array(d.buffer, d.byteOffset + from * d.BYTES_PER_ELEMENT, n * d.BYTES_PER_ELEMENT);
-    case 'F16': {
-      const out = new Uint16Array(n);
-      for (let i = 0; i < n; i++) out[i] = f32ToF16Bits(d[from + i]);
-      return new Uint8Array(out.buffer);
-    }
+    case 'F16':
+      return new Uint8Array(f32ToF16((d as Float32Array).subarray(from, from + n)).buffer);
     case 'I64': {
       const out = new Int32Array(2 * n);
       for (let i = 0; i < n; i++) {
@@ -212,14 +224,18 @@ function encode(t: HostTensor, st: string, from: number, n: number): Uint8Array 
   throw new CheckpointError(`cannot encode dtype ${st}`);
 }
 
-/** Write safetensors atomically: a temp file in the same folder, fsync, rename. */
-export async function writeSafetensorsFile(
+/**
+ * Write safetensors atomically (temp file in the same folder, fsync, rename), pulling each tensor's data from
+ * `load` in write order, so a caller can stream a large checkpoint one tensor at a time.
+ */
+export async function writeSafetensorsStreaming(
   path: string,
-  tensors: StateDict | Record<string, HostTensor>,
+  descriptors: TensorDescriptor[],
+  load: (name: string) => Promise<HostTensor> | HostTensor,
   metadata?: Record<string, string>,
   opts: WriteOptions = {},
 ): Promise<void> {
-  const { header, items } = planSafetensors(tensors, metadata, opts);
+  const { header, items } = planSafetensors(descriptors, metadata, opts);
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const fh = await fsp.open(tmp, 'w');
   try {
@@ -234,8 +250,10 @@ export async function writeSafetensorsFile(
     };
     await write(header);
     for (const it of items) {
-      const n = it.t.data.length;
-      for (let from = 0; from < n; from += WRITE_CHUNK) await write(encode(it.t, it.st, from, Math.min(WRITE_CHUNK, n - from)));
+      const t = await load(it.d.name);
+      checkData(it.d.name, t, it.d);
+      const n = t.data.length;
+      for (let from = 0; from < n; from += WRITE_CHUNK) await write(encode(t, it.st, from, Math.min(WRITE_CHUNK, n - from)));
     }
     await fh.sync();
     await fh.close();
@@ -245,4 +263,19 @@ export async function writeSafetensorsFile(
     await fsp.unlink(tmp).catch(() => undefined);
     throw e;
   }
+}
+
+/** Write in-memory tensors as safetensors (atomic). */
+export async function writeSafetensorsFile(
+  path: string,
+  tensors: StateDict | Record<string, HostTensor>,
+  metadata?: Record<string, string>,
+  opts: WriteOptions = {},
+): Promise<void> {
+  const map = tensors instanceof Map ? tensors : new Map(Object.entries(tensors));
+  const descriptors = [...map].map(([name, t]) => {
+    checkData(name, t, { name, shape: t.shape, dtype: t.dtype, sourceDtype: t.sourceDtype });
+    return { name, shape: t.shape, dtype: t.dtype, sourceDtype: t.sourceDtype };
+  });
+  await writeSafetensorsStreaming(path, descriptors, (name) => map.get(name)!, metadata, opts);
 }

@@ -105,6 +105,7 @@ export function lazyView(src: StorageSource, v: TensorView): LazyTensor {
     name: v.name,
     shape: [...v.shape],
     sourceDtype: v.dtype,
+    dtype: isSourceDtype(v.dtype) ? DTYPES[v.dtype].host : 'float32',
     nbytes: numel(v.shape) * size,
     load: () => materialize(src, v),
   };

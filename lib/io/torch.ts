@@ -54,6 +54,8 @@ function makePersistentLoad(path: string, storages: Map<string, StorageRef>, leg
 export async function openTorchZip(file: PositionalFile, zip: ZipArchive): Promise<TorchFile> {
   const names = [...zip.entries.keys()];
   const pkl = names.filter((n) => n === 'data.pkl' || n.endsWith('/data.pkl')).sort((a, b) => a.length - b.length)[0];
+  if (!pkl && names.some((n) => n === 'model.json' || n.endsWith('/model.json')))
+    throw new CheckpointError(`${file.path}: a TorchScript archive from PyTorch < 1.4 (model.json layout); load it with torch.jit.load and re-save it with a newer PyTorch (or save its state_dict)`);
   if (!pkl)
     throw new CheckpointError(`${file.path}: zip archive without data.pkl: not a PyTorch checkpoint (expected a torch.save file, a TorchScript archive, or safetensors)`);
   const prefix = pkl.slice(0, pkl.length - 'data.pkl'.length);

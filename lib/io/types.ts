@@ -45,6 +45,8 @@ export interface LazyTensor {
   shape: number[];
   /** dtype in the file (PyTorch name: float32, float16, bfloat16, float64, int64, int32, int16, int8, uint8, bool). */
   sourceDtype: string;
+  /** dtype `load()` returns. */
+  dtype: HostDtype;
   /** Bytes this tensor occupies in the file. */
   nbytes: number;
   load(): Promise<HostTensor>;

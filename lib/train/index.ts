@@ -2,3 +2,5 @@
 export * from './optim.js';
 export * from './checkpoint.js';
 export * from './loop.js';
+export * from './metrics.js';
+export * from './evaluate.js';

@@ -96,20 +96,30 @@ export function inferVisionConfig(src: ShapeSource): CLIPVisionConfig {
   };
 }
 
-/**
- * Infer the CLIP configuration from a state_dict's keys and shapes exactly as openai/CLIP's
- * `build_model` does (head counts are width / 64 there too).
- * @throws naming the missing key when the source is not a CLIP state_dict
- */
-export function inferClipConfig(src: ShapeSource): CLIPConfig {
+/** Which towers a CLIP state_dict (or model) holds. */
+export interface CLIPTowers {
+  image: boolean;
+  text: boolean;
+}
+
+export const BOTH_TOWERS: Readonly<CLIPTowers> = { image: true, text: true };
+
+/** The towers present in a state_dict: `visual.*` keys = image; token_embedding / text_projection / transformer.* = text. */
+export function clipTowersIn(src: ShapeSource): CLIPTowers {
+  const keys = [...shapeMap(src).keys()];
+  return {
+    image: keys.some((k) => k.startsWith('visual.')),
+    text: keys.some((k) => k === 'token_embedding.weight' || k === 'text_projection' || k.startsWith('transformer.resblocks.')),
+  };
+}
+
+/** Text-tower fields of a CLIPConfig as `build_model` infers them (heads = width / 64). */
+export function inferTextConfig(src: ShapeSource): Omit<CLIPConfig, keyof CLIPVisionConfig> & { embedDim: number } {
   const shapes = shapeMap(src);
-  const need = needer(shapes, 'CLIP');
+  const need = needer(shapes, 'CLIP text tower');
   const keys = [...shapes.keys()];
-  need('text_projection');
-  const vision = inferVisionConfig(src);
   const transformerWidth = need('ln_final.weight')[0];
   return {
-    ...vision,
     embedDim: need('text_projection')[1],
     contextLength: need('positional_embedding')[0],
     vocabSize: need('token_embedding.weight')[0],
@@ -117,6 +127,24 @@ export function inferClipConfig(src: ShapeSource): CLIPConfig {
     transformerHeads: Math.floor(transformerWidth / 64),
     transformerLayers: new Set(keys.filter((k) => k.startsWith('transformer.resblocks')).map((k) => k.split('.')[2])).size,
   };
+}
+
+/** Placeholder fields of an absent tower (a state_dict holding one tower only). */
+const NO_VISION = { imageResolution: 0, visionLayers: 0, visionWidth: 0, visionPatchSize: 0 } as const;
+const NO_TEXT = { contextLength: 0, vocabSize: 0, transformerWidth: 0, transformerHeads: 0, transformerLayers: 0 } as const;
+
+/**
+ * Infer the CLIP configuration from a state_dict's keys and shapes exactly as openai/CLIP's
+ * `build_model` does (head counts are width / 64 there too).
+ * @param towers the towers to infer (default both); an absent tower's fields are 0
+ * @throws naming the missing key when the source is not a CLIP state_dict
+ */
+export function inferClipConfig(src: ShapeSource, towers: CLIPTowers = BOTH_TOWERS): CLIPConfig {
+  if (!towers.image && !towers.text) throw new Error('not a CLIP state_dict: neither image-tower (visual.*) nor text-tower keys');
+  const text = towers.text ? inferTextConfig(src) : { ...NO_TEXT };
+  const vision = towers.image ? inferVisionConfig(src) : { ...NO_VISION, embedDim: 0 };
+  // build_model takes embed_dim from text_projection
+  return { ...vision, ...text, embedDim: towers.text ? (text as { embedDim: number }).embedDim : vision.embedDim };
 }
 
 /** Parameter and buffer kinds, for layout conversion and initialisation. */
@@ -217,14 +245,13 @@ export function visionParamSpecs(c: CLIPVisionConfig): Map<string, ParamSpec> {
   return out;
 }
 
-/** Key -> spec of the text tower and the shared scalars (no `visual.` keys). */
+/** Key -> spec of the text tower (no `visual.` keys, no `logit_scale`). */
 export function textParamSpecs(c: CLIPConfig): Map<string, ParamSpec> {
   const out = new Map<string, ParamSpec>();
   const w = c.transformerWidth;
   const f = (k: string, shape: number[], kind: ParamKind) => out.set(k, { shape, kind, dtype: 'float32' });
   f('positional_embedding', [c.contextLength, w], 'vector');
   f('text_projection', [w, c.embedDim], 'matrix');
-  f('logit_scale', [], 'vector');
   for (let i = 0; i < c.transformerLayers; i++) residualBlockSpecs(`transformer.resblocks.${i}.`, w, out);
   f('token_embedding.weight', [c.vocabSize, w], 'vector');
   f('ln_final.weight', [w], 'vector');
@@ -232,9 +259,16 @@ export function textParamSpecs(c: CLIPConfig): Map<string, ParamSpec> {
   return out;
 }
 
-/** Every state_dict key of `CLIP(config)` with its PyTorch-layout shape (nothing allocated). */
-export function clipParamSpecs(c: CLIPConfig): Map<string, ParamSpec> {
-  return new Map([...textParamSpecs(c), ...visionParamSpecs(c)]);
+/**
+ * Every state_dict key of `CLIP(config)` with its PyTorch-layout shape (nothing allocated).
+ * @param towers restrict to these towers (`logit_scale` belongs to the pair: included with both)
+ */
+export function clipParamSpecs(c: CLIPConfig, towers: CLIPTowers = BOTH_TOWERS): Map<string, ParamSpec> {
+  const out = new Map<string, ParamSpec>();
+  if (towers.text) for (const [k, v] of textParamSpecs(c)) out.set(k, v);
+  if (towers.image && towers.text) out.set('logit_scale', { shape: [], kind: 'vector', dtype: 'float32' });
+  if (towers.image) for (const [k, v] of visionParamSpecs(c)) out.set(k, v);
+  return out;
 }
 
 /** Validate an image-tower configuration (clear errors for impossible shapes). */
@@ -254,12 +288,48 @@ export function validateVisionConfig(c: CLIPVisionConfig): void {
 }
 
 /** Validate a configuration (clear errors for impossible shapes). */
-export function validateClipConfig(c: CLIPConfig): void {
-  validateVisionConfig(c);
+export function validateClipConfig(c: CLIPConfig, towers: CLIPTowers = BOTH_TOWERS): void {
+  if (towers.image) validateVisionConfig(c);
+  if (!towers.text) return;
   const bad = (m: string) => {
     throw new Error(`invalid CLIP config: ${m}`);
   };
   if (c.transformerHeads < 1 || c.transformerWidth % c.transformerHeads !== 0) {
     bad(`transformerWidth ${c.transformerWidth} is not divisible by transformerHeads ${c.transformerHeads}`);
   }
+}
+
+/**
+ * A CLIPConfig from a config JSON object: the reference constructor arguments in snake_case (the
+ * `*.config.json` files beside the fixtures: embed_dim, image_resolution, vision_layers, ...) or
+ * this library's camelCase fields. Missing head counts default as the reference (width / 64).
+ */
+export function clipConfigFromJson(obj: Record<string, unknown>): CLIPConfig {
+  const pick = (camel: string, snake: string): unknown => (obj[camel] !== undefined ? obj[camel] : obj[snake]);
+  const num = (camel: string, snake: string): number => {
+    const v = pick(camel, snake);
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`CLIP config JSON: '${snake}' (or '${camel}') must be a number, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const layers = pick('visionLayers', 'vision_layers');
+  const patch = pick('visionPatchSize', 'vision_patch_size');
+  const visionLayers = Array.isArray(layers) ? (layers.map(Number) as [number, number, number, number]) : num('visionLayers', 'vision_layers');
+  const transformerWidth = num('transformerWidth', 'transformer_width');
+  const heads = pick('transformerHeads', 'transformer_heads');
+  const vheads = pick('visionHeads', 'vision_heads');
+  const c: CLIPConfig = {
+    embedDim: num('embedDim', 'embed_dim'),
+    imageResolution: num('imageResolution', 'image_resolution'),
+    visionLayers,
+    visionWidth: num('visionWidth', 'vision_width'),
+    visionPatchSize: Array.isArray(layers) || patch === null || patch === undefined ? null : Number(patch),
+    contextLength: num('contextLength', 'context_length'),
+    vocabSize: num('vocabSize', 'vocab_size'),
+    transformerWidth,
+    transformerHeads: typeof heads === 'number' ? heads : Math.floor(transformerWidth / 64),
+    transformerLayers: num('transformerLayers', 'transformer_layers'),
+  };
+  if (typeof vheads === 'number') c.visionHeads = vheads;
+  validateClipConfig(c);
+  return c;
 }

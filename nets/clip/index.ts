@@ -5,8 +5,8 @@
  * Importing this module registers the 'openai-clip' and 'noisy-clip-image-encoder' architecture
  * detectors with lib/io (used by `diffguide inspect`).
  */
-import { readStateDict, registerArchitectureDetector, type ReadOptions } from '../../lib/io/index.js';
-import { type CLIPConfig, type CLIPVisionConfig, inferClipConfig, inferVisionConfig } from './config.js';
+import { readCheckpoint, registerArchitectureDetector, type ReadOptions } from '../../lib/io/index.js';
+import { type CLIPConfig, type CLIPVisionConfig, clipTowersIn, inferClipConfig, inferTextConfig, inferVisionConfig } from './config.js';
 import { CLIP, type CLIPLoadOptions } from './model.js';
 import { NoisyCLIPImageEncoder, type NoisyCLIPOptions } from './noisy.js';
 
@@ -20,14 +20,24 @@ export * from './reference-io.js';
 export { causalMask, residualAttentionBlock, textForward, transformer, visionForward, type FilmHook, type ParamGetter, type VisionOutput } from './layers.js';
 export { type LoadReport as CLIPLoadReport, type StateDictLike as CLIPStateDictLike, type StateTensor as CLIPStateTensor } from './params.js';
 
+/** The config a diffguide `save` stored in the safetensors metadata, if any. */
+function savedConfig(meta: Record<string, string>, arch: string): object | undefined {
+  if (meta.diffguide_arch !== arch || !meta.diffguide_config) return undefined;
+  try {
+    return JSON.parse(meta.diffguide_config) as object;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Read a CLIP checkpoint (torch.save zip / legacy, TorchScript `ViT-B-32.pt`, safetensors; fp16 becomes
  * fp32) and build the model, config inferred from the keys unless given.
  */
 export async function loadCLIP(path: string, opts: CLIPLoadOptions & { config?: CLIPConfig; read?: ReadOptions } = {}): Promise<CLIP> {
-  const sd = await readStateDict(path, opts.read);
+  const ck = await readCheckpoint(path, opts.read);
   try {
-    return CLIP.fromStateDict(sd, opts.config, opts);
+    return CLIP.fromStateDict(ck.tensors, opts.config ?? (savedConfig(ck.metadata, 'clip') as CLIPConfig | undefined), opts);
   } catch (e) {
     throw new Error(`${path}: ${(e as Error).message}`);
   }
@@ -35,9 +45,10 @@ export async function loadCLIP(path: string, opts: CLIPLoadOptions & { config?: 
 
 /** Read a plain CLIP or a saved noisy CLIP encoder checkpoint as a `NoisyCLIPImageEncoder` (text keys never read). */
 export async function loadNoisyCLIP(path: string, opts: NoisyCLIPOptions & { config?: CLIPVisionConfig; seed?: number } = {}): Promise<NoisyCLIPImageEncoder> {
-  const sd = await readStateDict(path, { filter: (k) => k.startsWith('visual.') });
+  const ck = await readCheckpoint(path, { filter: (k) => k.startsWith('visual.') });
   try {
-    return NoisyCLIPImageEncoder.fromStateDict(sd, opts.config, opts);
+    const saved = savedConfig(ck.metadata, 'noisy-clip-image-encoder') ?? savedConfig(ck.metadata, 'clip');
+    return NoisyCLIPImageEncoder.fromStateDict(ck.tensors, opts.config ?? (saved as CLIPVisionConfig | undefined), opts);
   } catch (e) {
     throw new Error(`${path}: ${(e as Error).message}`);
   }
@@ -46,6 +57,18 @@ export async function loadNoisyCLIP(path: string, opts: NoisyCLIPOptions & { con
 registerArchitectureDetector('openai-clip', (sd) => {
   if (!sd.has('text_projection') || !sd.has('token_embedding.weight')) return null;
   return { config: inferClipConfig(sd) };
+});
+
+registerArchitectureDetector('openai-clip-image-tower', (sd) => {
+  const t = clipTowersIn(sd);
+  if (!t.image || t.text || sd.has('visual.time_embed.0.weight')) return null;
+  return { config: inferVisionConfig(sd) };
+});
+
+registerArchitectureDetector('openai-clip-text-tower', (sd) => {
+  const t = clipTowersIn(sd);
+  if (t.image || !t.text) return null;
+  return { config: inferTextConfig(sd) };
 });
 
 registerArchitectureDetector('noisy-clip-image-encoder', (sd) => {

@@ -33,7 +33,8 @@ function selfAttention(p: ParamGetter, prefix: string, x: tf.Tensor3D, heads: nu
   const [n, l, c] = x.shape;
   const d = c / heads;
   const qkv = linear(x, p(prefix + 'in_proj_weight') as tf.Tensor2D, p(prefix + 'in_proj_bias') as tf.Tensor1D);
-  const [q, k, v] = tf.split(qkv, 3, 2).map((t) => t.reshape([n, l, heads, d]).transpose([0, 2, 1, 3]) as tf.Tensor4D);
+  // [N, L, 3C] -> [3, N, heads, L, d] in one transpose, then q, k, v
+  const [q, k, v] = tf.unstack(qkv.reshape([n, l, 3, heads, d]).transpose([2, 0, 3, 1, 4])) as tf.Tensor4D[];
   const o = attention(q, k, v, mask);
   const merged = o.transpose([0, 2, 1, 3]).reshape([n, l, c]) as tf.Tensor3D;
   return linear(merged, p(prefix + 'out_proj.weight') as tf.Tensor2D, p(prefix + 'out_proj.bias') as tf.Tensor1D);

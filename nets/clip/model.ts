@@ -5,22 +5,31 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
+  BOTH_TOWERS,
   type CLIPConfig,
+  type CLIPTowers,
   CLIP_NON_PARAM_KEYS,
   clipParamSpecs,
+  clipTowersIn,
   inferClipConfig,
   isVitConfig,
   type ParamSpec,
   validateClipConfig,
 } from './config.js';
 import { type FilmHook, type ParamGetter, textForward, visionForward } from './layers.js';
-import { disposeParams, initParams, type LoadReport, loadParams, ourShape, paramsToStateDict, type StateDictLike, stateDictEntries, torchDefaultInit } from './params.js';
+import { type HostStateTensor, paramsToHostStateDict, disposeParams, initParams, type LoadReport, loadParams, ourShape, paramsToStateDict, type StateDictLike, stateDictEntries, torchDefaultInit } from './params.js';
 import { clipPreprocess, type PreprocessOptions } from './preprocess.js';
 import { type TokenizeOptions, Tokenizer } from './tokenizer.js';
 import type { EncodeImageOptions, ImageEncoder, ImageEncoding, TextEncoder } from './types.js';
 import type { Rng } from '../../lib/random.js';
 
 export interface CLIPLoadOptions {
+  /**
+   * Which towers to load. 'auto' (default): those the state_dict holds — a file with only `visual.*`
+   * keys (e.g. a traced image encoder) gives an image-only model, one without them a text-only
+   * model; 'both' requires both.
+   */
+  towers?: 'auto' | 'both' | 'image' | 'text';
   /** Tokenizer for `encodeText` (default: CLIP's BPE with vocabSize - 514 merges). */
   tokenizer?: Tokenizer;
   /** Image preprocessing options for `encodeImage`. */
@@ -91,6 +100,21 @@ export function clipInitialiser(c: CLIPConfig) {
   };
 }
 
+/**
+ * CLIP's symmetric contrastive (InfoNCE) loss: mean of the cross-entropies of logits_per_image
+ * and logits_per_text against the diagonal (pair i matches pair i).
+ * @param logitsPerImage [N, N] from `CLIP.logits`
+ */
+export function clipContrastiveLoss(logitsPerImage: tf.Tensor2D): tf.Scalar {
+  return tf.tidy(() => {
+    const n = logitsPerImage.shape[0];
+    if (logitsPerImage.shape[1] !== n) throw new Error(`clipContrastiveLoss: needs square [N, N] logits (N matched pairs), got [${logitsPerImage.shape}]`);
+    const labels = tf.oneHot(tf.range(0, n, 1, 'int32'), n);
+    const ce = (l: tf.Tensor2D) => tf.neg(tf.sum(labels.mul(tf.logSoftmax(l, 1)))).div(n);
+    return ce(logitsPerImage).add(ce(logitsPerImage.transpose() as tf.Tensor2D)).div(2) as tf.Scalar;
+  });
+}
+
 /** Keys ignored when loading a full CLIP state_dict. */
 function isNonParamKey(k: string): boolean {
   return CLIP_NON_PARAM_KEYS.includes(k);
@@ -104,12 +128,15 @@ export class CLIP implements ImageEncoder, TextEncoder {
   readonly specs: Map<string, ParamSpec>;
   /** Missing / unexpected keys of the state_dict this model was loaded from (empty for random init). */
   readonly loadReport: LoadReport;
+  /** The towers this model has (both unless loaded from a one-tower file). */
+  readonly towers: Readonly<CLIPTowers>;
   private tokenizerInstance: Tokenizer | undefined;
   private readonly preprocessOptions: PreprocessOptions;
   private disposed = false;
 
-  protected constructor(config: CLIPConfig, params: Map<string, tf.Variable>, specs: Map<string, ParamSpec>, report: LoadReport, opts: CLIPLoadOptions) {
+  protected constructor(config: CLIPConfig, params: Map<string, tf.Variable>, specs: Map<string, ParamSpec>, report: LoadReport, opts: CLIPLoadOptions, towers: CLIPTowers = BOTH_TOWERS) {
     this.config = config;
+    this.towers = { ...towers };
     this.params = params;
     this.specs = specs;
     this.loadReport = report;
@@ -125,11 +152,21 @@ export class CLIP implements ImageEncoder, TextEncoder {
    */
   static fromStateDict(sd: StateDictLike, config?: CLIPConfig, opts: CLIPLoadOptions = {}): CLIP {
     const shapes = new Map(stateDictEntries(sd).map(([k, v]) => [k, { shape: v.shape }]));
-    const c = config ?? inferClipConfig(shapes);
-    validateClipConfig(c);
-    const specs = clipParamSpecs(c);
-    const { params, report } = loadParams(specs, sd, { ignore: isNonParamKey, what: 'CLIP' });
-    return new CLIP(c, params, specs, report, opts);
+    const mode = opts.towers ?? 'auto';
+    let towers: CLIPTowers;
+    if (mode === 'auto') {
+      towers = clipTowersIn(shapes);
+      if (!towers.image && !towers.text) throw new Error(`not a CLIP state_dict: no 'visual.*' (image tower) or 'token_embedding.weight' / 'text_projection' (text tower) keys; first keys: ${[...shapes.keys()].slice(0, 4).join(', ')}`);
+    } else {
+      towers = { image: mode !== 'text', text: mode !== 'image' };
+    }
+    const c = config ?? inferClipConfig(shapes, towers);
+    validateClipConfig(c, towers);
+    const specs = clipParamSpecs(c, towers);
+    // A one-tower file may still carry logit_scale; keep it when present.
+    if (!(towers.image && towers.text) && shapes.has('logit_scale')) specs.set('logit_scale', { shape: [], kind: 'vector', dtype: 'float32' });
+    const { params, report } = loadParams(specs, sd, { ignore: isNonParamKey, what: towers.image && towers.text ? 'CLIP' : towers.image ? 'CLIP image tower' : 'CLIP text tower' });
+    return new CLIP(c, params, specs, report, opts, towers);
   }
 
   /** A randomly initialised CLIP (openai/CLIP's `initialize_parameters`), seeded. */
@@ -155,6 +192,10 @@ export class CLIP implements ImageEncoder, TextEncoder {
     return this.tokenizerInstance;
   }
 
+  private requireTower(t: 'image' | 'text'): void {
+    if (!this.towers[t]) throw new Error(`this CLIP has no ${t} tower (it was loaded from a file holding only the ${t === 'image' ? 'text' : 'image'} tower); load a full CLIP checkpoint`);
+  }
+
   protected get getter(): ParamGetter {
     if (this.disposed) throw new Error('CLIP: this model was disposed');
     return (key: string) => {
@@ -170,6 +211,7 @@ export class CLIP implements ImageEncoder, TextEncoder {
    * @param opts.film internal hook (used by the time-conditioned encoder)
    */
   encodeImagePixels(pixels: tf.Tensor4D, opts: { features?: boolean; intermediates?: boolean; film?: FilmHook } = {}): ImageEncoding & { intermediates: Record<string, tf.Tensor> } {
+    this.requireTower('image');
     return visionForward(this.getter, this.config, pixels, opts);
   }
 
@@ -194,11 +236,13 @@ export class CLIP implements ImageEncoder, TextEncoder {
    * @returns [N, D] un-normalised
    */
   encodeTokens(ids: tf.Tensor2D): tf.Tensor2D {
+    this.requireTower('text');
     return textForward(this.getter, this.config, ids);
   }
 
   /** Tokenise (context length of this model) and encode. @returns [N, D] un-normalised */
   encodeText(texts: string[], opts: Pick<TokenizeOptions, 'truncate'> = {}): tf.Tensor2D {
+    this.requireTower('text');
     const ids = this.tokenizer.tokenizeTensor(texts, { contextLength: this.config.contextLength, truncate: opts.truncate });
     try {
       return this.encodeTokens(ids);
@@ -212,6 +256,7 @@ export class CLIP implements ImageEncoder, TextEncoder {
    * @param imageEmb [N_i, D]; textEmb [N_t, D]
    */
   logits(imageEmb: tf.Tensor2D, textEmb: tf.Tensor2D): CLIPLogits {
+    if (!this.params.has('logit_scale')) throw new Error('this CLIP has no logit_scale (loaded from a file holding only the image tower); load a full CLIP checkpoint');
     return tf.tidy(() => {
       const scale = tf.exp(this.getter('logit_scale'));
       const img = imageEmb.div(tf.norm(imageEmb, 'euclidean', 1, true));
@@ -239,6 +284,22 @@ export class CLIP implements ImageEncoder, TextEncoder {
   /** PyTorch-layout tensors under the reference keys, loadable by openai/CLIP (caller disposes). */
   toStateDict(): Map<string, tf.Tensor> {
     return paramsToStateDict(this.specs, this.params);
+  }
+
+  /** The same state_dict in host memory (`HostTensor`s for lib/io's `writeSafetensors`). */
+  toHostStateDict(): Map<string, HostStateTensor> {
+    return paramsToHostStateDict(this.specs, this.params);
+  }
+
+  /**
+   * Save as safetensors (PyTorch layout, reference key names; atomic write). The config goes into
+   * the metadata (`diffguide_config`), so head counts that the keys cannot tell survive a reload.
+   * @param opts.dtype 'float16' halves the file (as CLIP's released weights)
+   */
+  async save(path: string, opts: { dtype?: 'float32' | 'float16'; metadata?: Record<string, string> } = {}): Promise<void> {
+    const { writeSafetensors } = await import('../../lib/io/index.js');
+    const meta = { format: 'pt', diffguide_arch: 'clip', diffguide_config: JSON.stringify(this.config), ...opts.metadata };
+    await writeSafetensors(path, this.toHostStateDict(), meta, opts.dtype === 'float16' ? { dtype: 'float16' } : undefined);
   }
 
   dispose(): void {

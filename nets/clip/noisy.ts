@@ -11,20 +11,26 @@
  * The FiLM linears start at zero, so a fresh encoder computes exactly the plain CLIP tower for every t.
  */
 import * as tf from '@tensorflow/tfjs';
-import { type CLIPVisionConfig, inferVisionConfig, isVitConfig, type ParamSpec, validateVisionConfig, visionParamSpecs } from './config.js';
+import { type CLIPVisionConfig, inferVisionConfig, type ParamSpec, validateVisionConfig, visionParamSpecs } from './config.js';
 import { type FilmHook, type ParamGetter, visionForward } from './layers.js';
 import { clipInitialiser } from './model.js';
-import { disposeParams, type Initialiser, initParams, ourShape, type LoadReport, loadParams, paramsToStateDict, type StateDictLike, stateDictEntries, torchDefaultInit } from './params.js';
+import { type HostStateTensor, paramsToHostStateDict, disposeParams, type Initialiser, initParams, ourShape, type LoadReport, loadParams, paramsToStateDict, type StateDictLike, stateDictEntries, torchDefaultInit } from './params.js';
 import { clipPreprocess, type PreprocessOptions } from './preprocess.js';
 import type { EncodeImageOptions, ImageEncoder, ImageEncoding } from './types.js';
 import { silu, linear } from '../../lib/ops/nn.js';
 
 export interface NoisyCLIPOptions {
-  /** Width of the sinusoidal timestep features (default: the tower width, ViT width or ResNet stem width * 4). */
+  /** Width of the sinusoidal timestep features (default 128). */
   timeEmbedChannels?: number;
-  /** Width of the timestep MLP (default 4 * timeEmbedChannels). */
+  /**
+   * Width of the timestep MLP (default 256). Each norm's FiLM layer has timeEmbedDim x 2C weights,
+   * so this sets the size of the extra parameters (ViT-B/32 at 256: 25 norms, 9.8 M).
+   */
   timeEmbedDim?: number;
-  /** Image preprocessing for `encodeImage`. */
+  /**
+   * Image preprocessing for `encodeImage`. Default `{clip: false}`: noisy x_t leaves [-1, 1], and
+   * clipping after the resize would block its gradient.
+   */
   preprocess?: PreprocessOptions;
 }
 
@@ -67,9 +73,8 @@ export function noisyExtraSpecs(c: CLIPVisionConfig, channels: number, dim: numb
   return out;
 }
 
-function defaultChannels(c: CLIPVisionConfig): number {
-  return isVitConfig(c) ? c.visionWidth : c.visionWidth * 4;
-}
+export const NOISY_CLIP_DEFAULT_TIME_CHANNELS = 128;
+export const NOISY_CLIP_DEFAULT_TIME_DIM = 256;
 
 /** Time-embedding MLP: PyTorch's default Linear init; FiLM layers: zero (identity modulation). */
 function extraInitialiser(channels: number, dim: number): Initialiser {
@@ -101,7 +106,7 @@ export class NoisyCLIPImageEncoder implements ImageEncoder {
     this.specs = specs;
     this.created = created;
     this.loadReport = report;
-    this.preprocessOptions = opts.preprocess ?? {};
+    this.preprocessOptions = { clip: false, ...opts.preprocess };
   }
 
   /**
@@ -116,8 +121,8 @@ export class NoisyCLIPImageEncoder implements ImageEncoder {
     const c = config ?? inferVisionConfig(shapes);
     validateVisionConfig(c);
     const te0 = shapes.get('visual.time_embed.0.weight');
-    const channels = opts.timeEmbedChannels ?? te0?.shape[1] ?? defaultChannels(c);
-    const dim = opts.timeEmbedDim ?? te0?.shape[0] ?? 4 * channels;
+    const channels = opts.timeEmbedChannels ?? te0?.shape[1] ?? NOISY_CLIP_DEFAULT_TIME_CHANNELS;
+    const dim = opts.timeEmbedDim ?? te0?.shape[0] ?? NOISY_CLIP_DEFAULT_TIME_DIM;
     const tower = visionParamSpecs(c);
     const extra = noisyExtraSpecs(c, channels, dim);
     const specs = new Map([...tower, ...extra]);
@@ -141,8 +146,8 @@ export class NoisyCLIPImageEncoder implements ImageEncoder {
   /** A random tower (CLIP's init) with identity FiLM. */
   static random(config: CLIPVisionConfig, seed: number, opts: NoisyCLIPOptions = {}): NoisyCLIPImageEncoder {
     validateVisionConfig(config);
-    const channels = opts.timeEmbedChannels ?? defaultChannels(config);
-    const dim = opts.timeEmbedDim ?? 4 * channels;
+    const channels = opts.timeEmbedChannels ?? NOISY_CLIP_DEFAULT_TIME_CHANNELS;
+    const dim = opts.timeEmbedDim ?? NOISY_CLIP_DEFAULT_TIME_DIM;
     const tower = visionParamSpecs(config);
     const extra = noisyExtraSpecs(config, channels, dim);
     // clipInitialiser needs text widths only for text keys, which the tower has none of.
@@ -221,6 +226,22 @@ export class NoisyCLIPImageEncoder implements ImageEncoder {
   /** PyTorch-layout tensors: the tower's `visual.*` keys and the extra keys (caller disposes). */
   toStateDict(): Map<string, tf.Tensor> {
     return paramsToStateDict(this.specs, this.params);
+  }
+
+  /** The same state_dict in host memory (`HostTensor`s for lib/io's `writeSafetensors`). */
+  toHostStateDict(): Map<string, HostStateTensor> {
+    return paramsToHostStateDict(this.specs, this.params);
+  }
+
+  /**
+   * Save as safetensors (PyTorch layout, reference key names; atomic write). The config goes into
+   * the metadata (`diffguide_config`), so head counts that the keys cannot tell survive a reload.
+   * @param opts.dtype 'float16' halves the file (as CLIP's released weights)
+   */
+  async save(path: string, opts: { dtype?: 'float32' | 'float16'; metadata?: Record<string, string> } = {}): Promise<void> {
+    const { writeSafetensors } = await import('../../lib/io/index.js');
+    const meta = { format: 'pt', diffguide_arch: 'noisy-clip-image-encoder', diffguide_config: JSON.stringify({ ...this.config, timeEmbedChannels: this.timeEmbedChannels, timeEmbedDim: this.timeEmbedDim }), ...opts.metadata };
+    await writeSafetensors(path, this.toHostStateDict(), meta, opts.dtype === 'float16' ? { dtype: 'float16' } : undefined);
   }
 
   dispose(): void {

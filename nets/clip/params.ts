@@ -29,7 +29,10 @@ export function ourShape(kind: ParamKind, shape: readonly number[]): number[] {
 }
 
 function hostToTensor(v: StateTensor, spec: ParamSpec): tf.Tensor {
-  if (v instanceof tf.Tensor) return v.dtype === 'float32' || spec.dtype === 'int64' ? v.clone() : v.toFloat();
+  if (v instanceof tf.Tensor) {
+    if (spec.dtype === 'int64') return v.dtype === 'int32' ? v.clone() : v.toInt();
+    return v.dtype === 'float32' ? v.clone() : v.toFloat();
+  }
   const n = v.shape.reduce((a, b) => a * b, 1);
   if (v.data.length !== n) throw new Error(`state_dict tensor has ${v.data.length} values for shape [${v.shape}]`);
   if (spec.dtype === 'int64') {
@@ -142,4 +145,27 @@ export function initParams(specs: Map<string, ParamSpec>, seed: number, init: In
 export function disposeParams(params: Map<string, tf.Variable>): void {
   for (const v of params.values()) v.dispose();
   params.clear();
+}
+
+/** A state_dict entry in host memory (structurally lib/io's `HostTensor`). */
+export interface HostStateTensor {
+  shape: number[];
+  dtype: 'float32' | 'int32';
+  data: Float32Array | Int32Array;
+  /** 'float32', or 'int64' for BatchNorm's num_batches_tracked (written as I64 by lib/io). */
+  sourceDtype: string;
+}
+
+/** Our variables -> host tensors in PyTorch layout under the reference keys (for lib/io's writers). */
+export function paramsToHostStateDict(specs: Map<string, ParamSpec>, params: Map<string, tf.Variable>): Map<string, HostStateTensor> {
+  const out = new Map<string, HostStateTensor>();
+  for (const [k, spec] of specs) {
+    const v = params.get(k);
+    if (!v) throw new Error(`internal: parameter ${k} is not allocated`);
+    const t = toTorchLayout(spec.kind, v);
+    const data = t.dataSync() as Float32Array | Int32Array;
+    out.set(k, { shape: spec.shape.slice(), dtype: spec.dtype === 'int64' ? 'int32' : 'float32', data: data.slice(), sourceDtype: spec.dtype });
+    t.dispose();
+  }
+  return out;
 }

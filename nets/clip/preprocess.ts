@@ -69,8 +69,9 @@ export function resizeShorterSide(h: number, w: number, size: number): [number, 
 /**
  * Resize the shorter side to `size` and center-crop to `size` x `size`, differentiably.
  * @param x [N, H, W, C] -> [N, size, size, C]
+ * @param range clip to [lo, hi] after each pass as PIL does for 8-bit images (null: no clipping)
  */
-export function resizeShorterAndCenterCrop(x: tf.Tensor4D, size: number, kind: ResampleFilter = 'bicubic'): tf.Tensor4D {
+export function resizeShorterAndCenterCrop(x: tf.Tensor4D, size: number, kind: ResampleFilter = 'bicubic', range: [number, number] | null = null): tf.Tensor4D {
   const [n, h, w, c] = x.shape;
   if (h === size && w === size) return x.clone();
   return tf.tidy(() => {
@@ -79,11 +80,17 @@ export function resizeShorterAndCenterCrop(x: tf.Tensor4D, size: number, kind: R
     const left = pyRound((rw - size) / 2);
     const mh = tf.tensor2d(resampleMatrix(h, rh, kind), [rh, h]).slice([top, 0], [size, h]);
     const mw = tf.tensor2d(resampleMatrix(w, rw, kind), [rw, w]).slice([left, 0], [size, w]);
-    // rows: [H, N*W*C] -> [size, N*W*C]
-    let y: tf.Tensor = h === size && rh === size ? x : tf.matMul(mh, x.transpose([1, 0, 2, 3]).reshape([h, n * w * c])).reshape([size, n, w, c]).transpose([1, 0, 2, 3]);
-    // columns: [W, N*size*C] -> [size, N*size*C]
+    // PIL order: horizontal pass, clip to the pixel range, vertical pass, clip. (PIL also rounds to
+    // 8 bits after each pass; we keep floats so gradients flow.)
+    const clip = (t: tf.Tensor) => (range ? tf.clipByValue(t, range[0], range[1]) : t);
+    let y: tf.Tensor = x;
+    // columns: [W, N*H*C] -> [size, N*H*C]
     if (!(w === size && rw === size)) {
-      y = tf.matMul(mw, y.transpose([2, 0, 1, 3]).reshape([w, n * size * c])).reshape([size, n, size, c]).transpose([1, 2, 0, 3]);
+      y = clip(tf.matMul(mw, y.transpose([2, 0, 1, 3]).reshape([w, n * h * c])).reshape([size, n, h, c]).transpose([1, 2, 0, 3]));
+    }
+    // rows: [H, N*size*C] -> [size, N*size*C]
+    if (!(h === size && rh === size)) {
+      y = clip(tf.matMul(mh, y.transpose([1, 0, 2, 3]).reshape([h, n * size * c])).reshape([size, n, size, c]).transpose([1, 0, 2, 3]));
     }
     return y as tf.Tensor4D;
   });
@@ -94,6 +101,12 @@ export interface PreprocessOptions {
   resample?: ResampleFilter;
   mean?: readonly [number, number, number];
   std?: readonly [number, number, number];
+  /**
+   * Clip to [0, 1] after each resampling pass as PIL does (default true; matches the reference's
+   * preprocessing within 1/255 on 8-bit images). Clipped pixels pass no gradient; set false to keep
+   * bicubic overshoot and its gradient.
+   */
+  clip?: boolean;
 }
 
 /**
@@ -108,7 +121,7 @@ export function clipPreprocess(x: tf.Tensor4D, resolution: number, opts: Preproc
   const std = opts.std ?? CLIP_STD;
   return tf.tidy(() => {
     const unit = x.add(1).mul(0.5) as tf.Tensor4D;
-    const resized = resizeShorterAndCenterCrop(unit, resolution, opts.resample ?? 'bicubic');
+    const resized = resizeShorterAndCenterCrop(unit, resolution, opts.resample ?? 'bicubic', opts.clip === false ? null : [0, 1]);
     return resized.sub(tf.tensor1d([...mean])).div(tf.tensor1d([...std])) as tf.Tensor4D;
   });
 }

@@ -21,26 +21,27 @@ function toTensor(v: StateTensor, dtype: 'float32' | 'int32'): tf.Tensor {
 /**
  * @param inputs must hold `image` (NCHW, already normalised) and/or `text` (token ids)
  * @returns name -> tensor (PyTorch layout; caller disposes): image_features / visual_* when `image`
- *   is given, text_features when `text` is, logits_per_* when both are
+ *   is given and the model has an image tower, text_features likewise, logits_per_* when both are
+ *   produced
  */
 export function clipReferenceOutputs(model: CLIP, inputs: Map<string, StateTensor>): Map<string, tf.Tensor> {
   const out = new Map<string, tf.Tensor>();
   const image = inputs.get('image');
   const text = inputs.get('text');
   if (!image && !text) throw new Error("CLIP io file has neither 'image' nor 'text' inputs");
-  if (image) {
+  if (image && model.towers.image) {
     const pixels = tf.tidy(() => toTensor(image, 'float32').transpose([0, 2, 3, 1]) as tf.Tensor4D);
     const enc = model.encodeImagePixels(pixels, { intermediates: true });
     pixels.dispose();
     out.set('image_features', enc.embedding);
     for (const [k, v] of Object.entries(enc.intermediates)) out.set(k, v);
   }
-  if (text) {
+  if (text && model.towers.text) {
     const ids = toTensor(text, 'int32') as tf.Tensor2D;
     out.set('text_features', model.encodeTokens(ids));
     ids.dispose();
   }
-  if (image && text) {
+  if (out.has('image_features') && out.has('text_features') && model.params.has('logit_scale')) {
     const { logitsPerImage, logitsPerText } = model.logits(out.get('image_features') as tf.Tensor2D, out.get('text_features') as tf.Tensor2D);
     out.set('logits_per_image', logitsPerImage);
     out.set('logits_per_text', logitsPerText);

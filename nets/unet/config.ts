@@ -372,7 +372,34 @@ export function buildPlan(config: UNetConfig): UNetPlan {
       outNorm: 'norm_out', outConv: 'conv_out', embName: 'temb', normEps: 1e-6, levels: L,
     };
   }
+  plan.params = referenceOrder(plan.params, c.kind);
   return plan;
+}
+
+/**
+ * Parameters in the reference state_dict order (module registration order): DDPM registers each level's
+ * blocks, then its attentions, then its resampler, and the up levels by index; GLIDE registers
+ * `transformer_proj` after the UNet body.
+ */
+function referenceOrder(params: Map<string, ParamSpec>, kind: UNetKind): Map<string, ParamSpec> {
+  const rank = (k: string): number[] => {
+    if (kind === 'guided-diffusion') return [k.startsWith('transformer_proj.') ? 1 : 0];
+    let m: RegExpExecArray | null;
+    if (k.startsWith('temb.')) return [0];
+    if (k.startsWith('conv_in.')) return [1];
+    if ((m = /^(down|up)\.(\d+)\.(block|attn)\.(\d+)\./.exec(k))) return [m[1] === 'down' ? 2 : 4, +m[2], m[3] === 'block' ? 0 : 1, +m[4]];
+    if ((m = /^(down|up)\.(\d+)\.(downsample|upsample)\./.exec(k))) return [m[1] === 'down' ? 2 : 4, +m[2], 2];
+    if (k.startsWith('mid.')) return [3, k.startsWith('mid.block_1.') ? 0 : k.startsWith('mid.attn_1.') ? 1 : 2];
+    if (k.startsWith('norm_out.')) return [5];
+    return [6];
+  };
+  const cmp = (a: number[], b: number[]) => {
+    for (let i = 0; i < Math.max(a.length, b.length); i++) if ((a[i] ?? -1) !== (b[i] ?? -1)) return (a[i] ?? -1) - (b[i] ?? -1);
+    return 0;
+  };
+  const entries = [...params.entries()].map((e, i) => ({ e, r: rank(e[0]), i }));
+  entries.sort((a, b) => cmp(a.r, b.r) || a.i - b.i);
+  return new Map(entries.map((x) => x.e));
 }
 
 /** Reference key -> PyTorch shape for a config (exactly the state_dict the reference constructor creates). */

@@ -20,3 +20,10 @@ export {
   type UNetKind,
   type ShapeSource as UNetShapeSource,
 } from './config.js';
+
+import { registerArchitectureDetector, type ShapeMap } from '../../lib/io/arch.js';
+import { detectUNetKind, inferUNetConfig } from './config.js';
+
+// `diffguide inspect` names UNet checkpoints through these detectors (the config is inferred from keys and shapes).
+registerArchitectureDetector('guided-diffusion-unet', (sd: ShapeMap) => (detectUNetKind(sd) === 'guided-diffusion' ? { config: inferUNetConfig(sd) } : null));
+registerArchitectureDetector('ddpm-unet', (sd: ShapeMap) => (detectUNetKind(sd) === 'ddpm' ? { config: inferUNetConfig(sd) } : null));

@@ -1,0 +1,220 @@
+/**
+ * `diffguide bench nets`: forward and forward+input-gradient time of the nets on the chosen backend,
+ * for the models in `../shared/bench` (gd_bench32, gd_bench64, ddpm_bench32, clip_bench image / text),
+ * next to the TorchScript model's times on the same inputs in the same run (when `/usr/bin/python3`
+ * has torch), plus the > 2 GiB safetensors load of bench/io.ts.
+ *
+ * Output: `{cases: [{name, fwd_ms, dx_ms, torch_fwd_ms, torch_dx_ms, max_rel_err, ...}], load, backend}`;
+ * `max_rel_err` is max|ours - reference| / max(1, max|reference|) of the forward output, `grad_rel_err`
+ * the same for the input gradient where the io file holds it. Times are medians of `reps` calls after
+ * two warm-up calls.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { packageRoot } from '../lib/paths.js';
+import { backendInfo } from '../lib/backend.js';
+import { readStateDict } from '../lib/io/index.js';
+import { readIoFile, type IoTensor } from '../lib/cli/commands/verify.js';
+import { UNet, configFromReference } from '../nets/unet/index.js';
+
+export interface NetsBenchOptions {
+  /** Repetitions per measurement (median reported). Default 5. */
+  reps?: number;
+  /** Run the PyTorch side when available. Default true. */
+  torch?: boolean;
+  /** Also run bench/io.ts (synthetic > 2 GiB load). Default true unless DIFFGUIDE_BENCH_NO_LOAD=1. */
+  load?: boolean;
+  /** Threads for PyTorch (default 2, as the shared README's figures). */
+  torchThreads?: number;
+}
+
+export interface NetsBenchCase {
+  name: string;
+  fwd_ms: number;
+  dx_ms: number | null;
+  torch_fwd_ms: number | null;
+  torch_dx_ms: number | null;
+  max_rel_err: number;
+  grad_rel_err?: number | null;
+  fwd_ratio?: number | null;
+  dx_ratio?: number | null;
+  torch_error?: string;
+}
+
+function benchDir(): string {
+  return resolve(process.env.DIFFGUIDE_SHARED ?? join(packageRoot(), '..', 'shared'), 'bench');
+}
+
+function median(xs: number[]): number {
+  const s = xs.slice().sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Median ms of `fn` (which returns tensors to read back and dispose). */
+function timeIt(fn: () => tf.Tensor | tf.Tensor[], reps: number): number {
+  const once = () => {
+    const t0 = performance.now();
+    const r = fn();
+    const list = Array.isArray(r) ? r : [r];
+    for (const t of list) t.dataSync();
+    const dt = performance.now() - t0;
+    tf.dispose(list);
+    return dt;
+  };
+  once();
+  once();
+  const ts: number[] = [];
+  for (let i = 0; i < reps; i++) ts.push(once());
+  return median(ts);
+}
+
+function relErr(ours: tf.Tensor, ref: IoTensor | undefined): number | null {
+  if (!ref) return null;
+  return tf.tidy(() => {
+    const o = ours.rank === 4 && ref.shape.length === 4 ? ours.transpose([0, 3, 1, 2]) : ours;
+    const r = tf.tensor(ref.data, ref.shape, 'float32');
+    return o.sub(r).abs().max().dataSync()[0] / Math.max(1, r.abs().max().dataSync()[0]);
+  });
+}
+
+function haveTorch(): boolean {
+  const r = spawnSync('/usr/bin/python3', ['-c', 'import torch, numpy'], { stdio: 'ignore', timeout: 60000 });
+  return r.status === 0;
+}
+
+/** Run ../shared/bench/time_torch.py and return its JSON record. */
+function torchTimes(jit: string, io: string, reps: number, threads: number): { forward_ms: number; fwd_bwd_input_ms: number | null } | { error: string } {
+  const script = join(benchDir(), 'time_torch.py');
+  const r = spawnSync('/usr/bin/python3', [script, jit, io, '--grad', '--threads', String(threads), '--reps', String(Math.max(reps, 5)), '--warmup', '3'], {
+    encoding: 'utf8',
+    timeout: 600000,
+  });
+  if (r.status !== 0) return { error: `time_torch.py exited ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-2).join(' ')}` };
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    const j = JSON.parse(last) as { forward_ms: number; fwd_bwd_input_ms: number | null };
+    return j;
+  } catch {
+    return { error: `time_torch.py printed no JSON: ${last.slice(0, 200)}` };
+  }
+}
+
+async function unetCase(name: string, reps: number): Promise<{ c: NetsBenchCase; jit: string; io: string }> {
+  const dir = benchDir();
+  const sd = await readStateDict(join(dir, `${name}.pt`));
+  const net = UNet.fromStateDict(sd, configFromReference(JSON.parse(readFileSync(join(dir, `${name}.config.json`), 'utf8'))));
+  const ioPath = join(dir, `${name}_io.json`);
+  const io = await readIoFile(ioPath);
+  const x = tf.tidy(() => tf.tensor(io.get('x')!.data, io.get('x')!.shape, 'float32').transpose([0, 2, 3, 1]) as tf.Tensor4D);
+  const t = tf.tensor1d(Float32Array.from(io.get('t')!.data), 'float32');
+  try {
+    const out = net.apply(x, t);
+    const maxRel = relErr(out, io.get('out'))!;
+    out.dispose();
+    const grad = tf.grad((xx: tf.Tensor) => net.apply(xx as tf.Tensor4D, t).sum());
+    const g = grad(x);
+    const gradRel = relErr(g, io.get('grad_x'));
+    g.dispose();
+    const fwd = timeIt(() => net.apply(x, t), reps);
+    const dx = timeIt(() => grad(x), reps);
+    return { c: { name, fwd_ms: fwd, dx_ms: dx, torch_fwd_ms: null, torch_dx_ms: null, max_rel_err: maxRel, grad_rel_err: gradRel }, jit: join(dir, `${name}.jit.pt`), io: ioPath };
+  } finally {
+    tf.dispose([x, t]);
+    net.dispose();
+  }
+}
+
+async function clipCases(reps: number): Promise<{ c: NetsBenchCase; jit: string; io: string }[]> {
+  const dir = benchDir();
+  let clip: typeof import('../nets/clip/index.js');
+  try {
+    clip = await import('../nets/clip/index.js');
+  } catch {
+    return [];
+  }
+  const sd = await readStateDict(join(dir, 'clip_bench.pt'));
+  const model = clip.CLIP.fromStateDict(sd, clip.clipConfigFromJson(JSON.parse(readFileSync(join(dir, 'clip_bench.config.json'), 'utf8'))));
+  const ioPath = join(dir, 'clip_bench_io.json');
+  const io = await readIoFile(ioPath);
+  const image = io.get('image')!;
+  const pixels = tf.tidy(() => tf.tensor(image.data, image.shape, 'float32').transpose([0, 2, 3, 1]) as tf.Tensor4D);
+  const ids = tf.tensor2d(Int32Array.from(io.get('text')!.data), io.get('text')!.shape as [number, number], 'int32');
+  try {
+    const enc = (p: tf.Tensor4D) => tf.tidy(() => model.encodeImagePixels(p).embedding);
+    const e = enc(pixels);
+    const imgRel = relErr(e, io.get('image_features'))!;
+    e.dispose();
+    const grad = tf.grad((p: tf.Tensor) => enc(p as tf.Tensor4D).sum());
+    const g = grad(pixels);
+    const gradRel = relErr(g, io.get('grad_image'));
+    g.dispose();
+    const tfeat = model.encodeTokens(ids);
+    const txtRel = relErr(tfeat, io.get('text_features'))!;
+    tfeat.dispose();
+    return [
+      {
+        c: { name: 'clip_bench_image', fwd_ms: timeIt(() => enc(pixels), reps), dx_ms: timeIt(() => grad(pixels), reps), torch_fwd_ms: null, torch_dx_ms: null, max_rel_err: imgRel, grad_rel_err: gradRel },
+        jit: join(dir, 'clip_bench_image.jit.pt'),
+        io: ioPath,
+      },
+      {
+        c: { name: 'clip_bench_text', fwd_ms: timeIt(() => model.encodeTokens(ids), reps), dx_ms: null, torch_fwd_ms: null, torch_dx_ms: null, max_rel_err: txtRel },
+        jit: join(dir, 'clip_bench_text.jit.pt'),
+        io: ioPath,
+      },
+    ];
+  } finally {
+    tf.dispose([pixels, ids]);
+    model.dispose();
+  }
+}
+
+export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unknown; torch: boolean; torch_threads: number; cases: NetsBenchCase[]; load: unknown }> {
+  const reps = opts.reps && opts.reps > 0 ? opts.reps : 5;
+  const dir = benchDir();
+  if (!existsSync(join(dir, 'README.md'))) throw new Error(`bench nets needs the shared bench models at ${dir} (set DIFFGUIDE_SHARED to the folder holding bench/)`);
+  const threads = opts.torchThreads ?? Number(process.env.DIFFGUIDE_TORCH_THREADS ?? 2);
+  const useTorch = (opts.torch ?? true) && haveTorch();
+  const runs: { c: NetsBenchCase; jit: string; io: string }[] = [];
+  for (const name of ['gd_bench32', 'gd_bench64', 'ddpm_bench32']) {
+    runs.push(await unetCase(name, reps));
+    process.stderr.write(`bench nets: ${name} done\n`);
+  }
+  runs.push(...(await clipCases(reps)));
+  if (useTorch) {
+    for (const r of runs) {
+      const tt = torchTimes(r.jit, r.io, reps, threads);
+      if ('error' in tt) r.c.torch_error = tt.error;
+      else {
+        r.c.torch_fwd_ms = tt.forward_ms;
+        r.c.torch_dx_ms = tt.fwd_bwd_input_ms ?? null;
+      }
+      process.stderr.write(`bench nets: torch ${r.c.name} done\n`);
+    }
+  }
+  for (const { c } of runs) {
+    c.fwd_ratio = c.torch_fwd_ms ? +(c.fwd_ms / c.torch_fwd_ms).toFixed(2) : null;
+    c.dx_ratio = c.torch_dx_ms && c.dx_ms ? +(c.dx_ms / c.torch_dx_ms).toFixed(2) : null;
+    c.fwd_ms = +c.fwd_ms.toFixed(1);
+    if (c.dx_ms !== null) c.dx_ms = +c.dx_ms.toFixed(1);
+  }
+  let load: unknown = null;
+  if (opts.load ?? process.env.DIFFGUIDE_BENCH_NO_LOAD !== '1') {
+    try {
+      load = await (await import('./io.js')).run();
+    } catch (e) {
+      load = { error: (e as Error).message };
+    }
+  }
+  const b = backendInfo();
+  return {
+    backend: b ? { name: b.name, threads: b.threads, simd: b.simd } : tf.getBackend(),
+    torch: useTorch,
+    torch_threads: threads,
+    cases: runs.map((r) => r.c),
+    load,
+  };
+}

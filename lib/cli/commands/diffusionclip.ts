@@ -1,0 +1,108 @@
+/** `diffguide diffusionclip`: fine-tune the UNet toward a target text and edit images (DiffusionCLIP). */
+import * as tf from '@tensorflow/tfjs';
+import type { Command } from '../command.js';
+import { note, progressBar } from '../progress.js';
+import { METHOD_OPTIONS, UsageError, choice, guarded, intOpt, loadModels, numList, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
+import { imageSizeOf, makeDiffuser } from '../../methods/common.js';
+import * as dclip from '../../methods/diffusionclip.js';
+
+const cmd: Command = {
+  name: 'diffusionclip',
+  summary: 'DiffusionCLIP: fine-tune the model with a directional CLIP loss (or load a delta) and edit images',
+  usage: 'diffguide diffusionclip IMAGE.png [IMAGE2.png ...] --source TEXT --target TEXT [--t0 0.5] [--n-inv 40] [--n-train 6] [--n-gen 40] [--mode full|perstep] [--model-ratio 0.5,1] [--save-delta F] [--delta F] [--latent-optim]',
+  examples: [
+    "diffguide diffusionclip face.png --source 'smiling face' --target 'angry face' --iters 5 --save-delta angry.safetensors",
+    "diffguide diffusionclip other.png --source 'smiling face' --target 'angry face' --delta angry.safetensors --model-ratio 0.5,1 --n-gen 6",
+    "diffguide diffusionclip face.png --source 'smiling face' --target 'angry face' --latent-optim",
+  ],
+  options: {
+    ...METHOD_OPTIONS,
+    source: { type: 'string', help: 'text describing the inputs' },
+    target: { type: 'string', help: 'text describing the edit' },
+    t0: { type: 'string', help: 'inversion depth in (0,1] (default 0.5)' },
+    'n-inv': { type: 'string', help: 'DDIM inversion steps (default 40)' },
+    'n-train': { type: 'string', help: 'generative steps during fine-tuning (default 6)' },
+    'n-gen': { type: 'string', help: 'generative steps for the edit (default 40; 6 = fast sampling)' },
+    mode: { type: 'string', help: 'full (gradient through the chain) | perstep (GPU-efficient) (default full)' },
+    iters: { type: 'string', help: 'passes over the images (default 5)' },
+    lr: { type: 'string', help: 'Adam learning rate (default 1e-4)' },
+    'clip-weight': { type: 'string', help: 'directional CLIP loss weight (default 3)' },
+    'l1-weight': { type: 'string', help: 'L1 loss weight (default 1)' },
+    'model-ratio': { type: 'string', help: 'blend(s) of fine-tuned and original, comma list (default 1)' },
+    'save-delta': { type: 'string', help: 'write the fine-tuned weights as a delta safetensors file' },
+    delta: { type: 'string', help: 'use this delta instead of fine-tuning' },
+    'latent-optim': { type: 'boolean', help: 'optimise the inverted latent instead of fine-tuning the model' },
+    clip: { type: 'string', help: 'CLIP weights (default shipped weights/clip)' },
+  },
+  run: (args) =>
+    guarded('diffusionclip', async () => {
+      if (args.positionals.length === 0) throw new UsageError('give at least one input image');
+      const source = strOpt(args, 'source');
+      const target = strOpt(args, 'target');
+      const deltaPath = strOpt(args, 'delta');
+      if (!deltaPath && (!source || !target)) throw new UsageError('give --source and --target texts (or --delta FILE)');
+      const t0 = numOpt(args, 't0', 0.5);
+      const nInv = intOpt(args, 'n-inv', 40);
+      const nGen = intOpt(args, 'n-gen', intOpt(args, 'steps', 40));
+      const ratios = numList(args, 'model-ratio', [1]);
+      const m = await loadModels(args, deltaPath ? ['unet'] : ['unet', 'clip']);
+      const size = imageSizeOf(m.unet!);
+      const parts = args.positionals.map((p) => readInput(p, size, 'input'));
+      const x = tf.concat(parts) as tf.Tensor4D;
+      tf.dispose(parts);
+      const dir = outDir(args, 'diffusionclip');
+      const onProgress = progressBar();
+      const settings: Record<string, unknown> = { source, target, t0, nInv, nGen, seed: seedOf(args), weights: m.unet!.source };
+      let ft: ReturnType<typeof makeDiffuser> | null = null;
+      try {
+        if (args.values['latent-optim']) {
+          const r = await dclip.latentOptimize(m.unet!, m.clip!, x, { source: source!, target: target!, t0, nInv, iters: intOpt(args, 'iters', 20), lr: numOpt(args, 'lr', 2e-2), clipWeight: numOpt(args, 'clip-weight', 3), l1Weight: numOpt(args, 'l1-weight', 1), onProgress, onNote: note });
+          writeOutputs(dir, 'diffusionclip-latent', r.images, r.images.shape[0] > 0 ? args.positionals.map((_, i) => `edit #${i}`) : [], { ...settings, mode: 'latent-optim', finalLoss: r.losses[r.losses.length - 1] }, { images: x, labels: args.positionals.map((_, i) => `input #${i}`) });
+          r.images.dispose();
+          return;
+        }
+        if (deltaPath) {
+          ft = makeDiffuser(await dclip.applyDelta(m.unet!.unet, deltaPath), m.unet!.schedule, { prediction: m.unet!.prediction, variance: m.unet!.variance, source: deltaPath });
+          settings.delta = deltaPath;
+        } else {
+          const r = await dclip.finetune(m.unet!, m.clip!, x, {
+            source: source!,
+            target: target!,
+            t0,
+            nInv,
+            nTrain: intOpt(args, 'n-train', 6),
+            mode: choice(args, 'mode', ['full', 'perstep'] as const, 'full'),
+            iters: intOpt(args, 'iters', 5),
+            lr: numOpt(args, 'lr', 1e-4),
+            clipWeight: numOpt(args, 'clip-weight', 3),
+            l1Weight: numOpt(args, 'l1-weight', 1),
+            onProgress,
+            onNote: note,
+          });
+          ft = r.model;
+          Object.assign(settings, r.settings, { firstLoss: r.losses[0], finalLoss: r.losses[r.losses.length - 1] });
+          const save = strOpt(args, 'save-delta');
+          if (save) {
+            await dclip.saveDelta(save, m.unet!.unet, ft.unet, { source: source!, target: target! });
+            note(`fine-tuned weights saved as a delta: ${save}`);
+          }
+        }
+        const outs: tf.Tensor4D[] = [];
+        const labels: string[] = [];
+        for (const ratio of ratios) {
+          const r = await dclip.edit(m.unet!, ft, x, { t0, nInv, nGen, modelRatio: ratio, onProgress });
+          outs.push(r.images);
+          args.positionals.forEach((_, i) => labels.push(`ratio ${ratio} #${i}`));
+        }
+        const images = tf.concat(outs) as tf.Tensor4D;
+        tf.dispose(outs);
+        writeOutputs(dir, 'diffusionclip', images, labels, { ...settings, modelRatio: ratios.join(',') }, { images: x, labels: args.positionals.map((_, i) => `input #${i}`) });
+        images.dispose();
+      } finally {
+        ft?.unet.dispose();
+        x.dispose();
+        m.dispose();
+      }
+    }),
+};
+export default cmd;

@@ -1,0 +1,55 @@
+/** `diffguide eval <model> [--n N] [--json]`: re-measure a model's quality bars with the judge. */
+import type { Command } from '../command.js';
+import { flag, num, str } from '../command.js';
+import { loadDataset } from '../../data/index.js';
+import { weightsPath } from '../../paths.js';
+import { evalJudge, evalUNet, loadJudge, loadUNet, type EvalReport } from '../../train/evaluate.js';
+
+const EVALUABLE = ['judge', 'unet'];
+
+const evalCmd: Command = {
+  name: 'eval',
+  summary: 'measure a model against its quality bars (judge accuracy; unet FID vs baseline, category TV)',
+  usage: 'diffguide eval <judge|unet> [--n N] [--weights DIR] [--judge DIR] [--json]',
+  examples: ['diffguide eval judge --json', 'diffguide eval unet --n 1000 --json', 'diffguide eval unet --weights runs/unet --n 200'],
+  options: {
+    n: { type: 'string', help: 'samples for generative models (default 1000)' },
+    steps: { type: 'string', help: 'DDIM steps for sampling (default 50)' },
+    weights: { type: 'string', help: 'folder with <model>.safetensors + config.json (default: shipped weights/<model>)' },
+    judge: { type: 'string', help: 'folder with the judge (default: shipped weights/judge)' },
+    data: { type: 'string', help: 'dataset (default emoji32)' },
+    seed: { type: 'string', default: '0', help: 'sampling seed (default 0)' },
+    json: { type: 'boolean', help: 'print one JSON object' },
+  },
+  async run(args) {
+    const model = args.positionals[0];
+    if (!model || !EVALUABLE.includes(model)) throw new Error(`eval: unknown model '${model ?? ''}'; evaluable here: ${EVALUABLE.join(', ')}`);
+    const ds = loadDataset(str(args, 'data', 'emoji32'));
+    const judge = await loadJudge(str(args, 'judge', weightsPath('judge')));
+    let report: EvalReport;
+    if (model === 'judge') {
+      report = evalJudge(judge, ds);
+    } else {
+      const u = await loadUNet(str(args, 'weights', weightsPath('unet')));
+      let last = -1;
+      report = await evalUNet(u.net, u.schedule, u.timesteps, judge, ds, {
+        n: num(args, 'n', 1000),
+        steps: num(args, 'steps', 50),
+        seed: num(args, 'seed', 0),
+        onProgress: (d, t) => {
+          if (process.env.DIFFGUIDE_QUIET === '1' || d === last) return;
+          last = d;
+          process.stderr.write(`sampling ${d}/${t}\n`);
+        },
+      });
+      report.step = u.config.step;
+    }
+    if (flag(args, 'json')) console.log(JSON.stringify(report));
+    else {
+      console.log(`${report.model}:`);
+      for (const [k, b] of Object.entries(report.bars)) console.log(`  ${b.pass ? 'PASS' : 'FAIL'} ${k} = ${b.value.toFixed(4)}  (goal ${b.goal})`);
+    }
+    return 0;
+  },
+};
+export default evalCmd;

@@ -1,0 +1,33 @@
+/** `diffguide sample`: unguided samples from the unconditional UNet (the baseline of every method). */
+import type { Command } from '../command.js';
+import { progressBar } from '../progress.js';
+import { METHOD_OPTIONS, choice, guarded, intOpt, loadModels, numOpt, outDir, seedOf, writeOutputs } from '../../methods/cli.js';
+import { sample } from '../../methods/sample.js';
+
+const cmd: Command = {
+  name: 'sample',
+  summary: 'unguided samples from the diffusion model (DDPM or DDIM)',
+  usage: 'diffguide sample [--n N] [--steps S] [--sampler ddim|ddpm] [--eta E] [--seed S] [--weights PATH] [--out DIR]',
+  examples: ['diffguide sample --n 8 --steps 50 --seed 1', 'diffguide sample --sampler ddpm --steps 100 --out samples/'],
+  options: {
+    ...METHOD_OPTIONS,
+    n: { type: 'string', help: 'number of images (default 8)' },
+    sampler: { type: 'string', help: 'ddim | ddpm (default ddim)' },
+    eta: { type: 'string', help: 'DDIM eta (default 0)' },
+  },
+  run: (args) =>
+    guarded('sample', async () => {
+      const n = intOpt(args, 'n', 8);
+      const sampler = choice(args, 'sampler', ['ddim', 'ddpm'] as const, 'ddim');
+      const eta = numOpt(args, 'eta', 0);
+      const m = await loadModels(args, ['unet']);
+      try {
+        const r = await sample(m.unet!, { n, steps: intOpt(args, 'steps', 50), sampler, eta, seed: seedOf(args), onProgress: progressBar() });
+        writeOutputs(outDir(args, 'sample'), 'sample', r.images, Array.from({ length: n }, (_, i) => `#${i}`), { ...r.settings, weights: m.unet!.source });
+        r.images.dispose();
+      } finally {
+        m.dispose();
+      }
+    }),
+};
+export default cmd;

@@ -1,0 +1,135 @@
+/**
+ * `diffguide train <model>`: train (or resume) one of diffguide's small models, writing
+ * checkpoints, a loss curve and sample grids under --out, and the final weights (PyTorch layout,
+ * reference key names) as `<out>/<model>.safetensors` + `<out>/config.json`.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from '../command.js';
+import { flag, num, str } from '../command.js';
+import { loadDataset } from '../../data/index.js';
+import { train, loadTrainedWeights, progressBar, type TrainOptions, type TrainTask } from '../../train/loop.js';
+import { JudgeTask, judgeConfigFor } from '../../train/tasks/judge.js';
+import { UNetTask, smallUNetConfig } from '../../train/tasks/unet.js';
+import { Judge } from '../../../nets/judge/model.js';
+import { UNet } from '../../../nets/unet/index.js';
+import { writeSafetensors } from '../../io/index.js';
+import type { StateDict } from '../../io/types.js';
+
+export const TRAINABLE = ['judge', 'unet'] as const;
+export type TrainableModel = (typeof TRAINABLE)[number];
+
+/** Per-model defaults. */
+export const TRAIN_DEFAULTS: Record<TrainableModel, { data: string; steps: number; batch: number; lr: number; warmup: number; decay: 'constant' | 'cosine'; ema: number; sampleEvery: number; ckptEvery: number; weightDecay: number }> = {
+  judge: { data: 'emoji32', steps: 800, batch: 32, lr: 2e-3, warmup: 100, decay: 'cosine', ema: 0.99, sampleEvery: 250, ckptEvery: 100, weightDecay: 0.05 },
+  unet: { data: 'emoji32', steps: 20000, batch: 16, lr: 5e-4, warmup: 200, decay: 'constant', ema: 0.999, sampleEvery: 250, ckptEvery: 100, weightDecay: 0 },
+};
+
+export interface ExportedModel {
+  weightsPath: string;
+  configPath: string;
+}
+
+/** Write weights (fp16 or fp32 safetensors) and config.json for a trained model into `dir`. */
+export async function exportModel(model: TrainableModel, sd: StateDict, config: Record<string, unknown>, dir: string, dtype: 'float16' | 'float32', metadata: Record<string, string>): Promise<ExportedModel> {
+  const weightsPath = join(dir, `${model}.safetensors`);
+  const configPath = join(dir, 'config.json');
+  await writeSafetensors(weightsPath, sd, metadata, dtype === 'float16' ? { dtype: 'float16' } : undefined);
+  writeFileSync(configPath, JSON.stringify(config, null, 2) + '\n');
+  return { weightsPath, configPath };
+}
+
+const trainCmd: Command = {
+  name: 'train',
+  summary: 'train (or --resume) a small model: judge, unet (emoji 32x32); checkpoints, loss curve, sample grids',
+  usage: 'diffguide train <judge|unet> [--steps N] [--batch B] [--lr LR] [--out runs/<model>] [--resume] [--export-only]',
+  examples: [
+    'diffguide train judge --steps 800',
+    'nohup diffguide train unet --out runs/unet --resume > runs/unet/log.txt 2>&1 &',
+    'diffguide train unet --out runs/unet --export-only   # write runs/unet/unet.safetensors from the checkpoint',
+  ],
+  options: {
+    steps: { type: 'string', help: 'total steps to reach (judge 800, unet 20000)' },
+    batch: { type: 'string', help: 'batch size (judge 32, unet 16)' },
+    lr: { type: 'string', help: 'peak learning rate (judge 2e-3, unet 5e-4)' },
+    warmup: { type: 'string', help: 'linear warm-up steps (judge 100, unet 200)' },
+    out: { type: 'string', help: 'output folder (default runs/<model>)' },
+    data: { type: 'string', help: 'dataset: emoji32 (default), emoji64, a prepared .json or a folder of PNGs' },
+    seed: { type: 'string', default: '0', help: 'seed for init, batches and noise (default 0)' },
+    resume: { type: 'boolean', help: 'continue from <out>/checkpoint.safetensors' },
+    'ckpt-every': { type: 'string', help: 'checkpoint interval in steps (default 100)' },
+    'sample-every': { type: 'string', help: 'sample grid / eval interval in steps (default 250)' },
+    'export-only': { type: 'boolean', help: 'only write <out>/<model>.safetensors + config.json from the checkpoint (EMA weights)' },
+    fp16: { type: 'boolean', help: 'export weights as fp16' },
+    'max-steps-this-run': { type: 'string', help: 'stop after this many steps in this process (resume later)' },
+    'model-channels': { type: 'string', help: 'unet: base width (default 32; multiple of 32)' },
+  },
+  async run(args) {
+    const model = args.positionals[0] as TrainableModel;
+    if (!TRAINABLE.includes(model)) throw new Error(`train: unknown model '${args.positionals[0] ?? ''}'; trainable here: ${TRAINABLE.join(', ')}`);
+    const d = TRAIN_DEFAULTS[model];
+    const out = str(args, 'out', join('runs', model));
+    const seed = num(args, 'seed', 0);
+    const dataSpec = str(args, 'data', d.data);
+    const batch = num(args, 'batch', d.batch);
+    const ckptPath = join(out, 'checkpoint.safetensors');
+    // On resume, the checkpoint's config wins for everything that shapes the run.
+    let saved: Record<string, unknown> | null = null;
+    if ((flag(args, 'resume') || flag(args, 'export-only')) && existsSync(join(out, 'state.json'))) {
+      saved = (JSON.parse(readFileSync(join(out, 'state.json'), 'utf8')) as { config: Record<string, unknown> }).config;
+    }
+    const ds = loadDataset((saved?.data as string) ?? dataSpec, { log: (l) => process.stderr.write(l + '\n') });
+    let task: JudgeTask | UNetTask;
+    let netConfig: Record<string, unknown>;
+    let toStateDict: () => StateDict;
+    if (model === 'judge') {
+      const cfg = (saved?.net as ReturnType<typeof judgeConfigFor>) ?? judgeConfigFor(ds);
+      const judge = Judge.random(cfg, seed);
+      task = new JudgeTask(judge, ds, { batch: (saved?.batch as number) ?? batch, seed });
+      netConfig = cfg as unknown as Record<string, unknown>;
+      toStateDict = () => judge.toStateDict();
+    } else {
+      const cfg = (saved?.net as Record<string, unknown>) ?? { ...smallUNetConfig(ds.height), modelChannels: num(args, 'model-channels', 32) };
+      const net = UNet.random(cfg, seed);
+      task = new UNetTask(net, ds, { batch: (saved?.batch as number) ?? batch, seed, schedule: 'cosine' });
+      netConfig = { ...net.config, schedule: 'cosine', timesteps: 1000, prediction: 'eps' };
+      toStateDict = () => net.toStateDict();
+    }
+    const config = saved ?? { model, data: dataSpec, batch, net: model === 'judge' ? netConfig : (task as UNetTask).net.config };
+    const exportNow = async (trainState: unknown) => {
+      const st = trainState as { step: number; wallSeconds: number };
+      const meta = { model, step: String(st.step), wall_seconds: st.wallSeconds.toFixed(0), data: String(config.data), weights: 'ema', format: 'pytorch-layout' };
+      const e = await exportModel(model, toStateDict(), { model, ...netConfig, step: st.step }, out, flag(args, 'fp16') ? 'float16' : 'float32', meta);
+      process.stderr.write(`wrote ${e.weightsPath} and ${e.configPath} (EMA weights at step ${st.step})\n`);
+    };
+    if (flag(args, 'export-only')) {
+      const st = loadTrainedWeights(ckptPath, task.params, 'ema');
+      await exportNow(st);
+      return 0;
+    }
+    const opts: TrainOptions = {
+      out,
+      steps: num(args, 'steps', d.steps),
+      lr: num(args, 'lr', d.lr),
+      warmup: num(args, 'warmup', d.warmup),
+      decay: d.decay,
+      clip: 1,
+      emaDecay: d.ema,
+      adam: { weightDecay: d.weightDecay },
+      seed,
+      checkpointEvery: num(args, 'ckpt-every', d.ckptEvery),
+      sampleEvery: num(args, 'sample-every', d.sampleEvery),
+      resume: flag(args, 'resume'),
+      config,
+      onProgress: progressBar(`train ${model}`),
+      maxStepsThisRun: args.values['max-steps-this-run'] ? num(args, 'max-steps-this-run') : undefined,
+    };
+    process.stderr.write(`train ${model}: ${ds.name} train split ${ds.indicesOf('train').length} images, batch ${config.batch}, ${opts.steps} steps, lr ${opts.lr}, out ${out}\n`);
+    const r = await train(task as TrainTask<unknown>, opts);
+    console.log(JSON.stringify({ model, ...r }));
+    const st = loadTrainedWeights(ckptPath, task.params, 'ema');
+    await exportNow(st);
+    return 0;
+  },
+};
+export default trainCmd;

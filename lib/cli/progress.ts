@@ -1,0 +1,55 @@
+/**
+ * A progress bar on stderr for long method runs (any `onProgress({stage, step, total, loss?})`).
+ * On a TTY it redraws one line per stage; otherwise it logs a line every ~10 s and at the end of each
+ * stage. Silent with --quiet (DIFFGUIDE_QUIET=1).
+ */
+export interface ProgressEvent {
+  stage: string;
+  step: number;
+  total: number;
+  loss?: number;
+}
+
+function fmtSeconds(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  if (s < 60) return `${s.toFixed(0)}s`;
+  return `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, '0')}s`;
+}
+
+/** A progress callback drawing `label stage step/total [####....] loss ETA` on stderr. */
+export function progressBar(label = ''): (p: ProgressEvent) => void {
+  const tty = !!process.stderr.isTTY;
+  let stage = '';
+  let started = Date.now();
+  let lastLog = 0;
+  return (p) => {
+    if (process.env.DIFFGUIDE_QUIET === '1') return;
+    const now = Date.now();
+    if (p.stage !== stage) {
+      if (tty && stage) process.stderr.write('\n');
+      stage = p.stage;
+      started = now;
+    }
+    const done = p.step >= p.total;
+    const width = 24;
+    const f = Math.max(0, Math.min(width, Math.round((width * p.step) / Math.max(1, p.total))));
+    const el = (now - started) / 1000;
+    const eta = p.step > 0 ? (el * (p.total - p.step)) / p.step : NaN;
+    const line =
+      `${label ? `${label} ` : ''}${p.stage} ${p.step}/${p.total} [${'#'.repeat(f)}${'.'.repeat(width - f)}]` +
+      (p.loss !== undefined ? ` loss ${p.loss.toFixed(4)}` : '') +
+      ` ${fmtSeconds(el)}${done ? '' : ` ETA ${fmtSeconds(eta)}`}`;
+    if (tty) {
+      process.stderr.write(`\r${line}\x1b[K${done ? '\n' : ''}`);
+      if (done) stage = '';
+    } else if (done || now - lastLog > 10000) {
+      lastLog = now;
+      process.stderr.write(`${line}\n`);
+    }
+  };
+}
+
+/** Write a note (resized inputs, warnings) to stderr unless quiet. */
+export function note(msg: string): void {
+  if (process.env.DIFFGUIDE_QUIET !== '1') process.stderr.write(`note: ${msg}\n`);
+}

@@ -1,0 +1,193 @@
+/**
+ * What the five methods share: a diffusion model bundle (net + schedule + parameterisation),
+ * progress reporting, embedding maths (normalise, cosine, slerp), input checks and schedules.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { UNet } from '../../nets/unet/index.js';
+import { DiffusionModel, type Cond, type NetFn, type Parameterization, type VarianceType } from '../../samplers/model.js';
+import { respace, respaceEven, type Schedule } from '../../samplers/schedule.js';
+import type { StepCallback } from '../../samplers/core.js';
+import { resize } from '../image/resize.js';
+import { Adam, type AdamOptions } from '../train/optim.js';
+
+/** Progress of a long method run: `stage` names the phase ("invert", "finetune", "sample", ...). */
+export interface MethodProgress {
+  stage: string;
+  /** 1-based step within the stage, and the stage's total. */
+  step: number;
+  total: number;
+  /** Optional figure to show (e.g. the current loss). */
+  loss?: number;
+}
+export type ProgressFn = (p: MethodProgress) => void;
+
+/** A UNet with the diffusion it was trained for. */
+export interface Diffuser {
+  unet: UNet;
+  /** The full training schedule (e.g. linear, 1000 steps). Methods respace it. */
+  schedule: Schedule;
+  /** What the net predicts. Default 'eps'. */
+  prediction: Parameterization;
+  /** Sampling variance ('learnedRange' when the net has 2C output channels). */
+  variance: VarianceType;
+  /**
+   * Embedding conditioning (unCLIP decoder / Imagic model): embeddings are L2-normalised and
+   * multiplied by `embScale` before `cond.emb`; the unconditional ("null") embedding is zeros.
+   */
+  embScale: number;
+  /** Where it came from (a path, "random", ...), for settings and errors. */
+  source: string;
+}
+
+/** A Diffuser from a UNet and its schedule; variance inferred from the output channels. */
+export function makeDiffuser(unet: UNet, schedule: Schedule, opts: Partial<Omit<Diffuser, 'unet' | 'schedule'>> = {}): Diffuser {
+  const learn = unet.config.outChannels === 2 * unet.config.inChannels;
+  return {
+    unet,
+    schedule,
+    prediction: opts.prediction ?? 'eps',
+    variance: opts.variance ?? (learn ? 'learnedRange' : 'fixedSmall'),
+    embScale: opts.embScale ?? 1,
+    source: opts.source ?? 'in-memory',
+  };
+}
+
+/** The UNet as a sampler NetFn. */
+export function unetNet(unet: UNet): NetFn {
+  return (x, t, cond) => unet.apply(x, t, cond ?? {});
+}
+
+/** The sampler's model for a Diffuser (optionally another net with the same parameterisation, e.g. a blend). */
+export function diffusionModelOf(d: Diffuser, net?: NetFn, cond?: Cond): DiffusionModel {
+  return new DiffusionModel(net ?? unetNet(d.unet), { prediction: d.prediction, variance: d.variance, cond });
+}
+
+/** Rows L2-normalised. x: [N, D]. */
+export function l2normalize(x: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => x.div(tf.norm(x, 2, 1, true).add(1e-8)));
+}
+
+/** Row-wise cosine similarity [N] of a [N, D] and b [N or 1, D]. */
+export function cosine(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor1D {
+  return tf.tidy(() => tf.sum(l2normalize(a).mul(l2normalize(b)), 1) as tf.Tensor1D);
+}
+
+/**
+ * Spherical interpolation between rows of a and b ([N, D] or [1, D]) at fraction `t` in [0, 1].
+ * Returns exactly a at t = 0 and exactly b at t = 1 (any norm: the norm is interpolated linearly);
+ * falls back to linear interpolation for (anti)parallel vectors.
+ */
+export function slerp(a: tf.Tensor2D, b: tf.Tensor2D, t: number): tf.Tensor2D {
+  if (t === 0) return tf.tidy(() => (a.shape[0] >= b.shape[0] ? a.clone() : tf.broadcastTo(a, b.shape))) as tf.Tensor2D;
+  if (t === 1) return tf.tidy(() => (b.shape[0] >= a.shape[0] ? b.clone() : tf.broadcastTo(b, a.shape))) as tf.Tensor2D;
+  return tf.tidy(() => {
+    const na = tf.norm(a, 2, 1, true);
+    const nb = tf.norm(b, 2, 1, true);
+    const ua = a.div(na.add(1e-12));
+    const ub = b.div(nb.add(1e-12));
+    const dot = tf.clipByValue(tf.sum(ua.mul(ub), 1, true), -1, 1);
+    const omega = tf.acos(dot);
+    const so = tf.sin(omega);
+    const safe = so.abs().greater(1e-6);
+    const wa = tf.where(safe, tf.sin(omega.mul(1 - t)).div(so.add(1e-12)), tf.fill(so.shape, 1 - t));
+    const wb = tf.where(safe, tf.sin(omega.mul(t)).div(so.add(1e-12)), tf.fill(so.shape, t));
+    const dir = ua.mul(wa).add(ub.mul(wb));
+    const norm = na.mul(1 - t).add(nb.mul(t));
+    return l2normalize(dir as tf.Tensor2D).mul(norm) as tf.Tensor2D;
+  });
+}
+
+/**
+ * Bring images to the model's size: [N, H, W, 3] in [-1, 1]; other sizes are resized (area/bilinear)
+ * and `note` is told. Returns a new tensor (the input is not disposed).
+ */
+export function fitImage(x: tf.Tensor4D, size: number, what: string, note?: (msg: string) => void): tf.Tensor4D {
+  if (x.rank !== 4 || x.shape[3] !== 3) throw new Error(`${what}: expected an image batch [N, H, W, 3], got shape [${x.shape}]`);
+  if (x.shape[1] === size && x.shape[2] === size) return tf.clone(x);
+  note?.(`${what}: resized from ${x.shape[2]}x${x.shape[1]} to ${size}x${size} (the model's size)`);
+  return resize(x, size, x.shape[1] > size ? 'area' : 'bilinear');
+}
+
+/** The first image of a batch, fitted to the model's size (see `fitImage`); a new tensor. */
+export function fitFirst(x: tf.Tensor4D, size: number, what: string, note?: (msg: string) => void): tf.Tensor4D {
+  if (x.shape[0] === 1) return fitImage(x, size, what, note);
+  const first = x.slice(0, 1);
+  try {
+    return fitImage(first, size, what, note);
+  } finally {
+    first.dispose();
+  }
+}
+
+/** The model's square image size (config.imageSize, default 32). */
+export function imageSizeOf(d: Diffuser): number {
+  return d.unet.config.imageSize ?? 32;
+}
+
+/** Schedule index of a fraction t0 in (0, 1] of the full schedule (t0 = 1: the last index). */
+export function indexOfFraction(schedule: Schedule, t0: number): number {
+  if (!(t0 > 0 && t0 <= 1)) throw new Error(`t0 must be in (0, 1], got ${t0}`);
+  return Math.max(0, Math.min(schedule.length - 1, Math.round(t0 * schedule.length) - 1));
+}
+
+/**
+ * `steps` evenly spaced timesteps from 0 to the full-schedule index `lastIndex` inclusive
+ * (DiffusionCLIP's / SDEdit's sub-chain), as a respaced schedule whose last index is `lastIndex`.
+ */
+export function subChain(schedule: Schedule, lastIndex: number, steps: number): Schedule {
+  if (!(Number.isInteger(steps) && steps >= 1)) throw new Error(`steps must be a positive integer, got ${steps}`);
+  const n = Math.min(steps, lastIndex + 1);
+  const keep = new Set<number>();
+  for (let k = 0; k < n; k++) keep.add(n === 1 ? lastIndex : Math.round((k * lastIndex) / (n - 1)));
+  return respace(schedule, keep);
+}
+
+/** The schedule respaced to `steps` evenly spaced steps over the whole range. */
+export function fullChain(schedule: Schedule, steps: number): Schedule {
+  if (!(Number.isInteger(steps) && steps >= 1)) throw new Error(`steps must be a positive integer, got ${steps}`);
+  return respaceEven(schedule, steps);
+}
+
+/** A sampler callback that reports progress for `stage` (and nothing else). */
+export function stepProgress(stage: string, onProgress?: ProgressFn, offset = 0, grandTotal?: number): StepCallback | undefined {
+  if (!onProgress) return undefined;
+  return (s) => onProgress({ stage, step: offset + s.step + 1, total: grandTotal ?? s.total });
+}
+
+/** Throws naming the step when a tensor has NaN/Inf. */
+export function checkFinite(x: tf.Tensor, what: string): void {
+  const bad = tf.tidy(() => tf.any(tf.logicalNot(tf.isFinite(x))).dataSync()[0]);
+  if (bad) throw new Error(`${what}: NaN or Inf; the run diverged (try a smaller learning rate or guidance scale)`);
+}
+
+/** Clip images to [-1, 1] (new tensor). */
+export function clampImage(x: tf.Tensor4D): tf.Tensor4D {
+  return tf.clipByValue(x, -1, 1);
+}
+
+/** Mean absolute error between two same-shape tensors, as a number. */
+export function mae(a: tf.Tensor, b: tf.Tensor): number {
+  const m = tf.tidy(() => tf.mean(tf.abs(a.sub(b))));
+  const v = m.dataSync()[0];
+  m.dispose();
+  return v;
+}
+
+/** Repeat a batch `k` times along N (each image k times in a row). x: [N, ...]. */
+export function repeatEach<T extends tf.Tensor>(x: T, k: number): T {
+  if (k === 1) return tf.clone(x);
+  return tf.tidy(() => {
+    const n = x.shape[0];
+    const rest = x.shape.slice(1);
+    return tf.tile(x.expandDims(1), [1, k, ...rest.map(() => 1)]).reshape([n * k, ...rest]) as T;
+  });
+}
+
+/** An Adam optimiser over `params`, built so its zero-initialised moments leave no stray tensors. */
+export function makeAdam(params: Map<string, tf.Variable>, opts?: AdamOptions): Adam {
+  let a: Adam | null = null;
+  tf.tidy(() => {
+    a = new Adam(params, opts);
+  });
+  return a as unknown as Adam;
+}

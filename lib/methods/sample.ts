@@ -1,0 +1,63 @@
+/**
+ * Plain (unguided) sampling from a diffusion model: DDPM ancestral or DDIM on a respaced schedule.
+ * The baseline every method is compared with (same seed = same x_T).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { randomStart } from '../../samplers/core.js';
+import { sampleDdpm } from '../../samplers/ddpm.js';
+import { sampleDdim } from '../../samplers/ddim.js';
+import type { Cond } from '../../samplers/model.js';
+import { Rng } from '../random.js';
+import { diffusionModelOf, fullChain, imageSizeOf, type Diffuser, type ProgressFn } from './common.js';
+
+export interface SampleOptions {
+  /** Number of images. Default 4. */
+  n?: number;
+  /** Respaced steps. Default 50. */
+  steps?: number;
+  /** 'ddpm' (ancestral) or 'ddim'. Default 'ddim'. */
+  sampler?: 'ddpm' | 'ddim';
+  /** DDIM eta. Default 0. */
+  eta?: number;
+  /** Conditioning (embedding-conditioned nets). */
+  cond?: Cond;
+  /** Starting noise x_T [n, H, W, C] (default drawn from `seed`). */
+  noise?: tf.Tensor4D;
+  clipDenoised?: boolean;
+  seed?: number;
+  onProgress?: ProgressFn;
+}
+
+export interface SampleResult {
+  /** [n, H, W, C] in [-1, 1]. */
+  images: tf.Tensor4D;
+  settings: { n: number; steps: number; sampler: 'ddpm' | 'ddim'; eta: number; seed: number };
+}
+
+/** The starting noise for `n` images from a seed (the same x_T every method uses for that seed). */
+export function startNoise(d: Diffuser, n: number, seed: number): tf.Tensor4D {
+  const s = imageSizeOf(d);
+  return randomStart([n, s, s, d.unet.config.inChannels], new Rng(seed));
+}
+
+export async function sample(d: Diffuser, opts: SampleOptions = {}): Promise<SampleResult> {
+  const n = opts.n ?? opts.noise?.shape[0] ?? 4;
+  const steps = opts.steps ?? 50;
+  const sampler = opts.sampler ?? 'ddim';
+  const eta = opts.eta ?? 0;
+  const seed = opts.seed ?? 0;
+  const sched = fullChain(d.schedule, steps);
+  const model = diffusionModelOf(d);
+  const x = opts.noise ? tf.clone(opts.noise) : startNoise(d, n, seed);
+  const callback = opts.onProgress ? (s: { step: number; total: number }) => opts.onProgress!({ stage: 'sample', step: s.step + 1, total: s.total }) : undefined;
+  const so = { seed: seed + 1, refSeed: seed + 2, cond: opts.cond, clipDenoised: opts.clipDenoised ?? true, callback };
+  let out: tf.Tensor4D;
+  try {
+    out = sampler === 'ddpm' ? await sampleDdpm(model, x, sched, so) : await sampleDdim(model, x, sched, { ...so, eta });
+  } finally {
+    x.dispose();
+  }
+  const images = tf.tidy(() => tf.clipByValue(out, -1, 1)) as tf.Tensor4D;
+  out.dispose();
+  return { images, settings: { n, steps: sched.length, sampler, eta, seed } };
+}

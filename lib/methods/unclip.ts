@@ -1,0 +1,301 @@
+/**
+ * unCLIP (Ramesh et al., "Hierarchical Text-Conditional Image Generation with CLIP Latents"):
+ *
+ *   text -> z_t = E_T(text)
+ *   prior:   z_i ~ P(z_i | z_t)   (diffusion over embeddings, x0-prediction, classifier-free scale s_p;
+ *                                   best of 2: draw two, keep the one with the higher cos(z_i, z_t))
+ *   decoder: x ~ P(x | z_i)       (UNet with z_i added to its time embedding, classifier-free scale s_d)
+ *
+ * and the manipulations of section 3: variations (decode an image's z_i with DDIM eta > 0),
+ * interpolation (decode slerp(z_1, z_2, theta) from one fixed x_T), and text diffs (decode
+ * slerp(z_i, z_d, theta) with z_d = normalise(z_t(target) - z_t(source)), from the image's DDIM-inverted x_T).
+ *
+ * Conventions: the decoder receives `cond.emb = normalise(z) * embScale`, the unconditional branch a
+ * zero embedding; the prior's null condition is its learned `null_cond` (cond.y = 0).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { ImageEncoder, TextEncoder } from '../../nets/clip/types.js';
+import type { Prior } from '../../nets/prior/index.js';
+import { classifierFree } from '../../samplers/combinators.js';
+import { DiffusionModel, type NetFn } from '../../samplers/model.js';
+import { sampleDdim, ddimInvert } from '../../samplers/ddim.js';
+import { sampleDdpm } from '../../samplers/ddpm.js';
+import type { Schedule } from '../../samplers/schedule.js';
+import { Rng } from '../random.js';
+import { cosine, diffusionModelOf, fitFirst, fullChain, imageSizeOf, l2normalize, slerp, unetNet, type Diffuser, type ProgressFn } from './common.js';
+import { startNoise } from './sample.js';
+
+export interface UnclipModels {
+  /** The embedding-conditioned UNet. */
+  decoder: Diffuser;
+  prior: Prior;
+  /** The prior's (cosine) training schedule. */
+  priorSchedule: Schedule;
+  /** CLIP: text and image towers in one space. */
+  clip: ImageEncoder & TextEncoder;
+}
+
+export interface DecodeOptions {
+  /** Decoder classifier-free guidance scale. Default 3 (unCLIP used 3-4 for its 64x64 decoder). */
+  decoderScale?: number;
+  /** Decoder steps. Default 50. */
+  steps?: number;
+  /** DDIM eta: 0 deterministic; > 0 for variations. Default 0. */
+  eta?: number;
+  /** Starting noise x_T [N, H, W, C] (default from the seed). */
+  noise?: tf.Tensor4D;
+  seed?: number;
+  onProgress?: ProgressFn;
+}
+
+/** The decoder's conditioning embedding: normalise(z) * embScale. */
+export function decoderEmb(d: Diffuser, z: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => l2normalize(z).mul(d.embScale) as tf.Tensor2D);
+}
+
+/** The decoder as a DiffusionModel with classifier-free guidance at `scale` for embeddings z [N, D] (returns the cond to pass). */
+function guidedDecoder(d: Diffuser, z: tf.Tensor2D, scale: number): { model: DiffusionModel; emb: tf.Tensor2D; zero: tf.Tensor2D } {
+  const emb = decoderEmb(d, z);
+  const zero = tf.zerosLike(emb);
+  const net: NetFn = scale === 1 ? unetNet(d.unet) : classifierFree(unetNet(d.unet), { scale, uncond: { emb: zero }, guidedChannels: d.unet.config.inChannels });
+  return { model: diffusionModelOf(d, net), emb, zero };
+}
+
+/**
+ * Decode image embeddings z [N, D] (any norm) into images [N, H, W, 3] in [-1, 1].
+ */
+export async function decode(d: Diffuser, z: tf.Tensor2D, opts: DecodeOptions = {}): Promise<tf.Tensor4D> {
+  const n = z.shape[0];
+  const seed = opts.seed ?? 0;
+  const g = guidedDecoder(d, z, opts.decoderScale ?? 3);
+  const x = opts.noise ? tf.clone(opts.noise) : startNoise(d, n, seed);
+  const callback = opts.onProgress ? (s: { step: number; total: number }) => opts.onProgress!({ stage: 'decoder', step: s.step + 1, total: s.total }) : undefined;
+  try {
+    const out = await sampleDdim(g.model, x, fullChain(d.schedule, opts.steps ?? 50), { eta: opts.eta ?? 0, cond: { emb: g.emb }, seed: seed + 1, clipDenoised: true, callback });
+    const img = tf.tidy(() => tf.clipByValue(out, -1, 1)) as tf.Tensor4D;
+    out.dispose();
+    return img;
+  } finally {
+    tf.dispose([x, g.emb, g.zero]);
+  }
+}
+
+export interface PriorOptions {
+  /** Prior classifier-free guidance scale. Default 2. */
+  priorScale?: number;
+  /** Prior sampling steps (respaced cosine schedule). Default 64 (unCLIP's strided sampling). */
+  priorSteps?: number;
+  /** Candidates per prompt; the one with the highest cos to the text is kept. Default 2 (best of 2). */
+  bestOf?: number;
+  seed?: number;
+  onProgress?: ProgressFn;
+}
+
+/**
+ * Sample image embeddings for text embeddings zt [N, D]. Returns unit-norm [N, D] and each pick's
+ * similarity to its text.
+ */
+export async function samplePrior(prior: Prior, priorSchedule: Schedule, zt: tf.Tensor2D, opts: PriorOptions = {}): Promise<{ embeddings: tf.Tensor2D; similarity: number[] }> {
+  const n = zt.shape[0];
+  const D = prior.config.embedDim;
+  if (zt.shape[1] !== D) throw new Error(`prior takes ${D}-dim text embeddings, got [${zt.shape}] (CLIP and prior from different models?)`);
+  const k = opts.bestOf ?? 2;
+  const scale = opts.priorScale ?? 2;
+  const seed = opts.seed ?? 0;
+  const rng = new Rng(seed);
+  // the prior as a NetFn on [M, 1, 1, D]: cond.emb = text, cond.y = 1 (use the text) or 0 (null)
+  const net: NetFn = (x, t, cond) =>
+    tf.tidy(() => {
+      const m = x.shape[0];
+      const keep = cond?.y ?? tf.ones([m], 'int32');
+      return prior.apply(x.reshape([m, D]), t, cond!.emb!, keep as tf.Tensor1D).reshape([m, 1, 1, D]) as tf.Tensor4D;
+    });
+  const textRep = tf.tidy(() => tf.tile(zt.expandDims(1), [1, k, 1]).reshape([n * k, D])) as tf.Tensor2D;
+  const ones = tf.ones([n * k], 'int32') as tf.Tensor1D;
+  const zeros = tf.zeros([n * k], 'int32') as tf.Tensor1D;
+  const guided = scale === 1 ? net : classifierFree(net, { scale, uncond: { emb: textRep, y: zeros } });
+  const model = new DiffusionModel(guided, { prediction: 'x0', variance: 'fixedSmall' });
+  const x = rng.normal<tf.Rank.R4>([n * k, 1, 1, D]);
+  const callback = opts.onProgress ? (s: { step: number; total: number }) => opts.onProgress!({ stage: 'prior', step: s.step + 1, total: s.total }) : undefined;
+  let out: tf.Tensor4D;
+  try {
+    out = await sampleDdpm(model, x, fullChain(priorSchedule, opts.priorSteps ?? 64), { cond: { emb: textRep, y: ones }, seed: rng.nextSeed(), callback });
+  } finally {
+    tf.dispose([x, ones, zeros]);
+  }
+  const cand = tf.tidy(() => prior.fromDataSpace(out.reshape([n * k, D]))) as tf.Tensor2D;
+  out.dispose();
+  const sims = cosine(cand, textRep);
+  const s = Array.from(sims.dataSync());
+  tf.dispose([sims, textRep]);
+  const pick: number[] = [];
+  const similarity: number[] = [];
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (s[i * k + j] > s[i * k + best]) best = j;
+    pick.push(i * k + best);
+    similarity.push(s[i * k + best]);
+  }
+  const idx = tf.tensor1d(pick, 'int32');
+  const embeddings = tf.gather(cand, idx) as tf.Tensor2D;
+  tf.dispose([idx, cand]);
+  return { embeddings, similarity };
+}
+
+export interface TextToImageOptions extends PriorOptions, Omit<DecodeOptions, 'noise'> {
+  /** Images per prompt. Default 1. */
+  n?: number;
+}
+
+export interface TextToImageResult {
+  /** [P * n, H, W, 3]: prompt 0's n images, then prompt 1's, ... */
+  images: tf.Tensor4D;
+  /** The sampled image embeddings [P * n, D] (unit norm). */
+  imageEmbeddings: tf.Tensor2D;
+  /** Cosine of each picked embedding with its prompt. */
+  similarity: number[];
+  settings: Record<string, number | string>;
+}
+
+/** text -> prior -> image embedding -> decoder -> image. */
+export async function textToImage(m: UnclipModels, prompts: string[], opts: TextToImageOptions = {}): Promise<TextToImageResult> {
+  const n = opts.n ?? 1;
+  const seed = opts.seed ?? 0;
+  const texts = prompts.flatMap((p) => new Array<string>(n).fill(p));
+  const zt = m.clip.encodeText(texts);
+  let pr: { embeddings: tf.Tensor2D; similarity: number[] };
+  try {
+    pr = await samplePrior(m.prior, m.priorSchedule, zt, { ...opts, seed });
+  } finally {
+    zt.dispose();
+  }
+  const images = await decode(m.decoder, pr.embeddings, { ...opts, seed: seed + 100 });
+  return {
+    images,
+    imageEmbeddings: pr.embeddings,
+    similarity: pr.similarity,
+    settings: {
+      prompts: prompts.join(' | '),
+      n,
+      priorScale: opts.priorScale ?? 2,
+      priorSteps: opts.priorSteps ?? 64,
+      bestOf: opts.bestOf ?? 2,
+      decoderScale: opts.decoderScale ?? 3,
+      steps: opts.steps ?? 50,
+      eta: opts.eta ?? 0,
+      seed,
+    },
+  };
+}
+
+/** Unit-norm CLIP image embeddings [N, D] of images [N, H, W, 3]. */
+export function imageEmbedding(clip: ImageEncoder, images: tf.Tensor4D): tf.Tensor2D {
+  return tf.tidy(() => l2normalize(clip.encodeImage(images).embedding));
+}
+
+export interface VariationsOptions extends Omit<DecodeOptions, 'noise'> {
+  /** Variations of the image. Default 4. */
+  n?: number;
+  onNote?: (msg: string) => void;
+}
+
+/** Image variations: decode the image's CLIP embedding n times with DDIM eta > 0 (default eta 1). */
+export async function variations(m: UnclipModels, image: tf.Tensor4D, opts: VariationsOptions = {}): Promise<{ images: tf.Tensor4D; embedding: tf.Tensor2D }> {
+  const n = opts.n ?? 4;
+  const x = fitFirst(image, imageSizeOf(m.decoder), 'input image', opts.onNote);
+  const z = imageEmbedding(m.clip, x);
+  x.dispose();
+  const zr = tf.tidy(() => tf.tile(z, [n, 1])) as tf.Tensor2D;
+  try {
+    const images = await decode(m.decoder, zr, { ...opts, eta: opts.eta ?? 1 });
+    return { images, embedding: z };
+  } finally {
+    zr.dispose();
+  }
+}
+
+export interface InterpolateOptions extends Omit<DecodeOptions, 'noise' | 'eta'> {
+  /** Frames including both ends. Default 5. */
+  frames?: number;
+  onNote?: (msg: string) => void;
+}
+
+/** Interpolation: decode slerp(z_a, z_b, theta) for theta in linspace(0, 1, frames) from one fixed x_T (DDIM eta 0). */
+export async function interpolate(m: UnclipModels, a: tf.Tensor4D, b: tf.Tensor4D, opts: InterpolateOptions = {}): Promise<{ images: tf.Tensor4D; embeddings: tf.Tensor2D; endpoints: tf.Tensor2D; thetas: number[] }> {
+  const frames = opts.frames ?? 5;
+  if (!(Number.isInteger(frames) && frames >= 2)) throw new Error(`frames must be an integer >= 2, got ${frames}`);
+  const size = imageSizeOf(m.decoder);
+  const xa = fitFirst(a, size, 'first image', opts.onNote);
+  const xb = fitFirst(b, size, 'second image', opts.onNote);
+  const xab = tf.concat([xa, xb]) as tf.Tensor4D;
+  const endpoints = imageEmbedding(m.clip, xab);
+  tf.dispose([xa, xb, xab]);
+  const za = endpoints.slice(0, 1) as tf.Tensor2D;
+  const zb = endpoints.slice(1, 1) as tf.Tensor2D;
+  const thetas = Array.from({ length: frames }, (_, i) => i / (frames - 1));
+  const parts = thetas.map((th) => slerp(za, zb, th));
+  const embeddings = tf.concat(parts) as tf.Tensor2D;
+  tf.dispose([...parts, za, zb]);
+  const x1 = startNoise(m.decoder, 1, opts.seed ?? 0);
+  const xT = tf.tile(x1, [frames, 1, 1, 1]) as tf.Tensor4D;
+  x1.dispose();
+  try {
+    const images = await decode(m.decoder, embeddings, { ...opts, eta: 0, noise: xT });
+    return { images, embeddings, endpoints, thetas };
+  } finally {
+    xT.dispose();
+  }
+}
+
+export interface TextDiffOptions extends Omit<DecodeOptions, 'noise' | 'eta'> {
+  /** Text describing the image now ("a photo of a cat"). */
+  source: string;
+  /** Text describing the wanted change ("an anime drawing of a super saiyan cat"). */
+  target: string;
+  /** Interpolation fractions toward z_d. Default [0, 0.125, 0.25, 0.375, 0.5] (unCLIP used theta up to ~0.5). */
+  thetas?: number[];
+  /** Start from the image's DDIM-inverted x_T (true, as unCLIP) or from noise of `seed` (false). Default true. */
+  invert?: boolean;
+  onNote?: (msg: string) => void;
+}
+
+/**
+ * Text diffs: z_d = normalise(E_T(target) - E_T(source)); decode slerp(z_i, z_d, theta) for each theta,
+ * from the x_T that DDIM inversion of the image (conditioned on z_i) gives.
+ */
+export async function textDiff(m: UnclipModels, image: tf.Tensor4D, opts: TextDiffOptions): Promise<{ images: tf.Tensor4D; embeddings: tf.Tensor2D; thetas: number[] }> {
+  const thetas = opts.thetas ?? [0, 0.125, 0.25, 0.375, 0.5];
+  const x = fitFirst(image, imageSizeOf(m.decoder), 'input image', opts.onNote);
+  const zi = imageEmbedding(m.clip, x);
+  const zd = tf.tidy(() => {
+    const e = l2normalize(m.clip.encodeText([opts.source, opts.target]));
+    return l2normalize(e.slice(1, 1).sub(e.slice(0, 1)) as tf.Tensor2D);
+  });
+  const parts = thetas.map((th) => slerp(zi, zd, th));
+  const embeddings = tf.concat(parts) as tf.Tensor2D;
+  tf.dispose(parts);
+  const steps = opts.steps ?? 50;
+  let xT: tf.Tensor4D;
+  try {
+    if (opts.invert ?? true) {
+      const emb = decoderEmb(m.decoder, zi);
+      const sched = fullChain(m.decoder.schedule, steps);
+      const inv = await ddimInvert(diffusionModelOf(m.decoder), x, sched, { cond: { emb } });
+      emb.dispose();
+      xT = tf.tile(inv, [thetas.length, 1, 1, 1]) as tf.Tensor4D;
+      inv.dispose();
+    } else {
+      const x1 = startNoise(m.decoder, 1, opts.seed ?? 0);
+      xT = tf.tile(x1, [thetas.length, 1, 1, 1]) as tf.Tensor4D;
+      x1.dispose();
+    }
+  } finally {
+    tf.dispose([x, zi, zd]);
+  }
+  try {
+    const images = await decode(m.decoder, embeddings, { ...opts, eta: 0, noise: xT });
+    return { images, embeddings, thetas };
+  } finally {
+    xT.dispose();
+  }
+}

@@ -1,0 +1,275 @@
+import { expect } from 'chai';
+import * as tf from '@tensorflow/tfjs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync, truncateSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { packageRoot } from '../lib/paths.js';
+import { Adam, Ema, clipByGlobalNorm, lrAt, withWeights, writeCheckpoint, readCheckpoint, train, type TrainTask } from '../lib/train/index.js';
+import { meanCov, symmetricEigen, sqrtmPsd, frechetDistance, frechetDistanceOfFeatures, totalVariation } from '../lib/train/metrics.js';
+import { Judge } from '../nets/judge/model.js';
+import { Dataset, testSubsetPath } from '../lib/data/index.js';
+import { HAVE_PARITY, parity } from './fixtures.js';
+import type { Rng } from '../lib/random.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'dg-train-'));
+const ROOT = packageRoot();
+
+describe('lib/train: optimiser pieces', () => {
+  it('Adam matches the torch.optim.Adam update written out by hand', () => {
+    const p = tf.variable(tf.tensor1d([1, -2]), true, 'adam-test-p');
+    const params = new Map([['w', p]]);
+    const adam = new Adam(params, { beta1: 0.9, beta2: 0.999, eps: 1e-8 });
+    let m = [0, 0];
+    let v = [0, 0];
+    let w = [1, -2];
+    for (let t = 1; t <= 3; t++) {
+      const g = w.map((x) => 2 * x); // d/dw of w^2
+      const gt = tf.tensor1d(g);
+      adam.step(new Map([['w', gt]]), 0.1);
+      gt.dispose();
+      m = m.map((mi, i) => 0.9 * mi + 0.1 * g[i]);
+      v = v.map((vi, i) => 0.999 * vi + 0.001 * g[i] * g[i]);
+      w = w.map((wi, i) => wi - (0.1 * (m[i] / (1 - 0.9 ** t))) / (Math.sqrt(v[i] / (1 - 0.999 ** t)) + 1e-8));
+    }
+    const got = Array.from(p.dataSync());
+    got.forEach((x, i) => expect(x).to.be.closeTo(w[i], 1e-5));
+    adam.dispose();
+    p.dispose();
+  });
+
+  it('AdamW decays weights but not biases', () => {
+    const w = tf.variable(tf.ones([2, 2]), true, 'wd-w');
+    const b = tf.variable(tf.ones([2]), true, 'wd-b');
+    const adam = new Adam(new Map([['w', w], ['b', b]]), { weightDecay: 0.5 });
+    adam.step(new Map([['w', tf.zeros([2, 2])], ['b', tf.zeros([2])]]), 0.1);
+    expect(w.dataSync()[0]).to.be.closeTo(0.95, 1e-6);
+    expect(b.dataSync()[0]).to.be.closeTo(1, 1e-6);
+    adam.dispose();
+    tf.dispose([w, b]);
+  });
+
+  it('learning rate: linear warm-up, then constant or cosine to minLr', () => {
+    expect(lrAt(0, { lr: 1, warmup: 10 })).to.be.closeTo(0.1, 1e-12);
+    expect(lrAt(9, { lr: 1, warmup: 10 })).to.be.closeTo(1, 1e-12);
+    expect(lrAt(500, { lr: 1, warmup: 10 })).to.equal(1);
+    expect(lrAt(10, { lr: 1, warmup: 10, total: 110, decay: 'cosine' })).to.be.closeTo(1, 1e-12);
+    expect(lrAt(60, { lr: 1, warmup: 10, total: 110, decay: 'cosine', minLr: 0.2 })).to.be.closeTo(0.6, 1e-12);
+    expect(lrAt(110, { lr: 1, warmup: 10, total: 110, decay: 'cosine' })).to.be.closeTo(0, 1e-12);
+    expect(() => lrAt(5, { lr: 1, decay: 'cosine' })).to.throw(/total/);
+  });
+
+  it('clips gradients to a global norm', () => {
+    const g = new Map<string, tf.Tensor>([['a', tf.tensor1d([3, 0])], ['b', tf.tensor1d([4])]]);
+    const { grads, norm } = clipByGlobalNorm(g, 1);
+    expect(norm).to.be.closeTo(5, 1e-6);
+    const a = grads.get('a')!.dataSync();
+    const b = grads.get('b')!.dataSync();
+    expect(Math.hypot(a[0], a[1], b[0])).to.be.closeTo(1, 1e-5);
+    tf.dispose([...grads.values()]);
+    const small = new Map<string, tf.Tensor>([['a', tf.tensor1d([0.1])]]);
+    const r = clipByGlobalNorm(small, 1);
+    expect(r.grads.get('a')).to.equal(small.get('a'));
+    small.get('a')!.dispose();
+  });
+
+  it('EMA follows d = min(decay, (1+step)/(10+step)); withWeights swaps and restores', () => {
+    const p = tf.variable(tf.scalar(0), true, 'ema-p');
+    const params = new Map([['p', p]]);
+    const ema = new Ema(params, 0.9);
+    p.assign(tf.scalar(1));
+    ema.update(params, 0); // d = 0.1
+    expect(ema.shadow.get('p')!.dataSync()[0]).to.be.closeTo(0.9, 1e-6);
+    ema.update(params, 1000); // d = 0.9
+    expect(ema.shadow.get('p')!.dataSync()[0]).to.be.closeTo(0.99, 1e-6);
+    const inside = withWeights(params, ema.shadow, () => p.dataSync()[0]);
+    expect(inside).to.be.closeTo(0.99, 1e-6);
+    expect(p.dataSync()[0]).to.equal(1);
+    ema.dispose();
+    p.dispose();
+  });
+});
+
+describe('lib/train: checkpoints', () => {
+  it('round-trips groups and state; refuses truncated or foreign files with the reason', () => {
+    const path = join(dir, 'ck.safetensors');
+    const a = tf.tensor2d([[1, 2], [3, 4]]);
+    writeCheckpoint(path, { params: new Map([['x.weight', a]]), ema: new Map([['x.weight', a.mul(2)]]) }, { step: 7, note: 'hi' });
+    const ck = readCheckpoint(path);
+    expect(ck.state).to.deep.equal({ step: 7, note: 'hi' });
+    expect(Array.from(ck.groups.params.get('x.weight')!.data)).to.deep.equal([1, 2, 3, 4]);
+    expect(Array.from(ck.groups.ema.get('x.weight')!.data)).to.deep.equal([2, 4, 6, 8]);
+    expect(existsSync(`${path}.tmp-${process.pid}`)).to.equal(false);
+    truncateSync(path, statSync(path).size - 4);
+    expect(() => readCheckpoint(path)).to.throw(/truncated/);
+    const other = join(dir, 'other.safetensors');
+    const hdr = Buffer.from('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}');
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(hdr.length));
+    writeFileSync(other, Buffer.concat([len, hdr, Buffer.alloc(4)]));
+    expect(() => readCheckpoint(other)).to.throw(/not a diffguide training checkpoint/);
+    expect(() => readCheckpoint(join(dir, 'none.safetensors'))).to.throw(/does not exist/);
+    a.dispose();
+  });
+});
+
+describe('lib/train: the loop', () => {
+  it('decreases a simple regression loss, writes CSV/PNG/checkpoint, refuses to overwrite without --resume, and does not leak', async () => {
+    const w = tf.variable(tf.zeros([3, 1]), true, 'reg-w');
+    const target = tf.tensor2d([[1], [-2], [0.5]]);
+    const task: TrainTask<tf.Tensor2D> = {
+      params: new Map([['w', w]]),
+      nextBatch: (_s: number, rng: Rng) => rng.normal<tf.Rank.R2>([16, 3]),
+      loss: (x) => tf.losses.meanSquaredError(tf.matMul(x, target), tf.matMul(x, w)) as tf.Scalar,
+      disposeBatch: (x) => x.dispose(),
+    };
+    const out = join(dir, 'reg');
+    const before = tf.memory().numTensors;
+    const r = await train(task, { out, steps: 150, lr: 0.05, warmup: 5, seed: 1, sampleEvery: 0, logEvery: 10, checkpointEvery: 50, onProgress: () => {} });
+    expect(tf.memory().numTensors).to.equal(before);
+    expect(r.step).to.equal(150);
+    expect(r.avgLoss).to.be.below(0.05);
+    const csv = readFileSync(join(out, 'loss.csv'), 'utf8').trim().split('\n');
+    expect(csv[0]).to.equal('step,loss,avg_loss,lr,grad_norm,wall_s');
+    expect(csv.length).to.equal(16);
+    expect(Number(csv[1].split(',')[1])).to.be.greaterThan(Number(csv[15].split(',')[1]));
+    expect(existsSync(join(out, 'loss.png'))).to.equal(true);
+    expect(existsSync(join(out, 'checkpoint.safetensors'))).to.equal(true);
+    await train(task, { out, steps: 10, lr: 0.05, onProgress: () => {} }).then(
+      () => expect.fail('should refuse'),
+      (e: Error) => expect(e.message).to.match(/exists; pass --resume/),
+    );
+    await train(task, { out, steps: 160, lr: 0.05, resume: true, seed: 1, config: { other: 1 }, onProgress: () => {} }).then(
+      () => expect.fail('should refuse'),
+      (e: Error) => expect(e.message).to.match(/cannot resume .*config/),
+    );
+    tf.dispose([w, target]);
+  });
+
+  it('resumes after SIGKILL, continuing from the checkpoint exactly as an uninterrupted run', async function () {
+    this.timeout(600000);
+    const child = join(ROOT, 'test', 'train_child.ts');
+    const tsx = join(ROOT, 'node_modules', '.bin', 'tsx');
+    const killed = join(dir, 'killed');
+    // 1. start a run of 30 steps, slowed down, kill -9 once a checkpoint beyond step 5 exists
+    const proc = spawn(tsx, [child, killed, '30', '-', '-', '150'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let lastStep = 0;
+    proc.stdout.on('data', (b: Buffer) => {
+      const m = /step (\d+)\n(?![\s\S]*step)/.exec(b.toString());
+      if (m) lastStep = Number(m[1]);
+    });
+    const exited = new Promise<void>((res) => proc.on('exit', () => res()));
+    await new Promise<void>((res, rej) => {
+      const t = setInterval(() => {
+        const st = join(killed, 'state.json');
+        if (existsSync(st) && (JSON.parse(readFileSync(st, 'utf8')) as { step: number }).step >= 10 && lastStep >= 12) {
+          clearInterval(t);
+          proc.kill('SIGKILL');
+          res();
+        }
+      }, 50);
+      proc.on('exit', (code) => {
+        clearInterval(t);
+        if (code !== null) rej(new Error(`child finished (code ${code}) before it could be killed`));
+      });
+    });
+    await exited;
+    const ck = readCheckpoint(join(killed, 'checkpoint.safetensors'));
+    const ckStep = (ck.state as { step: number }).step;
+    expect(ckStep % 5).to.equal(0);
+    expect(ckStep).to.be.at.least(10);
+    expect(lastStep - ckStep).to.be.below(6); // lost at most one checkpoint interval (5 steps)
+    expect(lastStep).to.be.below(30);
+    // 2. resume with zero steps: the parameters equal the checkpoint's
+    const dump0 = join(dir, 'dump0.json');
+    const r0 = spawnSync(tsx, [child, killed, '30', '0', dump0], { cwd: ROOT, encoding: 'utf8' });
+    expect(r0.status, r0.stderr).to.equal(0);
+    const p0 = JSON.parse(readFileSync(dump0, 'utf8')) as Record<string, number[]>;
+    for (const [k, v] of ck.groups.params) expect(p0[k], k).to.deep.equal(Array.from(v.data));
+    // 3. resume to the end; compare with an uninterrupted run
+    const dump1 = join(dir, 'dump1.json');
+    const r1 = spawnSync(tsx, [child, killed, '30', '-', dump1], { cwd: ROOT, encoding: 'utf8' });
+    expect(r1.status, r1.stderr).to.equal(0);
+    const res1 = JSON.parse(r1.stdout.trim().split('\n').pop()!) as { step: number; resumedFrom: number };
+    expect(res1.resumedFrom).to.equal(ckStep);
+    expect(res1.step).to.equal(30);
+    const firstLogged = Number(r1.stdout.split('\n').find((l) => l.startsWith('step '))!.slice(5));
+    expect(firstLogged).to.equal(ckStep + 1);
+    const dump2 = join(dir, 'dump2.json');
+    const r2 = spawnSync(tsx, [child, join(dir, 'straight'), '30', '-', dump2], { cwd: ROOT, encoding: 'utf8' });
+    expect(r2.status, r2.stderr).to.equal(0);
+    const a = JSON.parse(readFileSync(dump1, 'utf8')) as Record<string, number[]>;
+    const b = JSON.parse(readFileSync(dump2, 'utf8')) as Record<string, number[]>;
+    for (const k of Object.keys(b)) a[k].forEach((x, i) => expect(x, k).to.be.closeTo(b[k][i], 1e-6));
+    // the CSV has one row per step, none duplicated by the resume
+    const steps = readFileSync(join(killed, 'loss.csv'), 'utf8').trim().split('\n').slice(1).map((l) => Number(l.split(',')[0]));
+    expect(steps).to.deep.equal(Array.from({ length: 30 }, (_, i) => i + 1));
+  });
+});
+
+describe('lib/train: metrics', () => {
+  it('Jacobi eigen-decomposition reconstructs a symmetric matrix', () => {
+    const d = 6;
+    const a = new Float64Array(d * d);
+    for (let i = 0; i < d; i++) for (let j = 0; j <= i; j++) a[i * d + j] = a[j * d + i] = Math.sin(i * 7 + j * 3) + (i === j ? 3 : 0);
+    const { values, vectors } = symmetricEigen(a, d);
+    for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += vectors[i * d + k] * values[k] * vectors[j * d + k];
+      expect(s).to.be.closeTo(a[i * d + j], 1e-10);
+    }
+    const r = sqrtmPsd([4, 0, 0, 9], 2);
+    expect(Array.from(r).map((x) => +x.toFixed(12))).to.deep.equal([2, 0, 0, 3]);
+  });
+
+  it('meanCov matches numpy.cov (ddof 1); FD is 0 for equal Gaussians and |dmu|^2 for shifted ones', () => {
+    const { mean, cov } = meanCov([1, 2, 3, 4, 5, 9], 3, 2);
+    expect(Array.from(mean)).to.deep.equal([3, 5]);
+    expect(Array.from(cov)).to.deep.equal([4, 7, 7, 13]);
+    expect(frechetDistance([0, 0], cov, [0, 0], cov)).to.be.closeTo(0, 1e-9);
+    expect(frechetDistance([0, 0], cov, [3, 4], cov)).to.be.closeTo(25, 1e-9);
+  });
+
+  it("matches pytorch-fid's Frechet distance on the parity feature sets", function () {
+    if (!HAVE_PARITY) this.skip();
+    const c = JSON.parse(readFileSync(parity('fid_cases.json'), 'utf8')) as { feats1: number[][]; feats2: number[][]; fid: number };
+    const d = c.feats1[0].length;
+    const fd = frechetDistanceOfFeatures(c.feats1.flat(), c.feats1.length, c.feats2.flat(), c.feats2.length, d);
+    expect(fd).to.be.closeTo(c.fid, 1e-8 * Math.max(1, c.fid));
+  });
+
+  it('total-variation distance', () => {
+    expect(totalVariation([1, 0], [0, 1])).to.equal(1);
+    expect(totalVariation([2, 2], [1, 1])).to.equal(0);
+    expect(totalVariation([3, 1], [1, 1])).to.be.closeTo(0.25, 1e-12);
+  });
+});
+
+describe('nets/judge', () => {
+  it('round-trips through a PyTorch-layout state_dict and gives features and logits of the right shapes', () => {
+    const ds = Dataset.load(testSubsetPath(ROOT));
+    const cfg = { imageSize: 32, widths: [8, 16], strides: [2, 2], groups: 4, categories: ds.categoryNames, vendors: ds.vendorNames };
+    const j = Judge.random(cfg, 1);
+    const sd = j.toStateDict();
+    expect(sd.get('blocks.0.conv.weight')!.shape).to.deep.equal([8, 3, 3, 3]);
+    expect(sd.get('head_category.weight')!.shape).to.deep.equal([9, 16]);
+    const j2 = Judge.fromStateDict(cfg, sd);
+    const x = ds.images([0, 1, 2]);
+    const a = j.apply(x);
+    const b = j2.apply(x);
+    expect(a.category.shape).to.deep.equal([3, 9]);
+    expect(a.vendor.shape).to.deep.equal([3, 2]);
+    expect(a.features.shape).to.deep.equal([3, 16]);
+    expect(tf.abs(a.category.sub(b.category)).max().dataSync()[0]).to.be.below(1e-6);
+    // 64x64 input is area-downsampled to the judge's size
+    const up = tf.image.resizeNearestNeighbor(x, [64, 64]) as tf.Tensor4D;
+    const c = j.apply(up);
+    expect(tf.abs(c.category.sub(a.category)).max().dataSync()[0]).to.be.below(1e-5);
+    expect(() => j.apply(tf.zeros([1, 30, 30, 3]) as tf.Tensor4D)).to.throw(/32x32 or an integer multiple/);
+    sd.delete('head_vendor.bias');
+    expect(() => Judge.fromStateDict(cfg, sd, 'x.safetensors')).to.throw(/x\.safetensors has no key head_vendor\.bias/);
+    tf.dispose([x, up, a.category, a.vendor, a.features, b.category, b.vendor, b.features, c.category, c.vendor, c.features]);
+    j.dispose();
+    j2.dispose();
+  });
+});
