@@ -88,7 +88,7 @@ function haveTorch(): boolean {
 /** Run ../shared/bench/time_torch.py and return its JSON record. */
 function torchTimes(jit: string, io: string, reps: number, threads: number): { forward_ms: number; fwd_bwd_input_ms: number | null } | { error: string } {
   const script = join(benchDir(), 'time_torch.py');
-  const r = spawnSync('/usr/bin/python3', [script, jit, io, '--grad', '--threads', String(threads), '--reps', String(Math.max(reps, 5)), '--warmup', '3'], {
+  const r = spawnSync('/usr/bin/python3', [script, jit, io, '--grad', '--threads', String(threads), '--reps', String(Math.max(reps, 3)), '--warmup', '2'], {
     encoding: 'utf8',
     timeout: 600000,
   });
@@ -181,7 +181,7 @@ export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unkno
   const runs: { c: NetsBenchCase; jit: string; io: string }[] = [];
   for (const name of ['gd_bench32', 'gd_bench64', 'ddpm_bench32']) {
     runs.push(await unetCase(name, reps));
-    process.stderr.write(`bench nets: ${name} done\n`);
+    process.stderr.write(`bench nets: ${JSON.stringify(runs[runs.length - 1].c)}\n`);
   }
   runs.push(...(await clipCases(reps)));
   if (useTorch) {
@@ -192,7 +192,7 @@ export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unkno
         r.c.torch_fwd_ms = tt.forward_ms;
         r.c.torch_dx_ms = tt.fwd_bwd_input_ms ?? null;
       }
-      process.stderr.write(`bench nets: torch ${r.c.name} done\n`);
+      process.stderr.write(`bench nets: torch ${JSON.stringify(r.c)}\n`);
     }
   }
   for (const { c } of runs) {

@@ -3,3 +3,9 @@ export * from './backend.js';
 export * from './random.js';
 export * from './paths.js';
 export * from './io/index.js';
+export * from './image/index.js';
+export * from './data/index.js';
+// lib/train's checkpoint reader is not re-exported here (lib/io's readCheckpoint reads model files).
+export { train, loadTrainedWeights, progressBar, type TrainTask, type TrainOptions, type TrainProgress, type TrainResult } from './train/loop.js';
+export { Adam, Ema, lrAt, clipByGlobalNorm, withWeights, type AdamOptions, type LrSchedule } from './train/optim.js';
+export { frechetDistance, frechetDistanceOfFeatures, meanCov, symmetricEigen, sqrtmPsd, totalVariation } from './train/metrics.js';

@@ -6,6 +6,18 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Cond, NetFn } from './model.js';
 
+/** uncond entries with batch 1 are tiled to the batch of the conditional entries. */
+function matchBatch(u: Cond, c: Cond | undefined): Cond {
+  const out: Record<string, tf.Tensor> = {};
+  for (const [k, v] of Object.entries(u)) {
+    if (!(v instanceof tf.Tensor)) continue;
+    const ref = (c as Record<string, tf.Tensor> | undefined)?.[k];
+    const n = ref ? ref.shape[0] : v.shape[0];
+    out[k] = v.shape[0] === 1 && n > 1 ? tf.tile(v, [n, ...new Array(v.rank - 1).fill(1)]) : v;
+  }
+  return out as Cond;
+}
+
 function concatCond(a: Cond | undefined, b: Cond | undefined): Cond | undefined | null {
   const ka = Object.keys(a ?? {}).filter((k) => (a as Record<string, unknown>)[k] !== undefined).sort();
   const kb = Object.keys(b ?? {}).filter((k) => (b as Record<string, unknown>)[k] !== undefined).sort();
@@ -19,7 +31,7 @@ function concatCond(a: Cond | undefined, b: Cond | undefined): Cond | undefined 
 export interface ClassifierFreeOptions {
   /** Guidance scale w: out = uncond + w (cond - uncond). w = 1 is the conditional model, 0 the unconditional. */
   scale: number;
-  /** The "null" conditioning (same keys and batch as the conditional one: a null class, zero embedding, empty-text tokens). */
+  /** The "null" conditioning (same keys as the conditional one; batch N or 1): a null class, zero embedding, empty-text tokens. */
   uncond: Cond;
   /**
    * Guide only the first `guidedChannels` output channels (the eps/x0/v part of a 2C-channel
@@ -40,10 +52,11 @@ export function classifierFree(net: NetFn, opts: ClassifierFreeOptions): NetFn {
       const n = x.shape[0];
       let outC: tf.Tensor4D;
       let outU: tf.Tensor4D;
-      const both = concatCond(cond, uncond);
+      const unc = matchBatch(uncond, cond);
+      const both = concatCond(cond, unc);
       if (both === null) {
         outC = net(x, t, cond);
-        outU = net(x, t, uncond);
+        outU = net(x, t, unc);
       } else {
         const out = net(tf.concat([x, x], 0), tf.concat([t, t], 0), both);
         outC = out.slice([0, 0, 0, 0], [n, -1, -1, -1]);

@@ -54,7 +54,10 @@ export interface SamplerOptions {
   /** Seed for the sampler's noise (ignored when `rng` is given). Default: a random seed. */
   seed?: number;
   rng?: Rng;
-  /** Index x is at on entry (default: last, schedule.length - 1). Start SDEdit-style from a noised guide by choosing it. */
+  /**
+   * Index x is at on entry (default: last, schedule.length - 1). Start SDEdit-style from a noised guide
+   * (`qSample(guide, schedule, i, noise)`) by choosing it; `schedule.nearestIndex(t0)` maps a timestep.
+   */
   startIndex?: number;
   /** Stop when x reaches this index (default -1: the clean image). */
   endIndex?: number;
@@ -70,8 +73,9 @@ export interface SamplerOptions {
   guidanceScale?: number;
   /**
    * How the gradient g = scale * dG/dx_t enters: 'mean' (mean + Sigma g, classifier / SDG style) or
-   * 'eps' (eps - sqrt(1 - abar) g, then x0 and the mean from the shifted eps). Default 'mean' for
-   * DDPM, 'eps' for DDIM (which has no variance to scale by at eta 0).
+   * 'eps' (eps - sqrt(1 - abar) g, then x0 (not re-clipped) and the mean from the shifted eps, as
+   * guided-diffusion's condition_score). Default 'mean' for DDPM, 'eps' for DDIM (which has no
+   * variance to scale by at eta 0). Euler-Maruyama adds g to the score in either mode.
    */
   guidanceMode?: 'mean' | 'eps';
   /** How ctx.x0 depends on x_t: 'linear' (eps held fixed, cheap) or 'model' (through the net). Default 'linear'. */
@@ -265,6 +269,7 @@ export class Run {
    * (a new tensor; the input x is not disposed).
    */
   async run(xIn: tf.Tensor4D, moves: Move[], body: (x: tf.Tensor4D, move: Move, k: number) => MoveResult): Promise<tf.Tensor4D> {
+    if (xIn.rank !== 4) throw new Error(`samplers take x as [N, H, W, C] (got shape [${xIn.shape}]); reshape vectors to [N, 1, 1, D]`);
     const total = moves.length;
     const check = this.opts.checkFinite ?? true;
     let x = xIn;

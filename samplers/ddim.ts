@@ -101,3 +101,37 @@ export async function ddimInvert(model: DiffusionModel, x: tf.Tensor4D, schedule
     run.dispose();
   }
 }
+
+export interface DdimStepOptions {
+  /** Target index (default index - 1; -1 = clean). */
+  to?: number;
+  /** 0 = deterministic. With eta > 0 give `noise` [N, H, W, C]. */
+  eta?: number;
+  noise?: tf.Tensor4D;
+  cond?: Cond;
+  clipDenoised?: boolean;
+}
+
+/**
+ * One DDIM step x_index -> x_to as a pure tensor function (no disposal, no async): for use inside a
+ * gradient tape, e.g. DiffusionCLIP's fine-tuning through the generative chain or latent optimisation.
+ * @param x [N, H, W, C] at `index`
+ * @returns x at `to` [N, H, W, C] and the predicted x0
+ */
+export function ddimStep(model: DiffusionModel, x: tf.Tensor4D, schedule: Schedule, index: number, opts: DdimStepOptions = {}): { x: tf.Tensor4D; x0: tf.Tensor4D } {
+  const to = opts.to ?? index - 1;
+  if (!(to >= -1 && to < index)) throw new Error(`ddimStep: target index ${to} must be in -1..${index - 1}`);
+  return tf.tidy(() => {
+    const { eps, x0 } = model.predict(x, schedule, index, { cond: opts.cond, clipDenoised: opts.clipDenoised, epsOnly: true });
+    const ab = schedule.alphaBar(index);
+    const abTo = schedule.alphaBar(to);
+    const eta = opts.eta ?? 0;
+    const sigma = eta * Math.sqrt((1 - abTo) / (1 - ab)) * Math.sqrt(1 - ab / abTo);
+    let xn = x0.mul(Math.sqrt(abTo)).add(eps.mul(Math.sqrt(Math.max(0, 1 - abTo - sigma * sigma)))) as tf.Tensor4D;
+    if (sigma > 0 && to >= 0) {
+      if (!opts.noise) throw new Error('ddimStep: eta > 0 needs opts.noise');
+      xn = xn.add(opts.noise.mul(sigma)) as tf.Tensor4D;
+    }
+    return { x: xn, x0 };
+  });
+}

@@ -102,6 +102,13 @@ export class Schedule {
     return this.rescaleTimesteps ? (t * 1000) / this.originalLength : t;
   }
 
+  /** Index whose original timestep is closest to `t` (original scale, e.g. SDEdit's t0 = 500 of 1000). */
+  nearestIndex(t: number): number {
+    let best = 0;
+    for (let i = 1; i < this.length; i++) if (Math.abs(this.timestepMap[i] - t) < Math.abs(this.timestepMap[best] - t)) best = i;
+    return best;
+  }
+
   /** Index whose original timestep is `t` (exact match), or -1. */
   indexOfTimestep(t: number): number {
     return this.timestepMap.indexOf(t);

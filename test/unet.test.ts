@@ -12,7 +12,9 @@ import {
   validateUNetConfig,
   type UNetConfig,
 } from '../nets/unet/index.js';
-import { HAVE_PARITY, PARITY, parity } from './fixtures.js';
+import { BENCH, HAVE_PARITY, PARITY, parity } from './fixtures.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 
 type KeysJson = Record<string, { shape: number[]; dtype: string }>;
 
@@ -335,6 +337,30 @@ describe('unet: config space (random init)', () => {
     tf.dispose([x, t, y, e, e2, a, b, c]);
     net.dispose();
   });
+});
+
+describe('unet: input gradient matches the reference (shared bench models)', function () {
+  before(function () {
+    if (!existsSync(join(BENCH, 'README.md'))) {
+      console.log(`    (skipping: no bench models at ${BENCH})`);
+      this.skip();
+    }
+  });
+  for (const name of ['gd_bench32', 'ddpm_bench32']) {
+    it(`${name}: out and d sum(out)/dx within 1e-4 x max(1, max|ref|)`, async () => {
+      const net = UNet.fromStateDict(await readStateDict(join(BENCH, `${name}.pt`)), configFromReference(readJson(join(BENCH, `${name}.config.json`))));
+      const io = await readIoFile(join(BENCH, `${name}_io.json`));
+      const { x, t } = inputsOf(io);
+      const out = net.apply(x, t);
+      const g = tf.grad((xx: tf.Tensor) => net.apply(xx as tf.Tensor4D, t).sum())(x);
+      for (const [ours, ref] of [[out, io.get('out')!], [g, io.get('grad_x')!]] as const) {
+        const { err, max } = errVsRef(ours, ref);
+        expect(err).to.be.at.most(1e-4 * Math.max(1, max));
+      }
+      tf.dispose([x, t, out, g]);
+      net.dispose();
+    });
+  }
 });
 
 describe('unet: loading errors, gradients, memory', () => {

@@ -5,3 +5,5 @@ void registerSuite;
 registerSuite('io', () => import('../../bench/io.js'));
 registerSuite('nets', () => import('../../bench/nets.js'));
 registerSuite('sampling', () => import('../../bench/sampling.js'));
+registerSuite('ops', () => import('../../bench/ops.js'));
+registerSuite('methods', () => import('../../bench/methods.js'));

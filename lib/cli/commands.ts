@@ -13,4 +13,12 @@ export const COMMANDS: Record<string, () => Promise<Command>> = {
   inspect: async () => (await import('./commands/inspect.js')).default,
   convert: async () => (await import('./commands/convert.js')).default,
   verify: async () => (await import('./commands/verify.js')).default,
+  sample: async () => (await import('./commands/sample.js')).default,
+  sdg: async () => (await import('./commands/sdg.js')).default,
+  sdedit: async () => (await import('./commands/sdedit.js')).default,
+  diffusionclip: async () => (await import('./commands/diffusionclip.js')).default,
+  unclip: async () => (await import('./commands/unclip.js')).default,
+  imagic: async () => (await import('./commands/imagic.js')).default,
+  invert: async () => (await import('./commands/invert.js')).default,
+  demo: async () => (await import('./commands/demo.js')).default,
 };

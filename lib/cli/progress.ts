@@ -22,14 +22,16 @@ export function progressBar(label = ''): (p: ProgressEvent) => void {
   let stage = '';
   let started = Date.now();
   let lastLog = 0;
+  let lastStep = 0;
   return (p) => {
     if (process.env.DIFFGUIDE_QUIET === '1') return;
     const now = Date.now();
-    if (p.stage !== stage) {
+    if (p.stage !== stage || p.step <= lastStep) {
       if (tty && stage) process.stderr.write('\n');
       stage = p.stage;
       started = now;
     }
+    lastStep = p.step;
     const done = p.step >= p.total;
     const width = 24;
     const f = Math.max(0, Math.min(width, Math.round((width * p.step) / Math.max(1, p.total))));

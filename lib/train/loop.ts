@@ -149,8 +149,20 @@ export async function train<B>(task: TrainTask<B>, opts: TrainOptions): Promise<
   const ckptPath = join(out, 'checkpoint.safetensors');
   const csvPath = join(out, 'loss.csv');
   const config = opts.config ?? {};
+  if (existsSync(ckptPath) && !opts.resume) {
+    throw new Error(`${ckptPath} exists; pass --resume to continue it, or choose another --out folder`);
+  }
   const adam = new Adam(task.params, opts.adam);
   const ema = new Ema(task.params, opts.emaDecay ?? 0.999);
+  try {
+    return await runLoop(task, opts, adam, ema, ckptPath, csvPath, config, seed, out);
+  } finally {
+    adam.dispose();
+    ema.dispose();
+  }
+}
+
+async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, ema: Ema, ckptPath: string, csvPath: string, config: Record<string, unknown>, seed: number, out: string): Promise<TrainResult> {
   let step = 0;
   let wallBefore = 0;
   let recent: number[] = [];
@@ -177,8 +189,6 @@ export async function train<B>(task: TrainTask<B>, opts: TrainOptions): Promise<
     task.setState?.(st.task);
     resumedFrom = step;
     trimCsv(csvPath, step);
-  } else if (existsSync(ckptPath) && !opts.resume) {
-    throw new Error(`${ckptPath} exists; pass --resume to continue it, or choose another --out folder`);
   }
   if (!existsSync(csvPath) || resumedFrom === null) writeFileSync(csvPath, CSV_HEADER + '\n');
 
@@ -268,8 +278,6 @@ export async function train<B>(task: TrainTask<B>, opts: TrainOptions): Promise<
     resumedFrom,
     evals,
   };
-  adam.dispose();
-  ema.dispose();
   return result;
 }
 

@@ -33,8 +33,8 @@ export class Adam {
     this.weightDecay = opts.weightDecay ?? 0;
     this.noDecay = opts.noDecay ?? ((_n, p) => p.rank < 2);
     for (const [k, p] of params) {
-      this.m.set(k, tf.variable(tf.zerosLike(p), false, `adam_m/${k}/${p.id}`));
-      this.v.set(k, tf.variable(tf.zerosLike(p), false, `adam_v/${k}/${p.id}`));
+      this.m.set(k, tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
+      this.v.set(k, tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
     }
   }
 
@@ -116,7 +116,7 @@ export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number)
 export class Ema {
   readonly shadow = new Map<string, tf.Variable>();
   constructor(params: Map<string, tf.Variable>, readonly decay = 0.999) {
-    for (const [k, p] of params) this.shadow.set(k, tf.variable(p.clone(), false, `ema/${k}/${p.id}`));
+    for (const [k, p] of params) this.shadow.set(k, tf.tidy(() => tf.variable(p.clone(), false)));
   }
 
   /**

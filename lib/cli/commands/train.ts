@@ -15,6 +15,7 @@ import { Judge } from '../../../nets/judge/model.js';
 import { UNet } from '../../../nets/unet/index.js';
 import { writeSafetensors } from '../../io/index.js';
 import type { StateDict } from '../../io/types.js';
+import { MODEL_TASKS } from '../../train/tasks/registry.js';
 
 export const TRAINABLE = ['judge', 'unet'] as const;
 export type TrainableModel = (typeof TRAINABLE)[number];
@@ -63,11 +64,13 @@ const trainCmd: Command = {
     fp16: { type: 'boolean', help: 'export weights as fp16' },
     'max-steps-this-run': { type: 'string', help: 'stop after this many steps in this process (resume later)' },
     'model-channels': { type: 'string', help: 'unet: base width (default 32; multiple of 32)' },
+    clip: { type: 'string', help: 'noisy-clip, cond-unet, prior: the trained CLIP folder (default weights/clip)' },
+    init: { type: 'string', help: 'cond-unet: initialise from this unconditional UNet folder/checkpoint (default: random)' },
   },
   async run(args) {
     const model = args.positionals[0] as TrainableModel;
-    if (!TRAINABLE.includes(model)) throw new Error(`train: unknown model '${args.positionals[0] ?? ''}'; trainable here: ${TRAINABLE.join(', ')}`);
-    const d = TRAIN_DEFAULTS[model];
+    if (!TRAINABLE.includes(model) && !MODEL_TASKS[model]) throw new Error(`train: unknown model '${args.positionals[0] ?? ''}'; trainable here: ${[...TRAINABLE, ...Object.keys(MODEL_TASKS)].join(', ')}`);
+    const d = TRAIN_DEFAULTS[model] ?? MODEL_TASKS[model].defaults;
     const out = str(args, 'out', join('runs', model));
     const seed = num(args, 'seed', 0);
     const dataSpec = str(args, 'data', d.data);
@@ -79,10 +82,17 @@ const trainCmd: Command = {
       saved = (JSON.parse(readFileSync(join(out, 'state.json'), 'utf8')) as { config: Record<string, unknown> }).config;
     }
     const ds = loadDataset((saved?.data as string) ?? dataSpec, { log: (l) => process.stderr.write(l + '\n') });
-    let task: JudgeTask | UNetTask;
+    let task: JudgeTask | UNetTask | TrainTask<unknown>;
+    let extraConfig: Record<string, unknown> | null = null;
     let netConfig: Record<string, unknown>;
     let toStateDict: () => StateDict;
-    if (model === 'judge') {
+    if (MODEL_TASKS[model]) {
+      const m = await MODEL_TASKS[model].setup({ ds, seed, batch, saved, dataSpec: (saved?.data as string) ?? dataSpec, options: { clip: args.values.clip as string | undefined, init: args.values.init as string | undefined } });
+      task = m.task;
+      netConfig = m.netConfig;
+      toStateDict = m.toStateDict;
+      extraConfig = m.config;
+    } else if (model === 'judge') {
       const cfg = (saved?.net as ReturnType<typeof judgeConfigFor>) ?? judgeConfigFor(ds);
       const judge = Judge.random(cfg, seed);
       task = new JudgeTask(judge, ds, { batch: (saved?.batch as number) ?? batch, seed });
@@ -95,7 +105,7 @@ const trainCmd: Command = {
       netConfig = { ...net.config, schedule: 'cosine', timesteps: 1000, prediction: 'eps' };
       toStateDict = () => net.toStateDict();
     }
-    const config = saved ?? { model, data: dataSpec, batch, net: model === 'judge' ? netConfig : (task as UNetTask).net.config };
+    const config = saved ?? extraConfig ?? { model, data: dataSpec, batch, net: model === 'judge' ? netConfig : (task as UNetTask).net.config };
     const exportNow = async (trainState: unknown) => {
       const st = trainState as { step: number; wallSeconds: number };
       const meta = { model, step: String(st.step), wall_seconds: st.wallSeconds.toFixed(0), data: String(config.data), weights: 'ema', format: 'pytorch-layout' };

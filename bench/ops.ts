@@ -1,0 +1,142 @@
+/**
+ * `diffguide bench ops`: forward and gradient speed of the spine's ops on the active backend, with
+ * PyTorch CPU measured side by side in the same run (bench/ops_torch.py; null when torch is absent).
+ *
+ * Cases (the same shapes on both sides):
+ * - conv_stack: 8 x (3x3 conv 64->64 + bias, SiLU), x [4, 32, 32, 64]
+ * - conv_s2:    3x3 conv stride 2 (PyTorch padding 1) 64->128 + bias, x [4, 32, 32, 64]
+ * - vit_block:  pre-LN transformer block, width 256, 4 heads, QuickGELU MLP 4x, x [8, 65, 256]
+ * - attention:  softmax(q kᵀ / √d) v, 8 heads, 256 tokens, head dim 64, batch 1;
+ *               dx = d/dq, dxdw = d/d(q, k, v) (k, v play the parameters' part)
+ * fwd_ms: forward without a tape; dx_ms: forward + gradient of sum(output) w.r.t. the input;
+ * dxdw_ms: forward + gradients w.r.t. the input and all parameters. Medians of `reps`.
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import type { BenchOptions } from '../lib/cli/commands/bench.js';
+import { backendInfo } from '../lib/backend.js';
+import { conv2d } from '../lib/ops/conv.js';
+import { attention, layerNorm, linear, quickGelu } from '../lib/ops/nn.js';
+import { runPythonJson, timeTf, torchAvailable } from './util.js';
+
+export interface OpsCase {
+  name: string;
+  fwd_ms: number;
+  dx_ms: number;
+  dxdw_ms: number;
+  torch_fwd_ms: number | null;
+  torch_dx_ms: number | null;
+  torch_dxdw_ms: number | null;
+}
+
+export interface OpsReport {
+  backend: string;
+  threads: number;
+  simd: boolean | null;
+  torch: string | null;
+  cases: OpsCase[];
+}
+
+interface CaseDef {
+  name: string;
+  /** Differentiated inputs (first) and parameters. */
+  make: () => { inputs: tf.Tensor[]; params: tf.Tensor[] };
+  f: (inputs: tf.Tensor[], params: tf.Tensor[]) => tf.Tensor;
+}
+
+const randn = (shape: number[], scale = 1) => tf.randomNormal(shape, 0, scale, 'float32', 7);
+
+const CASES: CaseDef[] = [
+  {
+    name: 'conv_stack',
+    make: () => ({
+      inputs: [randn([4, 32, 32, 64])],
+      params: Array.from({ length: 8 }, () => [randn([3, 3, 64, 64], 0.04), randn([64], 0.01)]).flat(),
+    }),
+    f: ([x], p) => {
+      let h = x as tf.Tensor4D;
+      for (let i = 0; i < 8; i++) h = conv2d(h, p[2 * i] as tf.Tensor4D, p[2 * i + 1] as tf.Tensor1D, { activation: 'silu' });
+      return h;
+    },
+  },
+  {
+    name: 'conv_s2',
+    make: () => ({ inputs: [randn([4, 32, 32, 64])], params: [randn([3, 3, 64, 128], 0.04), randn([128], 0.01)] }),
+    f: ([x], [w, b]) => conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D, { stride: 2, pad: 1 }),
+  },
+  {
+    name: 'vit_block',
+    make: () => {
+      const c = 256;
+      return {
+        inputs: [randn([8, 65, c])],
+        params: [
+          tf.ones([c]), tf.zeros([c]), randn([c, 3 * c], 0.05), randn([3 * c], 0.01), randn([c, c], 0.05), randn([c], 0.01),
+          tf.ones([c]), tf.zeros([c]), randn([c, 4 * c], 0.05), randn([4 * c], 0.01), randn([4 * c, c], 0.03), randn([c], 0.01),
+        ],
+      };
+    },
+    f: ([x], p) => vitBlock(x as tf.Tensor3D, p, 4),
+  },
+  {
+    name: 'attention',
+    make: () => ({ inputs: [randn([1, 8, 256, 64])], params: [randn([1, 8, 256, 64]), randn([1, 8, 256, 64])] }),
+    f: ([q], [k, v]) => attention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D),
+  },
+];
+
+/** Pre-LN transformer block (CLIP ViT layout): x + proj(attn(ln1 x)); x + out(quickGelu(fc(ln2 x))). */
+function vitBlock(x: tf.Tensor3D, p: tf.Tensor[], heads: number): tf.Tensor3D {
+  const [g1, b1, wqkv, bqkv, wp, bp, g2, b2, wfc, bfc, wo, bo] = p as [tf.Tensor1D, tf.Tensor1D, tf.Tensor2D, tf.Tensor1D, tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D, tf.Tensor2D, tf.Tensor1D, tf.Tensor2D, tf.Tensor1D];
+  const [n, l, c] = x.shape;
+  const qkv = linear(layerNorm(x, g1, b1, 1e-5), wqkv, bqkv).reshape([n, l, 3, heads, c / heads]).transpose([2, 0, 3, 1, 4]);
+  const [q, k, v] = tf.unstack(qkv) as tf.Tensor4D[];
+  const o = attention(q, k, v).transpose([0, 2, 1, 3]).reshape([n, l, c]) as tf.Tensor3D;
+  const h = x.add(linear(o, wp, bp)) as tf.Tensor3D;
+  return h.add(linear(quickGelu(linear(layerNorm(h, g2, b2, 1e-5), wfc, bfc)), wo, bo)) as tf.Tensor3D;
+}
+
+function torchScript(): string | null {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (const p of [join(here, 'ops_torch.py'), join(here, '..', '..', 'bench', 'ops_torch.py')]) if (existsSync(p)) return p;
+  return null;
+}
+
+type TorchCases = Record<string, { fwd_ms: number; dx_ms: number; dxdw_ms: number }>;
+
+export async function run(opts: BenchOptions): Promise<OpsReport> {
+  const reps = Math.max(1, opts.reps || 5);
+  const warmup = Math.max(3, Math.ceil(reps / 2));
+  const cases: OpsCase[] = [];
+  for (const c of CASES) {
+    const { inputs, params } = c.make();
+    const all = [...inputs, ...params];
+    const fwd = timeTf(() => c.f(inputs, params), { reps, warmup });
+    const dx = timeTf(() => tf.grads((...xs: tf.Tensor[]) => c.f(xs, params).sum())(inputs), { reps, warmup });
+    const dxdw = timeTf(() => tf.grads((...xs: tf.Tensor[]) => c.f(xs.slice(0, inputs.length), xs.slice(inputs.length)).sum())(all), { reps, warmup });
+    tf.dispose(all);
+    cases.push({ name: c.name, fwd_ms: round(fwd), dx_ms: round(dx), dxdw_ms: round(dxdw), torch_fwd_ms: null, torch_dx_ms: null, torch_dxdw_ms: null });
+  }
+  let torch: string | null = null;
+  const script = torchScript();
+  if (opts.torch && script && torchAvailable()) {
+    try {
+      const r = runPythonJson<{ torch: string; cases: TorchCases }>(script, ['--reps', String(reps), '--warmup', String(warmup), '--cases', CASES.map((c) => c.name).join(',')]);
+      torch = r.torch;
+      for (const c of cases) {
+        const t = r.cases[c.name];
+        if (t) Object.assign(c, { torch_fwd_ms: round(t.fwd_ms), torch_dx_ms: round(t.dx_ms), torch_dxdw_ms: round(t.dxdw_ms) });
+      }
+    } catch (e) {
+      process.stderr.write(`diffguide bench ops: PyTorch side failed, torch_* left null: ${e instanceof Error ? e.message : String(e)}\n`);
+    }
+  }
+  const b = backendInfo();
+  return { backend: b?.name ?? tf.getBackend(), threads: b?.threads ?? 1, simd: b?.simd ?? null, torch, cases };
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""PyTorch side of `diffguide bench ops`: the same cases and shapes as bench/ops.ts, on CPU.
+
+  ops_torch.py --reps 5 --warmup 3 [--threads 2] [--cases conv_stack,conv_s2,vit_block,attention]
+
+Prints one JSON line: {"torch": version, "threads": n, "cases": {name: {fwd_ms, dx_ms, dxdw_ms}}}.
+fwd_ms: forward under no_grad; dx_ms: forward + gradient of sum(output) w.r.t. the input(s);
+dxdw_ms: forward + gradients w.r.t. the input(s) and all parameters. Medians.
+Thread env (OMP/OpenBLAS/MKL) is set by the caller before torch loads (bench/util.ts).
+"""
+import argparse, json, math, statistics, time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--reps", type=int, default=5)
+ap.add_argument("--warmup", type=int, default=3)
+ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--cases", default="conv_stack,conv_s2,vit_block,attention")
+a = ap.parse_args()
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.set_num_threads(a.threads)
+torch.manual_seed(0)
+
+
+def timed(fn):
+    for _ in range(a.warmup):
+        fn()
+    ts = []
+    for _ in range(a.reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(ts)
+
+
+class QuickGELU(nn.Module):
+    def forward(self, x):
+        return x * torch.sigmoid(1.702 * x)
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block (CLIP ViT style): x + attn(ln_1(x)); x + mlp(ln_2(x))."""
+
+    def __init__(self, width, heads):
+        super().__init__()
+        self.heads = heads
+        self.ln_1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.ln_2 = nn.LayerNorm(width)
+        self.fc = nn.Linear(width, 4 * width)
+        self.act = QuickGELU()
+        self.out = nn.Linear(4 * width, width)
+
+    def forward(self, x):
+        b, l, c = x.shape
+        h = self.ln_1(x)
+        q, k, v = self.qkv(h).reshape(b, l, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(c // self.heads), dim=-1)
+        o = (w @ v).transpose(1, 2).reshape(b, l, c)
+        x = x + self.proj(o)
+        return x + self.out(self.act(self.fc(self.ln_2(x))))
+
+
+def attention(q, k, v):
+    w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+    return w @ v
+
+
+def case(name):
+    """Returns (forward fn of inputs, inputs, params)."""
+    if name == "conv_stack":
+        layers = []
+        for _ in range(8):
+            layers += [nn.Conv2d(64, 64, 3, padding=1), nn.SiLU()]
+        m = nn.Sequential(*layers)
+        return m, [torch.randn(4, 64, 32, 32)], list(m.parameters())
+    if name == "conv_s2":
+        m = nn.Conv2d(64, 128, 3, stride=2, padding=1)
+        return m, [torch.randn(4, 64, 32, 32)], list(m.parameters())
+    if name == "vit_block":
+        m = Block(256, 4)
+        return m, [torch.randn(8, 65, 256)], list(m.parameters())
+    if name == "attention":
+        # The core op: dx = d/dq, dxdw = d/d(q, k, v) (k and v play the parameters' part).
+        qkv = [torch.randn(1, 8, 256, 64) for _ in range(3)]
+        return (lambda q: attention(q, qkv[1], qkv[2])), [qkv[0]], qkv[1:]
+    raise SystemExit(f"unknown case {name}")
+
+
+res = {}
+for name in a.cases.split(","):
+    f, xs, ps = case(name)
+    with torch.no_grad():
+        fwd = timed(lambda: f(*xs))
+    xg = [x.clone().requires_grad_(True) for x in xs]
+    for p in ps:
+        p.requires_grad_(False)
+    dx = timed(lambda: torch.autograd.grad(f(*xg).sum(), xg))
+    for p in ps:
+        p.requires_grad_(True)
+    dxdw = timed(lambda: torch.autograd.grad(f(*xg).sum(), xg + ps))
+    res[name] = {"fwd_ms": fwd, "dx_ms": dx, "dxdw_ms": dxdw}
+
+print(json.dumps({"torch": torch.__version__, "threads": a.threads, "cases": res}))

@@ -1,0 +1,71 @@
+/**
+ * Shared benchmark helpers: median timing of tfjs work and a PyTorch-side runner.
+ *
+ * PyTorch (Debian's python3-torch at /usr/bin/python3) is only ever used to measure, never as a
+ * dependency: `torchAvailable()` is false when it is missing and suites report null.
+ */
+import { spawnSync } from 'node:child_process';
+import * as tf from '@tensorflow/tfjs';
+
+export const PYTHON = '/usr/bin/python3';
+
+/** Median of a list of numbers. */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export interface TimeOptions {
+  /** Timed repetitions (median reported). */
+  reps: number;
+  /** Untimed calls first (wasm tiers up its code during the first calls). */
+  warmup?: number;
+}
+
+/**
+ * Median wall-clock milliseconds of `fn`, which must return the tensors it produced: they are
+ * read back (so the work has finished) and disposed. Runs inside tf.tidy.
+ */
+export function timeTf(fn: () => tf.Tensor | tf.Tensor[], opts: TimeOptions): number {
+  const once = () => {
+    const t0 = performance.now();
+    tf.tidy(() => {
+      const out = fn();
+      for (const t of Array.isArray(out) ? out : [out]) t.dataSync();
+    });
+    return performance.now() - t0;
+  };
+  for (let i = 0; i < (opts.warmup ?? 3); i++) once();
+  const ts: number[] = [];
+  for (let i = 0; i < opts.reps; i++) ts.push(once());
+  return median(ts);
+}
+
+let torchOk: boolean | null = null;
+
+/** Whether `/usr/bin/python3 -c "import torch"` works (cached). */
+export function torchAvailable(): boolean {
+  if (torchOk === null) {
+    const r = spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore', timeout: 120000 });
+    torchOk = r.status === 0;
+  }
+  return torchOk;
+}
+
+/**
+ * Run a python script with PyTorch's usual bench settings (2 intra-op threads, OpenBLAS/MKL pinned
+ * to 1 thread so the two pools do not oversubscribe the cores) and parse the last stdout line as
+ * JSON. Throws with stderr when the script fails.
+ */
+export function runPythonJson<T = unknown>(script: string, args: string[] = [], opts: { threads?: number; timeoutMs?: number } = {}): T {
+  const threads = String(opts.threads ?? 2);
+  const r = spawnSync(PYTHON, [script, ...args], {
+    encoding: 'utf8',
+    timeout: opts.timeoutMs ?? 600000,
+    env: { ...process.env, OMP_NUM_THREADS: threads, OPENBLAS_NUM_THREADS: '1', MKL_NUM_THREADS: '1' },
+  });
+  if (r.status !== 0) throw new Error(`${script} failed (status ${r.status}): ${(r.stderr || '').trim().split('\n').slice(-5).join('\n')}`);
+  const lines = r.stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]) as T;
+}

@@ -1,0 +1,34 @@
+/** `diffguide demo` (= `npm run demo`): all five methods on the shipped weights; one HTML page. */
+import type { Command } from '../command.js';
+import { progressBar } from '../progress.js';
+import { guarded, intOpt, strOpt } from '../../methods/cli.js';
+import { runDemo } from '../../demo/showcase.js';
+
+const cmd: Command = {
+  name: 'demo',
+  summary: 'showcase of SDEdit, SDG, DiffusionCLIP, unCLIP and Imagic on the shipped weights -> one HTML page',
+  usage: 'diffguide demo [--out DIR] [--seed S] [--quick] [--random-weights]',
+  examples: ['diffguide demo                # ~minutes on 2 cores; the last line printed is the page', 'diffguide demo --out /tmp/showcase --seed 3'],
+  options: {
+    out: { type: 'string', short: 'o', help: 'output folder (default diffguide-demo)' },
+    seed: { type: 'string', help: 'random seed (default 0)' },
+    quick: { type: 'boolean', help: 'minimal step counts (a smoke test, not a showcase)' },
+    'random-weights': { type: 'boolean', help: 'DEV/TEST ONLY: tiny random models instead of the shipped weights' },
+  },
+  run: (args) =>
+    guarded('demo', async () => {
+      const r = await runDemo({
+        out: strOpt(args, 'out') ?? 'diffguide-demo',
+        seed: intOpt(args, 'seed', 0),
+        quick: !!args.values.quick,
+        randomWeights: !!args.values['random-weights'],
+        onProgress: progressBar(),
+        log: (msg) => {
+          if (process.env.DIFFGUIDE_QUIET !== '1') process.stderr.write(`${msg}\n`);
+        },
+      });
+      process.stderr.write(`demo finished in ${(r.wallMs / 1000).toFixed(1)} s\n`);
+      console.log(r.page);
+    }),
+};
+export default cmd;

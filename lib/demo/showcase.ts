@@ -1,0 +1,362 @@
+/**
+ * The showcase behind `diffguide demo` / `npm run demo`: all five methods (and plain sampling) on
+ * the shipped weights, writing PNGs and ONE HTML page with inputs, outputs and settings side by side.
+ * Budgeted to finish in under 10 minutes on 2 CPU cores with the shipped 32x32 models.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { writePng } from '../image/png.js';
+import { packageRoot, packageVersion } from '../paths.js';
+import { backendInfo } from '../backend.js';
+import { Dataset } from '../data/dataset.js';
+import { testSubsetPath, preparedPath } from '../data/index.js';
+import { imageSizeOf, type Diffuser, type ProgressFn } from '../methods/common.js';
+import { disposeModels, loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel, loadUNetDiffuser, randomModels, type ModelSet } from '../methods/models.js';
+import { sample } from '../methods/sample.js';
+import { sdedit } from '../methods/sdedit.js';
+import { sdg } from '../methods/sdg.js';
+import * as dclip from '../methods/diffusionclip.js';
+import * as unclip from '../methods/unclip.js';
+import { imagic } from '../methods/imagic.js';
+import { renderDemoPage, type DemoImage, type DemoRow, type DemoSection } from './html.js';
+
+export interface DemoOptions {
+  /** Output folder (created). */
+  out: string;
+  /** Tiny random models instead of the shipped weights (development/tests only). */
+  randomWeights?: boolean;
+  /** Minimal step counts everywhere (tests). Default false. */
+  quick?: boolean;
+  seed?: number;
+  /** Preloaded models (skips loading). */
+  models?: ModelSet;
+  onProgress?: ProgressFn;
+  /** One line per finished row (stderr in the CLI). */
+  log?: (msg: string) => void;
+}
+
+export interface DemoResult {
+  /** Absolute path of the HTML page. */
+  page: string;
+  sections: DemoSection[];
+  wallMs: number;
+}
+
+/** Step budgets: full (the real demo) and quick (tests). */
+function budget(quick: boolean) {
+  return quick
+    ? { sampleSteps: 3, sdeditSteps: 3, sdgSteps: 3, nInv: 3, nTrain: 2, iters: 1, nGen: 3, priorSteps: 3, decSteps: 3, embSteps: 2, ftSteps: 2, imagicSteps: 3 }
+    : { sampleSteps: 25, sdeditSteps: 25, sdgSteps: 100, nInv: 20, nTrain: 4, iters: 4, nGen: 20, priorSteps: 64, decSteps: 25, embSteps: 60, ftSteps: 80, imagicSteps: 25 };
+}
+
+/** Procedural stroke paintings (SDEdit guides) at `size`: [3, S, S, 3] in [-1, 1]. */
+export function strokeGuides(size: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const c = tf.linspace(-1, 1, size);
+    const X = tf.tile(c.reshape([1, size]), [size, 1]);
+    const Y = tf.tile(c.reshape([size, 1]), [1, size]);
+    const paint = (mask: tf.Tensor, rgb: [number, number, number], base: tf.Tensor3D) => {
+      const m = mask.toFloat().expandDims(2);
+      return base.mul(tf.scalar(1).sub(m)).add(tf.tensor1d(rgb.map((v) => v / 127.5 - 1)).reshape([1, 1, 3]).mul(m)) as tf.Tensor3D;
+    };
+    const white = tf.ones([size, size, 3]) as tf.Tensor3D;
+    // a yellow face with two eyes and a mouth
+    let face = paint(X.square().add(Y.square()).less(0.7), [250, 200, 40], white);
+    face = paint(X.add(0.3).square().add(Y.add(0.25).square()).less(0.02), [60, 40, 20], face);
+    face = paint(X.sub(0.3).square().add(Y.add(0.25).square()).less(0.02), [60, 40, 20], face);
+    face = paint(tf.logicalAnd(X.abs().less(0.4), Y.sub(0.35).abs().less(0.06)), [120, 40, 30], face);
+    // a red heart: two discs and a triangle
+    const lobes = tf.logicalOr(X.add(0.35).square().add(Y.add(0.25).square()).less(0.16), X.sub(0.35).square().add(Y.add(0.25).square()).less(0.16));
+    const tri = tf.logicalAnd(Y.greater(-0.25), Y.less(X.abs().mul(-1.2).add(0.75)));
+    const heart = paint(tf.logicalOr(lobes, tri), [220, 30, 50], white);
+    // a green tree on a brown trunk
+    let tree = paint(tf.logicalAnd(Y.greater(-0.8), Y.less(X.abs().mul(-1.6).add(0.4)).logicalAnd(Y.less(0.4))), [40, 160, 60], white);
+    tree = paint(tf.logicalAnd(X.abs().less(0.12), Y.greaterEqual(0.4).logicalAnd(Y.less(0.85))), [120, 80, 40], tree);
+    return tf.stack([face, heart, tree]) as tf.Tensor4D;
+  });
+}
+
+/**
+ * Real input images: held-out emoji from the committed test subset or the prepared dataset whose
+ * captions start with the given names; null when neither is available.
+ */
+export function emojiInputs(names: string[], size: number): { images: tf.Tensor4D; captions: string[] } | null {
+  const candidates = [testSubsetPath(packageRoot()), preparedPath('emoji', 32)];
+  for (const p of candidates) {
+    if (!existsSync(p)) continue;
+    try {
+      const ds = Dataset.load(p);
+      const idx: number[] = [];
+      const caps: string[] = [];
+      for (const name of names) {
+        const i = ds.captions.findIndex((c) => c.toLowerCase().startsWith(name));
+        if (i >= 0) {
+          idx.push(i);
+          caps.push(name);
+        }
+      }
+      if (idx.length === 0) continue;
+      const x = ds.images(idx);
+      if (x.shape[1] === size) return { images: x, captions: caps };
+      const y = tf.image.resizeBilinear(x, [size, size]) as tf.Tensor4D;
+      x.dispose();
+      return { images: y, captions: caps };
+    } catch {
+      continue;
+    }
+  }
+  return null;
+}
+
+async function loadShipped(): Promise<Required<ModelSet>> {
+  const m: ModelSet = {};
+  try {
+    m.unet = await loadUNetDiffuser();
+    m.cond = await loadCondDiffuser();
+    m.clip = await loadClipModel();
+    m.noisy = await loadNoisyClipModel();
+    m.prior = await loadPriorModel();
+  } catch (e) {
+    disposeModels(m);
+    throw e;
+  }
+  return m as Required<ModelSet>;
+}
+
+/** Run the showcase; returns the page path (the CLI prints it as its last line). */
+export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
+  const t0 = Date.now();
+  const out = resolve(opts.out);
+  const imgDir = join(out, 'img');
+  mkdirSync(imgDir, { recursive: true });
+  const quick = opts.quick ?? false;
+  const B = budget(quick);
+  const seed = opts.seed ?? 0;
+  const log = opts.log ?? (() => undefined);
+  const own = !opts.models;
+  const m = (opts.models ?? (opts.randomWeights ? randomModels(seed) : await loadShipped())) as Required<ModelSet>;
+  const sections: DemoSection[] = [];
+  const keep: tf.Tensor[] = [];
+  let counter = 0;
+  const save = (x: tf.Tensor4D, captions: string[], stem: string): DemoImage[] =>
+    captions.map((caption, i) => {
+      const name = `${String(++counter).padStart(3, '0')}-${stem}-${i}.png`;
+      const one = x.slice(i, 1);
+      writePng(join(imgDir, name), one);
+      one.dispose();
+      return { src: `img/${name}`, caption };
+    });
+  const timed = async (title: string, f: () => Promise<Omit<DemoRow, 'title' | 'ms'>>): Promise<DemoRow> => {
+    const s = Date.now();
+    const r = await f();
+    const row = { title, ...r, ms: Date.now() - s };
+    log(`demo: ${title} (${(row.ms / 1000).toFixed(1)} s)`);
+    return row;
+  };
+  const onProgress = opts.onProgress;
+  const unet = m.unet as Diffuser;
+  const size = imageSizeOf(unet);
+  try {
+    // inputs: real held-out emoji when available, else the model's own samples
+    const names = ['grinning face', 'cat face', 'red heart', 'dog face'];
+    let real = emojiInputs(names, size);
+    if (!real) {
+      const s = await sample(unet, { n: 4, steps: B.sampleSteps, seed: seed + 99 });
+      real = { images: s.images, captions: names.map((_, i) => `sample #${i}`) };
+    }
+    keep.push(real.images);
+    const inputImgs = real.images;
+    const inputAt = (i: number) => inputImgs.slice(Math.min(i, inputImgs.shape[0] - 1), 1);
+    const capAt = (i: number) => real!.captions[Math.min(i, real!.captions.length - 1)];
+
+    // 0. plain sampling
+    {
+      const row = await timed('unguided DDIM samples', async () => {
+        const r = await sample(unet, { n: 6, steps: B.sampleSteps, seed, onProgress });
+        const o = save(r.images, Array.from({ length: 6 }, (_, i) => `#${i}`), 'sample');
+        r.images.dispose();
+        return { inputs: [], outputs: o, settings: { ...r.settings, weights: unet.source } };
+      });
+      sections.push({ method: 'Sampling', blurb: 'Unguided samples of the unconditional UNet: the baseline every method starts from.', rows: [row] });
+    }
+
+    // 1. SDEdit
+    {
+      const rows: DemoRow[] = [];
+      const guides = strokeGuides(size);
+      keep.push(guides);
+      const gIn = save(guides, ['face strokes', 'heart strokes', 'tree strokes'], 'sdedit-guide');
+      for (const t of [0.3, 0.5, 0.8]) {
+        rows.push(
+          await timed(`stroke-to-image, t0 = ${t}`, async () => {
+            const r = await sdedit(unet, guides, { t0: t, steps: B.sdeditSteps, repeats: 2, seed, onProgress });
+            const o = save(r.images, ['face #0', 'face #1', 'heart #0', 'heart #1', 'tree #0', 'tree #1'], `sdedit-${t}`);
+            r.images.dispose();
+            return { inputs: gIn, outputs: o, settings: r.settings };
+          }),
+        );
+      }
+      rows.push(
+        await timed('masked editing: regenerate the right half, keep the left exactly', async () => {
+          const x = inputAt(0);
+          const mask = tf.tidy(() => tf.concat([tf.ones([1, size, size / 2, 1]), tf.zeros([1, size, size / 2, 1])], 2)) as tf.Tensor4D;
+          const vis = tf.tidy(() => x.mul(mask).add(tf.scalar(1).sub(mask).mul(-0.2))) as tf.Tensor4D;
+          const ins = [...save(x, [capAt(0)], 'sdedit-mask-in'), ...save(vis, ['kept region'], 'sdedit-mask')];
+          const r = await sdedit(unet, x, { t0: 0.6, steps: B.sdeditSteps, repeats: 3, mask, seed, onProgress });
+          const o = save(r.images, ['#0', '#1', '#2'], 'sdedit-masked');
+          tf.dispose([x, mask, vis, r.images]);
+          return { inputs: ins, outputs: o, settings: r.settings };
+        }),
+      );
+      sections.push({ method: 'SDEdit', blurb: 'Noise a guide to t0 and denoise: small t0 stays faithful to the strokes, large t0 is more realistic. With a mask, the kept region is reproduced exactly.', rows });
+    }
+
+    // 2. SDG
+    {
+      const rows: DemoRow[] = [];
+      const enc = { noisy: m.noisy, image: m.clip, text: m.clip };
+      for (const text of ['red heart', 'cat face']) {
+        rows.push(
+          await timed(`text guidance: "${text}" (top: unguided, same noise)`, async () => {
+            const base = await sample(unet, { n: 3, steps: B.sdgSteps, sampler: 'ddpm', seed });
+            const r = await sdg(unet, enc, { text, n: 3, steps: B.sdgSteps, seed, onProgress });
+            const o = [...save(base.images, ['unguided #0', 'unguided #1', 'unguided #2'], 'sdg-base'), ...save(r.images, ['guided #0', 'guided #1', 'guided #2'], `sdg-${text}`)];
+            tf.dispose([base.images, r.images]);
+            return { inputs: [], outputs: o, settings: r.settings };
+          }),
+        );
+      }
+      rows.push(
+        await timed('image content guidance', async () => {
+          const ref = inputAt(2);
+          const ins = save(ref, [capAt(2)], 'sdg-ref');
+          const r = await sdg(unet, enc, { image: ref, imageMode: 'content', n: 3, steps: B.sdgSteps, seed, onProgress });
+          const o = save(r.images, ['#0', '#1', '#2'], 'sdg-content');
+          tf.dispose([ref, r.images]);
+          return { inputs: ins, outputs: o, settings: r.settings };
+        }),
+      );
+      sections.push({ method: 'SDG', blurb: 'Semantic diffusion guidance: the gradient of a time-conditioned CLIP score on x_t shifts each DDPM step toward a text or a reference image.', rows });
+    }
+
+    // 3. DiffusionCLIP
+    {
+      const rows: DemoRow[] = [];
+      const x = inputAt(0);
+      keep.push(x);
+      const ins = save(x, [capAt(0)], 'dclip-in');
+      rows.push(
+        await timed('inversion + regeneration (original model)', async () => {
+          const inv = await dclip.invert(unet, x, { t0: 0.5, nInv: B.nInv, onProgress });
+          const r = await dclip.regenerate(unet, inv, { nGen: B.nInv, onProgress });
+          const lat = tf.clipByValue(inv.latent, -1, 1) as tf.Tensor4D;
+          const o = [...save(lat, ['latent x_t0'], 'dclip-lat'), ...save(r.images, ['regenerated'], 'dclip-regen')];
+          const err = tf.tidy(() => tf.mean(tf.abs(r.images.sub(x))).dataSync()[0]);
+          tf.dispose([inv.latent, r.images, lat]);
+          return { inputs: ins, outputs: o, settings: { t0: 0.5, nInv: B.nInv, reconstructionMAE: err } };
+        }),
+      );
+      const source = 'grinning face';
+      const target = 'angry face';
+      let ft: dclip.FinetuneResult | null = null;
+      try {
+        rows.push(
+          await timed(`fine-tune "${source}" -> "${target}" and edit (model ratios 0.5, 1)`, async () => {
+            ft = await dclip.finetune(unet, m.clip, x, { source, target, t0: 0.5, nInv: B.nInv, nTrain: B.nTrain, iters: B.iters, onProgress });
+            const outs: DemoImage[] = [];
+            for (const ratio of [0.5, 1]) {
+              const r = await dclip.edit(unet, ft.model, x, { t0: 0.5, nInv: B.nInv, nGen: B.nGen, modelRatio: ratio, onProgress });
+              outs.push(...save(r.images, [`ratio ${ratio}`], `dclip-edit-${ratio}`));
+              r.images.dispose();
+            }
+            return { inputs: ins, outputs: outs, settings: { ...ft.settings, nGen: B.nGen, firstLoss: ft.losses[0], finalLoss: ft.losses[ft.losses.length - 1] } };
+          }),
+        );
+      } finally {
+        (ft as dclip.FinetuneResult | null)?.model.unet.dispose();
+      }
+      sections.push({ method: 'DiffusionCLIP', blurb: 'Invert with deterministic DDIM, fine-tune a copy of the UNet with a directional CLIP loss, regenerate with the fine-tuned (or blended) model.', rows });
+    }
+
+    // 4. unCLIP
+    {
+      const rows: DemoRow[] = [];
+      const um: unclip.UnclipModels = { decoder: m.cond, prior: m.prior.prior, priorSchedule: m.prior.schedule, clip: m.clip };
+      rows.push(
+        await timed('text -> prior -> decoder (best of 2)', async () => {
+          const prompts = ['red heart', 'cat face', 'grinning face'];
+          const r = await unclip.textToImage(um, prompts, { n: 2, priorSteps: B.priorSteps, steps: B.decSteps, seed, onProgress });
+          const o = save(r.images, prompts.flatMap((p) => [`${p} #0`, `${p} #1`]), 'unclip-text');
+          tf.dispose([r.images, r.imageEmbeddings]);
+          return { inputs: [], outputs: o, settings: { ...r.settings, similarity: r.similarity.map((s) => Number(s.toFixed(3))) } };
+        }),
+      );
+      rows.push(
+        await timed('image variations (DDIM eta 1)', async () => {
+          const x = inputAt(1);
+          const ins = save(x, [capAt(1)], 'unclip-var-in');
+          const r = await unclip.variations(um, x, { n: 4, steps: B.decSteps, seed, onProgress });
+          const o = save(r.images, ['#0', '#1', '#2', '#3'], 'unclip-var');
+          tf.dispose([x, r.images, r.embedding]);
+          return { inputs: ins, outputs: o, settings: { n: 4, eta: 1, steps: B.decSteps, decoderScale: 3 } };
+        }),
+      );
+      rows.push(
+        await timed('interpolation (slerp, fixed x_T)', async () => {
+          const a = inputAt(0);
+          const b = inputAt(1);
+          const ins = [...save(a, [capAt(0)], 'unclip-int-a'), ...save(b, [capAt(1)], 'unclip-int-b')];
+          const r = await unclip.interpolate(um, a, b, { frames: 5, steps: B.decSteps, seed, onProgress });
+          const o = save(r.images, r.thetas.map((t) => `theta ${t}`), 'unclip-int');
+          tf.dispose([a, b, r.images, r.embeddings, r.endpoints]);
+          return { inputs: ins, outputs: o, settings: { frames: 5, steps: B.decSteps } };
+        }),
+      );
+      rows.push(
+        await timed('text diff "cat face" -> "dog face"', async () => {
+          const x = inputAt(1);
+          const ins = save(x, [capAt(1)], 'unclip-diff-in');
+          const r = await unclip.textDiff(um, x, { source: 'cat face', target: 'dog face', steps: B.decSteps, seed, onProgress });
+          const o = save(r.images, r.thetas.map((t) => `theta ${t}`), 'unclip-diff');
+          tf.dispose([x, r.images, r.embeddings]);
+          return { inputs: ins, outputs: o, settings: { source: 'cat face', target: 'dog face', thetas: r.thetas.join(','), steps: B.decSteps } };
+        }),
+      );
+      sections.push({ method: 'unCLIP', blurb: 'A prior maps a CLIP text embedding to an image embedding; a decoder UNet conditioned on that embedding draws the image. Variations, interpolations and text diffs edit in embedding space.', rows });
+    }
+
+    // 5. Imagic
+    {
+      const x = inputAt(0);
+      const target = 'cat face';
+      const row = await timed(`edit "${capAt(0)}" toward "${target}" (eta sweep, stages 1-2 shared)`, async () => {
+        const ins = save(x, [capAt(0)], 'imagic-in');
+        const r = await imagic(m.cond, m.clip, x, target, { etas: [0, 0.5, 0.7, 0.9, 1], embSteps: B.embSteps, ftSteps: B.ftSteps, steps: B.imagicSteps, seed, onProgress });
+        const o = save(r.images, r.etas.map((e) => `eta ${e}`), 'imagic');
+        const settings = { ...r.settings, finalEmbLoss: r.losses.embedding.at(-1), finalFtLoss: r.losses.finetune.at(-1) };
+        tf.dispose([r.images, r.embeddings, r.eOpt, r.eTarget]);
+        return { inputs: ins, outputs: o, settings };
+      });
+      x.dispose();
+      sections.push({ method: 'Imagic', blurb: 'Optimise a text embedding to reconstruct the input, fine-tune the conditional UNet on it, then interpolate e = eta * e_target + (1 - eta) * e_opt: eta 0 reconstructs, eta 1 follows the text.', rows: [row] });
+    }
+  } finally {
+    tf.dispose(keep);
+    if (own) disposeModels(m);
+  }
+  const wallMs = Date.now() - t0;
+  const info = backendInfo();
+  const intro = {
+    package: `diffguide ${packageVersion()}`,
+    weights: opts.randomWeights ? 'TINY RANDOM MODELS (--random-weights: development only, outputs are noise)' : 'shipped weights/ (unet, cond-unet, clip, noisy-clip, prior)',
+    backend: info ? `${info.name}${info.simd ? ' (SIMD)' : ''}, ${info.threads} thread(s)` : tf.getBackend(),
+    seed,
+    'wall time': `${(wallMs / 1000).toFixed(1)} s`,
+    date: new Date().toISOString(),
+  };
+  const page = join(out, 'index.html');
+  writeFileSync(page, renderDemoPage('diffguide showcase: SDG, SDEdit, DiffusionCLIP, unCLIP, Imagic', intro, sections));
+  writeFileSync(join(out, 'demo.json'), JSON.stringify({ intro, sections }, null, 2) + '\n');
+  return { page, sections, wallMs };
+}

@@ -1,0 +1,139 @@
+/**
+ * Training task for the CLIP-embedding-conditioned UNet (unCLIP's decoder; the model Imagic optimises
+ * an embedding for): eps-prediction MSE, cond.emb = normalise(CLIP image embedding of the training
+ * image) * embScale, replaced by zeros with probability `pDrop` (the unconditional branch of
+ * classifier-free guidance, as lib/methods/unclip.ts samples it).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Rng } from '../../random.js';
+import { BatchSampler, type Dataset, type SamplerState } from '../../data/dataset.js';
+import type { CLIP } from '../../../nets/clip/index.js';
+import { UNet, type UNetConfig } from '../../../nets/unet/index.js';
+import { makeSchedule, respaceEven, type Schedule } from '../../../samplers/schedule.js';
+import { diffusionModel } from '../../../samplers/model.js';
+import { qSample } from '../../../samplers/core.js';
+import { makeGrid } from '../../image/grid.js';
+import { cleanImageEmbeddings } from './noisy-clip.js';
+import { smallUNetConfig } from './unet.js';
+import type { TrainTask } from '../loop.js';
+
+/** The conditional UNet: the small emoji UNet (width 32) with a 128-wide embedding input. */
+export function condUNetConfig(imageSize: number, embDim: number): Partial<UNetConfig> {
+  return { ...smallUNetConfig(imageSize), modelChannels: 32, embCondDim: embDim };
+}
+
+export interface CondUNetTaskOptions {
+  batch: number;
+  seed: number;
+  /** Condition dropout probability (default 0.15). */
+  pDrop?: number;
+  /** Multiplier of the unit-norm embedding (default sqrt(D)). */
+  embScale?: number;
+  /** Classifier-free guidance scale of the sample grid (default 3). */
+  gridScale?: number;
+}
+
+interface CondBatch {
+  x0: tf.Tensor4D;
+  emb: tf.Tensor2D;
+}
+
+/**
+ * Copy every matching tensor of an unconditional UNet state_dict into `net` (same config but the
+ * embedding input); `transformer_proj` stays as initialised. Returns the number of tensors copied.
+ */
+export function initFromUnconditional(net: UNet, sd: Map<string, { shape: number[]; data: Float32Array }>): number {
+  const ref = net.toStateDict();
+  let n = 0;
+  const fresh = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [k, v] of ref) {
+    const src = sd.get(k);
+    if (src && src.shape.join() === v.shape.join()) {
+      fresh.set(k, src);
+      n++;
+    } else fresh.set(k, { shape: v.shape, data: v.data as Float32Array });
+  }
+  const loaded = UNet.fromStateDict(fresh as never, net.config);
+  for (const [k, v] of net.params) v.assign(loaded.params.get(k)!);
+  loaded.dispose();
+  return n;
+}
+
+export class CondUNetTask implements TrainTask<CondBatch> {
+  readonly params: Map<string, tf.Variable>;
+  readonly schedule: Schedule;
+  readonly embScale: number;
+  /** Unit-norm CLIP image embeddings of every item. [N, D] */
+  readonly embeddings: tf.Tensor2D;
+  private sampler: BatchSampler;
+
+  constructor(readonly net: UNet, clip: CLIP, readonly data: Dataset, readonly opts: CondUNetTaskOptions) {
+    this.params = net.params;
+    this.schedule = makeSchedule('cosine', 1000);
+    this.embScale = opts.embScale ?? Math.sqrt(clip.embedDim);
+    this.embeddings = cleanImageEmbeddings(clip, data);
+    this.sampler = new BatchSampler(data.indicesOf('train'), opts.batch, opts.seed);
+  }
+
+  nextBatch(_step: number, rng: Rng): CondBatch {
+    const idx = this.sampler.next();
+    const keep = idx.map(() => (rng.float() < (this.opts.pDrop ?? 0.15) ? 0 : 1));
+    return tf.tidy(() => ({
+      x0: this.data.images(idx, { rgb: true }),
+      emb: tf.gather(this.embeddings, tf.tensor1d(idx, 'int32')).mul(tf.tensor2d(keep, [idx.length, 1])).mul(this.embScale) as tf.Tensor2D,
+    }));
+  }
+
+  loss(b: CondBatch, rng: Rng): tf.Scalar {
+    const n = b.x0.shape[0];
+    const idx = Array.from({ length: n }, () => rng.int(this.schedule.length));
+    const noise = rng.normal<tf.Rank.R4>(b.x0.shape);
+    const xt = qSample(b.x0, this.schedule, idx, noise);
+    const t = tf.tensor1d(idx.map((i) => this.schedule.modelT(i)), 'float32');
+    const eps = this.net.apply(xt, t, { emb: b.emb }, { training: true, seed: rng.nextSeed() });
+    return tf.losses.meanSquaredError(noise, eps) as tf.Scalar;
+  }
+
+  disposeBatch(b: CondBatch): void {
+    tf.dispose([b.x0, b.emb]);
+  }
+
+  getState(): SamplerState {
+    return this.sampler.getState();
+  }
+
+  setState(s: unknown): void {
+    this.sampler = new BatchSampler(this.data.indicesOf('train'), this.opts.batch, this.opts.seed, s as SamplerState);
+  }
+
+  /** Top row: 8 held-out images; bottom row: DDIM (25 steps, guidance 3) decodes of their embeddings. */
+  sampleGrid(seed: number): tf.Tensor4D {
+    const test = this.data.indicesOf('test');
+    const pick = Array.from({ length: 8 }, (_, i) => test[Math.floor((i * test.length) / 8)]);
+    const s = this.opts.gridScale ?? 3;
+    const sched = respaceEven(this.schedule, 25);
+    const emb = tf.tidy(() => tf.gather(this.embeddings, tf.tensor1d(pick, 'int32')).mul(this.embScale) as tf.Tensor2D);
+    const zero = tf.zerosLike(emb);
+    const net = (x: tf.Tensor4D, t: tf.Tensor1D) =>
+      tf.tidy(() => {
+        const c = this.net.apply(x, t, { emb });
+        const u = this.net.apply(x, t, { emb: zero });
+        return u.add(c.sub(u).mul(s)) as tf.Tensor4D;
+      });
+    const model = diffusionModel(net, { prediction: 'eps', variance: 'fixedSmall' });
+    let x = tf.randomNormal([8, this.data.height, this.data.width, 3], 0, 1, 'float32', seed) as tf.Tensor4D;
+    for (let i = sched.length - 1; i >= 0; i--) {
+      const nx = tf.tidy(() => {
+        const p = model.predict(x, sched, i, { clipDenoised: true, epsOnly: true });
+        const abPrev = sched.alphaBar(i - 1);
+        return p.x0.mul(Math.sqrt(abPrev)).add(p.eps.mul(Math.sqrt(1 - abPrev))) as tf.Tensor4D;
+      });
+      x.dispose();
+      x = nx;
+    }
+    const real = this.data.images(pick, { rgb: true });
+    const g = tf.tidy(() => makeGrid(tf.concat([real, x.clipByValue(-1, 1)]) as tf.Tensor4D, 8));
+    tf.dispose([x, real, emb, zero]);
+    return g;
+  }
+}

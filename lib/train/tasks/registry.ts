@@ -1,0 +1,161 @@
+/**
+ * The CLIP-family and conditional models that `diffguide train <model>` can train besides the judge
+ * and the unconditional UNet: clip, noisy-clip, cond-unet, prior. Each entry builds its task from the
+ * dataset and the (saved or new) run config; the CLI does the rest (loop, checkpoints, export).
+ */
+import type { Dataset } from '../../data/dataset.js';
+import type { StateDict } from '../../io/types.js';
+import type { TrainTask } from '../loop.js';
+import { CLIP, type CLIPConfig } from '../../../nets/clip/index.js';
+import { ClipTask, smallClipConfig } from './clip.js';
+import { NoisyClipTask } from './noisy-clip.js';
+import { PriorTask } from './prior.js';
+import { CondUNetTask, condUNetConfig, initFromUnconditional } from './cond-unet.js';
+import { NoisyCLIPImageEncoder } from '../../../nets/clip/index.js';
+import { Prior, type PriorConfig } from '../../../nets/prior/index.js';
+import { UNet, type UNetConfig } from '../../../nets/unet/index.js';
+import { makeSchedule } from '../../../samplers/schedule.js';
+import { loadClipModel, resolveWeights } from '../../methods/models.js';
+import { readStateDict } from '../../io/index.js';
+import { readCheckpoint } from '../checkpoint.js';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The trained CLIP a dependent model uses: --clip (file or folder), else the run's saved one, else weights/clip. */
+async function teacherClip(ctx: ModelTaskContext): Promise<{ clip: CLIP; path: string }> {
+  const want = (ctx.saved?.clip as string | undefined) ?? ctx.options.clip;
+  const path = resolveWeights('clip', want);
+  return { clip: await loadClipModel(path), path };
+}
+
+/** An unconditional UNet's weights: an exported folder/file, or a training checkpoint's EMA group. */
+async function readUNetWeights(spec: string): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
+  const ck = existsSync(spec) && statSync(spec).isDirectory() ? (existsSync(join(spec, 'unet.safetensors')) ? join(spec, 'unet.safetensors') : join(spec, 'checkpoint.safetensors')) : spec;
+  if (ck.endsWith('checkpoint.safetensors')) {
+    const g = readCheckpoint(ck).groups.ema;
+    if (!g) throw new Error(`${ck} has no EMA weights`);
+    return g;
+  }
+  const sd = await readStateDict(ck);
+  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [k, v] of sd) out.set(k, { shape: [...v.shape], data: v.data instanceof Float32Array ? v.data : Float32Array.from(v.data as ArrayLike<number>) });
+  return out;
+}
+
+export interface ModelTaskDefaults {
+  data: string;
+  steps: number;
+  batch: number;
+  lr: number;
+  warmup: number;
+  decay: 'constant' | 'cosine';
+  ema: number;
+  sampleEvery: number;
+  ckptEvery: number;
+  weightDecay: number;
+}
+
+export interface ModelTaskContext {
+  ds: Dataset;
+  seed: number;
+  batch: number;
+  /** The dataset spec (e.g. 'emoji32') stored in the run config. */
+  dataSpec: string;
+  /** The run config stored in a checkpoint being resumed/exported, else null. */
+  saved: Record<string, unknown> | null;
+  /** Extra string options from the command line (e.g. `clip`: the CLIP weights folder). */
+  options: Record<string, string | undefined>;
+}
+
+export interface ModelTaskSetup {
+  task: TrainTask<unknown>;
+  /** Goes into the exported config.json (after `model`). */
+  netConfig: Record<string, unknown>;
+  /** The run config stored in checkpoints (a resume must match). */
+  config: Record<string, unknown>;
+  toStateDict: () => StateDict;
+}
+
+export interface ModelTaskEntry {
+  defaults: ModelTaskDefaults;
+  summary: string;
+  setup(ctx: ModelTaskContext): Promise<ModelTaskSetup>;
+}
+
+export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
+  clip: {
+    summary: 'CLIP from scratch on emoji captions (ViT + text transformer, symmetric InfoNCE)',
+    defaults: { data: 'emoji32', steps: 800, batch: 64, lr: 1e-3, warmup: 50, decay: 'cosine', ema: 0.99, sampleEvery: 100, ckptEvery: 50, weightDecay: 0.1 },
+    async setup({ ds, seed, batch, saved, dataSpec }) {
+      const cfg = (saved?.net as CLIPConfig | undefined) ?? smallClipConfig(ds.height);
+      const clip = CLIP.random(cfg, seed);
+      const b = (saved?.batch as number | undefined) ?? batch;
+      const task = new ClipTask(clip, ds, { batch: b, seed });
+      return {
+        task: task as TrainTask<unknown>,
+        netConfig: { clip: cfg, tokenizer: `CLIP BPE, first ${cfg.vocabSize - 514} merges (Tokenizer.forVocabSize(${cfg.vocabSize}))` },
+        config: { model: 'clip', data: dataSpec, batch: b, net: cfg },
+        toStateDict: () => clip.toHostStateDict() as unknown as StateDict,
+      };
+    },
+  },
+  'noisy-clip': {
+    summary: "SDG's noisy CLIP: FiLM time-conditioned image tower, noisy-image features matched to frozen clean features",
+    defaults: { data: 'emoji32', steps: 300, batch: 64, lr: 3e-4, warmup: 20, decay: 'cosine', ema: 0.98, sampleEvery: 100, ckptEvery: 50, weightDecay: 0 },
+    async setup(ctx) {
+      const { clip, path } = await teacherClip(ctx);
+      const b = (ctx.saved?.batch as number | undefined) ?? ctx.batch;
+      const noisy = NoisyCLIPImageEncoder.fromStateDict(clip.toHostStateDict() as never, clip.config, { seed: ctx.seed });
+      const schedule = makeSchedule('cosine', 1000);
+      const task = new NoisyClipTask(noisy, clip, schedule, ctx.ds, { batch: b, seed: ctx.seed });
+      const net = { ...noisy.config, timeEmbedChannels: noisy.timeEmbedChannels, timeEmbedDim: noisy.timeEmbedDim };
+      return {
+        task: task as TrainTask<unknown>,
+        netConfig: { visual: net, schedule: 'cosine', timesteps: 1000, teacher: path },
+        config: { model: 'noisy-clip', data: ctx.dataSpec, batch: b, clip: path, net },
+        toStateDict: () => noisy.toHostStateDict() as unknown as StateDict,
+      };
+    },
+  },
+  prior: {
+    summary: 'unCLIP prior: text embedding -> image embedding (x0 prediction, cosine schedule)',
+    defaults: { data: 'emoji32', steps: 3000, batch: 128, lr: 1e-3, warmup: 100, decay: 'cosine', ema: 0.995, sampleEvery: 500, ckptEvery: 250, weightDecay: 0.01 },
+    async setup(ctx) {
+      const { clip, path } = await teacherClip(ctx);
+      const b = (ctx.saved?.batch as number | undefined) ?? ctx.batch;
+      const cfg = (ctx.saved?.net as PriorConfig | undefined) ?? { embedDim: clip.embedDim, width: 256, depth: 4, hidden: 512, timesteps: 1000 };
+      const prior = Prior.random(cfg, ctx.seed);
+      const task = new PriorTask(prior, clip, makeSchedule('cosine', cfg.timesteps), ctx.ds, { batch: b, seed: ctx.seed });
+      return {
+        task: task as TrainTask<unknown>,
+        netConfig: { ...prior.config, schedule: 'cosine', prediction: 'x0', clip: path },
+        config: { model: 'prior', data: ctx.dataSpec, batch: b, clip: path, net: prior.config },
+        toStateDict: () => prior.toStateDict(),
+      };
+    },
+  },
+  'cond-unet': {
+    summary: 'UNet conditioned on a CLIP image embedding with condition dropout (unCLIP decoder, Imagic)',
+    defaults: { data: 'emoji32', steps: 20000, batch: 16, lr: 5e-4, warmup: 200, decay: 'constant', ema: 0.999, sampleEvery: 250, ckptEvery: 50, weightDecay: 0 },
+    async setup(ctx) {
+      const { clip, path } = await teacherClip(ctx);
+      const b = (ctx.saved?.batch as number | undefined) ?? ctx.batch;
+      const cfg = (ctx.saved?.net as Partial<UNetConfig> | undefined) ?? condUNetConfig(ctx.ds.height, clip.embedDim);
+      const net = UNet.random(cfg, ctx.seed);
+      const init = (ctx.saved?.init as string | null | undefined) ?? ctx.options.init ?? null;
+      // On resume the checkpoint overwrites everything; the init only matters for a fresh run.
+      if (init && !ctx.saved) {
+        const n = initFromUnconditional(net, await readUNetWeights(init));
+        process.stderr.write(`cond-unet: initialised ${n} tensors from ${init}\n`);
+      }
+      const embScale = Math.sqrt(clip.embedDim);
+      const task = new CondUNetTask(net, clip, ctx.ds, { batch: b, seed: ctx.seed, embScale });
+      return {
+        task: task as TrainTask<unknown>,
+        netConfig: { ...net.config, schedule: 'cosine', timesteps: 1000, prediction: 'eps', embScale, conditioning: 'normalise(CLIP image embedding) * embScale; zeros = unconditional', clip: path },
+        config: { model: 'cond-unet', data: ctx.dataSpec, batch: b, clip: path, init, net: net.config },
+        toStateDict: () => net.toStateDict(),
+      };
+    },
+  },
+};
