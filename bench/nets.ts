@@ -13,6 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import os from 'node:os';
 import { packageRoot } from '../lib/paths.js';
 import { backendInfo } from '../lib/backend.js';
 import { readStateDict } from '../lib/io/index.js';
@@ -38,6 +39,9 @@ export interface NetsBenchCase {
   torch_dx_ms: number | null;
   max_rel_err: number;
   grad_rel_err?: number | null;
+  /** Our CPU time per call (the wasm backend runs on one thread; robust to other load on the machine). */
+  fwd_cpu_ms?: number;
+  dx_cpu_ms?: number | null;
   fwd_ratio?: number | null;
   dx_ratio?: number | null;
   torch_error?: string;
@@ -53,7 +57,10 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** Median ms of `fn` (which returns tensors to read back and dispose). */
+/** CPU ms (user + system) of this process per call, measured over the timed calls of the last `timeIt`. */
+let lastCpuMs = 0;
+
+/** Median wall ms of `fn` (which returns tensors to read back and dispose); sets `lastCpuMs`. */
 function timeIt(fn: () => tf.Tensor | tf.Tensor[], reps: number): number {
   const once = () => {
     const t0 = performance.now();
@@ -67,7 +74,10 @@ function timeIt(fn: () => tf.Tensor | tf.Tensor[], reps: number): number {
   once();
   once();
   const ts: number[] = [];
+  const c0 = process.cpuUsage();
   for (let i = 0; i < reps; i++) ts.push(once());
+  const c = process.cpuUsage(c0);
+  lastCpuMs = (c.user + c.system) / 1000 / reps;
   return median(ts);
 }
 
@@ -119,8 +129,13 @@ async function unetCase(name: string, reps: number): Promise<{ c: NetsBenchCase;
     const gradRel = relErr(g, io.get('grad_x'));
     g.dispose();
     const fwd = timeIt(() => net.apply(x, t), reps);
+    const fwdCpu = lastCpuMs;
     const dx = timeIt(() => grad(x), reps);
-    return { c: { name, fwd_ms: fwd, dx_ms: dx, torch_fwd_ms: null, torch_dx_ms: null, max_rel_err: maxRel, grad_rel_err: gradRel }, jit: join(dir, `${name}.jit.pt`), io: ioPath };
+    return {
+      c: { name, fwd_ms: fwd, dx_ms: dx, torch_fwd_ms: null, torch_dx_ms: null, max_rel_err: maxRel, grad_rel_err: gradRel, fwd_cpu_ms: fwdCpu, dx_cpu_ms: lastCpuMs },
+      jit: join(dir, `${name}.jit.pt`),
+      io: ioPath,
+    };
   } finally {
     tf.dispose([x, t]);
     net.dispose();
@@ -154,14 +169,19 @@ async function clipCases(reps: number): Promise<{ c: NetsBenchCase; jit: string;
     const tfeat = model.encodeTokens(ids);
     const txtRel = relErr(tfeat, io.get('text_features'))!;
     tfeat.dispose();
+    const imgFwd = timeIt(() => enc(pixels), reps);
+    const imgFwdCpu = lastCpuMs;
+    const imgDx = timeIt(() => grad(pixels), reps);
+    const imgDxCpu = lastCpuMs;
+    const txtFwd = timeIt(() => model.encodeTokens(ids), reps);
     return [
       {
-        c: { name: 'clip_bench_image', fwd_ms: timeIt(() => enc(pixels), reps), dx_ms: timeIt(() => grad(pixels), reps), torch_fwd_ms: null, torch_dx_ms: null, max_rel_err: imgRel, grad_rel_err: gradRel },
+        c: { name: 'clip_bench_image', fwd_ms: imgFwd, dx_ms: imgDx, torch_fwd_ms: null, torch_dx_ms: null, max_rel_err: imgRel, grad_rel_err: gradRel, fwd_cpu_ms: imgFwdCpu, dx_cpu_ms: imgDxCpu },
         jit: join(dir, 'clip_bench_image.jit.pt'),
         io: ioPath,
       },
       {
-        c: { name: 'clip_bench_text', fwd_ms: timeIt(() => model.encodeTokens(ids), reps), dx_ms: null, torch_fwd_ms: null, torch_dx_ms: null, max_rel_err: txtRel },
+        c: { name: 'clip_bench_text', fwd_ms: txtFwd, dx_ms: null, torch_fwd_ms: null, torch_dx_ms: null, max_rel_err: txtRel, fwd_cpu_ms: lastCpuMs, dx_cpu_ms: null },
         jit: join(dir, 'clip_bench_text.jit.pt'),
         io: ioPath,
       },
@@ -172,7 +192,7 @@ async function clipCases(reps: number): Promise<{ c: NetsBenchCase; jit: string;
   }
 }
 
-export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unknown; torch: boolean; torch_threads: number; cases: NetsBenchCase[]; load: unknown }> {
+export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unknown; load_avg: number; torch: boolean; torch_threads: number; cases: NetsBenchCase[]; load: unknown }> {
   const reps = opts.reps && opts.reps > 0 ? opts.reps : 5;
   const dir = benchDir();
   if (!existsSync(join(dir, 'README.md'))) throw new Error(`bench nets needs the shared bench models at ${dir} (set DIFFGUIDE_SHARED to the folder holding bench/)`);
@@ -200,6 +220,8 @@ export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unkno
     c.dx_ratio = c.torch_dx_ms && c.dx_ms ? +(c.dx_ms / c.torch_dx_ms).toFixed(2) : null;
     c.fwd_ms = +c.fwd_ms.toFixed(1);
     if (c.dx_ms !== null) c.dx_ms = +c.dx_ms.toFixed(1);
+    if (c.fwd_cpu_ms !== undefined) c.fwd_cpu_ms = +c.fwd_cpu_ms.toFixed(1);
+    if (typeof c.dx_cpu_ms === 'number') c.dx_cpu_ms = +c.dx_cpu_ms.toFixed(1);
   }
   let load: unknown = null;
   if (opts.load ?? process.env.DIFFGUIDE_BENCH_NO_LOAD !== '1') {
@@ -212,6 +234,8 @@ export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unkno
   const b = backendInfo();
   return {
     backend: b ? { name: b.name, threads: b.threads, simd: b.simd } : tf.getBackend(),
+    /** 1-minute load average at the end (the machine is shared; wall times inflate with load). */
+    load_avg: +os.loadavg()[0].toFixed(2),
     torch: useTorch,
     torch_threads: threads,
     cases: runs.map((r) => r.c),

@@ -19,7 +19,7 @@ import type { BenchOptions } from '../lib/cli/commands/bench.js';
 import { backendInfo } from '../lib/backend.js';
 import { conv2d } from '../lib/ops/conv.js';
 import { attention, layerNorm, linear, quickGelu } from '../lib/ops/nn.js';
-import { runPythonJson, timeTf, torchAvailable } from './util.js';
+import { median, PythonServer, timeTf, torchAvailable } from './util.js';
 
 export interface OpsCase {
   name: string;
@@ -104,34 +104,58 @@ function torchScript(): string | null {
   return null;
 }
 
-type TorchCases = Record<string, { fwd_ms: number; dx_ms: number; dxdw_ms: number }>;
+type Mode = 'fwd' | 'dx' | 'dxdw';
+const MODES: Mode[] = ['fwd', 'dx', 'dxdw'];
 
 export async function run(opts: BenchOptions): Promise<OpsReport> {
   const reps = Math.max(1, opts.reps || 5);
   const warmup = Math.max(3, Math.ceil(reps / 2));
-  const cases: OpsCase[] = [];
-  for (const c of CASES) {
-    const { inputs, params } = c.make();
-    const all = [...inputs, ...params];
-    const fwd = timeTf(() => c.f(inputs, params), { reps, warmup });
-    const dx = timeTf(() => tf.grads((...xs: tf.Tensor[]) => c.f(xs, params).sum())(inputs), { reps, warmup });
-    const dxdw = timeTf(() => tf.grads((...xs: tf.Tensor[]) => c.f(xs.slice(0, inputs.length), xs.slice(inputs.length)).sum())(all), { reps, warmup });
-    tf.dispose(all);
-    cases.push({ name: c.name, fwd_ms: round(fwd), dx_ms: round(dx), dxdw_ms: round(dxdw), torch_fwd_ms: null, torch_dx_ms: null, torch_dxdw_ms: null });
-  }
-  let torch: string | null = null;
   const script = torchScript();
+  let server: PythonServer | null = null;
+  let torch: string | null = null;
   if (opts.torch && script && torchAvailable()) {
     try {
-      const r = runPythonJson<{ torch: string; cases: TorchCases }>(script, ['--reps', String(reps), '--warmup', String(warmup), '--cases', CASES.map((c) => c.name).join(',')]);
-      torch = r.torch;
-      for (const c of cases) {
-        const t = r.cases[c.name];
-        if (t) Object.assign(c, { torch_fwd_ms: round(t.fwd_ms), torch_dx_ms: round(t.dx_ms), torch_dxdw_ms: round(t.dxdw_ms) });
-      }
+      server = new PythonServer(script, ['--serve']);
+      torch = (await server.hello<{ torch: string }>()).torch;
     } catch (e) {
-      process.stderr.write(`diffguide bench ops: PyTorch side failed, torch_* left null: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.stderr.write(`diffguide bench ops: PyTorch side failed to start, torch_* left null: ${e instanceof Error ? e.message : String(e)}\n`);
+      server?.close();
+      server = null;
     }
+  }
+  const cases: OpsCase[] = [];
+  try {
+    for (const c of CASES) {
+      const { inputs, params } = c.make();
+      const all = [...inputs, ...params];
+      const fns: Record<Mode, () => tf.Tensor | tf.Tensor[]> = {
+        fwd: () => c.f(inputs, params),
+        dx: () => tf.grads((...xs: tf.Tensor[]) => c.f(xs, params).sum())(inputs),
+        dxdw: () => tf.grads((...xs: tf.Tensor[]) => c.f(xs.slice(0, inputs.length), xs.slice(inputs.length)).sum())(all),
+      };
+      const ours: Record<Mode, number[]> = { fwd: [], dx: [], dxdw: [] };
+      const theirs: Record<Mode, number[]> = { fwd: [], dx: [], dxdw: [] };
+      for (const m of MODES) {
+        timeTf(fns[m], { reps: 0, warmup });
+        if (server) await server.request({ case: c.name, mode: m, n: warmup });
+      }
+      // Interleave both sides, rep by rep, so they see the same machine load.
+      for (let r = 0; r < reps; r++) {
+        for (const m of MODES) {
+          ours[m].push(timeTf(fns[m], { reps: 1, warmup: 0 }));
+          if (server) theirs[m].push(...(await server.request<{ ms: number[] }>({ case: c.name, mode: m, n: 1 })).ms);
+        }
+      }
+      tf.dispose(all);
+      const med = (xs: number[]) => (xs.length ? round(median(xs)) : null);
+      cases.push({
+        name: c.name,
+        fwd_ms: med(ours.fwd)!, dx_ms: med(ours.dx)!, dxdw_ms: med(ours.dxdw)!,
+        torch_fwd_ms: med(theirs.fwd), torch_dx_ms: med(theirs.dx), torch_dxdw_ms: med(theirs.dxdw),
+      });
+    }
+  } finally {
+    server?.close();
   }
   const b = backendInfo();
   return { backend: b?.name ?? tf.getBackend(), threads: b?.threads ?? 1, simd: b?.simd ?? null, torch, cases };

@@ -2,8 +2,12 @@
 """PyTorch side of `diffguide bench ops`: the same cases and shapes as bench/ops.ts, on CPU.
 
   ops_torch.py --reps 5 --warmup 3 [--threads 2] [--cases conv_stack,conv_s2,vit_block,attention]
+  ops_torch.py --serve [--threads 2]
 
-Prints one JSON line: {"torch": version, "threads": n, "cases": {name: {fwd_ms, dx_ms, dxdw_ms}}}.
+Batch mode prints one JSON line: {"torch": version, "threads": n, "cases": {name: {fwd_ms, dx_ms, dxdw_ms}}}.
+Serve mode (used by bench/ops.ts to interleave both sides under the same machine load) prints
+{"torch": version} and then answers each stdin line {"case": name, "mode": "fwd"|"dx"|"dxdw", "n": k}
+with one line {"ms": [k timings]}.
 fwd_ms: forward under no_grad; dx_ms: forward + gradient of sum(output) w.r.t. the input(s);
 dxdw_ms: forward + gradients w.r.t. the input(s) and all parameters. Medians.
 Thread env (OMP/OpenBLAS/MKL) is set by the caller before torch loads (bench/util.ts).
@@ -15,6 +19,7 @@ ap.add_argument("--reps", type=int, default=5)
 ap.add_argument("--warmup", type=int, default=3)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--cases", default="conv_stack,conv_s2,vit_block,attention")
+ap.add_argument("--serve", action="store_true")
 a = ap.parse_args()
 
 import torch
@@ -91,18 +96,50 @@ def case(name):
     raise SystemExit(f"unknown case {name}")
 
 
+def modes(name):
+    """The three timed callables of a case."""
+    f, xs, ps = case(name)
+    xg = [x.clone().requires_grad_(True) for x in xs]
+
+    def fwd():
+        with torch.no_grad():
+            f(*xs)
+
+    def dx():
+        for p in ps:
+            p.requires_grad_(False)
+        torch.autograd.grad(f(*xg).sum(), xg)
+
+    def dxdw():
+        for p in ps:
+            p.requires_grad_(True)
+        torch.autograd.grad(f(*xg).sum(), xg + ps)
+
+    return {"fwd": fwd, "dx": dx, "dxdw": dxdw}
+
+
+if a.serve:
+    import sys
+    print(json.dumps({"torch": torch.__version__, "threads": a.threads}), flush=True)
+    built = {}
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        if req["case"] not in built:
+            built[req["case"]] = modes(req["case"])
+        fn = built[req["case"]][req["mode"]]
+        ts = []
+        for _ in range(int(req.get("n", 1))):
+            t0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t0) * 1e3)
+        print(json.dumps({"ms": ts}), flush=True)
+    raise SystemExit(0)
+
 res = {}
 for name in a.cases.split(","):
-    f, xs, ps = case(name)
-    with torch.no_grad():
-        fwd = timed(lambda: f(*xs))
-    xg = [x.clone().requires_grad_(True) for x in xs]
-    for p in ps:
-        p.requires_grad_(False)
-    dx = timed(lambda: torch.autograd.grad(f(*xg).sum(), xg))
-    for p in ps:
-        p.requires_grad_(True)
-    dxdw = timed(lambda: torch.autograd.grad(f(*xg).sum(), xg + ps))
-    res[name] = {"fwd_ms": fwd, "dx_ms": dx, "dxdw_ms": dxdw}
+    m = modes(name)
+    res[name] = {f"{k}_ms": timed(fn) for k, fn in m.items()}
 
 print(json.dumps({"torch": torch.__version__, "threads": a.threads, "cases": res}))

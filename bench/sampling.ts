@@ -21,7 +21,7 @@ import { backendInfo } from '../lib/backend.js';
 import { readStateDict } from '../lib/io/index.js';
 import { UNet, configFromReference } from '../nets/unet/index.js';
 import { CLIP, clipConfigFromJson } from '../nets/clip/index.js';
-import { clipText } from '../guidance/index.js';
+import { clipText, cosine } from '../guidance/index.js';
 import { diffusionModel, makeSchedule, randomStart, respace, sampleDdim, sampleDdpm, type NetFn, type SamplerOptions } from '../samplers/index.js';
 
 export interface SamplingBenchOptions {
@@ -112,7 +112,15 @@ export async function run(opts: SamplingBenchOptions = {}): Promise<Record<strin
     const unT: number[] = [];
     const gT: number[] = [];
     const gmT: number[] = [];
+    const cT: number[] = [];
+    const clipGrad = () => tf.grad((v: tf.Tensor) => tf.sum(cosine(clip.encodeImage(v as tf.Tensor4D).embedding, text as tf.Tensor2D)))(x);
+    clipGrad().dispose();
     for (let r = 0; r < reps; r++) {
+      const t0 = performance.now();
+      const gx = clipGrad();
+      gx.dataSync();
+      cT.push(performance.now() - t0);
+      gx.dispose();
       unT.push(await timeRun(ddpm));
       gT.push(await timeRun(ddpm, { guidance: g, guidanceScale: 100 }));
       if (r < Math.max(2, reps >> 1)) gmT.push(await timeRun(ddpm, { guidance: g, guidanceScale: 100, guidanceX0: 'model' }));
@@ -120,6 +128,7 @@ export async function run(opts: SamplingBenchOptions = {}): Promise<Record<strin
     const un = median(unT);
     guided = {
       unguided_step_ms: +un.toFixed(1),
+      clip_input_grad_ms: +median(cT).toFixed(1),
       guided_step_ms: +median(gT).toFixed(1),
       guided_model_x0_step_ms: +median(gmT).toFixed(1),
       guided_over_unguided: +(median(gT) / un).toFixed(3),

@@ -4,7 +4,7 @@
  * PyTorch (Debian's python3-torch at /usr/bin/python3) is only ever used to measure, never as a
  * dependency: `torchAvailable()` is false when it is missing and suites report null.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 
 export const PYTHON = '/usr/bin/python3';
@@ -68,4 +68,69 @@ export function runPythonJson<T = unknown>(script: string, args: string[] = [], 
   if (r.status !== 0) throw new Error(`${script} failed (status ${r.status}): ${(r.stderr || '').trim().split('\n').slice(-5).join('\n')}`);
   const lines = r.stdout.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]) as T;
+}
+
+/**
+ * A long-running python process answering one JSON request per line with one JSON line, so a
+ * bench can interleave its tfjs and PyTorch measurements under the same machine load.
+ * Same thread settings as `runPythonJson`. The first line the script prints is its greeting.
+ */
+export class PythonServer {
+  private child: import('node:child_process').ChildProcessWithoutNullStreams;
+  private lines: string[] = [];
+  private waiters: ((line: string) => void)[] = [];
+  private stderr = '';
+  private exited: string | null = null;
+
+  constructor(script: string, args: string[] = [], opts: { threads?: number } = {}) {
+    const threads = String(opts.threads ?? 2);
+    this.child = spawn(PYTHON, [script, ...args], {
+      env: { ...process.env, OMP_NUM_THREADS: threads, OPENBLAS_NUM_THREADS: '1', MKL_NUM_THREADS: '1' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let buf = '';
+    this.child.stdout.setEncoding('utf8');
+    this.child.stdout.on('data', (d: string) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        const w = this.waiters.shift();
+        if (w) w(line);
+        else this.lines.push(line);
+      }
+    });
+    this.child.stderr.setEncoding('utf8');
+    this.child.stderr.on('data', (d: string) => {
+      this.stderr = (this.stderr + d).slice(-4000);
+    });
+    this.child.on('exit', (code) => {
+      this.exited = `python exited (code ${code}): ${this.stderr.trim().split('\n').slice(-5).join('\n')}`;
+      for (const w of this.waiters.splice(0)) w('');
+    });
+  }
+
+  private next(): Promise<string> {
+    const l = this.lines.shift();
+    if (l !== undefined) return Promise.resolve(l);
+    if (this.exited) return Promise.reject(new Error(this.exited));
+    return new Promise((res, rej) => this.waiters.push((line) => (this.exited && !line ? rej(new Error(this.exited)) : res(line))));
+  }
+
+  /** The greeting line the script prints first, parsed. */
+  async hello<T = unknown>(): Promise<T> {
+    return JSON.parse(await this.next()) as T;
+  }
+
+  async request<T = unknown>(req: unknown): Promise<T> {
+    if (this.exited) throw new Error(this.exited);
+    this.child.stdin.write(JSON.stringify(req) + '\n');
+    return JSON.parse(await this.next()) as T;
+  }
+
+  close(): void {
+    this.child.stdin.end();
+    this.child.kill();
+  }
 }

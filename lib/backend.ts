@@ -7,7 +7,9 @@
  * with a one-line warning. Override with `DIFFGUIDE_BACKEND`, `--backend`, or `initBackend({backend})`.
  */
 import * as tf from '@tensorflow/tfjs';
+import { existsSync } from 'node:fs';
 import { installFastGradients } from './fastgrad/index.js';
+import { enableWasmThreads } from './fastgrad/threads.js';
 
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export const BACKEND_ORDER: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
@@ -32,7 +34,11 @@ export interface InitBackendOptions {
   backend?: BackendName | 'auto';
   /** Print the one-line choice to stderr (default true unless DIFFGUIDE_QUIET=1). */
   verbose?: boolean;
-  /** wasm threads (only effective when the threaded wasm build can run). */
+  /**
+   * wasm threads (default: env DIFFGUIDE_WASM_THREADS, else 1). More than 1 loads tfjs's threaded
+   * wasm build through an opt-in shim (lib/fastgrad/threads.ts); if it fails, wasm runs
+   * single-threaded with a one-line warning. Must be set before the wasm backend first starts.
+   */
   threads?: number;
   /** In 'auto', accept a software (CPU-emulated) webgpu adapter. Default false. */
   allowSoftwareWebgpu?: boolean;
@@ -57,7 +63,22 @@ async function tryTensorflow(gpu: boolean): Promise<Record<string, string>> {
   return { package: pkg };
 }
 
+/** Directories the dynamic loader searches for libvulkan.so.1 (Linux). */
+function vulkanLoaderFound(): boolean {
+  if (process.platform !== 'linux') return true; // Dawn uses Metal / D3D12 there
+  const dirs = [
+    ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
+    '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/lib/x86_64-linux-gnu', '/lib/aarch64-linux-gnu',
+    '/usr/lib64', '/lib64', '/usr/lib', '/lib', '/usr/local/lib',
+  ];
+  return dirs.some((d) => existsSync(`${d}/libvulkan.so.1`));
+}
+
+const NO_VULKAN = 'no Vulkan loader (libvulkan.so.1); install libvulkan1 and a Vulkan driver (e.g. mesa-vulkan-drivers) for webgpu';
+
 async function tryWebgpu(allowSoftware: boolean): Promise<Record<string, string>> {
+  // Without a Vulkan loader Dawn only prints "Couldn't load Vulkan" and finds no adapter.
+  if (!vulkanLoaderFound()) throw new Error(NO_VULKAN);
   const g = globalThis as Record<string, unknown>;
   // tfjs-backend-webgpu reads navigator.gpu; Node has no navigator before v21.
   if (!g.navigator) g.navigator = {};
@@ -80,10 +101,22 @@ async function tryWebgpu(allowSoftware: boolean): Promise<Record<string, string>
 }
 
 async function tryWasm(threads?: number): Promise<Record<string, string>> {
-  const wasm = await import('@tensorflow/tfjs-backend-wasm');
-  if (threads && threads > 1) wasm.setThreadsCount(threads);
+  await import('@tensorflow/tfjs-backend-wasm');
+  const envThreads = Number(process.env.DIFFGUIDE_WASM_THREADS ?? '');
+  const want = threads ?? (Number.isFinite(envThreads) && envThreads > 0 ? envThreads : 1);
+  const details: Record<string, string> = {};
+  if (want > 1) {
+    try {
+      await enableWasmThreads(Math.floor(want));
+      details.threads = 'threaded wasm build (opt-in shim, lib/fastgrad/threads.ts)';
+    } catch (e) {
+      const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
+      process.stderr.write(`diffguide: wasm threads unavailable (${why}); running single-threaded\n`);
+      details.threads = `requested ${want}, unavailable: ${why}`;
+    }
+  }
   if (!(await tf.setBackend('wasm'))) throw new Error('wasm backend did not start');
-  return {};
+  return details;
 }
 
 async function start(name: BackendName, opts: InitBackendOptions): Promise<Record<string, string>> {
@@ -141,8 +174,10 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<Backen
       return current;
     } catch (e) {
       const reason = e instanceof Error ? e.message.split('\n')[0] : String(e);
-      const quietSkip = requested === 'auto' && (name === 'tensorflow-gpu' || name === 'tensorflow') && /Cannot find (module|package)/.test(reason);
-      skipped.push({ name, reason: quietSkip ? 'not installed' : reason });
+      const quietSkip = requested === 'auto' && (
+        ((name === 'tensorflow-gpu' || name === 'tensorflow') && /Cannot find (module|package)/.test(reason)) ||
+        (name === 'webgpu' && reason === NO_VULKAN));
+      skipped.push({ name, reason: quietSkip && name !== 'webgpu' ? 'not installed' : reason });
       if (verbose && !quietSkip) process.stderr.write(`diffguide: backend ${name} unavailable: ${reason}; falling back\n`);
     }
   }

@@ -9,3 +9,5 @@ export * from './data/index.js';
 export { train, loadTrainedWeights, progressBar, type TrainTask, type TrainOptions, type TrainProgress, type TrainResult } from './train/loop.js';
 export { Adam, Ema, lrAt, clipByGlobalNorm, withWeights, type AdamOptions, type LrSchedule } from './train/optim.js';
 export { frechetDistance, frechetDistanceOfFeatures, meanCov, symmetricEigen, sqrtmPsd, totalVariation } from './train/metrics.js';
+export * from './methods/index.js';
+export { runDemo, type DemoOptions, type DemoResult } from './demo/index.js';

@@ -211,7 +211,7 @@ export class Run {
   predict(x: tf.Tensor4D, index: number, step: number, total: number, epsOnly = false): { pred: Prediction; grad: tf.Tensor4D | null } {
     const { guidance } = this.opts;
     const popts = { clipDenoised: this.opts.clipDenoised, cond: this.opts.cond, epsOnly };
-    if (!guidance) return { pred: this.model.predict(x, this.schedule, index, popts), grad: null };
+    if (!guidance || this.opts.guidanceScale === 0) return { pred: this.model.predict(x, this.schedule, index, popts), grad: null };
     const abar = this.schedule.alphaBar(index);
     const t = timestepTensor(this.schedule, index, x.shape[0]);
     const mode = this.opts.guidanceX0 ?? 'linear';

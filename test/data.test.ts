@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../lib/paths.js';
 import {
-  Dataset, BatchSampler, writeDataset, readDataset, loadFolder, buildEmoji, splitOf, emojiCaption, testSubsetPath, preparedPath,
+  Dataset, BatchSampler, ensurePackage, writeDataset, readDataset, loadFolder, buildEmoji, splitOf, emojiCaption, testSubsetPath, preparedPath,
 } from '../lib/data/index.js';
 import { encodePng } from '../lib/image/index.js';
 
@@ -115,6 +115,17 @@ describe('lib/data', () => {
   it('builds captions from name, short names, category, subcategory and vendor style', () => {
     const c = emojiCaption({ name: 'grinning face', shortNames: ['grinning'], category: 'Smileys & Emotion', subcategory: 'face-smiling' }, 'twitter');
     expect(c).to.equal('grinning face (grinning), smileys & emotion, face smiling, twemoji style');
+  });
+
+  it('does not install packages when told not to, and says how to', () => {
+    const old = process.env.DIFFGUIDE_CACHE;
+    process.env.DIFFGUIDE_CACHE = join(dir, 'cache');
+    try {
+      expect(() => ensurePackage('emoji-datasource-google', '16', { noInstall: true })).to.throw(/not in the cache .*npm install .*--prefix .*emoji-datasource-google@16/);
+    } finally {
+      if (old === undefined) delete process.env.DIFFGUIDE_CACHE;
+      else process.env.DIFFGUIDE_CACHE = old;
+    }
   });
 
   it('refuses the Apple and Facebook emoji sets', () => {

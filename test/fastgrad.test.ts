@@ -21,6 +21,10 @@ const convCases: ConvCase[] = [
   { name: '3x3 dilation 2 same', x: [2, 9, 9, 3], w: [3, 3, 3, 4], stride: 1, pad: 'same', dilation: 2 },
   { name: '3x3 dilation 2 valid', x: [1, 10, 9, 3], w: [3, 3, 3, 4], stride: 1, pad: 'valid', dilation: 2 },
   { name: '5x5 s1 same', x: [1, 7, 7, 3], w: [5, 5, 3, 2], stride: 1, pad: 'same' },
+  { name: '1x1 s2 (phases without taps)', x: [2, 7, 6, 3], w: [1, 1, 3, 4], stride: 2, pad: 'valid' },
+  { name: '2x2 s2 valid (odd input)', x: [1, 7, 9, 3], w: [2, 2, 3, 4], stride: 2, pad: 'valid' },
+  { name: '3x3 s3 same', x: [1, 10, 11, 2], w: [3, 3, 2, 3], stride: 3, pad: 'same' },
+  { name: '3x3 s2 large explicit pad', x: [1, 6, 6, 2], w: [3, 3, 2, 3], stride: 2, pad: [[0, 0], [3, 4], [4, 3], [0, 0]] },
 ];
 
 describe('fastgrad: conv2d gradients match the cpu backend', () => {

@@ -426,3 +426,35 @@ describe('step hooks: masks (SDEdit / RePaint) and ILVR', function () {
     tf.dispose([ref, xx, out, want, xT, a, b]);
   });
 });
+
+describe('integration with nets/unet and nets/clip (parity fixtures)', function () {
+  this.timeout(600000);
+  it('SDG-style guided DDPM with the real UNet (learned sigma) and CLIP: runs, guidance changes the sample, no growth', async function () {
+    const { HAVE_PARITY, parity } = await import('./fixtures.js');
+    if (!HAVE_PARITY) this.skip();
+    const { readStateDict } = await import('../lib/io/index.js');
+    const { UNet } = await import('../nets/unet/index.js');
+    const { CLIP } = await import('../nets/clip/index.js');
+    const unet = UNet.fromStateDict(await readStateDict(parity('gd_tiny_a.pt')));
+    const clip = CLIP.fromStateDict(await readStateDict(parity('clip_tiny.pt')));
+    const c = unet.config;
+    const size = c.imageSize ?? 32;
+    const model = diffusionModel((x, t, cond) => unet.apply(x, t, cond ?? {}), { variance: c.outChannels === 2 * c.inChannels ? 'learnedRange' : 'fixedSmall' });
+    const s = respace(makeSchedule('linear', 1000), '3');
+    const xT = randomStart([1, size, size, c.inChannels], 1);
+    const text = tf.randomNormal([1, clip.embedDim], 0, 1, 'float32', 2);
+    const g = clipText(clip, text, { onX0: true });
+    const run = (guided: boolean) => sampleDdpm(model, xT, s, { seed: 3, clipDenoised: true, guidance: guided ? g : undefined, guidanceScale: 50 });
+    (await run(true)).dispose();
+    (await run(false)).dispose();
+    const before = tf.memory().numTensors;
+    const a = await run(true);
+    const b = await run(false);
+    expect(a.shape).to.deep.equal([1, size, size, c.inChannels]);
+    const diff = tf.tidy(() => tf.max(tf.abs(a.sub(b))));
+    expect(diff.dataSync()[0]).to.be.greaterThan(1e-4);
+    tf.dispose([a, b, diff]);
+    expect(tf.memory().numTensors).to.equal(before);
+    tf.dispose([xT, text]);
+  });
+});

@@ -53,9 +53,9 @@ describe('method commands', function () {
     });
   }
 
-  it('the top-level help lists every method command', async () => {
-    const r = await cli(['--help']);
-    for (const c of METHOD_COMMANDS) expect(r.out).to.match(new RegExp(`\\n  ${c} `));
+  it('every method command is registered', async () => {
+    const { COMMANDS } = await import('../lib/cli/commands.js');
+    for (const c of METHOD_COMMANDS) expect(Object.keys(COMMANDS)).to.include(c);
   });
 
   it('an unknown option lists the valid ones', async () => {
@@ -115,16 +115,18 @@ describe('method commands', function () {
     } catch (e) {
       msg = (e as Error).message;
     }
-    expect(msg).to.match(/step 1\/5/);
+    // the net's NaN is caught before clipping x0 could hide it, naming the first step's timestep
     expect(msg).to.match(/NaN or Inf/);
+    expect(msg).to.match(/t=999/);
     const g = tf.zeros([1, 16, 16, 3]) as tf.Tensor4D;
     msg = '';
     try {
-      (await sdedit(d, g, { steps: 4 })).images.dispose();
+      (await sdedit(d, g, { steps: 4, t0: 0.5 })).images.dispose();
     } catch (e) {
       msg = (e as Error).message;
     }
-    expect(msg).to.match(/step 1\/4/);
+    expect(msg).to.match(/NaN or Inf/);
+    expect(msg).to.match(/t=499/);
     g.dispose();
     u.dispose();
   });

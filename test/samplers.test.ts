@@ -5,7 +5,9 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import {
+  blendModels,
   classifierFree,
+  mixByTime,
   ddimInvert,
   ddimStep,
   diffusionModel,
@@ -372,6 +374,22 @@ describe('model wrapper and net combinators', () => {
     expect(tf.max(tf.abs(ch(gp, 0).sub(ch(want, 0)))).dataSync()[0]).to.be.lessThan(1e-5);
     expect(tf.max(tf.abs(ch(gp, 1).sub(ch(cond, 1)))).dataSync()[0]).to.be.lessThan(1e-6);
     tf.dispose([cond, unc, g1, g0, g3, want, gp]);
+  });
+
+  it('blendModels (DiffusionCLIP model_ratio) and mixByTime (multi-attribute thresholds) mix raw outputs', () => {
+    const one: NetFn = (v) => tf.onesLike(v) as tf.Tensor4D;
+    const three: NetFn = (v) => tf.onesLike(v).mul(3) as tf.Tensor4D;
+    const b = blendModels(one, three, 0.25)(x, t);
+    expect(b.dataSync()[0]).to.be.closeTo(1.5, 1e-6);
+    const mix = mixByTime([
+      { minT: 0, nets: [one, three], weights: [1, 1] },
+      { minT: 500, nets: [three], weights: [1] },
+    ]);
+    const hi = tf.fill([3], 700) as tf.Tensor1D;
+    const lo = tf.fill([3], 100) as tf.Tensor1D;
+    expect(mix(x, hi).dataSync()[0]).to.be.closeTo(3, 1e-6);
+    expect(mix(x, lo).dataSync()[0]).to.be.closeTo(2, 1e-6);
+    tf.dispose([b, hi, lo]);
   });
 
   it('learned-range variance interpolates between the clipped posterior and beta log variances', () => {

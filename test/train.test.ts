@@ -274,3 +274,31 @@ describe('nets/judge', () => {
     j2.dispose();
   });
 });
+
+describe('lib/train: evaluation bars', () => {
+  it('evalUNet reports FID vs the Gaussian baseline and the category TV distance; evalJudge reports accuracies', async function () {
+    this.timeout(600000);
+    const { evalUNet, evalJudge } = await import('../lib/train/evaluate.js');
+    const { UNet } = await import('../nets/unet/index.js');
+    const ds = Dataset.load(testSubsetPath(ROOT));
+    const judge = Judge.random({ imageSize: 32, widths: [8, 16], strides: [2, 2], groups: 4, categories: ds.categoryNames, vendors: ds.vendorNames }, 2);
+    const net = UNet.random({ kind: 'guided-diffusion', imageSize: 32, inChannels: 3, outChannels: 3, modelChannels: 32, channelMult: [1, 2], numResBlocks: 1, attentionDs: [] }, 0);
+    const before = tf.memory().numTensors;
+    const r = await evalUNet(net, 'cosine', 1000, judge, ds, { n: 6, steps: 2, seed: 1 });
+    expect(tf.memory().numTensors).to.equal(before);
+    expect(r.model).to.equal('unet');
+    const fid = r.bars.fid_ratio_vs_gaussian_baseline;
+    expect(fid.value).to.be.greaterThan(0);
+    expect(fid.pass).to.equal(fid.value <= 0.5);
+    expect(r.fidBaseline as number).to.be.greaterThan(0);
+    const tv = r.bars.category_tv_distance;
+    expect(tv.value).to.be.within(0, 1);
+    const counts = Object.values(r.sampleCategories as Record<string, number>);
+    expect(counts.reduce((a, b) => a + b, 0)).to.equal(6);
+    const j = evalJudge(judge, ds);
+    expect(j.bars.test_category_accuracy.value).to.be.within(0, 1);
+    expect(j.n).to.equal(ds.indicesOf('test').length);
+    net.dispose();
+    judge.dispose();
+  });
+});

@@ -11,7 +11,7 @@
  * dilated convolutions (which tfjs's own gradient rejects) on every backend.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Scratch, type Info, type WasmBackend } from './wasm.js';
+import { Scratch, heapF32, type Info, type WasmBackend } from './wasm.js';
 
 interface Geometry {
   sh: number; sw: number; dh: number; dw: number;
@@ -38,6 +38,7 @@ export function convGeometry(
  * dx of a conv, NHWC. dy [N, OH, OW, Cout], filter [KH, KW, Cin, Cout] -> [N, H, W, Cin].
  */
 export function convBackpropInput(s: Scratch, dy: Info, filter: Info, inH: number, inW: number, g: Geometry): Info {
+  if ((g.sh > 1 || g.sw > 1) && g.dh === 1 && g.dw === 1) return convBackpropInputPhases(s, dy, filter, inH, inW, g);
   const [n, oh, ow, cout] = dy.shape;
   const [kh, kw] = filter.shape;
   const dkh = (kh - 1) * g.dh + 1;
@@ -61,6 +62,79 @@ export function convBackpropInput(s: Scratch, dy: Info, filter: Info, inH: numbe
   const pr = inW - lw - pl + dkw - 1;
   const dp = s.padCrop(d, [[0, 0], [pt, pb], [pl, pr], [0, 0]]);
   return s.conv2d(dp, wt, [1, 1], [g.dh, g.dw]);
+}
+
+/**
+ * dx of a strided conv by phases: the rows h of dx with (h + padTop) % stride == a only see the
+ * filter taps kh ≡ a (mod stride), so dx splits into stride² stride-1 convolutions of dy with
+ * sub-filters (flipped, in/out swapped), together exactly as many multiply-adds as the forward
+ * conv — instead of convolving a zero-dilated dy (stride² times more work).
+ */
+function convBackpropInputPhases(s: Scratch, dy: Info, filter: Info, inH: number, inW: number, g: Geometry): Info {
+  const be = s.backend;
+  const [n, oh, ow, cout] = dy.shape;
+  const [kh, kw, cin] = filter.shape;
+  const ip = Math.ceil((inH + g.padTop) / g.sh); // phase-grid rows covering dxpad[0, inH + padTop)
+  const jp = Math.ceil((inW + g.padLeft) / g.sw);
+  const out = be.makeOutput([n, inH, inW, cin], 'float32');
+  let zeroFilled = false;
+  const phases: { ah: number; aw: number; t: number; u: number; sub: Info }[] = [];
+  for (let ah = 0; ah < g.sh; ah++) {
+    for (let aw = 0; aw < g.sw; aw++) {
+      const t = Math.max(0, Math.ceil((kh - ah) / g.sh));
+      const u = Math.max(0, Math.ceil((kw - aw) / g.sw));
+      if (t === 0 || u === 0) {
+        if (!zeroFilled) {
+          heapF32(be, out).fill(0);
+          zeroFilled = true;
+        }
+        continue;
+      }
+      // Sub-filter, flipped, [T, U, Cout, Cin]: sub[t', u', co, ci] = W[ah + s(T-1-t'), aw + s(U-1-u'), ci, co].
+      const sub = s.track(be.makeOutput([t, u, cout, cin], 'float32'));
+      phases.push({ ah, aw, t, u, sub });
+    }
+  }
+  {
+    const w = heapF32(be, filter);
+    for (const { ah, aw, t, u, sub } of phases) {
+      const d = heapF32(be, sub);
+      let o = 0;
+      for (let a = 0; a < t; a++) {
+        const r = ah + g.sh * (t - 1 - a);
+        for (let b = 0; b < u; b++) {
+          const c = aw + g.sw * (u - 1 - b);
+          const base = (r * kw + c) * cin * cout;
+          for (let co = 0; co < cout; co++) for (let ci = 0; ci < cin; ci++) d[o++] = w[base + ci * cout + co];
+        }
+      }
+    }
+  }
+  for (const { ah, aw, t, u, sub } of phases) {
+    // G[i, j] = sum dy[i - t, j - u] W[ah + s t, aw + s u], for i in [0, ip), j in [0, jp).
+    const pads: [number, number][] = [[0, 0], [t - 1, ip - oh], [u - 1, jp - ow], [0, 0]];
+    const crop = pads.map(([a, b]) => [Math.min(0, a), Math.min(0, b)] as [number, number]);
+    const dyc = crop.some(([a, b]) => a < 0 || b < 0) ? s.padCrop(dy, crop) : dy;
+    const explicit = pads.map(([a, b]) => [Math.max(0, a), Math.max(0, b)]) as tf.backend_util.ExplicitPadding;
+    const gph = s.conv2d(dyc, sub, [1, 1], [1, 1], explicit); // [N, ip, jp, Cin]
+    // Scatter into dx: dx[n, s i + ah - padTop, s j + aw - padLeft, :] = G[n, i, j, :].
+    const src = heapF32(be, gph);
+    const dst = heapF32(be, out);
+    for (let i = 0; i < ip; i++) {
+      const h = g.sh * i + ah - g.padTop;
+      if (h < 0 || h >= inH) continue;
+      for (let j = 0; j < jp; j++) {
+        const w = g.sw * j + aw - g.padLeft;
+        if (w < 0 || w >= inW) continue;
+        for (let b = 0; b < n; b++) {
+          const so = ((b * ip + i) * jp + j) * cin;
+          const dOff = ((b * inH + h) * inW + w) * cin;
+          for (let c = 0; c < cin; c++) dst[dOff + c] = src[so + c];
+        }
+      }
+    }
+  }
+  return s.track(out);
 }
 
 /**

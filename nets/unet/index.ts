@@ -6,7 +6,7 @@ export {
   type UNetApplyOptions,
   type UNetFromStateDictOptions,
   type UNetRandomOptions,
-  type StateDictLike,
+  type StateDictLike as UNetStateDictLike,
 } from './unet.js';
 export {
   configFromReference,

@@ -4,8 +4,9 @@ import { flag, num, str } from '../command.js';
 import { loadDataset } from '../../data/index.js';
 import { weightsPath } from '../../paths.js';
 import { evalJudge, evalUNet, loadJudge, loadUNet, type EvalReport } from '../../train/evaluate.js';
+import { MODEL_EVALS } from '../../eval/registry.js';
 
-const EVALUABLE = ['judge', 'unet'];
+const EVALUABLE = ['judge', 'unet', ...Object.keys(MODEL_EVALS)];
 
 const evalCmd: Command = {
   name: 'eval',
@@ -20,16 +21,31 @@ const evalCmd: Command = {
     data: { type: 'string', help: 'dataset (default emoji32)' },
     seed: { type: 'string', default: '0', help: 'sampling seed (default 0)' },
     json: { type: 'boolean', help: 'print one JSON object' },
+    clip: { type: 'string', help: 'noisy-clip, cond-unet, prior: the CLIP folder (default weights/clip)' },
+    partner: { type: 'string', help: 'cond-unet: the prior folder; prior: the cond-unet folder (defaults: weights/prior, weights/cond-unet)' },
   },
   async run(args) {
     const model = args.positionals[0];
     if (!model || !EVALUABLE.includes(model)) throw new Error(`eval: unknown model '${model ?? ''}'; evaluable here: ${EVALUABLE.join(', ')}`);
     const ds = loadDataset(str(args, 'data', 'emoji32'));
-    const judge = await loadJudge(str(args, 'judge', weightsPath('judge')));
     let report: EvalReport;
-    if (model === 'judge') {
+    if (MODEL_EVALS[model]) {
+      report = await MODEL_EVALS[model]({
+        ds,
+        weights: args.values.weights as string | undefined,
+        judge: args.values.judge as string | undefined,
+        clip: args.values.clip as string | undefined,
+        partner: args.values.partner as string | undefined,
+        n: args.values.n ? num(args, 'n') : undefined,
+        steps: args.values.steps ? num(args, 'steps') : undefined,
+        seed: num(args, 'seed', 0),
+        onProgress: (m) => process.env.DIFFGUIDE_QUIET === '1' || process.stderr.write(m + '\n'),
+      });
+    } else if (model === 'judge') {
+      const judge = await loadJudge(str(args, 'judge', weightsPath('judge')));
       report = evalJudge(judge, ds);
     } else {
+      const judge = await loadJudge(str(args, 'judge', weightsPath('judge')));
       const u = await loadUNet(str(args, 'weights', weightsPath('unet')));
       let last = -1;
       report = await evalUNet(u.net, u.schedule, u.timesteps, judge, ds, {

@@ -3,7 +3,7 @@
  * checkpoints, a loss curve and sample grids under --out, and the final weights (PyTorch layout,
  * reference key names) as `<out>/<model>.safetensors` + `<out>/config.json`.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from '../command.js';
 import { flag, num, str } from '../command.js';
@@ -15,6 +15,30 @@ import { Judge } from '../../../nets/judge/model.js';
 import { UNet } from '../../../nets/unet/index.js';
 import { writeSafetensors } from '../../io/index.js';
 import type { StateDict } from '../../io/types.js';
+import * as tf from '@tensorflow/tfjs';
+import { writeModelCard } from '../../train/card.js';
+
+/** Card text for the models this file trains directly. */
+function cardText(model: string): { description: string; data: string; credits: string[]; notes?: string[] } {
+  const credits = [
+    'Noto Emoji images (emoji-datasource-google): Apache License 2.0, Google.',
+    'Twemoji images (emoji-datasource-twitter): CC-BY 4.0, Copyright Twitter, Inc and other contributors, https://github.com/twitter/twemoji',
+    'Emoji metadata: emoji-datasource (MIT, iamcal/emoji-data).',
+  ];
+  const data = 'emoji32: Noto + Twemoji emoji (emoji-datasource-google/-twitter 16.0.0, 64x64 PNGs composited on white, area-downsampled to 32x32), 9 categories (Component excluded), train split 3,444 images; held out: 368 images (~10% of emoji, both vendors of a held-out emoji), see lib/data/README.md';
+  if (model === 'judge') {
+    return {
+      description: 'A small conv classifier (6 x [3x3 conv, GroupNorm(8), SiLU], widths 32-64-64-128-128-128, strides 1-2-1-2-1-2, global average pool -> 128-d features, linear heads) of emoji category (9 classes) and vendor (noto / twemoji). Trained on real images only; used by metrics (held-out accuracy, Frechet distance in its 128-d pooled feature space, category distributions of samples), never by guidance.',
+      data: `${data}. Augmentation: random shifts of up to 2 px (white fill). Loss: cross-entropy (category, label smoothing 0.1) + 0.5 x cross-entropy (vendor); AdamW (wd 0.05), warm-up 100 steps, cosine decay, EMA 0.99, clip 1.`,
+      credits,
+    };
+  }
+  return {
+    description: 'An unconditional eps-prediction UNet (guided-diffusion layout: modelChannels 32, channelMult [1,2,2], 1 res block per level, attention at 8x8 with 32 channels per head, scale-shift norm; ~1.2M parameters) on a cosine schedule of 1,000 steps, for SDG, SDEdit and DiffusionCLIP at 32x32.',
+    data: `${data}. Loss: MSE on eps (L_simple), uniform timesteps; Adam lr 5e-4 after 200 warm-up steps, EMA 0.999, clip 1.`,
+    credits,
+  };
+}
 import { MODEL_TASKS } from '../../train/tasks/registry.js';
 
 export const TRAINABLE = ['judge', 'unet'] as const;
@@ -35,6 +59,7 @@ export interface ExportedModel {
 export async function exportModel(model: TrainableModel, sd: StateDict, config: Record<string, unknown>, dir: string, dtype: 'float16' | 'float32', metadata: Record<string, string>): Promise<ExportedModel> {
   const weightsPath = join(dir, `${model}.safetensors`);
   const configPath = join(dir, 'config.json');
+  mkdirSync(dir, { recursive: true });
   await writeSafetensors(weightsPath, sd, metadata, dtype === 'float16' ? { dtype: 'float16' } : undefined);
   writeFileSync(configPath, JSON.stringify(config, null, 2) + '\n');
   return { weightsPath, configPath };
@@ -42,12 +67,14 @@ export async function exportModel(model: TrainableModel, sd: StateDict, config: 
 
 const trainCmd: Command = {
   name: 'train',
-  summary: 'train (or --resume) a small model: judge, unet (emoji 32x32); checkpoints, loss curve, sample grids',
-  usage: 'diffguide train <judge|unet> [--steps N] [--batch B] [--lr LR] [--out runs/<model>] [--resume] [--export-only]',
+  summary: 'train (or --resume) a small model: judge, unet, clip, noisy-clip, cond-unet, prior (emoji 32x32); checkpoints, loss curve, sample grids',
+  usage: 'diffguide train <judge|unet|clip|noisy-clip|cond-unet|prior> [--steps N] [--batch B] [--lr LR] [--out runs/<model>] [--resume] [--export-only]',
   examples: [
     'diffguide train judge --steps 800',
     'nohup diffguide train unet --out runs/unet --resume > runs/unet/log.txt 2>&1 &',
     'diffguide train unet --out runs/unet --export-only   # write runs/unet/unet.safetensors from the checkpoint',
+    'nohup diffguide train clip --out runs/clip --resume > runs/clip/log.txt 2>&1 &',
+    'diffguide train noisy-clip --clip runs/clip --out runs/noisy-clip   # then: prior, cond-unet (same --clip)',
   ],
   options: {
     steps: { type: 'string', help: 'total steps to reach (judge 800, unet 20000)' },
@@ -64,6 +91,9 @@ const trainCmd: Command = {
     fp16: { type: 'boolean', help: 'export weights as fp16' },
     'max-steps-this-run': { type: 'string', help: 'stop after this many steps in this process (resume later)' },
     'model-channels': { type: 'string', help: 'unet: base width (default 32; multiple of 32)' },
+    ship: { type: 'string', help: 'with --export-only: also write weights, config, MODEL_CARD.md, loss.png, samples.png into this folder (e.g. weights/judge)' },
+    'eval-json': { type: 'string', help: 'with --ship: a `diffguide eval <model> --json` output file to put in the card' },
+    command: { type: 'string', help: 'with --ship: the training command to record in the card (default: this run\'s command line)' },
     clip: { type: 'string', help: 'noisy-clip, cond-unet, prior: the trained CLIP folder (default weights/clip)' },
     init: { type: 'string', help: 'cond-unet: initialise from this unconditional UNet folder/checkpoint (default: random)' },
   },
@@ -115,6 +145,21 @@ const trainCmd: Command = {
     if (flag(args, 'export-only')) {
       const st = loadTrainedWeights(ckptPath, task.params, 'ema');
       await exportNow(st);
+      const ship = args.values.ship as string | undefined;
+      if (ship) {
+        const s = st as { step: number; wallSeconds: number };
+        const meta = { model, step: String(s.step), wall_seconds: s.wallSeconds.toFixed(0), data: String(config.data), weights: 'ema', format: 'pytorch-layout' };
+        const e = await exportModel(model, toStateDict(), { model, ...netConfig, step: s.step }, ship, flag(args, 'fp16') ? 'float16' : 'float32', meta);
+        const evalFile = args.values['eval-json'] as string | undefined;
+        const card = writeModelCard({
+          model, runDir: out, shipDir: ship, weightsFile: e.weightsPath,
+          ...cardText(model),
+          command: str(args, 'command', `diffguide train ${model} --out ${out}`),
+          backend: `tfjs ${tf.getBackend()}${tf.getBackend() === 'wasm' ? ' (XNNPACK, SIMD, 1 thread)' : ''}, @tensorflow/tfjs ${tf.version.tfjs}`,
+          evalReport: evalFile ? JSON.parse(readFileSync(evalFile, 'utf8')) : undefined,
+        });
+        process.stderr.write(`shipped ${e.weightsPath}, ${e.configPath}, ${card}\n`);
+      }
       return 0;
     }
     const opts: TrainOptions = {

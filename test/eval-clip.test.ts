@@ -1,0 +1,93 @@
+import { expect } from 'chai';
+import * as tf from '@tensorflow/tfjs';
+import { argmaxAccuracy, retrievalTopK, cosineMatrix } from '../lib/eval/clip.js';
+import { matchRate } from '../lib/eval/unclip.js';
+import { softClipLoss, captionFits, sampleCaption, categoryPrompt } from '../lib/train/tasks/clip.js';
+import { clipContrastiveLoss } from '../nets/clip/index.js';
+import { Rng } from '../lib/random.js';
+import type { DatasetItem } from '../lib/data/format.js';
+
+describe('eval/clip metrics on hand-made similarities', () => {
+  it('argmaxAccuracy counts rows whose argmax is the label', () => {
+    // 3 rows x 3 cols: argmax = [2, 0, 1]
+    const sim = [0.1, 0.2, 0.9, 0.8, 0.1, 0.0, 0.3, 0.4, 0.2];
+    expect(argmaxAccuracy(sim, 3, 3, [2, 0, 1])).to.equal(1);
+    expect(argmaxAccuracy(sim, 3, 3, [2, 1, 1])).to.be.closeTo(2 / 3, 1e-12);
+    expect(argmaxAccuracy(sim, 3, 3, [0, 1, 2])).to.equal(0);
+    expect(() => argmaxAccuracy(sim, 2, 3, [0, 1])).to.throw(/6 similarities|9 similarities/);
+  });
+
+  it('retrievalTopK: a hit when any relevant item is within the top k', () => {
+    // 2 queries x 6 gallery items; query 0 ranks g = [5, 4, 3, 2, 1, 0]; query 1 ranks [0, 1, 2, 3, 4, 5]
+    const sim = [0, 1, 2, 3, 4, 5, 6, 5, 4, 3, 2, 1];
+    const rel0 = (q: number, g: number) => (q === 0 ? g === 1 : g === 5); // rank 5 for q0, rank 6 for q1
+    expect(retrievalTopK(sim, 2, 6, rel0, 1)).to.equal(0);
+    expect(retrievalTopK(sim, 2, 6, rel0, 5)).to.equal(0.5);
+    expect(retrievalTopK(sim, 2, 6, rel0, 6)).to.equal(1);
+    // several relevant items: q1 relevant {0, 5} -> hit at k = 1
+    const rel1 = (q: number, g: number) => (q === 0 ? g === 0 : g === 0 || g === 5);
+    expect(retrievalTopK(sim, 2, 6, rel1, 1)).to.equal(0.5);
+    // ties broken by column order: all equal, relevant = column 3 -> needs k >= 4
+    const flat = new Array(6).fill(1);
+    expect(retrievalTopK(flat, 1, 6, (_q, g) => g === 3, 3)).to.equal(0);
+    expect(retrievalTopK(flat, 1, 6, (_q, g) => g === 3, 4)).to.equal(1);
+  });
+
+  it('cosineMatrix normalises rows', () => {
+    const a = tf.tensor2d([[3, 0], [0, 2]]);
+    const b = tf.tensor2d([[1, 1], [0, 5]]);
+    const c = Array.from(cosineMatrix(a, b));
+    expect(c[0]).to.be.closeTo(Math.SQRT1_2, 1e-6);
+    expect(c[1]).to.be.closeTo(0, 1e-6);
+    expect(c[2]).to.be.closeTo(Math.SQRT1_2, 1e-6);
+    expect(c[3]).to.be.closeTo(1, 1e-6);
+    tf.dispose([a, b]);
+  });
+
+  it('matchRate', () => {
+    expect(matchRate([0, 1, 2, 3], [0, 1, 0, 0])).to.equal(0.5);
+    expect(() => matchRate([0], [0, 1])).to.throw();
+  });
+});
+
+describe('CLIP training objective pieces', () => {
+  it('softClipLoss with identity positives equals clipContrastiveLoss', () => {
+    const logits = tf.tensor2d([[3, 1, 0], [0.5, 2, -1], [1, 1, 4]]);
+    const a = softClipLoss(logits, tf.eye(3) as tf.Tensor2D).dataSync()[0];
+    const b = clipContrastiveLoss(logits).dataSync()[0];
+    expect(a).to.be.closeTo(b, 1e-5);
+    // by hand for a 2x2: rows CE and column CE
+    const l2 = tf.tensor2d([[2, 0], [1, 1]]);
+    const lse = (x: number[]) => Math.log(x.reduce((s, v) => s + Math.exp(v), 0));
+    const row = (lse([2, 0]) - 2 + lse([1, 1]) - 1) / 2;
+    const col = (lse([2, 1]) - 2 + lse([0, 1]) - 1) / 2;
+    expect(softClipLoss(l2, tf.eye(2) as tf.Tensor2D).dataSync()[0]).to.be.closeTo((row + col) / 2, 1e-5);
+    tf.dispose([logits, l2]);
+  });
+
+  it('softClipLoss spreads the target over several positives (by hand)', () => {
+    // image 0 fits texts 0 and 1; image 1 fits text 1 only
+    const logits = tf.tensor2d([[2, 0], [1, 3]]);
+    const pos = tf.tensor2d([[1, 1], [0, 1]]);
+    const lse = (x: number[]) => Math.log(x.reduce((s, v) => s + Math.exp(v), 0));
+    const rows = (lse([2, 0]) - (2 + 0) / 2 + (lse([1, 3]) - 3)) / 2;
+    const cols = (lse([2, 1]) - 2 + (lse([0, 3]) - (0 + 3) / 2)) / 2;
+    expect(softClipLoss(logits, pos).dataSync()[0]).to.be.closeTo((rows + cols) / 2, 1e-5);
+    tf.dispose([logits, pos]);
+  });
+
+  it('captions: sampled deterministically and matched to the right images', () => {
+    const item: DatasetItem = { id: '1f436/google', group: '1f436', category: 'Animals & Nature', subcategory: 'animal-mammal', vendor: 'google', name: 'dog face', shortNames: ['dog'], caption: '', split: 'train' };
+    const other: DatasetItem = { ...item, id: '1f431/google', group: '1f431', name: 'cat face', shortNames: ['cat'] };
+    const a = Array.from({ length: 50 }, (_, i) => sampleCaption(item, new Rng(i)));
+    const b = Array.from({ length: 50 }, (_, i) => sampleCaption(item, new Rng(i)));
+    expect(a).to.deep.equal(b);
+    const kinds = new Set(a.map((c) => c.kind));
+    expect(kinds.has('name') && kinds.has('category')).to.equal(true);
+    for (const c of a) {
+      expect(captionFits(c, item)).to.equal(true);
+      expect(captionFits(c, other)).to.equal(c.kind !== 'name');
+    }
+    expect(a.some((c) => c.text === categoryPrompt('Animals & Nature'))).to.equal(true);
+  });
+});

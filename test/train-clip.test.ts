@@ -1,0 +1,142 @@
+import { expect } from 'chai';
+import * as tf from '@tensorflow/tfjs';
+import { mkdtempSync, existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { packageRoot } from '../lib/paths.js';
+import { Dataset, testSubsetPath } from '../lib/data/index.js';
+import { Adam, train, type TrainTask } from '../lib/train/index.js';
+import { Rng } from '../lib/random.js';
+import { CLIP, NoisyCLIPImageEncoder, type CLIPConfig } from '../nets/clip/index.js';
+import { Prior } from '../nets/prior/index.js';
+import { UNet } from '../nets/unet/index.js';
+import { makeSchedule } from '../samplers/schedule.js';
+import { ClipTask } from '../lib/train/tasks/clip.js';
+import { NoisyClipTask } from '../lib/train/tasks/noisy-clip.js';
+import { PriorTask } from '../lib/train/tasks/prior.js';
+import { CondUNetTask, initFromUnconditional } from '../lib/train/tasks/cond-unet.js';
+import { evalClipOnDataset } from '../lib/eval/clip.js';
+
+const ROOT = packageRoot();
+
+const TINY: CLIPConfig = {
+  embedDim: 32,
+  imageResolution: 32,
+  visionLayers: 1,
+  visionWidth: 32,
+  visionPatchSize: 8,
+  visionHeads: 2,
+  contextLength: 16,
+  vocabSize: 1000,
+  transformerWidth: 32,
+  transformerHeads: 2,
+  transformerLayers: 1,
+};
+
+/** Loss on one fixed batch before and after `steps` Adam steps on that batch. */
+function overfit<B>(task: TrainTask<B>, steps: number, lr: number): { before: number; after: number } {
+  const batch = task.nextBatch(0, new Rng(0));
+  const lossAt = () => tf.tidy(() => task.loss(batch, new Rng(7)).dataSync()[0]);
+  const before = lossAt();
+  const adam = new Adam(task.params);
+  const vars = [...task.params.values()];
+  const names = new Map(vars.map((v, i) => [v.name, [...task.params.keys()][i]]));
+  for (let s = 0; s < steps; s++) {
+    const { value, grads } = tf.variableGrads(() => task.loss(batch, new Rng(7)), vars);
+    const named = new Map(Object.entries(grads).map(([id, g]) => [names.get(id) ?? id, g]));
+    adam.step(named, lr);
+    tf.dispose([value, ...Object.values(grads)]);
+  }
+  const after = lossAt();
+  adam.dispose();
+  task.disposeBatch?.(batch);
+  return { before, after };
+}
+
+describe('training the CLIP family (tiny models, committed emoji subset)', function () {
+  this.timeout(240000);
+  let ds: Dataset;
+  before(() => {
+    ds = Dataset.load(testSubsetPath(ROOT));
+  });
+
+  it('CLIP: the contrastive loss decreases on a tiny batch, without leaking tensors', () => {
+    const clip = CLIP.random(TINY, 0);
+    const task = new ClipTask(clip, ds, { batch: 16, seed: 0 });
+    expect(task.params.has('logit_scale')).to.equal(true);
+    const n0 = tf.memory().numTensors;
+    const { before, after } = overfit(task, 12, 3e-3);
+    expect(Number.isFinite(before)).to.equal(true);
+    expect(before).to.be.greaterThan(1.5); // ~ln(16) at init
+    expect(after).to.be.lessThan(before * 0.8);
+    expect(tf.memory().numTensors).to.equal(n0);
+    // the eval runs on the subset's held-out items and gives fractions
+    const r = evalClipOnDataset(clip, ds);
+    expect(r.images).to.equal(ds.indicesOf('test').length);
+    expect(r.zeroShotCategoryAccuracy).to.be.within(0, 1);
+    expect(r.nameRetrievalTop5).to.be.within(0, 1);
+    expect(tf.memory().numTensors).to.equal(n0);
+    clip.dispose();
+  });
+
+  it('CLIP: `train` runs the task, checkpoints and logs evals', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'dg-clip-'));
+    const clip = CLIP.random(TINY, 1);
+    const task = new ClipTask(clip, ds, { batch: 8, seed: 1 });
+    const r = await train(task, { out, steps: 4, lr: 1e-3, warmup: 1, sampleEvery: 4, checkpointEvery: 2, onProgress: () => {} });
+    expect(r.step).to.equal(4);
+    expect(existsSync(join(out, 'checkpoint.safetensors'))).to.equal(true);
+    const ev = JSON.parse(readFileSync(join(out, 'evals.jsonl'), 'utf8').trim().split('\n').pop()!);
+    expect(ev.step).to.equal(4);
+    expect(ev.zero_shot_category_acc).to.be.within(0, 1);
+    clip.dispose();
+  });
+
+  it('noisy CLIP: starts as the teacher (identity FiLM) and its InfoNCE loss decreases', () => {
+    const teacher = CLIP.random(TINY, 2);
+    const noisy = NoisyCLIPImageEncoder.fromStateDict(teacher.toHostStateDict() as never, teacher.config, { seed: 0 });
+    // identity FiLM at init: same features as the teacher at any t
+    const x = ds.images([0, 1], { rgb: true });
+    const d = tf.tidy(() => noisy.encodeImage(x, { t: tf.tensor1d([700, 700]) }).embedding.sub(teacher.encodeImage(x).embedding).abs().max().dataSync()[0]);
+    expect(d).to.be.lessThan(1e-4);
+    x.dispose();
+    const task = new NoisyClipTask(noisy, teacher, makeSchedule('cosine', 1000), ds, { batch: 16, seed: 0 });
+    const { before, after } = overfit(task, 10, 3e-3);
+    expect(after).to.be.lessThan(before * 0.9);
+    const ev = task.evaluate();
+    expect(ev.noisy_top5_t500).to.be.within(0, 1);
+    noisy.dispose();
+    teacher.dispose();
+  });
+
+  it('prior: the x0 loss decreases on a tiny batch', () => {
+    const clip = CLIP.random(TINY, 3);
+    const prior = Prior.random({ embedDim: 32, width: 32, depth: 2, hidden: 64, timesteps: 100 }, 0);
+    const task = new PriorTask(prior, clip, makeSchedule('cosine', 100), ds, { batch: 32, seed: 0 });
+    const { before, after } = overfit(task, 30, 3e-3);
+    expect(after).to.be.lessThan(before * 0.9);
+    expect(task.evaluate().category_nn_acc_onestep).to.be.within(0, 1);
+    prior.dispose();
+    clip.dispose();
+  });
+
+  it('cond-unet: embedding-conditioned eps loss decreases; init copies an unconditional UNet', () => {
+    const clip = CLIP.random(TINY, 4);
+    const cfg = { kind: 'guided-diffusion' as const, imageSize: 32, inChannels: 3, outChannels: 3, modelChannels: 32, channelMult: [1, 2], numResBlocks: 1, attentionDs: [2], numHeadChannels: -1, numHeads: 2 };
+    const uncond = UNet.random({ ...cfg, embCondDim: null }, 5);
+    const net = UNet.random({ ...cfg, embCondDim: 32 }, 6);
+    const sd = new Map([...uncond.toStateDict()].map(([k, v]) => [k, { shape: v.shape, data: v.data as Float32Array }]));
+    const copied = initFromUnconditional(net, sd);
+    expect(copied).to.equal(sd.size);
+    const k = 'input_blocks.0.0.weight';
+    const a = net.toStateDict().get(k)!.data;
+    expect(Array.from(a.slice(0, 5))).to.deep.equal(Array.from(sd.get(k)!.data.slice(0, 5)));
+    const task = new CondUNetTask(net, clip, ds, { batch: 4, seed: 0 });
+    const { before, after } = overfit(task, 6, 2e-3);
+    expect(Number.isFinite(before)).to.equal(true);
+    expect(after).to.be.lessThan(before);
+    uncond.dispose();
+    net.dispose();
+    clip.dispose();
+  });
+});
