@@ -1,7 +1,7 @@
 /**
  * `diffguide bench methods --json`: one edit or sample per method with the method's default settings
  * on the shipped 32x32 models, on the chosen backend:
- *   {"backend", "weights", "methods": {"sdedit": {"wall_ms", "peak_rss_mb", "settings"}, "sdg", "diffusionclip", "unclip", "imagic"}}
+ *   {"backend", "weights", "methods": {"sdedit": {"wall_ms", "cpu_ms", "peak_rss_mb", "settings"}, "sdg", "diffusionclip", "unclip", "imagic"}}
  * `peak_rss_mb` is the highest resident set size sampled every 25 ms during that method's run.
  * When a shipped model is missing, the run uses random weights of the same architecture (the cost of
  * a method depends on the architecture, not the values) and says so in `weights`.
@@ -23,6 +23,8 @@ import { strokeGuides } from '../lib/demo/showcase.js';
 
 export interface MethodBench {
   wall_ms: number;
+  /** CPU time of this process during the run (user + system); robust to other load on the machine. */
+  cpu_ms: number;
   peak_rss_mb: number;
   settings: Record<string, unknown>;
 }
@@ -34,11 +36,14 @@ async function measure(f: () => Promise<Record<string, unknown>>): Promise<Metho
     peak = Math.max(peak, process.memoryUsage().rss);
   }, 25);
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   try {
     const settings = await f();
     const wall = performance.now() - t0;
+    const c = process.cpuUsage(c0);
     peak = Math.max(peak, process.memoryUsage().rss);
-    return { wall_ms: Math.round(wall), peak_rss_mb: Math.round((peak / 2 ** 20) * 10) / 10, settings };
+    if (process.env.DIFFGUIDE_QUIET !== '1') process.stderr.write(`bench methods: ${String(settings.method ?? '')} ${Math.round(wall)} ms\n`);
+    return { wall_ms: Math.round(wall), cpu_ms: Math.round((c.user + c.system) / 1000), peak_rss_mb: Math.round((peak / 2 ** 20) * 10) / 10, settings };
   } finally {
     clearInterval(timer);
   }
@@ -84,31 +89,36 @@ export async function run(): Promise<unknown> {
     // warm-up (kernel compilation, first allocations)
     tf.dispose((await sdedit(m.unet, img, { steps: 2 })).images);
     methods.sdedit = await measure(async () => {
+      const method = 'sdedit';
       const r = await sdedit(m.unet, img, { seed: 0 });
       r.images.dispose();
-      return { ...r.settings, images: 1 };
+      return { method, ...r.settings, images: 1 };
     });
     methods.sdg = await measure(async () => {
+      const method = 'sdg';
       const r = await sdg(m.unet, { noisy: m.noisy, image: m.clip, text: m.clip }, { text: 'red heart', n: 1, seed: 0 });
       r.images.dispose();
-      return r.settings;
+      return { method, ...r.settings };
     });
     methods.diffusionclip = await measure(async () => {
+      const method = 'diffusionclip';
       const ft = await dclip.finetune(m.unet, m.clip, img, { source: 'grinning face', target: 'angry face' });
       const e = await dclip.edit(m.unet, ft.model, img, {});
       e.images.dispose();
       ft.model.unet.dispose();
-      return { ...ft.settings, ...e.settings, images: 1, what: 'fine-tune on 1 image + 1 edit' };
+      return { method, ...ft.settings, ...e.settings, images: 1, what: 'fine-tune on 1 image + 1 edit' };
     });
     methods.unclip = await measure(async () => {
+      const method = 'unclip';
       const r = await unclip.textToImage({ decoder: m.cond, prior: m.prior.prior, priorSchedule: m.prior.schedule, clip: m.clip }, ['red heart'], { seed: 0 });
       tf.dispose([r.images, r.imageEmbeddings]);
-      return r.settings;
+      return { method, ...r.settings };
     });
     methods.imagic = await measure(async () => {
+      const method = 'imagic';
       const r = await imagic(m.cond, m.clip, img, 'cat face', { seed: 0 });
       tf.dispose([r.images, r.embeddings, r.eOpt, r.eTarget]);
-      return r.settings;
+      return { method, ...r.settings };
     });
   } finally {
     tf.dispose([guides, img]);

@@ -5,6 +5,8 @@
  * has torch), plus the > 2 GiB safetensors load of bench/io.ts.
  *
  * Output: `{cases: [{name, fwd_ms, dx_ms, torch_fwd_ms, torch_dx_ms, max_rel_err, ...}], load, backend}`;
+ * the machine is shared, so each case also carries CPU time per call (ours, and PyTorch's on one thread via
+ * an inline script), a like-for-like ratio that wall-clock load does not distort;
  * `max_rel_err` is max|ours - reference| / max(1, max|reference|) of the forward output, `grad_rel_err`
  * the same for the input gradient where the io file holds it. Times are medians of `reps` calls after
  * two warm-up calls.
@@ -42,6 +44,10 @@ export interface NetsBenchCase {
   /** Our CPU time per call (the wasm backend runs on one thread; robust to other load on the machine). */
   fwd_cpu_ms?: number;
   dx_cpu_ms?: number | null;
+  /** PyTorch CPU time per forward on one thread (same measure as fwd_cpu_ms, like for like). */
+  torch_fwd_cpu_ms_1thread?: number | null;
+  /** fwd_cpu_ms / torch_fwd_cpu_ms_1thread */
+  fwd_cpu_ratio_1thread?: number | null;
   fwd_ratio?: number | null;
   dx_ratio?: number | null;
   torch_error?: string;
@@ -109,6 +115,39 @@ function torchTimes(jit: string, io: string, reps: number, threads: number): { f
     return j;
   } catch {
     return { error: `time_torch.py printed no JSON: ${last.slice(0, 200)}` };
+  }
+}
+
+/** Inline measurement script: CPU ms per forward of a TorchScript model on one thread (robust to machine load). */
+const TORCH_CPU_PY = `
+import os, sys, json, time
+os.environ["OMP_NUM_THREADS"] = "1"; os.environ["OPENBLAS_NUM_THREADS"] = "1"; os.environ["MKL_NUM_THREADS"] = "1"
+import numpy as np, torch
+torch.set_num_threads(1)
+jit, io, reps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+extra = {"fixture.json": ""}
+m = torch.jit.load(jit, map_location="cpu", _extra_files=extra).eval()
+names = json.loads(extra["fixture.json"])["inputs"]
+meta = json.load(open(io)); raw = open(io[:-5] + ".bin", "rb").read()
+def tensor(n):
+    d = meta[n]; dt = np.dtype(d["dtype"]).newbyteorder("<")
+    a = np.frombuffer(raw, dtype=dt, count=d["nbytes"] // dt.itemsize, offset=d["offset"]).reshape(d["shape"])
+    return torch.from_numpy(a.astype(a.dtype.newbyteorder("="), copy=True))
+inp = [tensor(n) for n in names]
+with torch.no_grad():
+    for _ in range(3): m(*inp)
+    c0 = time.process_time()
+    for _ in range(reps): m(*inp)
+    print(json.dumps({"fwd_cpu_ms": (time.process_time() - c0) / reps * 1e3}))
+`;
+
+function torchCpuMs(jit: string, io: string, reps: number): number | null {
+  const r = spawnSync('/usr/bin/python3', ['-c', TORCH_CPU_PY, jit, io, String(Math.max(reps, 3))], { encoding: 'utf8', timeout: 600000 });
+  if (r.status !== 0) return null;
+  try {
+    return (JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as { fwd_cpu_ms: number }).fwd_cpu_ms;
+  } catch {
+    return null;
   }
 }
 
@@ -207,6 +246,8 @@ export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unkno
   if (useTorch) {
     for (const r of runs) {
       const tt = torchTimes(r.jit, r.io, reps, threads);
+      const cpu = torchCpuMs(r.jit, r.io, reps);
+      r.c.torch_fwd_cpu_ms_1thread = cpu === null ? null : +cpu.toFixed(1);
       if ('error' in tt) r.c.torch_error = tt.error;
       else {
         r.c.torch_fwd_ms = tt.forward_ms;
@@ -218,6 +259,7 @@ export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unkno
   for (const { c } of runs) {
     c.fwd_ratio = c.torch_fwd_ms ? +(c.fwd_ms / c.torch_fwd_ms).toFixed(2) : null;
     c.dx_ratio = c.torch_dx_ms && c.dx_ms ? +(c.dx_ms / c.torch_dx_ms).toFixed(2) : null;
+    c.fwd_cpu_ratio_1thread = c.torch_fwd_cpu_ms_1thread && c.fwd_cpu_ms ? +(c.fwd_cpu_ms / c.torch_fwd_cpu_ms_1thread).toFixed(2) : null;
     c.fwd_ms = +c.fwd_ms.toFixed(1);
     if (c.dx_ms !== null) c.dx_ms = +c.dx_ms.toFixed(1);
     if (c.fwd_cpu_ms !== undefined) c.fwd_cpu_ms = +c.fwd_cpu_ms.toFixed(1);

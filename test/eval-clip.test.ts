@@ -91,3 +91,35 @@ describe('CLIP training objective pieces', () => {
     expect(a.some((c) => c.text === categoryPrompt('Animals & Nature'))).to.equal(true);
   });
 });
+
+describe('eval/unclip runs end to end on tiny random models', function () {
+  this.timeout(240000);
+  it('category prompt -> prior -> decoder -> judge gives fractions of the right sample count', async () => {
+    const { Dataset, testSubsetPath } = await import('../lib/data/index.js');
+    const { packageRoot } = await import('../lib/paths.js');
+    const { CLIP } = await import('../nets/clip/index.js');
+    const { Prior } = await import('../nets/prior/index.js');
+    const { UNet } = await import('../nets/unet/index.js');
+    const { Judge } = await import('../nets/judge/model.js');
+    const { judgeConfigFor } = await import('../lib/train/tasks/judge.js');
+    const { makeDiffuser } = await import('../lib/methods/common.js');
+    const { tinyClipConfig, tinyUNetConfig } = await import('../lib/methods/models.js');
+    const { makeSchedule } = await import('../samplers/schedule.js');
+    const { evalUnclipPrompts, unclipBars } = await import('../lib/eval/unclip.js');
+    const ds = Dataset.load(testSubsetPath(packageRoot()));
+    const clip = CLIP.random(tinyClipConfig(), 0);
+    const prior = Prior.random({ embedDim: 32, width: 32, depth: 1, hidden: 32, timesteps: 50 }, 0);
+    const unet = UNet.random(tinyUNetConfig({}, 32), 0);
+    const decoder = makeDiffuser(unet, makeSchedule('cosine', 50), { embScale: Math.sqrt(32) });
+    const judge = Judge.random(judgeConfigFor(ds), 0);
+    const n0 = tf.memory().numTensors;
+    const r = await evalUnclipPrompts(decoder, prior, makeSchedule('cosine', 50), clip, judge, ds, { perCategory: 1, steps: 2, priorSteps: 2 });
+    expect(r.samples).to.equal(ds.categoryNames.length);
+    expect(r.promptCategoryRate).to.be.within(0, 1);
+    expect(r.priorNearestCategory).to.be.within(0, 1);
+    expect(tf.memory().numTensors).to.equal(n0);
+    const bars = unclipBars(r);
+    expect(bars.prompt_category_rate.pass).to.equal(r.promptCategoryRate >= 0.5);
+    for (const m of [clip, prior, unet, judge]) m.dispose();
+  });
+});

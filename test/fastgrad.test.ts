@@ -203,3 +203,36 @@ describe('fastgrad: gather (embedding lookup) gradient on wasm', () => {
     expect(err).to.be.lessThan(TOL);
   });
 });
+
+describe('fastgrad: pow fast paths and rsqrt gradient', () => {
+  for (const e of [2, 3, 1, 0.5, -0.5, -1, 1.5]) {
+    it(`pow(x, ${e}) forward and gradient`, async () => {
+      const err = await compareWithCpu(() => {
+        const x = rand([3, 17], 71).abs().add(0.5);
+        const y = tf.pow(x, e);
+        const dx = tf.grad((a: tf.Tensor) => tf.pow(a, e).mul(rand([3, 17], 72)).sum())(x);
+        return [y, dx];
+      });
+      expect(err).to.be.lessThan(TOL);
+    });
+  }
+  it('pow with a tensor exponent and negative bases (stock path), int exponent', async () => {
+    const err = await compareWithCpu(() => [tf.pow(rand([4, 5], 73), tf.tensor1d([2, 3, 2, 1, 2])), tf.pow(rand([6], 74), tf.scalar(2, 'int32'))]);
+    expect(err).to.be.lessThan(TOL);
+  });
+  it('rsqrt gradient', async () => {
+    const err = await compareWithCpu(() => [tf.grad((a: tf.Tensor) => tf.rsqrt(a).mul(rand([4, 9], 76)).sum())(rand([4, 9], 75).abs().add(0.1))]);
+    expect(err).to.be.lessThan(TOL);
+  });
+  it('repeated calls give bit-identical results (no uninitialised memory)', () => {
+    const run = () => tf.tidy(() => {
+      const x = rand([2, 9, 9, 4], 77) as tf.Tensor4D;
+      const w = rand([3, 3, 4, 6], 78) as tf.Tensor4D;
+      const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 2, 'same').mul(rand([2, 5, 5, 6], 79)).sum())([x, w]);
+      const q = rand([2, 3, 7, 4], 80);
+      const dq = tf.grad((a: tf.Tensor) => tf.matMul(a, q, false, true).sum())(q);
+      return [dx, dw, dq].map((t) => Array.from(t.dataSync()));
+    });
+    expect(run()).to.deep.equal(run());
+  });
+});

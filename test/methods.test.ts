@@ -27,6 +27,7 @@ import { sample } from '../lib/methods/sample.js';
 import * as dclip from '../lib/methods/diffusionclip.js';
 import * as unclip from '../lib/methods/unclip.js';
 import { imagic, interpolateEmbeddings } from '../lib/methods/imagic.js';
+import { Prior } from '../nets/prior/index.js';
 
 /** A smooth test image [1, S, S, 3] in [-1, 1]. */
 function testImage(size: number, seed = 0): tf.Tensor4D {
@@ -85,6 +86,44 @@ describe('methods: maths', () => {
 function l2(x: tf.Tensor2D): tf.Tensor2D {
   return tf.tidy(() => x.div(tf.norm(x, 2, 1, true)));
 }
+
+describe('nets/prior (unCLIP prior)', () => {
+  it('state_dict round-trip (PyTorch layout) gives the same predictions; keep = 0 ignores the text; training loss decreases', () => {
+    const p = Prior.random({ embedDim: 8, width: 16, depth: 2 }, 3);
+    // give the zero-initialised output layers values so the test sees them
+    tf.tidy(() => {
+      for (const [k, v] of p.params) if (/out_proj|fc2/.test(k)) v.assign(tf.randomNormal(v.shape, 0, 0.1, 'float32', k.length));
+    });
+    const q = Prior.fromStateDict(p.toStateDict());
+    const x = tf.randomNormal([3, 8], 0, 1, 'float32', 1) as tf.Tensor2D;
+    const txt = tf.randomNormal([3, 8], 0, 1, 'float32', 2) as tf.Tensor2D;
+    const txt2 = tf.randomNormal([3, 8], 0, 1, 'float32', 4) as tf.Tensor2D;
+    const t = tf.tensor1d([1, 500, 999]);
+    const keep0 = tf.zeros([3]) as tf.Tensor1D;
+    const a = p.apply(x, t, txt);
+    const b = q.apply(x, t, txt);
+    expect(mae(a, b)).to.be.below(1e-6);
+    const n1 = p.apply(x, t, txt, keep0);
+    const n2 = p.apply(x, t, txt2, keep0);
+    expect(mae(n1, n2)).to.equal(0);
+    expect(mae(a, n1)).to.be.greaterThan(1e-4);
+    // a few Adam steps on a fixed batch reduce the x0 loss
+    const sched = makeSchedule('cosine', 1000);
+    const params = p.params;
+    const losses: number[] = [];
+    const opt = tf.train.adam(3e-3);
+    for (let i = 0; i < 30; i++) {
+      const l = opt.minimize(() => p.loss(x, txt, sched.alphasCumprod, new Rng(7), 0), true, [...params.values()])!;
+      losses.push(l.dataSync()[0]);
+      l.dispose();
+    }
+    expect(losses[29]).to.be.below(losses[0] * 0.8);
+    opt.dispose();
+    tf.dispose([x, txt, txt2, t, keep0, a, b, n1, n2]);
+    p.dispose();
+    q.dispose();
+  });
+});
 
 describe('methods: SDEdit (random net)', function () {
   this.timeout(120000);

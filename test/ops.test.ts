@@ -50,7 +50,7 @@ describe('lib/ops: forward and gradients on wasm match the cpu backend', () => {
 });
 
 describe('lib/ops: no tensor growth', () => {
-  it('100 forward+backward passes of a conv + groupNorm + attention block keep tf.memory().numTensors flat', () => {
+  it('100 forward+backward passes of a conv + groupNorm + attention block keep tf.memory().numTensors (and backend buffers) flat', () => {
     const c = 16;
     const vars = {
       w1: tf.variable(rand([3, 3, c, c], 51, 0.1)),
@@ -76,8 +76,11 @@ describe('lib/ops: no tensor growth', () => {
     };
     step();
     const before = tf.memory().numTensors;
+    // Backend-level buffers too: diffguide's wasm kernels allocate and free below the engine.
+    const dataIdsBefore = tf.engine().backend.numDataIds();
     for (let i = 0; i < 100; i++) step();
     expect(tf.memory().numTensors).to.equal(before);
+    expect(tf.engine().backend.numDataIds()).to.equal(dataIdsBefore);
     tf.dispose([x, ...Object.values(vars)]);
   });
 });

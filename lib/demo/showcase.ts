@@ -46,8 +46,9 @@ export interface DemoResult {
 /** Step budgets: full (the real demo) and quick (tests). */
 function budget(quick: boolean) {
   return quick
-    ? { sampleSteps: 3, sdeditSteps: 3, sdgSteps: 3, nInv: 3, nTrain: 2, iters: 1, nGen: 3, priorSteps: 3, decSteps: 3, embSteps: 2, ftSteps: 2, imagicSteps: 3 }
-    : { sampleSteps: 25, sdeditSteps: 25, sdgSteps: 100, nInv: 20, nTrain: 4, iters: 4, nGen: 20, priorSteps: 64, decSteps: 25, embSteps: 60, ftSteps: 80, imagicSteps: 25 };
+    ? { sampleSteps: 3, sdeditSteps: 3, sdgSteps: 3, nInv: 3, nTrain: 2, iters: 1, nGen: 3, priorSteps: 3, decSteps: 3, embSteps: 2, ftSteps: 2, imagicSteps: 3, imagicBatch: 2 }
+    : // sized for < 10 min on 2 cores with the shipped 32x32 models (UNet forward ~0.17 s at batch 1 on wasm, 1 thread)
+      { sampleSteps: 20, sdeditSteps: 20, sdgSteps: 50, nInv: 20, nTrain: 4, iters: 3, nGen: 20, priorSteps: 64, decSteps: 20, embSteps: 40, ftSteps: 50, imagicSteps: 20, imagicBatch: 2 };
 }
 
 /** Procedural stroke paintings (SDEdit guides) at `size`: [3, S, S, 3] in [-1, 1]. */
@@ -216,13 +217,16 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     {
       const rows: DemoRow[] = [];
       const enc = { noisy: m.noisy, image: m.clip, text: m.clip };
+      // one unguided baseline from the same noise serves every guided row
+      const base = await sample(unet, { n: 3, steps: B.sdgSteps, sampler: 'ddpm', seed });
+      keep.push(base.images);
+      const baseImgs = save(base.images, ['unguided #0', 'unguided #1', 'unguided #2'], 'sdg-base');
       for (const text of ['red heart', 'cat face']) {
         rows.push(
-          await timed(`text guidance: "${text}" (top: unguided, same noise)`, async () => {
-            const base = await sample(unet, { n: 3, steps: B.sdgSteps, sampler: 'ddpm', seed });
+          await timed(`text guidance: "${text}" (first row: unguided, same noise)`, async () => {
             const r = await sdg(unet, enc, { text, n: 3, steps: B.sdgSteps, seed, onProgress });
-            const o = [...save(base.images, ['unguided #0', 'unguided #1', 'unguided #2'], 'sdg-base'), ...save(r.images, ['guided #0', 'guided #1', 'guided #2'], `sdg-${text}`)];
-            tf.dispose([base.images, r.images]);
+            const o = [...baseImgs, ...save(r.images, ['guided #0', 'guided #1', 'guided #2'], `sdg-${text}`)];
+            r.images.dispose();
             return { inputs: [], outputs: o, settings: r.settings };
           }),
         );
@@ -332,7 +336,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       const target = 'cat face';
       const row = await timed(`edit "${capAt(0)}" toward "${target}" (eta sweep, stages 1-2 shared)`, async () => {
         const ins = save(x, [capAt(0)], 'imagic-in');
-        const r = await imagic(m.cond, m.clip, x, target, { etas: [0, 0.5, 0.7, 0.9, 1], embSteps: B.embSteps, ftSteps: B.ftSteps, steps: B.imagicSteps, seed, onProgress });
+        const r = await imagic(m.cond, m.clip, x, target, { etas: [0, 0.5, 0.7, 0.9, 1], embSteps: B.embSteps, ftSteps: B.ftSteps, batch: B.imagicBatch, steps: B.imagicSteps, seed, onProgress });
         const o = save(r.images, r.etas.map((e) => `eta ${e}`), 'imagic');
         const settings = { ...r.settings, finalEmbLoss: r.losses.embedding.at(-1), finalFtLoss: r.losses.finetune.at(-1) };
         tf.dispose([r.images, r.embeddings, r.eOpt, r.eTarget]);

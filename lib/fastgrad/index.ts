@@ -13,6 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { captureOriginal } from './wasm.js';
+import { powKernel, rsqrtGrad } from './pow.js';
 import { unsortedSegmentSumKernel } from './segment.js';
 import { sliceKernel, splitVKernel, unpackKernel } from './slice.js';
 import { batchMatMulGrad, batchMatMulKernel } from './matmul.js';
@@ -55,12 +56,14 @@ function installWasmKernels(): void {
   registerWasmKernel('Unpack', unpackKernel as never);
   registerWasmKernel('SplitV', splitVKernel as never);
   registerWasmKernel('UnsortedSegmentSum', unsortedSegmentSumKernel as never);
+  registerWasmKernel('Pow', powKernel as never);
 }
 
 function installGradients(): void {
   if (gradsDone) return;
   gradsDone = true;
   registerGrad('BatchMatMul', ['a', 'b'], batchMatMulGrad as GradFunc);
+  registerGrad('Rsqrt', ['x'], rsqrtGrad as GradFunc);
   // Conv2D: tfjs's gradient rejects dilations > 1 and drops dimRoundingMode. Same kernels otherwise
   // (on wasm they are ours, built from forward convolutions).
   registerGrad('Conv2D', ['x', 'filter'], (dy, saved, attrs) => {

@@ -14,6 +14,7 @@ const cmd: Command = {
     "diffguide diffusionclip face.png --source 'smiling face' --target 'angry face' --iters 5 --save-delta angry.safetensors",
     "diffguide diffusionclip other.png --source 'smiling face' --target 'angry face' --delta angry.safetensors --model-ratio 0.5,1 --n-gen 6",
     "diffguide diffusionclip face.png --source 'smiling face' --target 'angry face' --latent-optim",
+    "diffguide diffusionclip face.png --delta angry.safetensors --delta cat.safetensors --mix '0.5:1,0;0:0.5,0.5'",
   ],
   options: {
     ...METHOD_OPTIONS,
@@ -30,7 +31,8 @@ const cmd: Command = {
     'l1-weight': { type: 'string', help: 'L1 loss weight (default 1)' },
     'model-ratio': { type: 'string', help: 'blend(s) of fine-tuned and original, comma list (default 1)' },
     'save-delta': { type: 'string', help: 'write the fine-tuned weights as a delta safetensors file' },
-    delta: { type: 'string', help: 'use this delta instead of fine-tuning' },
+    delta: { type: 'string', multiple: true, help: 'use this delta instead of fine-tuning (repeat with --mix for multi-attribute editing)' },
+    mix: { type: 'string', help: "multi-attribute noise mixing of several --delta models: 'minT:w1,w2;0:w1,w2' (minT fraction of T; one segment must start at 0)" },
     'latent-optim': { type: 'boolean', help: 'optimise the inverted latent instead of fine-tuning the model' },
     clip: { type: 'string', help: 'CLIP weights (default shipped weights/clip)' },
   },
@@ -39,7 +41,10 @@ const cmd: Command = {
       if (args.positionals.length === 0) throw new UsageError('give at least one input image');
       const source = strOpt(args, 'source');
       const target = strOpt(args, 'target');
-      const deltaPath = strOpt(args, 'delta');
+      const deltas = (args.values.delta as string[] | undefined) ?? [];
+      const deltaPath = deltas[0];
+      const mix = strOpt(args, 'mix');
+      if (mix && deltas.length < 2) throw new UsageError('--mix needs at least two --delta files');
       if (!deltaPath && (!source || !target)) throw new UsageError('give --source and --target texts (or --delta FILE)');
       const t0 = numOpt(args, 't0', 0.5);
       const nInv = intOpt(args, 'n-inv', 40);
@@ -59,6 +64,26 @@ const cmd: Command = {
           const r = await dclip.latentOptimize(m.unet!, m.clip!, x, { source: source!, target: target!, t0, nInv, iters: intOpt(args, 'iters', 20), lr: numOpt(args, 'lr', 2e-2), clipWeight: numOpt(args, 'clip-weight', 3), l1Weight: numOpt(args, 'l1-weight', 1), onProgress, onNote: note });
           writeOutputs(dir, 'diffusionclip-latent', r.images, r.images.shape[0] > 0 ? args.positionals.map((_, i) => `edit #${i}`) : [], { ...settings, mode: 'latent-optim', finalLoss: r.losses[r.losses.length - 1] }, { images: x, labels: args.positionals.map((_, i) => `input #${i}`) });
           r.images.dispose();
+          return;
+        }
+        if (mix) {
+          const segments = mix.split(';').map((seg) => {
+            const [minT, ws] = seg.split(':');
+            const weights = (ws ?? '').split(',').map(Number);
+            if (!Number.isFinite(Number(minT)) || weights.length !== deltas.length || weights.some((w) => !Number.isFinite(w))) {
+              throw new UsageError(`--mix segment '${seg}' must be minT:w1,...,w${deltas.length} (one weight per --delta)`);
+            }
+            return { minT: Number(minT), weights };
+          });
+          const models = [];
+          try {
+            for (const dp of deltas) models.push(makeDiffuser(await dclip.applyDelta(m.unet!.unet, dp), m.unet!.schedule, { prediction: m.unet!.prediction, variance: m.unet!.variance, source: dp }));
+            const r = await dclip.mixEdit(m.unet!, models, segments, x, { t0, nInv, nGen, onProgress, onNote: note });
+            writeOutputs(dir, 'diffusionclip-mix', r.images, args.positionals.map((_, i) => `mix #${i}`), { ...settings, deltas: deltas.join(','), mix }, { images: x, labels: args.positionals.map((_, i) => `input #${i}`) });
+            r.images.dispose();
+          } finally {
+            for (const d of models) d.unet.dispose();
+          }
           return;
         }
         if (deltaPath) {

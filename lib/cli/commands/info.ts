@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import type { Command } from '../command.js';
 import { initBackend } from '../../backend.js';
+import { fastGradientsInstalled } from '../../fastgrad/index.js';
 import { packageVersion } from '../../paths.js';
 
 const require = createRequire(import.meta.url);
@@ -33,6 +34,7 @@ const info: Command = {
       simd: b.simd,
       skipped: b.skipped,
       details: b.details,
+      fastgrad: [...fastGradientsInstalled()],
       versions: {
         node: process.versions.node,
         tfjs: tf.version.tfjs ?? version('@tensorflow/tfjs'),
@@ -52,6 +54,8 @@ const info: Command = {
     console.log(`backend     ${b.name} (tfjs '${b.tfBackend}', chosen ${b.chosenBy})${b.simd ? ', SIMD' : ''}, ${b.threads} thread(s)`);
     for (const s of b.skipped) console.log(`  skipped   ${s.name}: ${s.reason}`);
     for (const [k, v] of Object.entries(b.details)) console.log(`  ${k.padEnd(9)} ${v}`);
+    const fg = report.fastgrad;
+    if (fg.length) console.log(`fastgrad    ${fg.filter((k) => k.startsWith('kernel')).length} wasm kernels, ${fg.filter((k) => k.startsWith('gradient')).length} gradients replaced (diffguide)`);
     console.log(`versions    ${Object.entries(report.versions).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     console.log(`machine     ${report.machine.platform}, ${report.machine.cpus} cores, ${report.machine.memoryGiB} GiB`);
   },

@@ -85,7 +85,7 @@ export interface ModelTaskEntry {
 export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
   clip: {
     summary: 'CLIP from scratch on emoji captions (ViT + text transformer, symmetric InfoNCE)',
-    defaults: { data: 'emoji32', steps: 800, batch: 64, lr: 1e-3, warmup: 50, decay: 'cosine', ema: 0.99, sampleEvery: 100, ckptEvery: 50, weightDecay: 0.1 },
+    defaults: { data: 'emoji32', steps: 600, batch: 64, lr: 1e-3, warmup: 50, decay: 'cosine', ema: 0.99, sampleEvery: 100, ckptEvery: 50, weightDecay: 0.1 },
     async setup({ ds, seed, batch, saved, dataSpec }) {
       const cfg = (saved?.net as CLIPConfig | undefined) ?? smallClipConfig(ds.height);
       const clip = CLIP.random(cfg, seed);
@@ -101,7 +101,7 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
   },
   'noisy-clip': {
     summary: "SDG's noisy CLIP: FiLM time-conditioned image tower, noisy-image features matched to frozen clean features",
-    defaults: { data: 'emoji32', steps: 300, batch: 64, lr: 3e-4, warmup: 20, decay: 'cosine', ema: 0.98, sampleEvery: 100, ckptEvery: 50, weightDecay: 0 },
+    defaults: { data: 'emoji32', steps: 200, batch: 64, lr: 3e-4, warmup: 20, decay: 'cosine', ema: 0.98, sampleEvery: 100, ckptEvery: 50, weightDecay: 0 },
     async setup(ctx) {
       const { clip, path } = await teacherClip(ctx);
       const b = (ctx.saved?.batch as number | undefined) ?? ctx.batch;
@@ -119,7 +119,7 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
   },
   prior: {
     summary: 'unCLIP prior: text embedding -> image embedding (x0 prediction, cosine schedule)',
-    defaults: { data: 'emoji32', steps: 3000, batch: 128, lr: 1e-3, warmup: 100, decay: 'cosine', ema: 0.995, sampleEvery: 500, ckptEvery: 250, weightDecay: 0.01 },
+    defaults: { data: 'emoji32', steps: 2000, batch: 128, lr: 1e-3, warmup: 100, decay: 'cosine', ema: 0.995, sampleEvery: 500, ckptEvery: 250, weightDecay: 0.01 },
     async setup(ctx) {
       const { clip, path } = await teacherClip(ctx);
       const b = (ctx.saved?.batch as number | undefined) ?? ctx.batch;
@@ -136,7 +136,7 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
   },
   'cond-unet': {
     summary: 'UNet conditioned on a CLIP image embedding with condition dropout (unCLIP decoder, Imagic)',
-    defaults: { data: 'emoji32', steps: 20000, batch: 16, lr: 5e-4, warmup: 200, decay: 'constant', ema: 0.999, sampleEvery: 250, ckptEvery: 50, weightDecay: 0 },
+    defaults: { data: 'emoji32', steps: 20000, batch: 16, lr: 5e-4, warmup: 200, decay: 'constant', ema: 0.999, sampleEvery: 100, ckptEvery: 25, weightDecay: 0 },
     async setup(ctx) {
       const { clip, path } = await teacherClip(ctx);
       const b = (ctx.saved?.batch as number | undefined) ?? ctx.batch;
