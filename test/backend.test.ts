@@ -1,4 +1,7 @@
 import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { backendInfo, initBackend } from '../lib/backend.js';
 import { Rng, deriveSeed } from '../lib/random.js';
@@ -35,5 +38,30 @@ describe('seeds', () => {
   it('derived seeds differ across streams', () => {
     const s = new Set(Array.from({ length: 1000 }, (_, i) => deriveSeed(1, i)));
     expect(s.size).to.equal(1000);
+  });
+});
+
+describe('backend selection in a fresh process', () => {
+  const run = (env: Record<string, string>) => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli/run.ts', 'info', '--json'], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      encoding: 'utf8',
+      env: { ...process.env, DIFFGUIDE_BACKEND: '', ...env },
+      timeout: 120000,
+    });
+    expect(r.status, r.stderr).to.equal(0);
+    return { info: JSON.parse(r.stdout.trim().split('\n').pop()!) as { backend: string; threads: number; skipped: { name: string; reason: string }[] }, stderr: r.stderr };
+  };
+  it('auto mode without a Vulkan loader skips webgpu quietly (no Dawn warning)', function () {
+    const hasVulkan = ['/usr/lib/x86_64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/x86_64-linux-gnu'].some((d) => existsSync(`${d}/libvulkan.so.1`));
+    if (hasVulkan || process.platform !== 'linux') this.skip();
+    const { info, stderr } = run({});
+    expect(stderr).to.not.match(/Couldn't load Vulkan/);
+    expect(info.skipped.find((s) => s.name === 'webgpu')?.reason).to.match(/Vulkan loader/);
+  });
+  it('opt-in wasm threads (DIFFGUIDE_WASM_THREADS=2) start the threaded build', () => {
+    const { info } = run({ DIFFGUIDE_BACKEND: 'wasm', DIFFGUIDE_WASM_THREADS: '2' });
+    expect(info.backend).to.equal('wasm');
+    expect(info.threads).to.equal(2);
   });
 });

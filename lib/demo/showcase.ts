@@ -48,7 +48,7 @@ function budget(quick: boolean) {
   return quick
     ? { sampleSteps: 3, sdeditSteps: 3, sdgSteps: 3, nInv: 3, nTrain: 2, iters: 1, nGen: 3, priorSteps: 3, decSteps: 3, embSteps: 2, ftSteps: 2, imagicSteps: 3, imagicBatch: 2 }
     : // sized for < 10 min on 2 cores with the shipped 32x32 models (UNet forward ~0.17 s at batch 1 on wasm, 1 thread)
-      { sampleSteps: 20, sdeditSteps: 20, sdgSteps: 50, nInv: 20, nTrain: 4, iters: 3, nGen: 20, priorSteps: 64, decSteps: 20, embSteps: 40, ftSteps: 50, imagicSteps: 20, imagicBatch: 2 };
+      { sampleSteps: 20, sdeditSteps: 20, sdgSteps: 50, nInv: 20, nTrain: 4, iters: 3, nGen: 20, priorSteps: 64, decSteps: 20, embSteps: 40, ftSteps: 50, imagicSteps: 20, imagicBatch: 1 };
 }
 
 /** Procedural stroke paintings (SDEdit guides) at `size`: [3, S, S, 3] in [-1, 1]. */

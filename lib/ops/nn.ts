@@ -23,7 +23,7 @@ export function groupNorm<T extends tf.Tensor>(x: T, groups: number, gamma: tf.T
   const n = shape[0];
   const l = x.size / (n * c);
   const cg = c / groups;
-  const f = tf.customGrad((xi: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+  const f = tf.customGrad(((xi: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
     const xt = xi.reshape([n, l, c]).transpose([0, 2, 1]).reshape([n, groups, cg * l]);
     const mean = xt.mean(2, true);
     const xc = xt.sub(mean);
@@ -46,7 +46,7 @@ export function groupNorm<T extends tf.Tensor>(x: T, groups: number, gamma: tf.T
         return [dx, dgamma, dbeta];
       },
     };
-  });
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
   return f(x, gamma, beta) as T;
 }
 

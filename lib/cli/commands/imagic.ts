@@ -9,14 +9,15 @@ import { imagic } from '../../methods/imagic.js';
 const cmd: Command = {
   name: 'imagic',
   summary: 'Imagic: edit one image toward a text (optimise embedding, fine-tune, interpolate with eta)',
-  usage: "diffguide imagic IMAGE.png --text 'TARGET' [--etas 0,0.4,0.6,0.8,1] [--emb-steps 100] [--ft-steps 150]",
+  usage: "diffguide imagic IMAGE.png --text 'TARGET' [--etas 0,0.4,0.6,0.8,1] [--emb-steps 100] [--ft-steps 120]",
   examples: ["diffguide imagic cat.png --text 'dog face' --etas 0,0.5,0.7,0.9,1 --seed 1"],
   options: {
     ...METHOD_OPTIONS,
     text: { type: 'string', help: 'target text' },
     etas: { type: 'string', help: 'interpolation weights, comma list (default 0,0.4,0.6,0.8,1)' },
     'emb-steps': { type: 'string', help: 'stage 1 embedding optimisation steps (default 100)' },
-    'ft-steps': { type: 'string', help: 'stage 2 fine-tuning steps (default 150)' },
+    'ft-steps': { type: 'string', help: 'stage 2 fine-tuning steps (default 120)' },
+    batch: { type: 'string', help: 'noise draws per optimisation step (default 1)' },
     'emb-lr': { type: 'string', help: 'stage 1 learning rate (default 1e-3)' },
     'ft-lr': { type: 'string', help: 'stage 2 learning rate (default 1e-4)' },
     'guidance-scale': { type: 'string', help: 'classifier-free scale at sampling (default 1)' },
@@ -34,7 +35,8 @@ const cmd: Command = {
         const r = await imagic(m.cond!, m.clip!, x, text, {
           etas: numList(args, 'etas', [0, 0.4, 0.6, 0.8, 1]),
           embSteps: intOpt(args, 'emb-steps', 100),
-          ftSteps: intOpt(args, 'ft-steps', 150),
+          ftSteps: intOpt(args, 'ft-steps', 120),
+          batch: intOpt(args, 'batch', 1),
           embLr: numOpt(args, 'emb-lr', 1e-3),
           ftLr: numOpt(args, 'ft-lr', 1e-4),
           guidanceScale: numOpt(args, 'guidance-scale', 1),
