@@ -2,7 +2,10 @@
  * `diffguide bench methods --json`: one edit or sample per method with the method's default settings
  * on the shipped 32x32 models, on the chosen backend:
  *   {"backend", "weights", "methods": {"sdedit": {"wall_ms", "cpu_ms", "peak_rss_mb", "settings"}, "sdg", "diffusionclip", "unclip", "imagic"}}
- * `peak_rss_mb` is the highest resident set size sampled every 25 ms during that method's run.
+ * `peak_rss_mb` is the highest resident set size sampled every 25 ms during that method's run (the
+ * wasm heap never shrinks, so a method run after a memory-hungry one reports at least that one's peak;
+ * the order is sdedit, sdg, diffusionclip, unclip, imagic). `cpu_ms` is this process's CPU time
+ * (1 thread on wasm), a figure that other load on the machine does not inflate.
  * When a shipped model is missing, the run uses random weights of the same architecture (the cost of
  * a method depends on the architecture, not the values) and says so in `weights`.
  * Goals (issue 5): SDEdit < 1 s per image at 25 steps, SDG < 10 s per image at 100 steps, Imagic end to end < 5 min.

@@ -250,8 +250,8 @@ export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unkno
       r.c.torch_fwd_cpu_ms_1thread = cpu === null ? null : +cpu.toFixed(1);
       if ('error' in tt) r.c.torch_error = tt.error;
       else {
-        r.c.torch_fwd_ms = tt.forward_ms;
-        r.c.torch_dx_ms = tt.fwd_bwd_input_ms ?? null;
+        r.c.torch_fwd_ms = +tt.forward_ms.toFixed(1);
+        r.c.torch_dx_ms = tt.fwd_bwd_input_ms == null ? null : +tt.fwd_bwd_input_ms.toFixed(1);
       }
       process.stderr.write(`bench nets: torch ${JSON.stringify(r.c)}\n`);
     }

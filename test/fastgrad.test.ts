@@ -119,12 +119,13 @@ describe('fastgrad: matMul / batchMatMul forward and gradients match the cpu bac
       return [f(a, b), da, db].map((t) => t.dataSync() as Float32Array);
     });
     const here = run(false);
+    const prev = tf.getBackend();
     await tf.setBackend('cpu');
     let ref: Float32Array[];
     try {
       ref = run(true);
     } finally {
-      await tf.setBackend('wasm');
+      await tf.setBackend(prev);
     }
     tf.dispose([a, b, dy]);
     for (let i = 0; i < 3; i++) expect(relErr(here[i], ref[i])).to.be.lessThan(TOL);
@@ -235,4 +236,26 @@ describe('fastgrad: pow fast paths and rsqrt gradient', () => {
     });
     expect(run()).to.deep.equal(run());
   });
+});
+
+describe('fastgrad: depthwise conv gradients on wasm match the cpu backend', () => {
+  const cases: { name: string; x: number[]; w: number[]; stride: number; pad: 'same' | 'valid' | number }[] = [
+    { name: '3x3 s1 same, multiplier 1', x: [2, 7, 6, 4], w: [3, 3, 4, 1], stride: 1, pad: 'same' },
+    { name: '3x3 s1 valid, multiplier 2', x: [2, 7, 6, 3], w: [3, 3, 3, 2], stride: 1, pad: 'valid' },
+    { name: '3x3 s2 same, multiplier 2', x: [2, 8, 9, 3], w: [3, 3, 3, 2], stride: 2, pad: 'same' },
+    { name: '5x5 s2 pad 2, multiplier 1', x: [1, 9, 9, 2], w: [5, 5, 2, 1], stride: 2, pad: 2 },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: dx, dW`, async () => {
+      const err = await compareWithCpu(() => {
+        const x = rand(c.x, 81) as tf.Tensor4D;
+        const w = rand(c.w, 82) as tf.Tensor4D;
+        const f = (a: tf.Tensor, b: tf.Tensor) => tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad as 'same');
+        const y = f(x, w);
+        const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => f(a, b).mul(rand(y.shape, 83)).sum())([x, w]);
+        return [y, dx, dw];
+      });
+      expect(err).to.be.lessThan(TOL);
+    });
+  }
 });

@@ -137,10 +137,77 @@ function convBackpropInputPhases(s: Scratch, dy: Info, filter: Info, inH: number
   return s.track(out);
 }
 
+/** Largest im2col block (elements) the GEMM dW builds at once; bigger layers are done in tap chunks. */
+export const COLS_LIMIT = 8 * 1024 * 1024;
+
+/**
+ * dW of a conv as XNNPACK GEMMs: colsᵀ [taps·Cin, N·OH·OW] (built on the heap from x with batch and
+ * channels swapped) times dy [N·OH·OW, Cout] gives rows of [KH·KW·Cin, Cout] = [KH, KW, Cin, Cout].
+ * dy is packed once (XNNPACK caches the operator per right operand); taps go in chunks of at most
+ * COLS_LIMIT elements of colsᵀ. Returns null when a single tap is already larger than that.
+ */
+export function convBackpropFilterGemm(s: Scratch, x: Info, dy: Info, kh: number, kw: number, g: Geometry): Info | null {
+  const be = s.backend;
+  const [n, h, w, cin] = x.shape;
+  const [, oh, ow, cout] = dy.shape;
+  const p = n * oh * ow;
+  const perChunk = Math.min(kh * kw, Math.floor(COLS_LIMIT / (cin * p)));
+  if (perChunk < 1) return null;
+  const needH = (kh - 1) * g.dh + (oh - 1) * g.sh + 1;
+  const needW = (kw - 1) * g.dw + (ow - 1) * g.sw + 1;
+  const xt = s.transpose(x, [3, 0, 1, 2]); // [Cin, N, H, W]
+  const xp = s.padCrop(xt, [[0, 0], [0, 0], [g.padTop, needH - h - g.padTop], [g.padLeft, needW - w - g.padLeft]]);
+  const [, , hp, wp] = xp.shape;
+  const dyf = s.reshape(dy, [p, cout]);
+  const taps = kh * kw;
+  const out = perChunk === taps ? null : s.track(be.makeOutput([taps * cin, cout], 'float32'));
+  let result: Info | null = null;
+  for (let t0 = 0; t0 < taps; t0 += perChunk) {
+    const nt = Math.min(perChunk, taps - t0);
+    const cols = s.track(be.makeOutput([nt * cin, p], 'float32'));
+    const src = heapF32(be, xp);
+    const dst = heapF32(be, cols);
+    let o = 0;
+    for (let t = t0; t < t0 + nt; t++) {
+      const a = Math.floor(t / kw);
+      const b = t % kw;
+      for (let ci = 0; ci < cin; ci++) {
+        for (let bn = 0; bn < n; bn++) {
+          const plane = (ci * n + bn) * hp * wp;
+          for (let i = 0; i < oh; i++) {
+            let si = plane + (a * g.dh + i * g.sh) * wp + b * g.dw;
+            if (g.sw === 1) {
+              for (let j = 0; j < ow; j++) dst[o++] = src[si++];
+            } else {
+              for (let j = 0; j < ow; j++, si += g.sw) dst[o++] = src[si];
+            }
+          }
+        }
+      }
+    }
+    const part = s.matMul(cols, dyf); // [nt·Cin, Cout]
+    s.free(cols);
+    if (!out) {
+      result = part;
+    } else {
+      const heap = be.wasm.HEAPU8;
+      const from = be.dataIdMap.get(part.dataId).memoryOffset;
+      const to = be.dataIdMap.get(out.dataId).memoryOffset + t0 * cin * cout * 4;
+      heap.copyWithin(to, from, from + nt * cin * cout * 4);
+      s.free(part);
+    }
+  }
+  return s.reshape(out ?? result!, [kh, kw, cin, cout]);
+}
+
 /**
  * dW of a conv, NHWC. x [N, H, W, Cin], dy [N, OH, OW, Cout] -> [KH, KW, Cin, Cout].
  */
 export function convBackpropFilter(s: Scratch, x: Info, dy: Info, kh: number, kw: number, g: Geometry): Info {
+  if (process.env.DIFFGUIDE_DW !== 'conv') {
+    const viaGemm = convBackpropFilterGemm(s, x, dy, kh, kw, g);
+    if (viaGemm) return viaGemm;
+  }
   const [, h, w] = x.shape;
   const [, oh, ow] = dy.shape;
   const xt = s.transpose(x, [3, 1, 2, 0]); // [Cin, H, W, N]
@@ -251,4 +318,77 @@ export function conv2dBackpropFilterOps(x: tf.Tensor4D, dy: tf.Tensor4D, filterS
     const out = tf.conv2d(xp, dyt, [g.dh, g.dw], 'valid', 'NHWC', [g.sh, g.sw]);
     return tf.transpose(out, [1, 2, 0, 3]);
   });
+}
+
+// ---- depthwise (missing on wasm) ----
+
+interface DepthwiseAttrs {
+  strides: number | [number, number];
+  dilations?: number | [number, number];
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
+
+function depthwiseGeometry(xShape: number[], filterShape: number[], a: DepthwiseAttrs): Geometry {
+  const info = tf.backend_util.computeConv2DInfo(xShape as [number, number, number, number], filterShape as [number, number, number, number],
+    a.strides, a.dilations ?? 1, a.pad, a.dimRoundingMode, true, 'channelsLast');
+  return { sh: info.strideHeight, sw: info.strideWidth, dh: info.dilationHeight, dw: info.dilationWidth, padTop: info.padInfo.top, padLeft: info.padInfo.left };
+}
+
+function depthwise(s: Scratch, x: Info, filter: Info, strides: [number, number], dilations: [number, number], pad: 'valid' | tf.backend_util.ExplicitPadding = 'valid'): Info {
+  return s.run('DepthwiseConv2dNative', { x, filter }, { strides, pad, dilations, dataFormat: 'NHWC', dimRoundingMode: undefined });
+}
+
+/** dx of a depthwise conv: a depthwise conv of dy (zero-dilated by the stride) with the rotated filter. */
+export function depthwiseBackpropInputKernel({ inputs, backend, attrs }: KArgs<DepthwiseAttrs & { inputShape: number[] }>): Info {
+  const s = new Scratch(backend as WasmBackend);
+  try {
+    const { dy, filter } = inputs;
+    const [n, inH, inW, c] = attrs.inputShape;
+    const [kh, kw, , m] = filter.shape;
+    const g = depthwiseGeometry(attrs.inputShape, filter.shape, attrs);
+    const [, oh, ow] = dy.shape;
+    const dkh = (kh - 1) * g.dh + 1;
+    const dkw = (kw - 1) * g.dw + 1;
+    const wr = s.reshape(s.reverse(filter, [0, 1]), [kh, kw, c * m, 1]);
+    let d = dy;
+    let lh = oh;
+    let lw = ow;
+    if (g.sh > 1 || g.sw > 1) {
+      const p = s.padCrop(s.reshape(dy, [n, oh, 1, ow, 1, c * m]), [[0, 0], [0, 0], [0, g.sh - 1], [0, 0], [0, g.sw - 1], [0, 0]]);
+      lh = oh * g.sh;
+      lw = ow * g.sw;
+      d = s.reshape(p, [n, lh, lw, c * m]);
+    }
+    const pt = dkh - 1 - g.padTop;
+    const pl = dkw - 1 - g.padLeft;
+    const dp = s.padCrop(d, [[0, 0], [pt, inH - lh - pt + dkh - 1], [pl, inW - lw - pl + dkw - 1], [0, 0]]);
+    let dx = depthwise(s, dp, wr, [1, 1], [g.dh, g.dw]); // [N, H, W, C*M]
+    if (m > 1) dx = s.run('Sum', { x: s.reshape(dx, [n, inH, inW, c, m]) }, { axis: [4], keepDims: false });
+    return s.keep(dx);
+  } finally {
+    s.dispose();
+  }
+}
+
+/** dW of a depthwise conv: batch folded into channels, dy as a per-channel filter, then summed over the batch. */
+export function depthwiseBackpropFilterKernel({ inputs, backend, attrs }: KArgs<DepthwiseAttrs & { filterShape: number[] }>): Info {
+  const s = new Scratch(backend as WasmBackend);
+  try {
+    const { x, dy } = inputs;
+    const [n, h, w, c] = x.shape;
+    const [kh, kw, , m] = attrs.filterShape;
+    const g = depthwiseGeometry(x.shape, attrs.filterShape, attrs);
+    const [, oh, ow] = dy.shape;
+    const xt = s.reshape(s.transpose(x, [1, 2, 0, 3]), [1, h, w, n * c]); // [1, H, W, (n, c)]
+    const f = s.reshape(s.transpose(s.reshape(dy, [n, oh, ow, c, m]), [1, 2, 0, 3, 4]), [oh, ow, n * c, m]);
+    const needH = (kh - 1) * g.dh + (oh - 1) * g.sh + 1;
+    const needW = (kw - 1) * g.dw + (ow - 1) * g.sw + 1;
+    const xp = s.padCrop(xt, [[0, 0], [g.padTop, needH - h - g.padTop], [g.padLeft, needW - w - g.padLeft], [0, 0]]);
+    const out = depthwise(s, xp, f, [g.dh, g.dw], [g.sh, g.sw]); // [1, KH, KW, (n, c, m)]
+    const dw = s.run('Sum', { x: s.transpose(s.reshape(out, [kh, kw, n, c * m]), [0, 1, 3, 2]) }, { axis: [3], keepDims: false });
+    return s.keep(s.reshape(dw, [kh, kw, c, m]));
+  } finally {
+    s.dispose();
+  }
 }

@@ -1,6 +1,21 @@
 /**
  * Fast, complete gradients on tfjs's wasm backend, installed by `initBackend`.
  *
+ * wasm kernels (replacing or adding to tfjs-backend-wasm 4.22):
+ * - Conv2DBackpropInput / Conv2DBackpropFilter (conv.ts): forward XNNPACK convolutions; strided dx
+ *   by phases, dW by the batch/channel swap; same/valid/explicit pads, dilation. conv2dTranspose
+ *   uses Conv2DBackpropInput, so it is fast too.
+ * - BatchMatMul (matmul.ts): explicit transposes + XNNPACK per batch on zero-copy views.
+ * - Slice / Unpack / SplitV (slice.ts): copy only the selected elements (the stock kernels copy the
+ *   whole input per slice). Outputs are not views of the input (see slice.ts for why).
+ * - UnsortedSegmentSum (segment.ts): gives tf.gather its gradient.
+ * - Pow (pow.ts): vectorised kernels for exponents 2, 3, 1, ±0.5, -1.
+ * - DepthwiseConv2dNativeBackpropInput / Filter (conv.ts; missing on wasm): depthwise forward
+ *   convolutions (zero-dilated dy for strides; batch folded into channels for dW). Correct, not tuned.
+ * Gradients (all backends): Conv2D (adds dilations and dimRoundingMode), BatchMatMul (reduces
+ * broadcast batch axes), Rsqrt (no pow).
+ * Threads: opt-in, see threads.ts.
+ *
  * Two mechanisms, both safe for every other backend:
  * - wasm kernels (`tf.registerKernel({backendName: 'wasm'})`): missing or slow kernels re-expressed
  *   with XNNPACK forward kernels (conv backprop, batched matmul, slice, segment sum, ...). They only
@@ -17,7 +32,7 @@ import { powKernel, rsqrtGrad } from './pow.js';
 import { unsortedSegmentSumKernel } from './segment.js';
 import { sliceKernel, splitVKernel, unpackKernel } from './slice.js';
 import { batchMatMulGrad, batchMatMulKernel } from './matmul.js';
-import { conv2DBackpropFilterKernel, conv2DBackpropInputKernel, conv2dBackpropFilterOps, conv2dBackpropInputOps, convGeometry } from './conv.js';
+import { conv2DBackpropFilterKernel, conv2DBackpropInputKernel, depthwiseBackpropFilterKernel, depthwiseBackpropInputKernel, conv2dBackpropFilterOps, conv2dBackpropInputOps, convGeometry } from './conv.js';
 
 type GradFunc = tf.GradConfig['gradFunc'];
 
@@ -51,6 +66,8 @@ function installWasmKernels(): void {
   wasmDone = true;
   registerWasmKernel('Conv2DBackpropInput', conv2DBackpropInputKernel as never);
   registerWasmKernel('Conv2DBackpropFilter', conv2DBackpropFilterKernel as never);
+  registerWasmKernel('DepthwiseConv2dNativeBackpropInput', depthwiseBackpropInputKernel as never);
+  registerWasmKernel('DepthwiseConv2dNativeBackpropFilter', depthwiseBackpropFilterKernel as never);
   registerWasmKernel('BatchMatMul', batchMatMulKernel as never);
   registerWasmKernel('Slice', sliceKernel as never);
   registerWasmKernel('Unpack', unpackKernel as never);

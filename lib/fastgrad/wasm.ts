@@ -85,6 +85,15 @@ export class Scratch {
     return t;
   }
 
+  /** Dispose one temporary now. */
+  free(t: Info): void {
+    const i = this.temps.lastIndexOf(t);
+    if (i >= 0) {
+      this.temps.splice(i, 1);
+      this.backend.disposeData(t.dataId);
+    }
+  }
+
   dispose(): void {
     for (const t of this.temps) this.backend.disposeData(t.dataId);
     this.temps = [];

@@ -1,0 +1,16 @@
+import { initBackend } from './lib/backend.js';
+import { UNet } from './nets/unet/index.js';
+import { makeSchedule } from './samplers/schedule.js';
+import { smallUNetConfig } from './lib/train/tasks/unet.js';
+import { makeDiffuser } from './lib/methods/common.js';
+import { randomModels } from './lib/methods/models.js';
+import { runDemo } from './lib/demo/showcase.js';
+await initBackend({ backend: 'wasm' });
+const r = randomModels(0, { imageSize: 32 });
+r.unet.unet.dispose(); r.cond.unet.dispose();
+const arch = (emb: number | null) => makeDiffuser(UNet.random({ ...smallUNetConfig(32), embCondDim: emb }, 0), makeSchedule('cosine', 1000), { source: 'random (shipped architecture)' });
+const models = { ...r, unet: arch(null), cond: arch(32) };
+const c0 = process.cpuUsage();
+const res = await runDemo({ out: '/tmp/dgdemo-arch', models, log: (m) => process.stderr.write(`${m} cpu ${((process.cpuUsage(c0).user + process.cpuUsage(c0).system) / 1e6).toFixed(0)}s\n`) });
+const c = process.cpuUsage(c0);
+console.log(JSON.stringify({ wall_s: res.wallMs / 1000, cpu_s: (c.user + c.system) / 1e6, page: res.page }));
