@@ -188,7 +188,8 @@ export class DiffusionModel {
         }
       }
       if (opts.clipDenoised) {
-        x0 = tf.clipByValue(x0, -1, 1);
+        // `+ 0 * x0` keeps NaN/Inf visible: clipping alone would turn a diverged net into +-1 and hide it.
+        x0 = tf.clipByValue(x0, -1, 1).add(x0.mul(0)) as tf.Tensor4D;
         eps = epsFromX0(x, x0, abar);
       }
       if (opts.epsOnly) return { eps, x0 } as Prediction;

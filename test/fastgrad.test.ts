@@ -43,6 +43,27 @@ describe('fastgrad: conv2d gradients match the cpu backend', () => {
       expect(err).to.be.lessThan(TOL);
     });
   }
+  for (const [name, limit] of [['dW as GEMM in tap chunks (DIFFGUIDE_DW=gemm)', '1200'], ['dW GEMM falling back to the swap convolution (im2col too large)', '100']]) {
+    it(`${name}: dx, dW`, async () => {
+      const saved = process.env.DIFFGUIDE_DW_COLS_LIMIT;
+      const savedMode = process.env.DIFFGUIDE_DW;
+      process.env.DIFFGUIDE_DW = 'gemm';
+      process.env.DIFFGUIDE_DW_COLS_LIMIT = limit; // x [2, 6, 6, 4]: one tap of im2col is 4 * 72 = 288 elements
+      try {
+        const err = await compareWithCpu(() => {
+          const x = rand([2, 6, 6, 4], 91) as tf.Tensor4D;
+          const w = rand([3, 3, 4, 5], 92) as tf.Tensor4D;
+          return tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same').mul(rand([2, 6, 6, 5], 93)).sum())([x, w]);
+        });
+        expect(err).to.be.lessThan(TOL);
+      } finally {
+        if (saved === undefined) delete process.env.DIFFGUIDE_DW_COLS_LIMIT;
+        else process.env.DIFFGUIDE_DW_COLS_LIMIT = saved;
+        if (savedMode === undefined) delete process.env.DIFFGUIDE_DW;
+        else process.env.DIFFGUIDE_DW = savedMode;
+      }
+    });
+  }
   it('DDPM asymmetric pad: tf.pad (0,1,0,1) then valid stride-2 conv', async () => {
     const err = await compareWithCpu(() => {
       const x = rand([2, 8, 8, 4], 4);
@@ -256,6 +277,27 @@ describe('fastgrad: depthwise conv gradients on wasm match the cpu backend', () 
         return [y, dx, dw];
       });
       expect(err).to.be.lessThan(TOL);
+    });
+  }
+});
+
+describe('fastgrad: dW as one GEMM (DIFFGUIDE_DW=gemm) matches the cpu backend', () => {
+  for (const [stride, pad] of [[1, 'same'], [2, 'same'], [2, 'valid']] as [number, 'same' | 'valid'][]) {
+    it(`3x3 stride ${stride} ${pad}`, async () => {
+      const saved = process.env.DIFFGUIDE_DW;
+      process.env.DIFFGUIDE_DW = 'gemm';
+      try {
+        const err = await compareWithCpu(() => {
+          const x = rand([2, 9, 8, 4], 94) as tf.Tensor4D;
+          const w = rand([3, 3, 4, 6], 95) as tf.Tensor4D;
+          const y = tf.conv2d(x, w, stride, pad);
+          return [tf.grad((b: tf.Tensor) => tf.conv2d(x, b as tf.Tensor4D, stride, pad).mul(rand(y.shape, 96)).sum())(w)];
+        });
+        expect(err).to.be.lessThan(TOL);
+      } finally {
+        if (saved === undefined) delete process.env.DIFFGUIDE_DW;
+        else process.env.DIFFGUIDE_DW = saved;
+      }
     });
   }
 });

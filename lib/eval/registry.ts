@@ -58,10 +58,17 @@ export const MODEL_EVALS: Record<string, (a: ModelEvalArgs) => Promise<ModelEval
   async 'noisy-clip'(a) {
     const noisy = await loadNoisyClipModel(a.weights);
     const clip = await loadClipModel(a.clip);
-    const r = evalNoisyClipOnDataset(noisy, clip, makeSchedule('cosine', 1000), a.ds, { t: 500, seed: a.seed ?? 0 });
+    const schedule = makeSchedule('cosine', 1000);
+    const r = evalNoisyClipOnDataset(noisy, clip, schedule, a.ds, { t: 500, seed: a.seed ?? 0 });
+    // Diagnostics: the same retrieval at other noise levels (t = 0 gives the clean ceiling).
+    const diagnostics: Record<string, { noisyTop5: number; plainTop5: number; ratio: number; alphaBar: number }> = {};
+    for (const t of [0, 250, 750, 900]) {
+      const d = evalNoisyClipOnDataset(noisy, clip, schedule, a.ds, { t, seed: a.seed ?? 0 });
+      diagnostics[`t${t}`] = { noisyTop5: d.noisyTop5, plainTop5: d.plainTop5, ratio: d.ratio, alphaBar: schedule.alphaBar(t) };
+    }
     noisy.dispose();
     clip.dispose();
-    return { model: 'noisy-clip', t: r.t, schedule: 'cosine', images: r.images, noisyTop5: r.noisyTop5, plainTop5: r.plainTop5, bars: noisyClipBars(r) };
+    return { model: 'noisy-clip', t: r.t, schedule: 'cosine', alphaBar: schedule.alphaBar(500), images: r.images, noisyTop5: r.noisyTop5, plainTop5: r.plainTop5, bars: noisyClipBars(r), diagnostics };
   },
   'cond-unet': (a) => promptBars('cond-unet', a),
   prior: (a) => promptBars('prior', a),

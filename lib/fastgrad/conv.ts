@@ -11,7 +11,7 @@
  * dilated convolutions (which tfjs's own gradient rejects) on every backend.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Scratch, heapF32, type Info, type WasmBackend } from './wasm.js';
+import { Scratch, heapF32, releaseView, view, type Info, type WasmBackend } from './wasm.js';
 
 interface Geometry {
   sh: number; sw: number; dh: number; dw: number;
@@ -151,51 +151,58 @@ export function convBackpropFilterGemm(s: Scratch, x: Info, dy: Info, kh: number
   const [n, h, w, cin] = x.shape;
   const [, oh, ow, cout] = dy.shape;
   const p = n * oh * ow;
-  const perChunk = Math.min(kh * kw, Math.floor(COLS_LIMIT / (cin * p)));
+  const limit = Number(process.env.DIFFGUIDE_DW_COLS_LIMIT) || COLS_LIMIT; // (env: tests of the chunked path)
+  const perChunk = Math.min(kh * kw, Math.floor(limit / (cin * p)));
   if (perChunk < 1) return null;
   const needH = (kh - 1) * g.dh + (oh - 1) * g.sh + 1;
   const needW = (kw - 1) * g.dw + (ow - 1) * g.sw + 1;
   const xt = s.transpose(x, [3, 0, 1, 2]); // [Cin, N, H, W]
   const xp = s.padCrop(xt, [[0, 0], [0, 0], [g.padTop, needH - h - g.padTop], [g.padLeft, needW - w - g.padLeft]]);
   const [, , hp, wp] = xp.shape;
-  const dyf = s.reshape(dy, [p, cout]);
+  // A view with its own id: XNNPACK caches the packed operand per id (not per shape), so a reshape
+  // of dy used elsewhere as a matmul operand must not share this cache entry.
+  const dyf = view(be, dy, 0, [p, cout]);
   const taps = kh * kw;
   const out = perChunk === taps ? null : s.track(be.makeOutput([taps * cin, cout], 'float32'));
   let result: Info | null = null;
-  for (let t0 = 0; t0 < taps; t0 += perChunk) {
-    const nt = Math.min(perChunk, taps - t0);
-    const cols = s.track(be.makeOutput([nt * cin, p], 'float32'));
-    const src = heapF32(be, xp);
-    const dst = heapF32(be, cols);
-    let o = 0;
-    for (let t = t0; t < t0 + nt; t++) {
-      const a = Math.floor(t / kw);
-      const b = t % kw;
-      for (let ci = 0; ci < cin; ci++) {
-        for (let bn = 0; bn < n; bn++) {
-          const plane = (ci * n + bn) * hp * wp;
-          for (let i = 0; i < oh; i++) {
-            let si = plane + (a * g.dh + i * g.sh) * wp + b * g.dw;
-            if (g.sw === 1) {
-              for (let j = 0; j < ow; j++) dst[o++] = src[si++];
-            } else {
-              for (let j = 0; j < ow; j++, si += g.sw) dst[o++] = src[si];
+  try {
+    for (let t0 = 0; t0 < taps; t0 += perChunk) {
+      const nt = Math.min(perChunk, taps - t0);
+      const cols = s.track(be.makeOutput([nt * cin, p], 'float32'));
+      const src = heapF32(be, xp);
+      const dst = heapF32(be, cols);
+      let o = 0;
+      for (let t = t0; t < t0 + nt; t++) {
+        const a = Math.floor(t / kw);
+        const b = t % kw;
+        for (let ci = 0; ci < cin; ci++) {
+          for (let bn = 0; bn < n; bn++) {
+            const plane = (ci * n + bn) * hp * wp;
+            for (let i = 0; i < oh; i++) {
+              let si = plane + (a * g.dh + i * g.sh) * wp + b * g.dw;
+              if (g.sw === 1) {
+                for (let j = 0; j < ow; j++) dst[o++] = src[si++];
+              } else {
+                for (let j = 0; j < ow; j++, si += g.sw) dst[o++] = src[si];
+              }
             }
           }
         }
       }
+      const part = s.matMul(cols, dyf); // [nt·Cin, Cout]
+      s.free(cols);
+      if (!out) {
+        result = part;
+      } else {
+        const heap = be.wasm.HEAPU8;
+        const from = be.dataIdMap.get(part.dataId).memoryOffset;
+        const to = be.dataIdMap.get(out.dataId).memoryOffset + t0 * cin * cout * 4;
+        heap.copyWithin(to, from, from + nt * cin * cout * 4);
+        s.free(part);
+      }
     }
-    const part = s.matMul(cols, dyf); // [nt·Cin, Cout]
-    s.free(cols);
-    if (!out) {
-      result = part;
-    } else {
-      const heap = be.wasm.HEAPU8;
-      const from = be.dataIdMap.get(part.dataId).memoryOffset;
-      const to = be.dataIdMap.get(out.dataId).memoryOffset + t0 * cin * cout * 4;
-      heap.copyWithin(to, from, from + nt * cin * cout * 4);
-      s.free(part);
-    }
+  } finally {
+    releaseView(be, dyf);
   }
   return s.reshape(out ?? result!, [kh, kw, cin, cout]);
 }
@@ -204,7 +211,9 @@ export function convBackpropFilterGemm(s: Scratch, x: Info, dy: Info, kh: number
  * dW of a conv, NHWC. x [N, H, W, Cin], dy [N, OH, OW, Cout] -> [KH, KW, Cin, Cout].
  */
 export function convBackpropFilter(s: Scratch, x: Info, dy: Info, kh: number, kw: number, g: Geometry): Info {
-  if (process.env.DIFFGUIDE_DW !== 'conv') {
+  // The GEMM form measured faster alone but ~6% slower inside an 8-layer conv stack (interleaved A/B
+  // on wasm, 1 thread), so the swap convolution is the default; DIFFGUIDE_DW=gemm selects the GEMM.
+  if (process.env.DIFFGUIDE_DW === 'gemm') {
     const viaGemm = convBackpropFilterGemm(s, x, dy, kh, kw, g);
     if (viaGemm) return viaGemm;
   }

@@ -12,7 +12,7 @@
  * folds the batch into one product for the weights of a linear layer.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Scratch, type Info, type WasmBackend } from './wasm.js';
+import { Scratch, releaseView, view, type Info, type WasmBackend } from './wasm.js';
 
 type CMatMul = (aId: number, aShape: Uint8Array, aRank: number, bId: number, bShape: Uint8Array, bRank: number,
   transposeA: boolean, transposeB: boolean, outId: number) => void;
@@ -30,21 +30,6 @@ function cMatMul(backend: WasmBackend): CMatMul {
 }
 
 const shapeBytes = (s: number[]) => new Uint8Array(new Int32Array(s).buffer);
-
-/**
- * A view of `count` float32 elements of `t` starting at element `offset`, registered with the
- * backend as its own tensor (no copy). Release with `releaseView`, never `disposeData`.
- */
-function view(backend: WasmBackend, t: Info, offset: number, shape: number[]): Info {
-  const base = backend.dataIdMap.get(t.dataId).memoryOffset;
-  return backend.makeOutput(shape, 'float32', base + offset * 4);
-}
-
-function releaseView(backend: WasmBackend, v: Info): void {
-  const d = backend.dataIdMap.get(v.dataId);
-  (backend.wasm as unknown as { tfjs: { disposeData(id: number): void } }).tfjs.disposeData(d.id);
-  (backend.dataIdMap as unknown as { delete(dataId: object): void }).delete(v.dataId);
-}
 
 function swapLast2(rank: number): number[] {
   const p = Array.from({ length: rank }, (_, i) => i);

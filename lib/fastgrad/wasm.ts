@@ -56,6 +56,21 @@ export function heapI32(backend: WasmBackend, t: Info): Int32Array {
 }
 
 /**
+ * A view of `count` float32 elements of `t` starting at element `offset`, registered with the
+ * backend as its own tensor (no copy). Release with `releaseView`, never `disposeData`.
+ */
+export function view(backend: WasmBackend, t: Info, offset: number, shape: number[]): Info {
+  const base = backend.dataIdMap.get(t.dataId).memoryOffset;
+  return backend.makeOutput(shape, 'float32', base + offset * 4);
+}
+
+export function releaseView(backend: WasmBackend, v: Info): void {
+  const d = backend.dataIdMap.get(v.dataId);
+  (backend.wasm as unknown as { tfjs: { disposeData(id: number): void } }).tfjs.disposeData(d.id);
+  (backend.dataIdMap as unknown as { delete(dataId: object): void }).delete(v.dataId);
+}
+
+/**
  * The intermediates of one kernel call. Every result of `run` and friends is disposed by
  * `dispose()` unless passed to `keep()`.
  */

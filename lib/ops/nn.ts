@@ -61,10 +61,20 @@ export function layerNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor1D, beta: t
   });
 }
 
-/** SiLU / swish: x * sigmoid(x). */
+/** SiLU / swish: x * sigmoid(x). Gradient in closed form: dy · (s + y − y·s), s = sigmoid(x), y = x·s. */
 export function silu<T extends tf.Tensor>(x: T): T {
-  return tf.tidy(() => x.mul(tf.sigmoid(x)) as T);
+  return siluGrad(x) as T;
 }
+
+const siluGrad = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
+  const s = tf.sigmoid(x);
+  const y = x.mul(s);
+  save([s, y]);
+  return {
+    value: y,
+    gradFunc: (dy: tf.Tensor, [sg, yv]: tf.Tensor[]) => dy.mul(yv.sub(yv.mul(sg)).add(sg)),
+  };
+}) as unknown as Parameters<typeof tf.customGrad>[0]);
 
 /** CLIP's QuickGELU: x * sigmoid(1.702 x). */
 export function quickGelu<T extends tf.Tensor>(x: T): T {

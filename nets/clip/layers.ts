@@ -68,14 +68,14 @@ export function causalMask(l: number): tf.Tensor2D {
   return tf.tidy(() => tf.linalg.bandPart(tf.ones([l, l]), -1, 0).sub(1).mul(1e9) as tf.Tensor2D);
 }
 
-export interface VisionOutput {
+export type VisionOutput = {
   /** [N, embedDim] */
   embedding: tf.Tensor2D;
   /** Per-block activations ([N, L, C] ViT tokens; [N, H, W, C] ResNet stage outputs). */
   features: tf.Tensor[];
   /** Named intermediates (ViT: `visual_after_ln_pre` [N, L, C]), only when requested. */
   intermediates: Record<string, tf.Tensor>;
-}
+};
 
 /**
  * `VisionTransformer.forward`.
@@ -84,9 +84,11 @@ export interface VisionOutput {
 export function visionTransformer(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.Tensor4D, opts: { film?: FilmHook; features?: boolean; intermediates?: boolean } = {}): VisionOutput {
   const patch = c.visionPatchSize as number;
   const width = c.visionWidth;
-  const features: tf.Tensor[] = [];
-  const intermediates: Record<string, tf.Tensor> = {};
-  const embedding = tf.tidy((): tf.Tensor2D => {
+  // Everything returned leaves the tidy as part of its result (never tf.keep: kept tensors would
+  // escape the caller's tidy too and leak inside guidance loops).
+  return tf.tidy((): VisionOutput => {
+    const features: tf.Tensor[] = [];
+    const intermediates: Record<string, tf.Tensor> = {};
     const n = pixels.shape[0];
     const conv = tf.conv2d(pixels, p('visual.conv1.weight') as tf.Tensor4D, patch, 'valid');
     const grid = conv.shape[1] * conv.shape[2];
@@ -94,16 +96,15 @@ export function visionTransformer(p: ParamGetter, c: CLIPVisionConfig, pixels: t
     const cls = tf.broadcastTo(p('visual.class_embedding').reshape([1, 1, width]), [n, 1, width]);
     let x = tf.concat([cls, tokens], 1).add(p('visual.positional_embedding')) as tf.Tensor3D;
     x = ln(p, 'visual.ln_pre', x, opts.film) as tf.Tensor3D;
-    if (opts.intermediates) intermediates.visual_after_ln_pre = tf.keep(x);
+    if (opts.intermediates) intermediates.visual_after_ln_pre = x;
     const feats: tf.Tensor[] = [];
     x = transformer(p, 'visual.transformer.', x, c.visionLayers as number, visionHeads(c), undefined, opts.film, feats);
-    if (opts.features) for (const f of feats) features.push(tf.keep(f));
-    if (opts.intermediates && feats.length) intermediates.visual_block0_out = tf.keep(feats[0]);
+    if (opts.features) features.push(...feats);
+    if (opts.intermediates && feats.length) intermediates.visual_block0_out = feats[0];
     const cls0 = x.slice([0, 0, 0], [n, 1, width]).reshape([n, width]);
     const pooled = ln(p, 'visual.ln_post', cls0, opts.film) as tf.Tensor2D;
-    return tf.matMul(pooled, p('visual.proj') as tf.Tensor2D);
+    return { embedding: tf.matMul(pooled, p('visual.proj') as tf.Tensor2D), features, intermediates };
   });
-  return { embedding, features, intermediates };
 }
 
 function batchNorm(p: ParamGetter, name: string, x: tf.Tensor4D, film?: FilmHook): tf.Tensor4D {
@@ -162,8 +163,8 @@ function attentionPool(p: ParamGetter, x: tf.Tensor4D, heads: number): tf.Tensor
  * @param pixels [N, R, R, 3] already normalised
  */
 export function modifiedResNet(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.Tensor4D, opts: { film?: FilmHook; features?: boolean } = {}): VisionOutput {
-  const features: tf.Tensor[] = [];
-  const embedding = tf.tidy((): tf.Tensor2D => {
+  return tf.tidy((): VisionOutput => {
+    const features: tf.Tensor[] = [];
     const f = opts.film;
     let x = tf.relu(batchNorm(p, 'visual.bn1', conv(p, 'visual.conv1', pixels, 2, 1), f));
     x = tf.relu(batchNorm(p, 'visual.bn2', conv(p, 'visual.conv2', x, 1, 1), f));
@@ -177,11 +178,10 @@ export function modifiedResNet(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.T
         x = bottleneck(p, `visual.layer${s + 1}.${b}.`, x, stride, stride > 1 || inplanes !== planes * 4, f);
         inplanes = planes * 4;
       }
-      if (opts.features) features.push(tf.keep(x));
+      if (opts.features) features.push(x);
     });
-    return attentionPool(p, x, visionHeads(c));
+    return { embedding: attentionPool(p, x, visionHeads(c)), features, intermediates: {} };
   });
-  return { embedding, features, intermediates: {} };
 }
 
 /** The image tower of `c` (ViT or ModifiedResNet) on normalised pixels [N, R, R, 3]. */
