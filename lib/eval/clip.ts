@@ -156,7 +156,8 @@ export function evalNoisyClipOnDataset(noisy: NoisyCLIPImageEncoder, clip: CLIP,
     const idx = indices.slice(i, i + 128);
     const x = ds.images(idx, { rgb: true });
     const r = tf.tidy(() => {
-      const noise = tf.randomNormal(x.shape, 0, 1, 'float32', (opts.seed ?? 0) * 100003 + i) as tf.Tensor4D;
+      // tfjs treats seed 0 as 'no seed', hence the + 1.
+      const noise = tf.randomNormal(x.shape, 0, 1, 'float32', (opts.seed ?? 0) * 100003 + i + 1) as tf.Tensor4D;
       const xt = qSample(x, schedule, idx.map(() => t), noise);
       const tt = tf.fill([idx.length], schedule.modelT(t)) as tf.Tensor1D;
       return { noisy: noisy.encodeImage(xt, { t: tt }).embedding, plain: clip.encodeImage(xt).embedding };

@@ -77,7 +77,7 @@ async function decodeAndJudge(decoder: Diffuser, judge: Judge, z: tf.Tensor2D, o
   const n = z.shape[0];
   for (let i = 0; i < n; i += 48) {
     const zi = z.slice([i, 0], [Math.min(48, n - i), z.shape[1]]);
-    const img = await decode(decoder, zi, { steps: opts.steps ?? 25, decoderScale: opts.decoderScale ?? 3, seed: (opts.seed ?? 0) + i });
+    const img = await decode(decoder, zi, { steps: opts.steps ?? 25, decoderScale: opts.decoderScale ?? 3, seed: (opts.seed ?? 0) * 1000 + i + 1 });
     out.push(...judgeCategories(judge, img));
     tf.dispose([zi, img]);
     opts.onProgress?.(`decoded ${Math.min(n, i + 48)}/${n}`);
