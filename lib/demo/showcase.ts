@@ -12,7 +12,7 @@ import { backendInfo } from '../backend.js';
 import { Dataset } from '../data/dataset.js';
 import { testSubsetPath, preparedPath } from '../data/index.js';
 import { imageSizeOf, type Diffuser, type ProgressFn } from '../methods/common.js';
-import { disposeModels, loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel, loadUNetDiffuser, randomModels, type ModelSet } from '../methods/models.js';
+import { WeightsError, disposeModels, loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel, loadUNetDiffuser, randomModels, type ModelSet } from '../methods/models.js';
 import { sample } from '../methods/sample.js';
 import { sdedit } from '../methods/sdedit.js';
 import { sdg } from '../methods/sdg.js';
@@ -110,19 +110,30 @@ export function emojiInputs(names: string[], size: number): { images: tf.Tensor4
   return null;
 }
 
-async function loadShipped(): Promise<Required<ModelSet>> {
-  const m: ModelSet = {};
-  try {
-    m.unet = await loadUNetDiffuser();
-    m.cond = await loadCondDiffuser();
-    m.clip = await loadClipModel();
-    m.noisy = await loadNoisyClipModel();
-    m.prior = await loadPriorModel();
-  } catch (e) {
-    disposeModels(m);
-    throw e;
+/** Load each shipped model that exists; the ones missing are reported (with the command that makes them), not fatal. */
+async function loadShipped(log: (msg: string) => void): Promise<{ models: ModelSet; missing: Map<keyof ModelSet, string> }> {
+  const models: ModelSet = {};
+  const missing = new Map<keyof ModelSet, string>();
+  const loaders: [keyof ModelSet, () => Promise<unknown>][] = [
+    ['unet', loadUNetDiffuser],
+    ['cond', loadCondDiffuser],
+    ['clip', loadClipModel],
+    ['noisy', loadNoisyClipModel],
+    ['prior', loadPriorModel],
+  ];
+  for (const [key, load] of loaders) {
+    try {
+      (models as Record<string, unknown>)[key] = await load();
+    } catch (e) {
+      if (!(e instanceof WeightsError)) {
+        disposeModels(models);
+        throw e;
+      }
+      missing.set(key, e.message);
+      log(`demo: ${e.message.split('\n')[0]}`);
+    }
   }
-  return m as Required<ModelSet>;
+  return { models, missing };
 }
 
 /** Run the showcase; returns the page path (the CLI prints it as its last line). */
@@ -136,8 +147,18 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const seed = opts.seed ?? 0;
   const log = opts.log ?? (() => undefined);
   const own = !opts.models;
-  const m = (opts.models ?? (opts.randomWeights ? randomModels(seed) : await loadShipped())) as Required<ModelSet>;
+  const loaded = opts.models || opts.randomWeights ? { models: opts.models ?? randomModels(seed), missing: new Map<keyof ModelSet, string>() } : await loadShipped(log);
+  const m = loaded.models as Required<ModelSet>;
   const sections: DemoSection[] = [];
+  /** True when the method's models are all there; otherwise the page gets a section saying what to make. */
+  const needs = (method: string, keys: (keyof ModelSet)[]): boolean => {
+    const absent = keys.filter((k) => !m[k]);
+    if (!absent.length) return true;
+    const why = absent.map((k) => loaded.missing.get(k) ?? `${k} is not loaded`).join(' ');
+    sections.push({ method, blurb: `Skipped: this method needs models that are not in weights/ yet. ${why}`, rows: [] });
+    log(`demo: ${method} skipped (missing ${absent.join(', ')})`);
+    return false;
+  };
   const keep: tf.Tensor[] = [];
   let counter = 0;
   const save = (x: tf.Tensor4D, captions: string[], stem: string): DemoImage[] =>
@@ -157,12 +178,15 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   };
   const onProgress = opts.onProgress;
   const unet = m.unet as Diffuser;
-  const size = imageSizeOf(unet);
+  const anyDiffuser = (m.unet ?? m.cond) as Diffuser | undefined;
+  if (!anyDiffuser) throw new WeightsError(`the demo needs at least the unconditional UNet (weights/unet) or the conditional one (weights/cond-unet): ${[...loaded.missing.values()].join(' ')}`);
+  const size = imageSizeOf(anyDiffuser);
   try {
     // inputs: real held-out emoji when available, else the model's own samples
     const names = ['grinning face', 'cat face', 'red heart', 'dog face'];
     let real = emojiInputs(names, size);
     if (!real) {
+      if (!m.unet) throw new WeightsError('no input images: the emoji test subset is missing and weights/unet is not there to sample inputs');
       const s = await sample(unet, { n: 4, steps: B.sampleSteps, seed: seed + 99 });
       real = { images: s.images, captions: names.map((_, i) => `sample #${i}`) };
     }
@@ -172,7 +196,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const capAt = (i: number) => real!.captions[Math.min(i, real!.captions.length - 1)];
 
     // 0. plain sampling
-    {
+    if (needs('Sampling', ['unet'])) {
       const row = await timed('unguided DDIM samples', async () => {
         const r = await sample(unet, { n: 6, steps: B.sampleSteps, seed, onProgress });
         const o = save(r.images, Array.from({ length: 6 }, (_, i) => `#${i}`), 'sample');
@@ -183,7 +207,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     }
 
     // 1. SDEdit
-    {
+    if (needs('SDEdit', ['unet'])) {
       const rows: DemoRow[] = [];
       const guides = strokeGuides(size);
       keep.push(guides);
@@ -214,7 +238,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     }
 
     // 2. SDG
-    {
+    if (needs('SDG', ['unet', 'clip', 'noisy'])) {
       const rows: DemoRow[] = [];
       const enc = { noisy: m.noisy, image: m.clip, text: m.clip };
       // one unguided baseline from the same noise serves every guided row
@@ -245,7 +269,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     }
 
     // 3. DiffusionCLIP
-    {
+    if (needs('DiffusionCLIP', ['unet', 'clip'])) {
       const rows: DemoRow[] = [];
       const x = inputAt(0);
       keep.push(x);
@@ -284,7 +308,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     }
 
     // 4. unCLIP
-    {
+    if (needs('unCLIP', ['cond', 'prior', 'clip'])) {
       const rows: DemoRow[] = [];
       const um: unclip.UnclipModels = { decoder: m.cond, prior: m.prior.prior, priorSchedule: m.prior.schedule, clip: m.clip };
       rows.push(
@@ -331,7 +355,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     }
 
     // 5. Imagic
-    {
+    if (needs('Imagic', ['cond', 'clip'])) {
       const x = inputAt(0);
       const target = 'cat face';
       const row = await timed(`edit "${capAt(0)}" toward "${target}" (eta sweep, stages 1-2 shared)`, async () => {
@@ -353,7 +377,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const info = backendInfo();
   const intro = {
     package: `diffguide ${packageVersion()}`,
-    weights: opts.randomWeights ? 'TINY RANDOM MODELS (--random-weights: development only, outputs are noise)' : 'shipped weights/ (unet, cond-unet, clip, noisy-clip, prior)',
+    weights: opts.randomWeights ? 'TINY RANDOM MODELS (--random-weights: development only, outputs are noise)' : `shipped weights/: ${(['unet', 'cond', 'clip', 'noisy', 'prior'] as const).filter((k) => m[k]).join(', ')}${loaded.missing.size ? ` (missing: ${[...loaded.missing.keys()].join(', ')})` : ''}`,
     backend: info ? `${info.name}${info.simd ? ' (SIMD)' : ''}, ${info.threads} thread(s)` : tf.getBackend(),
     seed,
     'wall time': `${(wallMs / 1000).toFixed(1)} s`,
