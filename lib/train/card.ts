@@ -45,7 +45,6 @@ export function writeModelCard(c: CardInput): string {
   };
   const csv = existsSync(join(c.runDir, 'loss.csv')) ? readFileSync(join(c.runDir, 'loss.csv'), 'utf8').trim().split('\n').slice(1) : [];
   const first = csv[0]?.split(',');
-  const last = csv[csv.length - 1]?.split(',');
   const images: string[] = [];
   if (existsSync(join(c.runDir, 'loss.png'))) {
     copyFileSync(join(c.runDir, 'loss.png'), join(c.shipDir, 'loss.png'));
@@ -65,8 +64,8 @@ export function writeModelCard(c: CardInput): string {
     `- Data: ${c.data}`,
     `- Training: ${st.step} steps, batch ${st.config.batch}, ${(st.wallSeconds / 3600).toFixed(2)} h wall time (across resumes)`,
     `- Hardware: ${os.cpus().length} cores (${cpu}), shared with other jobs; backend ${c.backend}`,
-    `- Loss: first logged ${first ? Number(first[1]).toFixed(4) : '?'} (step ${first?.[0] ?? '?'}), final mean of last 100 steps ${Number(st.avgLoss).toFixed(4)} (step ${last?.[0] ?? '?'})`,
-    st.evals && Object.keys(st.evals).length ? `- Figures logged during training (EMA weights): ${Object.entries(st.evals).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}` : '',
+    `- Loss: first logged ${first ? Number(first[1]).toFixed(4) : '?'} (step ${first?.[0] ?? '?'}), mean of the last 100 steps before the checkpoint ${Number(st.avgLoss).toFixed(4)} (step ${st.step})`,
+    ...(st.evals && Object.keys(st.evals).length ? [`- Figures logged during training (EMA weights): ${Object.entries(st.evals).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`] : []),
     `- Command: \`${c.command}\``,
     `- Commit: \`${gitHead(packageRoot())}\` (git rev-parse HEAD when the card was written; the tree may have had uncommitted work)`,
     '',

@@ -17,7 +17,7 @@ import {
   validateClipConfig,
 } from './config.js';
 import { type FilmHook, type ParamGetter, textForward, visionForward } from './layers.js';
-import { type HostStateTensor, paramsToHostStateDict, disposeParams, initParams, type LoadReport, loadParams, ourShape, paramsToStateDict, type StateDictLike, stateDictEntries, torchDefaultInit } from './params.js';
+import { ClipParamModule, initParams, type LoadReport, loadParams, ourShape, type StateDictLike, stateDictEntries, torchDefaultInit } from './params.js';
 import { clipPreprocess, type PreprocessOptions } from './preprocess.js';
 import { type TokenizeOptions, Tokenizer } from './tokenizer.js';
 import type { EncodeImageOptions, ImageEncoder, ImageEncoding, TextEncoder } from './types.js';
@@ -120,25 +120,19 @@ function isNonParamKey(k: string): boolean {
   return CLIP_NON_PARAM_KEYS.includes(k);
 }
 
-export class CLIP implements ImageEncoder, TextEncoder {
+export class CLIP extends ClipParamModule implements ImageEncoder, TextEncoder {
   readonly config: CLIPConfig;
-  /** Reference key -> variable (our layout). Trainable except BatchNorm buffers. */
-  readonly params: Map<string, tf.Variable>;
-  /** Key -> PyTorch-layout spec, in state_dict order. */
-  readonly specs: Map<string, ParamSpec>;
   /** Missing / unexpected keys of the state_dict this model was loaded from (empty for random init). */
   readonly loadReport: LoadReport;
   /** The towers this model has (both unless loaded from a one-tower file). */
   readonly towers: Readonly<CLIPTowers>;
   private tokenizerInstance: Tokenizer | undefined;
   private readonly preprocessOptions: PreprocessOptions;
-  private disposed = false;
 
   protected constructor(config: CLIPConfig, params: Map<string, tf.Variable>, specs: Map<string, ParamSpec>, report: LoadReport, opts: CLIPLoadOptions, towers: CLIPTowers = BOTH_TOWERS) {
+    super(params, specs);
     this.config = config;
     this.towers = { ...towers };
-    this.params = params;
-    this.specs = specs;
     this.loadReport = report;
     this.tokenizerInstance = opts.tokenizer;
     this.preprocessOptions = opts.preprocess ?? {};
@@ -276,35 +270,7 @@ export class CLIP implements ImageEncoder, TextEncoder {
     return { imageFeatures, textFeatures, ...this.logits(imageFeatures, textFeatures) };
   }
 
-  /** Trainable variables (everything but BatchNorm running statistics). */
-  trainableVariables(): tf.Variable[] {
-    return [...this.params.values()].filter((v) => v.trainable);
-  }
-
-  /** PyTorch-layout tensors under the reference keys, loadable by openai/CLIP (caller disposes). */
-  toStateDict(): Map<string, tf.Tensor> {
-    return paramsToStateDict(this.specs, this.params);
-  }
-
-  /** The same state_dict in host memory (`HostTensor`s for lib/io's `writeSafetensors`). */
-  toHostStateDict(): Map<string, HostStateTensor> {
-    return paramsToHostStateDict(this.specs, this.params);
-  }
-
-  /**
-   * Save as safetensors (PyTorch layout, reference key names; atomic write). The config goes into
-   * the metadata (`diffguide_config`), so head counts that the keys cannot tell survive a reload.
-   * @param opts.dtype 'float16' halves the file (as CLIP's released weights)
-   */
-  async save(path: string, opts: { dtype?: 'float32' | 'float16'; metadata?: Record<string, string> } = {}): Promise<void> {
-    const { writeSafetensors } = await import('../../lib/io/index.js');
-    const meta = { format: 'pt', diffguide_arch: 'clip', diffguide_config: JSON.stringify(this.config), ...opts.metadata };
-    await writeSafetensors(path, this.toHostStateDict(), meta, opts.dtype === 'float16' ? { dtype: 'float16' } : undefined);
-  }
-
-  dispose(): void {
-    if (this.disposed) return;
-    disposeParams(this.params);
-    this.disposed = true;
+  protected saveMetadata(): { arch: string; config: object } {
+    return { arch: 'clip', config: this.config };
   }
 }

@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { type CLIPVisionConfig, inferVisionConfig, type ParamSpec, validateVisionConfig, visionParamSpecs } from './config.js';
 import { type FilmHook, type ParamGetter, visionForward } from './layers.js';
 import { clipInitialiser } from './model.js';
-import { type HostStateTensor, paramsToHostStateDict, disposeParams, type Initialiser, initParams, ourShape, type LoadReport, loadParams, paramsToStateDict, type StateDictLike, stateDictEntries, torchDefaultInit } from './params.js';
+import { ClipParamModule, type Initialiser, initParams, ourShape, type LoadReport, loadParams, type StateDictLike, stateDictEntries, torchDefaultInit } from './params.js';
 import { clipPreprocess, type PreprocessOptions } from './preprocess.js';
 import type { EncodeImageOptions, ImageEncoder, ImageEncoding } from './types.js';
 import { silu, linear } from '../../lib/ops/nn.js';
@@ -84,26 +84,22 @@ function extraInitialiser(channels: number, dim: number): Initialiser {
   };
 }
 
-export class NoisyCLIPImageEncoder implements ImageEncoder {
+export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncoder {
   readonly config: CLIPVisionConfig;
   readonly timeEmbedChannels: number;
   readonly timeEmbedDim: number;
-  /** Reference key -> variable (our layout): the tower's `visual.*` keys plus the extra keys. */
-  readonly params: Map<string, tf.Variable>;
-  readonly specs: Map<string, ParamSpec>;
   /** Extra keys that were not in the loaded state_dict and were created fresh (zero FiLM => plain CLIP). */
   readonly created: string[];
   /** Missing / unexpected keys of the loaded state_dict (text-tower keys of a full CLIP file are not unexpected). */
   readonly loadReport: LoadReport;
   private readonly preprocessOptions: PreprocessOptions;
-  private disposed = false;
 
+  /** `params` hold the tower's `visual.*` keys plus the extra (time embedding, FiLM) keys. */
   private constructor(config: CLIPVisionConfig, channels: number, dim: number, params: Map<string, tf.Variable>, specs: Map<string, ParamSpec>, created: string[], report: LoadReport, opts: NoisyCLIPOptions) {
+    super(params, specs);
     this.config = config;
     this.timeEmbedChannels = channels;
     this.timeEmbedDim = dim;
-    this.params = params;
-    this.specs = specs;
     this.created = created;
     this.loadReport = report;
     this.preprocessOptions = { clip: false, ...opts.preprocess };
@@ -219,34 +215,7 @@ export class NoisyCLIPImageEncoder implements ImageEncoder {
     }
   }
 
-  trainableVariables(): tf.Variable[] {
-    return [...this.params.values()].filter((v) => v.trainable);
-  }
-
-  /** PyTorch-layout tensors: the tower's `visual.*` keys and the extra keys (caller disposes). */
-  toStateDict(): Map<string, tf.Tensor> {
-    return paramsToStateDict(this.specs, this.params);
-  }
-
-  /** The same state_dict in host memory (`HostTensor`s for lib/io's `writeSafetensors`). */
-  toHostStateDict(): Map<string, HostStateTensor> {
-    return paramsToHostStateDict(this.specs, this.params);
-  }
-
-  /**
-   * Save as safetensors (PyTorch layout, reference key names; atomic write). The config goes into
-   * the metadata (`diffguide_config`), so head counts that the keys cannot tell survive a reload.
-   * @param opts.dtype 'float16' halves the file (as CLIP's released weights)
-   */
-  async save(path: string, opts: { dtype?: 'float32' | 'float16'; metadata?: Record<string, string> } = {}): Promise<void> {
-    const { writeSafetensors } = await import('../../lib/io/index.js');
-    const meta = { format: 'pt', diffguide_arch: 'noisy-clip-image-encoder', diffguide_config: JSON.stringify({ ...this.config, timeEmbedChannels: this.timeEmbedChannels, timeEmbedDim: this.timeEmbedDim }), ...opts.metadata };
-    await writeSafetensors(path, this.toHostStateDict(), meta, opts.dtype === 'float16' ? { dtype: 'float16' } : undefined);
-  }
-
-  dispose(): void {
-    if (this.disposed) return;
-    disposeParams(this.params);
-    this.disposed = true;
+  protected saveMetadata(): { arch: string; config: object } {
+    return { arch: 'noisy-clip-image-encoder', config: { ...this.config, timeEmbedChannels: this.timeEmbedChannels, timeEmbedDim: this.timeEmbedDim } };
   }
 }

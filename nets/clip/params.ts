@@ -169,3 +169,52 @@ export function paramsToHostStateDict(specs: Map<string, ParamSpec>, params: Map
   }
   return out;
 }
+
+/**
+ * What every CLIP-family module shares: reference-keyed variables, their PyTorch-layout specs, and
+ * saving/disposing them. Subclasses add the forward passes.
+ */
+export abstract class ClipParamModule {
+  protected disposed = false;
+  /**
+   * @param params reference key -> variable (our layout); trainable except BatchNorm buffers
+   * @param specs key -> PyTorch-layout spec, in state_dict order
+   */
+  protected constructor(readonly params: Map<string, tf.Variable>, readonly specs: Map<string, ParamSpec>) {}
+
+  /** Trainable variables (everything but BatchNorm running statistics). */
+  trainableVariables(): tf.Variable[] {
+    return [...this.params.values()].filter((v) => v.trainable);
+  }
+
+  /** PyTorch-layout tensors under the reference keys (caller disposes). */
+  toStateDict(): Map<string, tf.Tensor> {
+    return paramsToStateDict(this.specs, this.params);
+  }
+
+  /** The same state_dict in host memory (`HostTensor`s for lib/io's `writeSafetensors`). */
+  toHostStateDict(): Map<string, HostStateTensor> {
+    return paramsToHostStateDict(this.specs, this.params);
+  }
+
+  /** `diffguide_arch` and `diffguide_config` recorded in a saved file's metadata. */
+  protected abstract saveMetadata(): { arch: string; config: object };
+
+  /**
+   * Save as safetensors (PyTorch layout, reference key names; atomic write). The config goes into
+   * the metadata (`diffguide_config`), so head counts that the keys cannot tell survive a reload.
+   * @param opts.dtype 'float16' halves the file (as CLIP's released weights)
+   */
+  async save(path: string, opts: { dtype?: 'float32' | 'float16'; metadata?: Record<string, string> } = {}): Promise<void> {
+    const { writeSafetensors } = await import('../../lib/io/index.js');
+    const { arch, config } = this.saveMetadata();
+    const meta = { format: 'pt', diffguide_arch: arch, diffguide_config: JSON.stringify(config), ...opts.metadata };
+    await writeSafetensors(path, this.toHostStateDict(), meta, opts.dtype === 'float16' ? { dtype: 'float16' } : undefined);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    disposeParams(this.params);
+    this.disposed = true;
+  }
+}
