@@ -262,3 +262,18 @@ export function shippedModels(): Record<ModelName, boolean> {
   }
   return out;
 }
+
+/**
+ * Whether a shipped model has reached its quality bars: `config.json`'s `quality` field, which is
+ * set to 'meets-bars' only after `diffguide eval <model>` passes every bar (see the model card).
+ * Anything else (absent, 'work-in-progress') means the weights run but are not yet good enough for
+ * judge-based claims about the methods.
+ */
+export function shippedQuality(name: ModelName): 'meets-bars' | 'work-in-progress' {
+  try {
+    const json = readConfigBeside(resolveWeights(name), name);
+    return json?.quality === 'meets-bars' ? 'meets-bars' : 'work-in-progress';
+  } catch {
+    return 'work-in-progress';
+  }
+}
