@@ -14,7 +14,7 @@ import { diffusionModel } from '../../../samplers/model.js';
 import { qSample } from '../../../samplers/core.js';
 import { makeGrid } from '../../image/grid.js';
 import { cleanImageEmbeddings } from './noisy-clip.js';
-import { smallUNetConfig } from './unet.js';
+import { ddimChainSync, smallUNetConfig } from './unet.js';
 import type { TrainTask } from '../loop.js';
 
 /** The conditional UNet: the small emoji UNet (width 32) with a 128-wide embedding input. */
@@ -121,16 +121,7 @@ export class CondUNetTask implements TrainTask<CondBatch> {
         return u.add(c.sub(u).mul(s)) as tf.Tensor4D;
       });
     const model = diffusionModel(net, { prediction: 'eps', variance: 'fixedSmall' });
-    let x = tf.randomNormal([8, this.data.height, this.data.width, 3], 0, 1, 'float32', seed) as tf.Tensor4D;
-    for (let i = sched.length - 1; i >= 0; i--) {
-      const nx = tf.tidy(() => {
-        const p = model.predict(x, sched, i, { clipDenoised: true, epsOnly: true });
-        const abPrev = sched.alphaBar(i - 1);
-        return p.x0.mul(Math.sqrt(abPrev)).add(p.eps.mul(Math.sqrt(1 - abPrev))) as tf.Tensor4D;
-      });
-      x.dispose();
-      x = nx;
-    }
+    const x = ddimChainSync(model, tf.randomNormal([8, this.data.height, this.data.width, 3], 0, 1, 'float32', seed) as tf.Tensor4D, sched);
     const real = this.data.images(pick, { rgb: true });
     const g = tf.tidy(() => makeGrid(tf.concat([real, x.clipByValue(-1, 1)]) as tf.Tensor4D, 8));
     tf.dispose([x, real, emb, zero]);

@@ -8,9 +8,9 @@ import { BatchSampler, type Dataset, type SamplerState } from '../../data/datase
 import { UNet } from '../../../nets/unet/index.js';
 import type { UNetConfig } from '../../../nets/unet/index.js';
 import { makeSchedule, respaceEven, type Schedule, type ScheduleName } from '../../../samplers/schedule.js';
-import { diffusionModel } from '../../../samplers/model.js';
+import { diffusionModel, type DiffusionModel } from '../../../samplers/model.js';
 import { qSample } from '../../../samplers/core.js';
-import { sampleDdim } from '../../../samplers/ddim.js';
+import { ddimStep, sampleDdim } from '../../../samplers/ddim.js';
 import { makeGrid } from '../../image/grid.js';
 import type { TrainTask } from '../loop.js';
 
@@ -125,18 +125,24 @@ export class UNetTask implements TrainTask<UNetBatch> {
     const n = this.opts.gridSamples ?? 16;
     const sched = respaceEven(this.schedule, this.opts.gridSteps ?? 25);
     const model = diffusionModel((x, t) => this.net.apply(x, t, {}), { prediction: 'eps', variance: 'fixedSmall' });
-    let x = tf.randomNormal([n, this.data.height, this.data.width, 3], 0, 1, 'float32', seed) as tf.Tensor4D;
-    for (let i = sched.length - 1; i >= 0; i--) {
-      const nx = tf.tidy(() => {
-        const p = model.predict(x, sched, i, { clipDenoised: true, epsOnly: true });
-        const abPrev = sched.alphaBar(i - 1);
-        return p.x0.mul(Math.sqrt(abPrev)).add(p.eps.mul(Math.sqrt(1 - abPrev))) as tf.Tensor4D;
-      });
-      x.dispose();
-      x = nx;
-    }
+    const x = ddimChainSync(model, tf.randomNormal([n, this.data.height, this.data.width, 3], 0, 1, 'float32', seed) as tf.Tensor4D, sched);
     const g = tf.tidy(() => makeGrid(x.clipByValue(-1, 1) as tf.Tensor4D, Math.ceil(Math.sqrt(n))));
     x.dispose();
     return g;
   }
+}
+
+/**
+ * Deterministic DDIM (eta 0, x0 clipped) from the top of `sched` to a clean sample, synchronously
+ * (training loops call their sample-grid hooks synchronously). Takes ownership of `xT` [N, H, W, C].
+ */
+export function ddimChainSync(model: DiffusionModel, xT: tf.Tensor4D, sched: Schedule): tf.Tensor4D {
+  let x = xT;
+  for (let i = sched.length - 1; i >= 0; i--) {
+    const step = ddimStep(model, x, sched, i, { clipDenoised: true });
+    step.x0.dispose();
+    x.dispose();
+    x = step.x;
+  }
+  return x;
 }
