@@ -8,7 +8,6 @@ import { DiffusionModel, type Cond, type NetFn, type Parameterization, type Vari
 import { respace, respaceEven, type Schedule } from '../../samplers/schedule.js';
 import type { StepCallback } from '../../samplers/core.js';
 import { resize } from '../image/resize.js';
-import { Adam, type AdamOptions } from '../train/optim.js';
 
 /** Progress of a long method run: `stage` names the phase ("invert", "finetune", "sample", ...). */
 export interface MethodProgress {
@@ -184,11 +183,3 @@ export function repeatEach<T extends tf.Tensor>(x: T, k: number): T {
   });
 }
 
-/** An Adam optimiser over `params`, built so its zero-initialised moments leave no stray tensors. */
-export function makeAdam(params: Map<string, tf.Variable>, opts?: AdamOptions): Adam {
-  let a: Adam | null = null;
-  tf.tidy(() => {
-    a = new Adam(params, opts);
-  });
-  return a as unknown as Adam;
-}

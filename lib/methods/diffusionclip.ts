@@ -16,6 +16,7 @@
  * reference key names), so base + delta == fine-tuned.
  */
 import * as tf from '@tensorflow/tfjs';
+import { Adam } from '../train/optim.js';
 import { UNet } from '../../nets/unet/index.js';
 import type { ImageEncoder, TextEncoder } from '../../nets/clip/types.js';
 import { directionalScore, textDirection, cosine as gCosine } from '../../guidance/encoders.js';
@@ -25,7 +26,7 @@ import type { DiffusionModel, NetFn } from '../../samplers/model.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import { readStateDict, writeSafetensors } from '../io/index.js';
 import type { HostTensor, StateDict } from '../io/types.js';
-import { makeAdam, diffusionModelOf, fitImage, imageSizeOf, indexOfFraction, makeDiffuser, subChain, unetNet, checkFinite, type Diffuser, type ProgressFn } from './common.js';
+import { diffusionModelOf, fitImage, imageSizeOf, indexOfFraction, makeDiffuser, subChain, unetNet, checkFinite, type Diffuser, type ProgressFn } from './common.js';
 
 // ---------------------------------------------------------------------------------------------
 // Inversion and regeneration.
@@ -181,7 +182,7 @@ export async function finetune(d: Diffuser, clip: ImageEncoder & TextEncoder, im
   const params = ft.unet.params;
   const varList = [...params.values()];
   const keyOf = new Map([...params].map(([k, v]) => [v.name, k]));
-  const adam = makeAdam(params);
+  const adam = new Adam(params);
   const model = diffusionModelOf(ft);
   const sched = subChain(d.schedule, inv.t0Index, nTrain);
   const losses: number[] = [];
@@ -340,7 +341,7 @@ export async function latentOptimize(d: Diffuser, clip: ImageEncoder & TextEncod
   const lat = tf.variable(inv.latent, true);
   inv.latent.dispose();
   const params = new Map([['latent', lat]]);
-  const adam = makeAdam(params);
+  const adam = new Adam(params);
   const model = diffusionModelOf(d);
   const sched = subChain(d.schedule, inv.t0Index, opts.nGen ?? 6);
   const iters = opts.iters ?? 20;

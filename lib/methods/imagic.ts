@@ -13,13 +13,14 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { TextEncoder } from '../../nets/clip/types.js';
+import { Adam } from '../train/optim.js';
 import { qSample } from '../../samplers/core.js';
 import { sampleDdim } from '../../samplers/ddim.js';
 import { sampleDdpm } from '../../samplers/ddpm.js';
 import { classifierFree } from '../../samplers/combinators.js';
 import { Rng } from '../random.js';
 import { cloneUNet } from './diffusionclip.js';
-import { makeAdam, diffusionModelOf, fitFirst, fullChain, imageSizeOf, makeDiffuser, unetNet, type Diffuser, type ProgressFn } from './common.js';
+import { diffusionModelOf, fitFirst, fullChain, imageSizeOf, makeDiffuser, unetNet, type Diffuser, type ProgressFn } from './common.js';
 import { decoderEmb } from './unclip.js';
 import { startNoise } from './sample.js';
 
@@ -105,7 +106,7 @@ export async function imagic(d: Diffuser, text: TextEncoder, image: tf.Tensor4D,
   const losses = { embedding: [] as number[], finetune: [] as number[] };
   // stage 1: optimise the embedding, model frozen
   const eVar = tf.tidy(() => tf.variable(eTarget.clone(), true));
-  const adam1 = makeAdam(new Map([['e', eVar]]));
+  const adam1 = new Adam(new Map([['e', eVar]]));
   try {
     for (let s = 0; s < embSteps; s++) {
       const { value, grads } = tf.variableGrads(() => diffusionLoss(d, x, eVar, rng, batch), [eVar]);
@@ -129,7 +130,7 @@ export async function imagic(d: Diffuser, text: TextEncoder, image: tf.Tensor4D,
   const ft = makeDiffuser(cloneUNet(d.unet), d.schedule, { prediction: d.prediction, variance: d.variance, embScale: d.embScale, source: `${d.source} (Imagic fine-tune)` });
   const params = ft.unet.params;
   const keyOf = new Map([...params].map(([k, v]) => [v.name, k]));
-  const adam2 = makeAdam(params);
+  const adam2 = new Adam(params);
   const varList = [...params.values()];
   try {
     for (let s = 0; s < ftSteps; s++) {
