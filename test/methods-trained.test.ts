@@ -44,8 +44,9 @@ function need(ctx: Mocha.Context, models: ModelName[]): void {
   }
   // The assertions below are claims about the methods given adequate models; weights that have not
   // reached their own quality bars (weights/<model>/MODEL_CARD.md) cannot support them yet.
+  // DIFFGUIDE_TRAINED_TESTS=force runs them anyway (to try the methods on work-in-progress weights).
   const unready = models.filter((m) => shippedQuality(m) !== 'meets-bars');
-  if (unready.length) {
+  if (unready.length && process.env.DIFFGUIDE_TRAINED_TESTS !== 'force') {
     console.log(`      (skipped: shipped ${unready.join(', ')} not yet at their quality bars (config.json quality != 'meets-bars'); see their MODEL_CARD.md)`);
     ctx.skip();
   }
@@ -123,7 +124,8 @@ describe('methods on the shipped weights (judge-based)', function () {
     const pGuided = mean(judgeProbs(judge!, g.images).map((p) => p[ci]));
     console.log(`      P(Animals & Nature): unguided ${pBase.toFixed(3)}, guided ${pGuided.toFixed(3)}`);
     expect(pGuided).to.be.greaterThan(pBase);
-    const ref = inputs ? inputs.images.slice(2, 1) : strokeGuides(32).slice(1, 1);
+    // the last input found (the committed test subset lacks some of the names asked for)
+    const ref = inputs ? inputs.images.slice(inputs.images.shape[0] - 1, 1) : strokeGuides(32).slice(1, 1);
     const c = await sdg(unet!, { noisy, image: clip, text: clip }, { image: ref, imageMode: 'content', n, seed: 5 });
     const sim = (x: tf.Tensor4D) => tf.tidy(() => mean(Array.from(cosine(clip!.encodeImage(x).embedding, clip!.encodeImage(ref).embedding).dataSync())));
     const sBase = sim(base.images);

@@ -84,6 +84,9 @@ export function strokeGuides(size: number): tf.Tensor4D {
  */
 export function emojiInputs(names: string[], size: number): { images: tf.Tensor4D; captions: string[] } | null {
   const candidates = [testSubsetPath(packageRoot()), preparedPath('emoji', 32)];
+  // The first dataset that has every name; else the one with the most (the committed test subset
+  // lacks some emoji, so callers must go by `captions`, not by the order of `names`).
+  let best: { ds: Dataset; idx: number[]; caps: string[] } | null = null;
   for (const p of candidates) {
     if (!existsSync(p)) continue;
     try {
@@ -97,17 +100,18 @@ export function emojiInputs(names: string[], size: number): { images: tf.Tensor4
           caps.push(name);
         }
       }
-      if (idx.length === 0) continue;
-      const x = ds.images(idx);
-      if (x.shape[1] === size) return { images: x, captions: caps };
-      const y = tf.image.resizeBilinear(x, [size, size]) as tf.Tensor4D;
-      x.dispose();
-      return { images: y, captions: caps };
+      if (idx.length > (best?.idx.length ?? 0)) best = { ds, idx, caps };
+      if (idx.length === names.length) break;
     } catch {
       continue;
     }
   }
-  return null;
+  if (!best) return null;
+  const x = best.ds.images(best.idx);
+  if (x.shape[1] === size) return { images: x, captions: best.caps };
+  const y = tf.image.resizeBilinear(x, [size, size]) as tf.Tensor4D;
+  x.dispose();
+  return { images: y, captions: best.caps };
 }
 
 /** Load each shipped model that exists; the ones missing are reported (with the command that makes them), not fatal. */

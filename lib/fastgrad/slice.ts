@@ -17,6 +17,8 @@ export function sliceKernel(args: Args<{ begin: number | number[]; size: number 
   const { inputs: { x }, backend, attrs } = args;
   if (x.dtype === 'string' || x.dtype === 'complex64') return captureOriginal('Slice')!(args as never) as Info;
   const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, attrs.begin, attrs.size);
+  // The stock kernels check bounds; reading past the input on the heap would return garbage.
+  tf.slice_util.assertParamsValid(x, begin, size);
   return sliceHeap(backend as WasmBackend, x, begin, size);
 }
 
