@@ -118,3 +118,34 @@ describe('lib/ops conv2d: PyTorch padding, fused forward, gradients', () => {
     tf.dispose([a, b]);
   });
 });
+
+describe('lib/ops: groupNorm matches its definition (autodiff of the textbook formula)', () => {
+  /** GroupNorm written out: moments over each group's positions and channels. */
+  function naiveGroupNorm(x: tf.Tensor, groups: number, g: tf.Tensor, b: tf.Tensor, eps: number): tf.Tensor {
+    const [n, c] = [x.shape[0], x.shape[x.rank - 1]];
+    const xg = x.reshape([n, -1, groups, c / groups]);
+    const { mean, variance } = tf.moments(xg, [1, 3], true);
+    return xg.sub(mean).div(tf.sqrt(variance.add(eps))).reshape(x.shape).mul(g).add(b);
+  }
+  const cases: { shape: number[]; groups: number; eps: number }[] = [
+    { shape: [2, 5, 6, 8], groups: 4, eps: 1e-5 },
+    { shape: [3, 7, 64], groups: 32, eps: 1e-6 },
+    { shape: [1, 4, 4, 32], groups: 32, eps: 1e-5 },
+    { shape: [2, 3, 3, 6], groups: 1, eps: 1e-5 },
+    { shape: [2, 16, 16, 64], groups: 32, eps: 1e-5 }, // large enough for the pooled means
+  ];
+  for (const cs of cases) {
+    it(`[${cs.shape}] ${cs.groups} groups: value and gradients (x, gamma, beta) within 1e-4`, () => {
+      const c = cs.shape[cs.shape.length - 1];
+      // an offset mean: the two-pass forward must not lose precision to it
+      const xs = [rand(cs.shape, 61).add(3), rand([c], 62), rand([c], 63)];
+      const ours = valueAndGrads((x, g, b) => groupNorm(x, cs.groups, g as tf.Tensor1D, b as tf.Tensor1D, cs.eps), xs, 64);
+      const ref = valueAndGrads((x, g, b) => naiveGroupNorm(x, cs.groups, g, b, cs.eps), xs, 64);
+      for (let i = 0; i < ours.length; i++) {
+        const err = tf.tidy(() => tf.max(tf.abs(ours[i].sub(ref[i]))).dataSync()[0] / Math.max(1, tf.max(tf.abs(ref[i])).dataSync()[0]));
+        expect(err, `output ${i}`).to.be.below(1e-4);
+      }
+      tf.dispose([...xs, ...ours, ...ref]);
+    });
+  }
+});

@@ -10,11 +10,13 @@ import * as tf from '@tensorflow/tfjs';
  * @param x [N, H, W, C] (or [N, L, C])
  * @param gamma [C], beta [C]
  *
- * Statistics are taken in a [N, C, L] layout (one transpose each way) so every reduction runs over
- * the innermost axis, and the gradient is the closed form
+ * Everything stays channels-last: means over positions are a global average pool (XNNPACK's NHWC
+ * pooling on wasm; a Mean over a non-innermost axis transposes first, ~10x slower for [1, 1024, 32])
+ * and group sums reduce the innermost axis of [N, G, C/G], so no activation is transposed. The
+ * forward is two-pass (mean, then centred squares) for torch-level precision; per (n, c) it is one
+ * affine map y = xc · (rstd γ) + β. The gradient is the closed form
  *   dx = rstd · (ĝ − mean_group(ĝ) − x̂ · mean_group(ĝ · x̂)),  ĝ = dy · γ,
- *   dγ = Σ dy · x̂,  dβ = Σ dy
- * (tfjs's taped moments gradient transposes for every non-innermost reduction: ~10x slower on wasm).
+ * which with the position means of dy and dy · xc is again affine per (n, c): dy · a + xc · b + c0.
  */
 export function groupNorm<T extends tf.Tensor>(x: T, groups: number, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): T {
   const shape = x.shape;
@@ -23,26 +25,36 @@ export function groupNorm<T extends tf.Tensor>(x: T, groups: number, gamma: tf.T
   const n = shape[0];
   const l = x.size / (n * c);
   const cg = c / groups;
+  /** Mean over positions: [N, L, C] -> [N, C] (pooling pays off from ~32K elements; measured on wasm). */
+  const meanL = (t: tf.Tensor) =>
+    x.size >= 32768 ? tf.avgPool(t.reshape([n, l, 1, c]) as tf.Tensor4D, [l, 1], [1, 1], 'valid').reshape([n, c]) : t.reshape([n, l, c]).mean(1);
+  /** Mean over each group's channels: [N, C] -> [N, G]. */
+  const meanG = (t: tf.Tensor) => t.reshape([n, groups, cg]).mean(2);
+  /** A per-group value [N, G] as per-channel [N, 1, C]. */
+  const toC = (t: tf.Tensor) => tf.broadcastTo(t.reshape([n, groups, 1]), [n, groups, cg]).reshape([n, 1, c]);
   const f = tf.customGrad(((xi: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
-    const xt = xi.reshape([n, l, c]).transpose([0, 2, 1]).reshape([n, groups, cg * l]);
-    const mean = xt.mean(2, true);
-    const xc = xt.sub(mean);
-    const rstd = tf.rsqrt(xc.square().mean(2, true).add(eps)); // [N, G, 1]
-    const xhat = xc.mul(rstd).reshape([n, c, l]);
-    const y = xhat.mul(g.reshape([1, c, 1])).add(b.reshape([1, c, 1])).transpose([0, 2, 1]).reshape(shape);
-    save([xhat, rstd, g]);
+    const x3 = xi.reshape([n, l, c]);
+    const xc = x3.sub(toC(meanG(meanL(x3))));
+    const rstdG = tf.rsqrt(meanG(meanL(xc.square())).add(eps)); // [N, G]
+    const rstdC = toC(rstdG);
+    const y = xc.mul(rstdC.mul(g)).add(b).reshape(shape);
+    save([xc, rstdG, g]);
     return {
       value: y,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xh, rs, gg] = saved;
-        const dyt = dy.reshape([n, l, c]).transpose([0, 2, 1]); // [N, C, L]
-        const dgamma = dyt.mul(xh).sum(2).sum(0);
-        const dbeta = dyt.sum(2).sum(0);
-        const gh = dyt.mul(gg.reshape([1, c, 1])).reshape([n, groups, cg * l]);
-        const xhg = xh.reshape([n, groups, cg * l]);
-        const m1 = gh.mean(2, true);
-        const m2 = gh.mul(xhg).mean(2, true);
-        const dx = gh.sub(m1).sub(xhg.mul(m2)).mul(rs).reshape([n, c, l]).transpose([0, 2, 1]).reshape(shape);
+        const [xcs, rs, gg] = saved;
+        const dy3 = dy.reshape([n, l, c]);
+        const s1 = meanL(dy3); // Σ_L dy / L        [N, C]
+        const s2 = meanL(dy3.mul(xcs)); // Σ_L dy · xc / L
+        const rsC = toC(rs); // [N, 1, C]
+        const dgamma = s2.mul(rsC.reshape([n, c])).sum(0).mul(l);
+        const dbeta = s1.sum(0).mul(l);
+        const m1 = meanG(s1.mul(gg)); // mean_group(ĝ)       [N, G]
+        const m2 = meanG(s2.mul(gg)).mul(rs); // mean_group(ĝ · x̂)  [N, G]
+        const a = rsC.mul(gg); // [N, 1, C]
+        const bC = toC(rs.square().mul(m2).neg());
+        const c0 = toC(rs.mul(m1).neg());
+        const dx = dy3.mul(a).add(xcs.mul(bC)).add(c0).reshape(shape);
         return [dx, dgamma, dbeta];
       },
     };
@@ -53,12 +65,32 @@ export function groupNorm<T extends tf.Tensor>(x: T, groups: number, gamma: tf.T
 /**
  * LayerNorm over the last axis, as torch.nn.LayerNorm.
  * @param x [..., C]; gamma/beta [C]
+ *
+ * Gradient in closed form (autodiff of the forward makes ~20 small kernels, each Mul gradient
+ * copying its other operand through a float32 Cast):
+ *   dx = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ · x̂)),  ĝ = dy · γ (means over the last axis),
+ *   dγ = Σ dy · x̂,  dβ = Σ dy (sums over the leading axes).
  */
 export function layerNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): T {
-  return tf.tidy(() => {
-    const { mean, variance } = tf.moments(x, -1, true);
-    return x.sub(mean).mul(tf.rsqrt(variance.add(eps))).mul(gamma).add(beta) as T;
-  });
+  const shape = x.shape;
+  const c = shape[shape.length - 1];
+  const f = tf.customGrad(((xi: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+    const xc = xi.sub(xi.mean(-1, true));
+    const rstd = tf.rsqrt(xc.square().mean(-1, true).add(eps));
+    const xhat = xc.mul(rstd);
+    save([xhat, rstd, g]);
+    return {
+      value: xhat.mul(g).add(b),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xh, rs, gg] = saved;
+        const gh = dy.mul(gg);
+        const dx = gh.sub(gh.mean(-1, true)).sub(xh.mul(gh.mul(xh).mean(-1, true))).mul(rs);
+        const rows = dy.reshape([-1, c]);
+        return [dx, rows.mul(xh.reshape([-1, c])).sum(0), rows.sum(0)];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(x, gamma, beta) as T;
 }
 
 /** SiLU / swish: x * sigmoid(x). Gradient in closed form: dy · (s + y − y·s), s = sigmoid(x), y = x·s. */
@@ -76,10 +108,20 @@ const siluGrad = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
   };
 }) as unknown as Parameters<typeof tf.customGrad>[0]);
 
-/** CLIP's QuickGELU: x * sigmoid(1.702 x). */
+/** CLIP's QuickGELU: x * sigmoid(1.702 x). Gradient in closed form: dy · (s + 1.702 (y − y·s)), s = sigmoid(1.702 x), y = x·s. */
 export function quickGelu<T extends tf.Tensor>(x: T): T {
-  return tf.tidy(() => x.mul(tf.sigmoid(x.mul(1.702))) as T);
+  return quickGeluGrad(x) as T;
 }
+
+const quickGeluGrad = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
+  const s = tf.sigmoid(x.mul(1.702));
+  const y = x.mul(s);
+  save([s, y]);
+  return {
+    value: y,
+    gradFunc: (dy: tf.Tensor, [sg, yv]: tf.Tensor[]) => dy.mul(yv.sub(yv.mul(sg)).mul(1.702).add(sg)),
+  };
+}) as unknown as Parameters<typeof tf.customGrad>[0]);
 
 /** Exact (erf) GELU, as torch.nn.GELU(). */
 export function geluErf<T extends tf.Tensor>(x: T): T {
@@ -87,15 +129,42 @@ export function geluErf<T extends tf.Tensor>(x: T): T {
 }
 
 /**
- * Linear layer with weights in our layout.
+ * Whether `b` can ride in a fused product: rank 1, and on wasm also stored as rank 1 (its kernel reads
+ * the shape of the underlying buffer, so a bias reshaped from [1, 1, C] would be refused).
+ */
+/**
+ * Whether a gradient tape is recording (inside tf.grad / tf.variableGrads / optimizer.minimize).
+ * The fused product's gradient (a tf.customGrad) computes the input, weight and bias gradients
+ * together, even when only the input's is asked for (guidance); the plain product's gradient
+ * computes only what is asked. Unknown engine state counts as recording.
+ */
+function recordingGradients(): boolean {
+  const depth = (tf.engine() as unknown as { state?: { gradientDepth?: number } }).state?.gradientDepth;
+  return depth === undefined || depth > 0;
+}
+
+function fusableBias(b: tf.Tensor): boolean {
+  if (b.rank !== 1) return false;
+  const store = (tf.backend() as unknown as { dataIdMap?: { get(id: object): { shape?: number[] } | undefined } }).dataIdMap;
+  const rec = store?.get(b.dataId);
+  return !rec?.shape || rec.shape.length === 1;
+}
+
+/**
+ * Linear layer with weights in our layout: the leading axes fold into the rows of one 2D product.
  * @param x [..., in]; w [in, out] (PyTorch's [out, in] transposed at the loader); b [out]
  */
 export function linear<T extends tf.Tensor>(x: T, w: tf.Tensor2D, b?: tf.Tensor1D): T {
   return tf.tidy(() => {
     const inDim = x.shape[x.shape.length - 1];
     const lead = x.shape.slice(0, -1);
-    let y = tf.matMul(x.reshape([-1, inDim]) as tf.Tensor2D, w);
-    if (b) y = y.add(b);
+    const x2 = x.reshape([-1, inDim]) as tf.Tensor2D;
+    // Outside gradient recording the bias rides in the product (one XNNPACK fully-connected call on
+    // wasm, its packed weights cached on the weight tensor's id, instead of a product plus an add).
+    let y: tf.Tensor;
+    if (!b) y = tf.matMul(x2, w);
+    else if (!recordingGradients() && fusableBias(b)) y = tf.fused.matMul({ a: x2, b: w, bias: b });
+    else y = tf.matMul(x2, w).add(b);
     return y.reshape([...lead, w.shape[1]]) as T;
   });
 }
@@ -110,6 +179,23 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask?:
   return tf.tidy(() => {
     const d = q.shape[3];
     let w = tf.matMul(q, k, false, true).mul(scale ?? 1 / Math.sqrt(d));
+    if (mask) w = w.add(mask);
+    return tf.matMul(tf.softmax(w as tf.Tensor4D, -1), v) as tf.Tensor4D;
+  });
+}
+
+/**
+ * Scaled dot-product attention with the keys given transposed, as multi-head attention produces
+ * them straight from the projections (one transpose per operand, no transposed product; the
+ * reference scales q before the product, so do we).
+ * @param q [B, heads, Lq, d]; kT [B, heads, d, Lk]; v [B, heads, Lk, d]
+ * @param mask optional additive mask broadcastable to [B, heads, Lq, Lk]
+ * @returns [B, heads, Lq, d]
+ */
+export function attentionKT(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, mask?: tf.Tensor, scale?: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const d = q.shape[3];
+    let w: tf.Tensor = tf.matMul(q.mul(scale ?? 1 / Math.sqrt(d)), kT);
     if (mask) w = w.add(mask);
     return tf.matMul(tf.softmax(w as tf.Tensor4D, -1), v) as tf.Tensor4D;
   });
