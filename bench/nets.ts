@@ -5,7 +5,12 @@
  * has torch), plus the > 2 GiB safetensors load of bench/io.ts.
  *
  * Output: `{cases: [{name, fwd_ms, dx_ms, torch_fwd_ms, torch_dx_ms, max_rel_err, ...}], load, backend}`;
- * the machine is shared, so each case also carries CPU time per call (ours, and PyTorch's on one thread via
+ * PyTorch is timed by `../shared/bench/time_torch.py` (TorchScript `.jit.pt`, OpenBLAS pinned to one
+ * thread) right after each of our cases, at the README's 2 threads and at 1 thread; `torch_fwd_ms` is
+ * the faster (under load torch's two OpenMP threads spin-wait for each other). `torch_blas` names the
+ * BLAS that torch maps: Debian's `libblas.so.3` is the unoptimised reference BLAS unless
+ * `libopenblas0-pthread` is installed, which makes torch 10-15x slower on GEMMs (the bench warns).
+ * The machine is shared, so each case also carries CPU time per call (ours, and PyTorch's on one thread via
  * an inline script), a like-for-like ratio that wall-clock load does not distort;
  * `max_rel_err` is max|ours - reference| / max(1, max|reference|) of the forward output, `grad_rel_err`
  * the same for the input gradient where the io file holds it. Times are medians of `reps` calls after
@@ -13,7 +18,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import os from 'node:os';
 import { packageRoot } from '../lib/paths.js';
@@ -29,16 +34,23 @@ export interface NetsBenchOptions {
   torch?: boolean;
   /** Also run bench/io.ts (synthetic > 2 GiB load). Default true unless DIFFGUIDE_BENCH_NO_LOAD=1. */
   load?: boolean;
-  /** Threads for PyTorch (default 2, as the shared README's figures). */
+  /** Threads for PyTorch (default 2, as the shared README's figures); 1 thread is always timed too. */
   torchThreads?: number;
+  /** Cases to run (default all of `NET_CASES`; env DIFFGUIDE_BENCH_NETS=a,b). */
+  cases?: string[];
 }
 
 export interface NetsBenchCase {
   name: string;
   fwd_ms: number;
   dx_ms: number | null;
+  /** PyTorch's fastest forward over the thread counts timed (see `torch_by_threads`). */
   torch_fwd_ms: number | null;
   torch_dx_ms: number | null;
+  /** The thread count of `torch_fwd_ms`. */
+  torch_fwd_threads?: number;
+  /** time_torch.py medians per PyTorch thread count. */
+  torch_by_threads?: Record<string, { fwd_ms: number; dx_ms: number | null }>;
   max_rel_err: number;
   grad_rel_err?: number | null;
   /** Our CPU time per call (the wasm backend runs on one thread; robust to other load on the machine). */
@@ -101,8 +113,35 @@ function haveTorch(): boolean {
   return r.status === 0;
 }
 
-/** Run ../shared/bench/time_torch.py and return its JSON record. */
-function torchTimes(jit: string, io: string, reps: number, threads: number): { forward_ms: number; fwd_bwd_input_ms: number | null } | { error: string } {
+/**
+ * The BLAS library PyTorch's process actually maps (`libblas.so.3` is a Debian alternative: OpenBLAS
+ * when `libopenblas0-*` is installed, else the unoptimised reference BLAS of `libblas3`, which runs
+ * PyTorch's GEMMs 10-15x slower and makes every ratio against it meaningless).
+ */
+function torchBlas(): { path: string; reference: boolean } | null {
+  const py = 'import torch\nprint(";".join(sorted({l.split()[-1] for l in open("/proc/self/maps") if "blas" in l.split()[-1]})))';
+  const r = spawnSync('/usr/bin/python3', ['-c', py], { encoding: 'utf8', timeout: 60000, env: { ...process.env, OPENBLAS_NUM_THREADS: '1' } });
+  if (r.status !== 0) return null;
+  const paths = r.stdout.trim().split(';').filter(Boolean).map((p) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return p;
+    }
+  });
+  if (!paths.length) return null;
+  // The library behind libblas.so.3 (what torch links) decides; LAPACK may come from elsewhere.
+  const optimised = (p: string) => /openblas|mkl|blis|atlas/i.test(p);
+  const blas = paths.find((p) => /(^|\/)libblas[^/]*$/.test(p));
+  if (blas) return { path: blas, reference: !optimised(blas) };
+  const other = paths.find((p) => /(^|\/)lib(openblas|mkl|blis)[^/]*$/.test(p));
+  return { path: other ?? paths[0], reference: !other };
+}
+
+type TorchTimes = { forward_ms: number; fwd_bwd_input_ms: number | null; max_abs_diff_vs_io?: number };
+
+/** Run ../shared/bench/time_torch.py (TorchScript model, OpenBLAS pinned to 1 thread) and return its JSON record. */
+function torchTimes(jit: string, io: string, reps: number, threads: number): TorchTimes | { error: string } {
   const script = join(benchDir(), 'time_torch.py');
   const r = spawnSync('/usr/bin/python3', [script, jit, io, '--grad', '--threads', String(threads), '--reps', String(Math.max(reps, 3)), '--warmup', '2'], {
     encoding: 'utf8',
@@ -111,8 +150,7 @@ function torchTimes(jit: string, io: string, reps: number, threads: number): { f
   if (r.status !== 0) return { error: `time_torch.py exited ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-2).join(' ')}` };
   const last = r.stdout.trim().split('\n').pop() ?? '';
   try {
-    const j = JSON.parse(last) as { forward_ms: number; fwd_bwd_input_ms: number | null };
-    return j;
+    return JSON.parse(last) as TorchTimes;
   } catch {
     return { error: `time_torch.py printed no JSON: ${last.slice(0, 200)}` };
   }
@@ -231,35 +269,78 @@ async function clipCases(reps: number): Promise<{ c: NetsBenchCase; jit: string;
   }
 }
 
-export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unknown; load_avg: number; torch: boolean; torch_threads: number; cases: NetsBenchCase[]; load: unknown }> {
+/** Which torch thread counts each case is timed at: the README's setting (2, or `torchThreads`) and 1. */
+function torchThreadCounts(threads: number): number[] {
+  return [...new Set([threads, 1])];
+}
+
+/**
+ * Time the PyTorch side of one case at each thread count, right after ours (so both see the same
+ * machine load). `torch_fwd_ms` / `torch_dx_ms` are PyTorch's best (fastest) setting: on an idle
+ * machine that is 2 threads, the README's figures; with other processes on both cores, torch's
+ * OpenMP threads spin-wait for each other and 1 thread is several times faster, so the ratio is
+ * always taken against the faster PyTorch, never against a slowed one.
+ */
+function torchCase(c: NetsBenchCase, jit: string, io: string, reps: number, threads: number): void {
+  const per: Record<string, { fwd_ms: number; dx_ms: number | null }> = {};
+  const errors: string[] = [];
+  for (const th of torchThreadCounts(threads)) {
+    const tt = torchTimes(jit, io, reps, th);
+    if ('error' in tt) {
+      errors.push(`${th} threads: ${tt.error}`);
+      continue;
+    }
+    per[th] = { fwd_ms: +tt.forward_ms.toFixed(1), dx_ms: tt.fwd_bwd_input_ms == null ? null : +tt.fwd_bwd_input_ms.toFixed(1) };
+  }
+  c.torch_by_threads = per;
+  const ths = Object.keys(per);
+  if (ths.length) {
+    const bestFwd = ths.reduce((x, y) => (per[y].fwd_ms < per[x].fwd_ms ? y : x));
+    c.torch_fwd_ms = per[bestFwd].fwd_ms;
+    c.torch_fwd_threads = Number(bestFwd);
+    const dxs = ths.filter((t) => per[t].dx_ms !== null);
+    c.torch_dx_ms = dxs.length ? Math.min(...dxs.map((t) => per[t].dx_ms as number)) : null;
+  }
+  if (errors.length) c.torch_error = errors.join('; ');
+  const cpu = torchCpuMs(jit, io, reps);
+  c.torch_fwd_cpu_ms_1thread = cpu === null ? null : +cpu.toFixed(1);
+}
+
+/** Case names: gd_bench32, gd_bench64, ddpm_bench32, clip_bench (image and text). */
+export const NET_CASES = ['gd_bench32', 'gd_bench64', 'ddpm_bench32', 'clip_bench'];
+
+export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unknown; load_avg: number; torch: boolean; torch_threads: number[]; torch_blas: string | null; cases: NetsBenchCase[]; load: unknown }> {
   const reps = opts.reps && opts.reps > 0 ? opts.reps : 5;
   const dir = benchDir();
   if (!existsSync(join(dir, 'README.md'))) throw new Error(`bench nets needs the shared bench models at ${dir} (set DIFFGUIDE_SHARED to the folder holding bench/)`);
   const threads = opts.torchThreads ?? Number(process.env.DIFFGUIDE_TORCH_THREADS ?? 2);
+  const only = opts.cases ?? (process.env.DIFFGUIDE_BENCH_NETS ? process.env.DIFFGUIDE_BENCH_NETS.split(',') : NET_CASES);
+  const unknown = only.filter((n) => !NET_CASES.includes(n));
+  if (unknown.length) throw new Error(`bench nets: unknown case(s) ${unknown.join(', ')}; choose from ${NET_CASES.join(', ')}`);
   const useTorch = (opts.torch ?? true) && haveTorch();
-  const runs: { c: NetsBenchCase; jit: string; io: string }[] = [];
-  for (const name of ['gd_bench32', 'gd_bench64', 'ddpm_bench32']) {
-    runs.push(await unetCase(name, reps));
-    process.stderr.write(`bench nets: ${JSON.stringify(runs[runs.length - 1].c)}\n`);
+  const blas = useTorch ? torchBlas() : null;
+  if (blas?.reference) {
+    process.stderr.write(
+      `bench nets: WARNING: PyTorch here links the reference BLAS (${blas.path}), 10-15x slower than OpenBLAS on matrix products; ` +
+        `its times are not PyTorch's, so no ratios are given. Install OpenBLAS (apt-get install libopenblas0-pthread) and rerun.\n`,
+    );
   }
-  runs.push(...(await clipCases(reps)));
-  if (useTorch) {
-    for (const r of runs) {
-      const tt = torchTimes(r.jit, r.io, reps, threads);
-      const cpu = torchCpuMs(r.jit, r.io, reps);
-      r.c.torch_fwd_cpu_ms_1thread = cpu === null ? null : +cpu.toFixed(1);
-      if ('error' in tt) r.c.torch_error = tt.error;
-      else {
-        r.c.torch_fwd_ms = +tt.forward_ms.toFixed(1);
-        r.c.torch_dx_ms = tt.fwd_bwd_input_ms == null ? null : +tt.fwd_bwd_input_ms.toFixed(1);
-      }
-      process.stderr.write(`bench nets: torch ${JSON.stringify(r.c)}\n`);
+  const runs: NetsBenchCase[] = [];
+  for (const name of only) {
+    const got = name === 'clip_bench' ? await clipCases(reps) : [await unetCase(name, reps)];
+    for (const r of got) {
+      if (useTorch) torchCase(r.c, r.jit, r.io, reps, threads);
+      if (blas?.reference) r.c.torch_error = `${r.c.torch_error ? r.c.torch_error + '; ' : ''}PyTorch uses the reference BLAS (${blas.path}): not comparable`;
+      process.stderr.write(`bench nets: ${JSON.stringify(r.c)}\n`);
+      runs.push(r.c);
     }
   }
-  for (const { c } of runs) {
-    c.fwd_ratio = c.torch_fwd_ms ? +(c.fwd_ms / c.torch_fwd_ms).toFixed(2) : null;
-    c.dx_ratio = c.torch_dx_ms && c.dx_ms ? +(c.dx_ms / c.torch_dx_ms).toFixed(2) : null;
-    c.fwd_cpu_ratio_1thread = c.torch_fwd_cpu_ms_1thread && c.fwd_cpu_ms ? +(c.fwd_cpu_ms / c.torch_fwd_cpu_ms_1thread).toFixed(2) : null;
+  // No ratio against a PyTorch slowed by the reference BLAS (its times stay in the record).
+  const comparable = !blas?.reference;
+  for (const c of runs) {
+    c.fwd_ratio = comparable && c.torch_fwd_ms ? +(c.fwd_ms / c.torch_fwd_ms).toFixed(2) : null;
+    c.dx_ratio = comparable && c.torch_dx_ms && c.dx_ms ? +(c.dx_ms / c.torch_dx_ms).toFixed(2) : null;
+    c.fwd_cpu_ratio_1thread = comparable && c.torch_fwd_cpu_ms_1thread && c.fwd_cpu_ms ? +(c.fwd_cpu_ms / c.torch_fwd_cpu_ms_1thread).toFixed(2) : null;
     c.fwd_ms = +c.fwd_ms.toFixed(1);
     if (c.dx_ms !== null) c.dx_ms = +c.dx_ms.toFixed(1);
     if (c.fwd_cpu_ms !== undefined) c.fwd_cpu_ms = +c.fwd_cpu_ms.toFixed(1);
@@ -279,8 +360,9 @@ export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unkno
     /** 1-minute load average at the end (the machine is shared; wall times inflate with load). */
     load_avg: +os.loadavg()[0].toFixed(2),
     torch: useTorch,
-    torch_threads: threads,
-    cases: runs.map((r) => r.c),
+    torch_threads: torchThreadCounts(threads),
+    torch_blas: blas ? blas.path : null,
+    cases: runs,
     load,
   };
 }

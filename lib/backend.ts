@@ -8,8 +8,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
+import os from 'node:os';
 import { installFastGradients } from './fastgrad/index.js';
-import { enableWasmThreads } from './fastgrad/threads.js';
+import { MAX_WASM_THREADS, availableCpus, enableWasmThreads, wasmThreadsEnabled } from './fastgrad/threads.js';
 
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export const BACKEND_ORDER: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
@@ -35,9 +36,12 @@ export interface InitBackendOptions {
   /** Print the one-line choice to stderr (default true unless DIFFGUIDE_QUIET=1). */
   verbose?: boolean;
   /**
-   * wasm threads (default: env DIFFGUIDE_WASM_THREADS, else 1). More than 1 loads tfjs's threaded
-   * wasm build through an opt-in shim (lib/fastgrad/threads.ts); if it fails, wasm runs
-   * single-threaded with a one-line warning. Must be set before the wasm backend first starts.
+   * wasm threads, 1..8 (default: env DIFFGUIDE_WASM_THREADS, else the CPUs idle at start-up,
+   * at most 4: 1 on a single-core or busy machine, see `defaultWasmThreads`). More than 1 loads
+   * tfjs's threaded wasm build through lib/fastgrad/threads.ts, which checks the exact
+   * tfjs-backend-wasm build and the results of a conv and a matmul; if anything fails, wasm runs
+   * single-threaded with a one-line note saying why. 1 opts out. Takes effect when the wasm
+   * backend first starts in the process.
    */
   threads?: number;
   /** In 'auto', accept a software (CPU-emulated) webgpu adapter. Default false. */
@@ -100,20 +104,75 @@ async function tryWebgpu(allowSoftware: boolean): Promise<Record<string, string>
   return { adapter: desc };
 }
 
-async function tryWasm(threads?: number): Promise<Record<string, string>> {
+/** Most wasm threads chosen by default (XNNPACK gains little beyond 4 on our layer sizes). */
+export const DEFAULT_MAX_WASM_THREADS = 4;
+
+/**
+ * The default wasm thread count for `cpus` CPUs at 1-minute load average `load`: the idle cores,
+ * rounded, at most 4, at least 1. XNNPACK's thread pool splits every op into equal parts and
+ * waits (spinning first) for the slowest, so a thread that has to share its core with another
+ * busy process makes each op slower than one thread would: measured on 2 cores at load ~7
+ * (bench ops), 2 threads were no faster to 2.4x SLOWER than 1. Results are bit-identical for any
+ * thread count, so this only ever changes speed.
+ */
+export function defaultWasmThreads(cpus: number, load: number): { threads: number; why: string } {
+  if (cpus < 2) return { threads: 1, why: 'one CPU core available' };
+  const idle = Math.round(cpus - Math.max(0, load));
+  const threads = Math.max(1, Math.min(DEFAULT_MAX_WASM_THREADS, cpus, idle));
+  if (threads === 1) {
+    return { threads, why: `machine busy: load ${load.toFixed(1)} on ${cpus} CPUs, threads would only contend; DIFFGUIDE_WASM_THREADS=2 forces them` };
+  }
+  return { threads, why: `default: idle CPUs (${cpus} CPUs, load ${load.toFixed(1)}), at most ${DEFAULT_MAX_WASM_THREADS}` };
+}
+
+/**
+ * The wasm thread count to ask for and where it came from: the `threads` option, else env
+ * DIFFGUIDE_WASM_THREADS, else `defaultWasmThreads` (the idle CPUs now, 1..4). Throws on a value
+ * that is not a positive integer.
+ */
+export function wasmThreadsRequest(option?: number): { threads: number; why: string } {
+  const env = process.env.DIFFGUIDE_WASM_THREADS;
+  let n: number;
+  let why: string;
+  if (option !== undefined) {
+    n = option;
+    why = `initBackend({threads: ${option}})`;
+    if (!Number.isInteger(n) || n < 1) throw new Error(`threads must be a positive integer, got ${option}`);
+  } else if (env !== undefined && env !== '') {
+    n = Number(env);
+    why = `DIFFGUIDE_WASM_THREADS=${env}`;
+    if (!Number.isInteger(n) || n < 1) throw new Error(`DIFFGUIDE_WASM_THREADS=${env} is not a positive integer; use 1 for single-threaded wasm, 2..${MAX_WASM_THREADS} for threads`);
+  } else {
+    ({ threads: n, why } = defaultWasmThreads(availableCpus(), os.loadavg()[0]));
+  }
+  if (n > MAX_WASM_THREADS) {
+    why += `, capped at ${MAX_WASM_THREADS} (the threaded build's worker pool)`;
+    n = MAX_WASM_THREADS;
+  }
+  return { threads: n, why };
+}
+
+let threadsDetail = '';
+
+async function tryWasm(threads: number | undefined, verbose: boolean): Promise<Record<string, string>> {
   await import('@tensorflow/tfjs-backend-wasm');
-  const envThreads = Number(process.env.DIFFGUIDE_WASM_THREADS ?? '');
-  const want = threads ?? (Number.isFinite(envThreads) && envThreads > 0 ? envThreads : 1);
+  const req = wasmThreadsRequest(threads);
   const details: Record<string, string> = {};
-  if (want > 1) {
+  const optOut = 'DIFFGUIDE_WASM_THREADS=1 or --threads 1 for one';
+  if (wasmThreadsEnabled()) {
+    details.threads = req.threads > 1 && threadsDetail ? threadsDetail
+      : `${wasmThreadsEnabled()}, threaded wasm build (started earlier in this process; ${req.why} cannot undo that)`;
+  } else if (req.threads > 1) {
     try {
-      await enableWasmThreads(Math.floor(want));
-      details.threads = 'threaded wasm build (opt-in shim, lib/fastgrad/threads.ts)';
+      const n = await enableWasmThreads(req.threads);
+      details.threads = threadsDetail = `${n}, threaded wasm build via lib/fastgrad/threads.ts (${req.why}; ${optOut})`;
     } catch (e) {
       const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
-      process.stderr.write(`diffguide: wasm threads unavailable (${why}); running single-threaded\n`);
-      details.threads = `requested ${want}, unavailable: ${why}`;
+      if (verbose) process.stderr.write(`diffguide: wasm threads off (${why}); running single-threaded\n`);
+      details.threads = `1, because the threaded build is unavailable: ${why}`;
     }
+  } else {
+    details.threads = `1 (${req.why})`;
   }
   if (!(await tf.setBackend('wasm'))) throw new Error('wasm backend did not start');
   return details;
@@ -124,7 +183,7 @@ async function start(name: BackendName, opts: InitBackendOptions): Promise<Recor
     case 'tensorflow-gpu': return tryTensorflow(true);
     case 'tensorflow': return tryTensorflow(false);
     case 'webgpu': return tryWebgpu(opts.allowSoftwareWebgpu ?? opts.backend === 'webgpu');
-    case 'wasm': return tryWasm(opts.threads);
+    case 'wasm': return tryWasm(opts.threads, opts.verbose ?? true);
     case 'cpu': {
       if (!(await tf.setBackend('cpu'))) throw new Error('cpu backend did not start');
       return {};
@@ -150,13 +209,16 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<Backen
     requested = env as BackendName | 'auto';
     chosenBy = env === 'auto' ? 'auto' : 'env';
   }
+  // Nothing requested (no option, no env): whatever is running (e.g. the CLI's --backend choice).
+  if (current && !opts.backend && !env) return current;
   if (current && (requested === 'auto' ? chosenBy === current.chosenBy : requested === current.name)) return current;
   const candidates = requested === 'auto' ? BACKEND_ORDER : [requested, ...BACKEND_ORDER.slice(BACKEND_ORDER.indexOf(requested) + 1)];
   const skipped: BackendInfo['skipped'] = [];
   const verbose = opts.verbose ?? process.env.DIFFGUIDE_QUIET !== '1';
+  if (candidates.includes('wasm')) wasmThreadsRequest(opts.threads); // a bad threads value is an error, not a fallback
   for (const name of candidates) {
     try {
-      const details = await start(name, { ...opts, backend: requested });
+      const details = await start(name, { ...opts, backend: requested, verbose });
       await tf.ready();
       const tfBackend = tf.getBackend();
       installFastGradients(tfBackend);
@@ -169,7 +231,8 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<Backen
       current = { name, tfBackend, chosenBy, skipped, threads, simd, details };
       if (verbose) {
         const why = name !== requested && requested !== 'auto' ? ` (requested ${requested} failed: ${skipped[0]?.reason})` : '';
-        process.stderr.write(`diffguide: backend ${name}${simd ? ' (SIMD)' : ''}, ${threads} thread${threads === 1 ? '' : 's'}${why}\n`);
+        const threadWhy = tfBackend === 'wasm' && threads === 1 && details.threads ? ` ${details.threads.replace(/^1,? ?/, '')}` : '';
+        process.stderr.write(`diffguide: backend ${name}${simd ? ' (SIMD)' : ''}, ${threads} thread${threads === 1 ? '' : 's'}${threadWhy}${why}\n`);
       }
       return current;
     } catch (e) {

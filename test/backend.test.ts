@@ -59,7 +59,7 @@ describe('backend selection in a fresh process', () => {
     expect(stderr).to.not.match(/Couldn't load Vulkan/);
     expect(info.skipped.find((s) => s.name === 'webgpu')?.reason).to.match(/Vulkan loader/);
   });
-  it('opt-in wasm threads (DIFFGUIDE_WASM_THREADS=2) start the threaded build', () => {
+  it('DIFFGUIDE_WASM_THREADS=2 starts the threaded build', () => {
     const { info } = run({ DIFFGUIDE_BACKEND: 'wasm', DIFFGUIDE_WASM_THREADS: '2' });
     expect(info.backend).to.equal('wasm');
     expect(info.threads).to.equal(2);

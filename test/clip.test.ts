@@ -77,6 +77,19 @@ const OUTPUTS = ['image_features', 'text_features', 'logits_per_image', 'logits_
     });
   }
 
+  it('the pooled-only last block (no features/intermediates asked) gives the reference image features too', async () => {
+    const model = CLIP.fromStateDict(await readStateDict(parity('clip_tiny.pt')));
+    const img = io.get('image')!;
+    const px = tf.tidy(() => tf.tensor4d(img.data as Float32Array, img.shape as [number, number, number, number]).transpose([0, 2, 3, 1]) as tf.Tensor4D);
+    const pooled = model.encodeImagePixels(px).embedding;
+    const full = model.encodeImagePixels(px, { features: true });
+    const ref = io.get('image_features')!;
+    expect(maxErr(pooled.dataSync(), ref.data)).to.be.at.most(1e-4 * Math.max(1, maxAbs(ref.data)));
+    expect(maxErr(pooled.dataSync(), full.embedding.dataSync())).to.be.at.most(1e-5);
+    tf.dispose([px, pooled, full.embedding, ...full.features]);
+    model.dispose();
+  });
+
   it('key set and shapes equal clip_tiny.keys.json; toStateDict round-trips the file exactly', async () => {
     const keys = JSON.parse(readFileSync(parity('clip_tiny.keys.json'), 'utf8')) as Record<string, { shape: number[] }>;
     const specs = clipParamSpecs(inferClipConfig(keys));

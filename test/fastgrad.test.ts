@@ -25,6 +25,9 @@ const convCases: ConvCase[] = [
   { name: '2x2 s2 valid (odd input)', x: [1, 7, 9, 3], w: [2, 2, 3, 4], stride: 2, pad: 'valid' },
   { name: '3x3 s3 same', x: [1, 10, 11, 2], w: [3, 3, 2, 3], stride: 3, pad: 'same' },
   { name: '3x3 s2 large explicit pad', x: [1, 6, 6, 2], w: [3, 3, 2, 3], stride: 2, pad: [[0, 0], [3, 4], [4, 3], [0, 0]] },
+  { name: '3x3 s1 explicit asymmetric pad', x: [2, 7, 9, 3], w: [3, 3, 3, 4], stride: 1, pad: [[0, 0], [0, 2], [1, 0], [0, 0]] },
+  { name: '2x2 s1 same (pad after only)', x: [2, 6, 7, 3], w: [2, 2, 3, 5], stride: 1, pad: 'same' },
+  { name: '3x2 s1 valid (rectangular kernel)', x: [3, 8, 6, 4], w: [3, 2, 4, 3], stride: 1, pad: 'valid' },
 ];
 
 describe('fastgrad: conv2d gradients match the cpu backend', () => {
@@ -43,12 +46,20 @@ describe('fastgrad: conv2d gradients match the cpu backend', () => {
       expect(err).to.be.lessThan(TOL);
     });
   }
-  for (const [name, limit] of [['dW as GEMM in tap chunks (DIFFGUIDE_DW=gemm)', '1200'], ['dW GEMM falling back to the swap convolution (im2col too large)', '100']]) {
+  // x [2, 6, 6, 4], 3x3 same: one tap of the element im2col ('gemm') is 4 * 72 = 288 elements, of
+  // the shifted one ('shift', on the 8x8 padded grid) 4 * 128 = 512.
+  for (const [name, mode, limit] of [
+    ['dW as GEMM in tap chunks (DIFFGUIDE_DW=gemm)', 'gemm', '1200'],
+    ['dW GEMM falling back to the swap convolution (im2col too large)', 'gemm', '100'],
+    ['dW as shifted-window GEMM in tap chunks (default)', 'shift', '1200'],
+    ['dW shifted GEMM falling back to the swap convolution (too large)', 'shift', '300'],
+    ['dW by the swap convolution (DIFFGUIDE_DW=swap)', 'swap', ''],
+  ]) {
     it(`${name}: dx, dW`, async () => {
       const saved = process.env.DIFFGUIDE_DW_COLS_LIMIT;
       const savedMode = process.env.DIFFGUIDE_DW;
-      process.env.DIFFGUIDE_DW = 'gemm';
-      process.env.DIFFGUIDE_DW_COLS_LIMIT = limit; // x [2, 6, 6, 4]: one tap of im2col is 4 * 72 = 288 elements
+      process.env.DIFFGUIDE_DW = mode;
+      process.env.DIFFGUIDE_DW_COLS_LIMIT = limit;
       try {
         const err = await compareWithCpu(() => {
           const x = rand([2, 6, 6, 4], 91) as tf.Tensor4D;
@@ -182,6 +193,12 @@ describe('fastgrad: slice / unstack / split on wasm match the cpu backend', () =
     });
     expect(err).to.equal(0);
   });
+  it('a slice past the end throws, as on the stock backends (it once read past the input)', () => {
+    const x = tf.zeros([2, 4, 4, 3]);
+    expect(() => x.slice(2, 1)).to.throw(/begin\[0\] \+ size\[0\]|must be/);
+    expect(() => tf.slice(x, [1, 3, 0, 0], [1, 2, 4, 3])).to.throw();
+    x.dispose();
+  });
   it('unstack along axes 0 and 1 (forward + gradient)', async () => {
     const err = await compareWithCpu(() => {
       const x = rand([4, 3, 5], 34);
@@ -281,11 +298,11 @@ describe('fastgrad: depthwise conv gradients on wasm match the cpu backend', () 
   }
 });
 
-describe('fastgrad: dW as one GEMM (DIFFGUIDE_DW=gemm) matches the cpu backend', () => {
-  for (const [stride, pad] of [[1, 'same'], [2, 'same'], [2, 'valid']] as [number, 'same' | 'valid'][]) {
+for (const mode of ['gemm', 'swap', 'shift']) describe(`fastgrad: dW by DIFFGUIDE_DW=${mode} matches the cpu backend`, () => {
+  for (const [stride, pad] of [[1, 'same'], [1, 'valid'], [2, 'same'], [2, 'valid']] as [number, 'same' | 'valid'][]) {
     it(`3x3 stride ${stride} ${pad}`, async () => {
       const saved = process.env.DIFFGUIDE_DW;
-      process.env.DIFFGUIDE_DW = 'gemm';
+      process.env.DIFFGUIDE_DW = mode;
       try {
         const err = await compareWithCpu(() => {
           const x = rand([2, 9, 8, 4], 94) as tf.Tensor4D;
@@ -298,6 +315,26 @@ describe('fastgrad: dW as one GEMM (DIFFGUIDE_DW=gemm) matches the cpu backend',
         if (saved === undefined) delete process.env.DIFFGUIDE_DW;
         else process.env.DIFFGUIDE_DW = saved;
       }
+    });
+  }
+});
+
+describe('fastgrad: the wasm Conv2DBackpropFilter kernel with dilations (shifted GEMM)', () => {
+  // tfjs's gradient never passes dilations to the kernel (diffguide's Conv2D gradient uses tf ops
+  // for dilated convs), so call the kernel directly; the cpu side is the tf-ops gradient.
+  for (const pad of ['same', 'valid'] as const) {
+    it(`3x3 dilation 2 ${pad}`, async () => {
+      const xs = [2, 11, 10, 3];
+      const ws = [3, 3, 3, 4];
+      const dyOf = () => {
+        const y = tf.conv2d(rand(xs, 97) as tf.Tensor4D, rand(ws, 98) as tf.Tensor4D, 1, pad, 'NHWC', 2);
+        return rand(y.shape, 99) as tf.Tensor4D;
+      };
+      const err = await compareWithCpu(
+        () => [tf.engine().runKernel('Conv2DBackpropFilter', { x: rand(xs, 97), dy: dyOf() }, { strides: 1, pad, dataFormat: 'NHWC', dilations: 2, filterShape: ws } as never) as tf.Tensor],
+        () => [tf.grad((b: tf.Tensor) => tf.conv2d(rand(xs, 97) as tf.Tensor4D, b as tf.Tensor4D, 1, pad, 'NHWC', 2).mul(dyOf()).sum())(rand(ws, 98))],
+      );
+      expect(err).to.be.lessThan(TOL);
     });
   }
 });

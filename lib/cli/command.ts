@@ -31,6 +31,7 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   backend: { type: 'string', help: 'tfjs backend: auto|tensorflow-gpu|tensorflow|webgpu|wasm|cpu (default auto, or $DIFFGUIDE_BACKEND)' },
   help: { type: 'boolean', short: 'h', help: 'show help for this command' },
   quiet: { type: 'boolean', short: 'q', help: 'no progress output on stderr' },
+  threads: { type: 'string', help: 'wasm threads, 1..8 (default $DIFFGUIDE_WASM_THREADS, else the idle CPUs, at most 4); 1 = single-threaded' },
 };
 
 /** Typed getters for parsed values, with clear errors. */

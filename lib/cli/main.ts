@@ -63,6 +63,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (values.quiet) process.env.DIFFGUIDE_QUIET = '1';
+  if (typeof values.threads === 'string') process.env.DIFFGUIDE_WASM_THREADS = values.threads;
   if (typeof values.backend === 'string' || name !== 'info') {
     await initBackend({ backend: (values.backend as BackendName | 'auto' | undefined) ?? undefined });
   }

@@ -2,8 +2,9 @@
  * Fast, complete gradients on tfjs's wasm backend, installed by `initBackend`.
  *
  * wasm kernels (replacing or adding to tfjs-backend-wasm 4.22):
- * - Conv2DBackpropInput / Conv2DBackpropFilter (conv.ts): forward XNNPACK convolutions; strided dx
- *   by phases, dW by the batch/channel swap; same/valid/explicit pads, dilation. conv2dTranspose
+ * - Conv2DBackpropInput / Conv2DBackpropFilter (conv.ts): forward XNNPACK convolutions and GEMMs;
+ *   strided dx by phases; stride-1 dW as one GEMM over shifted windows, strided dW by the
+ *   batch/channel swap; same/valid/explicit pads, dilation. conv2dTranspose
  *   uses Conv2DBackpropInput, so it is fast too.
  * - BatchMatMul (matmul.ts): explicit transposes + XNNPACK per batch on zero-copy views.
  * - Slice / Unpack / SplitV (slice.ts): copy only the selected elements (the stock kernels copy the
@@ -14,7 +15,8 @@
  *   convolutions (zero-dilated dy for strides; batch folded into channels for dW). Correct, not tuned.
  * Gradients (all backends): Conv2D (adds dilations and dimRoundingMode), BatchMatMul (reduces
  * broadcast batch axes), Rsqrt (no pow).
- * Threads: opt-in, see threads.ts.
+ * Threads (threads.ts): tfjs's threaded wasm build started under Node, guarded (exact build, deadline,
+ *   self-check, clean exit); lib/backend.ts picks the count (idle CPUs, at most 4; env/option override).
  *
  * Two mechanisms, both safe for every other backend:
  * - wasm kernels (`tf.registerKernel({backendName: 'wasm'})`): missing or slow kernels re-expressed

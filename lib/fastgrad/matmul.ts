@@ -12,7 +12,7 @@
  * folds the batch into one product for the weights of a linear layer.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Scratch, releaseView, view, type Info, type WasmBackend } from './wasm.js';
+import { Scratch, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
 
 type CMatMul = (aId: number, aShape: Uint8Array, aRank: number, bId: number, bShape: Uint8Array, bRank: number,
   transposeA: boolean, transposeB: boolean, outId: number) => void;
@@ -64,7 +64,7 @@ export function batchMatMulKernel({ inputs, backend: be, attrs }: { inputs: Reco
     if (k === 0) {
       const z = backend.makeOutput(outShape, 'float32');
       const { memoryOffset } = backend.dataIdMap.get(z.dataId);
-      backend.wasm.HEAPU8.fill(0, memoryOffset, memoryOffset + 4 * tf.util.sizeFromShape(outShape));
+      heapU8(backend).fill(0, memoryOffset, memoryOffset + 4 * tf.util.sizeFromShape(outShape));
       return z;
     }
     if (nB === 1) {

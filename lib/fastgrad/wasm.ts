@@ -20,7 +20,26 @@ export interface WasmBackend {
   disposeData(dataId: object, force?: boolean): boolean;
   incRef(dataId: object): void;
   readSync(dataId: object): tf.backend_util.BackendValues;
-  wasm: { HEAPU8: Uint8Array; _malloc(n: number): number; _free(p: number): void };
+  wasm: { HEAPU8: Uint8Array; wasmMemory?: WebAssembly.Memory; _malloc(n: number): number; _free(p: number): void };
+}
+
+/**
+ * The wasm heap as bytes, current after any growth. Emscripten refreshes `HEAPU8` on the thread
+ * that grew the memory; with the threaded build (shared memory) a growth on another thread would
+ * leave the main thread's view short, so compare with the memory's own buffer (Emscripten's
+ * GROWABLE_HEAP check) and renew the module's views when they differ.
+ */
+export function heapU8(backend: WasmBackend): Uint8Array {
+  const w = backend.wasm;
+  const mem = w.wasmMemory;
+  if (mem && w.HEAPU8.buffer !== mem.buffer) {
+    const m = w as unknown as Record<string, unknown>;
+    const buf = mem.buffer;
+    m.HEAP8 = new Int8Array(buf); m.HEAP16 = new Int16Array(buf); m.HEAP32 = new Int32Array(buf);
+    m.HEAPU8 = new Uint8Array(buf); m.HEAPU16 = new Uint16Array(buf); m.HEAPU32 = new Uint32Array(buf);
+    m.HEAPF32 = new Float32Array(buf); m.HEAPF64 = new Float64Array(buf);
+  }
+  return w.HEAPU8;
 }
 
 type KernelFunc = (args: { inputs: Record<string, Info>; backend: unknown; attrs?: Record<string, unknown> }) => Info | Info[];
@@ -46,13 +65,13 @@ function kernel(name: string): KernelFunc {
 /** A float32 view of a tensor's data on the wasm heap (valid until the next allocation). */
 export function heapF32(backend: WasmBackend, t: Info): Float32Array {
   const { memoryOffset } = backend.dataIdMap.get(t.dataId);
-  return new Float32Array(backend.wasm.HEAPU8.buffer, memoryOffset, tf.util.sizeFromShape(t.shape));
+  return new Float32Array(heapU8(backend).buffer, memoryOffset, tf.util.sizeFromShape(t.shape));
 }
 
 /** An int32 view of a tensor's data on the wasm heap (valid until the next allocation). */
 export function heapI32(backend: WasmBackend, t: Info): Int32Array {
   const { memoryOffset } = backend.dataIdMap.get(t.dataId);
-  return new Int32Array(backend.wasm.HEAPU8.buffer, memoryOffset, tf.util.sizeFromShape(t.shape));
+  return new Int32Array(heapU8(backend).buffer, memoryOffset, tf.util.sizeFromShape(t.shape));
 }
 
 /**
@@ -169,7 +188,7 @@ export function sliceHeap(backend: WasmBackend, x: Info, begin: number[], size: 
   if (n === 0) return out;
   if (x.dtype === 'string') throw new Error('diffguide fastgrad: slice of string tensors is not supported on wasm');
   const bpe = x.dtype === 'bool' ? 1 : 4;
-  const heap = backend.wasm.HEAPU8; // after makeOutput: the heap may have grown
+  const heap = heapU8(backend); // after makeOutput: the heap may have grown
   const src0 = backend.dataIdMap.get(x.dataId).memoryOffset;
   const dst0 = backend.dataIdMap.get(out.dataId).memoryOffset;
   if (rank === 0) {

@@ -4,7 +4,7 @@
  * image encoder: `film` is applied to the output of every normalisation layer.
  */
 import * as tf from '@tensorflow/tfjs';
-import { attention, layerNorm, linear, quickGelu } from '../../lib/ops/nn.js';
+import { attention, attentionKT, layerNorm, linear, quickGelu } from '../../lib/ops/nn.js';
 import { type CLIPConfig, type CLIPVisionConfig, isVitConfig, visionHeads } from './config.js';
 
 /** Returns the parameter under a reference key (our layout). */
@@ -26,24 +26,49 @@ function ln(p: ParamGetter, name: string, x: tf.Tensor, film?: FilmHook): tf.Ten
 }
 
 /**
- * torch.nn.MultiheadAttention (q, k, v rows of in_proj in that order), self-attention.
- * @param x [N, L, C]; mask additive [L, L] or undefined
+ * The last block of a tower whose output is pooled at one token per sample (the ViT's class token,
+ * the text tower's EOT): keys and values still come from every token, but the query, out_proj, the
+ * residual, ln_2 and the MLP run on the pooled rows only. Exact: no other row reaches the output.
  */
-function selfAttention(p: ParamGetter, prefix: string, x: tf.Tensor3D, heads: number, mask?: tf.Tensor2D): tf.Tensor3D {
+export interface QueryPick {
+  /** [N, L, X] -> [N, 1, X]: the pooled row of each sample. */
+  pick: (t: tf.Tensor3D) => tf.Tensor3D;
+  /** Additive mask for the picked queries, broadcastable to [N, heads, 1, L] (text: causal row of each EOT). */
+  mask?: tf.Tensor;
+}
+
+/**
+ * torch.nn.MultiheadAttention (q, k, v rows of in_proj in that order), self-attention.
+ * One product for q, k and v ([N·L, C] x [C, 3C]); the heads are split with rank-4 transposes
+ * (k straight to [N, heads, d, L]).
+ * @param x [N, L, C]; mask additive [L, L] or undefined
+ * @returns [N, L, C], or [N, 1, C] with `q`
+ */
+function selfAttention(p: ParamGetter, prefix: string, x: tf.Tensor3D, heads: number, mask?: tf.Tensor, q?: QueryPick): tf.Tensor3D {
   const [n, l, c] = x.shape;
   const d = c / heads;
   const qkv = linear(x, p(prefix + 'in_proj_weight') as tf.Tensor2D, p(prefix + 'in_proj_bias') as tf.Tensor1D);
-  // [N, L, 3C] -> [3, N, heads, L, d] in one transpose, then q, k, v
-  const [q, k, v] = tf.unstack(qkv.reshape([n, l, 3, heads, d]).transpose([2, 0, 3, 1, 4])) as tf.Tensor4D[];
-  const o = attention(q, k, v, mask);
-  const merged = o.transpose([0, 2, 1, 3]).reshape([n, l, c]) as tf.Tensor3D;
+  const [qa, k, v] = tf.split(qkv, 3, 2) as tf.Tensor3D[];
+  const qs = q ? q.pick(qa) : qa;
+  const lq = qs.shape[1];
+  const o = attentionKT(
+    qs.reshape([n, lq, heads, d]).transpose([0, 2, 1, 3]) as tf.Tensor4D,
+    k.reshape([n, l, heads, d]).transpose([0, 2, 3, 1]) as tf.Tensor4D,
+    v.reshape([n, l, heads, d]).transpose([0, 2, 1, 3]) as tf.Tensor4D,
+    q ? q.mask : mask,
+  );
+  const merged = (lq === 1 ? o.reshape([n, lq, c]) : o.transpose([0, 2, 1, 3]).reshape([n, lq, c])) as tf.Tensor3D;
   return linear(merged, p(prefix + 'out_proj.weight') as tf.Tensor2D, p(prefix + 'out_proj.bias') as tf.Tensor1D);
 }
 
-/** One `ResidualAttentionBlock`: x + attn(ln_1(x)); x + mlp(ln_2(x)) with QuickGELU. x: [N, L, C]. */
-export function residualAttentionBlock(p: ParamGetter, prefix: string, x: tf.Tensor3D, heads: number, mask?: tf.Tensor2D, film?: FilmHook): tf.Tensor3D {
+/**
+ * One `ResidualAttentionBlock`: x + attn(ln_1(x)); x + mlp(ln_2(x)) with QuickGELU. x: [N, L, C].
+ * @param q pool the output at one row per sample ([N, 1, C]); see `QueryPick`
+ */
+export function residualAttentionBlock(p: ParamGetter, prefix: string, x: tf.Tensor3D, heads: number, mask?: tf.Tensor2D, film?: FilmHook, q?: QueryPick): tf.Tensor3D {
   return tf.tidy(() => {
-    const h = x.add(selfAttention(p, prefix + 'attn.', ln(p, prefix + 'ln_1', x, film) as tf.Tensor3D, heads, mask)) as tf.Tensor3D;
+    const a = selfAttention(p, prefix + 'attn.', ln(p, prefix + 'ln_1', x, film) as tf.Tensor3D, heads, mask, q);
+    const h = (q ? q.pick(x) : x).add(a) as tf.Tensor3D;
     const m = ln(p, prefix + 'ln_2', h, film);
     const fc = quickGelu(linear(m, p(prefix + 'mlp.c_fc.weight') as tf.Tensor2D, p(prefix + 'mlp.c_fc.bias') as tf.Tensor1D));
     return h.add(linear(fc, p(prefix + 'mlp.c_proj.weight') as tf.Tensor2D, p(prefix + 'mlp.c_proj.bias') as tf.Tensor1D)) as tf.Tensor3D;
@@ -53,19 +78,27 @@ export function residualAttentionBlock(p: ParamGetter, prefix: string, x: tf.Ten
 /**
  * `Transformer`: `layers` blocks under `prefix` (`visual.transformer.` / `transformer.`).
  * @param features when given, each block's output [N, L, C] is pushed to it
+ * @param lastPick run the last block on the pooled rows only (its output is then [N, 1, C])
  */
-export function transformer(p: ParamGetter, prefix: string, x: tf.Tensor3D, layers: number, heads: number, mask?: tf.Tensor2D, film?: FilmHook, features?: tf.Tensor[]): tf.Tensor3D {
+export function transformer(p: ParamGetter, prefix: string, x: tf.Tensor3D, layers: number, heads: number, mask?: tf.Tensor2D, film?: FilmHook, features?: tf.Tensor[], lastPick?: QueryPick): tf.Tensor3D {
   let h = x;
   for (let i = 0; i < layers; i++) {
-    h = residualAttentionBlock(p, `${prefix}resblocks.${i}.`, h, heads, mask, film);
+    h = residualAttentionBlock(p, `${prefix}resblocks.${i}.`, h, heads, mask, film, i === layers - 1 ? lastPick : undefined);
     if (features) features.push(h);
   }
   return h;
 }
 
+/** Host-built additive causal mask values: row i is 0 up to column `upto[i]` (inclusive), -1e9 after. */
+function causalRows(upto: number[], l: number): Float32Array {
+  const m = new Float32Array(upto.length * l);
+  upto.forEach((u, i) => m.fill(-1e9, i * l + u + 1, (i + 1) * l));
+  return m;
+}
+
 /** Additive causal mask [L, L]: 0 on and below the diagonal, -1e9 above (the reference uses -inf; same softmax). */
 export function causalMask(l: number): tf.Tensor2D {
-  return tf.tidy(() => tf.linalg.bandPart(tf.ones([l, l]), -1, 0).sub(1).mul(1e9) as tf.Tensor2D);
+  return tf.tensor2d(causalRows(Array.from({ length: l }, (_, i) => i), l), [l, l]);
 }
 
 export type VisionOutput = {
@@ -73,7 +106,10 @@ export type VisionOutput = {
   embedding: tf.Tensor2D;
   /** Per-block activations ([N, L, C] ViT tokens; [N, H, W, C] ResNet stage outputs). */
   features: tf.Tensor[];
-  /** Named intermediates (ViT: `visual_after_ln_pre` [N, L, C]), only when requested. */
+  /**
+   * Named intermediates, only when requested. ViT: `visual_after_ln_pre`, `visual_block0_out` [N, L, C];
+   * ModifiedResNet: `visual_stem_out`, `visual_layer1_out` .. `visual_layer4_out` [N, H, W, C].
+   */
   intermediates: Record<string, tf.Tensor>;
 };
 
@@ -98,10 +134,14 @@ export function visionTransformer(p: ParamGetter, c: CLIPVisionConfig, pixels: t
     x = ln(p, 'visual.ln_pre', x, opts.film) as tf.Tensor3D;
     if (opts.intermediates) intermediates.visual_after_ln_pre = x;
     const feats: tf.Tensor[] = [];
-    x = transformer(p, 'visual.transformer.', x, c.visionLayers as number, visionHeads(c), undefined, opts.film, feats);
+    const layers = c.visionLayers as number;
+    // Only the class token of the last block reaches the output, unless every block's tokens are asked for.
+    const pooledOnly = !opts.features && !opts.intermediates && layers > 0;
+    const clsPick: QueryPick = { pick: (t) => t.slice([0, 0, 0], [n, 1, t.shape[2]]) };
+    x = transformer(p, 'visual.transformer.', x, layers, visionHeads(c), undefined, opts.film, feats, pooledOnly ? clsPick : undefined);
     if (opts.features) features.push(...feats);
     if (opts.intermediates && feats.length) intermediates.visual_block0_out = feats[0];
-    const cls0 = x.slice([0, 0, 0], [n, 1, width]).reshape([n, width]);
+    const cls0 = (pooledOnly ? x : clsPick.pick(x)).reshape([n, width]);
     const pooled = ln(p, 'visual.ln_post', cls0, opts.film) as tf.Tensor2D;
     return { embedding: tf.matMul(pooled, p('visual.proj') as tf.Tensor2D), features, intermediates };
   });
@@ -162,14 +202,16 @@ function attentionPool(p: ParamGetter, x: tf.Tensor4D, heads: number): tf.Tensor
  * `ModifiedResNet.forward` (RN50 family).
  * @param pixels [N, R, R, 3] already normalised
  */
-export function modifiedResNet(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.Tensor4D, opts: { film?: FilmHook; features?: boolean } = {}): VisionOutput {
+export function modifiedResNet(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.Tensor4D, opts: { film?: FilmHook; features?: boolean; intermediates?: boolean } = {}): VisionOutput {
   return tf.tidy((): VisionOutput => {
     const features: tf.Tensor[] = [];
+    const intermediates: Record<string, tf.Tensor> = {};
     const f = opts.film;
     let x = tf.relu(batchNorm(p, 'visual.bn1', conv(p, 'visual.conv1', pixels, 2, 1), f));
     x = tf.relu(batchNorm(p, 'visual.bn2', conv(p, 'visual.conv2', x, 1, 1), f));
     x = tf.relu(batchNorm(p, 'visual.bn3', conv(p, 'visual.conv3', x, 1, 1), f));
     x = avgPool(x, 2);
+    if (opts.intermediates) intermediates.visual_stem_out = x;
     let inplanes = c.visionWidth;
     (c.visionLayers as number[]).forEach((blocks, s) => {
       const planes = c.visionWidth * 2 ** s;
@@ -179,8 +221,9 @@ export function modifiedResNet(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.T
         inplanes = planes * 4;
       }
       if (opts.features) features.push(x);
+      if (opts.intermediates) intermediates[`visual_layer${s + 1}_out`] = x;
     });
-    return { embedding: attentionPool(p, x, visionHeads(c)), features, intermediates: {} };
+    return { embedding: attentionPool(p, x, visionHeads(c)), features, intermediates };
   });
 }
 
@@ -222,10 +265,16 @@ export function textForward(p: ParamGetter, c: CLIPConfig, ids: tf.Tensor2D): tf
     let x = tf.gather(p('token_embedding.weight'), used.reshape([-1])).reshape([n, l, w]) as tf.Tensor3D;
     x = x.add(p('positional_embedding').slice([0, 0], [l, w])) as tf.Tensor3D;
     const mask = causalMask(l);
-    x = transformer(p, 'transformer.', x, c.transformerLayers, c.transformerHeads, mask);
-    x = layerNorm(x, p('ln_final.weight') as tf.Tensor1D, p('ln_final.bias') as tf.Tensor1D, LN_EPS);
+    // The last block runs on the EOT rows only (keys/values from all tokens, each EOT's causal row).
     const rows = tf.tensor1d(eot.map((e, i) => i * l + e), 'int32');
-    const pooled = tf.gather(x.reshape([n * l, w]), rows) as tf.Tensor2D;
-    return tf.matMul(pooled, p('text_projection') as tf.Tensor2D);
+    const eotPick: QueryPick = {
+      pick: (t) => tf.gather(t.reshape([n * l, t.shape[2]]), rows).reshape([n, 1, t.shape[2]]) as tf.Tensor3D,
+      mask: tf.tensor4d(causalRows(eot, l), [n, 1, 1, l]),
+    };
+    const layers = c.transformerLayers;
+    x = transformer(p, 'transformer.', x, layers, c.transformerHeads, mask, undefined, undefined, layers > 0 ? eotPick : undefined);
+    if (layers === 0) x = eotPick.pick(x);
+    x = layerNorm(x, p('ln_final.weight') as tf.Tensor1D, p('ln_final.bias') as tf.Tensor1D, LN_EPS);
+    return tf.matMul(x.reshape([n, w]) as tf.Tensor2D, p('text_projection') as tf.Tensor2D);
   });
 }

@@ -8,7 +8,11 @@ import type { CLIP } from './model.js';
 import type { StateTensor } from './params.js';
 
 /** Names of the outputs `clipReferenceOutputs` can produce. */
-export const CLIP_IO_OUTPUTS = ['image_features', 'text_features', 'logits_per_image', 'logits_per_text', 'visual_after_ln_pre', 'visual_block0_out'] as const;
+export const CLIP_IO_OUTPUTS = [
+  'image_features', 'text_features', 'logits_per_image', 'logits_per_text', 'visual_after_ln_pre', 'visual_block0_out',
+  // ModifiedResNet towers (NCHW)
+  'visual_stem_out', 'visual_layer1_out', 'visual_layer2_out', 'visual_layer3_out', 'visual_layer4_out',
+] as const;
 
 function toTensor(v: StateTensor, dtype: 'float32' | 'int32'): tf.Tensor {
   if (v instanceof tf.Tensor) return v.dtype === dtype ? v.clone() : v.cast(dtype);
@@ -34,7 +38,13 @@ export function clipReferenceOutputs(model: CLIP, inputs: Map<string, StateTenso
     const enc = model.encodeImagePixels(pixels, { intermediates: true });
     pixels.dispose();
     out.set('image_features', enc.embedding);
-    for (const [k, v] of Object.entries(enc.intermediates)) out.set(k, v);
+    for (const [k, v] of Object.entries(enc.intermediates)) {
+      // ResNet stage outputs are NHWC here, NCHW in the reference; token intermediates share one layout.
+      if (v.rank === 4) {
+        out.set(k, v.transpose([0, 3, 1, 2]));
+        v.dispose();
+      } else out.set(k, v);
+    }
   }
   if (text && model.towers.text) {
     const ids = toTensor(text, 'int32') as tf.Tensor2D;
