@@ -6,11 +6,14 @@
  *   strided dx by phases; stride-1 dW as one GEMM over shifted windows, strided dW by the
  *   batch/channel swap; same/valid/explicit pads, dilation. conv2dTranspose
  *   uses Conv2DBackpropInput, so it is fast too.
- * - BatchMatMul (matmul.ts): explicit transposes + XNNPACK per batch on zero-copy views.
+ * - BatchMatMul (matmul.ts): explicit transposes + XNNPACK per batch on zero-copy views; weights
+ *   (a shared right operand) keep their packed XNNPACK copy cached across calls.
  * - Slice / Unpack / SplitV (slice.ts): copy only the selected elements (the stock kernels copy the
  *   whole input per slice). Outputs are not views of the input (see slice.ts for why).
  * - UnsortedSegmentSum (segment.ts): gives tf.gather its gradient.
  * - Pow (pow.ts): vectorised kernels for exponents 2, 3, 1, ±0.5, -1.
+ * - Identity (identity.ts): shares the input's buffer (the stock kernel copies it; tfjs clones
+ *   every tensor it saves for a gradient).
  * - DepthwiseConv2dNativeBackpropInput / Filter (conv.ts; missing on wasm): depthwise forward
  *   convolutions (zero-dilated dy for strides; batch folded into channels for dW). Correct, not tuned.
  * Gradients (all backends): Conv2D (adds dilations and dimRoundingMode), BatchMatMul (reduces
@@ -32,6 +35,7 @@ import * as tf from '@tensorflow/tfjs';
 import { captureOriginal } from './wasm.js';
 import { powKernel, rsqrtGrad } from './pow.js';
 import { unsortedSegmentSumKernel } from './segment.js';
+import { identityKernel } from './identity.js';
 import { sliceKernel, splitVKernel, unpackKernel } from './slice.js';
 import { batchMatMulGrad, batchMatMulKernel } from './matmul.js';
 import { conv2DBackpropFilterKernel, conv2DBackpropInputKernel, depthwiseBackpropFilterKernel, depthwiseBackpropInputKernel, conv2dBackpropFilterOps, conv2dBackpropInputOps, convGeometry } from './conv.js';
@@ -76,6 +80,7 @@ function installWasmKernels(): void {
   registerWasmKernel('SplitV', splitVKernel as never);
   registerWasmKernel('UnsortedSegmentSum', unsortedSegmentSumKernel as never);
   registerWasmKernel('Pow', powKernel as never);
+  registerWasmKernel('Identity', identityKernel as never);
 }
 
 function installGradients(): void {

@@ -5,31 +5,107 @@
  * is transposed; everything else (attention's q·kᵀ, every matmul gradient) falls to a scalar loop.
  * This kernel transposes explicitly, folds a batch that multiplies shared weights into the rows,
  * and runs true batched products as one XNNPACK product per batch on zero-copy views of the
- * operands and of the output.
+ * operands and of the output. A shared right operand (weights) is passed under its own tensor id,
+ * so XNNPACK's packed copy of it, cached per id by the backend, is reused across calls; weights
+ * used transposed (dy·Wᵀ) are transposed once per buffer. Each XNNPACK product still costs ~35 us
+ * beyond its arithmetic when its right operand is new (packing ~16 us, call ~4 us, views ~7 us),
+ * which is what an attention product per batch element and head pays.
  *
  * `batchMatMulGrad` is the matching gradient for every backend: the stock one returns gradients
  * of the broadcast shape when one side is broadcast over the batch; this one reduces them, and
  * folds the batch into one product for the weights of a linear layer.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Scratch, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
+import { Scratch, captureOriginal, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
 
-type CMatMul = (aId: number, aShape: Uint8Array, aRank: number, bId: number, bShape: Uint8Array, bRank: number,
-  transposeA: boolean, transposeB: boolean, outId: number) => void;
+type CMatMul = (aId: number, aShapePtr: number, aRank: number, bId: number, bShapePtr: number, bRank: number,
+  transposeA: number, transposeB: number, outId: number) => void;
 
-const cFns = new WeakMap<object, CMatMul>();
+/**
+ * The wasm backend's C++ BatchMatMul, called with its shapes in a buffer that lives as long as the
+ * backend (cwrap's 'array' arguments copy them to the stack on every call, ~7 us of ~35 per call).
+ */
+interface CallState { fn: CMatMul; shapes: number; view: Int32Array | null }
 
-function cMatMul(backend: WasmBackend): CMatMul {
-  let f = cFns.get(backend);
-  if (!f) {
+const states = new WeakMap<object, CallState>();
+
+/** One fully-connected product [1, rows, k]·[1, k, n] -> [1, rows, n] on tensor ids (XNNPACK). */
+function product(backend: WasmBackend, aId: number, rows: number, k: number, bId: number, n: number, outId: number): void {
+  let st = states.get(backend);
+  if (!st) {
     const w = backend.wasm as unknown as { cwrap: (n: string, r: null, a: string[]) => CMatMul };
-    f = w.cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
-    cFns.set(backend, f);
+    st = { fn: w.cwrap('BatchMatMul', null, new Array(9).fill('number')), shapes: backend.wasm._malloc(24), view: null };
+    states.set(backend, st);
   }
-  return f;
+  const heap = heapU8(backend).buffer;
+  if (!st.view || st.view.buffer !== heap) st.view = new Int32Array(heap, st.shapes, 6);
+  const v = st.view;
+  v[0] = 1; v[1] = rows; v[2] = k; v[3] = 1; v[4] = k; v[5] = n;
+  st.fn(aId, st.shapes, 3, bId, st.shapes + 12, 3, 0, 0, outId);
 }
 
-const shapeBytes = (s: number[]) => new Uint8Array(new Int32Array(s).buffer);
+const idOf = (backend: WasmBackend, t: Info) => backend.dataIdMap.get(t.dataId).id;
+
+/**
+ * The inner size K each data buffer was multiplied with as a cached right operand.
+ *
+ * tfjs-backend-wasm's fully-connected path caches one XNNPACK operator (with its own packed copy
+ * of the weights) per (right-operand tensor id, bias id, activation), deleted by the disposal
+ * callback when that id is disposed. Tensor ids are never reused, and tfjs never writes into an
+ * existing buffer (kernels write fresh outputs; `Variable.assign` takes the new value's buffer, with
+ * a new id), so the packed copy stays valid for the id's lifetime. The key holds no shape, though:
+ * one buffer reshaped ([k, n] vs [k', n']: Reshape shares the data id) would meet an operator
+ * packed for the other shape. So an id is used as its own right operand only for the K it was
+ * first used with; other shapes go through a view with a fresh id (packed, then dropped).
+ */
+const cachedK = new WeakMap<object, number>();
+
+function cacheableRightOperand(b: Info, k: number): boolean {
+  const prev = cachedK.get(b.dataId);
+  if (prev === undefined) {
+    cachedK.set(b.dataId, k);
+    return true;
+  }
+  return prev === k;
+}
+
+/**
+ * Transposed copies of right operands used with `transposeB` (a linear layer's input gradient
+ * dy·Wᵀ), by the source's data id: made once, so both the transpose and XNNPACK's packing of it
+ * (cached on the copy's id) are paid once per weight buffer instead of once per call. A copy is
+ * freed together with its source: `disposeData` of the backend is wrapped (`hookDisposal`) to free
+ * the copy when the source's buffer goes (dispose, `Variable.assign` of new weights, a move to
+ * another backend). Copies live below the engine: `tf.memory()` does not count them.
+ */
+const transposedB = new WeakMap<object, { t: Info; k: number }>();
+const hooked = new WeakSet<object>();
+
+function hookDisposal(backend: WasmBackend): void {
+  if (hooked.has(backend)) return;
+  hooked.add(backend);
+  const orig = backend.disposeData;
+  backend.disposeData = function (this: WasmBackend, dataId: object, force?: boolean): boolean {
+    const r = orig.call(this, dataId, force);
+    const e = transposedB.get(dataId);
+    if (e !== undefined && !this.dataIdMap.has(dataId)) {
+      transposedB.delete(dataId);
+      orig.call(this, e.t.dataId, true);
+    }
+    return r;
+  };
+}
+
+/** b ([..., n, k] with one batch) as a cached [k, n] copy, or null when b's buffer is cached with another shape. */
+function cachedTranspose(backend: WasmBackend, b: Info, k: number, n: number): Info | null {
+  const e = transposedB.get(b.dataId);
+  if (e) return e.k === k ? e.t : null;
+  hookDisposal(backend);
+  const transpose = captureOriginal('Transpose');
+  if (!transpose) return null;
+  const t = transpose({ inputs: { x: { dataId: b.dataId, shape: [n, k], dtype: b.dtype } }, backend, attrs: { perm: [1, 0] } }) as Info;
+  transposedB.set(b.dataId, { t, k });
+  return t;
+}
 
 function swapLast2(rank: number): number[] {
   const p = Array.from({ length: rank }, (_, i) => i);
@@ -46,7 +122,14 @@ export function batchMatMulKernel({ inputs, backend: be, attrs }: { inputs: Reco
     const ra = a.shape.length;
     const rb = b.shape.length;
     const A = attrs.transposeA ? s.transpose(a, swapLast2(ra)) : a; // [..., M, K]
-    const B = attrs.transposeB ? s.transpose(b, swapLast2(rb)) : b; // [..., K, N]
+    // Caching a right operand keeps a packed copy of it alive as long as it lives: worth it for
+    // weights, a waste for the activations that weight gradients multiply (Aᵀ·dy: every such product
+    // has transposeA, and no forward x·W or input gradient dy·Wᵀ has). So only without transposeA.
+    const cache = !attrs.transposeA;
+    // Shared right operand given transposed (a linear layer's dx = dy·Wᵀ): a cached copy.
+    const bT = cache && attrs.transposeB && tf.util.sizeFromShape(b.shape.slice(0, -2)) === 1 && tf.util.sizeFromShape(b.shape) > 0
+      ? cachedTranspose(backend, b, b.shape[rb - 1], b.shape[rb - 2]) : null;
+    const B = bT ?? (attrs.transposeB ? s.transpose(b, swapLast2(rb)) : b); // [..., K, N]
     const [m, k] = A.shape.slice(-2);
     const [k2, n] = B.shape.slice(-2);
     if (k !== k2) {
@@ -59,7 +142,6 @@ export function batchMatMulKernel({ inputs, backend: be, attrs }: { inputs: Reco
     const nB = tf.util.sizeFromShape(batchB);
     const nOut = tf.util.sizeFromShape(outBatch);
     const outShape = [...outBatch, m, n];
-    const call = cMatMul(backend);
     if (m * n * nOut === 0) return backend.makeOutput(outShape, 'float32');
     if (k === 0) {
       const z = backend.makeOutput(outShape, 'float32');
@@ -68,17 +150,17 @@ export function batchMatMulKernel({ inputs, backend: be, attrs }: { inputs: Reco
       return z;
     }
     if (nB === 1) {
-      // Shared right operand (weights): one product with the batch folded into the rows.
+      // Shared right operand (weights): one product with the batch folded into the rows. B's own
+      // id when B is the input itself, so that XNNPACK's packed weights stay cached across calls
+      // (see `cacheableRightOperand`); otherwise a view with a fresh id (packed, then dropped).
       const out = backend.makeOutput(outShape, 'float32');
-      const a3 = view(backend, A, 0, [1, nA * m, k]);
-      const b3 = view(backend, B, 0, [1, k, n]);
-      const o3 = view(backend, out, 0, [1, nA * m, n]);
+      const own = B === bT || (cache && B === b && cacheableRightOperand(b, k));
+      const bv = own ? B : view(backend, B, 0, [1, k, n]);
       try {
-        call(backend.dataIdMap.get(a3.dataId).id, shapeBytes(a3.shape), 3, backend.dataIdMap.get(b3.dataId).id, shapeBytes(b3.shape), 3, false, false, backend.dataIdMap.get(o3.dataId).id);
+        // A and the output are read and written whole: their own ids (the cache is keyed by B's id only).
+        product(backend, idOf(backend, A), nA * m, k, idOf(backend, bv), n, idOf(backend, out));
       } finally {
-        releaseView(backend, a3);
-        releaseView(backend, b3);
-        releaseView(backend, o3);
+        if (!own) releaseView(backend, bv);
       }
       return out;
     }
@@ -90,8 +172,6 @@ export function batchMatMulKernel({ inputs, backend: be, attrs }: { inputs: Reco
     const stA = tf.util.computeStrides(padA);
     const stB = tf.util.computeStrides(padB);
     const idx = new Array(rank).fill(0);
-    const aShape = shapeBytes([1, m, k]);
-    const bShape = shapeBytes([1, k, n]);
     for (let i = 0; i < nOut; i++) {
       let ia = 0;
       let ib = 0;
@@ -103,7 +183,7 @@ export function batchMatMulKernel({ inputs, backend: be, attrs }: { inputs: Reco
       const bv = view(backend, B, ib * k * n, [1, k, n]);
       const ov = view(backend, out, i * m * n, [1, m, n]);
       try {
-        call(backend.dataIdMap.get(av.dataId).id, aShape, 3, backend.dataIdMap.get(bv.dataId).id, bShape, 3, false, false, backend.dataIdMap.get(ov.dataId).id);
+        product(backend, idOf(backend, av), m, k, idOf(backend, bv), n, idOf(backend, ov));
       } finally {
         releaseView(backend, av);
         releaseView(backend, bv);
