@@ -89,8 +89,9 @@ export async function run(): Promise<unknown> {
   const guides = strokeGuides(32);
   const img = guides.slice(0, 1);
   try {
-    // warm-up (kernel compilation, first allocations)
-    tf.dispose((await sdedit(m.unet, img, { steps: 2 })).images);
+    // warm-up: one default edit (XNNPACK operator set-up, weight packing, heap growth: the first
+    // ~6 forwards of a process take 2-5x the steady time), so the figures are per-image costs
+    tf.dispose((await sdedit(m.unet, img, { seed: 1 })).images);
     methods.sdedit = await measure(async () => {
       const method = 'sdedit';
       const r = await sdedit(m.unet, img, { seed: 0 });

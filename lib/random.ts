@@ -12,6 +12,22 @@ export function deriveSeed(seed: number, stream: number): number {
   return (z ^ (z >>> 16)) & 0x7fffffff;
 }
 
+/**
+ * `n` deterministic values in [-1, 1) from a 32-bit xorshift stream: the same on every backend
+ * and platform (no tfjs RNG), for self-checks and test data.
+ */
+export function xorshiftUniform(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13; s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5; s >>>= 0;
+    out[i] = (s / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
 /** A counter-based stream of seeds; each draw uses a fresh derived seed. */
 export class Rng {
   private counter = 0;

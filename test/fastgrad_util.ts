@@ -1,17 +1,10 @@
 /** Helpers for fastgrad/ops tests: run a computation on wasm and on the cpu backend and compare. */
 import * as tf from '@tensorflow/tfjs';
+import { xorshiftUniform } from '../lib/random.js';
 
 /** Deterministic pseudo-random data in [-1, 1) (no tf RNG, identical on every backend). */
 export function data(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    out[i] = (s / 4294967296) * 2 - 1;
-  }
-  return out;
+  return xorshiftUniform(n, Math.imul(seed, 2654435761) >>> 0);
 }
 
 export function rand(shape: number[], seed: number, scale = 1): tf.Tensor {

@@ -246,6 +246,15 @@ describe('unet: config space (random init)', () => {
       const out = net.apply(x, t, cond);
       expect(out.shape).to.deep.equal([2, 8, 8, c.outChannels]);
       expect(tf.all(tf.isFinite(out)).dataSync()[0]).to.equal(1);
+      // the forward-only path (no tape) and the taped path (inside a gradient) compute the same function
+      let taped: tf.Tensor | null = null;
+      tf.dispose(tf.grad((xv: tf.Tensor) => {
+        taped = tf.keep(net.apply(xv as tf.Tensor4D, t, cond));
+        return taped.sum();
+      })(x));
+      const gap = tf.tidy(() => tf.max(tf.abs(out.sub(taped!))).dataSync()[0] / Math.max(1, tf.max(tf.abs(out)).dataSync()[0]));
+      expect(gap, `forward-only vs taped, ${JSON.stringify(cfg)}`).to.be.below(1e-5);
+      tf.dispose(taped!);
       const sd = net.toStateDict();
       expect([...sd.keys()]).to.deep.equal([...unetParamShapes(c).keys()]);
       const net2 = UNet.fromStateDict(sd, c);

@@ -147,6 +147,35 @@ function convBackpropInputPhases(s: Scratch, dy: Info, filter: Info, inH: number
 export const COLS_LIMIT = 8 * 1024 * 1024;
 
 /**
+ * dW rows [KH, KW, Cin, Cout] as GEMMs cols [nt·Cin, P] x rhs [P, Cout] over chunks of `perChunk`
+ * taps; `fill(cols, t0, nt)` writes the im2col rows of taps t0 .. t0+nt-1 (the heap may have grown
+ * since the caller last looked: read it after this allocation).
+ */
+function tapChunkGemm(s: Scratch, kh: number, kw: number, cin: number, cout: number, p: number, perChunk: number, rhs: Info, fill: (cols: Info, t0: number, nt: number) => void): Info {
+  const be = s.backend;
+  const taps = kh * kw;
+  const out = perChunk === taps ? null : s.track(be.makeOutput([taps * cin, cout], 'float32'));
+  let result: Info | null = null;
+  for (let t0 = 0; t0 < taps; t0 += perChunk) {
+    const nt = Math.min(perChunk, taps - t0);
+    const cols = s.track(be.makeOutput([nt * cin, p], 'float32'));
+    fill(cols, t0, nt);
+    const part = s.matMul(cols, rhs); // [nt·Cin, Cout]
+    s.free(cols);
+    if (!out) {
+      result = part;
+    } else {
+      const heap = heapU8(be);
+      const from = be.dataIdMap.get(part.dataId).memoryOffset;
+      const to = be.dataIdMap.get(out.dataId).memoryOffset + t0 * cin * cout * 4;
+      heap.copyWithin(to, from, from + nt * cin * cout * 4);
+      s.free(part);
+    }
+  }
+  return s.reshape(out ?? result!, [kh, kw, cin, cout]);
+}
+
+/**
  * dW of a conv as XNNPACK GEMMs: colsᵀ [taps·Cin, N·OH·OW] (built on the heap from x with batch and
  * channels swapped) times dy [N·OH·OW, Cout] gives rows of [KH·KW·Cin, Cout] = [KH, KW, Cin, Cout].
  * dy is packed once (XNNPACK caches the operator per right operand); taps go in chunks of at most
@@ -168,13 +197,8 @@ export function convBackpropFilterGemm(s: Scratch, x: Info, dy: Info, kh: number
   // A view with its own id: XNNPACK caches the packed operand per id (not per shape), so a reshape
   // of dy used elsewhere as a matmul operand must not share this cache entry.
   const dyf = view(be, dy, 0, [p, cout]);
-  const taps = kh * kw;
-  const out = perChunk === taps ? null : s.track(be.makeOutput([taps * cin, cout], 'float32'));
-  let result: Info | null = null;
   try {
-    for (let t0 = 0; t0 < taps; t0 += perChunk) {
-      const nt = Math.min(perChunk, taps - t0);
-      const cols = s.track(be.makeOutput([nt * cin, p], 'float32'));
+    return tapChunkGemm(s, kh, kw, cin, cout, p, perChunk, dyf, (cols, t0, nt) => {
       const src = heapF32(be, xp);
       const dst = heapF32(be, cols);
       let o = 0;
@@ -195,22 +219,10 @@ export function convBackpropFilterGemm(s: Scratch, x: Info, dy: Info, kh: number
           }
         }
       }
-      const part = s.matMul(cols, dyf); // [nt·Cin, Cout]
-      s.free(cols);
-      if (!out) {
-        result = part;
-      } else {
-        const heap = heapU8(be);
-        const from = be.dataIdMap.get(part.dataId).memoryOffset;
-        const to = be.dataIdMap.get(out.dataId).memoryOffset + t0 * cin * cout * 4;
-        heap.copyWithin(to, from, from + nt * cin * cout * 4);
-        s.free(part);
-      }
-    }
+    });
   } finally {
     releaseView(be, dyf);
   }
-  return s.reshape(out ?? result!, [kh, kw, cin, cout]);
 }
 
 /**
@@ -248,12 +260,8 @@ export function convBackpropFilterShifted(s: Scratch, x: Info, dy: Info, kh: num
   const dyp = oh === hp && ow === wp ? dy : s.padCrop(dy, [[0, 0], [0, hp - oh], [0, wp - ow], [0, 0]]);
   // A view with its own id: XNNPACK caches the packed right operand per tensor id.
   const dyg = view(be, dyp, 0, [plane, cout]);
-  const out = perChunk === taps ? null : s.track(be.makeOutput([taps * cin, cout], 'float32'));
-  let result: Info | null = null;
   try {
-    for (let t0 = 0; t0 < taps; t0 += perChunk) {
-      const nt = Math.min(perChunk, taps - t0);
-      const cols = s.track(be.makeOutput([nt * cin, plane], 'float32'));
+    return tapChunkGemm(s, kh, kw, cin, cout, plane, perChunk, dyg, (cols, t0, nt) => {
       const heap = heapU8(be); // after the allocation: the heap may have grown
       const src = be.dataIdMap.get(xp.dataId).memoryOffset;
       let dst = be.dataIdMap.get(cols.dataId).memoryOffset;
@@ -266,22 +274,10 @@ export function convBackpropFilterShifted(s: Scratch, x: Info, dy: Info, kh: num
           if (off > 0) heap.fill(0, dst + rowBytes - off, dst + rowBytes);
         }
       }
-      const part = s.matMul(cols, dyg); // [nt·Cin, Cout]
-      s.free(cols);
-      if (!out) {
-        result = part;
-      } else {
-        const hp8 = heapU8(be);
-        const from = be.dataIdMap.get(part.dataId).memoryOffset;
-        const to = be.dataIdMap.get(out.dataId).memoryOffset + t0 * cin * cout * 4;
-        hp8.copyWithin(to, from, from + nt * cin * cout * 4);
-        s.free(part);
-      }
-    }
+    });
   } finally {
     releaseView(be, dyg);
   }
-  return s.reshape(out ?? result!, [kh, kw, cin, cout]);
 }
 
 /**

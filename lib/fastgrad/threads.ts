@@ -31,6 +31,7 @@ import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { xorshiftUniform } from '../random.js';
 
 const require = createRequire(import.meta.url);
 // The very object Emscripten's require('worker_threads') returns (patched during start-up).
@@ -102,19 +103,6 @@ export function threadedBuildMismatch(pkgDir?: string): string | null {
   return null;
 }
 
-/** Deterministic values in [-1, 1) (xorshift32). */
-function pseudo(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    out[i] = (s / 4294967296) * 2 - 1;
-  }
-  return out;
-}
-
 function relErr(a: Float32Array, b: Float64Array): number {
   let num = 0;
   let den = 0;
@@ -133,8 +121,8 @@ function relErr(a: Float32Array, b: Float64Array): number {
  */
 export function selfCheckBackend(tol = 1e-4): void {
   const [n, h, w, ci, co] = [2, 9, 11, 20, 36];
-  const xv = pseudo(n * h * w * ci, 11);
-  const wv = pseudo(9 * ci * co, 12);
+  const xv = xorshiftUniform(n * h * w * ci, 11);
+  const wv = xorshiftUniform(9 * ci * co, 12);
   const convRef = new Float64Array(n * h * w * co);
   for (let b = 0; b < n; b++) for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) {
     const o = ((b * h + i) * w + j) * co;
@@ -151,8 +139,8 @@ export function selfCheckBackend(tol = 1e-4): void {
     }
   }
   const [p, q, r] = [70, 90, 50];
-  const av = pseudo(p * q, 13);
-  const bv = pseudo(q * r, 14);
+  const av = xorshiftUniform(p * q, 13);
+  const bv = xorshiftUniform(q * r, 14);
   const mmRef = new Float64Array(p * r);
   for (let i = 0; i < p; i++) for (let k = 0; k < q; k++) {
     const aik = av[i * q + k];

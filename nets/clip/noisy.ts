@@ -103,6 +103,77 @@ export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncod
     this.created = created;
     this.loadReport = report;
     this.preprocessOptions = { clip: false, ...opts.preprocess };
+    this.jointFilm();
+  }
+
+  /**
+   * All FiLM linears side by side: w [timeEmbedDim, Σ 2C], b [Σ 2C] with 1 folded into each scale half's
+   * bias (so the product gives 1 + scale). Kept while the FiLM parameters are the same tensors (a
+   * training step's assign replaces them; then it is rebuilt); built with the encoder so a forward
+   * never adds tensors; only while small (≤ 4M floats).
+   */
+  private joint: { w: tf.Tensor2D; b: tf.Tensor1D; names: string[]; sizes: number[]; src: tf.Variable[]; ids: object[] } | null = null;
+  private jointFilm(): { w: tf.Tensor2D; b: tf.Tensor1D; names: string[]; sizes: number[]; src: tf.Variable[] } | null {
+    const names = normLayers(this.config).map((l) => l.name);
+    const src = names.flatMap((n) => [this.params.get(`visual.film.${n}.weight`), this.params.get(`visual.film.${n}.bias`)]);
+    if (!names.length || src.some((v) => !v)) return null;
+    const vars = src as tf.Variable[];
+    if (this.joint && this.joint.ids.every((id, i) => id === vars[i].dataId)) return this.joint;
+    if (this.joint) {
+      tf.dispose([this.joint.w, this.joint.b]);
+      this.joint = null;
+    }
+    const total = vars.reduce((a, v, i) => a + (i % 2 === 0 ? v.size : 0), 0);
+    if (total > 4 * 2 ** 20) return null;
+    const sizes: number[] = [];
+    const ones: number[] = [];
+    for (let i = 0; i < vars.length; i += 2) {
+      const c = vars[i + 1].size / 2;
+      sizes.push(c, c);
+      for (let j = 0; j < 2 * c; j++) ones.push(j < c ? 1 : 0);
+    }
+    const { w, b } = tf.tidy(() => ({
+      w: tf.concat(vars.filter((_, i) => i % 2 === 0), 1) as tf.Tensor2D,
+      b: tf.concat(vars.filter((_, i) => i % 2 === 1), 0).add(tf.tensor1d(ones, 'float32')) as tf.Tensor1D,
+    }));
+    this.joint = { w: tf.keep(w), b: tf.keep(b), names, sizes, src: vars, ids: vars.map((v) => v.dataId) };
+    return this.joint;
+  }
+
+  override dispose(): void {
+    if (this.joint) tf.dispose([this.joint.w, this.joint.b]);
+    this.joint = null;
+    super.dispose();
+  }
+
+  /**
+   * Every norm's (1 + scale, shift) [N, C] from one product with the joint FiLM weights. A custom
+   * gradient hands the FiLM parameters their own gradients (training), and a guidance gradient with
+   * respect to the image never reaches it (it depends on t only).
+   */
+  private filmParts(act: tf.Tensor2D): { names: string[]; parts: tf.Tensor2D[] } {
+    const j = this.jointFilm();
+    if (!j) return { names: [], parts: [] };
+    const k = j.src.length;
+    const f = tf.customGrad(((...args: unknown[]) => {
+      const a = args[0] as tf.Tensor2D;
+      const save = args[k + 1] as tf.GradSaveFunc;
+      save([a]);
+      return {
+        value: linear(a, j.w, j.b),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const dy2 = dy as tf.Tensor2D;
+          const da = tf.matMul(dy2, j.w, false, true);
+          const dws = tf.split(tf.matMul(saved[0] as tf.Tensor2D, dy2, true, false), j.sizes.map((_, i) => (i % 2 === 0 ? 2 * j.sizes[i] : 0)).filter((v) => v > 0), 1);
+          const dbs = tf.split(dy2.sum(0), j.sizes.map((_, i) => (i % 2 === 0 ? 2 * j.sizes[i] : 0)).filter((v) => v > 0), 0);
+          const grads: tf.Tensor[] = [da];
+          for (let i = 0; i < dws.length; i++) grads.push(dws[i], dbs[i]);
+          return grads;
+        },
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0]);
+    const ss = f(act, ...j.src) as tf.Tensor2D;
+    return { names: j.names, parts: tf.split(ss, j.sizes, 1) as tf.Tensor2D[] };
   }
 
   /**
@@ -178,18 +249,26 @@ export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncod
     const p = this.getter;
     const n = pixels.shape[0];
     if (t && t.shape[0] !== n && t.shape[0] !== 1) throw new Error(`NoisyCLIPImageEncoder: t has ${t.shape[0]} timesteps for ${n} images (give [N] or [1])`);
-    const act = tf.tidy(() => {
+    let names: string[] = [];
+    const { act, parts: flat } = tf.tidy(() => {
       const tt = t ? tf.broadcastTo(t.toFloat(), [n]) : tf.zeros([n]);
       const feats = noisyClipTimestepFeatures(tt as tf.Tensor1D, this.timeEmbedChannels);
       const h = linear(silu(linear(feats, p('visual.time_embed.0.weight') as tf.Tensor2D, p('visual.time_embed.0.bias') as tf.Tensor1D)), p('visual.time_embed.2.weight') as tf.Tensor2D, p('visual.time_embed.2.bias') as tf.Tensor1D);
-      return silu(h);
-    });
+      const a = silu(h) as tf.Tensor2D;
+      const fp = this.filmParts(a);
+      names = fp.names;
+      return { act: a, parts: fp.parts };
+    }) as { act: tf.Tensor2D; parts: tf.Tensor2D[] };
+    /** (1 + scale, shift) [N, C] by norm name (without `visual.`). */
+    const parts = new Map<string, [tf.Tensor2D, tf.Tensor2D]>(names.map((nm, i) => [nm, [flat[2 * i], flat[2 * i + 1]]]));
     const film: FilmHook = (name, x) =>
       tf.tidy(() => {
-        const key = 'visual.film.' + name.slice('visual.'.length);
-        const ss = linear(act, p(key + '.weight') as tf.Tensor2D, p(key + '.bias') as tf.Tensor1D);
         const c = x.shape[x.shape.length - 1];
         const bshape = [n, ...new Array(x.rank - 2).fill(1), c];
+        const pre = parts.get(name.slice('visual.'.length));
+        if (pre) return x.mul(pre[0].reshape(bshape)).add(pre[1].reshape(bshape));
+        const key = 'visual.film.' + name.slice('visual.'.length);
+        const ss = linear(act, p(key + '.weight') as tf.Tensor2D, p(key + '.bias') as tf.Tensor1D);
         const scale = ss.slice([0, 0], [n, c]).reshape(bshape);
         const shift = ss.slice([0, c], [n, c]).reshape(bshape);
         return x.mul(scale.add(1)).add(shift);
@@ -198,6 +277,7 @@ export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncod
       return visionForward(p, this.config, pixels, { ...opts, film });
     } finally {
       act.dispose();
+      tf.dispose(flat);
     }
   }
 

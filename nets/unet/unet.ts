@@ -3,6 +3,11 @@
  * Channels-last inside; parameters are tf.Variables keyed by the reference state_dict names, stored
  * in our layout (conv HWIO, 1x1 convs and linears [in, out]); `fromStateDict` / `toStateDict`
  * transpose at the boundary so weights round-trip with the reference code.
+ * Two executions of the same math: under a gradient tape (or with dropout) the ops with closed-form
+ * gradients (lib/ops/nn.ts); forward-only (sampling) a path with ~35% fewer kernels (GroupNorm as
+ * pooling + a group-averaging product with the affine and scale-shift folded into one map, one qkv
+ * split, no per-call weight slicing), which matters at batch 1 where per-kernel overhead is a large
+ * share of a forward. Outputs agree to float32 rounding (~1e-6).
  */
 import * as tf from '@tensorflow/tfjs';
 import { attention, groupNorm, linear, silu } from '../../lib/ops/nn.js';
@@ -322,12 +327,14 @@ export class UNet {
     }
     if (capture) capture[plan.embName] = emb;
     const embAct = silu(emb);
+    const training = !!opts.training && c.dropout > 0;
     const ctx: RunCtx = {
       embAct,
       tokens: cond.tokens ?? null,
-      training: !!opts.training && c.dropout > 0,
+      training,
       seed: opts.seed ?? 0,
       dropoutCount: 0,
+      fast: training || recordingGradients() ? null : this.fastCtx(embAct),
     };
 
     const hs: tf.Tensor4D[] = [];
@@ -344,8 +351,47 @@ export class UNet {
       hcur = this.runBlock(block, hcur, ctx);
       if (capture) capture[block.capture] = hcur;
     }
-    const hn = silu(groupNorm(hcur, 32, this.p(`${plan.outNorm}.weight`) as tf.Tensor1D, this.p(`${plan.outNorm}.bias`) as tf.Tensor1D, plan.normEps));
+    const hn = this.norm(hcur, plan.outNorm, ctx, true);
     return conv2d(hn, this.p(`${plan.outConv}.weight`) as tf.Tensor4D, this.p(`${plan.outConv}.bias`) as tf.Tensor1D);
+  }
+
+  /** ResBlocks in plan order. */
+  private resLayersCache: ResLayer[] | null = null;
+  private get resLayers(): ResLayer[] {
+    if (!this.resLayersCache) {
+      const out: ResLayer[] = [];
+      for (const b of [...this.plan.input, this.plan.middle, ...this.plan.output]) for (const l of b.layers) if (l.type === 'res') out.push(l);
+      this.resLayersCache = out;
+    }
+    return this.resLayersCache;
+  }
+
+  /**
+   * State of a forward-only pass: each ResBlock's embedding projection, with 1 added to the scale
+   * half of scale-shift blocks (the norm's affine map takes 1 + scale). (One product with the
+   * weights side by side would need them concatenated: a copy per call, or tensors held beside the
+   * parameters; per-block products with the parameters themselves measured faster than the former.)
+   */
+  private fastCtx(embAct: tf.Tensor2D): FastCtx {
+    const emb = new Map<ResLayer, tf.Tensor2D[]>();
+    for (const l of this.resLayers) emb.set(l, this.blockEmb(l, embAct));
+    return { emb, groupAvg: new Map() };
+  }
+
+  /**
+   * GroupNorm(32) with the params under `prefix`, optionally followed by SiLU; on the forward-only
+   * path optionally with a per-sample scale-shift ((1 + scale) [N, C], shift [N, C]) folded into the affine map.
+   */
+  private norm(x: tf.Tensor4D, prefix: string, ctx: RunCtx, act: boolean, scale1?: tf.Tensor2D, shift?: tf.Tensor2D): tf.Tensor4D {
+    const g = this.p(`${prefix}.weight`) as tf.Tensor1D;
+    const b = this.p(`${prefix}.bias`) as tf.Tensor1D;
+    if (ctx.fast) return fastGroupNorm(x, 32, g, b, this.plan.normEps, ctx.fast, act, scale1, shift);
+    let h = groupNorm(x, 32, g, b, this.plan.normEps);
+    if (scale1 && shift) {
+      const [n, , , c] = x.shape;
+      h = h.mul(scale1.reshape([n, 1, 1, c])).add(shift.reshape([n, 1, 1, c]));
+    }
+    return act ? silu(h) : h;
   }
 
   private runBlock(block: Block, x: tf.Tensor4D, ctx: RunCtx): tf.Tensor4D {
@@ -377,9 +423,8 @@ export class UNet {
   }
 
   private resBlock(l: ResLayer, x: tf.Tensor4D, ctx: RunCtx): tf.Tensor4D {
-    const eps = this.plan.normEps;
     const n = x.shape[0];
-    let h = silu(groupNorm(x, 32, this.p(`${l.norm1}.weight`) as tf.Tensor1D, this.p(`${l.norm1}.bias`) as tf.Tensor1D, eps));
+    let h = this.norm(x, l.norm1, ctx, true);
     if (l.updown === 'down') {
       h = tf.avgPool(h, 2, 2, 'valid');
       x = tf.avgPool(x, 2, 2, 'valid');
@@ -388,20 +433,20 @@ export class UNet {
       x = upsample2(x);
     }
     h = conv2d(h, this.p(`${l.conv1}.weight`) as tf.Tensor4D, this.p(`${l.conv1}.bias`) as tf.Tensor1D);
-    const e = linear(ctx.embAct, this.p(`${l.embProj}.weight`) as tf.Tensor2D, this.p(`${l.embProj}.bias`) as tf.Tensor1D);
-    const g2 = this.p(`${l.norm2}.weight`) as tf.Tensor1D;
-    const b2 = this.p(`${l.norm2}.bias`) as tf.Tensor1D;
-    if (l.scaleShift) {
-      const [scale, shift] = tf.split(e, 2, 1);
-      h = groupNorm(h, 32, g2, b2, eps).mul(scale.add(1).reshape([n, 1, 1, l.cout])).add(shift.reshape([n, 1, 1, l.cout]));
-    } else {
-      h = groupNorm(h.add(e.reshape([n, 1, 1, l.cout])), 32, g2, b2, eps);
-    }
-    h = silu(h);
+    const e = ctx.fast ? ctx.fast.emb.get(l)! : this.blockEmb(l, ctx.embAct);
+    h = l.scaleShift ? this.norm(h, l.norm2, ctx, true, e[0], e[1]) : this.norm(h.add(e[0].reshape([n, 1, 1, l.cout])), l.norm2, ctx, true);
     if (ctx.training) h = tf.dropout(h, this.config.dropout, undefined, deriveSeed(ctx.seed, ctx.dropoutCount++)) as tf.Tensor4D;
     h = conv2d(h, this.p(`${l.conv2}.weight`) as tf.Tensor4D, this.p(`${l.conv2}.bias`) as tf.Tensor1D);
     const skip = l.skip ? linear(x, this.p(`${l.skip}.weight`) as tf.Tensor2D, this.p(`${l.skip}.bias`) as tf.Tensor1D) : x;
     return skip.add(h);
+  }
+
+  /** A ResBlock's embedding projection: [1 + scale, shift] ([N, cout] each) for scale-shift blocks, else [[N, cout]]. */
+  private blockEmb(l: ResLayer, embAct: tf.Tensor2D): tf.Tensor2D[] {
+    const e = linear(embAct, this.p(`${l.embProj}.weight`) as tf.Tensor2D, this.p(`${l.embProj}.bias`) as tf.Tensor1D);
+    if (!l.scaleShift) return [e];
+    const [sc, sh] = tf.split(e, 2, 1) as tf.Tensor2D[];
+    return [sc.add(1), sh];
   }
 
   /** Columns of a fused projection weight [in, parts*C] for part `j`, given the reference's output-channel order. */
@@ -427,6 +472,25 @@ export class UNet {
     const heads = l.heads;
     const ch = c / heads;
     const scale = 1 / Math.sqrt(ch);
+    if (ctx.fast && l.qkv && !(l.encoderKv && ctx.tokens)) {
+      // One projection for q, k, v, split per head from its output (no weight slicing per call); the
+      // softmax scale goes on the logits.
+      const xn = this.norm(x, l.norm, ctx, false).reshape([n, T, c]) as tf.Tensor3D;
+      const qkv = linear(xn, this.p(`${l.qkv}.weight`) as tf.Tensor2D, this.p(`${l.qkv}.bias`) as tf.Tensor1D);
+      let parts: tf.Tensor4D[];
+      if (heads === 1 || !l.newOrder) {
+        // output channel = head * 3ch + part * ch + i
+        const r = heads === 1 ? qkv.reshape([n, 1, T, 3 * ch]) : qkv.reshape([n, T, heads, 3 * ch]).transpose([0, 2, 1, 3]);
+        parts = tf.split(r, 3, 3) as tf.Tensor4D[];
+      } else {
+        // output channel = part * C + head * ch + i
+        parts = tf.unstack(qkv.reshape([n, T, 3, heads, ch]).transpose([2, 0, 3, 1, 4])) as tf.Tensor4D[];
+      }
+      let a: tf.Tensor = attention(parts[0], parts[1], parts[2], undefined, scale);
+      a = heads === 1 ? a.reshape([n, T, c]) : a.transpose([0, 2, 1, 3]).reshape([n, T, c]);
+      const out = linear(a, this.p(`${l.proj}.weight`) as tf.Tensor2D, this.p(`${l.proj}.bias`) as tf.Tensor1D);
+      return x.add(out.reshape([n, h, w, c]));
+    }
     const xn = groupNorm(x, 32, this.p(`${l.norm}.weight`) as tf.Tensor1D, this.p(`${l.norm}.bias`) as tf.Tensor1D, this.plan.normEps).reshape([n, T, c]) as tf.Tensor3D;
     let wq: tf.Tensor2D, bq: tf.Tensor1D, wk: tf.Tensor2D, bk: tf.Tensor1D, wv: tf.Tensor2D, bv: tf.Tensor1D;
     if (l.qkv) {
@@ -468,6 +532,66 @@ interface RunCtx {
   training: boolean;
   seed: number;
   dropoutCount: number;
+  /**
+   * Forward-only (no gradient tape, no dropout): fewer, larger kernels with the same math (see
+   * `fastGroupNorm`); null under a tape, where the ops with closed-form gradients are used.
+   */
+  fast: FastCtx | null;
+}
+
+/** Per-forward state of the forward-only path. */
+interface FastCtx {
+  /** Each ResBlock's embedding projection by layer: [1 + scale, shift] ([N, cout] each) for scale-shift blocks, else [[N, cout]]. */
+  emb: Map<ResLayer, tf.Tensor2D[]>;
+  /** Group-averaging matrices by channel count (built once per forward). */
+  groupAvg: Map<number, tf.Tensor2D | null>;
+}
+
+/** Whether a gradient tape is recording (unknown engine state counts as recording). */
+function recordingGradients(): boolean {
+  const depth = (tf.engine() as unknown as { state?: { gradientDepth?: number } }).state?.gradientDepth;
+  return depth === undefined || depth > 0;
+}
+
+/**
+ * Forward-only GroupNorm over [N, H, W, C] (then optionally SiLU), as torch.nn.GroupNorm followed by
+ * an optional per-sample scale-shift: y = norm(x) * scale1 + shift.
+ * Position means are one global average pool (XNNPACK NHWC); group means are a product with the
+ * block-diagonal group-averaging matrix [C, C] (which also broadcasts them back per channel; skipped
+ * at one channel per group). Two-pass (mean, then centred squares) like the taped `groupNorm`; the
+ * affine parts fold into one per-(n, c) map y = xc · a + b. ~17 kernels instead of ~28, no Tile/customGrad.
+ */
+function fastGroupNorm(x: tf.Tensor4D, groups: number, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number, fast: FastCtx, act: boolean, scale1?: tf.Tensor2D, shift?: tf.Tensor2D): tf.Tensor4D {
+  const [n, h, w, c] = x.shape;
+  if (c % groups !== 0) throw new Error(`groupNorm: ${c} channels not divisible by ${groups} groups`);
+  let avg = fast.groupAvg.get(c);
+  if (avg === undefined) {
+    const cg = c / groups;
+    if (cg === 1) avg = null;
+    else {
+      const m = new Float32Array(c * c);
+      for (let i = 0; i < c; i++) for (let j = 0; j < c; j++) if (Math.floor(i / cg) === Math.floor(j / cg)) m[i * c + j] = 1 / cg;
+      avg = tf.tensor2d(m, [c, c]);
+    }
+    fast.groupAvg.set(c, avg);
+  }
+  const P = avg;
+  const mean = (t: tf.Tensor4D): tf.Tensor2D => {
+    // the AvgPool kernel itself: the op wrapper adds a float32 Cast (a kernel) per call
+    const pooled = tf.engine().runKernel('AvgPool', { x: t }, { filterSize: [h, w], strides: [1, 1], pad: 'valid' }) as tf.Tensor;
+    const m = pooled.reshape([n, c]) as tf.Tensor2D;
+    return P ? tf.matMul(m, P) : m;
+  };
+  const xc = x.sub(mean(x).reshape([n, 1, 1, c])) as tf.Tensor4D;
+  let a: tf.Tensor = tf.rsqrt(mean(xc.square()).add(eps)).mul(gamma); // [N, C]
+  let b: tf.Tensor = beta;
+  if (scale1 && shift) {
+    a = a.mul(scale1);
+    b = beta.mul(scale1).add(shift);
+  }
+  let y = xc.mul(a.reshape([n, 1, 1, c])).add(b.rank === 1 ? b : b.reshape([n, 1, 1, c])) as tf.Tensor4D;
+  if (act) y = y.mul(tf.sigmoid(y));
+  return y;
 }
 
 /**
