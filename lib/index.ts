@@ -1,5 +1,6 @@
 /** diffguide public API. */
 export * from './backend.js';
+export { WasmHeapError, WASM_HEAP_MAX } from './fastgrad/wasm.js';
 export * from './random.js';
 export * from './paths.js';
 export * from './io/index.js';

@@ -46,13 +46,15 @@ describe('fastgrad: conv2d gradients match the cpu backend', () => {
       expect(err).to.be.lessThan(TOL);
     });
   }
-  // x [2, 6, 6, 4], 3x3 same: one tap of the element im2col ('gemm') is 4 * 72 = 288 elements, of
-  // the shifted one ('shift', on the 8x8 padded grid) 4 * 128 = 512.
+  // x [2, 6, 6, 4], 3x3 same, 36 rows of cols (9 taps x 4 channels): one row of the element im2col
+  // ('gemm') is 72 elements, of the shifted one ('shift', on the 8x8 padded grid) 128.
   for (const [name, mode, limit] of [
-    ['dW as GEMM in tap chunks (DIFFGUIDE_DW=gemm)', 'gemm', '1200'],
-    ['dW GEMM falling back to the swap convolution (im2col too large)', 'gemm', '100'],
-    ['dW as shifted-window GEMM in tap chunks (default)', 'shift', '1200'],
-    ['dW shifted GEMM falling back to the swap convolution (too large)', 'shift', '300'],
+    ['dW as GEMM in chunks of whole taps (DIFFGUIDE_DW=gemm; 16 rows, last chunk 4)', 'gemm', '1200'],
+    ['dW as GEMM in chunks of single rows (a tap is over the limit)', 'gemm', '100'],
+    ['dW GEMM falling back to the swap convolution (one row over the limit)', 'gemm', '50'],
+    ['dW as shifted-window GEMM in chunks of whole taps (default; 8 rows, last chunk 4)', 'shift', '1200'],
+    ['dW as shifted-window GEMM in chunks of 2 rows (half taps)', 'shift', '300'],
+    ['dW shifted GEMM falling back to the swap convolution (one row over the limit)', 'shift', '100'],
     ['dW by the swap convolution (DIFFGUIDE_DW=swap)', 'swap', ''],
   ]) {
     it(`${name}: dx, dW`, async () => {

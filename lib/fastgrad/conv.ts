@@ -143,51 +143,61 @@ function convBackpropInputPhases(s: Scratch, dy: Info, filter: Info, inH: number
   return s.track(out);
 }
 
-/** Largest im2col block (elements) the GEMM dW builds at once; bigger layers are done in tap chunks. */
+/**
+ * Largest im2col block (elements, 32 MB) the GEMM dW builds at once; bigger layers are done in
+ * chunks of rows, so this temporary stays bounded whatever the batch and width.
+ */
 export const COLS_LIMIT = 8 * 1024 * 1024;
 
 /**
- * dW rows [KH, KW, Cin, Cout] as GEMMs cols [nt·Cin, P] x rhs [P, Cout] over chunks of `perChunk`
- * taps; `fill(cols, t0, nt)` writes the im2col rows of taps t0 .. t0+nt-1 (the heap may have grown
- * since the caller last looked: read it after this allocation).
+ * dW rows [KH·KW·Cin, Cout] (row r = tap ⌊r/Cin⌋, channel r mod Cin) as GEMMs cols [nr, P] x
+ * rhs [P, Cout] over chunks of `perChunk` rows; `fill(cols, r0, nr)` writes the im2col rows
+ * r0 .. r0+nr-1 (the heap may have grown since the caller last looked: read it after this allocation).
  */
-function tapChunkGemm(s: Scratch, kh: number, kw: number, cin: number, cout: number, p: number, perChunk: number, rhs: Info, fill: (cols: Info, t0: number, nt: number) => void): Info {
+function rowChunkGemm(s: Scratch, kh: number, kw: number, cin: number, cout: number, p: number, perChunk: number, rhs: Info, fill: (cols: Info, r0: number, nr: number) => void): Info {
   const be = s.backend;
-  const taps = kh * kw;
-  const out = perChunk === taps ? null : s.track(be.makeOutput([taps * cin, cout], 'float32'));
+  const rows = kh * kw * cin;
+  const out = perChunk >= rows ? null : s.track(be.makeOutput([rows, cout], 'float32'));
   let result: Info | null = null;
-  for (let t0 = 0; t0 < taps; t0 += perChunk) {
-    const nt = Math.min(perChunk, taps - t0);
-    const cols = s.track(be.makeOutput([nt * cin, p], 'float32'));
-    fill(cols, t0, nt);
-    const part = s.matMul(cols, rhs); // [nt·Cin, Cout]
+  for (let r0 = 0; r0 < rows; r0 += perChunk) {
+    const nr = Math.min(perChunk, rows - r0);
+    const cols = s.track(be.makeOutput([nr, p], 'float32'));
+    fill(cols, r0, nr);
+    const part = s.matMul(cols, rhs); // [nr, Cout]
     s.free(cols);
     if (!out) {
       result = part;
     } else {
       const heap = heapU8(be);
       const from = be.dataIdMap.get(part.dataId).memoryOffset;
-      const to = be.dataIdMap.get(out.dataId).memoryOffset + t0 * cin * cout * 4;
-      heap.copyWithin(to, from, from + nt * cin * cout * 4);
+      const to = be.dataIdMap.get(out.dataId).memoryOffset + r0 * cout * 4;
+      heap.copyWithin(to, from, from + nr * cout * 4);
       s.free(part);
     }
   }
   return s.reshape(out ?? result!, [kh, kw, cin, cout]);
 }
 
+/** Rows of cols per chunk for rows of `p` elements (whole taps when they fit), 0 if one row exceeds the limit. */
+function rowsPerChunk(kh: number, kw: number, cin: number, p: number): number {
+  const limit = Number(process.env.DIFFGUIDE_DW_COLS_LIMIT) || COLS_LIMIT; // (env: tests of the chunked path)
+  const rows = Math.floor(limit / p);
+  if (rows >= kh * kw * cin) return kh * kw * cin;
+  return rows >= cin ? rows - (rows % cin) : rows; // whole taps when possible (same GEMM shapes)
+}
+
 /**
  * dW of a conv as XNNPACK GEMMs: colsᵀ [taps·Cin, N·OH·OW] (built on the heap from x with batch and
  * channels swapped) times dy [N·OH·OW, Cout] gives rows of [KH·KW·Cin, Cout] = [KH, KW, Cin, Cout].
- * dy is packed once (XNNPACK caches the operator per right operand); taps go in chunks of at most
- * COLS_LIMIT elements of colsᵀ. Returns null when a single tap is already larger than that.
+ * dy is packed once (XNNPACK caches the operator per right operand); rows of colsᵀ go in chunks of at
+ * most COLS_LIMIT elements. Returns null when a single row (N·OH·OW) is already larger than that.
  */
 export function convBackpropFilterGemm(s: Scratch, x: Info, dy: Info, kh: number, kw: number, g: Geometry): Info | null {
   const be = s.backend;
   const [n, h, w, cin] = x.shape;
   const [, oh, ow, cout] = dy.shape;
   const p = n * oh * ow;
-  const limit = Number(process.env.DIFFGUIDE_DW_COLS_LIMIT) || COLS_LIMIT; // (env: tests of the chunked path)
-  const perChunk = Math.min(kh * kw, Math.floor(limit / (cin * p)));
+  const perChunk = rowsPerChunk(kh, kw, cin, p);
   if (perChunk < 1) return null;
   const needH = (kh - 1) * g.dh + (oh - 1) * g.sh + 1;
   const needW = (kw - 1) * g.dw + (ow - 1) * g.sw + 1;
@@ -198,23 +208,23 @@ export function convBackpropFilterGemm(s: Scratch, x: Info, dy: Info, kh: number
   // of dy used elsewhere as a matmul operand must not share this cache entry.
   const dyf = view(be, dy, 0, [p, cout]);
   try {
-    return tapChunkGemm(s, kh, kw, cin, cout, p, perChunk, dyf, (cols, t0, nt) => {
+    return rowChunkGemm(s, kh, kw, cin, cout, p, perChunk, dyf, (cols, r0, nr) => {
       const src = heapF32(be, xp);
       const dst = heapF32(be, cols);
       let o = 0;
-      for (let t = t0; t < t0 + nt; t++) {
+      for (let r = r0; r < r0 + nr; r++) {
+        const t = Math.floor(r / cin);
+        const ci = r % cin;
         const a = Math.floor(t / kw);
         const b = t % kw;
-        for (let ci = 0; ci < cin; ci++) {
-          for (let bn = 0; bn < n; bn++) {
-            const plane = (ci * n + bn) * hp * wp;
-            for (let i = 0; i < oh; i++) {
-              let si = plane + (a * g.dh + i * g.sh) * wp + b * g.dw;
-              if (g.sw === 1) {
-                for (let j = 0; j < ow; j++) dst[o++] = src[si++];
-              } else {
-                for (let j = 0; j < ow; j++, si += g.sw) dst[o++] = src[si];
-              }
+        for (let bn = 0; bn < n; bn++) {
+          const plane = (ci * n + bn) * hp * wp;
+          for (let i = 0; i < oh; i++) {
+            let si = plane + (a * g.dh + i * g.sh) * wp + b * g.dw;
+            if (g.sw === 1) {
+              for (let j = 0; j < ow; j++) dst[o++] = src[si++];
+            } else {
+              for (let j = 0; j < ow; j++, si += g.sw) dst[o++] = src[si];
             }
           }
         }
@@ -241,7 +251,7 @@ export function convBackpropFilterGemm(s: Scratch, x: Info, dy: Info, kh: number
  * with its operator set-up (packing dy as the filter, the indirection buffer) on the main thread.
  * Measured (conv_stack layer, interleaved A/B, machine under load): 1 thread 16.8 vs 22.6 ms,
  * 2 threads 21.5-24.9 vs 28.8-29.6 ms; whole conv_stack dxdw/fwd 3.6-3.9 vs 4.1-4.2 (1 thread),
- * 4.2 vs 4.3-4.4 (2 threads). Returns null for strided convs or when one tap exceeds COLS_LIMIT.
+ * 4.2 vs 4.3-4.4 (2 threads). Returns null for strided convs or when one row (N·Hp·Wp) exceeds COLS_LIMIT.
  */
 export function convBackpropFilterShifted(s: Scratch, x: Info, dy: Info, kh: number, kw: number, g: Geometry): Info | null {
   if (g.sh !== 1 || g.sw !== 1) return null;
@@ -251,9 +261,7 @@ export function convBackpropFilterShifted(s: Scratch, x: Info, dy: Info, kh: num
   const hp = (kh - 1) * g.dh + oh;
   const wp = (kw - 1) * g.dw + ow;
   const plane = n * hp * wp;
-  const limit = Number(process.env.DIFFGUIDE_DW_COLS_LIMIT) || COLS_LIMIT;
-  const taps = kh * kw;
-  const perChunk = Math.min(taps, Math.floor(limit / (cin * plane)));
+  const perChunk = rowsPerChunk(kh, kw, cin, plane);
   if (perChunk < 1) return null;
   const xt = s.transpose(x, [3, 0, 1, 2]); // [Cin, N, H, W]
   const xp = s.padCrop(xt, [[0, 0], [0, 0], [g.padTop, hp - h - g.padTop], [g.padLeft, wp - w - g.padLeft]]); // [Cin, N, Hp, Wp]
@@ -261,18 +269,18 @@ export function convBackpropFilterShifted(s: Scratch, x: Info, dy: Info, kh: num
   // A view with its own id: XNNPACK caches the packed right operand per tensor id.
   const dyg = view(be, dyp, 0, [plane, cout]);
   try {
-    return tapChunkGemm(s, kh, kw, cin, cout, plane, perChunk, dyg, (cols, t0, nt) => {
+    return rowChunkGemm(s, kh, kw, cin, cout, plane, perChunk, dyg, (cols, r0, nr) => {
       const heap = heapU8(be); // after the allocation: the heap may have grown
       const src = be.dataIdMap.get(xp.dataId).memoryOffset;
       let dst = be.dataIdMap.get(cols.dataId).memoryOffset;
       const rowBytes = plane * 4;
-      for (let t = t0; t < t0 + nt; t++) {
+      for (let r = r0; r < r0 + nr; r++, dst += rowBytes) {
+        const t = Math.floor(r / cin);
+        const ci = r % cin;
         const off = (Math.floor(t / kw) * g.dh * wp + (t % kw) * g.dw) * 4;
-        for (let ci = 0; ci < cin; ci++, dst += rowBytes) {
-          const from = src + ci * rowBytes + off;
-          heap.copyWithin(dst, from, src + (ci + 1) * rowBytes);
-          if (off > 0) heap.fill(0, dst + rowBytes - off, dst + rowBytes);
-        }
+        const from = src + ci * rowBytes + off;
+        heap.copyWithin(dst, from, src + (ci + 1) * rowBytes);
+        if (off > 0) heap.fill(0, dst + rowBytes - off, dst + rowBytes);
       }
     });
   } finally {

@@ -29,10 +29,13 @@
  *   that are correct on every backend; where a formula is only faster on wasm, it checks
  *   `tf.getBackend()`.
  *
+ * Heap guard (wasm.ts): the wasm module's malloc throws `WasmHeapError` (what was asked, the heap
+ *   size, the fix) where tfjs-backend-wasm would register a tensor at address 0 and abort; an
+ *   Emscripten abort with the heap past half its 4 GB limit is turned into the same error.
  * `installFastGradients` is idempotent. `fastGradientsInstalled()` lists what was installed.
  */
 import * as tf from '@tensorflow/tfjs';
-import { captureOriginal } from './wasm.js';
+import { captureOriginal, guardWasmHeap } from './wasm.js';
 import { powKernel, rsqrtGrad } from './pow.js';
 import { unsortedSegmentSumKernel } from './segment.js';
 import { identityKernel } from './identity.js';
@@ -118,6 +121,7 @@ function installGradients(): void {
  * the wasm kernels are registered whenever the wasm backend package is loaded (they only run on wasm).
  */
 export function installFastGradients(_tfBackend: string): void {
+  guardWasmHeap(); // wasm: a full heap throws WasmHeapError instead of Emscripten's bare Aborted()
   installWasmKernels();
   installGradients();
 }

@@ -42,6 +42,82 @@ export function heapU8(backend: WasmBackend): Uint8Array {
   return w.HEAPU8;
 }
 
+/** Largest heap the wasm32 builds of tfjs-backend-wasm 4.22 can grow to (Emscripten `getHeapMax`, both builds). */
+export const WASM_HEAP_MAX = 4294901760;
+
+const MiB = 2 ** 20;
+const fmtMB = (b: number) => `${Math.round(b / MiB)} MB`;
+
+/**
+ * The wasm backend could not allocate: its wasm32 heap (at most 4 GB) is full, or a single
+ * tensor needs more than a wasm32 address space holds. `requestedBytes` is null when the failure
+ * was an allocation inside a kernel (C++), seen as an Emscripten abort with a nearly full heap.
+ */
+export class WasmHeapError extends Error {
+  constructor(readonly requestedBytes: number | null, readonly heapBytes: number, readonly maxBytes: number = WASM_HEAP_MAX) {
+    const what = requestedBytes === null
+      ? `an allocation inside a wasm kernel failed (Emscripten abort) with the heap grown to ${fmtMB(heapBytes)} of at most ${fmtMB(maxBytes)}; ` +
+        'the wasm backend cannot be used again in this process'
+      : requestedBytes >= maxBytes
+        ? `one tensor needs ${fmtMB(requestedBytes)}, more than the wasm heap can ever hold (${fmtMB(maxBytes)})`
+        : `could not allocate ${fmtMB(requestedBytes)}: the heap has grown to ${fmtMB(heapBytes)} of at most ${fmtMB(maxBytes)} and has no free block that large`;
+    super(`out of wasm memory: ${what}. The wasm backend is a 32-bit build (4 GB address space); ` +
+      'training keeps every activation of the step for the backward pass. Use a smaller batch (--batch; e.g. half), ' +
+      'a smaller net (fewer channels: --model-channels, modelChannels), or a backend without the limit (--backend tensorflow, needs @tensorflow/tfjs-node).');
+    this.name = 'WasmHeapError';
+  }
+}
+
+type MallocModule = {
+  _malloc(n: number): number; _free(p: number): void; HEAPU8: Uint8Array; wasmMemory?: WebAssembly.Memory;
+  onAbort?: (what: unknown) => void;
+};
+const GUARDED = Symbol.for('diffguide.wasmHeapGuard');
+
+/**
+ * Make the wasm module's `_malloc` (what tfjs-backend-wasm allocates every tensor with) throw a
+ * `WasmHeapError` instead of returning 0, or wrapping sizes of 4 GB and more modulo 2^32 (it is an
+ * i32 argument). tfjs-backend-wasm 4.22 does not check the result: it registers the tensor at
+ * address 0 and the C++ side then aborts (`Aborted()`), faults ("memory access out of bounds") or
+ * overwrites the start of the heap. Allocations made inside the C++ kernels (XNNPACK operators,
+ * the tensor registry) cannot be checked from here; when one of them aborts the module while the
+ * heap is past half its maximum, Emscripten's `onAbort` hook throws a `WasmHeapError` in place of
+ * the bare `Aborted()`. `maxBytes`: the heap limit (tests). Idempotent; returns the module.
+ */
+export function guardWasmMalloc<M extends MallocModule>(m: M, maxBytes = WASM_HEAP_MAX): M {
+  const g = m as unknown as Record<symbol, boolean>;
+  if (g[GUARDED]) return m;
+  // Emscripten's export is a stub that replaces Module._malloc on its first call; call it once so
+  // the wrapper below is not overwritten.
+  m._free(m._malloc(8));
+  const real = m._malloc.bind(m);
+  m._malloc = (n: number): number => {
+    if (n >= maxBytes) throw new WasmHeapError(n, heapBytes(m), maxBytes);
+    const p = real(n);
+    if (p === 0 && n > 0) throw new WasmHeapError(n, heapBytes(m), maxBytes);
+    return p;
+  };
+  const prevAbort = m.onAbort;
+  m.onAbort = (what: unknown) => {
+    prevAbort?.(what);
+    const heap = heapBytes(m);
+    if (heap >= maxBytes / 2) throw new WasmHeapError(null, heap, maxBytes);
+  };
+  g[GUARDED] = true;
+  return m;
+}
+
+function heapBytes(m: MallocModule): number {
+  return m.wasmMemory ? m.wasmMemory.buffer.byteLength : m.HEAPU8.byteLength;
+}
+
+/** Guard the current tfjs backend's wasm heap (see `guardWasmMalloc`); a no-op on other backends. */
+export function guardWasmHeap(): void {
+  if (tf.getBackend() !== 'wasm') return;
+  const m = (tf.backend() as unknown as Partial<WasmBackend>).wasm;
+  if (m && typeof m._malloc === 'function') guardWasmMalloc(m as MallocModule);
+}
+
 type KernelFunc = (args: { inputs: Record<string, Info>; backend: unknown; attrs?: Record<string, unknown> }) => Info | Info[];
 
 /** The wasm backend's own kernel functions, captured before we register replacements. */
@@ -95,7 +171,9 @@ export function releaseView(backend: WasmBackend, v: Info): void {
  */
 export class Scratch {
   private temps: Info[] = [];
-  constructor(readonly backend: WasmBackend) {}
+  constructor(readonly backend: WasmBackend) {
+    guardWasmMalloc(backend.wasm); // (a flag check once guarded)
+  }
 
   /** Run a stock wasm kernel; the result is a temporary. */
   run(name: string, inputs: Record<string, Info>, attrs: Record<string, unknown> = {}): Info {

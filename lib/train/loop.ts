@@ -13,6 +13,7 @@ import { plotLines } from '../image/plot.js';
 import { writePng, writeRgbPng } from '../image/png.js';
 import { Adam, Ema, clipByGlobalNorm, lrAt, withWeights, type AdamOptions } from './optim.js';
 import { assignGroup, readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { WasmHeapError } from '../fastgrad/wasm.js';
 
 /** What a model contributes to the loop. */
 export interface TrainTask<B = unknown> {
@@ -232,7 +233,16 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
     const lr = lrAt(step, { lr: opts.lr, warmup: opts.warmup, total: opts.steps, decay: opts.decay, minLr: opts.minLr });
     const batch = task.nextBatch(step, rng);
     const lossRng = rng.fork();
-    const { value, grads } = tf.variableGrads(() => task.loss(batch, lossRng), varList);
+    let step_: { value: tf.Scalar; grads: tf.NamedTensorMap };
+    try {
+      step_ = tf.variableGrads(() => task.loss(batch, lossRng), varList);
+    } catch (e) {
+      task.disposeBatch?.(batch);
+      // WasmHeapError names the fix; add where (on the first step of a run: this batch never fit).
+      if (e instanceof WasmHeapError) e.message = `training step ${step}${step === startStep ? ' (the first of this run)' : ''}: ${e.message}`;
+      throw e;
+    }
+    const { value, grads } = step_;
     task.disposeBatch?.(batch);
     const named = new Map<string, tf.Tensor>();
     for (const [id, g] of Object.entries(grads)) named.set(byId.get(id) ?? id, g);
