@@ -236,22 +236,18 @@ export function convBackpropFilterGemm(s: Scratch, x: Info, dy: Info, kh: number
 }
 
 /**
- * dW of a stride-1 conv as XNNPACK GEMMs over shifted windows ("flat-offset im2col").
+ * dW of a stride-1 conv as XNNPACK GEMMs over shifted windows of x, without im2col.
  *
  * Lay x out as [Cin, N·Hp·Wp] (channels first, zero-padded to Hp = (KH-1)·dh + OH rows and
  * Wp = (KW-1)·dw + OW columns) and dy on the same grid, zero outside its OH x OW corner:
  * dyg [N·Hp·Wp, Cout]. Output pixel q = (n, i, j) of tap (a, b) reads x at flat q + a·dh·Wp + b·dw,
- * so each tap's im2col row for channel ci is ONE contiguous run of x's channel row, shifted:
- * cols [taps·Cin, N·Hp·Wp] is built with one memmove per (tap, channel) instead of an element
- * loop, and dW = cols · dyg is a plain GEMM that XNNPACK splits across threads by rows. Columns
- * where dyg is zero (the grid's margin, (Hp·Wp)/(OH·OW) - 1 of extra work: 13% at 32x32, 3x3)
- * contribute exactly 0; the tail of each row past the channel's plane is zero-filled.
- * The swap convolution (below) instead runs an XNNPACK conv whose "image" has N (= batch) input
- * channels per tap and an OH x OW kernel: a long indirection loop over very short channel runs,
- * with its operator set-up (packing dy as the filter, the indirection buffer) on the main thread.
- * Measured (conv_stack layer, interleaved A/B, machine under load): 1 thread 16.8 vs 22.6 ms,
- * 2 threads 21.5-24.9 vs 28.8-29.6 ms; whole conv_stack dxdw/fwd 3.6-3.9 vs 4.1-4.2 (1 thread),
- * 4.2 vs 4.3-4.4 (2 threads). Returns null for strided convs or when one row (N·Hp·Wp) exceeds COLS_LIMIT.
+ * so tap (a, b)'s im2col matrix [Cin, N·Hp·Wp] is x's channel rows shifted by that offset: a view
+ * of the same buffer, and dW[a, b] = view · dyg is one GEMM per tap (dyg packed once, XNNPACK
+ * splits each GEMM across threads). Where a shifted row runs past its plane (into the next channel,
+ * or the extra zero channel after the last) dyg is zero, so those columns add exactly 0; so does
+ * the grid's margin ((Hp·Wp)/(OH·OW) - 1 extra work: 13% at 32x32, 3x3).
+ * History (quiet machine, conv_stack, 2 threads): batch/channel swap conv dxdw/fwd 4.2; im2col by
+ * memmove + one GEMM 4.15 (the copy ran on one thread); views 3.5-3.6. Returns null for strided convs.
  */
 export function convBackpropFilterShifted(s: Scratch, x: Info, dy: Info, kh: number, kw: number, g: Geometry): Info | null {
   if (g.sh !== 1 || g.sw !== 1) return null;
@@ -261,31 +257,35 @@ export function convBackpropFilterShifted(s: Scratch, x: Info, dy: Info, kh: num
   const hp = (kh - 1) * g.dh + oh;
   const wp = (kw - 1) * g.dw + ow;
   const plane = n * hp * wp;
-  const perChunk = rowsPerChunk(kh, kw, cin, plane);
-  if (perChunk < 1) return null;
+  const taps = kh * kw;
   const xt = s.transpose(x, [3, 0, 1, 2]); // [Cin, N, H, W]
-  const xp = s.padCrop(xt, [[0, 0], [0, 0], [g.padTop, hp - h - g.padTop], [g.padLeft, wp - w - g.padLeft]]); // [Cin, N, Hp, Wp]
+  // One extra zero channel: the shifted window of the last channel runs past its plane into it.
+  const xp = s.padCrop(xt, [[0, 1], [0, 0], [g.padTop, hp - h - g.padTop], [g.padLeft, wp - w - g.padLeft]]); // [Cin + 1, N, Hp, Wp]
   const dyp = oh === hp && ow === wp ? dy : s.padCrop(dy, [[0, 0], [0, hp - oh], [0, wp - ow], [0, 0]]);
-  // A view with its own id: XNNPACK caches the packed right operand per tensor id.
-  const dyg = view(be, dyp, 0, [plane, cout]);
+  // A view with its own id: XNNPACK packs the right operand once per id, then serves all taps.
+  const dyg = view(be, dyp, 0, [1, plane, cout]);
+  const out = s.track(be.makeOutput([taps * cin, cout], 'float32'));
   try {
-    return rowChunkGemm(s, kh, kw, cin, cout, plane, perChunk, dyg, (cols, r0, nr) => {
-      const heap = heapU8(be); // after the allocation: the heap may have grown
-      const src = be.dataIdMap.get(xp.dataId).memoryOffset;
-      let dst = be.dataIdMap.get(cols.dataId).memoryOffset;
-      const rowBytes = plane * 4;
-      for (let r = r0; r < r0 + nr; r++, dst += rowBytes) {
-        const t = Math.floor(r / cin);
-        const ci = r % cin;
-        const off = (Math.floor(t / kw) * g.dh * wp + (t % kw) * g.dw) * 4;
-        const from = src + ci * rowBytes + off;
-        heap.copyWithin(dst, from, src + (ci + 1) * rowBytes);
-        if (off > 0) heap.fill(0, dst + rowBytes - off, dst + rowBytes);
+    for (let t = 0; t < taps; t++) {
+      // Tap (a, b) reads x at flat q + a·dh·Wp + b·dw: channel rows of xp starting `off` later, i.e.
+      // a view; where the window runs into the next row, dyg is zero (its margin).
+      const off = Math.floor(t / kw) * g.dh * wp + (t % kw) * g.dw;
+      const xs = view(be, xp, off, [1, cin, plane]);
+      try {
+        const part = s.matMul(xs, dyg); // [1, Cin, Cout]
+        const heap = heapU8(be);
+        const from = be.dataIdMap.get(part.dataId).memoryOffset;
+        const to = be.dataIdMap.get(out.dataId).memoryOffset + t * cin * cout * 4;
+        heap.copyWithin(to, from, from + cin * cout * 4);
+        s.free(part);
+      } finally {
+        releaseView(be, xs);
       }
-    });
+    }
   } finally {
     releaseView(be, dyg);
   }
+  return s.reshape(out, [kh, kw, cin, cout]);
 }
 
 /**
