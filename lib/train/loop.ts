@@ -233,17 +233,17 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
     const lr = lrAt(step, { lr: opts.lr, warmup: opts.warmup, total: opts.steps, decay: opts.decay, minLr: opts.minLr });
     const batch = task.nextBatch(step, rng);
     const lossRng = rng.fork();
-    let step_: { value: tf.Scalar; grads: tf.NamedTensorMap };
+    let stepResult: { value: tf.Scalar; grads: tf.NamedTensorMap };
     try {
-      step_ = tf.variableGrads(() => task.loss(batch, lossRng), varList);
+      stepResult = tf.variableGrads(() => task.loss(batch, lossRng), varList);
     } catch (e) {
-      task.disposeBatch?.(batch);
       // WasmHeapError names the fix; add where (on the first step of a run: this batch never fit).
       if (e instanceof WasmHeapError) e.message = `training step ${step}${step === startStep ? ' (the first of this run)' : ''}: ${e.message}`;
       throw e;
+    } finally {
+      task.disposeBatch?.(batch);
     }
-    const { value, grads } = step_;
-    task.disposeBatch?.(batch);
+    const { value, grads } = stepResult;
     const named = new Map<string, tf.Tensor>();
     for (const [id, g] of Object.entries(grads)) named.set(byId.get(id) ?? id, g);
     const { grads: clipped, norm } = clipByGlobalNorm(named, opts.clip ?? 1);
