@@ -144,98 +144,6 @@ function convBackpropInputPhases(s: Scratch, dy: Info, filter: Info, inH: number
 }
 
 /**
- * Largest im2col block (elements, 32 MB) the GEMM dW builds at once; bigger layers are done in
- * chunks of rows, so this temporary stays bounded whatever the batch and width.
- */
-export const COLS_LIMIT = 8 * 1024 * 1024;
-
-/**
- * dW rows [KH·KW·Cin, Cout] (row r = tap ⌊r/Cin⌋, channel r mod Cin) as GEMMs cols [nr, P] x
- * rhs [P, Cout] over chunks of `perChunk` rows; `fill(cols, r0, nr)` writes the im2col rows
- * r0 .. r0+nr-1 (the heap may have grown since the caller last looked: read it after this allocation).
- */
-function rowChunkGemm(s: Scratch, kh: number, kw: number, cin: number, cout: number, p: number, perChunk: number, rhs: Info, fill: (cols: Info, r0: number, nr: number) => void): Info {
-  const be = s.backend;
-  const rows = kh * kw * cin;
-  const out = perChunk >= rows ? null : s.track(be.makeOutput([rows, cout], 'float32'));
-  let result: Info | null = null;
-  for (let r0 = 0; r0 < rows; r0 += perChunk) {
-    const nr = Math.min(perChunk, rows - r0);
-    const cols = s.track(be.makeOutput([nr, p], 'float32'));
-    fill(cols, r0, nr);
-    const part = s.matMul(cols, rhs); // [nr, Cout]
-    s.free(cols);
-    if (!out) {
-      result = part;
-    } else {
-      const heap = heapU8(be);
-      const from = be.dataIdMap.get(part.dataId).memoryOffset;
-      const to = be.dataIdMap.get(out.dataId).memoryOffset + r0 * cout * 4;
-      heap.copyWithin(to, from, from + nr * cout * 4);
-      s.free(part);
-    }
-  }
-  return s.reshape(out ?? result!, [kh, kw, cin, cout]);
-}
-
-/** Rows of cols per chunk for rows of `p` elements (whole taps when they fit), 0 if one row exceeds the limit. */
-function rowsPerChunk(kh: number, kw: number, cin: number, p: number): number {
-  const limit = Number(process.env.DIFFGUIDE_DW_COLS_LIMIT) || COLS_LIMIT; // (env: tests of the chunked path)
-  const rows = Math.floor(limit / p);
-  if (rows >= kh * kw * cin) return kh * kw * cin;
-  return rows >= cin ? rows - (rows % cin) : rows; // whole taps when possible (same GEMM shapes)
-}
-
-/**
- * dW of a conv as XNNPACK GEMMs: colsᵀ [taps·Cin, N·OH·OW] (built on the heap from x with batch and
- * channels swapped) times dy [N·OH·OW, Cout] gives rows of [KH·KW·Cin, Cout] = [KH, KW, Cin, Cout].
- * dy is packed once (XNNPACK caches the operator per right operand); rows of colsᵀ go in chunks of at
- * most COLS_LIMIT elements. Returns null when a single row (N·OH·OW) is already larger than that.
- */
-export function convBackpropFilterGemm(s: Scratch, x: Info, dy: Info, kh: number, kw: number, g: Geometry): Info | null {
-  const be = s.backend;
-  const [n, h, w, cin] = x.shape;
-  const [, oh, ow, cout] = dy.shape;
-  const p = n * oh * ow;
-  const perChunk = rowsPerChunk(kh, kw, cin, p);
-  if (perChunk < 1) return null;
-  const needH = (kh - 1) * g.dh + (oh - 1) * g.sh + 1;
-  const needW = (kw - 1) * g.dw + (ow - 1) * g.sw + 1;
-  const xt = s.transpose(x, [3, 0, 1, 2]); // [Cin, N, H, W]
-  const xp = s.padCrop(xt, [[0, 0], [0, 0], [g.padTop, needH - h - g.padTop], [g.padLeft, needW - w - g.padLeft]]);
-  const [, , hp, wp] = xp.shape;
-  // A view with its own id: XNNPACK caches the packed operand per id (not per shape), so a reshape
-  // of dy used elsewhere as a matmul operand must not share this cache entry.
-  const dyf = view(be, dy, 0, [p, cout]);
-  try {
-    return rowChunkGemm(s, kh, kw, cin, cout, p, perChunk, dyf, (cols, r0, nr) => {
-      const src = heapF32(be, xp);
-      const dst = heapF32(be, cols);
-      let o = 0;
-      for (let r = r0; r < r0 + nr; r++) {
-        const t = Math.floor(r / cin);
-        const ci = r % cin;
-        const a = Math.floor(t / kw);
-        const b = t % kw;
-        for (let bn = 0; bn < n; bn++) {
-          const plane = (ci * n + bn) * hp * wp;
-          for (let i = 0; i < oh; i++) {
-            let si = plane + (a * g.dh + i * g.sh) * wp + b * g.dw;
-            if (g.sw === 1) {
-              for (let j = 0; j < ow; j++) dst[o++] = src[si++];
-            } else {
-              for (let j = 0; j < ow; j++, si += g.sw) dst[o++] = src[si];
-            }
-          }
-        }
-      }
-    });
-  } finally {
-    releaseView(be, dyf);
-  }
-}
-
-/**
  * dW of a stride-1 conv as XNNPACK GEMMs over shifted windows of x, without im2col.
  *
  * Lay x out as [Cin, N·Hp·Wp] (channels first, zero-padded to Hp = (KH-1)·dh + OH rows and
@@ -292,15 +200,11 @@ export function convBackpropFilterShifted(s: Scratch, x: Info, dy: Info, kh: num
  * dW of a conv, NHWC. x [N, H, W, Cin], dy [N, OH, OW, Cout] -> [KH, KW, Cin, Cout].
  */
 export function convBackpropFilter(s: Scratch, x: Info, dy: Info, kh: number, kw: number, g: Geometry): Info {
-  // DIFFGUIDE_DW (A/B and tests): 'shift' (default; stride-1 convs), 'gemm' (element-loop im2col,
-  // any stride) or 'swap' (the batch/channel swap convolution, always available).
-  const mode = process.env.DIFFGUIDE_DW || 'shift';
-  if (mode === 'shift') {
+  // Stride 1: GEMMs on shifted views; strided convs (or DIFFGUIDE_DW=swap, for A/B and tests): the
+  // batch/channel swap convolution.
+  if (process.env.DIFFGUIDE_DW !== 'swap') {
     const viaShift = convBackpropFilterShifted(s, x, dy, kh, kw, g);
     if (viaShift) return viaShift;
-  } else if (mode === 'gemm') {
-    const viaGemm = convBackpropFilterGemm(s, x, dy, kh, kw, g);
-    if (viaGemm) return viaGemm;
   }
   const [, h, w] = x.shape;
   const [, oh, ow] = dy.shape;
