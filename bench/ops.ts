@@ -142,7 +142,7 @@ export async function run(opts: BenchOptions): Promise<OpsReport> {
       // Interleave both sides, rep by rep, so they see the same machine load.
       for (let r = 0; r < reps; r++) {
         for (const m of MODES) {
-          ours[m].push(timeTf(fns[m], { reps: 1, warmup: 0 }));
+          ours[m].push(timeTf(fns[m], { reps: 1, warmup: 1 })); // one untimed call first: caches and thread pools warm again after the torch call
           if (server) theirs[m].push(...(await server.request<{ ms: number[] }>({ case: c.name, mode: m, n: 1 })).ms);
         }
       }

@@ -75,6 +75,9 @@ export function runPythonJson<T = unknown>(script: string, args: string[] = [], 
  * bench can interleave its tfjs and PyTorch measurements under the same machine load.
  * Same thread settings as `runPythonJson`. The first line the script prints is its greeting.
  */
+/** Pause after each PyTorch request before measuring our side (see `PythonServer.request`). */
+const SETTLE_MS = 100;
+
 export class PythonServer {
   private child: import('node:child_process').ChildProcessWithoutNullStreams;
   private lines: string[] = [];
@@ -123,10 +126,18 @@ export class PythonServer {
     return JSON.parse(await this.next()) as T;
   }
 
+  /**
+   * Send one request and parse the answer; then wait `SETTLE_MS` before returning: PyTorch's OpenMP
+   * threads spin-wait after each parallel region (libgomp's GOMP_SPINCOUNT), and a measurement that
+   * starts at once shares the cores with them (measured: conv_stack fwd 45.6 ms right after a torch
+   * request vs 36.9 ms without torch in the run).
+   */
   async request<T = unknown>(req: unknown): Promise<T> {
     if (this.exited) throw new Error(this.exited);
     this.child.stdin.write(JSON.stringify(req) + '\n');
-    return JSON.parse(await this.next()) as T;
+    const answer = JSON.parse(await this.next()) as T;
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    return answer;
   }
 
   close(): void {

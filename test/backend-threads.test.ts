@@ -127,11 +127,14 @@ describe('wasm threads in a fresh process', () => {
     expect(out.threads).to.equal(2);
     expect(out.center).to.equal(72); // 3x3 taps x 8 channels of ones
     expect(out.sameAfterGrowth, 'gradients changed after the wasm heap grew').to.equal(true);
+    // Winograd's kernels work on the threaded build's shared memory too (bit-identical to 1 thread below).
+    expect(out.winograd).to.equal(true);
     expect(ok.leftInTmp).to.deep.equal([]);
     // XNNPACK splits work by output tiles, so the thread count does not change a single bit.
     const one = runFresh(['test/threads_child.ts'], { DIFFGUIDE_WASM_THREADS: '1' });
     expect(one.r.status, one.r.stderr).to.equal(0);
     expect(lastJson(one.r.stdout).threads).to.equal(1);
+    expect(lastJson(one.r.stdout).winograd).to.equal(true);
     expect(out.gradBits).to.be.a('string');
     expect(out.gradBits, 'conv + matmul gradients differ between 1 and 2 threads').to.equal(lastJson(one.r.stdout).gradBits);
     const bad = runFresh(['test/threads_child.ts', '--throw'], { DIFFGUIDE_WASM_THREADS: '2' });

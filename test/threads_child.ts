@@ -1,11 +1,14 @@
 /**
  * Child process for test/backend-threads.test.ts: starts wasm (threads from the environment), runs a
- * conv and conv + matmul gradients, prints one JSON line (threads, details, a value, the gradients' hash), then returns WITHOUT process.exit — the process must end by itself.
+ * conv and conv + matmul gradients (the conv is a Winograd one), prints one JSON line (threads, details, a value, the gradients' hash,
+ * Winograd's status), then returns WITHOUT process.exit — the process must end by itself.
  * Args: [--throw] (end with an uncaught error instead).
  */
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend.js';
+import { winogradEnabled } from '../lib/fastgrad/winograd.js';
+import type { WasmBackend } from '../lib/fastgrad/wasm.js';
 
 const b = await initBackend({ backend: 'wasm' }); // verbose unless DIFFGUIDE_QUIET=1
 const y = tf.conv2d(tf.ones([2, 16, 16, 8]) as tf.Tensor4D, tf.ones([3, 3, 8, 8]) as tf.Tensor4D, 1, 'same');
@@ -26,5 +29,5 @@ const before = gradBits();
 const big = tf.zeros([64 * 1024 * 1024]);
 const after = gradBits();
 big.dispose();
-process.stdout.write(`${JSON.stringify({ threads: b.threads, details: b.details, center: y.dataSync()[(8 * 16 + 8) * 8], gradBits: before, sameAfterGrowth: after === before })}\n`);
+process.stdout.write(`${JSON.stringify({ threads: b.threads, details: b.details, center: y.dataSync()[(8 * 16 + 8) * 8], gradBits: before, sameAfterGrowth: after === before, winograd: winogradEnabled(tf.backend() as unknown as WasmBackend) })}\n`);
 if (process.argv.includes('--throw')) throw new Error('deliberate error after the threaded backend started');

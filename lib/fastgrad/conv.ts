@@ -14,6 +14,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Scratch, heapF32, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
+import { filterTransform, winogradApplies, winogradConv, winogradFilterGrad } from './winograd.js';
+import { wasmThreadsEnabled } from './threads.js';
 
 interface Geometry {
   sh: number; sw: number; dh: number; dw: number;
@@ -45,8 +47,6 @@ export function convBackpropInput(s: Scratch, dy: Info, filter: Info, inH: numbe
   const [kh, kw] = filter.shape;
   const dkh = (kh - 1) * g.dh + 1;
   const dkw = (kw - 1) * g.dw + 1;
-  // Rotated filter with in/out swapped: [KH, KW, Cout, Cin].
-  const wt = s.transpose(s.reverse(filter, [0, 1]), [0, 1, 3, 2]);
   let d = dy;
   let lh = oh;
   let lw = ow;
@@ -60,6 +60,10 @@ export function convBackpropInput(s: Scratch, dy: Info, filter: Info, inH: numbe
   }
   const pt = dkh - 1 - g.padTop;
   const pl = dkw - 1 - g.padLeft;
+  if (lh === oh && lw === ow && winogradApplies(s.backend, dy.shape, [kh, kw, cout, filter.shape[2]], 1, 1, g.dh, g.dw, inH, inW)) {
+    // 3x3 stride 1: Winograd, with the rotated filter's transform kept per weight buffer.
+    return winogradConv(s, dy, filterTransform(s, filter, true), inH, inW, pt, pl);
+  }
   const pb = inH - lh - pt + dkh - 1;
   const pr = inW - lw - pl + dkw - 1;
   // Negative pads crop dy; positive ones go to the convolution itself (XNNPACK pads implicitly,
@@ -67,6 +71,8 @@ export function convBackpropInput(s: Scratch, dy: Info, filter: Info, inH: numbe
   const pads: [number, number][] = [[0, 0], [pt, pb], [pl, pr], [0, 0]];
   const dc = s.padCrop(d, pads.map(([a, b]) => [Math.min(0, a), Math.min(0, b)] as [number, number]));
   const explicit = pads.map(([a, b]) => [Math.max(0, a), Math.max(0, b)]) as tf.backend_util.ExplicitPadding;
+  // Rotated filter with in/out swapped: [KH, KW, Cout, Cin].
+  const wt = s.transpose(s.reverse(filter, [0, 1]), [0, 1, 3, 2]);
   return s.conv2d(dc, wt, [1, 1], [g.dh, g.dw], explicit);
 }
 
@@ -200,9 +206,17 @@ export function convBackpropFilterShifted(s: Scratch, x: Info, dy: Info, kh: num
  * dW of a conv, NHWC. x [N, H, W, Cin], dy [N, OH, OW, Cout] -> [KH, KW, Cin, Cout].
  */
 export function convBackpropFilter(s: Scratch, x: Info, dy: Info, kh: number, kw: number, g: Geometry): Info {
-  // Stride 1: GEMMs on shifted views; strided convs (or DIFFGUIDE_DW=swap, for A/B and tests): the
-  // batch/channel swap convolution.
+  // 3x3 stride 1 (one thread): Winograd; stride 1: GEMMs on shifted views; strided convs (or
+  // DIFFGUIDE_DW=swap, for A/B and tests): the batch/channel swap convolution.
   if (process.env.DIFFGUIDE_DW !== 'swap') {
+    const [, , , cin] = x.shape;
+    const [, oh, ow, cout] = dy.shape;
+    // 3x3 stride 1 on one thread: Winograd (conv_stack layer 12.4 vs 17.8 ms). With more threads the
+    // shifted GEMMs win (8.4 vs 10.3 ms at 2): XNNPACK packs each Winograd plane's right operand
+    // afresh, single-threaded, while the shifted GEMMs share one packed operand.
+    if (wasmThreadsEnabled() === 1 && winogradApplies(s.backend, x.shape, [kh, kw, cin, cout], g.sh, g.sw, g.dh, g.dw, oh, ow)) {
+      return winogradFilterGrad(s, x, dy, g.padTop, g.padLeft);
+    }
     const viaShift = convBackpropFilterShifted(s, x, dy, kh, kw, g);
     if (viaShift) return viaShift;
   }

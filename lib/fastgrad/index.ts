@@ -41,6 +41,8 @@ import { unsortedSegmentSumKernel } from './segment.js';
 import { identityKernel } from './identity.js';
 import { sliceKernel, splitVKernel, unpackKernel } from './slice.js';
 import { batchMatMulGrad, batchMatMulKernel } from './matmul.js';
+import { conv2DKernel, fusedConv2DKernel } from './winograd.js';
+import { transposeKernel } from './transpose.js';
 import { conv2DBackpropFilterKernel, conv2DBackpropInputKernel, depthwiseBackpropFilterKernel, depthwiseBackpropInputKernel, conv2dBackpropFilterOps, conv2dBackpropInputOps, convGeometry } from './conv.js';
 
 type GradFunc = tf.GradConfig['gradFunc'];
@@ -73,6 +75,8 @@ function allOne(v: number | number[] | undefined): boolean {
 function installWasmKernels(): void {
   if (wasmDone || !tf.getKernel('Conv2D', 'wasm')) return;
   wasmDone = true;
+  registerWasmKernel('Conv2D', conv2DKernel as never);
+  registerWasmKernel('FusedConv2D', fusedConv2DKernel as never);
   registerWasmKernel('Conv2DBackpropInput', conv2DBackpropInputKernel as never);
   registerWasmKernel('Conv2DBackpropFilter', conv2DBackpropFilterKernel as never);
   registerWasmKernel('DepthwiseConv2dNativeBackpropInput', depthwiseBackpropInputKernel as never);
@@ -84,6 +88,7 @@ function installWasmKernels(): void {
   registerWasmKernel('UnsortedSegmentSum', unsortedSegmentSumKernel as never);
   registerWasmKernel('Pow', powKernel as never);
   registerWasmKernel('Identity', identityKernel as never);
+  registerWasmKernel('Transpose', transposeKernel as never);
 }
 
 function installGradients(): void {

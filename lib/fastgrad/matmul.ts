@@ -16,7 +16,7 @@
  * folds the batch into one product for the weights of a linear layer.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Scratch, captureOriginal, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
+import { Scratch, captureOriginal, derived, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
 
 type CMatMul = (aId: number, aShapePtr: number, aRank: number, bId: number, bShapePtr: number, bRank: number,
   transposeA: number, transposeB: number, outId: number) => void;
@@ -30,7 +30,7 @@ interface CallState { fn: CMatMul; shapes: number; view: Int32Array | null }
 const states = new WeakMap<object, CallState>();
 
 /** One fully-connected product [1, rows, k]·[1, k, n] -> [1, rows, n] on tensor ids (XNNPACK). */
-function product(backend: WasmBackend, aId: number, rows: number, k: number, bId: number, n: number, outId: number): void {
+export function product(backend: WasmBackend, aId: number, rows: number, k: number, bId: number, n: number, outId: number): void {
   let st = states.get(backend);
   if (!st) {
     const w = backend.wasm as unknown as { cwrap: (n: string, r: null, a: string[]) => CMatMul };
@@ -44,7 +44,7 @@ function product(backend: WasmBackend, aId: number, rows: number, k: number, bId
   st.fn(aId, st.shapes, 3, bId, st.shapes + 12, 3, 0, 0, outId);
 }
 
-const idOf = (backend: WasmBackend, t: Info) => backend.dataIdMap.get(t.dataId).id;
+export const idOf = (backend: WasmBackend, t: Info) => backend.dataIdMap.get(t.dataId).id;
 
 /**
  * The inner size K each data buffer was multiplied with as a cached right operand.
@@ -71,40 +71,16 @@ function cacheableRightOperand(b: Info, k: number): boolean {
 
 /**
  * Transposed copies of right operands used with `transposeB` (a linear layer's input gradient
- * dy·Wᵀ), by the source's data id: made once, so both the transpose and XNNPACK's packing of it
- * (cached on the copy's id) are paid once per weight buffer instead of once per call. A copy is
- * freed together with its source: `disposeData` of the backend is wrapped (`hookDisposal`) to free
- * the copy when the source's buffer goes (dispose, `Variable.assign` of new weights, a move to
- * another backend). Copies live below the engine: `tf.memory()` does not count them.
+ * dy·Wᵀ), derived once per source buffer (`derived`: freed with it), so both the transpose and
+ * XNNPACK's packing of it (cached on the copy's id) are paid once per weight buffer, not per call.
  */
-const transposedB = new WeakMap<object, { t: Info; k: number }>();
-const hooked = new WeakSet<object>();
-
-function hookDisposal(backend: WasmBackend): void {
-  if (hooked.has(backend)) return;
-  hooked.add(backend);
-  const orig = backend.disposeData;
-  backend.disposeData = function (this: WasmBackend, dataId: object, force?: boolean): boolean {
-    const r = orig.call(this, dataId, force);
-    const e = transposedB.get(dataId);
-    if (e !== undefined && !this.dataIdMap.has(dataId)) {
-      transposedB.delete(dataId);
-      orig.call(this, e.t.dataId, true);
-    }
-    return r;
-  };
-}
-
-/** b ([..., n, k] with one batch) as a cached [k, n] copy, or null when b's buffer is cached with another shape. */
 function cachedTranspose(backend: WasmBackend, b: Info, k: number, n: number): Info | null {
-  const e = transposedB.get(b.dataId);
-  if (e) return e.k === k ? e.t : null;
-  hookDisposal(backend);
   const transpose = captureOriginal('Transpose');
   if (!transpose) return null;
-  const t = transpose({ inputs: { x: { dataId: b.dataId, shape: [n, k], dtype: b.dtype } }, backend, attrs: { perm: [1, 0] } }) as Info;
-  transposedB.set(b.dataId, { t, k });
-  return t;
+  return derived(backend, b, `transpose ${n}x${k}`, () => ({
+    infos: [transpose({ inputs: { x: { dataId: b.dataId, shape: [n, k], dtype: b.dtype } }, backend, attrs: { perm: [1, 0] } }) as Info],
+    views: [],
+  })).infos[0];
 }
 
 function swapLast2(rank: number): number[] {

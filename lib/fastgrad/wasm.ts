@@ -6,6 +6,7 @@
  * intermediate is released here. `Scratch` collects the intermediates of one kernel call.
  */
 import * as tf from '@tensorflow/tfjs';
+import { transposeWasm } from './transpose.js';
 
 export type Info = tf.TensorInfo;
 export type Shape = number[];
@@ -166,6 +167,50 @@ export function releaseView(backend: WasmBackend, v: Info): void {
 }
 
 /**
+ * Buffers derived from a tensor's data (a transposed or transformed copy of weights), made once per
+ * (data id, tag) and freed together with their source: the backend's `disposeData` is wrapped to
+ * free them when the source's buffer goes (dispose, `Variable.assign` of new weights, a move to
+ * another backend). tfjs never writes into an existing buffer, so a derived copy stays valid for
+ * its source's lifetime. They live below the engine: `tf.memory()` does not count them.
+ */
+export interface Derived { infos: Info[]; views: Info[] }
+const derivedBySource = new WeakMap<object, Map<string, Derived>>();
+const disposalHooked = new WeakSet<object>();
+
+function hookDerivedDisposal(backend: WasmBackend): void {
+  if (disposalHooked.has(backend)) return;
+  disposalHooked.add(backend);
+  const orig = backend.disposeData;
+  backend.disposeData = function (this: WasmBackend, dataId: object, force?: boolean): boolean {
+    const r = orig.call(this, dataId, force);
+    const entries = derivedBySource.get(dataId);
+    if (entries !== undefined && !this.dataIdMap.has(dataId)) {
+      derivedBySource.delete(dataId);
+      for (const d of entries.values()) {
+        for (const v of d.views) releaseView(this, v);
+        for (const t of d.infos) orig.call(this, t.dataId, true);
+      }
+    }
+    return r;
+  };
+}
+
+/**
+ * The buffers derived from `source` under `tag`, made by `make` on first use. `make` returns the
+ * buffers it allocated (`infos`, disposed with the source) and views into them (`views`, released).
+ */
+export function derived(backend: WasmBackend, source: Info, tag: string, make: () => Derived): Derived {
+  let entries = derivedBySource.get(source.dataId);
+  const hit = entries?.get(tag);
+  if (hit) return hit;
+  hookDerivedDisposal(backend);
+  const d = make();
+  if (!entries) derivedBySource.set(source.dataId, (entries = new Map()));
+  entries.set(tag, d);
+  return d;
+}
+
+/**
  * The intermediates of one kernel call. Every result of `run` and friends is disposed by
  * `dispose()` unless passed to `keep()`.
  */
@@ -219,7 +264,7 @@ export class Scratch {
 
   transpose(x: Info, perm: number[]): Info {
     if (perm.every((p, i) => p === i)) return x;
-    return this.run('Transpose', { x }, { perm });
+    return this.track(transposeWasm(this.backend, x, perm));
   }
 
   reverse(x: Info, dims: number[]): Info {

@@ -1,0 +1,45 @@
+/**
+ * Our SIMD wasm module (simd-module.ts) instantiated on a wasm backend's own memory, once per
+ * backend. Pointers are byte offsets into that memory (a tensor's `memoryOffset`). The functions
+ * run on the calling thread: helper threads sharing the memory measured no faster with 2 threads
+ * (XNNPACK's pthreads spin between GEMMs and compete with them for the cores).
+ */
+import { SIMD_WASM_PLAIN, SIMD_WASM_SHARED } from './simd-wasm.js';
+import type { Info, WasmBackend } from './wasm.js';
+
+export interface SimdKernels {
+  winoInput(src: number, dst: number, win: number, n: number, h: number, w: number, c: number, pt: number, pl: number, th: number, tw: number, t0: number, t1: number): void;
+  winoFilter(src: number, dst: number, cin: number, cout: number, e0: number, e1: number): void;
+  winoOutput(src: number, dst: number, bias: number, n: number, oh: number, ow: number, k: number, th: number, tw: number, relu: number, t0: number, t1: number): void;
+  winoGradOutput(src: number, dst: number, n: number, oh: number, ow: number, k: number, th: number, tw: number, t0: number, t1: number): void;
+  winoGradFilter(src: number, dst: number, cin: number, cout: number, e0: number, e1: number): void;
+  transpose2d(src: number, dst: number, p: number, a: number, b: number): void;
+}
+
+const instances = new WeakMap<object, SimdKernels | null>();
+
+function wasmMemoryOf(backend: WasmBackend): WebAssembly.Memory | undefined {
+  const w = backend.wasm as unknown as { wasmMemory?: WebAssembly.Memory; asm?: { memory?: WebAssembly.Memory } };
+  return w.wasmMemory ?? w.asm?.memory;
+}
+
+/** The kernels bound to the backend's memory, or null where they cannot be instantiated (one warning). */
+export function simdKernels(backend: WasmBackend): SimdKernels | null {
+  if (instances.has(backend)) return instances.get(backend)!;
+  let k: SimdKernels | null = null;
+  const memory = wasmMemoryOf(backend);
+  if (memory) {
+    try {
+      const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+      const bytes = Buffer.from(shared ? SIMD_WASM_SHARED : SIMD_WASM_PLAIN, 'base64');
+      k = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as SimdKernels;
+    } catch (e) {
+      console.warn(`diffguide: SIMD kernels unavailable (${(e as Error).message}); using tfjs's kernels`);
+    }
+  }
+  instances.set(backend, k);
+  return k;
+}
+
+/** A tensor's address on the wasm heap. */
+export const addr = (backend: WasmBackend, t: Info): number => backend.dataIdMap.get(t.dataId).memoryOffset;
