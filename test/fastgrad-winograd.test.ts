@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { compareWithCpu, rand } from './fastgrad_util.js';
-import { winogradApplies } from '../lib/fastgrad/winograd.js';
+import { winogradApplies, winogradFilterGradApplies } from '../lib/fastgrad/winograd.js';
 import { SIMD_WASM_PLAIN, SIMD_WASM_SHARED } from '../lib/fastgrad/simd-wasm.js';
 import { compileSimdModule } from '../scripts/compile-wat.js';
 import type { WasmBackend } from '../lib/fastgrad/wasm.js';
@@ -35,6 +35,10 @@ describe('fastgrad: Winograd 3x3 convolutions on wasm match the cpu backend', ()
 
   it('every case here takes the Winograd path (else these tests would test the stock kernel)', () => {
     for (const c of CASES) expect(applies(c), JSON.stringify(c)).to.equal(true);
+    // The weight gradient too where Cout % 8 == 0 (our GEMM's blocks); the 12-channel case checks the fallback.
+    const be = tf.backend() as unknown as WasmBackend;
+    expect(CASES.map(([n, h, w, cin, cout]) => winogradFilterGradApplies(be, [n, h, w, cin], [3, 3, cin, cout], 1, 1, 1, 1, h, w)))
+      .to.deep.equal([true, true, false, true]);
     expect(applies([1, 4, 4, 8, 8, 'same']), 'too few tiles').to.equal(false);
     expect(applies([4, 16, 16, 3, 8, 'same']), 'Cin not a multiple of 4').to.equal(false);
   });

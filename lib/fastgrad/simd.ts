@@ -14,6 +14,7 @@ export interface SimdKernels {
   winoGradOutput(src: number, dst: number, n: number, oh: number, ow: number, k: number, th: number, tw: number, t0: number, t1: number): void;
   winoGradFilter(src: number, dst: number, cin: number, cout: number, e0: number, e1: number): void;
   transpose2d(src: number, dst: number, p: number, a: number, b: number): void;
+  gemmTN(a: number, b: number, c: number, t: number, m: number, n: number): void;
 }
 
 const instances = new WeakMap<object, SimdKernels | null>();

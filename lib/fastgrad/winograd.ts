@@ -107,8 +107,14 @@ export function winogradConv(s: Scratch, x: Info, u: Derived, outH: number, outW
  * dW of a 3x3 stride-1 conv by Winograd, the adjoint of the forward: x [N, H, W, Cin] and
  * dy [N, OH, OW, Cout] -> [3, 3, Cin, Cout]. With V = Bᵀ d B of x's windows (as forward) and
  * Ŷ = A dy Aᵀ of each output tile, W̃[p] = V[p]ᵀ · Ŷ[p] ([Cin, T]·[T, Cout], 16 GEMMs: 2.25x fewer
- * multiply-adds than the direct weight gradient) and dW = Gᵀ W̃ G. Caller checks `winogradApplies`.
+ * multiply-adds than the direct weight gradient; our `gemmTN`, single-threaded) and dW = Gᵀ W̃ G.
+ * Caller checks `winogradFilterGradApplies`.
  */
+/** Whether the weight gradient of this conv goes through Winograd (`winogradApplies`, and Cout % 8 == 0 for the GEMM). */
+export function winogradFilterGradApplies(backend: WasmBackend, xShape: number[], filterShape: number[], sh: number, sw: number, dh: number, dw: number, outH: number, outW: number): boolean {
+  return filterShape[3] % 8 === 0 && winogradApplies(backend, xShape, filterShape, sh, sw, dh, dw, outH, outW);
+}
+
 export function winogradFilterGrad(s: Scratch, x: Info, dy: Info, padTop: number, padLeft: number): Info {
   const be = s.backend;
   const k = simdKernels(be)!;
@@ -120,24 +126,13 @@ export function winogradFilterGrad(s: Scratch, x: Info, dy: Info, padTop: number
   const v = s.track(be.makeOutput([16, tiles, cin], 'float32'));
   const win = s.track(be.makeOutput([16, cin], 'float32'));
   k.winoInput(addr(be, x), addr(be, v), addr(be, win), n, h, w, cin, padTop, padLeft, th, tw, 0, tiles);
-  const vt = s.transpose(v, [0, 2, 1]); // [16, Cin, T]: the GEMMs' left operands
-  s.free(v);
   const yh = s.track(be.makeOutput([16, tiles, cout], 'float32'));
   k.winoGradOutput(addr(be, dy), addr(be, yh), n, oh, ow, cout, th, tw, 0, tiles);
   const wt = s.track(be.makeOutput([16, cin, cout], 'float32'));
-  for (let p = 0; p < 16; p++) {
-    const a = view(be, vt, p * cin * tiles, [1, cin, tiles]);
-    const b = view(be, yh, p * tiles * cout, [1, tiles, cout]);
-    const o = view(be, wt, p * cin * cout, [1, cin, cout]);
-    try {
-      product(be, idOf(be, a), cin, tiles, idOf(be, b), cout, idOf(be, o));
-    } finally {
-      releaseView(be, a);
-      releaseView(be, b);
-      releaseView(be, o);
-    }
-  }
-  s.free(vt);
+  // 16 products [Cin, T]·[T, Cout] with the reduction over tiles: our GEMM reads V and Ŷ as they are.
+  const [va, ya, wa] = [addr(be, v), addr(be, yh), addr(be, wt)];
+  for (let p = 0; p < 16; p++) k.gemmTN(va + 4 * p * tiles * cin, ya + 4 * p * tiles * cout, wa + 4 * p * cin * cout, tiles, cin, cout);
+  s.free(v);
   s.free(yh);
   const out = s.track(be.makeOutput([3, 3, cin, cout], 'float32'));
   k.winoGradFilter(addr(be, wt), addr(be, out), cin, cout, 0, cin * cout);
