@@ -5,6 +5,8 @@ import os from 'node:os';
 import type { Command } from '../command.js';
 import { initBackend } from '../../backend.js';
 import { fastGradientsInstalled } from '../../fastgrad/index.js';
+import { winogradEnabled } from '../../fastgrad/winograd.js';
+import type { WasmBackend } from '../../fastgrad/wasm.js';
 import { packageVersion } from '../../paths.js';
 
 const require = createRequire(import.meta.url);
@@ -35,6 +37,8 @@ const info: Command = {
       skipped: b.skipped,
       details: b.details,
       fastgrad: [...fastGradientsInstalled()],
+      // 3x3 convs as Winograd on wasm (null on other backends; false: DIFFGUIDE_WINOGRAD=0 or the SIMD module failed)
+      winograd: b.tfBackend === 'wasm' ? winogradEnabled(tf.backend() as unknown as WasmBackend) : null,
       versions: {
         node: process.versions.node,
         tfjs: tf.version.tfjs ?? version('@tensorflow/tfjs'),
@@ -56,6 +60,7 @@ const info: Command = {
     for (const [k, v] of Object.entries(b.details)) console.log(`  ${k.padEnd(9)} ${v}`);
     const fg = report.fastgrad;
     if (fg.length) console.log(`fastgrad    ${fg.filter((k) => k.startsWith('kernel')).length} wasm kernels, ${fg.filter((k) => k.startsWith('gradient')).length} gradients replaced (diffguide)`);
+    if (report.winograd !== null) console.log(`winograd    3x3 stride-1 convs ${report.winograd ? 'on (Winograd F(2x2, 3x3))' : 'off (direct convolution)'}`);
     console.log(`versions    ${Object.entries(report.versions).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     console.log(`machine     ${report.machine.platform}, ${report.machine.cpus} cores, ${report.machine.memoryGiB} GiB`);
   },
