@@ -18,7 +18,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import os from 'node:os';
 import { packageRoot } from '../lib/paths.js';
@@ -26,6 +26,7 @@ import { backendInfo } from '../lib/backend.js';
 import { readStateDict } from '../lib/io/index.js';
 import { readIoFile, type IoTensor } from '../lib/cli/commands/verify.js';
 import { UNet, configFromReference } from '../nets/unet/index.js';
+import { torchBlas, warnReferenceBlas } from './util.js';
 
 export interface NetsBenchOptions {
   /** Repetitions per measurement (median reported). Default 5. */
@@ -111,31 +112,6 @@ function relErr(ours: tf.Tensor, ref: IoTensor | undefined): number | null {
 function haveTorch(): boolean {
   const r = spawnSync('/usr/bin/python3', ['-c', 'import torch, numpy'], { stdio: 'ignore', timeout: 60000 });
   return r.status === 0;
-}
-
-/**
- * The BLAS library PyTorch's process actually maps (`libblas.so.3` is a Debian alternative: OpenBLAS
- * when `libopenblas0-*` is installed, else the unoptimised reference BLAS of `libblas3`, which runs
- * PyTorch's GEMMs 10-15x slower and makes every ratio against it meaningless).
- */
-function torchBlas(): { path: string; reference: boolean } | null {
-  const py = 'import torch\nprint(";".join(sorted({l.split()[-1] for l in open("/proc/self/maps") if "blas" in l.split()[-1]})))';
-  const r = spawnSync('/usr/bin/python3', ['-c', py], { encoding: 'utf8', timeout: 60000, env: { ...process.env, OPENBLAS_NUM_THREADS: '1' } });
-  if (r.status !== 0) return null;
-  const paths = r.stdout.trim().split(';').filter(Boolean).map((p) => {
-    try {
-      return realpathSync(p);
-    } catch {
-      return p;
-    }
-  });
-  if (!paths.length) return null;
-  // The library behind libblas.so.3 (what torch links) decides; LAPACK may come from elsewhere.
-  const optimised = (p: string) => /openblas|mkl|blis|atlas/i.test(p);
-  const blas = paths.find((p) => /(^|\/)libblas[^/]*$/.test(p));
-  if (blas) return { path: blas, reference: !optimised(blas) };
-  const other = paths.find((p) => /(^|\/)lib(openblas|mkl|blis)[^/]*$/.test(p));
-  return { path: other ?? paths[0], reference: !other };
 }
 
 type TorchTimes = { forward_ms: number; fwd_bwd_input_ms: number | null; max_abs_diff_vs_io?: number };
@@ -319,12 +295,7 @@ export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unkno
   if (unknown.length) throw new Error(`bench nets: unknown case(s) ${unknown.join(', ')}; choose from ${NET_CASES.join(', ')}`);
   const useTorch = (opts.torch ?? true) && haveTorch();
   const blas = useTorch ? torchBlas() : null;
-  if (blas?.reference) {
-    process.stderr.write(
-      `bench nets: WARNING: PyTorch here links the reference BLAS (${blas.path}), 10-15x slower than OpenBLAS on matrix products; ` +
-        `its times are not PyTorch's, so no ratios are given. Install OpenBLAS (apt-get install libopenblas0-pthread) and rerun.\n`,
-    );
-  }
+  if (blas?.reference) warnReferenceBlas('bench nets', blas.path, 'so no ratios are given');
   const runs: NetsBenchCase[] = [];
   for (const name of only) {
     const got = name === 'clip_bench' ? await clipCases(reps) : [await unetCase(name, reps)];

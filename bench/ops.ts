@@ -18,8 +18,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { BenchOptions } from '../lib/cli/commands/bench.js';
 import { backendInfo } from '../lib/backend.js';
 import { conv2d } from '../lib/ops/conv.js';
-import { attention, layerNorm, linear, quickGelu } from '../lib/ops/nn.js';
-import { median, PythonServer, timeTf, torchAvailable } from './util.js';
+import { attention } from '../lib/ops/nn.js';
+import { residualAttentionBlock } from '../nets/clip/layers.js';
+import { median, PythonServer, timeTf, torchAvailable, torchBlas, warnReferenceBlas } from './util.js';
 
 export interface OpsCase {
   name: string;
@@ -36,6 +37,8 @@ export interface OpsReport {
   threads: number;
   simd: boolean | null;
   torch: string | null;
+  /** The BLAS library PyTorch maps (null without the torch side); the reference BLAS is warned about. */
+  torch_blas: string | null;
   cases: OpsCase[];
 }
 
@@ -87,15 +90,13 @@ const CASES: CaseDef[] = [
   },
 ];
 
-/** Pre-LN transformer block (CLIP ViT layout): x + proj(attn(ln1 x)); x + out(quickGelu(fc(ln2 x))). */
+/** CLIP's own pre-LN transformer block (nets/clip/layers.ts): x + proj(attn(ln1 x)); x + out(quickGelu(fc(ln2 x))). */
+const VIT_BLOCK_PARAMS = ['ln_1.weight', 'ln_1.bias', 'attn.in_proj_weight', 'attn.in_proj_bias', 'attn.out_proj.weight', 'attn.out_proj.bias',
+  'ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias', 'mlp.c_proj.weight', 'mlp.c_proj.bias'];
+
 function vitBlock(x: tf.Tensor3D, p: tf.Tensor[], heads: number): tf.Tensor3D {
-  const [g1, b1, wqkv, bqkv, wp, bp, g2, b2, wfc, bfc, wo, bo] = p as [tf.Tensor1D, tf.Tensor1D, tf.Tensor2D, tf.Tensor1D, tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D, tf.Tensor2D, tf.Tensor1D, tf.Tensor2D, tf.Tensor1D];
-  const [n, l, c] = x.shape;
-  const qkv = linear(layerNorm(x, g1, b1, 1e-5), wqkv, bqkv).reshape([n, l, 3, heads, c / heads]).transpose([2, 0, 3, 1, 4]);
-  const [q, k, v] = tf.unstack(qkv) as tf.Tensor4D[];
-  const o = attention(q, k, v).transpose([0, 2, 1, 3]).reshape([n, l, c]) as tf.Tensor3D;
-  const h = x.add(linear(o, wp, bp)) as tf.Tensor3D;
-  return h.add(linear(quickGelu(linear(layerNorm(h, g2, b2, 1e-5), wfc, bfc)), wo, bo)) as tf.Tensor3D;
+  const byName = new Map(VIT_BLOCK_PARAMS.map((name, i) => [name, p[i]]));
+  return residualAttentionBlock((key) => byName.get(key)!, '', x, heads);
 }
 
 function torchScript(): string | null {
@@ -113,10 +114,13 @@ export async function run(opts: BenchOptions): Promise<OpsReport> {
   const script = torchScript();
   let server: PythonServer | null = null;
   let torch: string | null = null;
+  let blas: { path: string; reference: boolean } | null = null;
   if (opts.torch && script && torchAvailable()) {
     try {
       server = new PythonServer(script, ['--serve']);
       torch = (await server.hello<{ torch: string }>()).torch;
+      blas = torchBlas();
+      if (blas?.reference) warnReferenceBlas('bench ops', blas.path, 'so torch_* understate PyTorch on vit_block and attention');
     } catch (e) {
       process.stderr.write(`diffguide bench ops: PyTorch side failed to start, torch_* left null: ${e instanceof Error ? e.message : String(e)}\n`);
       server?.close();
@@ -158,7 +162,7 @@ export async function run(opts: BenchOptions): Promise<OpsReport> {
     server?.close();
   }
   const b = backendInfo();
-  return { backend: b?.name ?? tf.getBackend(), threads: b?.threads ?? 1, simd: b?.simd ?? null, torch, cases };
+  return { backend: b?.name ?? tf.getBackend(), threads: b?.threads ?? 1, simd: b?.simd ?? null, torch, torch_blas: blas?.path ?? null, cases };
 }
 
 function round(ms: number): number {

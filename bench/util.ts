@@ -5,6 +5,7 @@
  * dependency: `torchAvailable()` is false when it is missing and suites report null.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { realpathSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 
 export const PYTHON = '/usr/bin/python3';
@@ -145,3 +146,37 @@ export class PythonServer {
     this.child.kill();
   }
 }
+
+/**
+ * The BLAS library PyTorch's process actually maps (`libblas.so.3` is a Debian alternative: OpenBLAS
+ * when `libopenblas0-*` is installed, else the unoptimised reference BLAS of `libblas3`, which runs
+ * PyTorch's GEMMs 10-15x slower and makes every ratio against it meaningless).
+ */
+export function torchBlas(): { path: string; reference: boolean } | null {
+  const py = 'import torch\nprint(";".join(sorted({l.split()[-1] for l in open("/proc/self/maps") if "blas" in l.split()[-1]})))';
+  const r = spawnSync('/usr/bin/python3', ['-c', py], { encoding: 'utf8', timeout: 60000, env: { ...process.env, OPENBLAS_NUM_THREADS: '1' } });
+  if (r.status !== 0) return null;
+  const paths = r.stdout.trim().split(';').filter(Boolean).map((p) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return p;
+    }
+  });
+  if (!paths.length) return null;
+  // The library behind libblas.so.3 (what torch links) decides; LAPACK may come from elsewhere.
+  const optimised = (p: string) => /openblas|mkl|blis|atlas/i.test(p);
+  const blas = paths.find((p) => /(^|\/)libblas[^/]*$/.test(p));
+  if (blas) return { path: blas, reference: !optimised(blas) };
+  const other = paths.find((p) => /(^|\/)lib(openblas|mkl|blis)[^/]*$/.test(p));
+  return { path: other ?? paths[0], reference: !other };
+}
+
+/** One stderr warning that PyTorch runs on the reference BLAS (`consequence`: what the bench does about it). */
+export function warnReferenceBlas(bench: string, path: string, consequence: string): void {
+  process.stderr.write(
+    `${bench}: WARNING: PyTorch here links the reference BLAS (${path}), 10-15x slower than OpenBLAS on matrix products; ` +
+      `its times are not PyTorch's, ${consequence}. Install OpenBLAS (apt-get install libopenblas0-pthread) and rerun.\n`,
+  );
+}
+

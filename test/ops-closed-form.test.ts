@@ -1,10 +1,11 @@
 /**
  * The closed-form gradients of lib/ops (layerNorm, quickGelu) against autodiff of the plain formula,
- * and the fused linear (used outside gradient recording) against matMul + add.
+ * the fused linear (used outside gradient recording) against matMul + add, and groupNorm's folded
+ * forward against its taped path and the formula.
  */
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
-import { layerNorm, linear, quickGelu } from '../lib/ops/nn.js';
+import { groupNorm, layerNorm, linear, quickGelu } from '../lib/ops/nn.js';
 import { rand } from './fastgrad_util.js';
 
 function maxDiff(a: tf.Tensor, b: tf.Tensor): number {
@@ -56,4 +57,31 @@ describe('lib/ops closed-form gradients equal autodiff of the formula', () => {
       a.forEach((g, i) => expect(maxDiff(g, r[i]), `grad ${i}`).to.be.below(1e-4));
     });
   });
+
+  it('groupNorm: the folded forward (no tape; with and without the averaging-matrix cache) equals the taped path, scale-shift and SiLU included', () => {
+    tf.tidy(() => {
+      const [x, g, b] = [rand([2, 6, 5, 64], 11), rand([64], 12), rand([64], 13)];
+      const [scale1, shift] = [rand([2, 64], 14).add(1) as tf.Tensor2D, rand([2, 64], 15) as tf.Tensor2D];
+      const opts = { scale1, shift, silu: true };
+      // Under a tape (tf.grad records), the customGrad path; its value is the reference here.
+      let taped: tf.Tensor | null = null;
+      tf.grad((xx: tf.Tensor) => {
+        taped = tf.keep(groupNorm(xx, 32, g as tf.Tensor1D, b as tf.Tensor1D, 1e-5, opts));
+        return taped.sum();
+      })(x);
+      const plain = groupNorm(x, 32, g as tf.Tensor1D, b as tf.Tensor1D, 1e-5, opts);
+      const cached = groupNorm(x, 32, g as tf.Tensor1D, b as tf.Tensor1D, 1e-5, { ...opts, groupAverager: new Map() });
+      expect(maxDiff(plain, taped!)).to.be.below(1e-5);
+      expect(maxDiff(cached, taped!)).to.be.below(1e-5);
+      // and the taped value against the textbook formula
+      const x5 = x.reshape([2, 6 * 5, 32, 2]);
+      const mean = x5.mean([1, 3], true);
+      const variance = x5.sub(mean).square().mean([1, 3], true);
+      const ref = x5.sub(mean).div(variance.add(1e-5).sqrt()).reshape([2, 6, 5, 64]).mul(g).add(b)
+        .mul(scale1.reshape([2, 1, 1, 64])).add(shift.reshape([2, 1, 1, 64]));
+      expect(maxDiff(taped!, ref.mul(tf.sigmoid(ref)))).to.be.below(1e-5);
+      tf.dispose(taped!);
+    });
+  });
 });
+

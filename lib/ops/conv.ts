@@ -7,6 +7,7 @@
  * copy of the input; on wasm the backward passes are lib/fastgrad's forward-convolution kernels.
  */
 import * as tf from '@tensorflow/tfjs';
+import { recordingGradients } from './tape.js';
 import { silu } from './nn.js';
 
 /**
@@ -22,11 +23,6 @@ export interface Conv2dOptions {
   pad?: ConvPadding;
   /** Activation applied after the bias (default 'linear'). */
   activation?: 'linear' | 'relu' | 'silu';
-}
-
-function inGradient(): boolean {
-  const state = (tf.engine() as unknown as { state: { gradientDepth: number } }).state;
-  return state.gradientDepth > 0;
 }
 
 /**
@@ -57,7 +53,7 @@ export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, b?: tf.Tensor1D, opts: Co
       if (b) y = y.add(b);
       return finish(y.reshape([n, h, ww, w.shape[3]]) as tf.Tensor4D);
     }
-    if (!inGradient()) {
+    if (!recordingGradients()) {
       const y = tf.fused.conv2d({ x, filter: w, strides: stride, pad: tfPad, bias: b, activation: act === 'relu' ? 'relu' : 'linear' });
       return act === 'relu' ? y : finish(y);
     }

@@ -12,6 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { attention, groupNorm, linear, silu } from '../../lib/ops/nn.js';
 import { conv2d } from '../../lib/ops/conv.js';
+import { recordingGradients } from '../../lib/ops/tape.js';
 import { deriveSeed } from '../../lib/random.js';
 import type { HostTensor, StateDict } from '../../lib/io/types.js';
 import { checkKeys, formatKeyReport } from '../../lib/io/keys.js';
@@ -383,15 +384,8 @@ export class UNet {
    * path optionally with a per-sample scale-shift ((1 + scale) [N, C], shift [N, C]) folded into the affine map.
    */
   private norm(x: tf.Tensor4D, prefix: string, ctx: RunCtx, act: boolean, scale1?: tf.Tensor2D, shift?: tf.Tensor2D): tf.Tensor4D {
-    const g = this.p(`${prefix}.weight`) as tf.Tensor1D;
-    const b = this.p(`${prefix}.bias`) as tf.Tensor1D;
-    if (ctx.fast) return fastGroupNorm(x, 32, g, b, this.plan.normEps, ctx.fast, act, scale1, shift);
-    let h = groupNorm(x, 32, g, b, this.plan.normEps);
-    if (scale1 && shift) {
-      const [n, , , c] = x.shape;
-      h = h.mul(scale1.reshape([n, 1, 1, c])).add(shift.reshape([n, 1, 1, c]));
-    }
-    return act ? silu(h) : h;
+    return groupNorm(x, 32, this.p(`${prefix}.weight`) as tf.Tensor1D, this.p(`${prefix}.bias`) as tf.Tensor1D, this.plan.normEps,
+      { scale1, shift, silu: act, groupAverager: ctx.fast?.groupAvg });
   }
 
   private runBlock(block: Block, x: tf.Tensor4D, ctx: RunCtx): tf.Tensor4D {
@@ -533,8 +527,8 @@ interface RunCtx {
   seed: number;
   dropoutCount: number;
   /**
-   * Forward-only (no gradient tape, no dropout): fewer, larger kernels with the same math (see
-   * `fastGroupNorm`); null under a tape, where the ops with closed-form gradients are used.
+   * Forward-only (no gradient tape, no dropout): fewer, larger kernels with the same math (the
+   * embedding projections up front, `groupNorm`'s folded forward); null under a tape.
    */
   fast: FastCtx | null;
 }
@@ -543,55 +537,8 @@ interface RunCtx {
 interface FastCtx {
   /** Each ResBlock's embedding projection by layer: [1 + scale, shift] ([N, cout] each) for scale-shift blocks, else [[N, cout]]. */
   emb: Map<ResLayer, tf.Tensor2D[]>;
-  /** Group-averaging matrices by channel count (built once per forward). */
-  groupAvg: Map<number, tf.Tensor2D | null>;
-}
-
-/** Whether a gradient tape is recording (unknown engine state counts as recording). */
-function recordingGradients(): boolean {
-  const depth = (tf.engine() as unknown as { state?: { gradientDepth?: number } }).state?.gradientDepth;
-  return depth === undefined || depth > 0;
-}
-
-/**
- * Forward-only GroupNorm over [N, H, W, C] (then optionally SiLU), as torch.nn.GroupNorm followed by
- * an optional per-sample scale-shift: y = norm(x) * scale1 + shift.
- * Position means are one global average pool (XNNPACK NHWC); group means are a product with the
- * block-diagonal group-averaging matrix [C, C] (which also broadcasts them back per channel; skipped
- * at one channel per group). Two-pass (mean, then centred squares) like the taped `groupNorm`; the
- * affine parts fold into one per-(n, c) map y = xc · a + b. ~17 kernels instead of ~28, no Tile/customGrad.
- */
-function fastGroupNorm(x: tf.Tensor4D, groups: number, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number, fast: FastCtx, act: boolean, scale1?: tf.Tensor2D, shift?: tf.Tensor2D): tf.Tensor4D {
-  const [n, h, w, c] = x.shape;
-  if (c % groups !== 0) throw new Error(`groupNorm: ${c} channels not divisible by ${groups} groups`);
-  let avg = fast.groupAvg.get(c);
-  if (avg === undefined) {
-    const cg = c / groups;
-    if (cg === 1) avg = null;
-    else {
-      const m = new Float32Array(c * c);
-      for (let i = 0; i < c; i++) for (let j = 0; j < c; j++) if (Math.floor(i / cg) === Math.floor(j / cg)) m[i * c + j] = 1 / cg;
-      avg = tf.tensor2d(m, [c, c]);
-    }
-    fast.groupAvg.set(c, avg);
-  }
-  const P = avg;
-  const mean = (t: tf.Tensor4D): tf.Tensor2D => {
-    // the AvgPool kernel itself: the op wrapper adds a float32 Cast (a kernel) per call
-    const pooled = tf.engine().runKernel('AvgPool', { x: t }, { filterSize: [h, w], strides: [1, 1], pad: 'valid' }) as tf.Tensor;
-    const m = pooled.reshape([n, c]) as tf.Tensor2D;
-    return P ? tf.matMul(m, P) : m;
-  };
-  const xc = x.sub(mean(x).reshape([n, 1, 1, c])) as tf.Tensor4D;
-  let a: tf.Tensor = tf.rsqrt(mean(xc.square()).add(eps)).mul(gamma); // [N, C]
-  let b: tf.Tensor = beta;
-  if (scale1 && shift) {
-    a = a.mul(scale1);
-    b = beta.mul(scale1).add(shift);
-  }
-  let y = xc.mul(a.reshape([n, 1, 1, c])).add(b.rank === 1 ? b : b.reshape([n, 1, 1, c])) as tf.Tensor4D;
-  if (act) y = y.mul(tf.sigmoid(y));
-  return y;
+  /** Group-averaging matrices by channel count (built once per forward, see `groupNorm`). */
+  groupAvg: Map<number, tf.Tensor2D>;
 }
 
 /**

@@ -1,0 +1,12 @@
+/**
+ * Whether a gradient tape is recording (inside tf.grad / tf.variableGrads / optimizer.minimize).
+ * Ops pick a forward-only formulation (fused kernels, folded affine maps) when it is not: the fused
+ * kernels' gradients would compute more than a caller asks for (e.g. weight gradients during
+ * guidance, which needs only the input's). Unknown engine state counts as recording.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+export function recordingGradients(): boolean {
+  const depth = (tf.engine() as unknown as { state?: { gradientDepth?: number } }).state?.gradientDepth;
+  return depth === undefined || depth > 0;
+}
