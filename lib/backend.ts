@@ -154,7 +154,32 @@ export function wasmThreadsRequest(option?: number): { threads: number; why: str
 
 let threadsDetail = '';
 
+/**
+ * Run `init` and remove the process-level error handlers it added. Emscripten's Node glue (both
+ * wasm builds) installs an 'uncaughtException' handler that rethrows (Node then exits with code 7,
+ * "internal exception handler failure", instead of printing the error and exiting with 1) and an
+ * 'unhandledRejection' handler that turns every unhandled rejection into that. Our kernels never
+ * call Emscripten's exit(), the only thing those handlers exist for.
+ */
+async function withoutEmscriptenHandlers<T>(init: () => Promise<T>): Promise<T> {
+  const listeners = () => [...process.listeners('uncaughtException'), ...process.listeners('unhandledRejection')] as ((...a: unknown[]) => void)[];
+  const before = new Set(listeners());
+  try {
+    return await init();
+  } finally {
+    for (const l of listeners()) {
+      if (before.has(l)) continue;
+      process.removeListener('uncaughtException', l);
+      process.removeListener('unhandledRejection', l);
+    }
+  }
+}
+
 async function tryWasm(threads: number | undefined, verbose: boolean): Promise<Record<string, string>> {
+  return withoutEmscriptenHandlers(() => startWasm(threads, verbose));
+}
+
+async function startWasm(threads: number | undefined, verbose: boolean): Promise<Record<string, string>> {
   await import('@tensorflow/tfjs-backend-wasm');
   const req = wasmThreadsRequest(threads);
   const details: Record<string, string> = {};

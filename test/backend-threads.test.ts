@@ -139,8 +139,11 @@ describe('wasm threads in a fresh process', () => {
     expect(out.gradBits, 'conv + matmul gradients differ between 1 and 2 threads').to.equal(lastJson(one.r.stdout).gradBits);
     const bad = runFresh(['test/threads_child.ts', '--throw'], { DIFFGUIDE_WASM_THREADS: '2' });
     expect(bad.r.signal, 'killed by the timeout: the process hung').to.equal(null);
-    expect(bad.r.status).to.not.equal(0); // 7, not 1: Emscripten's uncaughtException handler rethrows (stock wasm too)
+    expect(bad.r.status, 'exit code 7: an Emscripten error handler is still installed').to.equal(1); // Node's own handling: the error printed, exit 1
     expect(bad.r.stderr).to.match(/deliberate error/);
+    const badOne = runFresh(['test/threads_child.ts', '--throw'], { DIFFGUIDE_WASM_THREADS: '1' }); // the stock wasm build
+    expect(badOne.r.status, 'exit code 7: an Emscripten error handler is still installed').to.equal(1);
+    expect(badOne.r.stderr).to.match(/deliberate error/);
     expect(bad.leftInTmp).to.deep.equal([]);
   });
   it('a threaded start that fails falls back to one thread with a one-line note, exits, and cleans up', () => {
