@@ -32,7 +32,7 @@ export function simdKernels(backend: WasmBackend): SimdKernels | null {
   if (memory) {
     try {
       const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
-      const bytes = Buffer.from(shared ? SIMD_WASM_SHARED : SIMD_WASM_PLAIN, 'base64');
+      const bytes = fromBase64(shared ? SIMD_WASM_SHARED : SIMD_WASM_PLAIN);
       k = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as SimdKernels;
     } catch (e) {
       console.warn(`diffguide: SIMD kernels unavailable (${(e as Error).message}); using tfjs's kernels`);
@@ -40,6 +40,14 @@ export function simdKernels(backend: WasmBackend): SimdKernels | null {
   }
   instances.set(backend, k);
   return k;
+}
+
+/** Base64 -> bytes with what both Node and browsers have (atob). */
+function fromBase64(b64: string): Uint8Array<ArrayBuffer> {
+  const s = atob(b64);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
 }
 
 /** A tensor's address on the wasm heap. */
