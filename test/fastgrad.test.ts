@@ -117,6 +117,10 @@ describe('fastgrad: matMul / batchMatMul forward and gradients match the cpu bac
     { name: 'broadcast weights [B,L,K]·[K,N]', a: [3, 5, 7], b: [7, 4] },
     { name: 'broadcast weights transposeB', a: [3, 5, 7], b: [4, 7], tb: true },
     { name: 'shared left operand', a: [4, 5], b: [3, 5, 6] },
+    // Long reductions with M % 4 == 0 and N % 8 == 0 take our Aᵀ·B kernel (gemmTN), here forward and in the gradients.
+    { name: 'transposeA, long reduction (weight-gradient shape; gemmTN)', a: [130, 12], b: [130, 16], ta: true },
+    { name: 'batched transposeA, long reduction (gemmTN)', a: [2, 3, 96, 8], b: [2, 3, 96, 24], ta: true },
+    { name: 'linear layer over many rows: dW = xᵀ·dy via gemmTN', a: [300, 20], b: [20, 32] },
   ];
   for (const c of cases) {
     it(c.name, async () => {

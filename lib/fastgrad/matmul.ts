@@ -17,6 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Scratch, captureOriginal, derived, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
+import { addr, simdKernels } from './simd.js';
 
 type CMatMul = (aId: number, aShapePtr: number, aRank: number, bId: number, bShapePtr: number, bRank: number,
   transposeA: number, transposeB: number, outId: number) => void;
@@ -89,6 +90,31 @@ function swapLast2(rank: number): number[] {
   return p;
 }
 
+/** Fewest reduction rows for which our Aᵀ·B kernel beats transposing A and packing B for XNNPACK. */
+const GEMM_TN_MIN_ROWS = 64;
+
+/**
+ * Aᵀ·B for a: [..., K, M], b: [..., K, N] with the same batch (weight gradients xᵀ·dy, attention's
+ * dKᵀ-style products): our SIMD `gemmTN` reads both as they are. XNNPACK would need A transposed
+ * and B packed afresh (transposing) on every call, single-threaded: for a 1x1 conv's weight gradient
+ * at [16384, 64] that costs more than the product. Null where it does not apply (M % 4, N % 8,
+ * short reductions, broadcast batches, other dtypes).
+ */
+function productTN(backend: WasmBackend, a: Info, b: Info): Info | null {
+  const [k, m] = a.shape.slice(-2);
+  const [k2, n] = b.shape.slice(-2);
+  const batch = a.shape.slice(0, -2);
+  if (k !== k2 || m % 4 !== 0 || n % 8 !== 0 || k < GEMM_TN_MIN_ROWS || m * n === 0) return null;
+  if (a.dtype !== 'float32' || b.dtype !== 'float32' || !tf.util.arraysEqual(batch, b.shape.slice(0, -2))) return null;
+  const kernels = process.env.DIFFGUIDE_GEMM_TN === '0' ? null : simdKernels(backend);
+  if (!kernels) return null;
+  const out = backend.makeOutput([...batch, m, n], 'float32');
+  const [pa, pb, po] = [addr(backend, a), addr(backend, b), addr(backend, out)];
+  const count = tf.util.sizeFromShape(batch);
+  for (let i = 0; i < count; i++) kernels.gemmTN(pa + 4 * i * k * m, pb + 4 * i * k * n, po + 4 * i * m * n, k, m, n);
+  return out;
+}
+
 export function batchMatMulKernel({ inputs, backend: be, attrs }: { inputs: Record<string, Info>; backend: unknown; attrs: { transposeA: boolean; transposeB: boolean } }): Info {
   const backend = be as WasmBackend;
   const { a, b } = inputs;
@@ -97,6 +123,8 @@ export function batchMatMulKernel({ inputs, backend: be, attrs }: { inputs: Reco
   try {
     const ra = a.shape.length;
     const rb = b.shape.length;
+    const viaGemmTN = attrs.transposeA && !attrs.transposeB ? productTN(backend, a, b) : null;
+    if (viaGemmTN) return viaGemmTN;
     const A = attrs.transposeA ? s.transpose(a, swapLast2(ra)) : a; // [..., M, K]
     // Caching a right operand keeps a packed copy of it alive as long as it lives: worth it for
     // weights, a waste for the activations that weight gradients multiply (Aᵀ·dy: every such product

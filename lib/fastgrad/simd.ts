@@ -15,6 +15,7 @@ export interface SimdKernels {
   winoGradFilter(src: number, dst: number, cin: number, cout: number, e0: number, e1: number): void;
   transpose2d(src: number, dst: number, p: number, a: number, b: number): void;
   gemmTN(a: number, b: number, c: number, t: number, m: number, n: number): void;
+  colSum(src: number, dst: number, p: number, r: number, c: number): void;
 }
 
 const instances = new WeakMap<object, SimdKernels | null>();

@@ -553,10 +553,19 @@ function concatChannels(a: tf.Tensor4D, b: tf.Tensor4D): tf.Tensor4D {
   return tf.pad(a, [[0, 0], [0, 0], [0, 0], [0, cb]]).add(tf.pad(b, [[0, 0], [0, 0], [0, 0], [ca, 0]]));
 }
 
-/** Nearest-neighbour 2x upsampling (F.interpolate(scale_factor=2, mode='nearest')). [N,H,W,C] -> [N,2H,2W,C] */
+/**
+ * Nearest-neighbour 2x upsampling (F.interpolate(scale_factor=2, mode='nearest')). [N,H,W,C] -> [N,2H,2W,C]
+ * Its gradient sums each 2x2 block of dy: 4 x a 2x2 average pool (XNNPACK), exact, ~10x faster on
+ * wasm than tfjs's ResizeNearestNeighborGrad.
+ */
 function upsample2(x: tf.Tensor4D): tf.Tensor4D {
-  return tf.image.resizeNearestNeighbor(x, [x.shape[1] * 2, x.shape[2] * 2], false, false);
+  return upsample2Grad(x) as tf.Tensor4D;
 }
+
+const upsample2Grad = tf.customGrad(((x: tf.Tensor4D) => ({
+  value: tf.image.resizeNearestNeighbor(x, [x.shape[1] * 2, x.shape[2] * 2], false, false),
+  gradFunc: (dy: tf.Tensor4D) => tf.avgPool(dy, 2, 2, 'valid').mul(4),
+})) as unknown as Parameters<typeof tf.customGrad>[0]);
 
 function fanIn(spec: ParamSpec): number {
   const s = spec.shape;

@@ -1,0 +1,20 @@
+import * as tf from '@tensorflow/tfjs';
+import { readFileSync } from 'node:fs';
+import { initBackend } from './lib/backend.js';
+import { UNet } from './nets/unet/index.js';
+await initBackend({ backend: 'wasm', threads: Number(process.env.T ?? 1) } as never);
+const cfg = JSON.parse(readFileSync('weights/unet/config.json', 'utf8'));
+const net: any = UNet.random(cfg, 0);
+const vars = [...net.params.values()] as tf.Variable[];
+const n = 16;
+const x = tf.randomNormal([n,32,32,3]) as tf.Tensor4D; const t = tf.fill([n], 500) as tf.Tensor1D; const noise = tf.randomNormal([n,32,32,3]);
+const step = () => tf.tidy(() => { const { value, grads } = tf.variableGrads(() => tf.losses.meanSquaredError(noise, net.apply(x, t, {}, { training: true })) as tf.Scalar, vars); value.dataSync(); Object.values(grads).forEach((g) => g.dataSync()); });
+for (let i=0;i<2;i++) step();
+const t0 = performance.now(); for (let i=0;i<3;i++) step(); console.log('step ms', ((performance.now()-t0)/3).toFixed(0));
+const agg = new Map<string, {ms: number, n: number}>();
+const info = await tf.profile(() => { step(); });
+for (const k of info.kernels) { if (k.name.endsWith('__op')) continue; const e = agg.get(k.name) ?? {ms:0,n:0}; e.ms += (k.kernelTimeMs as number); e.n++; agg.set(k.name, e); }
+const rows = [...agg.entries()].sort((a,b)=>b[1].ms-a[1].ms);
+console.log('sum kernels', rows.reduce((s,r)=>s+r[1].ms,0).toFixed(1));
+for (const [k,v] of rows.slice(0,20)) console.log(k.padEnd(26), v.ms.toFixed(1).padStart(7), 'ms', String(v.n).padStart(5), 'calls');
+process.exit(0);
