@@ -16,6 +16,7 @@ export interface SimdKernels {
   transpose2d(src: number, dst: number, p: number, a: number, b: number): void;
   gemmTN(a: number, b: number, c: number, t: number, m: number, n: number): void;
   colSum(src: number, dst: number, p: number, r: number, c: number): void;
+  groupNorm(src: number, dst: number, gamma: number, beta: number, scale1: number, shift: number, tmp: number, n: number, l: number, c: number, groups: number, eps: number, silu: number): void;
 }
 
 const instances = new WeakMap<object, SimdKernels | null>();

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { recordingGradients } from './tape.js';
+import { GROUP_NORM_KERNEL, fusedGroupNormApplies } from '../fastgrad/groupnorm.js';
 
 export interface GroupNormOptions {
   /** Per-sample scale-shift after the norm, y = norm(x) · scale1 + shift (guided-diffusion's scale-shift norm, scale1 = 1 + scale): [N, C] each. */
@@ -36,7 +37,7 @@ export interface GroupNormOptions {
  *   dx = rstd · (ĝ − mean_group(ĝ) − x̂ · mean_group(ĝ · x̂)),  ĝ = dy · γ,
  * which with the position means of dy and dy · xc is again affine per (n, c): dy · a + xc · b + c0;
  * the scale-shift and SiLU are then separate ops. Without a tape, one folded forward (~17 kernels
- * instead of ~28 for the UNet's norm + scale-shift + SiLU).
+ * instead of ~28 for the UNet's norm + scale-shift + SiLU), on wasm one call into our SIMD module.
  */
 export function groupNorm<T extends tf.Tensor>(x: T, groups: number, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number, opts: GroupNormOptions = {}): T {
   const shape = x.shape;
@@ -45,6 +46,11 @@ export function groupNorm<T extends tf.Tensor>(x: T, groups: number, gamma: tf.T
   const g = new GroupGeometry(x, groups);
   const { scale1, shift } = opts;
   if (!recordingGradients()) {
+    if (fusedGroupNormApplies(x)) {
+      const inputs: tf.NamedTensorMap = { x, gamma, beta };
+      if (scale1 && shift) Object.assign(inputs, { scale1, shift });
+      return tf.engine().runKernel(GROUP_NORM_KERNEL, inputs, { groups, eps, silu: !!opts.silu } as unknown as tf.NamedAttrMap) as T;
+    }
     const x3 = x.reshape([g.n, g.l, c]);
     const xc = x3.sub(g.groupMean(x3, opts.groupAverager).reshape([g.n, 1, c]));
     let a: tf.Tensor = tf.rsqrt(g.groupMean(xc.square(), opts.groupAverager).add(eps)).mul(gamma); // [N, C]
