@@ -423,6 +423,33 @@ describe('unet: loading errors, gradients, memory', () => {
     }
   });
 
+  it('the forward-only path (all embedding projections in one product) follows weight changes like the taped path', () => {
+    const net = UNet.random({ modelChannels: 32, channelMult: [1, 2], numResBlocks: 1, attentionDs: [2], useScaleShiftNorm: true }, 9);
+    const x = tf.randomNormal([2, 8, 8, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
+    const t = tf.tensor1d([3, 700]);
+    try {
+      // guided-diffusion zero-initialises the output layers: give every weight a value
+      let seed = 10;
+      for (const p of net.params.values()) p.assign(tf.tidy(() => tf.randomNormal(p.shape, 0, 0.1, 'float32', seed++)));
+      const before = net.apply(x, t);
+      const [, v] = [...net.params].find(([k]) => k.includes('emb_layers') && k.endsWith('weight'))!;
+      v.assign(tf.tidy(() => v.mul(3).add(0.05)));
+      const after = net.apply(x, t); // forward-only path
+      let taped: tf.Tensor | null = null; // the taped path projects block by block
+      tf.grad((xx: tf.Tensor) => {
+        taped = tf.keep(net.apply(xx as tf.Tensor4D, t));
+        return taped.sum();
+      })(x).dispose();
+      const diff = (a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => a.sub(b).abs().max().dataSync()[0]);
+      expect(diff(after, taped!)).to.be.below(1e-4);
+      expect(diff(after, before)).to.be.above(1e-3);
+      tf.dispose([before, after, taped!]);
+    } finally {
+      net.dispose();
+      tf.dispose([x, t]);
+    }
+  });
+
   it('no tensor growth over repeated apply + grad calls', () => {
     const net = UNet.random({ modelChannels: 32, channelMult: [1, 2], numResBlocks: 1, attentionDs: [2], numHeads: 2, numClasses: 3, tokenCondDim: 8 }, 5);
     const x = tf.randomNormal([1, 8, 8, 3]) as tf.Tensor4D;
