@@ -11,6 +11,8 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { installFastGradients } from './fastgrad/index.js';
 import { MAX_WASM_THREADS, availableCpus, enableWasmThreads, wasmThreadsEnabled } from './fastgrad/threads.js';
+import { loadSimdKernels } from './fastgrad/simd.js';
+import type { WasmBackend } from './fastgrad/wasm.js';
 
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export const BACKEND_ORDER: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
@@ -200,6 +202,7 @@ async function startWasm(threads: number | undefined, verbose: boolean): Promise
     details.threads = `1 (${req.why})`;
   }
   if (!(await tf.setBackend('wasm'))) throw new Error('wasm backend did not start');
+  await loadSimdKernels(tf.backend() as unknown as WasmBackend); // async: browsers refuse a sync compile over 4 KB
   return details;
 }
 

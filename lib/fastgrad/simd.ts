@@ -26,22 +26,50 @@ function wasmMemoryOf(backend: WasmBackend): WebAssembly.Memory | undefined {
   return w.wasmMemory ?? w.asm?.memory;
 }
 
-/** The kernels bound to the backend's memory, or null where they cannot be instantiated (one warning). */
+function moduleBytes(memory: WebAssembly.Memory): Uint8Array<ArrayBuffer> {
+  const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+  return fromBase64(shared ? SIMD_WASM_SHARED : SIMD_WASM_PLAIN);
+}
+
+function unavailable(backend: WasmBackend, e: unknown): null {
+  console.warn(`diffguide: SIMD kernels unavailable (${(e as Error).message}); using tfjs's kernels`);
+  instances.set(backend, null);
+  return null;
+}
+
+/**
+ * Compile and instantiate the module for this backend ahead of use, asynchronously: browsers refuse
+ * synchronous compilation of modules over 4 KB on the main thread. `initBackend` calls it.
+ */
+export async function loadSimdKernels(backend: WasmBackend): Promise<SimdKernels | null> {
+  if (instances.has(backend)) return instances.get(backend)!;
+  const memory = wasmMemoryOf(backend);
+  if (!memory) return unavailable(backend, new Error('no wasm memory found on the backend'));
+  try {
+    const { instance } = await WebAssembly.instantiate(moduleBytes(memory), { env: { memory } });
+    const k = instance.exports as unknown as SimdKernels;
+    instances.set(backend, k);
+    return k;
+  } catch (e) {
+    return unavailable(backend, e);
+  }
+}
+
+/**
+ * The kernels bound to the backend's memory (instantiated synchronously on first use when
+ * `loadSimdKernels` has not run: fine under Node), or null where they cannot be (one warning).
+ */
 export function simdKernels(backend: WasmBackend): SimdKernels | null {
   if (instances.has(backend)) return instances.get(backend)!;
-  let k: SimdKernels | null = null;
   const memory = wasmMemoryOf(backend);
-  if (memory) {
-    try {
-      const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
-      const bytes = fromBase64(shared ? SIMD_WASM_SHARED : SIMD_WASM_PLAIN);
-      k = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports as unknown as SimdKernels;
-    } catch (e) {
-      console.warn(`diffguide: SIMD kernels unavailable (${(e as Error).message}); using tfjs's kernels`);
-    }
+  if (!memory) return unavailable(backend, new Error('no wasm memory found on the backend'));
+  try {
+    const k = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes(memory)), { env: { memory } }).exports as unknown as SimdKernels;
+    instances.set(backend, k);
+    return k;
+  } catch (e) {
+    return unavailable(backend, e);
   }
-  instances.set(backend, k);
-  return k;
 }
 
 /** Base64 -> bytes with what both Node and browsers have (atob). */
