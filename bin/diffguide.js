@@ -9,7 +9,8 @@ if (!existsSync(compiled)) {
   process.exit(2);
 }
 warnIfStale(compiled);
-const { main } = await import(compiled);
+const { runCli } = await import(compiled);
+runCli(process.argv.slice(2));
 
 /** In a source checkout, say so when a TypeScript source is newer than dist/ (stale build). */
 function warnIfStale(built) {
@@ -35,11 +36,3 @@ function warnIfStale(built) {
     }
   }
 }
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err) => {
-    console.error(`diffguide: ${err instanceof Error ? err.message : err}`);
-    if (process.env.DIFFGUIDE_DEBUG) console.error(err);
-    process.exit(1);
-  },
-);

@@ -72,3 +72,15 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 // Run when executed directly (bin/diffguide.js imports and calls main).
+
+/** Run `main` as a process: exit with its code; an error prints one line (the stack with DIFFGUIDE_DEBUG) and exits 1. */
+export function runCli(argv: string[]): void {
+  main(argv).then(
+    (code) => process.exit(code),
+    (err) => {
+      console.error(`diffguide: ${err instanceof Error ? err.message : err}`);
+      if (process.env.DIFFGUIDE_DEBUG) console.error(err);
+      process.exit(1);
+    },
+  );
+}
