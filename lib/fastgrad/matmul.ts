@@ -16,8 +16,9 @@
  * folds the batch into one product for the weights of a linear layer.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Scratch, captureOriginal, derived, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
+import { Scratch, derived, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
 import { addr, simdKernels } from './simd.js';
+import { transposeWasm } from './transpose.js';
 
 type CMatMul = (aId: number, aShapePtr: number, aRank: number, bId: number, bShapePtr: number, bRank: number,
   transposeA: number, transposeB: number, outId: number) => void;
@@ -75,11 +76,9 @@ function cacheableRightOperand(b: Info, k: number): boolean {
  * dy·Wᵀ), derived once per source buffer (`derived`: freed with it), so both the transpose and
  * XNNPACK's packing of it (cached on the copy's id) are paid once per weight buffer, not per call.
  */
-function cachedTranspose(backend: WasmBackend, b: Info, k: number, n: number): Info | null {
-  const transpose = captureOriginal('Transpose');
-  if (!transpose) return null;
+function cachedTranspose(backend: WasmBackend, b: Info, k: number, n: number): Info {
   return derived(backend, b, `transpose ${n}x${k}`, () => ({
-    infos: [transpose({ inputs: { x: { dataId: b.dataId, shape: [n, k], dtype: b.dtype } }, backend, attrs: { perm: [1, 0] } }) as Info],
+    infos: [transposeWasm(backend, { dataId: b.dataId, shape: [n, k], dtype: b.dtype }, [1, 0])],
     views: [],
   })).infos[0];
 }
