@@ -16,6 +16,7 @@ export interface SimdKernels {
   transpose2d(src: number, dst: number, p: number, a: number, b: number): void;
   gemmTN(a: number, b: number, c: number, t: number, m: number, n: number): void;
   colSum(src: number, dst: number, p: number, r: number, c: number): void;
+  adamStep(p: number, g: number, m: number, v: number, pOut: number, mOut: number, vOut: number, size: number, beta1: number, beta2: number, omb1: number, omb2: number, lrBc1: number, invBc2: number, eps: number, wdLr: number): void;
   groupNorm(src: number, dst: number, gamma: number, beta: number, scale1: number, shift: number, tmp: number, n: number, l: number, c: number, groups: number, eps: number, silu: number): void;
 }
 

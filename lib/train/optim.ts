@@ -3,6 +3,7 @@
  * warm-up + optional cosine learning-rate schedule, global-norm gradient clipping, and EMA weights.
  */
 import * as tf from '@tensorflow/tfjs';
+import { ADAM_KERNEL, fusedAdamApplies } from '../fastgrad/adam.js';
 
 export interface AdamOptions {
   beta1?: number;
@@ -47,9 +48,20 @@ export class Adam {
     for (const [k, p] of this.params) {
       const gk = g.get(k);
       if (!gk) continue;
+      const m = this.m.get(k)!;
+      const v = this.v.get(k)!;
+      const wd = this.weightDecay > 0 && !this.noDecay(k, p) ? this.weightDecay : 0;
+      if (fusedAdamApplies(p, gk)) {
+        // the same update in one call (wasm): fresh p', m', v' assigned below
+        const attrs = { beta1: this.beta1, beta2: this.beta2, lrBc1: lr / bc1, invBc2: 1 / bc2, eps: this.eps, wdLr: lr * wd };
+        const [np, nm, nv] = tf.engine().runKernel(ADAM_KERNEL, { p, g: gk, m, v }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+        m.assign(nm);
+        v.assign(nv);
+        p.assign(np);
+        tf.dispose([np, nm, nv]);
+        continue;
+      }
       tf.tidy(() => {
-        const m = this.m.get(k)!;
-        const v = this.v.get(k)!;
         const m1 = m.mul(this.beta1).add(gk.mul(1 - this.beta1));
         const v1 = v.mul(this.beta2).add(gk.square().mul(1 - this.beta2));
         m.assign(m1);
@@ -57,7 +69,7 @@ export class Adam {
         // as torch.optim.Adam: p -= lr * m_hat / (sqrt(v_hat) + eps)
         const upd = m1.div(bc1).div(v1.div(bc2).sqrt().add(this.eps)).mul(lr);
         let np = p.sub(upd);
-        if (this.weightDecay > 0 && !this.noDecay(k, p)) np = np.sub(p.mul(lr * this.weightDecay));
+        if (wd > 0) np = np.sub(p.mul(lr * wd));
         p.assign(np);
       });
     }
