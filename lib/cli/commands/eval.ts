@@ -10,8 +10,8 @@ const EVALUABLE = ['judge', 'unet', ...Object.keys(MODEL_EVALS)];
 
 const evalCmd: Command = {
   name: 'eval',
-  summary: 'measure a model against its quality bars (judge accuracy; unet FID vs baseline, category TV)',
-  usage: 'diffguide eval <judge|unet> [--n N] [--weights DIR] [--judge DIR] [--json]',
+  summary: 'measure a model against the quality bars of its model card (judge accuracy; unet FID and category TV; CLIP zero-shot and retrieval; noisy-CLIP retrieval ratio; prompt category rates)',
+  usage: 'diffguide eval <unet|clip|noisy-clip|cond-unet|prior|judge> [--n N] [--weights DIR] [--judge DIR] [--json]',
   examples: ['diffguide eval judge --json', 'diffguide eval unet --n 1000 --json', 'diffguide eval unet --weights runs/unet --n 200'],
   options: {
     n: { type: 'string', help: 'samples for generative models (default 1000)' },
