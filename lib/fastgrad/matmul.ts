@@ -19,6 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Scratch, derived, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
 import { addr, simdKernels } from './simd.js';
 import { transposeWasm } from './transpose.js';
+import { wasmThreadsEnabled } from './threads.js';
 
 type CMatMul = (aId: number, aShapePtr: number, aRank: number, bId: number, bShapePtr: number, bRank: number,
   transposeA: number, transposeB: number, outId: number) => void;
@@ -91,6 +92,8 @@ function swapLast2(rank: number): number[] {
 
 /** Fewest reduction rows for which our Aᵀ·B kernel beats transposing A and packing B for XNNPACK. */
 const GEMM_TN_MIN_ROWS = 64;
+/** Largest M for our single-threaded Aᵀ·B with 2 threads (scaled down for more). */
+const GEMM_TN_MAX_M_2_THREADS = 128;
 
 /**
  * Aᵀ·B for a: [..., K, M], b: [..., K, N] with the same batch (weight gradients xᵀ·dy, attention's
@@ -104,6 +107,10 @@ function productTN(backend: WasmBackend, a: Info, b: Info): Info | null {
   const [k2, n] = b.shape.slice(-2);
   const batch = a.shape.slice(0, -2);
   if (k !== k2 || m % 4 !== 0 || n % 8 !== 0 || k < GEMM_TN_MIN_ROWS || m * n === 0) return null;
+  // Ours runs on one thread; XNNPACK's threads win once they save more than its packing costs:
+  // with 2 threads from about M = 128 (measured: CLIP block weight gradients, M = 256, 72 vs 93 ms).
+  const threads = Math.max(1, wasmThreadsEnabled());
+  if (threads > 1 && m * (threads - 1) > GEMM_TN_MAX_M_2_THREADS) return null;
   if (a.dtype !== 'float32' || b.dtype !== 'float32' || !tf.util.arraysEqual(batch, b.shape.slice(0, -2))) return null;
   const kernels = process.env.DIFFGUIDE_GEMM_TN === '0' ? null : simdKernels(backend);
   if (!kernels) return null;
