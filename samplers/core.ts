@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../lib/random.js';
 import type { GuidanceContext, GuidanceFn } from '../guidance/types.js';
-import { DiffusionModel, timestepTensor, x0FromEps, type Cond, type Prediction } from './model.js';
+import { DiffusionModel, timestepTensor, x0FromEps, type Cond, type Parameterization, type Prediction } from './model.js';
 import type { Schedule } from './schedule.js';
 
 /** What a per-step callback sees. Tensors are disposed after the callback returns: clone to keep. */
@@ -111,6 +111,23 @@ export interface MoveResult {
 
 function randomSeed(): number {
   return Math.floor(Math.random() * 0x7fffffff);
+}
+
+/**
+ * The regression target of a diffusion model's output for x0 noised with `noise` at `index`
+ * (per sample): eps -> noise; x0 -> x0; v -> sqrt(abar) noise - sqrt(1 - abar) x0 (Salimans & Ho
+ * 2022; well conditioned at every noise level, where eps-prediction's x0 estimate is not at the top).
+ */
+export function diffusionTarget(prediction: Parameterization, x0: tf.Tensor4D, schedule: Schedule, index: ArrayLike<number>, noise: tf.Tensor4D): tf.Tensor4D {
+  if (prediction === 'eps') return noise;
+  if (prediction === 'x0') return x0;
+  return tf.tidy(() => {
+    const a = Array.from(index, (i) => schedule.alphaBar(i));
+    const n = a.length;
+    const sa = tf.tensor4d(a.map(Math.sqrt), [n, 1, 1, 1]);
+    const s1 = tf.tensor4d(a.map((v) => Math.sqrt(1 - v)), [n, 1, 1, 1]);
+    return noise.mul(sa).sub(x0.mul(s1)) as tf.Tensor4D;
+  });
 }
 
 /** x0 noised to level `index` with given noise: sqrt(abar) x0 + sqrt(1 - abar) noise (index -1: x0). */

@@ -11,6 +11,7 @@ import {
   ddimInvert,
   ddimStep,
   diffusionModel,
+  diffusionTarget,
   gaussianMixtureNet,
   makeSchedule,
   qSample,
@@ -403,5 +404,33 @@ describe('model wrapper and net combinators', () => {
     const large = diffusionModel(net, { variance: 'fixedLarge' }).predict(x, s, 4);
     expect(Math.abs(large.variance.dataSync()[0] - s.betas[4])).to.be.lessThan(1e-7);
     tf.dispose([p, large] as never);
+  });
+});
+
+describe('samplers: training targets agree with the samplers parameterisations', () => {
+  for (const prediction of ['eps', 'x0', 'v'] as const) {
+    it(`a net that outputs diffusionTarget('${prediction}') exactly gives back x0 and the noise`, () => {
+      tf.tidy(() => {
+        const schedule = makeSchedule('cosine', 1000);
+        const idx = [0, 250, 600, 900];
+        const x0 = tf.randomUniform([4, 4, 4, 3], -1, 1, 'float32', 1) as tf.Tensor4D;
+        const noise = tf.randomNormal([4, 4, 4, 3], 0, 1, 'float32', 2) as tf.Tensor4D;
+        const xt = qSample(x0, schedule, idx, noise);
+        const target = diffusionTarget(prediction, x0, schedule, idx, noise);
+        const model = diffusionModel(() => target, { prediction, variance: 'fixedSmall' });
+        const p = model.predict(xt, schedule, idx);
+        expect(tf.max(tf.abs(p.x0.sub(x0))).dataSync()[0]).to.be.below(2e-3);
+        expect(tf.max(tf.abs(p.eps.sub(noise))).dataSync()[0]).to.be.below(2e-3);
+      });
+    });
+  }
+  it("v is sqrt(abar) noise - sqrt(1 - abar) x0", () => {
+    tf.tidy(() => {
+      const schedule = makeSchedule('cosine', 1000);
+      const x0 = tf.ones([1, 1, 1, 1]) as tf.Tensor4D;
+      const noise = tf.fill([1, 1, 1, 1], 2) as tf.Tensor4D;
+      const a = schedule.alphaBar(500);
+      expect(diffusionTarget('v', x0, schedule, [500], noise).dataSync()[0]).to.be.closeTo(2 * Math.sqrt(a) - Math.sqrt(1 - a), 1e-6);
+    });
   });
 });

@@ -14,7 +14,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TextEncoder } from '../../nets/clip/types.js';
 import { Adam } from '../train/optim.js';
-import { qSample } from '../../samplers/core.js';
+import { diffusionTarget, qSample } from '../../samplers/core.js';
 import { sampleDdim } from '../../samplers/ddim.js';
 import { sampleDdpm } from '../../samplers/ddpm.js';
 import { classifierFree } from '../../samplers/combinators.js';
@@ -67,7 +67,7 @@ export function interpolateEmbeddings(eTarget: tf.Tensor2D, eOpt: tf.Tensor2D, e
   return tf.tidy(() => tf.concat(etas.map((eta) => (eta === 1 ? eTarget.clone() : eta === 0 ? eOpt.clone() : eTarget.mul(eta).add(eOpt.mul(1 - eta))))) as tf.Tensor2D);
 }
 
-/** The eps-prediction diffusion loss of x at random timesteps/noise for conditioning emb [1, D]. */
+/** The diffusion loss (in the model's parameterisation) of x at random timesteps/noise for conditioning emb [1, D]. */
 function diffusionLoss(d: Diffuser, x: tf.Tensor4D, emb: tf.Tensor, rng: Rng, batch: number): tf.Scalar {
   const T = d.schedule.length;
   const idx = Array.from({ length: batch }, () => rng.int(T));
@@ -80,11 +80,7 @@ function diffusionLoss(d: Diffuser, x: tf.Tensor4D, emb: tf.Tensor, rng: Rng, ba
     const out = d.unet.apply(xt, t, { emb: e });
     const c = x.shape[3];
     const pred = out.shape[3] === c ? out : out.slice([0, 0, 0, 0], [-1, -1, -1, c]);
-    if (d.prediction === 'eps') return tf.mean(tf.square(pred.sub(noise))) as tf.Scalar;
-    if (d.prediction === 'x0') return tf.mean(tf.square(pred.sub(xb))) as tf.Scalar;
-    const a = tf.tensor4d(idx.map((i) => d.schedule.alphasCumprod[i]), [batch, 1, 1, 1]);
-    const v = noise.mul(a.sqrt()).sub(xb.mul(tf.scalar(1).sub(a).sqrt()));
-    return tf.mean(tf.square(pred.sub(v))) as tf.Scalar;
+    return tf.mean(tf.square(pred.sub(diffusionTarget(d.prediction, xb, d.schedule, idx, noise)))) as tf.Scalar;
   });
 }
 

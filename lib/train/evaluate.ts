@@ -13,6 +13,7 @@ import { UNet } from '../../nets/unet/index.js';
 import { makeSchedule, type ScheduleName } from '../../samplers/schedule.js';
 import { judgeAccuracy } from './tasks/judge.js';
 import { sampleUNet } from './tasks/unet.js';
+import type { Parameterization } from '../../samplers/model.js';
 import { frechetDistanceOfFeatures, totalVariation } from './metrics.js';
 
 export interface Bar {
@@ -73,6 +74,8 @@ export interface UNetEvalOptions {
   /** DDIM steps (default 50). */
   steps?: number;
   seed?: number;
+  /** What the net predicts (its config.json `prediction`; default eps). */
+  prediction?: Parameterization;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -87,7 +90,7 @@ export async function evalUNet(net: UNet, scheduleName: ScheduleName, timesteps:
   const seed = opts.seed ?? 0;
   const d = judge.featureDim;
   const schedule = makeSchedule(scheduleName, timesteps);
-  const samples = await sampleUNet(net, schedule, n, { steps, seed, size: ds.height, onProgress: opts.onProgress });
+  const samples = await sampleUNet(net, schedule, n, { steps, seed, size: ds.height, prediction: opts.prediction, onProgress: opts.onProgress });
   const s = judgeOf(judge, samples);
   samples.dispose();
   const testIdx = ds.indicesOf('test');

@@ -4,6 +4,7 @@ import { flag, num, str } from '../command.js';
 import { loadDataset } from '../../data/index.js';
 import { weightsPath } from '../../paths.js';
 import { evalJudge, evalUNet, loadJudge, loadUNet, type EvalReport } from '../../train/evaluate.js';
+import type { Parameterization } from '../../../samplers/model.js';
 import { MODEL_EVALS } from '../../eval/registry.js';
 
 const EVALUABLE = ['judge', 'unet', ...Object.keys(MODEL_EVALS)];
@@ -52,6 +53,7 @@ const evalCmd: Command = {
         n: num(args, 'n', 1000),
         steps: num(args, 'steps', 50),
         seed: num(args, 'seed', 0),
+        prediction: (u.config.prediction as Parameterization | undefined) ?? 'eps',
         onProgress: (d, t) => {
           if (process.env.DIFFGUIDE_QUIET === '1' || d === last) return;
           last = d;

@@ -42,7 +42,8 @@ function cardText(model: string): { description: string; data: string; credits: 
     credits,
   };
 }
-import { MODEL_TASKS } from '../../train/tasks/registry.js';
+import { MODEL_TASKS, readUNetWeights } from '../../train/tasks/registry.js';
+import { initFromUnconditional } from '../../train/tasks/cond-unet.js';
 
 export const TRAINABLE = ['judge', 'unet'] as const;
 export type TrainableModel = (typeof TRAINABLE)[number];
@@ -98,7 +99,8 @@ const trainCmd: Command = {
     'eval-json': { type: 'string', help: 'with --ship: a `diffguide eval <model> --json` output file to put in the card' },
     command: { type: 'string', help: 'with --ship: the training command to record in the card (default: this run\'s command line)' },
     clip: { type: 'string', help: 'noisy-clip, cond-unet, prior: the trained CLIP folder (default weights/clip)' },
-    init: { type: 'string', help: 'cond-unet: initialise from this unconditional UNet folder/checkpoint (default: random)' },
+    init: { type: 'string', help: 'cond-unet, unet: initialise from this unconditional UNet folder/checkpoint (default: random)' },
+    prediction: { type: 'string', help: "unet: what the net predicts, eps (default) or v (better conditioned at high noise); kept on resume" },
   },
   async run(args) {
     const model = args.positionals[0] as TrainableModel;
@@ -134,8 +136,20 @@ const trainCmd: Command = {
     } else {
       const cfg = (saved?.net as Record<string, unknown>) ?? { ...smallUNetConfig(ds.height), modelChannels: num(args, 'model-channels', 32) };
       const net = UNet.random(cfg, seed);
-      task = new UNetTask(net, ds, { batch: (saved?.batch as number) ?? batch, seed, schedule: 'cosine' });
-      netConfig = { ...net.config, schedule: 'cosine', timesteps: 1000, prediction: 'eps' };
+      const asked = args.values.prediction as string | undefined;
+      // A resumed run keeps what it was trained with (runs before this option predicted eps).
+      const prediction = (saved ? ((saved.prediction as string | undefined) ?? 'eps') : (asked ?? 'eps')) as 'eps' | 'v';
+      if (prediction !== 'eps' && prediction !== 'v') throw new Error(`train unet: --prediction must be eps or v, got '${prediction}'`);
+      if (saved && asked && asked !== prediction) throw new Error(`train unet: ${out} was trained with --prediction ${prediction}; use another --out for a run with --prediction ${asked} (--init ${out} starts it from these weights)`);
+      const init = args.values.init as string | undefined;
+      if (init && !saved) {
+        // all tensors from another UNet of this config (e.g. an eps run, to start a v run from its features)
+        const n = initFromUnconditional(net, await readUNetWeights(init));
+        process.stderr.write(`unet: initialised ${n} tensors from ${init}\n`);
+      }
+      task = new UNetTask(net, ds, { batch: (saved?.batch as number) ?? batch, seed, schedule: 'cosine', prediction });
+      netConfig = { ...net.config, schedule: 'cosine', timesteps: 1000, prediction };
+      extraConfig = { model, data: (saved?.data as string) ?? dataSpec, batch: (saved?.batch as number) ?? batch, net: net.config, prediction, ...(init ? { init } : {}) };
       toStateDict = () => net.toStateDict();
     }
     const config = saved ?? extraConfig ?? { model, data: dataSpec, batch, net: model === 'judge' ? netConfig : (task as UNetTask).net.config };

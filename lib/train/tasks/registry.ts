@@ -29,7 +29,7 @@ async function teacherClip(ctx: ModelTaskContext): Promise<{ clip: CLIP; path: s
 }
 
 /** An unconditional UNet's weights: an exported folder/file, or a training checkpoint's EMA group. */
-async function readUNetWeights(spec: string): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
+export async function readUNetWeights(spec: string): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
   const ck = existsSync(spec) && statSync(spec).isDirectory() ? (existsSync(join(spec, 'unet.safetensors')) ? join(spec, 'unet.safetensors') : join(spec, 'checkpoint.safetensors')) : spec;
   if (ck.endsWith('checkpoint.safetensors')) {
     const g = readCheckpoint(ck).groups.ema;

@@ -1,5 +1,5 @@
 /**
- * Training task for the unconditional UNet: eps-prediction MSE (DDPM's L_simple) with uniformly
+ * Training task for the unconditional UNet: eps-prediction MSE (DDPM's L_simple; or v-prediction) with uniformly
  * drawn timesteps on a named schedule; sample grids by DDIM with the EMA weights.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -8,8 +8,8 @@ import { BatchSampler, type Dataset, type SamplerState } from '../../data/datase
 import { UNet } from '../../../nets/unet/index.js';
 import type { UNetConfig } from '../../../nets/unet/index.js';
 import { makeSchedule, respaceEven, type Schedule, type ScheduleName } from '../../../samplers/schedule.js';
-import { diffusionModel, type DiffusionModel } from '../../../samplers/model.js';
-import { qSample } from '../../../samplers/core.js';
+import { diffusionModel, type DiffusionModel, type Parameterization } from '../../../samplers/model.js';
+import { diffusionTarget, qSample } from '../../../samplers/core.js';
 import { ddimStep, sampleDdim } from '../../../samplers/ddim.js';
 import { makeGrid } from '../../image/grid.js';
 import type { TrainTask } from '../loop.js';
@@ -44,13 +44,15 @@ export interface UNetTaskOptions {
   /** Samples in the grid (default 16) and DDIM steps for them (default 25). */
   gridSamples?: number;
   gridSteps?: number;
+  /** What the net predicts: 'eps' (DDPM's L_simple, default) or 'v' (well conditioned at high noise). */
+  prediction?: 'eps' | 'v';
 }
 
 /** Sample images with DDIM from a UNet (eta 0). Returns [n, H, W, 3] in [-1, 1]. */
-export async function sampleUNet(net: UNet, schedule: Schedule, n: number, opts: { steps?: number; seed?: number; size?: number; batch?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<tf.Tensor4D> {
+export async function sampleUNet(net: UNet, schedule: Schedule, n: number, opts: { steps?: number; seed?: number; size?: number; batch?: number; prediction?: Parameterization; onProgress?: (done: number, total: number) => void } = {}): Promise<tf.Tensor4D> {
   const size = opts.size ?? net.config.imageSize ?? 32;
   const batch = opts.batch ?? 64;
-  const model = diffusionModel((x, t, cond) => net.apply(x, t, cond ?? {}), { prediction: 'eps', variance: 'fixedSmall' });
+  const model = diffusionModel((x, t, cond) => net.apply(x, t, cond ?? {}), { prediction: opts.prediction ?? 'eps', variance: 'fixedSmall' });
   const sched = respaceEven(schedule, opts.steps ?? 50);
   const parts: tf.Tensor4D[] = [];
   for (let i = 0; i < n; i += batch) {
@@ -103,8 +105,8 @@ export class UNetTask implements TrainTask<UNetBatch> {
     const noise = rng.normal<tf.Rank.R4>(b.x0.shape);
     const xt = qSample(b.x0, this.schedule, idx, noise);
     const t = tf.tensor1d(idx.map((i) => this.schedule.modelT(i)), 'float32');
-    const eps = this.net.apply(xt, t, {}, { training: true, seed: rng.nextSeed() });
-    return tf.losses.meanSquaredError(noise, eps) as tf.Scalar;
+    const out = this.net.apply(xt, t, {}, { training: true, seed: rng.nextSeed() });
+    return tf.losses.meanSquaredError(diffusionTarget(this.opts.prediction ?? 'eps', b.x0, this.schedule, idx, noise), out) as tf.Scalar;
   }
 
   disposeBatch(b: UNetBatch): void {
@@ -124,7 +126,7 @@ export class UNetTask implements TrainTask<UNetBatch> {
     // DDIM chain here with the same math (eta 0) step by step.
     const n = this.opts.gridSamples ?? 16;
     const sched = respaceEven(this.schedule, this.opts.gridSteps ?? 25);
-    const model = diffusionModel((x, t) => this.net.apply(x, t, {}), { prediction: 'eps', variance: 'fixedSmall' });
+    const model = diffusionModel((x, t) => this.net.apply(x, t, {}), { prediction: this.opts.prediction ?? 'eps', variance: 'fixedSmall' });
     const x = ddimChainSync(model, tf.randomNormal([n, this.data.height, this.data.width, 3], 0, 1, 'float32', seed) as tf.Tensor4D, sched);
     const g = tf.tidy(() => makeGrid(x.clipByValue(-1, 1) as tf.Tensor4D, Math.ceil(Math.sqrt(n))));
     x.dispose();
