@@ -295,6 +295,14 @@ describe('lib/train: evaluation bars', () => {
     expect(tv.value).to.be.within(0, 1);
     const counts = Object.values(r.sampleCategories as Record<string, number>);
     expect(counts.reduce((a, b) => a + b, 0)).to.equal(6);
+    // the x0 diagnostic: one row per noise level, up to the last index; a random net is no better than the mean image near t = T
+    const rows = r.x0ErrorByNoiseLevel as { index: number; alphaBar: number; model: number; meanImage: number }[];
+    expect(rows.map((x) => x.index)).to.deep.equal([100, 500, 800, 900, 950, 980, 999]);
+    for (const x of rows) {
+      expect(x.model).to.be.within(0, 4);
+      expect(x.meanImage).to.be.within(0, 4);
+    }
+    expect(rows[6].model).to.be.greaterThan(rows[6].meanImage);
     const j = evalJudge(judge, ds);
     expect(j.bars.test_category_accuracy.value).to.be.within(0, 1);
     expect(j.n).to.equal(ds.indicesOf('test').length);

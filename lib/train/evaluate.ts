@@ -10,7 +10,9 @@ import { readStateDict } from '../io/index.js';
 import { Dataset } from '../data/dataset.js';
 import { Judge, type JudgeConfig } from '../../nets/judge/model.js';
 import { UNet } from '../../nets/unet/index.js';
-import { makeSchedule, type ScheduleName } from '../../samplers/schedule.js';
+import { makeSchedule, type Schedule, type ScheduleName } from '../../samplers/schedule.js';
+import { diffusionModel } from '../../samplers/model.js';
+import { qSample } from '../../samplers/core.js';
 import { judgeAccuracy } from './tasks/judge.js';
 import { sampleUNet } from './tasks/unet.js';
 import type { Parameterization } from '../../samplers/model.js';
@@ -79,6 +81,35 @@ export interface UNetEvalOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
+/** One row of `x0ErrorByNoiseLevel`. */
+export interface X0ErrorRow {
+  /** Schedule index and its alpha-bar. */
+  index: number;
+  alphaBar: number;
+  /** MSE of the model's x0 estimate (clipped to [-1, 1]) against the clean images. */
+  model: number;
+  /** MSE of predicting the train-split mean image, whatever the input (the trivial baseline). */
+  meanImage: number;
+}
+
+/**
+ * Diagnostic: how well the model's x0 estimate recovers held-out images from x_t at several noise
+ * levels, against the trivial mean-image predictor. An eps model's x0 estimate divides its error
+ * by sqrt(alpha-bar), so small models lose to the mean image near t = T; samplers start there.
+ * @param images held-out images [N, H, W, C] in [-1, 1]
+ */
+export function x0ErrorByNoiseLevel(net: UNet, schedule: Schedule, prediction: Parameterization, images: tf.Tensor4D, meanImage: tf.Tensor, indices = [100, 500, 800, 900, 950, 980, schedule.length - 1], seed = 0): X0ErrorRow[] {
+  const model = diffusionModel((x, t) => net.apply(x, t, {}), { prediction, variance: 'fixedSmall' });
+  const n = images.shape[0];
+  return indices.map((i, k) => tf.tidy(() => {
+    const noise = tf.randomNormal(images.shape, 0, 1, 'float32', seed + k) as tf.Tensor4D;
+    const xt = qSample(images, schedule, new Array(n).fill(i), noise);
+    const p = model.predict(xt, schedule, new Array(n).fill(i), { clipDenoised: true });
+    const mse = (a: tf.Tensor) => a.sub(images).square().mean().dataSync()[0];
+    return { index: i, alphaBar: schedule.alphaBar(i), model: mse(p.x0), meanImage: mse(tf.broadcastTo(meanImage, images.shape)) };
+  }));
+}
+
 /**
  * Unconditional UNet bars: FID(samples, held-out) <= 0.5 FID(baseline, held-out), where the baseline
  * is Gaussian noise around the train-split per-pixel mean with the matched per-pixel variance
@@ -98,6 +129,14 @@ export async function evalUNet(net: UNet, scheduleName: ScheduleName, timesteps:
   const r = judgeOf(judge, real);
   real.dispose();
   const { mean, variance } = ds.pixelStats(ds.indicesOf('train'));
+  // Diagnostic: x0 error by noise level on 64 held-out images (the net sees RGB, as in training).
+  const probe = ds.images(testIdx.slice(0, 64), { rgb: true });
+  const meanImage = tf.tidy(() => {
+    const m = tf.tensor(Float32Array.from(mean), [1, ds.height, ds.width, ds.channels]);
+    return ds.channels === 1 ? tf.tile(m, [1, 1, 1, 3]) : m;
+  });
+  const x0Rows = x0ErrorByNoiseLevel(net, schedule, opts.prediction ?? 'eps', probe, meanImage, undefined, seed);
+  tf.dispose([probe, meanImage]);
   const base = tf.tidy(() => {
     const shape = [ds.height, ds.width, ds.channels];
     const m = tf.tensor(Float32Array.from(mean), shape);
@@ -129,6 +168,7 @@ export async function evalUNet(net: UNet, scheduleName: ScheduleName, timesteps:
     fid: fidSamples,
     fidBaseline,
     sampleCategories: Object.fromEntries(judge.config.categories.map((c, i) => [c, sampleHist[i]])),
+    x0ErrorByNoiseLevel: x0Rows,
     bars: {
       fid_ratio_vs_gaussian_baseline: { value: ratio, goal: `FID(samples, held-out) <= 0.5 x FID(Gaussian baseline, held-out) in the judge's feature space (FID ${fidSamples.toFixed(3)} vs baseline ${fidBaseline.toFixed(3)})`, pass: ratio <= 0.5 },
       category_tv_distance: { value: tv, goal: "<= 0.2 total-variation distance between the judge's category distribution of samples and the data's", pass: tv <= 0.2 },
