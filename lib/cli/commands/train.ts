@@ -10,7 +10,7 @@ import { flag, num, str } from '../command.js';
 import { loadDataset } from '../../data/index.js';
 import { train, loadTrainedWeights, progressBar, type TrainOptions, type TrainTask } from '../../train/loop.js';
 import { JudgeTask, judgeConfigFor } from '../../train/tasks/judge.js';
-import { UNetTask, smallUNetConfig } from '../../train/tasks/unet.js';
+import { UNetTask, runPrediction, smallUNetConfig } from '../../train/tasks/unet.js';
 import { Judge } from '../../../nets/judge/model.js';
 import { UNet } from '../../../nets/unet/index.js';
 import { writeSafetensors } from '../../io/index.js';
@@ -100,7 +100,7 @@ const trainCmd: Command = {
     command: { type: 'string', help: 'with --ship: the training command to record in the card (default: this run\'s command line)' },
     clip: { type: 'string', help: 'noisy-clip, cond-unet, prior: the trained CLIP folder (default weights/clip)' },
     init: { type: 'string', help: 'cond-unet, unet: initialise from this unconditional UNet folder/checkpoint (default: random)' },
-    prediction: { type: 'string', help: "unet: what the net predicts, eps (default) or v (better conditioned at high noise); kept on resume" },
+    prediction: { type: 'string', help: "unet, cond-unet: what the net predicts, eps (default) or v (better conditioned at high noise); kept on resume" },
   },
   async run(args) {
     const model = args.positionals[0] as TrainableModel;
@@ -122,7 +122,7 @@ const trainCmd: Command = {
     let netConfig: Record<string, unknown>;
     let toStateDict: () => StateDict;
     if (MODEL_TASKS[model]) {
-      const m = await MODEL_TASKS[model].setup({ ds, seed, batch, saved, dataSpec: (saved?.data as string) ?? dataSpec, options: { clip: args.values.clip as string | undefined, init: args.values.init as string | undefined } });
+      const m = await MODEL_TASKS[model].setup({ ds, seed, batch, saved, dataSpec: (saved?.data as string) ?? dataSpec, options: { clip: args.values.clip as string | undefined, init: args.values.init as string | undefined, prediction: args.values.prediction as string | undefined, out } });
       task = m.task;
       netConfig = m.netConfig;
       toStateDict = m.toStateDict;
@@ -136,11 +136,7 @@ const trainCmd: Command = {
     } else {
       const cfg = (saved?.net as Record<string, unknown>) ?? { ...smallUNetConfig(ds.height), modelChannels: num(args, 'model-channels', 32) };
       const net = UNet.random(cfg, seed);
-      const asked = args.values.prediction as string | undefined;
-      // A resumed run keeps what it was trained with (runs before this option predicted eps).
-      const prediction = (saved ? ((saved.prediction as string | undefined) ?? 'eps') : (asked ?? 'eps')) as 'eps' | 'v';
-      if (prediction !== 'eps' && prediction !== 'v') throw new Error(`train unet: --prediction must be eps or v, got '${prediction}'`);
-      if (saved && asked && asked !== prediction) throw new Error(`train unet: ${out} was trained with --prediction ${prediction}; use another --out for a run with --prediction ${asked} (--init ${out} starts it from these weights)`);
+      const prediction = runPrediction(saved, args.values.prediction as string | undefined, out);
       const init = args.values.init as string | undefined;
       if (init && !saved) {
         // all tensors from another UNet of this config (e.g. an eps run, to start a v run from its features)

@@ -11,7 +11,7 @@ import type { CLIP } from '../../../nets/clip/index.js';
 import { UNet, type UNetConfig } from '../../../nets/unet/index.js';
 import { makeSchedule, respaceEven, type Schedule } from '../../../samplers/schedule.js';
 import { diffusionModel } from '../../../samplers/model.js';
-import { qSample } from '../../../samplers/core.js';
+import { diffusionTarget, qSample } from '../../../samplers/core.js';
 import { makeGrid } from '../../image/grid.js';
 import { cleanImageEmbeddings } from './noisy-clip.js';
 import { ddimChainSync, smallUNetConfig } from './unet.js';
@@ -31,6 +31,8 @@ export interface CondUNetTaskOptions {
   embScale?: number;
   /** Classifier-free guidance scale of the sample grid (default 3). */
   gridScale?: number;
+  /** What the net predicts: 'eps' (default) or 'v'. */
+  prediction?: 'eps' | 'v';
 }
 
 interface CondBatch {
@@ -90,8 +92,8 @@ export class CondUNetTask implements TrainTask<CondBatch> {
     const noise = rng.normal<tf.Rank.R4>(b.x0.shape);
     const xt = qSample(b.x0, this.schedule, idx, noise);
     const t = tf.tensor1d(idx.map((i) => this.schedule.modelT(i)), 'float32');
-    const eps = this.net.apply(xt, t, { emb: b.emb }, { training: true, seed: rng.nextSeed() });
-    return tf.losses.meanSquaredError(noise, eps) as tf.Scalar;
+    const out = this.net.apply(xt, t, { emb: b.emb }, { training: true, seed: rng.nextSeed() });
+    return tf.losses.meanSquaredError(diffusionTarget(this.opts.prediction ?? 'eps', b.x0, this.schedule, idx, noise), out) as tf.Scalar;
   }
 
   disposeBatch(b: CondBatch): void {
@@ -120,7 +122,7 @@ export class CondUNetTask implements TrainTask<CondBatch> {
         const u = this.net.apply(x, t, { emb: zero });
         return u.add(c.sub(u).mul(s)) as tf.Tensor4D;
       });
-    const model = diffusionModel(net, { prediction: 'eps', variance: 'fixedSmall' });
+    const model = diffusionModel(net, { prediction: this.opts.prediction ?? 'eps', variance: 'fixedSmall' });
     const x = ddimChainSync(model, tf.randomNormal([8, this.data.height, this.data.width, 3], 0, 1, 'float32', seed) as tf.Tensor4D, sched);
     const real = this.data.images(pick, { rgb: true });
     const g = tf.tidy(() => makeGrid(tf.concat([real, x.clipByValue(-1, 1)]) as tf.Tensor4D, 8));

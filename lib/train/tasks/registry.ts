@@ -11,6 +11,7 @@ import { ClipTask, smallClipConfig } from './clip.js';
 import { NoisyClipTask } from './noisy-clip.js';
 import { PriorTask } from './prior.js';
 import { CondUNetTask, condUNetConfig, initFromUnconditional } from './cond-unet.js';
+import { runPrediction } from './unet.js';
 import { NoisyCLIPImageEncoder } from '../../../nets/clip/index.js';
 import { Prior, type PriorConfig } from '../../../nets/prior/index.js';
 import { UNet, type UNetConfig } from '../../../nets/unet/index.js';
@@ -63,7 +64,7 @@ export interface ModelTaskContext {
   dataSpec: string;
   /** The run config stored in a checkpoint being resumed/exported, else null. */
   saved: Record<string, unknown> | null;
-  /** Extra string options from the command line (e.g. `clip`: the CLIP weights folder). */
+  /** Extra string options from the command line (`clip`: the CLIP weights folder, `init`, `prediction`, `out`). */
   options: Record<string, string | undefined>;
 }
 
@@ -149,11 +150,12 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
         process.stderr.write(`cond-unet: initialised ${n} tensors from ${init}\n`);
       }
       const embScale = Math.sqrt(clip.embedDim);
-      const task = new CondUNetTask(net, clip, ctx.ds, { batch: b, seed: ctx.seed, embScale });
+      const prediction = runPrediction(ctx.saved, ctx.options.prediction, ctx.options.out ?? 'this run');
+      const task = new CondUNetTask(net, clip, ctx.ds, { batch: b, seed: ctx.seed, embScale, prediction });
       return {
         task: task as TrainTask<unknown>,
-        netConfig: { ...net.config, schedule: 'cosine', timesteps: 1000, prediction: 'eps', embScale, conditioning: 'normalise(CLIP image embedding) * embScale; zeros = unconditional', clip: path },
-        config: { model: 'cond-unet', data: ctx.dataSpec, batch: b, clip: path, init, net: net.config },
+        netConfig: { ...net.config, schedule: 'cosine', timesteps: 1000, prediction, embScale, conditioning: 'normalise(CLIP image embedding) * embScale; zeros = unconditional', clip: path },
+        config: { model: 'cond-unet', data: ctx.dataSpec, batch: b, clip: path, init, net: net.config, ...(prediction !== 'eps' ? { prediction } : {}) },
         toStateDict: () => net.toStateDict(),
       };
     },

@@ -48,6 +48,18 @@ export interface UNetTaskOptions {
   prediction?: 'eps' | 'v';
 }
 
+/**
+ * The prediction of a UNet training run: a resumed run keeps what it was trained with (runs from
+ * before the option predicted eps); a new run takes `asked` (default eps). Asking a resumed run for
+ * another one is an error that names the fix.
+ */
+export function runPrediction(saved: Record<string, unknown> | null, asked: string | undefined, out: string): 'eps' | 'v' {
+  const p = saved ? ((saved.prediction as string | undefined) ?? 'eps') : (asked ?? 'eps');
+  if (p !== 'eps' && p !== 'v') throw new Error(`--prediction must be eps or v, got '${p}'`);
+  if (saved && asked && asked !== p) throw new Error(`${out} was trained with --prediction ${p}; use another --out for a run with --prediction ${asked} (--init ${out} starts it from these weights)`);
+  return p;
+}
+
 /** Sample images with DDIM from a UNet (eta 0). Returns [n, H, W, 3] in [-1, 1]. */
 export async function sampleUNet(net: UNet, schedule: Schedule, n: number, opts: { steps?: number; seed?: number; size?: number; batch?: number; prediction?: Parameterization; onProgress?: (done: number, total: number) => void } = {}): Promise<tf.Tensor4D> {
   const size = opts.size ?? net.config.imageSize ?? 32;
