@@ -37,8 +37,8 @@ function cardText(model: string): { description: string; data: string; credits: 
     return { description: `diffguide's ${model} model (see lib/train/tasks/ for its training task and loss).`, data, credits };
   }
   return {
-    description: 'An unconditional eps-prediction UNet (guided-diffusion layout: modelChannels 32, channelMult [1,2,2], 1 res block per level, attention at 8x8 with 32 channels per head, scale-shift norm; ~1.2M parameters) on a cosine schedule of 1,000 steps, for SDG, SDEdit and DiffusionCLIP at 32x32.',
-    data: `${data}. Loss: MSE on eps (L_simple), uniform timesteps; Adam lr 5e-4 after 200 warm-up steps, EMA 0.999, clip 1.`,
+    description: 'An unconditional UNet (eps- or v-prediction: `prediction` in config.json; guided-diffusion layout: modelChannels 32, channelMult [1,2,2], 1 res block per level, attention at 8x8 with 32 channels per head, scale-shift norm; ~1.2M parameters) on a cosine schedule of 1,000 steps, for SDG, SDEdit and DiffusionCLIP at 32x32.',
+    data: `${data}. Loss: MSE on the predicted quantity (eps: DDPM's L_simple; v = sqrt(abar) eps - sqrt(1 - abar) x0), uniform timesteps; Adam lr 5e-4 after 200 warm-up steps, EMA 0.999, clip 1.`,
     credits,
   };
 }
