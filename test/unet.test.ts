@@ -423,7 +423,7 @@ describe('unet: loading errors, gradients, memory', () => {
     }
   });
 
-  it('the forward-only path (all embedding projections in one product) follows weight changes like the taped path', () => {
+  it('the forward-only path follows weight changes (Variable.assign) like the taped path', () => {
     const net = UNet.random({ modelChannels: 32, channelMult: [1, 2], numResBlocks: 1, attentionDs: [2], useScaleShiftNorm: true }, 9);
     const x = tf.randomNormal([2, 8, 8, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
     const t = tf.tensor1d([3, 700]);

@@ -1,6 +1,6 @@
 /**
  * `DiffguideAdam` (wasm): one Adam(W) update of a parameter in one call into our SIMD module
- * (adam-wat.ts) instead of ~15 tfjs kernels: 166 UNet parameters 25.6 -> ~3 ms per training step.
+ * (adam-wat.ts) instead of ~15 tfjs kernels: the UNet's 166 parameters 24.8 -> 3.1 ms per training step (1 thread).
  * Outputs fresh [p', m', v'] (the caller assigns them to its variables).
  */
 import * as tf from '@tensorflow/tfjs';

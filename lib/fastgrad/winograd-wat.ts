@@ -11,8 +11,8 @@
  * - `winoGradOutput(src, dst, n, oh, ow, k, th, tw, t0, t1)`: dy [n, oh, ow, k] -> Ŷ [16, T, k] = A dy Aᵀ
  *   per tile (outputs past the edge count as zero).
  * - `winoGradFilter(src, dst, cin, cout, e0, e1)`: W̃ [16, cin, cout] (W̃[p] = V[p]ᵀ · Ŷ[p]) -> dW [3, 3, cin, cout].
- * Every function does a range of the work: tiles [t0, t1), filter elements [e0, e1) (of cin·cout),
- * so that several threads can share one call.
+ * Every function does a range of the work: tiles [t0, t1), filter elements [e0, e1) (of cin·cout).
+ * The callers pass the whole range (helper threads splitting it measured no faster; see simd.ts).
  * Transforms (Lavin & Gray 2016, correlation form): Bᵀ rows d0-d2, d1+d2, d2-d1, d1-d3;
  * G rows g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2; Aᵀ rows m0+m1+m2, m1-m2-m3.
  */

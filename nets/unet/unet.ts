@@ -375,18 +375,7 @@ export class UNet {
    */
   private fastCtx(embAct: tf.Tensor2D): FastCtx {
     const emb = new Map<ResLayer, tf.Tensor2D[]>();
-    // Every ResBlock's projection in one product: at batch 1, 12 small products cost ~14x one wide one,
-    // and concatenating the weights per forward is cheap (no cached copy to go stale or leak).
-    const w = tf.concat(this.resLayers.map((l) => this.p(`${l.embProj}.weight`)), 1) as tf.Tensor2D;
-    const b = tf.concat(this.resLayers.map((l) => this.p(`${l.embProj}.bias`)), 0) as tf.Tensor1D;
-    const all = tf.split(linear(embAct, w, b), this.resLayers.map((l) => this.p(`${l.embProj}.weight`).shape[1] as number), 1) as tf.Tensor2D[];
-    this.resLayers.forEach((l, i) => {
-      if (!l.scaleShift) emb.set(l, [all[i]]);
-      else {
-        const [sc, sh] = tf.split(all[i], 2, 1) as tf.Tensor2D[];
-        emb.set(l, [sc.add(1), sh]);
-      }
-    });
+    for (const l of this.resLayers) emb.set(l, this.blockEmb(l, embAct));
     return { emb, groupAvg: new Map() };
   }
 
