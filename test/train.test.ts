@@ -295,6 +295,17 @@ describe('lib/train: evaluation bars', () => {
     expect(tv.value).to.be.within(0, 1);
     const counts = Object.values(r.sampleCategories as Record<string, number>);
     expect(counts.reduce((a, b) => a + b, 0)).to.equal(6);
+    // the judge's own floor: its calls on the real held-out images against their labels
+    const test = ds.indicesOf('test');
+    const real = ds.images(test, { rgb: true });
+    const calls = judge.predict(real).category;
+    real.dispose();
+    const K = ds.categoryNames.length;
+    const called = new Array<number>(K).fill(0);
+    const labelled = new Array<number>(K).fill(0);
+    test.forEach((i, k) => { called[calls[k]]++; labelled[ds.categoryIds[i]]++; });
+    const { totalVariation } = await import('../lib/train/metrics.js');
+    expect(r.judgeTvOnHeldOut as number).to.be.closeTo(totalVariation(called, labelled), 1e-12);
     // the x0 diagnostic: one row per noise level, up to the last index; a random net is no better than the mean image near t = T
     const rows = r.x0ErrorByNoiseLevel as { index: number; alphaBar: number; model: number; meanImage: number }[];
     expect(rows.map((x) => x.index)).to.deep.equal([100, 500, 800, 900, 950, 980, 999]);

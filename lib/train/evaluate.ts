@@ -114,6 +114,8 @@ export function x0ErrorByNoiseLevel(net: UNet, schedule: Schedule, prediction: P
  * Unconditional UNet bars: FID(samples, held-out) <= 0.5 FID(baseline, held-out), where the baseline
  * is Gaussian noise around the train-split per-pixel mean with the matched per-pixel variance
  * (clipped to [-1, 1]); TV(judged category distribution of samples, data category distribution) <= 0.2.
+ * Also reports `judgeTvOnHeldOut`, the same distance for the judge's calls on real held-out images
+ * against their labels: what a perfect sampler would score under this judge.
  */
 export async function evalUNet(net: UNet, scheduleName: ScheduleName, timesteps: number, judge: Judge, ds: Dataset, opts: UNetEvalOptions = {}): Promise<EvalReport> {
   const n = opts.n ?? 1000;
@@ -159,6 +161,8 @@ export async function evalUNet(net: UNet, scheduleName: ScheduleName, timesteps:
   const sampleHist = hist(s.category);
   const dataHist = hist(ds.categoryIds);
   const tv = totalVariation(sampleHist, dataHist);
+  // The instrument's floor: the same distance for the judge's calls on real held-out images.
+  const judgeFloorTv = totalVariation(hist(r.category), hist(testIdx.map((i) => ds.categoryIds[i])));
   const ratio = fidSamples / fidBaseline;
   return {
     model: 'unet',
@@ -168,6 +172,7 @@ export async function evalUNet(net: UNet, scheduleName: ScheduleName, timesteps:
     fid: fidSamples,
     fidBaseline,
     sampleCategories: Object.fromEntries(judge.config.categories.map((c, i) => [c, sampleHist[i]])),
+    judgeTvOnHeldOut: judgeFloorTv,
     x0ErrorByNoiseLevel: x0Rows,
     bars: {
       fid_ratio_vs_gaussian_baseline: { value: ratio, goal: `FID(samples, held-out) <= 0.5 x FID(Gaussian baseline, held-out) in the judge's feature space (FID ${fidSamples.toFixed(3)} vs baseline ${fidBaseline.toFixed(3)})`, pass: ratio <= 0.5 },
