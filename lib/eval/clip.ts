@@ -8,6 +8,8 @@ import type { Dataset } from '../data/dataset.js';
 import type { CLIP, NoisyCLIPImageEncoder } from '../../nets/clip/index.js';
 import { qSample } from '../../samplers/core.js';
 import type { Schedule } from '../../samplers/schedule.js';
+// The bars' prompts are among the templates the CLIP trainer samples.
+import { categoryPrompt, namePrompt } from '../train/tasks/clip.js';
 
 export interface Bar {
   value: number;
@@ -85,9 +87,6 @@ export function embedTexts(clip: CLIP, texts: string[], tokens?: { ids(t: string
   return out;
 }
 
-/** Prompts used by the bars (the same templates the trainer samples). */
-export const categoryPromptOf = (c: string) => `an emoji of ${c.toLowerCase()}`;
-export const namePromptOf = (n: string) => `an emoji of ${n.toLowerCase()}`;
 
 export interface ClipEvalResult {
   zeroShotCategoryAccuracy: number;
@@ -114,9 +113,9 @@ function heldOutNames(ds: Dataset, indices: number[]): { names: string[]; groupO
 export function evalClipOnDataset(clip: CLIP, ds: Dataset, opts: { indices?: number[]; tokens?: { ids(t: string[]): tf.Tensor2D } } = {}): ClipEvalResult {
   const indices = opts.indices ?? ds.indicesOf('test');
   const img = embedImages((x) => clip.encodeImage(x).embedding, ds, indices);
-  const cats = embedTexts(clip, ds.categoryNames.map(categoryPromptOf), opts.tokens);
+  const cats = embedTexts(clip, ds.categoryNames.map(categoryPrompt), opts.tokens);
   const { names, groupOfName, groupOfImage } = heldOutNames(ds, indices);
-  const nameEmb = embedTexts(clip, names.map(namePromptOf), opts.tokens);
+  const nameEmb = embedTexts(clip, names.map(namePrompt), opts.tokens);
   const simCat = cosineMatrix(img, cats);
   const zs = argmaxAccuracy(simCat, indices.length, ds.categoryNames.length, indices.map((i) => ds.categoryIds[i]));
   const simName = cosineMatrix(nameEmb, img);
@@ -150,7 +149,7 @@ export function evalNoisyClipOnDataset(noisy: NoisyCLIPImageEncoder, clip: CLIP,
   const indices = opts.indices ?? ds.indicesOf('test');
   const t = opts.t ?? 500;
   const { names, groupOfName, groupOfImage } = heldOutNames(ds, indices);
-  const nameEmb = embedTexts(clip, names.map(namePromptOf), opts.tokens);
+  const nameEmb = embedTexts(clip, names.map(namePrompt), opts.tokens);
   const parts: { noisy: tf.Tensor2D; plain: tf.Tensor2D }[] = [];
   for (let i = 0; i < indices.length; i += 128) {
     const idx = indices.slice(i, i + 128);

@@ -13,7 +13,8 @@ import type { Prior } from '../../nets/prior/index.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import type { Diffuser } from '../methods/common.js';
 import { decode, samplePrior } from '../methods/unclip.js';
-import { categoryPromptOf, embedImages, type Bar } from './clip.js';
+import { embedImages, type Bar } from './clip.js';
+import { categoryPrompt } from '../train/tasks/clip.js';
 
 export interface UnclipEvalOptions {
   /** Samples per category (default 4). */
@@ -56,7 +57,7 @@ function promptLabels(ds: Dataset, per: number): number[] {
 export async function priorCategorySamples(prior: Prior, schedule: Schedule, clip: CLIP, ds: Dataset, opts: UnclipEvalOptions = {}): Promise<{ z: tf.Tensor2D; labels: number[] }> {
   const per = opts.perCategory ?? 4;
   const labels = promptLabels(ds, per);
-  const zt = unitTexts(clip, labels.map((c) => categoryPromptOf(ds.categoryNames[c])));
+  const zt = unitTexts(clip, labels.map((c) => categoryPrompt(ds.categoryNames[c])));
   const r = await samplePrior(prior, schedule, zt, { priorSteps: opts.priorSteps ?? 64, priorScale: opts.priorScale ?? 2, seed: opts.seed ?? 0 });
   zt.dispose();
   return { z: r.embeddings, labels };
