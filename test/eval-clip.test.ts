@@ -2,8 +2,8 @@ import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { argmaxAccuracy, retrievalTopK, cosineMatrix } from '../lib/eval/clip.js';
 import { matchRate } from '../lib/eval/unclip.js';
-import { softClipLoss, captionFits, sampleCaption, categoryPrompt } from '../lib/train/tasks/clip.js';
-import { clipContrastiveLoss } from '../nets/clip/index.js';
+import { softClipLoss, captionFits, sampleCaption, categoryPrompt, smallClipConfig } from '../lib/train/tasks/clip.js';
+import { CLIP, clipContrastiveLoss, inferClipConfig } from '../nets/clip/index.js';
 import { Rng } from '../lib/random.js';
 import type { DatasetItem } from '../lib/data/format.js';
 
@@ -89,6 +89,26 @@ describe('CLIP training objective pieces', () => {
       expect(captionFits(c, other)).to.equal(c.kind !== 'name');
     }
     expect(a.some((c) => c.text === categoryPrompt('Animals & Nature'))).to.equal(true);
+  });
+});
+
+describe('the small CLIP configs', () => {
+  it('vit and resnet towers build, embed 32x32 images to 128-d, and are recovered from their keys alone', () => {
+    for (const vision of ['vit', 'resnet'] as const) {
+      const cfg = smallClipConfig(32, vision);
+      const clip = CLIP.random(cfg, 0);
+      const x = tf.zeros([2, 32, 32, 3]) as tf.Tensor4D;
+      const e = clip.encodeImage(x).embedding;
+      expect(e.shape).to.deep.equal([2, 128]);
+      const sd = clip.toHostStateDict();
+      const inferred = inferClipConfig(sd as never);
+      expect(inferred.visionLayers).to.deep.equal(cfg.visionLayers);
+      expect(inferred.visionWidth).to.equal(cfg.visionWidth);
+      expect(inferred.visionPatchSize ?? null).to.equal(cfg.visionPatchSize);
+      tf.dispose([x, e]);
+      clip.dispose();
+    }
+    expect(() => smallClipConfig(32, 'convnext' as never)).to.throw(/use vit or resnet/);
   });
 });
 

@@ -101,6 +101,7 @@ const trainCmd: Command = {
     clip: { type: 'string', help: 'noisy-clip, cond-unet, prior: the trained CLIP folder (default weights/clip)' },
     init: { type: 'string', help: 'cond-unet, unet: initialise from this unconditional UNet folder/checkpoint (default: random)' },
     prediction: { type: 'string', help: "unet, cond-unet: what the net predicts, eps (default) or v (better conditioned at high noise); kept on resume" },
+    vision: { type: 'string', help: 'clip: the image tower, vit (default) or resnet (ModifiedResNet); kept on resume' },
   },
   async run(args) {
     const model = args.positionals[0] as TrainableModel;
@@ -122,7 +123,7 @@ const trainCmd: Command = {
     let netConfig: Record<string, unknown>;
     let toStateDict: () => StateDict;
     if (MODEL_TASKS[model]) {
-      const m = await MODEL_TASKS[model].setup({ ds, seed, batch, saved, dataSpec: (saved?.data as string) ?? dataSpec, options: { clip: args.values.clip as string | undefined, init: args.values.init as string | undefined, prediction: args.values.prediction as string | undefined, out } });
+      const m = await MODEL_TASKS[model].setup({ ds, seed, batch, saved, dataSpec: (saved?.data as string) ?? dataSpec, options: { clip: args.values.clip as string | undefined, init: args.values.init as string | undefined, prediction: args.values.prediction as string | undefined, vision: args.values.vision as string | undefined, out } });
       task = m.task;
       netConfig = m.netConfig;
       toStateDict = m.toStateDict;

@@ -7,7 +7,7 @@ import type { Dataset } from '../../data/dataset.js';
 import type { StateDict } from '../../io/types.js';
 import type { TrainTask } from '../loop.js';
 import { CLIP, type CLIPConfig } from '../../../nets/clip/index.js';
-import { ClipTask, smallClipConfig } from './clip.js';
+import { ClipTask, smallClipConfig, type SmallClipVision } from './clip.js';
 import { NoisyClipTask } from './noisy-clip.js';
 import { PriorTask } from './prior.js';
 import { CondUNetTask, condUNetConfig, initFromUnconditional } from './cond-unet.js';
@@ -64,7 +64,7 @@ export interface ModelTaskContext {
   dataSpec: string;
   /** The run config stored in a checkpoint being resumed/exported, else null. */
   saved: Record<string, unknown> | null;
-  /** Extra string options from the command line (`clip`: the CLIP weights folder, `init`, `prediction`, `out`). */
+  /** Extra string options from the command line (`clip`: the CLIP weights folder, `init`, `prediction`, `vision`, `out`). */
   options: Record<string, string | undefined>;
 }
 
@@ -87,8 +87,8 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
   clip: {
     summary: 'CLIP from scratch on emoji captions (ViT + text transformer, symmetric InfoNCE)',
     defaults: { data: 'emoji32', steps: 600, batch: 64, lr: 1e-3, warmup: 50, decay: 'cosine', ema: 0.99, sampleEvery: 100, ckptEvery: 50, weightDecay: 0.1 },
-    async setup({ ds, seed, batch, saved, dataSpec }) {
-      const cfg = (saved?.net as CLIPConfig | undefined) ?? smallClipConfig(ds.height);
+    async setup({ ds, seed, batch, saved, dataSpec, options }) {
+      const cfg = (saved?.net as CLIPConfig | undefined) ?? smallClipConfig(ds.height, (options.vision ?? 'vit') as SmallClipVision);
       const clip = CLIP.random(cfg, seed);
       const b = (saved?.batch as number | undefined) ?? batch;
       const task = new ClipTask(clip, ds, { batch: b, seed });
