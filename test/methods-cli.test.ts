@@ -53,6 +53,12 @@ describe('method commands', function () {
     });
   }
 
+  it('eval judge --weights evaluates that judge (not the shipped one)', async () => {
+    const missing = join(dir, 'no-judge-here');
+    const err = await cli(['eval', 'judge', '--weights', missing, '--data', 'test/data/emoji32-subset.json', '--json']).then(() => null, (e: Error) => e);
+    expect(err?.message).to.include(join(missing, 'config.json'));
+  });
+
   it('every method command is registered', async () => {
     const { COMMANDS } = await import('../lib/cli/commands.js');
     for (const c of METHOD_COMMANDS) expect(Object.keys(COMMANDS)).to.include(c);

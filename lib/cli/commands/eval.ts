@@ -43,7 +43,8 @@ const evalCmd: Command = {
         onProgress: (m) => process.env.DIFFGUIDE_QUIET === '1' || process.stderr.write(m + '\n'),
       });
     } else if (model === 'judge') {
-      const judge = await loadJudge(str(args, 'judge', weightsPath('judge')));
+      // The judge is the model evaluated here: --weights names it (--judge is accepted too).
+      const judge = await loadJudge(str(args, 'weights', str(args, 'judge', weightsPath('judge'))));
       report = evalJudge(judge, ds);
     } else {
       const judge = await loadJudge(str(args, 'judge', weightsPath('judge')));
