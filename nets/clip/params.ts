@@ -4,6 +4,7 @@
  * `paramsToStateDict`.
  */
 import * as tf from '@tensorflow/tfjs';
+import { ParamOwner } from '../param-owner.js';
 import type { ParamKind, ParamSpec } from './config.js';
 import { Rng } from '../../lib/random.js';
 
@@ -142,11 +143,6 @@ export function initParams(specs: Map<string, ParamSpec>, seed: number, init: In
   return params;
 }
 
-export function disposeParams(params: Map<string, tf.Variable>): void {
-  for (const v of params.values()) v.dispose();
-  params.clear();
-}
-
 /** A state_dict entry in host memory (structurally lib/io's `HostTensor`). */
 export interface HostStateTensor {
   shape: number[];
@@ -174,13 +170,14 @@ export function paramsToHostStateDict(specs: Map<string, ParamSpec>, params: Map
  * What every CLIP-family module shares: reference-keyed variables, their PyTorch-layout specs, and
  * saving/disposing them. Subclasses add the forward passes.
  */
-export abstract class ClipParamModule {
-  protected disposed = false;
+export abstract class ClipParamModule extends ParamOwner {
   /**
    * @param params reference key -> variable (our layout); trainable except BatchNorm buffers
    * @param specs key -> PyTorch-layout spec, in state_dict order
    */
-  protected constructor(readonly params: Map<string, tf.Variable>, readonly specs: Map<string, ParamSpec>) {}
+  protected constructor(params: Map<string, tf.Variable>, readonly specs: Map<string, ParamSpec>) {
+    super(params);
+  }
 
   /** Trainable variables (everything but BatchNorm running statistics). */
   trainableVariables(): tf.Variable[] {
@@ -210,11 +207,5 @@ export abstract class ClipParamModule {
     const { arch, config } = this.saveMetadata();
     const meta = { format: 'pt', diffguide_arch: arch, diffguide_config: JSON.stringify(config), ...opts.metadata };
     await writeSafetensors(path, this.toHostStateDict(), meta, opts.dtype === 'float16' ? { dtype: 'float16' } : undefined);
-  }
-
-  dispose(): void {
-    if (this.disposed) return;
-    disposeParams(this.params);
-    this.disposed = true;
   }
 }

@@ -12,6 +12,7 @@
  * `head_category.weight` [K, F], `head_category.bias`, `head_vendor.weight` [V, F], `head_vendor.bias`.
  */
 import * as tf from '@tensorflow/tfjs';
+import { ParamOwner } from '../param-owner.js';
 import { conv2d } from '../../lib/ops/conv.js';
 import { groupNorm, silu, linear } from '../../lib/ops/nn.js';
 import type { HostTensor, StateDict } from '../../lib/io/types.js';
@@ -59,8 +60,9 @@ function ours(shape: number[], layout: Layout): number[] {
   return shape;
 }
 
-export class Judge {
-  constructor(readonly config: JudgeConfig, readonly params: Map<string, tf.Variable>) {
+export class Judge extends ParamOwner {
+  constructor(readonly config: JudgeConfig, params: Map<string, tf.Variable>) {
+    super(params);
     if (config.widths.length !== config.strides.length) throw new Error('JudgeConfig: widths and strides must have the same length');
   }
 
@@ -187,9 +189,5 @@ export class Judge {
       t.dispose();
     }
     return new Judge(config, params);
-  }
-
-  dispose(): void {
-    for (const v of this.params.values()) v.dispose();
   }
 }

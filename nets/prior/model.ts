@@ -17,6 +17,7 @@
  *   out_norm (LN, W); out_proj [D, W].
  */
 import * as tf from '@tensorflow/tfjs';
+import { ParamOwner } from '../param-owner.js';
 import { layerNorm, linear, silu } from '../../lib/ops/nn.js';
 import { Rng } from '../../lib/random.js';
 import type { StateDict } from '../../lib/io/types.js';
@@ -84,15 +85,13 @@ function sinusoid(t: tf.Tensor1D, dim: number): tf.Tensor2D {
   });
 }
 
-export class Prior {
+/** Parameters (`params`): reference key -> variable in our layout (linear weights [in, out]). */
+export class Prior extends ParamOwner {
   readonly config: PriorConfig;
-  /** Reference key -> variable in our layout (linear weights [in, out]). */
-  readonly params: Map<string, tf.Variable>;
-  private disposed = false;
 
   private constructor(config: PriorConfig, params: Map<string, tf.Variable>) {
+    super(params);
     this.config = config;
-    this.params = params;
   }
 
   /** Random init: PyTorch Linear default U(+-1/sqrt(in)), LayerNorm 1/0, null_cond N(0, 1); out_proj and the per-block fc2 zeroed (residual starts as identity). */
@@ -238,17 +237,5 @@ export class Prior {
       const pred = this.apply(xt, tf.tensor1d(ts, 'float32'), text, keep);
       return tf.mean(tf.square(pred.sub(xd))) as tf.Scalar;
     });
-  }
-
-  numParams(): number {
-    let n = 0;
-    for (const v of this.params.values()) n += v.size;
-    return n;
-  }
-
-  dispose(): void {
-    if (this.disposed) return;
-    for (const v of this.params.values()) v.dispose();
-    this.disposed = true;
   }
 }

@@ -10,6 +10,7 @@
  * share of a forward. Outputs agree to float32 rounding (~1e-6).
  */
 import * as tf from '@tensorflow/tfjs';
+import { ParamOwner } from '../param-owner.js';
 import { attention, groupNorm, linear, silu } from '../../lib/ops/nn.js';
 import { conv2d } from '../../lib/ops/conv.js';
 import { recordingGradients } from '../../lib/ops/tape.js';
@@ -129,17 +130,15 @@ export function timestepEmbedding(t: tf.Tensor1D, dim: number, kind: UNetConfig[
   });
 }
 
-export class UNet {
+/** Parameters (`params`) by reference state_dict key, in our layout (conv HWIO, 1x1 conv / linear [in, out]). */
+export class UNet extends ParamOwner {
   readonly config: UNetConfig;
-  /** Parameters by reference state_dict key, in our layout (conv HWIO, 1x1 conv / linear [in, out]). */
-  readonly params: Map<string, tf.Variable>;
   private readonly plan: UNetPlan;
-  private disposed = false;
 
   private constructor(plan: UNetPlan, params: Map<string, tf.Variable>) {
+    super(params);
     this.plan = plan;
     this.config = plan.config;
-    this.params = params;
   }
 
   /** Reference key -> PyTorch shape and layout, for this net's config. */
@@ -245,19 +244,6 @@ export class UNet {
       out.set(name, ht);
     }
     return out;
-  }
-
-  /** Number of scalar parameters. */
-  numParams(): number {
-    let n = 0;
-    for (const v of this.params.values()) n += v.size;
-    return n;
-  }
-
-  dispose(): void {
-    if (this.disposed) return;
-    for (const v of this.params.values()) v.dispose();
-    this.disposed = true;
   }
 
   /**
