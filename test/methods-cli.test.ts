@@ -1,6 +1,6 @@
 /** The method commands: --help with an example, unknown options, missing weights, NaN reporting, outputs. */
 import { expect } from 'chai';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -57,6 +57,24 @@ describe('method commands', function () {
     const missing = join(dir, 'no-judge-here');
     const err = await cli(['eval', 'judge', '--weights', missing, '--data', 'test/data/emoji32-subset.json', '--json']).then(() => null, (e: Error) => e);
     expect(err?.message).to.include(join(missing, 'config.json'));
+  });
+
+  it('train --ship writes weights, config and card, and refuses an --eval-json of another step', async () => {
+    const run = join(dir, 'judge-run');
+    const data = ['--data', 'test/data/emoji32-subset.json'];
+    expect(await cli(['train', 'judge', ...data, '--out', run, '--steps', '2', '--batch', '4', '--quiet'])).to.include({ code: 0 });
+    const report = (step: number) => {
+      const f = join(dir, `eval-${step}.json`);
+      writeFileSync(f, JSON.stringify({ model: 'judge', step, bars: { test_category_accuracy: { value: 0.5, goal: 'x', pass: false } } }));
+      return f;
+    };
+    const ship = join(dir, 'judge-ship');
+    const err = await cli(['train', 'judge', ...data, '--out', run, '--export-only', '--ship', ship, '--eval-json', report(1)]).then(() => null, (e: Error) => e);
+    expect(err?.message).to.match(/measured step 1, but .* is at step 2/);
+    expect(existsSync(join(ship, 'MODEL_CARD.md'))).to.equal(false);
+    expect(await cli(['train', 'judge', ...data, '--out', run, '--export-only', '--ship', ship, '--eval-json', report(2)])).to.include({ code: 0 });
+    for (const f of ['judge.safetensors', 'config.json', 'MODEL_CARD.md']) expect(existsSync(join(ship, f))).to.equal(true);
+    expect(readFileSync(join(ship, 'MODEL_CARD.md'), 'utf8')).to.include('test_category_accuracy');
   });
 
   it('every method command is registered', async () => {

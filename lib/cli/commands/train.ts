@@ -162,15 +162,19 @@ const trainCmd: Command = {
       const ship = args.values.ship as string | undefined;
       if (ship) {
         const s = st as { step: number; wallSeconds: number };
+        const evalFile = args.values['eval-json'] as string | undefined;
+        const evalReport = evalFile ? (JSON.parse(readFileSync(evalFile, 'utf8')) as { step?: number }) : undefined;
+        if (evalReport?.step !== undefined && evalReport.step !== s.step) {
+          throw new Error(`--eval-json ${evalFile} measured step ${evalReport.step}, but ${ckptPath} is at step ${s.step}: pause the run, export and evaluate the checkpoint that is shipped`);
+        }
         const meta = { model, step: String(s.step), wall_seconds: s.wallSeconds.toFixed(0), data: String(config.data), weights: 'ema', format: 'pytorch-layout' };
         const e = await exportModel(model, toStateDict(), { model, ...netConfig, step: s.step }, ship, flag(args, 'fp16') ? 'float16' : 'float32', meta);
-        const evalFile = args.values['eval-json'] as string | undefined;
         const card = writeModelCard({
           model, runDir: out, shipDir: ship, weightsFile: e.weightsPath,
           ...cardText(model),
           command: str(args, 'command', `diffguide train ${model} --out ${out}`),
           backend: `tfjs ${tf.getBackend()}${tf.getBackend() === 'wasm' ? ' (XNNPACK, SIMD, 1 thread)' : ''}, @tensorflow/tfjs ${tf.version.tfjs}`,
-          evalReport: evalFile ? JSON.parse(readFileSync(evalFile, 'utf8')) : undefined,
+          evalReport: evalReport as Parameters<typeof writeModelCard>[0]['evalReport'],
         });
         process.stderr.write(`shipped ${e.weightsPath}, ${e.configPath}, ${card}\n`);
       }
