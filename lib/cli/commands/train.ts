@@ -26,21 +26,24 @@ function cardText(model: string): { description: string; data: string; credits: 
     'Emoji metadata: emoji-datasource (MIT, iamcal/emoji-data).',
   ];
   const data = 'emoji32: Noto + Twemoji emoji (emoji-datasource-google/-twitter 16.0.0, 64x64 PNGs composited on white, area-downsampled to 32x32), 9 categories (Component excluded), train split 3,444 images; held out: 368 images (~10% of emoji, both vendors of a held-out emoji), see lib/data/README.md';
-  if (model === 'judge') {
-    return {
+  const diffusionLoss = 'Loss: MSE on the predicted quantity (eps: DDPM\'s L_simple; v = sqrt(abar) eps - sqrt(1 - abar) x0), uniform timesteps; Adam lr 5e-4 after 200 warm-up steps, EMA 0.999, clip 1.';
+  const unetLayout = 'guided-diffusion layout: modelChannels 32, channelMult [1,2,2], 1 res block per level, attention at 8x8 with 32 channels per head, scale-shift norm';
+  const cards: Record<string, { description: string; data: string }> = {
+    judge: {
       description: 'A small conv classifier (6 x [3x3 conv, GroupNorm(8), SiLU], widths 32-64-64-128-128-128, strides 1-2-1-2-1-2, global average pool -> 128-d features, linear heads) of emoji category (9 classes) and vendor (noto / twemoji). Trained on real images only; used by metrics (held-out accuracy, Frechet distance in its 128-d pooled feature space, category distributions of samples), never by guidance.',
       data: `${data}. Augmentation: random shifts of up to 2 px (white fill). Loss: cross-entropy (category, label smoothing 0.1) + 0.5 x cross-entropy (vendor); AdamW (wd 0.05), warm-up 100 steps, cosine decay, EMA 0.99, clip 1.`,
-      credits,
-    };
-  }
-  if (model !== 'unet') {
-    return { description: `diffguide's ${model} model (see lib/train/tasks/ for its training task and loss).`, data, credits };
-  }
-  return {
-    description: 'An unconditional UNet (eps- or v-prediction: `prediction` in config.json; guided-diffusion layout: modelChannels 32, channelMult [1,2,2], 1 res block per level, attention at 8x8 with 32 channels per head, scale-shift norm; ~1.2M parameters) on a cosine schedule of 1,000 steps, for SDG, SDEdit and DiffusionCLIP at 32x32.',
-    data: `${data}. Loss: MSE on the predicted quantity (eps: DDPM's L_simple; v = sqrt(abar) eps - sqrt(1 - abar) x0), uniform timesteps; Adam lr 5e-4 after 200 warm-up steps, EMA 0.999, clip 1.`,
-    credits,
+    },
+    unet: {
+      description: `An unconditional UNet (eps- or v-prediction: \`prediction\` in config.json; ${unetLayout}; ~1.2M parameters) on a cosine schedule of 1,000 steps, for SDG, SDEdit and DiffusionCLIP at 32x32.`,
+      data: `${data}. ${diffusionLoss}`,
+    },
+    'cond-unet': {
+      description: `The CLIP-embedding-conditioned UNet: unCLIP's decoder and the model Imagic optimises an embedding for. The unconditional UNet's ${unetLayout}, plus \`transformer_proj\` (128 -> time-embedding width) adding the condition to the time embedding (GLIDE/unCLIP style); eps- or v-prediction (\`prediction\` in config.json), cosine schedule of 1,000 steps. Condition: normalise(CLIP image embedding) * sqrt(128) (\`embScale\`); a zero vector is the unconditional branch for classifier-free guidance. CLIP's space is joint, so text embeddings or prior samples condition it at sampling time.`,
+      data: `${data}. Targets: the CLIP image embeddings (CLIP named in config.json, frozen) of the un-augmented training images; condition dropped 15% of the time. ${diffusionLoss}`,
+    },
   };
+  const card = cards[model] ?? { description: `diffguide's ${model} model (see lib/train/tasks/ for its training task and loss).`, data };
+  return { ...card, credits };
 }
 import { MODEL_TASKS, readUNetWeights } from '../../train/tasks/registry.js';
 import { initFromUnconditional } from '../../train/tasks/cond-unet.js';
@@ -50,7 +53,7 @@ export type TrainableModel = (typeof TRAINABLE)[number];
 
 /** Per-model defaults. */
 export const TRAIN_DEFAULTS: Record<TrainableModel, { data: string; steps: number; batch: number; lr: number; warmup: number; decay: 'constant' | 'cosine'; ema: number; sampleEvery: number; ckptEvery: number; weightDecay: number }> = {
-  judge: { data: 'emoji32', steps: 800, batch: 32, lr: 2e-3, warmup: 100, decay: 'cosine', ema: 0.99, sampleEvery: 250, ckptEvery: 100, weightDecay: 0.05 },
+  judge: { data: 'emoji32', steps: 3000, batch: 32, lr: 2e-3, warmup: 100, decay: 'cosine', ema: 0.99, sampleEvery: 250, ckptEvery: 100, weightDecay: 0.05 },
   unet: { data: 'emoji32', steps: 20000, batch: 16, lr: 5e-4, warmup: 200, decay: 'constant', ema: 0.999, sampleEvery: 250, ckptEvery: 100, weightDecay: 0 },
 };
 
@@ -74,14 +77,14 @@ const trainCmd: Command = {
   summary: 'train (or --resume) a small model: judge, unet, clip, noisy-clip, cond-unet, prior (emoji 32x32); checkpoints, loss curve, sample grids',
   usage: 'diffguide train <judge|unet|clip|noisy-clip|cond-unet|prior> [--steps N] [--batch B] [--lr LR] [--out runs/<model>] [--resume] [--export-only]',
   examples: [
-    'diffguide train judge --steps 800',
+    'diffguide train judge --steps 3000',
     'nohup diffguide train unet --out runs/unet --resume > runs/unet/log.txt 2>&1 &',
     'diffguide train unet --out runs/unet --export-only   # write runs/unet/unet.safetensors from the checkpoint',
     'nohup diffguide train clip --out runs/clip --resume > runs/clip/log.txt 2>&1 &',
     'diffguide train noisy-clip --clip runs/clip --out runs/noisy-clip   # then: prior, cond-unet (same --clip)',
   ],
   options: {
-    steps: { type: 'string', help: 'total steps to reach (judge 800, unet 20000)' },
+    steps: { type: 'string', help: 'total steps to reach (judge 3000, unet 20000)' },
     batch: { type: 'string', help: 'batch size (judge 32, unet 16)' },
     lr: { type: 'string', help: 'peak learning rate (judge 2e-3, unet 5e-4)' },
     warmup: { type: 'string', help: 'linear warm-up steps (judge 100, unet 200)' },
