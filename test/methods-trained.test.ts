@@ -171,8 +171,17 @@ describe('methods on the shipped weights (judge-based)', function () {
     const chance = 1 / judge!.config.categories.length;
     console.log(`      variations sharing the source category: ${same}/${total} (chance ${chance.toFixed(2)})`);
     expect(same / total).to.be.greaterThan(chance);
-    const a = srcs.slice(0, 1);
-    const b = srcs.slice(1, 1);
+    // Endpoints: the two inputs farthest apart in CLIP space (grinning face and cat face are 0.89
+    // apart, too close for "closer to its own endpoint" to mean anything).
+    const [ia, ib] = tf.tidy(() => {
+      const e = l2normalize(clip!.encodeImage(srcs).embedding);
+      const sim = tf.matMul(e, e, false, true).arraySync() as number[][];
+      let best: [number, number] = [0, 1];
+      for (let i = 0; i < sim.length; i++) for (let j = i + 1; j < sim.length; j++) if (sim[i][j] < sim[best[0]][best[1]]) best = [i, j];
+      return best;
+    });
+    const a = srcs.slice(ia, 1);
+    const b = srcs.slice(ib, 1);
     const it = await unclip.interpolate(m, a, b, { frames: 3, seed: 0 });
     const back = tf.tidy(() => l2normalize(clip!.encodeImage(it.images).embedding));
     const [c0a, c0b, c2a, c2b] = tf.tidy(() => [

@@ -145,7 +145,11 @@ export interface FinetuneOptions extends DiffusionCLIPLossOptions {
   mode?: 'full' | 'perstep';
   /** Passes over the images (the reference's n_iter). Default 5. */
   iters?: number;
-  /** Adam learning rate. Default 1e-4 (the reference's 2e-6..8e-6 is for 256x256 pre-trained nets; our small nets need more). */
+  /**
+   * Adam learning rate. Default 3e-4. The reference's 2e-6..8e-6 is for 256x256 pre-trained nets; our
+   * small nets need more. Measured on the shipped UNet ("grinning face" -> "cat face", 5 passes): the
+   * judge's P(Animals & Nature) went 0.008 -> 0.008 at 1e-4 and 0.008 -> 0.026 at 3e-4.
+   */
   lr?: number;
   /** Images per optimisation step. Default 1 (as the reference). */
   batch?: number;
@@ -173,7 +177,7 @@ export async function finetune(d: Diffuser, clip: ImageEncoder & TextEncoder, im
   const nTrain = opts.nTrain ?? 6;
   const mode = opts.mode ?? 'full';
   const iters = opts.iters ?? 5;
-  const lr = opts.lr ?? 1e-4;
+  const lr = opts.lr ?? 3e-4;
   const batch = opts.batch ?? 1;
   const x0all = fitImage(images, imageSizeOf(d), 'input image', opts.onNote);
   const inv = await invert(d, x0all, { t0, nInv, onProgress: opts.onProgress });
