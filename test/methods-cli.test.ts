@@ -62,7 +62,7 @@ describe('method commands', function () {
   it('train --ship writes weights, config and card, and refuses an --eval-json of another step', async () => {
     const run = join(dir, 'judge-run');
     const data = ['--data', 'test/data/emoji32-subset.json'];
-    expect(await cli(['train', 'judge', ...data, '--out', run, '--steps', '2', '--batch', '4', '--quiet'])).to.include({ code: 0 });
+    expect(await cli(['train', 'judge', ...data, '--out', run, '--steps', '2', '--batch', '4'])).to.include({ code: 0 });
     const report = (step: number) => {
       const f = join(dir, `eval-${step}.json`);
       writeFileSync(f, JSON.stringify({ model: 'judge', step, bars: { test_category_accuracy: { value: 0.5, goal: 'x', pass: false } } }));
