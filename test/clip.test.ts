@@ -363,6 +363,52 @@ describe('CLIP ModifiedResNet tower', () => {
     a.dispose();
     b.dispose();
   });
+
+  it('training-mode BatchNorm normalises by the batch and moves running statistics as torch (momentum 0.1, unbiased variance)', () => {
+    const clip = CLIP.random(RN_TINY, 3);
+    const px = tf.randomNormal([3, 64, 64, 3], 0.5, 2, 'float32', 4) as tf.Tensor4D;
+    const given = new Map<string, { mean: number[]; variance: number[]; count: number }>();
+    const normalised = new Map<string, { mean: number[]; variance: number[] }>();
+    const before = tf.memory().numTensors;
+    const out = clip.encodeImagePixels(px, {
+      batchStats: (name, mean, variance, count) => void given.set(name, { mean: mean.arraySync(), variance: variance.arraySync(), count }),
+      film: (name, y) => {
+        const m = tf.moments(y, [0, 1, 2]);
+        normalised.set(name, { mean: m.mean.arraySync() as number[], variance: m.variance.arraySync() as number[] });
+        tf.dispose([m.mean, m.variance]);
+        return y;
+      },
+    });
+    out.embedding.dispose();
+    expect(tf.memory().numTensors).to.equal(before);
+    // the stem's first BatchNorm (weight 1, bias 0 at init): zero mean, unit variance over the batch
+    const stem = normalised.get('visual.bn1')!;
+    for (const m of stem.mean) expect(Math.abs(m)).to.be.below(1e-4);
+    for (const v of stem.variance) expect(v).to.be.closeTo(1, 1e-3);
+    expect(given.get('visual.bn1')!.count).to.equal(3 * 32 * 32);
+    expect(given.size).to.equal(normalised.size);
+    // the update rule, through encodeImage({training: true}): running = 0.9 running + 0.1 batch (var unbiased)
+    const hook = (clip as unknown as { runningStatsHook(): (n: string, m: tf.Tensor1D, v: tf.Tensor1D, c: number) => void }).runningStatsHook();
+    const g = given.get('visual.layer1.0.bn2')!;
+    const rm0 = clip.params.get('visual.layer1.0.bn2.running_mean')!.arraySync() as number[];
+    const rv0 = clip.params.get('visual.layer1.0.bn2.running_var')!.arraySync() as number[];
+    tf.tidy(() => hook('visual.layer1.0.bn2', tf.tensor1d(g.mean), tf.tensor1d(g.variance), g.count));
+    const rm1 = clip.params.get('visual.layer1.0.bn2.running_mean')!.arraySync() as number[];
+    const rv1 = clip.params.get('visual.layer1.0.bn2.running_var')!.arraySync() as number[];
+    rm1.forEach((v, i) => expect(v).to.be.closeTo(0.9 * rm0[i] + 0.1 * g.mean[i], 1e-6));
+    rv1.forEach((v, i) => expect(v).to.be.closeTo(0.9 * rv0[i] + (0.1 * g.variance[i] * g.count) / (g.count - 1), 1e-5));
+    // eval mode is the default and uses (and leaves) the running statistics
+    const x = tf.randomUniform([2, 64, 64, 3], -1, 1, 'float32', 5) as tf.Tensor4D;
+    const e0 = clip.encodeImage(x).embedding;
+    const stats0 = clip.params.get('visual.bn1.running_mean')!.arraySync() as number[];
+    const e1 = clip.encodeImage(x).embedding;
+    expect(maxErr(e0.dataSync(), e1.dataSync())).to.equal(0);
+    const et = clip.encodeImage(x, { training: true }).embedding;
+    expect(clip.params.get('visual.bn1.running_mean')!.arraySync()).to.not.deep.equal(stats0);
+    expect(maxErr(et.dataSync(), e0.dataSync())).to.be.greaterThan(1e-4);
+    tf.dispose([px, x, e0, e1, et]);
+    clip.dispose();
+  });
 });
 
 describe('CLIP preprocessing', () => {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../lib/paths.js';
 import { Dataset, testSubsetPath } from '../lib/data/index.js';
-import { Adam, train, type TrainTask } from '../lib/train/index.js';
+import { Adam, loadTrainedWeights, train, type TrainTask } from '../lib/train/index.js';
 import { Rng } from '../lib/random.js';
 import { CLIP, NoisyCLIPImageEncoder, type CLIPConfig } from '../nets/clip/index.js';
 import { Prior } from '../nets/prior/index.js';
@@ -90,6 +90,29 @@ describe('training the CLIP family (tiny models, committed emoji subset)', funct
     expect(ev.step).to.equal(4);
     expect(ev.zero_shot_category_acc).to.be.within(0, 1);
     clip.dispose();
+  });
+
+  it('CLIP with a ModifiedResNet tower: training-mode BatchNorm statistics are checkpointed, resumed and exported', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'dg-clip-rn-'));
+    const cfg: CLIPConfig = { ...TINY, visionLayers: [1, 1, 1, 1], visionWidth: 8, visionPatchSize: null, visionHeads: 2 };
+    const make = () => {
+      const clip = CLIP.random(cfg, 1);
+      return { clip, task: new ClipTask(clip, ds, { batch: 8, seed: 1 }) };
+    };
+    const a = make();
+    expect([...a.task.buffers.keys()]).to.include('visual.bn1.running_mean');
+    expect([...a.task.params.keys()]).to.not.include('visual.bn1.running_mean');
+    await train(a.task, { out, steps: 2, lr: 1e-3, warmup: 1, sampleEvery: 100, checkpointEvery: 2, onProgress: () => {} });
+    const moved = a.clip.params.get('visual.bn1.running_mean')!.arraySync() as number[];
+    expect(Math.max(...moved.map(Math.abs))).to.be.greaterThan(0);
+    // a fresh model resumed from the checkpoint gets the statistics back; export-style loading too
+    const b = make();
+    await train(b.task, { out, steps: 2, lr: 1e-3, warmup: 1, sampleEvery: 100, checkpointEvery: 2, resume: true, onProgress: () => {} });
+    expect(b.clip.params.get('visual.bn1.running_mean')!.arraySync()).to.deep.equal(moved);
+    const c = make();
+    loadTrainedWeights(join(out, 'checkpoint.safetensors'), c.task.params, 'ema', c.task.buffers);
+    expect(c.clip.params.get('visual.bn1.running_mean')!.arraySync()).to.deep.equal(moved);
+    for (const m of [a, b, c]) m.clip.dispose();
   });
 
   it('noisy CLIP: starts as the teacher (identity FiLM) and its InfoNCE loss decreases', () => {

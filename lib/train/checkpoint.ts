@@ -101,6 +101,6 @@ export function assignGroup(vars: Map<string, tf.Variable>, group: Map<string, {
     if (e.shape.join(',') !== v.shape.join(',')) {
       throw new Error(`checkpoint ${path}: ${what} '${k}' has shape [${e.shape}], the model has [${v.shape}]; the config changed (use the checkpoint's config or a new --out folder)`);
     }
-    tf.tidy(() => v.assign(tf.tensor(e.data, e.shape)));
+    tf.tidy(() => v.assign(tf.tensor(e.data, e.shape, v.dtype)));
   }
 }

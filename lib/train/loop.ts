@@ -19,6 +19,11 @@ import { WasmHeapError } from '../fastgrad/wasm.js';
 export interface TrainTask<B = unknown> {
   /** Trainable parameters by reference key name. */
   params: Map<string, tf.Variable>;
+  /**
+   * State the loss updates without gradients (training-mode BatchNorm's running statistics):
+   * checkpointed and restored with the parameters, exported as they are (no EMA).
+   */
+  buffers?: Map<string, tf.Variable>;
   /** The next batch (outside the gradient tape); `rng` is this step's own stream. */
   nextBatch(step: number, rng: Rng): B;
   /** The loss on a batch (called under `tf.variableGrads`). May use `rng` for noise. */
@@ -181,6 +186,7 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
     assignGroup(ema.shadow, ck.groups.ema, 'EMA weight', ckptPath);
     assignGroup(adam.m, ck.groups.adam_m, 'Adam first moment', ckptPath);
     assignGroup(adam.v, ck.groups.adam_v, 'Adam second moment', ckptPath);
+    if (task.buffers?.size) assignGroup(task.buffers, ck.groups.buffers, 'buffer', ckptPath);
     adam.t = st.adamT;
     step = st.step;
     wallBefore = st.wallSeconds;
@@ -195,7 +201,7 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
 
   const save = () => {
     const st: SavedState = { step, adamT: adam.t, seed, task: task.getState?.(), wallSeconds: wallBefore + (Date.now() - t0) / 1000, recent: recent.slice(-100), config, evals };
-    writeCheckpoint(ckptPath, { params: task.params, ema: ema.shadow, adam_m: adam.m, adam_v: adam.v }, st);
+    writeCheckpoint(ckptPath, { params: task.params, ema: ema.shadow, adam_m: adam.m, adam_v: adam.v, ...(task.buffers?.size ? { buffers: task.buffers } : {}) }, st);
     writeFileSync(join(out, 'state.json'), JSON.stringify({ ...st, recent: undefined, avgLoss: mean(recent.slice(-100)) }, null, 2));
   };
   const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : NaN);
@@ -291,9 +297,10 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
   return result;
 }
 
-/** Load the EMA (default) or raw weights of a training checkpoint into `params`. */
-export function loadTrainedWeights(path: string, params: Map<string, tf.Variable>, which: 'ema' | 'params' = 'ema'): unknown {
+/** Load the EMA (default) or raw weights of a training checkpoint into `params`, and its `buffers` if given. */
+export function loadTrainedWeights(path: string, params: Map<string, tf.Variable>, which: 'ema' | 'params' = 'ema', buffers?: Map<string, tf.Variable>): unknown {
   const ck = readCheckpoint(path);
   assignGroup(params, ck.groups[which], which === 'ema' ? 'EMA weight' : 'parameter', path);
+  if (buffers?.size) assignGroup(buffers, ck.groups.buffers, 'buffer', path);
   return ck.state;
 }

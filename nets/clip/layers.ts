@@ -17,6 +17,23 @@ export type ParamGetter = (key: string) => tf.Tensor;
  */
 export type FilmHook = (name: string, x: tf.Tensor) => tf.Tensor;
 
+/**
+ * Training-mode BatchNorm (torch's `model.train()`): normalise with the batch's moments and hand
+ * them to this hook, which updates the running statistics. Without it BatchNorm uses its running
+ * statistics (eval mode), as inference and the reference parity do.
+ * @param mean [C] and variance [C] (biased, as used for normalising) over N·H·W = `count` values
+ */
+export type BatchStatsHook = (name: string, mean: tf.Tensor1D, variance: tf.Tensor1D, count: number) => void;
+
+/** Options of the image-tower forward passes. */
+export interface VisionForwardOptions {
+  film?: FilmHook;
+  /** Training-mode BatchNorm (ModifiedResNet only; the ViT has none). */
+  batchStats?: BatchStatsHook;
+  features?: boolean;
+  intermediates?: boolean;
+}
+
 export const LN_EPS = 1e-5;
 export const BN_EPS = 1e-5;
 
@@ -147,9 +164,15 @@ export function visionTransformer(p: ParamGetter, c: CLIPVisionConfig, pixels: t
   });
 }
 
-function batchNorm(p: ParamGetter, name: string, x: tf.Tensor4D, film?: FilmHook): tf.Tensor4D {
-  const y = tf.batchNorm(x, p(name + '.running_mean') as tf.Tensor1D, p(name + '.running_var') as tf.Tensor1D, p(name + '.bias') as tf.Tensor1D, p(name + '.weight') as tf.Tensor1D, BN_EPS);
-  return (film ? film(name, y) : y) as tf.Tensor4D;
+function batchNorm(p: ParamGetter, name: string, x: tf.Tensor4D, o: VisionForwardOptions): tf.Tensor4D {
+  let mean = p(name + '.running_mean') as tf.Tensor1D;
+  let variance = p(name + '.running_var') as tf.Tensor1D;
+  if (o.batchStats) {
+    ({ mean, variance } = tf.moments(x, [0, 1, 2]) as { mean: tf.Tensor1D; variance: tf.Tensor1D });
+    o.batchStats(name, mean, variance, x.shape[0] * x.shape[1] * x.shape[2]);
+  }
+  const y = tf.batchNorm(x, mean, variance, p(name + '.bias') as tf.Tensor1D, p(name + '.weight') as tf.Tensor1D, BN_EPS);
+  return (o.film ? o.film(name, y) : y) as tf.Tensor4D;
 }
 
 /** Conv2d without bias, PyTorch padding semantics (explicit symmetric padding). */
@@ -163,15 +186,15 @@ function avgPool(x: tf.Tensor4D, k: number): tf.Tensor4D {
 }
 
 /** `Bottleneck` (expansion 4, anti-aliased: stride via AvgPool2d after conv2 and in the downsample path). */
-function bottleneck(p: ParamGetter, pre: string, x: tf.Tensor4D, stride: number, downsample: boolean, film?: FilmHook): tf.Tensor4D {
+function bottleneck(p: ParamGetter, pre: string, x: tf.Tensor4D, stride: number, downsample: boolean, o: VisionForwardOptions): tf.Tensor4D {
   return tf.tidy(() => {
-    let out = tf.relu(batchNorm(p, pre + 'bn1', conv(p, pre + 'conv1', x, 1, 0), film));
-    out = tf.relu(batchNorm(p, pre + 'bn2', conv(p, pre + 'conv2', out, 1, 1), film));
+    let out = tf.relu(batchNorm(p, pre + 'bn1', conv(p, pre + 'conv1', x, 1, 0), o));
+    out = tf.relu(batchNorm(p, pre + 'bn2', conv(p, pre + 'conv2', out, 1, 1), o));
     out = avgPool(out, stride);
-    out = batchNorm(p, pre + 'bn3', conv(p, pre + 'conv3', out, 1, 0), film);
+    out = batchNorm(p, pre + 'bn3', conv(p, pre + 'conv3', out, 1, 0), o);
     let identity: tf.Tensor4D = x;
     if (downsample) {
-      identity = batchNorm(p, pre + 'downsample.1', conv(p, pre + 'downsample.0', avgPool(x, stride), 1, 0), film);
+      identity = batchNorm(p, pre + 'downsample.1', conv(p, pre + 'downsample.0', avgPool(x, stride), 1, 0), o);
     }
     return tf.relu(out.add(identity)) as tf.Tensor4D;
   });
@@ -202,14 +225,13 @@ function attentionPool(p: ParamGetter, x: tf.Tensor4D, heads: number): tf.Tensor
  * `ModifiedResNet.forward` (RN50 family).
  * @param pixels [N, R, R, 3] already normalised
  */
-export function modifiedResNet(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.Tensor4D, opts: { film?: FilmHook; features?: boolean; intermediates?: boolean } = {}): VisionOutput {
+export function modifiedResNet(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.Tensor4D, opts: VisionForwardOptions = {}): VisionOutput {
   return tf.tidy((): VisionOutput => {
     const features: tf.Tensor[] = [];
     const intermediates: Record<string, tf.Tensor> = {};
-    const f = opts.film;
-    let x = tf.relu(batchNorm(p, 'visual.bn1', conv(p, 'visual.conv1', pixels, 2, 1), f));
-    x = tf.relu(batchNorm(p, 'visual.bn2', conv(p, 'visual.conv2', x, 1, 1), f));
-    x = tf.relu(batchNorm(p, 'visual.bn3', conv(p, 'visual.conv3', x, 1, 1), f));
+    let x = tf.relu(batchNorm(p, 'visual.bn1', conv(p, 'visual.conv1', pixels, 2, 1), opts));
+    x = tf.relu(batchNorm(p, 'visual.bn2', conv(p, 'visual.conv2', x, 1, 1), opts));
+    x = tf.relu(batchNorm(p, 'visual.bn3', conv(p, 'visual.conv3', x, 1, 1), opts));
     x = avgPool(x, 2);
     if (opts.intermediates) intermediates.visual_stem_out = x;
     let inplanes = c.visionWidth;
@@ -217,7 +239,7 @@ export function modifiedResNet(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.T
       const planes = c.visionWidth * 2 ** s;
       for (let b = 0; b < blocks; b++) {
         const stride = s > 0 && b === 0 ? 2 : 1;
-        x = bottleneck(p, `visual.layer${s + 1}.${b}.`, x, stride, stride > 1 || inplanes !== planes * 4, f);
+        x = bottleneck(p, `visual.layer${s + 1}.${b}.`, x, stride, stride > 1 || inplanes !== planes * 4, opts);
         inplanes = planes * 4;
       }
       if (opts.features) features.push(x);
@@ -228,7 +250,7 @@ export function modifiedResNet(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.T
 }
 
 /** The image tower of `c` (ViT or ModifiedResNet) on normalised pixels [N, R, R, 3]. */
-export function visionForward(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.Tensor4D, opts: { film?: FilmHook; features?: boolean; intermediates?: boolean } = {}): VisionOutput {
+export function visionForward(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.Tensor4D, opts: VisionForwardOptions = {}): VisionOutput {
   const r = c.imageResolution;
   if (pixels.shape[1] !== r || pixels.shape[2] !== r || pixels.shape[3] !== 3) {
     throw new Error(`CLIP image tower expects normalised pixels [N, ${r}, ${r}, 3], got [${pixels.shape}]; use encodeImage (which resizes and normalises) for arbitrary [-1, 1] images`);

@@ -16,7 +16,7 @@ import {
   type ParamSpec,
   validateClipConfig,
 } from './config.js';
-import { type FilmHook, type ParamGetter, textForward, visionForward } from './layers.js';
+import { type ParamGetter, type VisionForwardOptions, textForward, visionForward } from './layers.js';
 import { ClipParamModule, initParams, type LoadReport, loadParams, ourShape, type StateDictLike, stateDictEntries, torchDefaultInit } from './params.js';
 import { clipPreprocess, type PreprocessOptions } from './preprocess.js';
 import { type TokenizeOptions, Tokenizer } from './tokenizer.js';
@@ -202,9 +202,9 @@ export class CLIP extends ClipParamModule implements ImageEncoder, TextEncoder {
   /**
    * Image tower on already-normalised pixels at the model resolution.
    * @param pixels [N, R, R, 3] (the reference's preprocessed image, NHWC)
-   * @param opts.film internal hook (used by the time-conditioned encoder)
+   * @param opts.film internal hook (used by the time-conditioned encoder); opts.batchStats: training-mode BatchNorm
    */
-  encodeImagePixels(pixels: tf.Tensor4D, opts: { features?: boolean; intermediates?: boolean; film?: FilmHook } = {}): ImageEncoding & { intermediates: Record<string, tf.Tensor> } {
+  encodeImagePixels(pixels: tf.Tensor4D, opts: VisionForwardOptions = {}): ImageEncoding & { intermediates: Record<string, tf.Tensor> } {
     this.requireTower('image');
     return visionForward(this.getter, this.config, pixels, opts);
   }
@@ -217,7 +217,7 @@ export class CLIP extends ClipParamModule implements ImageEncoder, TextEncoder {
   encodeImage(x: tf.Tensor4D, opts: EncodeImageOptions = {}): ImageEncoding {
     const pixels = clipPreprocess(x, this.config.imageResolution, this.preprocessOptions);
     try {
-      const { embedding, features } = this.encodeImagePixels(pixels, { features: opts.features });
+      const { embedding, features } = this.encodeImagePixels(pixels, { features: opts.features, batchStats: opts.training ? this.runningStatsHook() : undefined });
       return { embedding, features };
     } finally {
       pixels.dispose();

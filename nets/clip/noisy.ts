@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { type CLIPVisionConfig, inferVisionConfig, type ParamSpec, validateVisionConfig, visionParamSpecs } from './config.js';
-import { type FilmHook, type ParamGetter, visionForward } from './layers.js';
+import { type FilmHook, type ParamGetter, type VisionForwardOptions, visionForward } from './layers.js';
 import { clipInitialiser } from './model.js';
 import { ClipParamModule, type Initialiser, initParams, ourShape, type LoadReport, loadParams, type StateDictLike, stateDictEntries, torchDefaultInit } from './params.js';
 import { clipPreprocess, type PreprocessOptions } from './preprocess.js';
@@ -245,7 +245,7 @@ export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncod
    * The tower on normalised pixels, conditioned on t.
    * @param pixels [N, R, R, 3] normalised; t [N] or [1] timesteps (default 0)
    */
-  encodeImagePixels(pixels: tf.Tensor4D, t?: tf.Tensor1D, opts: { features?: boolean; intermediates?: boolean } = {}): ImageEncoding & { intermediates: Record<string, tf.Tensor> } {
+  encodeImagePixels(pixels: tf.Tensor4D, t?: tf.Tensor1D, opts: Omit<VisionForwardOptions, 'film'> = {}): ImageEncoding & { intermediates: Record<string, tf.Tensor> } {
     const p = this.getter;
     const n = pixels.shape[0];
     if (t && t.shape[0] !== n && t.shape[0] !== 1) throw new Error(`NoisyCLIPImageEncoder: t has ${t.shape[0]} timesteps for ${n} images (give [N] or [1])`);
@@ -288,7 +288,7 @@ export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncod
   encodeImage(x: tf.Tensor4D, opts: EncodeImageOptions = {}): ImageEncoding {
     const pixels = clipPreprocess(x, this.config.imageResolution, this.preprocessOptions);
     try {
-      const { embedding, features } = this.encodeImagePixels(pixels, opts.t, { features: opts.features });
+      const { embedding, features } = this.encodeImagePixels(pixels, opts.t, { features: opts.features, batchStats: opts.training ? this.runningStatsHook() : undefined });
       return { embedding, features };
     } finally {
       pixels.dispose();

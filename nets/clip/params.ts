@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ParamOwner } from '../param-owner.js';
 import type { ParamKind, ParamSpec } from './config.js';
+import type { BatchStatsHook } from './layers.js';
 import { Rng } from '../../lib/random.js';
 
 /**
@@ -192,6 +193,23 @@ export abstract class ClipParamModule extends ParamOwner {
   /** The same state_dict in host memory (`HostTensor`s for lib/io's `writeSafetensors`). */
   toHostStateDict(): Map<string, HostStateTensor> {
     return paramsToHostStateDict(this.specs, this.params);
+  }
+
+  /**
+   * The hook of training-mode BatchNorm: move a layer's running statistics toward the batch's, as
+   * torch does (momentum 0.1; running_var from the unbiased variance, count / (count - 1) times the
+   * biased one used for normalising).
+   */
+  protected runningStatsHook(momentum = 0.1): BatchStatsHook {
+    return (name, mean, variance, count) => {
+      const rm = this.params.get(name + '.running_mean');
+      const rv = this.params.get(name + '.running_var');
+      if (!rm || !rv) throw new Error(`no running statistics for BatchNorm '${name}'`);
+      tf.tidy(() => {
+        rm.assign(rm.mul(1 - momentum).add(mean.mul(momentum)));
+        rv.assign(rv.mul(1 - momentum).add(variance.mul((momentum * count) / Math.max(1, count - 1))));
+      });
+    };
   }
 
   /** `diffguide_arch` and `diffguide_config` recorded in a saved file's metadata. */

@@ -9,6 +9,12 @@ export interface EncodeImageOptions {
   t?: tf.Tensor1D;
   /** Also return intermediate features (for Gram-matrix style losses). Default false. */
   features?: boolean;
+  /**
+   * Training-mode BatchNorm, as torch's `model.train()`: normalise by the batch's moments and move the
+   * running statistics toward them (momentum 0.1). Only the ModifiedResNet tower has BatchNorm.
+   * Default false (running statistics, as inference).
+   */
+  training?: boolean;
 }
 
 export interface ImageEncoding {

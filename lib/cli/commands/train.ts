@@ -160,7 +160,7 @@ const trainCmd: Command = {
       process.stderr.write(`wrote ${e.weightsPath} and ${e.configPath} (EMA weights at step ${st.step})\n`);
     };
     if (flag(args, 'export-only')) {
-      const st = loadTrainedWeights(ckptPath, task.params, 'ema');
+      const st = loadTrainedWeights(ckptPath, task.params, 'ema', (task as TrainTask<unknown>).buffers);
       await exportNow(st);
       const ship = args.values.ship as string | undefined;
       if (ship) {
@@ -203,7 +203,7 @@ const trainCmd: Command = {
     process.stderr.write(`train ${model}: ${ds.name} train split ${ds.indicesOf('train').length} images, batch ${config.batch}, ${opts.steps} steps, lr ${opts.lr}, out ${out}\n`);
     const r = await train(task as TrainTask<unknown>, opts);
     console.log(JSON.stringify({ model, ...r }));
-    const st = loadTrainedWeights(ckptPath, task.params, 'ema');
+    const st = loadTrainedWeights(ckptPath, task.params, 'ema', (task as TrainTask<unknown>).buffers);
     await exportNow(st);
     return 0;
   },

@@ -161,11 +161,14 @@ interface ClipBatch {
 
 export class ClipTask implements TrainTask<ClipBatch> {
   readonly params: Map<string, tf.Variable>;
+  /** BatchNorm running statistics (ModifiedResNet tower), updated by training-mode BatchNorm. */
+  readonly buffers: Map<string, tf.Variable>;
   readonly tokens: TokenCache;
   private sampler: BatchSampler;
 
   constructor(readonly clip: CLIP, readonly data: Dataset, readonly opts: ClipTaskOptions) {
     this.params = new Map([...clip.params].filter(([, v]) => v.trainable));
+    this.buffers = new Map([...clip.params].filter(([, v]) => !v.trainable));
     this.tokens = new TokenCache(clip);
     this.sampler = new BatchSampler(data.indicesOf('train'), opts.batch, opts.seed);
   }
@@ -184,7 +187,7 @@ export class ClipTask implements TrainTask<ClipBatch> {
 
   loss(b: ClipBatch): tf.Scalar {
     return tf.tidy(() => {
-      const img = this.clip.encodeImage(b.x).embedding;
+      const img = this.clip.encodeImage(b.x, { training: true }).embedding;
       const txt = this.clip.encodeTokens(b.ids);
       // logit scale clamped at 100 as the reference does.
       const scale = tf.exp(tf.minimum(this.clip.params.get('logit_scale') as tf.Variable, Math.log(100)));
