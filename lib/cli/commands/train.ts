@@ -41,6 +41,18 @@ function cardText(model: string): { description: string; data: string; credits: 
       description: `The CLIP-embedding-conditioned UNet: unCLIP's decoder and the model Imagic optimises an embedding for. The unconditional UNet's ${unetLayout}, plus \`transformer_proj\` (128 -> time-embedding width) adding the condition to the time embedding (GLIDE/unCLIP style); eps- or v-prediction (\`prediction\` in config.json), cosine schedule of 1,000 steps. Condition: normalise(CLIP image embedding) * sqrt(128) (\`embScale\`); a zero vector is the unconditional branch for classifier-free guidance. CLIP's space is joint, so text embeddings or prior samples condition it at sampling time.`,
       data: `${data}. Targets: the CLIP image embeddings (CLIP named in config.json, frozen) of the un-augmented training images; condition dropped 15% of the time. ${diffusionLoss}`,
     },
+    clip: {
+      description: "diffguide's small CLIP (openai/CLIP architecture and state_dict key names, `nets/clip`), trained from scratch on emoji captions: an image tower (ViT, or ModifiedResNet with `--vision resnet`; see config.json) and a causal text transformer (width 128, 3 layers, context 20, CLIP's BPE truncated to a 4,000-token vocabulary) sharing a 128-d embedding space. Used by SDG (through the noisy CLIP), DiffusionCLIP, unCLIP (prior targets and decoder conditioning) and Imagic.",
+      data: `${data}. Captions sampled anew every step from the emoji's metadata: name templates (~60%), category templates (~25%), subcategory templates (~15%). Loss: symmetric InfoNCE with multi-positive targets (a caption that fits several images of the batch counts for each), learned logit scale; training-mode BatchNorm for the ResNet tower. Augmentation: random shifts of up to 2 px (white fill), no flips. Adam (weight decay 0.1 on matrices), lr 1e-3, 50 warm-up steps, cosine decay, clip 1, EMA 0.99.`,
+    },
+    'noisy-clip': {
+      description: "The time-conditioned (\"noisy\") CLIP image encoder for SDG: the CLIP's image tower with FiLM time conditioning after every normalisation (`NoisyCLIPImageEncoder`, `nets/clip/noisy.ts`; sinusoidal t features -> MLP -> per-norm scale/shift, zero-initialised so training starts at the plain CLIP). Input x_t of the cosine 1,000-step schedule the emoji UNets use, with t.",
+      data: `${data}. SDG's self-supervised fine-tune: features of x_t = q_sample(x0, t), t uniform, against the frozen CLIP's clean-image features of x0, symmetric InfoNCE over the batch; all tower and FiLM parameters trained. Adam lr 3e-4, warm-up, cosine decay, clip 1, EMA (exported).`,
+    },
+    prior: {
+      description: "unCLIP prior: CLIP text embedding -> CLIP image embedding (`nets/prior`: residual MLP with adaptive LayerNorm, width 256, 4 blocks). Predicts x0 (the unit-norm image embedding times sqrt(128)) on a cosine 1,000-step schedule, conditioned on the text embedding, with a learned null condition (dropped 10% of the time) for classifier-free guidance. Used by `diffguide unclip` with `weights/cond-unet` as decoder.",
+      data: `${data}. Pairs from the training split: the frozen CLIP's clean-image embedding of a training image and one of its caption variants (the CLIP's templates) through the frozen text tower. Loss: MSE on x0 at uniform t. Adam lr 1e-3, 100 warm-up steps, cosine decay, clip 1, EMA 0.995.`,
+    },
   };
   const card = cards[model] ?? { description: `diffguide's ${model} model (see lib/train/tasks/ for its training task and loss).`, data };
   return { ...card, credits };
