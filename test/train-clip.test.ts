@@ -149,11 +149,19 @@ describe('training the CLIP family (tiny models, committed emoji subset)', funct
     const uncond = UNet.random({ ...cfg, embCondDim: null }, 5);
     const net = UNet.random({ ...cfg, embCondDim: 32 }, 6);
     const sd = new Map([...uncond.toStateDict()].map(([k, v]) => [k, { shape: v.shape, data: v.data as Float32Array }]));
-    const copied = initFromUnconditional(net, sd);
+    const copied = initFromUnconditional(net, { layout: 'reference', tensors: sd, source: 'test' });
     expect(copied).to.equal(sd.size);
     const k = 'input_blocks.0.0.weight';
     const a = net.toStateDict().get(k)!.data;
     expect(Array.from(a.slice(0, 5))).to.deep.equal(Array.from(sd.get(k)!.data.slice(0, 5)));
+    // a training checkpoint holds our layout (conv HWIO, linear [in, out]): every tensor is copied too
+    const net2 = UNet.random({ ...cfg, embCondDim: 32 }, 7);
+    const ours = new Map([...uncond.params].map(([key, v]) => [key, { shape: v.shape, data: v.dataSync() as Float32Array }]));
+    expect(initFromUnconditional(net2, { layout: 'ours', tensors: ours, source: 'test' })).to.equal(uncond.params.size);
+    for (const key of ['input_blocks.0.0.weight', 'time_embed.2.weight', 'middle_block.1.qkv.weight']) {
+      expect(Array.from(net2.params.get(key)!.dataSync())).to.deep.equal(Array.from(uncond.params.get(key)!.dataSync()));
+    }
+    net2.dispose();
     const task = new CondUNetTask(net, clip, ds, { batch: 4, seed: 0 });
     const { before, after } = overfit(task, 6, 2e-3);
     expect(Number.isFinite(before)).to.equal(true);

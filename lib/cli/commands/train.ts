@@ -156,8 +156,9 @@ const trainCmd: Command = {
       const init = args.values.init as string | undefined;
       if (init && !saved) {
         // all tensors from another UNet of this config (e.g. an eps run, to start a v run from its features)
-        const n = initFromUnconditional(net, await readUNetWeights(init));
-        process.stderr.write(`unet: initialised ${n} tensors from ${init}\n`);
+        const w = await readUNetWeights(init);
+        const n = initFromUnconditional(net, w);
+        process.stderr.write(`unet: initialised ${n} of ${net.params.size} tensors from ${w.source}\n`);
       }
       task = new UNetTask(net, ds, { batch: (saved?.batch as number) ?? batch, seed, schedule: 'cosine', prediction });
       netConfig = { ...net.config, schedule: 'cosine', timesteps: 1000, prediction };

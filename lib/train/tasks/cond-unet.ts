@@ -40,16 +40,34 @@ interface CondBatch {
   emb: tf.Tensor2D;
 }
 
+/** UNet tensors to initialise from, in the reference layout (exported files) or ours (training checkpoints). */
+export interface UNetWeights {
+  layout: 'reference' | 'ours';
+  tensors: Map<string, { shape: number[]; data: Float32Array }>;
+  /** Where they came from (for messages). */
+  source: string;
+}
+
 /**
- * Copy every matching tensor of an unconditional UNet state_dict into `net` (same config but the
- * embedding input); `transformer_proj` stays as initialised. Returns the number of tensors copied.
+ * Copy every tensor of `w` whose key and shape match into `net` (e.g. an unconditional UNet into a
+ * conditional one of the same config: `transformer_proj` stays as initialised). Returns the number
+ * of tensors copied.
  */
-export function initFromUnconditional(net: UNet, sd: Map<string, { shape: number[]; data: Float32Array }>): number {
-  const ref = net.toStateDict();
+export function initFromUnconditional(net: UNet, w: UNetWeights): number {
   let n = 0;
+  if (w.layout === 'ours') {
+    for (const [k, v] of net.params) {
+      const src = w.tensors.get(k);
+      if (src && src.shape.join() === v.shape.join()) {
+        tf.tidy(() => v.assign(tf.tensor(src.data, src.shape)));
+        n++;
+      }
+    }
+    return n;
+  }
   const fresh = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [k, v] of ref) {
-    const src = sd.get(k);
+  for (const [k, v] of net.toStateDict()) {
+    const src = w.tensors.get(k);
     if (src && src.shape.join() === v.shape.join()) {
       fresh.set(k, src);
       n++;

@@ -10,7 +10,7 @@ import { CLIP, type CLIPConfig } from '../../../nets/clip/index.js';
 import { ClipTask, smallClipConfig, type SmallClipVision } from './clip.js';
 import { NoisyClipTask } from './noisy-clip.js';
 import { PriorTask } from './prior.js';
-import { CondUNetTask, condUNetConfig, initFromUnconditional } from './cond-unet.js';
+import { CondUNetTask, condUNetConfig, initFromUnconditional, type UNetWeights } from './cond-unet.js';
 import { runPrediction } from './unet.js';
 import { NoisyCLIPImageEncoder } from '../../../nets/clip/index.js';
 import { Prior, type PriorConfig } from '../../../nets/prior/index.js';
@@ -29,18 +29,23 @@ async function teacherClip(ctx: ModelTaskContext): Promise<{ clip: CLIP; path: s
   return { clip: await loadClipModel(path), path };
 }
 
-/** An unconditional UNet's weights: an exported folder/file, or a training checkpoint's EMA group. */
-export async function readUNetWeights(spec: string): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
-  const ck = existsSync(spec) && statSync(spec).isDirectory() ? (existsSync(join(spec, 'unet.safetensors')) ? join(spec, 'unet.safetensors') : join(spec, 'checkpoint.safetensors')) : spec;
-  if (ck.endsWith('checkpoint.safetensors')) {
-    const g = readCheckpoint(ck).groups.ema;
-    if (!g) throw new Error(`${ck} has no EMA weights`);
-    return g;
+/**
+ * A UNet's weights to initialise from: an exported file or folder (unet.safetensors or
+ * cond-unet.safetensors: reference layout), else a training checkpoint's EMA group (our layout:
+ * conv HWIO, linear [in, out]).
+ */
+export async function readUNetWeights(spec: string): Promise<UNetWeights> {
+  const exported = ['unet.safetensors', 'cond-unet.safetensors'].map((f) => join(spec, f)).find((f) => existsSync(f));
+  const file = existsSync(spec) && statSync(spec).isDirectory() ? (exported ?? join(spec, 'checkpoint.safetensors')) : spec;
+  if (file.endsWith('checkpoint.safetensors')) {
+    const g = readCheckpoint(file).groups.ema;
+    if (!g) throw new Error(`${file} has no EMA weights`);
+    return { layout: 'ours', tensors: g, source: file };
   }
-  const sd = await readStateDict(ck);
-  const out = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [k, v] of sd) out.set(k, { shape: [...v.shape], data: v.data instanceof Float32Array ? v.data : Float32Array.from(v.data as ArrayLike<number>) });
-  return out;
+  const sd = await readStateDict(file);
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [k, v] of sd) tensors.set(k, { shape: [...v.shape], data: v.data instanceof Float32Array ? v.data : Float32Array.from(v.data as ArrayLike<number>) });
+  return { layout: 'reference', tensors, source: file };
 }
 
 export interface ModelTaskDefaults {
@@ -146,8 +151,9 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
       const init = (ctx.saved?.init as string | null | undefined) ?? ctx.options.init ?? null;
       // On resume the checkpoint overwrites everything; the init only matters for a fresh run.
       if (init && !ctx.saved) {
-        const n = initFromUnconditional(net, await readUNetWeights(init));
-        process.stderr.write(`cond-unet: initialised ${n} tensors from ${init}\n`);
+        const w = await readUNetWeights(init);
+        const n = initFromUnconditional(net, w);
+        process.stderr.write(`cond-unet: initialised ${n} of ${net.params.size} tensors from ${w.source}\n`);
       }
       const embScale = Math.sqrt(clip.embedDim);
       const prediction = runPrediction(ctx.saved, ctx.options.prediction, ctx.options.out ?? 'this run');
