@@ -116,7 +116,7 @@ const trainCmd: Command = {
     clip: { type: 'string', help: 'noisy-clip, cond-unet, prior: the trained CLIP folder (default weights/clip)' },
     init: { type: 'string', help: 'cond-unet, unet: initialise from this unconditional UNet folder/checkpoint (default: random)' },
     prediction: { type: 'string', help: "unet, cond-unet: what the net predicts, eps (default) or v (better conditioned at high noise); kept on resume" },
-    vision: { type: 'string', help: 'clip: the image tower, vit (default) or resnet (ModifiedResNet); kept on resume' },
+    vision: { type: 'string', help: 'clip: the image tower, resnet (ModifiedResNet, the default and shipped one) or vit; kept on resume' },
   },
   async run(args) {
     const model = args.positionals[0] as TrainableModel;

@@ -13,7 +13,7 @@ import { CLIP, type CLIPConfig } from '../../../nets/clip/index.js';
 import type { TrainTask } from '../loop.js';
 import { evalClipOnDataset } from '../../eval/clip.js';
 
-/** The image tower of the small CLIP: a ViT (the default) or openai/CLIP's ModifiedResNet. */
+/** The image tower of the small CLIP: openai/CLIP's ModifiedResNet (shipped) or a ViT. */
 export type SmallClipVision = 'vit' | 'resnet';
 
 /**
@@ -21,11 +21,11 @@ export type SmallClipVision = 'vit' | 'resnet';
  * (longer captions are truncated); embedding 128. Image tower:
  * - 'vit': 32x32 ViT with patch 8 (16 tokens + class), width 128, 4 layers, 2 heads;
  * - 'resnet': ModifiedResNet, stem width 16, one bottleneck per stage (stage outputs 64-128-256-512
- *   channels, 1x1 at the end for 32x32 input), attention pool with 8 heads: convolutions may generalise
- *   from ~3,400 images better than 16 patch tokens do.
+ *   channels, 1x1 at the end for 32x32 input), attention pool with 8 heads, training-mode BatchNorm:
+ *   on held-out emoji it reached 0.707 zero-shot against the ViT's 0.584 (linear probe 0.60).
  * Head counts follow the reference's width rules, so the config can also be inferred from the keys alone.
  */
-export function smallClipConfig(imageSize = 32, vision: SmallClipVision = 'vit'): CLIPConfig {
+export function smallClipConfig(imageSize = 32, vision: SmallClipVision = 'resnet'): CLIPConfig {
   const text = { embedDim: 128, imageResolution: imageSize, contextLength: 20, vocabSize: 4000, transformerWidth: 128, transformerHeads: 2, transformerLayers: 3 };
   if (vision === 'resnet') return { ...text, visionLayers: [1, 1, 1, 1], visionWidth: 16, visionPatchSize: null };
   if (vision !== 'vit') throw new Error(`unknown CLIP image tower '${vision as string}': use vit or resnet`);

@@ -90,10 +90,10 @@ export interface ModelTaskEntry {
 
 export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
   clip: {
-    summary: 'CLIP from scratch on emoji captions (ViT + text transformer, symmetric InfoNCE)',
-    defaults: { data: 'emoji32', steps: 600, batch: 64, lr: 1e-3, warmup: 50, decay: 'cosine', ema: 0.99, sampleEvery: 100, ckptEvery: 50, weightDecay: 0.1 },
+    summary: 'CLIP from scratch on emoji captions (ModifiedResNet or ViT image tower + text transformer, symmetric InfoNCE)',
+    defaults: { data: 'emoji32', steps: 1500, batch: 64, lr: 1e-3, warmup: 50, decay: 'cosine', ema: 0.99, sampleEvery: 100, ckptEvery: 50, weightDecay: 0.1 },
     async setup({ ds, seed, batch, saved, dataSpec, options }) {
-      const cfg = (saved?.net as CLIPConfig | undefined) ?? smallClipConfig(ds.height, (options.vision ?? 'vit') as SmallClipVision);
+      const cfg = (saved?.net as CLIPConfig | undefined) ?? smallClipConfig(ds.height, (options.vision ?? 'resnet') as SmallClipVision);
       const clip = CLIP.random(cfg, seed);
       const b = (saved?.batch as number | undefined) ?? batch;
       const task = new ClipTask(clip, ds, { batch: b, seed });
