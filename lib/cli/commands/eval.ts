@@ -40,6 +40,8 @@ const evalCmd: Command = {
     const model = args.positionals[0];
     if (!model || !EVALUABLE.includes(model)) throw new Error(`eval: unknown model '${model ?? ''}'; evaluable here: ${EVALUABLE.join(', ')}`);
     const ds = loadDataset(str(args, 'data', 'emoji32'));
+    // The weights measured. For the judge --weights names it (--judge is accepted too).
+    const measured = model === 'judge' ? str(args, 'weights', str(args, 'judge', weightsPath('judge'))) : str(args, 'weights', weightsPath(model));
     let report: EvalReport;
     if (MODEL_EVALS[model]) {
       report = await MODEL_EVALS[model]({
@@ -54,12 +56,11 @@ const evalCmd: Command = {
         onProgress: (m) => process.env.DIFFGUIDE_QUIET === '1' || process.stderr.write(m + '\n'),
       });
     } else if (model === 'judge') {
-      // The judge is the model evaluated here: --weights names it (--judge is accepted too).
-      const judge = await loadJudge(str(args, 'weights', str(args, 'judge', weightsPath('judge'))));
+      const judge = await loadJudge(measured);
       report = evalJudge(judge, ds);
     } else {
       const judge = await loadJudge(str(args, 'judge', weightsPath('judge')));
-      const u = await loadUNet(str(args, 'weights', weightsPath('unet')));
+      const u = await loadUNet(measured);
       let last = -1;
       report = await evalUNet(u.net, u.schedule, u.timesteps, judge, ds, {
         n: num(args, 'n', 1000),
@@ -75,7 +76,7 @@ const evalCmd: Command = {
     }
     // The training step of the weights measured, so that `train --ship --eval-json` can check that
     // it ships the checkpoint this report measured.
-    report.step ??= stepOf(model === 'judge' ? str(args, 'weights', str(args, 'judge', weightsPath('judge'))) : str(args, 'weights', weightsPath(model)));
+    report.step ??= stepOf(measured);
     if (flag(args, 'json')) console.log(JSON.stringify(report));
     else {
       console.log(`${report.model}:`);
