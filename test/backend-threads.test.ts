@@ -96,12 +96,17 @@ describe('wasm threads: build guard and self-check', () => {
 });
 
 describe('wasm threads in a fresh process', () => {
-  it('DIFFGUIDE_WASM_THREADS=2 starts the threaded build, says so, and leaves no temp files', () => {
+  it('DIFFGUIDE_WASM_THREADS=2 starts the threaded build, says so, and leaves no temp files', async () => {
     const { r, leftInTmp } = runFresh(['lib/cli/run.ts', 'info', '--json'], { DIFFGUIDE_BACKEND: 'wasm', DIFFGUIDE_WASM_THREADS: '2' });
     expect(r.status, r.stderr).to.equal(0);
     const info = lastJson(r.stdout);
     expect(info.threads).to.equal(2);
     expect(info.details.threads).to.match(/^2, threaded wasm build/);
+    // the shipped weights and their quality as config.json says
+    const { readFileSync } = await import('node:fs');
+    const q = JSON.parse(readFileSync('weights/clip/config.json', 'utf8')).quality;
+    expect(info.weights.clip).to.equal(q === 'meets-bars' ? 'meets-bars' : 'work-in-progress');
+    expect(Object.keys(info.weights)).to.have.members(['unet', 'clip', 'noisy-clip', 'cond-unet', 'prior', 'judge']);
     expect(leftInTmp).to.deep.equal([]);
   });
   it('without a request, wasm runs the default thread count and info says why', () => {

@@ -8,6 +8,7 @@ import { fastGradientsInstalled } from '../../fastgrad/index.js';
 import { winogradEnabled } from '../../fastgrad/winograd.js';
 import type { WasmBackend } from '../../fastgrad/wasm.js';
 import { packageVersion } from '../../paths.js';
+import { shippedModels, shippedQuality, type ModelName } from '../../methods/models.js';
 
 const require = createRequire(import.meta.url);
 
@@ -21,7 +22,7 @@ function version(pkg: string): string | null {
 
 const info: Command = {
   name: 'info',
-  summary: 'show the chosen backend, threads, SIMD and package versions',
+  summary: 'show the chosen backend, threads, SIMD, package versions and the shipped weights',
   usage: 'diffguide info [--json] [--backend NAME]',
   examples: ['diffguide info', 'diffguide info --backend cpu --json'],
   options: { json: { type: 'boolean', help: 'print one JSON object' } },
@@ -48,6 +49,8 @@ const info: Command = {
         'tfjs-node-gpu': version('@tensorflow/tfjs-node-gpu'),
         webgpu: version('webgpu'),
       },
+      // Shipped weights and whether each meets its quality bars (config.json `quality`; see MODEL_CARD.md).
+      weights: Object.fromEntries(Object.entries(shippedModels()).map(([m, have]) => [m, have ? shippedQuality(m as ModelName) : 'missing'])),
       machine: { platform: `${os.platform()} ${os.arch()}`, cpus: os.cpus().length, memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1) },
     };
     if (args.values.json) {
@@ -62,6 +65,7 @@ const info: Command = {
     if (fg.length) console.log(`fastgrad    ${fg.filter((k) => k.startsWith('kernel')).length} wasm kernels, ${fg.filter((k) => k.startsWith('gradient')).length} gradients replaced (diffguide)`);
     if (report.winograd !== null) console.log(`winograd    3x3 stride-1 convs ${report.winograd ? 'on (Winograd F(2x2, 3x3))' : 'off (direct convolution)'}`);
     console.log(`versions    ${Object.entries(report.versions).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    console.log(`weights     ${Object.entries(report.weights).map(([m, q]) => `${m} (${q})`).join(', ')}`);
     console.log(`machine     ${report.machine.platform}, ${report.machine.cpus} cores, ${report.machine.memoryGiB} GiB`);
   },
 };
