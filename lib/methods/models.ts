@@ -266,8 +266,8 @@ export function shippedModels(): Record<ModelName, boolean> {
 /**
  * Whether a shipped model has reached its quality bars: `config.json`'s `quality` field, which is
  * set to 'meets-bars' only after `diffguide eval <model>` passes every bar (see the model card).
- * Anything else (absent, 'work-in-progress') means the weights run but are not yet good enough for
- * judge-based claims about the methods.
+ * Anything else (absent, 'work-in-progress') means the weights run but miss a bar. `diffguide info`
+ * lists it per model.
  */
 export function shippedQuality(name: ModelName): 'meets-bars' | 'work-in-progress' {
   try {
