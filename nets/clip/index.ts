@@ -17,7 +17,7 @@ export * from './preprocess.js';
 export * from './model.js';
 export * from './noisy.js';
 export * from './reference-io.js';
-export { causalMask, residualAttentionBlock, textForward, transformer, visionForward, type FilmHook, type ParamGetter, type VisionOutput } from './layers.js';
+export { causalMask, residualAttentionBlock, textForward, transformer, visionForward, type BatchStatsHook, type FilmHook, type ParamGetter, type VisionForwardOptions, type VisionOutput } from './layers.js';
 export { type LoadReport as CLIPLoadReport, type StateDictLike as CLIPStateDictLike, type StateTensor as CLIPStateTensor } from './params.js';
 
 /** The config a diffguide `save` stored in the safetensors metadata, if any. */

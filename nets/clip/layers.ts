@@ -134,7 +134,7 @@ export type VisionOutput = {
  * `VisionTransformer.forward`.
  * @param pixels [N, R, R, 3] already normalised, R = config.imageResolution
  */
-export function visionTransformer(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.Tensor4D, opts: { film?: FilmHook; features?: boolean; intermediates?: boolean } = {}): VisionOutput {
+export function visionTransformer(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.Tensor4D, opts: VisionForwardOptions = {}): VisionOutput {
   const patch = c.visionPatchSize as number;
   const width = c.visionWidth;
   // Everything returned leaves the tidy as part of its result (never tf.keep: kept tensors would
