@@ -1,6 +1,4 @@
 /** `diffguide eval <model> [--n N] [--json]`: re-measure a model's quality bars with the judge. */
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import type { Command } from '../command.js';
 import { flag, num, str } from '../command.js';
 import { loadDataset } from '../../data/index.js';
@@ -8,15 +6,7 @@ import { weightsPath } from '../../paths.js';
 import { evalJudge, evalUNet, loadJudge, loadUNet, type EvalReport } from '../../train/evaluate.js';
 import type { Parameterization } from '../../../samplers/model.js';
 import { MODEL_EVALS } from '../../eval/registry.js';
-
-/** The `step` recorded in a weights folder's config.json (or in the config beside a weights file), if any. */
-function stepOf(weights: string): number | undefined {
-  const dir = existsSync(weights) && statSync(weights).isFile() ? dirname(weights) : weights;
-  const p = join(dir, 'config.json');
-  if (!existsSync(p)) return undefined;
-  const step = (JSON.parse(readFileSync(p, 'utf8')) as { step?: unknown }).step;
-  return typeof step === 'number' ? step : undefined;
-}
+import { readConfigBeside, resolveWeights, type ModelName } from '../../methods/models.js';
 
 const EVALUABLE = ['judge', 'unet', ...Object.keys(MODEL_EVALS)];
 
@@ -76,7 +66,8 @@ const evalCmd: Command = {
     }
     // The training step of the weights measured, so that `train --ship --eval-json` can check that
     // it ships the checkpoint this report measured.
-    report.step ??= stepOf(measured);
+    const step = readConfigBeside(resolveWeights(model as ModelName, measured), model)?.step;
+    if (typeof step === 'number') report.step ??= step;
     if (flag(args, 'json')) console.log(JSON.stringify(report));
     else {
       console.log(`${report.model}:`);
