@@ -49,7 +49,7 @@ describe('lib/train: optimiser pieces', () => {
     tf.dispose([w, b]);
   });
 
-  it('learning rate: linear warm-up, then constant or cosine to minLr', () => {
+  it('learning rate: linear warm-up, then constant (with an optional linear cooldown) or cosine to minLr', () => {
     expect(lrAt(0, { lr: 1, warmup: 10 })).to.be.closeTo(0.1, 1e-12);
     expect(lrAt(9, { lr: 1, warmup: 10 })).to.be.closeTo(1, 1e-12);
     expect(lrAt(500, { lr: 1, warmup: 10 })).to.equal(1);
@@ -57,6 +57,14 @@ describe('lib/train: optimiser pieces', () => {
     expect(lrAt(60, { lr: 1, warmup: 10, total: 110, decay: 'cosine', minLr: 0.2 })).to.be.closeTo(0.6, 1e-12);
     expect(lrAt(110, { lr: 1, warmup: 10, total: 110, decay: 'cosine' })).to.be.closeTo(0, 1e-12);
     expect(() => lrAt(5, { lr: 1, decay: 'cosine' })).to.throw(/total/);
+    // warmup-stable-decay: constant until total - cooldown, then linear to minLr at total
+    const wsd = { lr: 1, warmup: 10, total: 110, cooldown: 40 };
+    expect(lrAt(69, wsd)).to.equal(1);
+    expect(lrAt(70, wsd)).to.be.closeTo(1, 1e-12);
+    expect(lrAt(90, wsd)).to.be.closeTo(0.5, 1e-12);
+    expect(lrAt(100, { ...wsd, minLr: 0.2 })).to.be.closeTo(0.4, 1e-12);
+    expect(lrAt(110, wsd)).to.equal(0);
+    expect(() => lrAt(5, { lr: 1, cooldown: 40 })).to.throw(/cooldown/);
   });
 
   it('clips gradients to a global norm', () => {
@@ -143,6 +151,31 @@ describe('lib/train: the loop', () => {
       () => expect.fail('should refuse'),
       (e: Error) => expect(e.message).to.match(/cannot resume .*config/),
     );
+    tf.dispose([w, target]);
+  });
+
+  it('a cooldown given on resume is kept by later resumes, which end where it ends', async () => {
+    const w = tf.variable(tf.zeros([3, 1]), true, 'cool-w');
+    const target = tf.tensor2d([[1], [-2], [0.5]]);
+    const task: TrainTask<tf.Tensor2D> = {
+      params: new Map([['w', w]]),
+      nextBatch: (_s: number, rng: Rng) => rng.normal<tf.Rank.R2>([8, 3]),
+      loss: (x) => tf.losses.meanSquaredError(tf.matMul(x, target), tf.matMul(x, w)) as tf.Scalar,
+      disposeBatch: (x) => x.dispose(),
+    };
+    const out = join(dir, 'cool');
+    const base = { out, lr: 0.01, seed: 1, sampleEvery: 0, logEvery: 1, checkpointEvery: 10, onProgress: () => {} };
+    await train(task, { ...base, steps: 20 }); // a constant-rate run, stopped at 20
+    // fork: cool down over 20 steps ending at 40, but stop after 10 of them
+    await train(task, { ...base, steps: 40, cooldown: 20, resume: true, maxStepsThisRun: 10 });
+    // a plain resume (asking for 1000 steps) keeps the cooldown and stops at its end
+    const r = await train(task, { ...base, steps: 1000, resume: true });
+    expect(r.step).to.equal(40);
+    const rows = readFileSync(join(out, 'loss.csv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split(',').map(Number));
+    const lrOf = (step: number) => rows.find((row) => row[0] === step)![3];
+    expect(lrOf(20)).to.be.closeTo(0.01, 1e-9); // lr of 0-based step 19 (rows are logged after the step)
+    expect(lrOf(31)).to.be.closeTo(0.01 * (40 - 30) / 20, 1e-9);
+    expect(lrOf(40)).to.be.closeTo(0.01 * 1 / 20, 1e-9);
     tf.dispose([w, target]);
   });
 

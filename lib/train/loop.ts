@@ -47,6 +47,11 @@ export interface TrainOptions {
   warmup?: number;
   decay?: 'constant' | 'cosine';
   minLr?: number;
+  /**
+   * With a constant rate: decay linearly to `minLr` over the last this many steps before `steps`
+   * (see `LrSchedule`). Saved with the checkpoint: a resume without it keeps the cooldown and its end.
+   */
+  cooldown?: number;
   /** Max global gradient norm (default 1; 0 disables). */
   clip?: number;
   /** EMA decay (default 0.999). */
@@ -101,6 +106,8 @@ interface SavedState {
   recent: number[];
   config: Record<string, unknown>;
   evals: Record<string, number>;
+  /** A cooldown given to this run: its length and the step it ends at. */
+  cooldown?: { steps: number; end: number };
 }
 
 function fmtTime(s: number): string {
@@ -174,6 +181,7 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
   let recent: number[] = [];
   let resumedFrom: number | null = null;
   let evals: Record<string, number> = {};
+  let cooldown = opts.cooldown !== undefined ? { steps: opts.cooldown, end: opts.steps } : undefined;
   if (opts.resume && existsSync(ckptPath)) {
     const ck = readCheckpoint(ckptPath);
     const st = ck.state as SavedState;
@@ -192,6 +200,7 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
     wallBefore = st.wallSeconds;
     recent = st.recent;
     evals = st.evals ?? {};
+    cooldown ??= st.cooldown;
     if (st.seed !== seed) throw new Error(`cannot resume ${ckptPath}: it used --seed ${st.seed}, this run ${seed}`);
     task.setState?.(st.task);
     resumedFrom = step;
@@ -200,7 +209,7 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
   if (!existsSync(csvPath) || resumedFrom === null) writeFileSync(csvPath, CSV_HEADER + '\n');
 
   const save = () => {
-    const st: SavedState = { step, adamT: adam.t, seed, task: task.getState?.(), wallSeconds: wallBefore + (Date.now() - t0) / 1000, recent: recent.slice(-100), config, evals };
+    const st: SavedState = { step, adamT: adam.t, seed, task: task.getState?.(), wallSeconds: wallBefore + (Date.now() - t0) / 1000, recent: recent.slice(-100), config, evals, ...(cooldown ? { cooldown } : {}) };
     writeCheckpoint(ckptPath, { params: task.params, ema: ema.shadow, adam_m: adam.m, adam_v: adam.v, ...(task.buffers?.size ? { buffers: task.buffers } : {}) }, st);
     writeFileSync(join(out, 'state.json'), JSON.stringify({ ...st, recent: undefined, avgLoss: mean(recent.slice(-100)) }, null, 2));
   };
@@ -227,6 +236,8 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
   const byId = new Map(varList.map((v, i) => [v.name, names[i]]));
   const progress = opts.onProgress ?? progressBar(`train`);
   const ckEvery = opts.checkpointEvery ?? 200;
+  // a cooled-down run ends where its cooldown does, even when resumed without --steps
+  const total = cooldown?.end ?? opts.steps;
   const ckSecs = opts.checkpointSeconds ?? 600;
   const sampleEvery = opts.sampleEvery ?? 500;
   const logEvery = opts.logEvery ?? 10;
@@ -234,9 +245,9 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
   let lastCk = Date.now();
   let stepsThisRun = 0;
   const startStep = step;
-  while (step < opts.steps && (opts.maxStepsThisRun === undefined || stepsThisRun < opts.maxStepsThisRun)) {
+  while (step < total && (opts.maxStepsThisRun === undefined || stepsThisRun < opts.maxStepsThisRun)) {
     const rng = new Rng(deriveSeed(seed, step));
-    const lr = lrAt(step, { lr: opts.lr, warmup: opts.warmup, total: opts.steps, decay: opts.decay, minLr: opts.minLr });
+    const lr = lrAt(step, { lr: opts.lr, warmup: opts.warmup, total, decay: opts.decay, minLr: opts.minLr, cooldown: cooldown?.steps });
     const batch = task.nextBatch(step, rng);
     const lossRng = rng.fork();
     let stepResult: { value: tf.Scalar; grads: tf.NamedTensorMap };
@@ -267,21 +278,21 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
     if (recent.length > 100) recent.shift();
     const elapsed = (Date.now() - t0) / 1000;
     const sps = elapsed / (step - startStep);
-    if (step % logEvery === 0 || step === opts.steps) {
+    if (step % logEvery === 0 || step === total) {
       appendFileSync(csvPath, `${step},${lossVal},${mean(recent)},${lr},${norm},${(wallBefore + elapsed).toFixed(1)}\n`);
     }
-    progress({ step, steps: opts.steps, loss: lossVal, avgLoss: mean(recent), lr, gradNorm: norm, secPerStep: sps, etaSeconds: sps * (opts.steps - step) });
+    progress({ step, steps: total, loss: lossVal, avgLoss: mean(recent), lr, gradNorm: norm, secPerStep: sps, etaSeconds: sps * (total - step) });
     if (sampleEvery > 0 && step % sampleEvery === 0) {
       sample();
       plotCsv(csvPath, join(out, 'loss.png'));
     }
-    if (step % ckEvery === 0 || (Date.now() - lastCk) / 1000 > ckSecs || step === opts.steps) {
+    if (step % ckEvery === 0 || (Date.now() - lastCk) / 1000 > ckSecs || step === total) {
       save();
       lastCk = Date.now();
     }
   }
-  if (stepsThisRun > 0 && step % ckEvery !== 0 && step !== opts.steps) save();
-  if (step === opts.steps && stepsThisRun > 0) {
+  if (stepsThisRun > 0 && step % ckEvery !== 0 && step !== total) save();
+  if (step === total && stepsThisRun > 0) {
     if (!(sampleEvery > 0 && step % sampleEvery === 0)) sample();
     plotCsv(csvPath, join(out, 'loss.png'));
     save();

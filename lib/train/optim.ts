@@ -90,6 +90,12 @@ export interface LrSchedule {
   /** 'constant' after warm-up, or 'cosine' down to `minLr` at `total`. Default 'constant'. */
   decay?: 'constant' | 'cosine';
   minLr?: number;
+  /**
+   * With 'constant': decay linearly to `minLr` over the last `cooldown` steps before `total`
+   * (warmup-stable-decay). A constant-rate run can then be forked and cooled down at any step,
+   * which averages out the noise of the constant rate in a few thousand steps.
+   */
+  cooldown?: number;
 }
 
 /** Learning rate at (0-based) `step`. */
@@ -102,6 +108,16 @@ export function lrAt(step: number, s: LrSchedule): number {
     const p = Math.min(1, (step - warm) / (total - warm));
     const min = s.minLr ?? 0;
     return min + 0.5 * (s.lr - min) * (1 + Math.cos(Math.PI * p));
+  }
+  const cool = s.cooldown ?? 0;
+  if (cool > 0) {
+    const total = s.total ?? 0;
+    if (!(total >= cool)) throw new Error(`a cooldown of ${cool} steps needs total (${total}) >= cooldown`);
+    const start = total - cool;
+    if (step >= start) {
+      const min = s.minLr ?? 0;
+      return min + (s.lr - min) * Math.max(0, (total - step) / cool);
+    }
   }
   return s.lr;
 }

@@ -108,6 +108,7 @@ const trainCmd: Command = {
     'sample-every': { type: 'string', help: 'sample grid / eval interval in steps (default 250)' },
     'export-only': { type: 'boolean', help: 'only write <out>/<model>.safetensors + config.json from the checkpoint (EMA weights)' },
     fp16: { type: 'boolean', help: 'export weights as fp16' },
+    cooldown: { type: 'string', help: 'constant-rate models: decay the rate linearly to 0 over the last N steps before --steps; kept on resume. To cool down a copy of a running run: cp -r runs/unet runs/unet-cool, then train unet --out runs/unet-cool --resume --steps <its step + N> --cooldown N' },
     'max-steps-this-run': { type: 'string', help: 'stop after this many steps in this process (resume later)' },
     'model-channels': { type: 'string', help: 'unet: base width (default 32; multiple of 32)' },
     ship: { type: 'string', help: 'with --export-only: also write weights, config, MODEL_CARD.md, loss.png, samples.png into this folder (e.g. weights/judge)' },
@@ -196,6 +197,7 @@ const trainCmd: Command = {
       }
       return 0;
     }
+    if (args.values.cooldown !== undefined && d.decay !== 'constant') throw new Error(`--cooldown is for constant-rate runs; ${model} already decays (${d.decay})`);
     const opts: TrainOptions = {
       out,
       steps: num(args, 'steps', d.steps),
@@ -203,6 +205,7 @@ const trainCmd: Command = {
       warmup: num(args, 'warmup', d.warmup),
       decay: d.decay,
       clip: 1,
+      cooldown: args.values.cooldown !== undefined ? num(args, 'cooldown') : undefined,
       emaDecay: d.ema,
       adam: { weightDecay: d.weightDecay },
       seed,
