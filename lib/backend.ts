@@ -57,6 +57,13 @@ export function backendInfo(): BackendInfo | null {
   return current;
 }
 
+/** One line for logs and model cards: e.g. `wasm (SIMD), 2 threads`, or tfjs's name if initBackend was not called. */
+export function describeBackend(): string {
+  const b = current;
+  if (!b || b.tfBackend !== tf.getBackend()) return tf.getBackend();
+  return `${b.name}${b.simd ? ' (SIMD)' : ''}, ${b.threads} thread${b.threads === 1 ? '' : 's'}`;
+}
+
 function isBackendName(s: string): s is BackendName {
   return (BACKEND_ORDER as readonly string[]).includes(s);
 }

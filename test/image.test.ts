@@ -7,7 +7,7 @@ import ndarray from 'ndarray';
 import { PNG } from 'pngjs';
 import {
   decodePng, encodePng, readPng, writePng, imageToTensor, tensorToImage, resize, resizeMatrix, areaDownsample,
-  areaDownsampleBytes, makeGrid, toNdarray, fromNdarray, plotLines,
+  areaDownsampleBytes, makeGrid, toNdarray, fromNdarray, plotLines, simulateStrokes,
 } from '../lib/image/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dg-image-'));
@@ -123,6 +123,24 @@ describe('lib/image', () => {
     const row = Array.from(m.subarray(4 * 8, 4 * 8 + 8));
     const want = [-0.03515625, 0.26171875, 0.87890625, -0.10546875, 0, 0, 0, 0];
     row.forEach((v, i) => expect(v).to.be.closeTo(want[i], 1e-7));
+  });
+
+  it('simulateStrokes: flat blocks of the mean colour, quantised to the given levels; bad sizes named', () => {
+    // a 4x4 image: left half -1, right half a ramp whose 2x2 means are 0.3 and 0.9
+    const x = tf.tensor4d([
+      -1, -1, 0.2, 0.4,
+      -1, -1, 0.2, 0.4,
+      -1, -1, 0.8, 1,
+      -1, -1, 0.8, 1,
+    ].flatMap((v) => [v, v, -v]), [1, 4, 4, 3]);
+    const y = simulateStrokes(x, { cell: 2, levels: 3 }); // levels -1, 0, 1
+    const v = y.arraySync()[0];
+    expect(v.map((row) => row.map((p) => p[0]))).to.deep.equal([[-1, -1, 0, 0], [-1, -1, 0, 0], [-1, -1, 1, 1], [-1, -1, 1, 1]]);
+    expect(Math.abs(v[0][3][2])).to.equal(0); // -0.3 rounds to the 0 level
+    expect(v[3][3][2]).to.equal(-1);
+    expect(() => simulateStrokes(x, { cell: 3 })).to.throw(/cell 3 .*4x4/);
+    expect(() => simulateStrokes(x, { cell: 2, levels: 1 })).to.throw(/levels/);
+    tf.dispose([x, y]);
   });
 
   it('areaDownsampleBytes averages blocks with rounding', () => {

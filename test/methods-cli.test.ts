@@ -11,6 +11,7 @@ import { makeDiffuser, tinyUNetConfig } from '../lib/methods/index.js';
 import { sdedit } from '../lib/methods/sdedit.js';
 import { sample } from '../lib/methods/sample.js';
 import { writePng } from '../lib/image/png.js';
+import { describeBackend } from '../lib/backend.js';
 
 const METHOD_COMMANDS = ['sample', 'sdg', 'sdedit', 'diffusionclip', 'unclip', 'imagic', 'invert', 'demo'];
 
@@ -75,6 +76,7 @@ describe('method commands', function () {
     expect(await cli(['train', 'judge', ...data, '--out', run, '--export-only', '--ship', ship, '--eval-json', report(2)])).to.include({ code: 0 });
     for (const f of ['judge.safetensors', 'config.json', 'MODEL_CARD.md']) expect(existsSync(join(ship, f))).to.equal(true);
     expect(readFileSync(join(ship, 'MODEL_CARD.md'), 'utf8')).to.include('test_category_accuracy');
+    expect(readFileSync(join(ship, 'MODEL_CARD.md'), 'utf8')).to.include(`trained on tfjs ${describeBackend()}`);
   });
 
   it('every method command is registered', async () => {

@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync, truncateSync, sta
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../lib/paths.js';
+import { describeBackend } from '../lib/backend.js';
 import { Adam, Ema, clipByGlobalNorm, lrAt, withWeights, writeCheckpoint, readCheckpoint, train, type TrainTask } from '../lib/train/index.js';
 import { meanCov, symmetricEigen, sqrtmPsd, frechetDistance, frechetDistanceOfFeatures, totalVariation } from '../lib/train/metrics.js';
 import { Judge } from '../nets/judge/model.js';
@@ -176,6 +177,10 @@ describe('lib/train: the loop', () => {
     expect(lrOf(20)).to.be.closeTo(0.01, 1e-9); // lr of 0-based step 19 (rows are logged after the step)
     expect(lrOf(31)).to.be.closeTo(0.01 * (40 - 30) / 20, 1e-9);
     expect(lrOf(40)).to.be.closeTo(0.01 * 1 / 20, 1e-9);
+    // the state (read by model cards) names the cooldown and the backend of the three processes, once
+    const st = JSON.parse(readFileSync(join(out, 'state.json'), 'utf8')) as { cooldown: unknown; backends: string[] };
+    expect(st.cooldown).to.deep.equal({ steps: 20, end: 40 });
+    expect(st.backends).to.deep.equal([describeBackend()]);
     tf.dispose([w, target]);
   });
 

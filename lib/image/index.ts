@@ -4,3 +4,4 @@ export * from './resize.js';
 export * from './grid.js';
 export * from './ndarray.js';
 export * from './plot.js';
+export * from './strokes.js';

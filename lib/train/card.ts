@@ -42,6 +42,7 @@ export function writeModelCard(c: CardInput): string {
   mkdirSync(c.shipDir, { recursive: true });
   const st = JSON.parse(readFileSync(join(c.runDir, 'state.json'), 'utf8')) as {
     step: number; wallSeconds: number; avgLoss: number; config: Record<string, unknown>; evals?: Record<string, number>;
+    backends?: string[]; cooldown?: { steps: number; end: number };
   };
   const csv = existsSync(join(c.runDir, 'loss.csv')) ? readFileSync(join(c.runDir, 'loss.csv'), 'utf8').trim().split('\n').slice(1) : [];
   const first = csv[0]?.split(',');
@@ -62,8 +63,8 @@ export function writeModelCard(c: CardInput): string {
     '',
     `- Weights: \`${basename(c.weightsFile)}\` (safetensors, PyTorch layout, reference key names, EMA weights); config: \`config.json\``,
     `- Data: ${c.data}`,
-    `- Training: ${st.step} steps, batch ${st.config.batch}, ${(st.wallSeconds / 3600).toFixed(2)} h wall time (across resumes)`,
-    `- Hardware: ${os.cpus().length} cores (${cpu}), shared with other jobs; backend ${c.backend}`,
+    `- Training: ${st.step} steps, batch ${st.config.batch}, ${(st.wallSeconds / 3600).toFixed(2)} h wall time (across resumes)${st.cooldown ? `; the learning rate decayed linearly to 0 over the last ${st.cooldown.steps} steps (cooldown ending at step ${st.cooldown.end})` : ''}`,
+    `- Hardware: ${os.cpus().length} cores (${cpu}), shared with other jobs; ${st.backends?.length ? `trained on tfjs ${st.backends.join('; ')}; exported with ${c.backend}` : `backend ${c.backend}`}`,
     `- Loss: first logged ${first ? Number(first[1]).toFixed(4) : '?'} (step ${first?.[0] ?? '?'}), mean of the last 100 steps before the checkpoint ${Number(st.avgLoss).toFixed(4)} (step ${st.step})`,
     ...(st.evals && Object.keys(st.evals).length ? [`- Figures logged during training (EMA weights): ${Object.entries(st.evals).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`] : []),
     `- Command: \`${c.command}\``,

@@ -14,6 +14,7 @@ import { writePng, writeRgbPng } from '../image/png.js';
 import { Adam, Ema, clipByGlobalNorm, lrAt, withWeights, type AdamOptions } from './optim.js';
 import { assignGroup, readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { WasmHeapError } from '../fastgrad/wasm.js';
+import { describeBackend } from '../backend.js';
 
 /** What a model contributes to the loop. */
 export interface TrainTask<B = unknown> {
@@ -108,6 +109,8 @@ interface SavedState {
   evals: Record<string, number>;
   /** A cooldown given to this run: its length and the step it ends at. */
   cooldown?: { steps: number; end: number };
+  /** Each distinct backend the run trained on, across resumes (for the model card). */
+  backends?: string[];
 }
 
 function fmtTime(s: number): string {
@@ -181,6 +184,7 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
   let recent: number[] = [];
   let resumedFrom: number | null = null;
   let evals: Record<string, number> = {};
+  let backends: string[] = [];
   let cooldown = opts.cooldown !== undefined ? { steps: opts.cooldown, end: opts.steps } : undefined;
   if (opts.resume && existsSync(ckptPath)) {
     const ck = readCheckpoint(ckptPath);
@@ -201,6 +205,7 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
     recent = st.recent;
     evals = st.evals ?? {};
     cooldown ??= st.cooldown;
+    backends = st.backends ?? [];
     if (st.seed !== seed) throw new Error(`cannot resume ${ckptPath}: it used --seed ${st.seed}, this run ${seed}`);
     task.setState?.(st.task);
     resumedFrom = step;
@@ -209,7 +214,7 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
   if (!existsSync(csvPath) || resumedFrom === null) writeFileSync(csvPath, CSV_HEADER + '\n');
 
   const save = () => {
-    const st: SavedState = { step, adamT: adam.t, seed, task: task.getState?.(), wallSeconds: wallBefore + (Date.now() - t0) / 1000, recent: recent.slice(-100), config, evals, ...(cooldown ? { cooldown } : {}) };
+    const st: SavedState = { step, adamT: adam.t, seed, task: task.getState?.(), wallSeconds: wallBefore + (Date.now() - t0) / 1000, recent: recent.slice(-100), config, evals, ...(cooldown ? { cooldown } : {}), backends };
     writeCheckpoint(ckptPath, { params: task.params, ema: ema.shadow, adam_m: adam.m, adam_v: adam.v, ...(task.buffers?.size ? { buffers: task.buffers } : {}) }, st);
     writeFileSync(join(out, 'state.json'), JSON.stringify({ ...st, recent: undefined, avgLoss: mean(recent.slice(-100)) }, null, 2));
   };
@@ -238,6 +243,8 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
   const ckEvery = opts.checkpointEvery ?? 200;
   // a cooled-down run ends where its cooldown does, even when resumed without --steps
   const total = cooldown?.end ?? opts.steps;
+  const here = describeBackend();
+  if (!backends.includes(here)) backends.push(here);
   const ckSecs = opts.checkpointSeconds ?? 600;
   const sampleEvery = opts.sampleEvery ?? 500;
   const logEvery = opts.logEvery ?? 10;

@@ -17,6 +17,7 @@ import { writeSafetensors } from '../../io/index.js';
 import type { StateDict } from '../../io/types.js';
 import * as tf from '@tensorflow/tfjs';
 import { writeModelCard } from '../../train/card.js';
+import { describeBackend } from '../../backend.js';
 
 /** Card text for the models this file trains directly. */
 function cardText(model: string): { description: string; data: string; credits: string[]; notes?: string[] } {
@@ -190,7 +191,7 @@ const trainCmd: Command = {
           model, runDir: out, shipDir: ship, weightsFile: e.weightsPath,
           ...cardText(model),
           command: str(args, 'command', `diffguide train ${model} --out ${out}`),
-          backend: `tfjs ${tf.getBackend()}${tf.getBackend() === 'wasm' ? ' (XNNPACK, SIMD, 1 thread)' : ''}, @tensorflow/tfjs ${tf.version.tfjs}`,
+          backend: `tfjs ${describeBackend()}, @tensorflow/tfjs ${tf.version.tfjs}`,
           evalReport: evalReport as Parameters<typeof writeModelCard>[0]['evalReport'],
         });
         process.stderr.write(`shipped ${e.weightsPath}, ${e.configPath}, ${card}\n`);
