@@ -50,16 +50,27 @@ export interface InitBackendOptions {
   allowSoftwareWebgpu?: boolean;
 }
 
-let current: BackendInfo | null = null;
+// The choice is process-wide, like tfjs's engine (a global): kept on globalThis so that a second copy of
+// this module (CommonJS and ESM loads of one file, or two installed versions) sees the same choice.
+const CHOICE = Symbol.for('diffguide.backend');
+type WithChoice = typeof globalThis & { [CHOICE]?: BackendInfo };
+const state = {
+  get current(): BackendInfo | null {
+    return (globalThis as WithChoice)[CHOICE] ?? null;
+  },
+  set current(b: BackendInfo) {
+    (globalThis as WithChoice)[CHOICE] = b;
+  },
+};
 
 /** The backend chosen by the last `initBackend`, or null. */
 export function backendInfo(): BackendInfo | null {
-  return current;
+  return state.current;
 }
 
 /** One line for logs and model cards: e.g. `wasm (SIMD), 2 threads`, or tfjs's name if initBackend was not called. */
 export function describeBackend(): string {
-  const b = current;
+  const b = state.current;
   if (!b || b.tfBackend !== tf.getBackend()) return tf.getBackend();
   return `${b.name}${b.simd ? ' (SIMD)' : ''}, ${b.threads} thread${b.threads === 1 ? '' : 's'}`;
 }
@@ -245,6 +256,7 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<Backen
     chosenBy = env === 'auto' ? 'auto' : 'env';
   }
   // Nothing requested (no option, no env): whatever is running (e.g. the CLI's --backend choice).
+  const current = state.current;
   if (current && !opts.backend && !env) return current;
   if (current && (requested === 'auto' ? chosenBy === current.chosenBy : requested === current.name)) return current;
   const candidates = requested === 'auto' ? BACKEND_ORDER : [requested, ...BACKEND_ORDER.slice(BACKEND_ORDER.indexOf(requested) + 1)];
@@ -263,13 +275,14 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<Backen
         const wasm = await import('@tensorflow/tfjs-backend-wasm');
         threads = wasm.getThreadsCount();
       }
-      current = { name, tfBackend, chosenBy, skipped, threads, simd, details };
+      const chosen: BackendInfo = { name, tfBackend, chosenBy, skipped, threads, simd, details };
+      state.current = chosen;
       if (verbose) {
         const why = name !== requested && requested !== 'auto' ? ` (requested ${requested} failed: ${skipped[0]?.reason})` : '';
         const threadWhy = tfBackend === 'wasm' && threads === 1 && details.threads ? ` ${details.threads.replace(/^1,? ?/, '')}` : '';
         process.stderr.write(`diffguide: backend ${name}${simd ? ' (SIMD)' : ''}, ${threads} thread${threads === 1 ? '' : 's'}${threadWhy}${why}\n`);
       }
-      return current;
+      return chosen;
     } catch (e) {
       const reason = e instanceof Error ? e.message.split('\n')[0] : String(e);
       const quietSkip = requested === 'auto' && (

@@ -184,6 +184,56 @@ describe('lib/train: the loop', () => {
     tf.dispose([w, target]);
   });
 
+  it('stops when its signal aborts: after the current step, with a checkpoint at that step', async () => {
+    const w = tf.variable(tf.zeros([3, 1]), true, 'stop-w');
+    const task: TrainTask<tf.Tensor2D> = {
+      params: new Map([['w', w]]),
+      nextBatch: (_s: number, rng: Rng) => rng.normal<tf.Rank.R2>([8, 3]),
+      loss: (x) => tf.tidy(() => tf.mean(tf.square(tf.matMul(x, w).sub(1)))) as tf.Scalar,
+      disposeBatch: (x) => x.dispose(),
+    };
+    const out = join(dir, 'stop');
+    const ctl = new AbortController();
+    const r = await train(task, {
+      out, steps: 100, lr: 0.01, seed: 1, sampleEvery: 0, checkpointEvery: 50, signal: ctl.signal,
+      onProgress: (p) => { if (p.step === 7) ctl.abort(); },
+    });
+    expect(r).to.include({ step: 7, stopped: true });
+    expect((readCheckpoint(join(out, 'checkpoint.safetensors')).state as { step: number }).step).to.equal(7);
+    const done = await train(task, { out, steps: 12, lr: 0.01, seed: 1, sampleEvery: 0, resume: true, signal: new AbortController().signal, onProgress: () => {} });
+    expect(done).to.include({ step: 12, stopped: false, resumedFrom: 7 });
+    w.dispose();
+  });
+
+  it('SIGTERM in a training process: finishes the step, checkpoints it, exits 143', async function () {
+    this.timeout(300000);
+    const child = join(ROOT, 'test', 'train_child.ts');
+    const out = join(dir, 'sigterm');
+    const proc = spawn(process.execPath, ['--import', 'tsx', child, out, '200', '-', '-', '150'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
+    proc.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+    const code = await new Promise<number | null>((res) => {
+      const t = setInterval(() => {
+        if (/step 7\n/.test(stdout)) {
+          clearInterval(t);
+          proc.kill('SIGTERM');
+        }
+      }, 20);
+      proc.on('exit', (c) => { clearInterval(t); res(c); });
+    });
+    expect(code, stderr).to.equal(143);
+    expect(stderr).to.match(/SIGTERM: stopping after this step/);
+    const printed = stdout.match(/step (\d+)\n/g)!.map((l) => Number(l.slice(5)));
+    const last = printed[printed.length - 1];
+    expect(last).to.be.below(200);
+    const result = JSON.parse(stdout.trim().split('\n').pop()!) as { step: number; stopped: boolean };
+    expect(result).to.include({ step: last, stopped: true });
+    // the checkpoint holds exactly the last finished step, whether or not it was a multiple of 5
+    expect((readCheckpoint(join(out, 'checkpoint.safetensors')).state as { step: number }).step).to.equal(last);
+  });
+
   it('resumes after SIGKILL, continuing from the checkpoint exactly as an uninterrupted run', async function () {
     this.timeout(600000);
     const child = join(ROOT, 'test', 'train_child.ts');

@@ -1,5 +1,5 @@
 /**
- * Child process for the SIGKILL-resume test (test/train.test.ts): trains a tiny judge on the committed
+ * Child process for the SIGKILL-resume and SIGTERM tests (test/train.test.ts): trains a tiny judge on the committed
  * emoji subset. Args: OUT STEPS [MAX_STEPS_THIS_RUN] [DUMP.json] [SLEEP_MS]. Prints one JSON result line.
  */
 import { writeFileSync } from 'node:fs';
@@ -9,6 +9,7 @@ import { packageRoot } from '../lib/paths.js';
 import { Judge } from '../nets/judge/model.js';
 import { JudgeTask } from '../lib/train/tasks/judge.js';
 import { train } from '../lib/train/loop.js';
+import { stopOnSignals } from '../lib/train/interrupt.js';
 
 const [out, steps, maxRun, dump, sleepMs] = process.argv.slice(2);
 await initBackend({ backend: 'wasm', verbose: false });
@@ -17,7 +18,9 @@ const cfg = { imageSize: 32, widths: [8, 16], strides: [2, 2], groups: 4, catego
 const judge = Judge.random(cfg, 3);
 const task = new JudgeTask(judge, ds, { batch: 8, seed: 5 });
 const sleep = Number(sleepMs ?? 0);
+const stop = stopOnSignals();
 const r = await train(task, {
+  signal: stop.signal,
   out, steps: Number(steps), lr: 3e-3, warmup: 3, decay: 'cosine', seed: 5, checkpointEvery: 5, sampleEvery: 0, logEvery: 1,
   resume: true, config: { tiny: true }, maxStepsThisRun: maxRun && maxRun !== '-' ? Number(maxRun) : undefined,
   onProgress: (p) => {
@@ -30,3 +33,4 @@ const r = await train(task, {
 });
 if (dump && dump !== '-') writeFileSync(dump, JSON.stringify(Object.fromEntries([...judge.params].map(([k, v]) => [k, Array.from(v.dataSync())]))));
 console.log(JSON.stringify(r));
+process.exitCode = stop.exitCode();

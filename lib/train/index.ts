@@ -4,3 +4,4 @@ export * from './checkpoint.js';
 export * from './loop.js';
 export * from './metrics.js';
 export * from './evaluate.js';
+export * from './interrupt.js';

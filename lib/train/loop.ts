@@ -53,6 +53,11 @@ export interface TrainOptions {
    * (see `LrSchedule`). Saved with the checkpoint: a resume without it keeps the cooldown and its end.
    */
   cooldown?: number;
+  /**
+   * Stop when aborted: after the current step, with a checkpoint written (`stopped` in the result).
+   * `stopOnSignals()` (lib/train/interrupt.ts) aborts it on SIGINT / SIGTERM.
+   */
+  signal?: AbortSignal;
   /** Max global gradient norm (default 1; 0 disables). */
   clip?: number;
   /** EMA decay (default 0.999). */
@@ -96,6 +101,8 @@ export interface TrainResult {
   secPerStep: number;
   resumedFrom: number | null;
   evals: Record<string, number>;
+  /** True when `signal` stopped the run before `steps`. */
+  stopped: boolean;
 }
 
 interface SavedState {
@@ -252,7 +259,7 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
   let lastCk = Date.now();
   let stepsThisRun = 0;
   const startStep = step;
-  while (step < total && (opts.maxStepsThisRun === undefined || stepsThisRun < opts.maxStepsThisRun)) {
+  while (step < total && (opts.maxStepsThisRun === undefined || stepsThisRun < opts.maxStepsThisRun) && !opts.signal?.aborted) {
     const rng = new Rng(deriveSeed(seed, step));
     const lr = lrAt(step, { lr: opts.lr, warmup: opts.warmup, total, decay: opts.decay, minLr: opts.minLr, cooldown: cooldown?.steps });
     const batch = task.nextBatch(step, rng);
@@ -297,6 +304,8 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
       save();
       lastCk = Date.now();
     }
+    // let signal handlers run between steps (the step itself is synchronous)
+    if (opts.signal) await new Promise<void>((r) => setImmediate(r));
   }
   if (stepsThisRun > 0 && step % ckEvery !== 0 && step !== total) save();
   if (step === total && stepsThisRun > 0) {
@@ -311,6 +320,7 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
     secPerStep: stepsThisRun ? (Date.now() - t0) / 1000 / stepsThisRun : NaN,
     resumedFrom,
     evals,
+    stopped: step < total && !!opts.signal?.aborted,
   };
   return result;
 }

@@ -18,6 +18,7 @@ import type { StateDict } from '../../io/types.js';
 import * as tf from '@tensorflow/tfjs';
 import { writeModelCard } from '../../train/card.js';
 import { describeBackend } from '../../backend.js';
+import { stopOnSignals } from '../../train/interrupt.js';
 
 /** Card text for the models this file trains directly. */
 function cardText(model: string): { description: string; data: string; credits: string[]; notes?: string[] } {
@@ -218,8 +219,18 @@ const trainCmd: Command = {
       maxStepsThisRun: args.values['max-steps-this-run'] ? num(args, 'max-steps-this-run') : undefined,
     };
     process.stderr.write(`train ${model}: ${ds.name} train split ${ds.indicesOf('train').length} images, batch ${config.batch}, ${opts.steps} steps, lr ${opts.lr}, out ${out}\n`);
-    const r = await train(task as TrainTask<unknown>, opts);
+    const stop = stopOnSignals();
+    let r: Awaited<ReturnType<typeof train>>;
+    try {
+      r = await train(task as TrainTask<unknown>, { ...opts, signal: stop.signal });
+    } finally {
+      stop.dispose();
+    }
     console.log(JSON.stringify({ model, ...r }));
+    if (r.stopped) {
+      process.stderr.write(`train ${model}: stopped at step ${r.step} by ${stop.received()}; checkpoint written. Resume: diffguide train ${model} --out ${out} --resume\n`);
+      return stop.exitCode();
+    }
     const st = loadTrainedWeights(ckptPath, task.params, 'ema', (task as TrainTask<unknown>).buffers);
     await exportNow(st);
     return 0;
