@@ -14,7 +14,7 @@ import { makeSchedule, type Schedule, type ScheduleName } from '../../samplers/s
 import { diffusionModel } from '../../samplers/model.js';
 import { qSample } from '../../samplers/core.js';
 import { judgeAccuracy } from './tasks/judge.js';
-import { sampleUNet } from './tasks/unet.js';
+import { sampleUNet, unetVariance } from './tasks/unet.js';
 import type { Parameterization } from '../../samplers/model.js';
 import { frechetDistanceOfFeatures, totalVariation } from './metrics.js';
 
@@ -99,7 +99,7 @@ export interface X0ErrorRow {
  * @param images held-out images [N, H, W, C] in [-1, 1]
  */
 export function x0ErrorByNoiseLevel(net: UNet, schedule: Schedule, prediction: Parameterization, images: tf.Tensor4D, meanImage: tf.Tensor, indices = [100, 500, 800, 900, 950, 980, schedule.length - 1], seed = 0): X0ErrorRow[] {
-  const model = diffusionModel((x, t) => net.apply(x, t, {}), { prediction, variance: 'fixedSmall' });
+  const model = diffusionModel((x, t) => net.apply(x, t, {}), { prediction, variance: unetVariance(net) });
   const n = images.shape[0];
   return indices.map((i, k) => tf.tidy(() => {
     const noise = tf.randomNormal(images.shape, 0, 1, 'float32', seed + k) as tf.Tensor4D;

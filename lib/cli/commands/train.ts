@@ -118,6 +118,7 @@ const trainCmd: Command = {
     command: { type: 'string', help: 'with --ship: the training command to record in the card (default: this run\'s command line)' },
     clip: { type: 'string', help: 'noisy-clip, cond-unet, prior: the trained CLIP folder (default weights/clip)' },
     init: { type: 'string', help: 'cond-unet, unet: initialise from this unconditional UNet folder/checkpoint (default: random)' },
+    'learn-sigma': { type: 'boolean', help: "unet: also learn the sampling variance (Improved DDPM's hybrid loss; samplers then use it); kept on resume" },
     prediction: { type: 'string', help: "unet, cond-unet: what the net predicts, eps (default) or v (better conditioned at high noise); kept on resume" },
     vision: { type: 'string', help: 'clip: the image tower, resnet (ModifiedResNet, the default and shipped one) or vit; kept on resume' },
   },
@@ -153,7 +154,15 @@ const trainCmd: Command = {
       netConfig = cfg as unknown as Record<string, unknown>;
       toStateDict = () => judge.toStateDict();
     } else {
-      const cfg = (saved?.net as Record<string, unknown>) ?? { ...smallUNetConfig(ds.height), modelChannels: num(args, 'model-channels', 32) };
+      if (saved && flag(args, 'learn-sigma') && !(saved.net as { learnSigma?: boolean }).learnSigma) {
+        throw new Error(`${out} was trained without --learn-sigma; use another --out for a run that learns its variance`);
+      }
+      const cfg = (saved?.net as Record<string, unknown>) ?? {
+        ...smallUNetConfig(ds.height),
+        modelChannels: num(args, 'model-channels', 32),
+        // a learned variance doubles the output channels (guided-diffusion's learn_sigma)
+        ...(flag(args, 'learn-sigma') ? { outChannels: 2 * ds.channels, learnSigma: true } : {}),
+      };
       const net = UNet.random(cfg, seed);
       const prediction = runPrediction(saved, args.values.prediction as string | undefined, out);
       const init = args.values.init as string | undefined;

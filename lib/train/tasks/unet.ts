@@ -1,6 +1,7 @@
 /**
  * Training task for the unconditional UNet: eps-prediction MSE (DDPM's L_simple; or v-prediction) with uniformly
- * drawn timesteps on a named schedule; sample grids by DDIM with the EMA weights.
+ * drawn timesteps on a named schedule, plus Improved DDPM's variational-bound term when the net learns its
+ * variance (`learnSigma`); sample grids by DDIM with the EMA weights.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../../random.js';
@@ -10,6 +11,7 @@ import type { UNetConfig } from '../../../nets/unet/index.js';
 import { makeSchedule, respaceEven, type Schedule, type ScheduleName } from '../../../samplers/schedule.js';
 import { diffusionModel, type DiffusionModel, type Parameterization } from '../../../samplers/model.js';
 import { diffusionTarget, qSample } from '../../../samplers/core.js';
+import { vlbTerms } from '../vlb.js';
 import { ddimStep, sampleDdim } from '../../../samplers/ddim.js';
 import { makeGrid } from '../../image/grid.js';
 import type { TrainTask } from '../loop.js';
@@ -60,11 +62,16 @@ export function runPrediction(saved: Record<string, unknown> | null, asked: stri
   return p;
 }
 
+/** The sampling variance a UNet's output calls for: learned (guided-diffusion's range) when it has the channels. */
+export function unetVariance(net: UNet): 'learnedRange' | 'fixedSmall' {
+  return net.config.learnSigma ? 'learnedRange' : 'fixedSmall';
+}
+
 /** Sample images with DDIM from a UNet (eta 0). Returns [n, H, W, 3] in [-1, 1]. */
 export async function sampleUNet(net: UNet, schedule: Schedule, n: number, opts: { steps?: number; seed?: number; size?: number; batch?: number; prediction?: Parameterization; onProgress?: (done: number, total: number) => void } = {}): Promise<tf.Tensor4D> {
   const size = opts.size ?? net.config.imageSize ?? 32;
   const batch = opts.batch ?? 64;
-  const model = diffusionModel((x, t, cond) => net.apply(x, t, cond ?? {}), { prediction: opts.prediction ?? 'eps', variance: 'fixedSmall' });
+  const model = diffusionModel((x, t, cond) => net.apply(x, t, cond ?? {}), { prediction: opts.prediction ?? 'eps', variance: unetVariance(net) });
   const sched = respaceEven(schedule, opts.steps ?? 50);
   const parts: tf.Tensor4D[] = [];
   for (let i = 0; i < n; i += batch) {
@@ -118,7 +125,15 @@ export class UNetTask implements TrainTask<UNetBatch> {
     const xt = qSample(b.x0, this.schedule, idx, noise);
     const t = tf.tensor1d(idx.map((i) => this.schedule.modelT(i)), 'float32');
     const out = this.net.apply(xt, t, {}, { training: true, seed: rng.nextSeed() });
-    return tf.losses.meanSquaredError(diffusionTarget(this.opts.prediction ?? 'eps', b.x0, this.schedule, idx, noise), out) as tf.Scalar;
+    const target = diffusionTarget(this.opts.prediction ?? 'eps', b.x0, this.schedule, idx, noise);
+    if (!this.net.config.learnSigma) return tf.losses.meanSquaredError(target, out) as tf.Scalar;
+    // Improved DDPM's hybrid loss: L_simple on the mean half + the bound (bits/dim) on the variance half,
+    // the bound weighted T/1000 (the paper's lambda = 0.001 on the T-term sum, estimated by T L_t)
+    const c = b.x0.shape[3];
+    const mse = tf.losses.meanSquaredError(target, out.slice([0, 0, 0, 0], [-1, -1, -1, c]));
+    const model = diffusionModel((x) => x, { prediction: this.opts.prediction ?? 'eps', variance: 'learnedRange' });
+    const vb = vlbTerms(model, this.schedule, b.x0, xt, idx, out).mean().mul(this.schedule.length / 1000);
+    return mse.add(vb) as tf.Scalar;
   }
 
   disposeBatch(b: UNetBatch): void {
@@ -138,7 +153,7 @@ export class UNetTask implements TrainTask<UNetBatch> {
     // DDIM chain here with the same math (eta 0) step by step.
     const n = this.opts.gridSamples ?? 16;
     const sched = respaceEven(this.schedule, this.opts.gridSteps ?? 25);
-    const model = diffusionModel((x, t) => this.net.apply(x, t, {}), { prediction: this.opts.prediction ?? 'eps', variance: 'fixedSmall' });
+    const model = diffusionModel((x, t) => this.net.apply(x, t, {}), { prediction: this.opts.prediction ?? 'eps', variance: unetVariance(this.net) });
     const x = ddimChainSync(model, tf.randomNormal([n, this.data.height, this.data.width, 3], 0, 1, 'float32', seed) as tf.Tensor4D, sched);
     const g = tf.tidy(() => makeGrid(x.clipByValue(-1, 1) as tf.Tensor4D, Math.ceil(Math.sqrt(n))));
     x.dispose();
