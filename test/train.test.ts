@@ -122,16 +122,22 @@ describe('lib/train: checkpoints', () => {
   });
 });
 
+/** A linear regression as a training task: y = x w against a fixed target w; `dispose` frees both. */
+function regressionTask(name: string, batch: number): { task: TrainTask<tf.Tensor2D>; dispose: () => void } {
+  const w = tf.variable(tf.zeros([3, 1]), true, name);
+  const target = tf.tensor2d([[1], [-2], [0.5]]);
+  const task: TrainTask<tf.Tensor2D> = {
+    params: new Map([['w', w]]),
+    nextBatch: (_s: number, rng: Rng) => rng.normal<tf.Rank.R2>([batch, 3]),
+    loss: (x) => tf.losses.meanSquaredError(tf.matMul(x, target), tf.matMul(x, w)) as tf.Scalar,
+    disposeBatch: (x) => x.dispose(),
+  };
+  return { task, dispose: () => tf.dispose([w, target]) };
+}
+
 describe('lib/train: the loop', () => {
   it('decreases a simple regression loss, writes CSV/PNG/checkpoint, refuses to overwrite without --resume, and does not leak', async () => {
-    const w = tf.variable(tf.zeros([3, 1]), true, 'reg-w');
-    const target = tf.tensor2d([[1], [-2], [0.5]]);
-    const task: TrainTask<tf.Tensor2D> = {
-      params: new Map([['w', w]]),
-      nextBatch: (_s: number, rng: Rng) => rng.normal<tf.Rank.R2>([16, 3]),
-      loss: (x) => tf.losses.meanSquaredError(tf.matMul(x, target), tf.matMul(x, w)) as tf.Scalar,
-      disposeBatch: (x) => x.dispose(),
-    };
+    const { task, dispose } = regressionTask('reg-w', 16);
     const out = join(dir, 'reg');
     const before = tf.memory().numTensors;
     const r = await train(task, { out, steps: 150, lr: 0.05, warmup: 5, seed: 1, sampleEvery: 0, logEvery: 10, checkpointEvery: 50, onProgress: () => {} });
@@ -152,18 +158,11 @@ describe('lib/train: the loop', () => {
       () => expect.fail('should refuse'),
       (e: Error) => expect(e.message).to.match(/cannot resume .*config/),
     );
-    tf.dispose([w, target]);
+    dispose();
   });
 
   it('a cooldown given on resume is kept by later resumes, which end where it ends', async () => {
-    const w = tf.variable(tf.zeros([3, 1]), true, 'cool-w');
-    const target = tf.tensor2d([[1], [-2], [0.5]]);
-    const task: TrainTask<tf.Tensor2D> = {
-      params: new Map([['w', w]]),
-      nextBatch: (_s: number, rng: Rng) => rng.normal<tf.Rank.R2>([8, 3]),
-      loss: (x) => tf.losses.meanSquaredError(tf.matMul(x, target), tf.matMul(x, w)) as tf.Scalar,
-      disposeBatch: (x) => x.dispose(),
-    };
+    const { task, dispose } = regressionTask('cool-w', 8);
     const out = join(dir, 'cool');
     const base = { out, lr: 0.01, seed: 1, sampleEvery: 0, logEvery: 1, checkpointEvery: 10, onProgress: () => {} };
     await train(task, { ...base, steps: 20 }); // a constant-rate run, stopped at 20
@@ -181,17 +180,11 @@ describe('lib/train: the loop', () => {
     const st = JSON.parse(readFileSync(join(out, 'state.json'), 'utf8')) as { cooldown: unknown; backends: string[] };
     expect(st.cooldown).to.deep.equal({ steps: 20, end: 40 });
     expect(st.backends).to.deep.equal([describeBackend()]);
-    tf.dispose([w, target]);
+    dispose();
   });
 
   it('stops when its signal aborts: after the current step, with a checkpoint at that step', async () => {
-    const w = tf.variable(tf.zeros([3, 1]), true, 'stop-w');
-    const task: TrainTask<tf.Tensor2D> = {
-      params: new Map([['w', w]]),
-      nextBatch: (_s: number, rng: Rng) => rng.normal<tf.Rank.R2>([8, 3]),
-      loss: (x) => tf.tidy(() => tf.mean(tf.square(tf.matMul(x, w).sub(1)))) as tf.Scalar,
-      disposeBatch: (x) => x.dispose(),
-    };
+    const { task, dispose } = regressionTask('stop-w', 8);
     const out = join(dir, 'stop');
     const ctl = new AbortController();
     const r = await train(task, {
@@ -202,7 +195,7 @@ describe('lib/train: the loop', () => {
     expect((readCheckpoint(join(out, 'checkpoint.safetensors')).state as { step: number }).step).to.equal(7);
     const done = await train(task, { out, steps: 12, lr: 0.01, seed: 1, sampleEvery: 0, resume: true, signal: new AbortController().signal, onProgress: () => {} });
     expect(done).to.include({ step: 12, stopped: false, resumedFrom: 7 });
-    w.dispose();
+    dispose();
   });
 
   it('SIGTERM in a training process: finishes the step, checkpoints it, exits 143', async function () {
