@@ -54,6 +54,15 @@ describe('method commands', function () {
     });
   }
 
+  it('every --help lists each option with its flag and its help separated (train has the longest flags)', async () => {
+    for (const c of [...METHOD_COMMANDS, 'train', 'eval', 'data', 'bench']) {
+      const r = await cli([c, '--help']);
+      const rows = r.out.split('\n').filter((l) => /^\s+(-\w, )?--[a-z]/.test(l));
+      expect(rows.length, c).to.be.greaterThan(2);
+      for (const l of rows) expect(l, `${c}: ${l}`).to.match(/^\s+(-\w, )?--[\w-]+( VALUE)?\s{2,}\S/);
+    }
+  });
+
   it('eval judge --weights evaluates that judge (not the shipped one)', async () => {
     const missing = join(dir, 'no-judge-here');
     const err = await cli(['eval', 'judge', '--weights', missing, '--data', 'test/data/emoji32-subset.json', '--json']).then(() => null, (e: Error) => e);

@@ -6,9 +6,9 @@ import { initBackend, type BackendName } from '../backend.js';
 import { packageVersion } from '../paths.js';
 
 function optionLines(options: Record<string, OptionSpec>): string {
-  return Object.entries(options)
-    .map(([k, o]) => `  ${o.short ? `-${o.short}, ` : '    '}--${k}${o.type === 'string' ? ' VALUE' : ''}`.padEnd(30) + o.help)
-    .join('\n');
+  const rows = Object.entries(options).map(([k, o]) => [`  ${o.short ? `-${o.short}, ` : '    '}--${k}${o.type === 'string' ? ' VALUE' : ''}`, o.help]);
+  const width = Math.max(30, ...rows.map(([flag]) => flag.length + 2)); // a column that fits the longest flag
+  return rows.map(([flag, help]) => flag.padEnd(width) + help).join('\n');
 }
 
 async function topHelp(): Promise<string> {
