@@ -38,14 +38,18 @@ export interface Diffuser {
   source: string;
 }
 
+/** The sampling variance a UNet's output calls for: learned (guided-diffusion's range) when it has the channels. */
+export function unetVariance(unet: UNet): 'learnedRange' | 'fixedSmall' {
+  return unet.config.learnSigma ? 'learnedRange' : 'fixedSmall';
+}
+
 /** A Diffuser from a UNet and its schedule; variance inferred from the output channels. */
 export function makeDiffuser(unet: UNet, schedule: Schedule, opts: Partial<Omit<Diffuser, 'unet' | 'schedule'>> = {}): Diffuser {
-  const learn = unet.config.outChannels === 2 * unet.config.inChannels;
   return {
     unet,
     schedule,
     prediction: opts.prediction ?? 'eps',
-    variance: opts.variance ?? (learn ? 'learnedRange' : 'fixedSmall'),
+    variance: opts.variance ?? unetVariance(unet),
     embScale: opts.embScale ?? 1,
     source: opts.source ?? 'in-memory',
   };

@@ -14,7 +14,8 @@ import { makeSchedule, type Schedule, type ScheduleName } from '../../samplers/s
 import { diffusionModel } from '../../samplers/model.js';
 import { qSample } from '../../samplers/core.js';
 import { judgeAccuracy } from './tasks/judge.js';
-import { sampleUNet, unetVariance } from './tasks/unet.js';
+import { sampleUNet } from './tasks/unet.js';
+import { unetVariance } from '../methods/common.js';
 import type { Parameterization } from '../../samplers/model.js';
 import { frechetDistanceOfFeatures, totalVariation } from './metrics.js';
 

@@ -12,6 +12,7 @@ import { makeSchedule, respaceEven, type Schedule, type ScheduleName } from '../
 import { diffusionModel, type DiffusionModel, type Parameterization } from '../../../samplers/model.js';
 import { diffusionTarget, qSample } from '../../../samplers/core.js';
 import { vlbTerms } from '../vlb.js';
+import { unetVariance } from '../../methods/common.js';
 import { ddimStep, sampleDdim } from '../../../samplers/ddim.js';
 import { makeGrid } from '../../image/grid.js';
 import type { TrainTask } from '../loop.js';
@@ -60,11 +61,6 @@ export function runPrediction(saved: Record<string, unknown> | null, asked: stri
   if (p !== 'eps' && p !== 'v') throw new Error(`--prediction must be eps or v, got '${p}'`);
   if (saved && asked && asked !== p) throw new Error(`${out} was trained with --prediction ${p}; use another --out for a run with --prediction ${asked} (--init ${out} starts it from these weights)`);
   return p;
-}
-
-/** The sampling variance a UNet's output calls for: learned (guided-diffusion's range) when it has the channels. */
-export function unetVariance(net: UNet): 'learnedRange' | 'fixedSmall' {
-  return net.config.learnSigma ? 'learnedRange' : 'fixedSmall';
 }
 
 /** Sample images with DDIM from a UNet (eta 0). Returns [n, H, W, 3] in [-1, 1]. */
