@@ -160,8 +160,8 @@ const trainCmd: Command = {
       const cfg = (saved?.net as Record<string, unknown>) ?? {
         ...smallUNetConfig(ds.height),
         modelChannels: num(args, 'model-channels', 32),
-        // a learned variance doubles the output channels (guided-diffusion's learn_sigma)
-        ...(flag(args, 'learn-sigma') ? { outChannels: 2 * ds.channels, learnSigma: true } : {}),
+        // a learned variance doubles the output channels (learnSigma follows from them, as guided-diffusion's learn_sigma)
+        ...(flag(args, 'learn-sigma') ? { outChannels: 2 * ds.channels } : {}),
       };
       const net = UNet.random(cfg, seed);
       const prediction = runPrediction(saved, args.values.prediction as string | undefined, out);
