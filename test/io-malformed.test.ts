@@ -3,10 +3,12 @@
  * and malformed inputs (truncated zip, random bytes, lying safetensors headers, forbidden pickle globals).
  */
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readCheckpoint, readStateDict, writeSafetensors } from '../lib/io/index.js';
+import { inspectCheckpoint, readCheckpoint, readStateDict, writeSafetensors } from '../lib/io/index.js';
+import inspect from '../lib/cli/commands/inspect.js';
+import convert from '../lib/cli/commands/convert.js';
 import { HAVE_PARITY, PARITY } from './fixtures.js';
 
 // ------------------------------------------------------------------ a tiny pickle writer (protocol 2 opcodes)
@@ -302,18 +304,77 @@ describe('io: checkpoints built byte by byte', () => {
     const list = new Pk().raw(0x5d).stop();
     expect(await errorOf(readCheckpoint(torchZip(list, {})))).to.match(/pickled object is a list, not a state_dict/);
     const missing = new Pk().odict((q) => q.str('w').tensor('FloatStorage', '9', 4, 0, [4], [1])).stop();
-    expect(await errorOf(readCheckpoint(torchZip(missing, {})))).to.match(/storage 9 is referenced by data\.pkl but archive\/data\/9 is missing/);
+    expect(await errorOf(readCheckpoint(torchZip(missing, {})))).to.match(/tensor 'w' uses storage 9, but its record archive\/data\/9 in the archive is missing; the file is truncated or corrupt/);
     const short = new Pk().odict((q) => q.str('w').tensor('FloatStorage', '0', 4, 0, [4], [1])).stop();
-    expect(await errorOf(readCheckpoint(torchZip(short, { 0: f32bytes([1, 2]) })))).to.match(/entry archive\/data\/0 has 8 bytes; a tensor needs bytes 0\.\.16/);
+    expect(await errorOf(readCheckpoint(torchZip(short, { 0: f32bytes([1, 2]) })))).to.match(/tensor 'w' uses storage 0: its record archive\/data\/0 in the archive has 8 bytes, but the storage holds 4 float32 elements \(16 bytes\)/);
     const nopkl = put(zip([['a/readme.txt', Buffer.from('hi')]]));
     expect(await errorOf(readCheckpoint(nopkl))).to.match(/zip archive without data\.pkl: not a PyTorch checkpoint/);
+  });
+
+  it('inspect validates what it describes: a missing or short storage record fails inspect and convert alike, before anything is written', async () => {
+    const pkl = new Pk()
+      .odict((q) => {
+        q.str('a').tensor('FloatStorage', '0', 2, 0, [2], [1]);
+        q.str('b').tensor('FloatStorage', '1', 4, 0, [2, 2], [2, 1]);
+        q.str('c').tensor('FloatStorage', '1', 4, 1, [3], [1]); // a view into b's storage
+      })
+      .stop();
+    const good = torchZip(pkl, { 0: f32bytes([1, 2]), 1: f32bytes([1, 2, 3, 4]) });
+    expect((await inspectCheckpoint(good)).count).to.equal(3);
+    const cases: [string, string, RegExp][] = [
+      ['missing', torchZip(pkl, { 0: f32bytes([1, 2]) }), /tensor 'b' uses storage 1, but its record archive\/data\/1 in the archive is missing; the file is truncated or corrupt: save it again with torch\.save, or download it again/],
+      ['short', torchZip(pkl, { 0: f32bytes([1, 2]), 1: f32bytes([1, 2, 3]) }), /tensor 'b' uses storage 1: its record archive\/data\/1 in the archive has 12 bytes, but the storage holds 4 float32 elements \(16 bytes\); the file is truncated/],
+    ];
+    // a view past its storage's declared elements: caught at open too
+    const past = new Pk().odict((q) => q.str('v').tensor('FloatStorage', '0', 2, 1, [2], [1])).stop();
+    cases.push(['view past its storage', torchZip(past, { 0: f32bytes([1, 2]) }), /tensor 'v' needs elements 1\.\.3 of storage 0, which holds 2; the file is truncated or corrupt/]);
+    for (const [what, file, re] of cases) {
+      expect(await errorOf(inspectCheckpoint(file)), what).to.match(re);
+      expect(await errorOf(inspect.run({ values: { json: true }, positionals: [file] })), what).to.match(re);
+      const out = join(dir, `converted-${what.replace(/ /g, '-')}.safetensors`);
+      expect(await errorOf(convert.run({ values: { quiet: true }, positionals: [file, out] })), what).to.match(re);
+      expect(existsSync(out), what).to.equal(false);
+      expect(await errorOf(readCheckpoint(file)), what).to.match(re);
+    }
+    // a filter that leaves the broken tensor out opens fine (its bytes are never needed)
+    const ck = await readCheckpoint(cases[0][1], { filter: (k) => k === 'a' });
+    expect([...ck.tensors.keys()]).to.deep.equal(['a']);
+  });
+
+  it('safetensors that are too short, have an absurd header length or reversed offsets say which', async () => {
+    const st = (bytes: Uint8Array, ext = '.safetensors') => put(bytes, ext);
+    const len = (n: bigint, rest: string) => {
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64LE(n);
+      return new Uint8Array(Buffer.concat([b, Buffer.from(rest)]));
+    };
+    expect(await errorOf(readCheckpoint(st(Uint8Array.from([1, 2, 3, 4, 5]))))).to.match(
+      /invalid safetensors file: only 5 bytes, fewer than the 8-byte header length a safetensors file starts with \(truncated file\?\); download or convert it again/,
+    );
+    expect(await errorOf(readCheckpoint(st(new Uint8Array(0))))).to.match(/empty file \(0 bytes\), not a checkpoint/);
+    // an absurd length, with or without the .safetensors name (the JSON header at byte 8 tells)
+    for (const ext of ['.safetensors', '.bin']) {
+      expect(await errorOf(readCheckpoint(st(len(0xffffffffffffffffn, '{}'), ext))), ext).to.match(
+        /invalid safetensors file: header length 18446744073709551615 exceeds the 100 MB limit and the 10-byte file \(bytes 0\.\.8, a little-endian u64, are corrupt/,
+      );
+      expect(await errorOf(readCheckpoint(st(len(1n << 50n, '{}'), ext))), ext).to.match(/header length 1125899906842624 exceeds the 100 MB limit/);
+    }
+    expect(await errorOf(readCheckpoint(st(len(0n, '{}'))))).to.match(/header length 0 is too small for a JSON header/);
+    expect(await errorOf(readCheckpoint(st(len(2n, '[]'))))).to.match(/invalid safetensors file: header does not start with '\{'/);
+    // reversed offsets, where sorting by begin would make them look like an overlap
+    const t = (dtype: string, shape: number[], offs: [number, number]) => ({ dtype, shape, data_offsets: offs });
+    expect(await errorOf(readCheckpoint(st(safetensors({ a: t('F32', [2], [0, 8]), b: t('F32', [1], [8, 4]) }, new Uint8Array(12)))))).to.match(
+      /tensor 'b' has reversed data_offsets \[8, 4\]: the end lies before the begin/,
+    );
+    expect(await errorOf(readCheckpoint(st(safetensors({ a: t('F32', [2], [0, 8]), b: t('F32', [1], [4, 0]) }, new Uint8Array(8)))))).to.not.match(/overlap/);
   });
 
   it('rejects random bytes, empty files and truncated files quickly', async () => {
     const rnd = new Uint8Array(4096);
     for (let i = 0; i < rnd.length; i++) rnd[i] = (i * 2654435761) >>> 24;
     expect(await errorOf(readCheckpoint(put(rnd)))).to.match(/unrecognised checkpoint format/);
-    expect(await errorOf(readCheckpoint(put(new Uint8Array(0))))).to.match(/unrecognised checkpoint format/);
+    expect(await errorOf(readCheckpoint(put(new Uint8Array(0))))).to.match(/empty file \(0 bytes\), not a checkpoint/);
+    expect(await errorOf(readCheckpoint(put(Uint8Array.from([1, 2, 3]))))).to.match(/unrecognised checkpoint format \(only 3 bytes; first bytes 01 02 03\)/);
     expect(await errorOf(readCheckpoint(join(dir, 'nope.pt')))).to.match(/does not exist/);
     if (!HAVE_PARITY) return;
     const full = readFileSync(join(PARITY, 'clip_tiny.pt'));
@@ -346,7 +407,7 @@ describe('io: checkpoints built byte by byte', () => {
       ['a gap', safetensors({ a: t('F32', [1], [0, 4]), b: t('F32', [1], [8, 12]) }, new Uint8Array(12)), /gap in the data buffer before tensor 'b'/],
       ['bytes not covered', safetensors({ a: t('F32', [1], [0, 4]) }, new Uint8Array(8)), /buffer has 8 bytes but the tensors cover only 4/],
       ['shape/dtype vs byte count', safetensors({ a: t('F16', [4], [0, 16]) }, new Uint8Array(16)), /tensor 'a' F16\[4\] needs 8 bytes but data_offsets \[0, 16\] span 16/],
-      ['end before begin', safetensors({ a: t('F32', [0], [4, 0]) }, new Uint8Array(4)), /gap in the data buffer|end before/],
+      ['end before begin', safetensors({ a: t('F32', [0], [4, 0]) }, new Uint8Array(4)), /tensor 'a' has reversed data_offsets \[4, 0\]: the end lies before the begin/],
       ['unknown dtype', safetensors({ a: t('F7', [1], [0, 4]) }, new Uint8Array(4)), /unsupported dtype F7/],
       ['negative shape', safetensors({ a: t('F32', [-1], [0, 4]) }, new Uint8Array(4)), /invalid shape \[-1\]/],
       ['header length past the end', safetensors({}, new Uint8Array(0), 1000n), /header length 1000 runs past the end/],

@@ -1,7 +1,7 @@
 /** Format detection and the lazy `openCheckpoint` every reader goes through. */
 import { PositionalFile } from './file.js';
 import { readSafetensorsHeader, safetensorsLazy } from './safetensors.js';
-import { lazyView } from './tensor.js';
+import { checkView, lazyView } from './tensor.js';
 import { collectTensors, openTorchLegacy, openTorchZip } from './torch.js';
 import { CheckpointError, type Checkpoint, type CheckpointFormat, type LazyTensor, type ReadOptions, type StateDict } from './types.js';
 import { ZipArchive } from './zip.js';
@@ -22,6 +22,15 @@ export function detectFormat(head: Uint8Array): CheckpointFormat | null {
   return null;
 }
 
+/**
+ * A file detection does not recognise but that is meant as safetensors: named `.safetensors`, or a JSON object
+ * where a safetensors header begins (byte 8) with a header length detection rejected. Read as safetensors, its
+ * header check then says what is wrong (too short, header length out of range, ...).
+ */
+function looksLikeSafetensors(path: string, head: Uint8Array): boolean {
+  return /\.safetensors$/i.test(path) || (head.length >= 9 && head[8] === 0x7b /* "{" */);
+}
+
 /** An opened checkpoint whose tensors are read on demand. Call `close()` when done. */
 export interface OpenedCheckpoint {
   path: string;
@@ -37,17 +46,19 @@ export interface OpenedCheckpoint {
 export async function openCheckpoint(path: string, opts: ReadOptions = {}): Promise<OpenedCheckpoint> {
   const file = await PositionalFile.open(path);
   try {
+    if (file.size === 0) throw new CheckpointError(`${path}: empty file (0 bytes), not a checkpoint; download or save it again`);
     const head = await file.read(0, Math.min(file.size, 64));
     const fmt = detectFormat(head);
     let format: CheckpointFormat;
     let metadata: Record<string, string>;
     let unwrapped: string | undefined;
-    let lazy: LazyTensor[];
-    if (fmt === 'safetensors') {
+    /** Tensors in file order: the name in the file, and the lazy tensor under a (possibly renamed) name. */
+    let items: { name: string; lazy: (name: string) => LazyTensor }[];
+    if (fmt === 'safetensors' || (fmt === null && looksLikeSafetensors(path, head))) {
       const h = await readSafetensorsHeader(file);
       format = 'safetensors';
       metadata = h.metadata;
-      lazy = safetensorsLazy(file, h);
+      items = safetensorsLazy(file, h).map((t) => ({ name: t.name, lazy: (name) => (name === t.name ? t : { ...t, name }) }));
     } else if (fmt === 'torch-zip' || fmt === 'torch-legacy') {
       const tf = fmt === 'torch-zip' ? await openTorchZip(file, await ZipArchive.open(file)) : await openTorchLegacy(file);
       const c = collectTensors(tf, path, opts.wrapper);
@@ -55,24 +66,25 @@ export async function openCheckpoint(path: string, opts: ReadOptions = {}): Prom
       metadata = { ...tf.metadata, ...c.metadata };
       unwrapped = c.unwrapped;
       if (unwrapped) metadata.unwrapped = unwrapped;
-      lazy = c.views.map((v) => lazyView(tf.source, v));
+      // Each described tensor is checked against its storage record here, before any byte is read (checkView).
+      items = c.views.map((v) => ({ name: v.name, lazy: (name) => (checkView(tf.source, v), lazyView(tf.source, name === v.name ? v : { ...v, name })) }));
     } else {
       const tarLike = file.size > 262 && new TextDecoder().decode(await file.read(257, 5)) === 'ustar';
       throw new CheckpointError(
         tarLike
           ? `${path}: a tar-based torch file (PyTorch < 0.4); load and re-save it with a newer PyTorch, then retry`
-          : `${path}: unrecognised checkpoint format (first bytes ${[...head.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join(' ')}); supported: torch.save zip (.pt/.pth/.ckpt), legacy torch.save, TorchScript, safetensors`,
+          : `${path}: unrecognised checkpoint format (${file.size < 64 ? `only ${file.size} bytes; ` : ''}first bytes ${[...head.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join(' ')}); supported: torch.save zip (.pt/.pth/.ckpt), legacy torch.save, TorchScript, safetensors`,
       );
     }
     const seen = new Set<string>();
     const tensors: LazyTensor[] = [];
-    for (const t of lazy) {
+    for (const t of items) {
       let name = t.name;
       if (opts.stripPrefix && name.startsWith(opts.stripPrefix)) name = name.slice(opts.stripPrefix.length);
       if (opts.filter && !opts.filter(name)) continue;
       if (seen.has(name)) throw new CheckpointError(`${path}: key '${name}' occurs twice${opts.stripPrefix ? ` after stripping '${opts.stripPrefix}'` : ''}`);
       seen.add(name);
-      tensors.push(name === t.name ? t : { ...t, name });
+      tensors.push(t.lazy(name));
     }
     return { path, format, metadata, unwrapped, tensors, close: () => file.close() };
   } catch (e) {

@@ -72,19 +72,18 @@ export function parseSafetensorsHeader(path: string, headerBytes: Uint8Array, fi
     if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 0)) return bad(`tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`);
     if (!Array.isArray(offs) || offs.length !== 2 || offs.some((d) => !Number.isSafeInteger(d) || d < 0))
       return bad(`tensor '${name}' has invalid data_offsets ${JSON.stringify(offs)}`);
+    if (offs[1] < offs[0]) return bad(`tensor '${name}' has reversed data_offsets [${offs[0]}, ${offs[1]}]: the end lies before the begin (they are [begin, end) byte positions in the data buffer)`);
     tensors.push({ name, dtype: torchDtype, stDtype: dtype, shape: shape as number[], begin: offs[0], end: offs[1] });
   }
   const bufferLen = fileSize - 8 - n;
   const sorted = [...tensors].sort((a, b) => a.begin - b.begin || a.end - b.end);
   let start = 0;
   for (const t of sorted) {
-    if (t.begin !== start || t.end < t.begin)
+    if (t.begin !== start)
       bad(
         t.begin < start
           ? `tensor '${t.name}' data_offsets [${t.begin}, ${t.end}] overlap the previous tensor (which ends at ${start})`
-          : t.end < t.begin
-            ? `tensor '${t.name}' data_offsets [${t.begin}, ${t.end}] end before they begin`
-            : `gap in the data buffer before tensor '${t.name}' (offsets must tile the buffer: expected begin ${start}, got ${t.begin})`,
+          : `gap in the data buffer before tensor '${t.name}' (offsets must tile the buffer: expected begin ${start}, got ${t.begin})`,
       );
     const need = numel(t.shape) * DTYPES[t.dtype].size;
     if (!Number.isSafeInteger(need) || need !== t.end - t.begin)
@@ -102,11 +101,15 @@ export function parseSafetensorsHeader(path: string, headerBytes: Uint8Array, fi
 
 /** Read and validate the header of an opened safetensors file. */
 export async function readSafetensorsHeader(file: PositionalFile): Promise<SafetensorsHeader> {
-  if (file.size < 8) throw new CheckpointError(`${file.path}: invalid safetensors file: only ${file.size} bytes (truncated?)`);
+  const bad = (what: string): never => {
+    throw new CheckpointError(`${file.path}: invalid safetensors file: ${what}; download or convert it again (diffguide convert IN OUT.safetensors)`);
+  };
+  if (file.size < 8) bad(`only ${file.size} byte${file.size === 1 ? '' : 's'}, fewer than the 8-byte header length a safetensors file starts with (truncated file?)`);
   const n = new DataView((await file.read(0, 8)).buffer).getBigUint64(0, true);
-  if (n > BigInt(MAX_HEADER_BYTES)) throw new CheckpointError(`${file.path}: invalid safetensors file: header length ${n} exceeds the 100 MB limit`);
-  if (Number(n) + 8 > file.size)
-    throw new CheckpointError(`${file.path}: invalid safetensors file: header length ${n} runs past the end of the ${file.size}-byte file (truncated?)`);
+  if (n > BigInt(MAX_HEADER_BYTES))
+    bad(`header length ${n} exceeds the 100 MB limit${n + 8n > BigInt(file.size) ? ` and the ${file.size}-byte file` : ''} (bytes 0..8, a little-endian u64, are corrupt, or this is not a safetensors file)`);
+  if (n < 2n) bad(`header length ${n} is too small for a JSON header (at least 2 bytes, '{}'; bytes 0..8 hold the length as a little-endian u64)`);
+  if (Number(n) + 8 > file.size) bad(`header length ${n} runs past the end of the ${file.size}-byte file (truncated?)`);
   return parseSafetensorsHeader(file.path, await file.read(8, Number(n)), file.size);
 }
 

@@ -5,6 +5,13 @@ import { CheckpointError, type HostTensor, type LazyTensor } from './types.js';
 /** Where a storage's bytes come from. `byteStart` counts from the beginning of the storage. */
 export interface StorageSource {
   read(storageKey: string, byteStart: number, target: Uint8Array): Promise<void>;
+  /**
+   * The record holding a storage's bytes: where it is (for messages) and how many bytes it has, null when the file
+   * lacks it. Absent where the format's header validation already guarantees the bytes (safetensors).
+   */
+  record?(storageKey: string): { bytes: number | null; where: string };
+  /** The file, for messages. */
+  path?: string;
 }
 
 /** A strided view of a storage (PyTorch semantics, offsets and strides in elements). */
@@ -53,21 +60,48 @@ async function readConverted(
   }
 }
 
-/** Read a tensor view into a new host tensor (contiguous views read straight into the result). */
-export async function materialize(src: StorageSource, v: TensorView): Promise<HostTensor> {
-  if (!isSourceDtype(v.dtype)) throw new CheckpointError(`tensor '${v.name}' has unsupported dtype ${v.dtype}`);
-  const dtype = v.dtype;
-  const info = DTYPES[dtype];
-  const n = numel(v.shape);
-  if (v.shape.some((d) => !Number.isSafeInteger(d) || d < 0) || v.stride.some((s) => !Number.isSafeInteger(s) || s < 0) || v.offset < 0)
-    throw new CheckpointError(`tensor '${v.name}' has an invalid shape ${JSON.stringify(v.shape)} / stride ${JSON.stringify(v.stride)} / offset ${v.offset}`);
-  const out = allocHost(info.host, n);
-  const result: HostTensor = { shape: [...v.shape], dtype: info.host, data: out, sourceDtype: dtype };
-  if (n === 0) return result;
+/**
+ * Validate a view against its storage without reading any byte: finite non-negative shape, stride and offset, the
+ * elements it spans inside the storage's declared size, and the storage's record present in the file and holding
+ * those elements. The one check every reader goes through: `openCheckpoint` runs it on each tensor it describes
+ * (so `inspect` reports what `convert` and `readCheckpoint` can read) and `materialize` runs it again before reading.
+ * @returns the number of elements the view spans in its storage
+ * @throws CheckpointError naming the file, tensor, storage, the problem and the fix
+ */
+export function checkView(src: StorageSource, v: TensorView): number {
+  const file = src.path ? `${src.path}: ` : '';
+  const corrupt = 'the file is truncated or corrupt: save it again with torch.save, or download it again';
+  if (!isSourceDtype(v.dtype)) throw new CheckpointError(`${file}tensor '${v.name}' has unsupported dtype ${v.dtype}`);
+  if (v.shape.some((d) => !Number.isSafeInteger(d) || d < 0) || v.stride.some((s) => !Number.isSafeInteger(s) || s < 0) || !Number.isSafeInteger(v.offset) || v.offset < 0)
+    throw new CheckpointError(`${file}tensor '${v.name}' has an invalid shape ${JSON.stringify(v.shape)} / stride ${JSON.stringify(v.stride)} / offset ${v.offset}; ${corrupt}`);
+  if (numel(v.shape) === 0) return 0;
   let span = 1;
   for (let i = 0; i < v.shape.length; i++) span += (v.shape[i] - 1) * v.stride[i];
   if (v.storageNumel >= 0 && v.offset + span > v.storageNumel)
-    throw new CheckpointError(`tensor '${v.name}' needs elements ${v.offset}..${v.offset + span} of a storage holding ${v.storageNumel} (corrupt file)`);
+    throw new CheckpointError(`${file}tensor '${v.name}' needs elements ${v.offset}..${v.offset + span} of storage ${v.storageKey}, which holds ${v.storageNumel}; ${corrupt}`);
+  const rec = src.record?.(v.storageKey);
+  if (rec && rec.bytes === null)
+    throw new CheckpointError(`${file}tensor '${v.name}' uses storage ${v.storageKey}, but ${rec.where} is missing; ${corrupt}`);
+  if (rec && rec.bytes !== null) {
+    const size = DTYPES[v.dtype].size;
+    const need = (v.storageNumel >= 0 ? v.storageNumel : v.offset + span) * size;
+    if (rec.bytes < need)
+      throw new CheckpointError(
+        `${file}tensor '${v.name}' uses storage ${v.storageKey}: ${rec.where} has ${rec.bytes} bytes, but the storage holds ${need / size} ${v.dtype} elements (${need} bytes); ${corrupt}`,
+      );
+  }
+  return span;
+}
+
+/** Read a tensor view into a new host tensor (contiguous views read straight into the result). */
+export async function materialize(src: StorageSource, v: TensorView): Promise<HostTensor> {
+  const span = checkView(src, v);
+  const dtype = v.dtype as SourceDtype;
+  const info = DTYPES[dtype];
+  const n = numel(v.shape);
+  const out = allocHost(info.host, n);
+  const result: HostTensor = { shape: [...v.shape], dtype: info.host, data: out, sourceDtype: dtype };
+  if (n === 0) return result;
   // Row-major contiguous? (strides of size-1 dims do not matter)
   let contiguous = true;
   let expect = 1;

@@ -77,6 +77,11 @@ export async function openTorchZip(file: PositionalFile, zip: ZipArchive): Promi
   const storageNumel = new Map<string, number>();
   for (const [k, s] of storages) storageNumel.set(k, s.numel);
   const source: StorageSource = {
+    path: file.path,
+    record(key) {
+      const name = `${prefix}data/${key}`;
+      return { bytes: zip.get(name)?.size ?? null, where: `its record ${name} in the archive` };
+    },
     async read(key, byteStart, target) {
       const entry = zip.get(`${prefix}data/${key}`);
       if (!entry) throw new CheckpointError(`${file.path}: storage ${key} is referenced by data.pkl but ${prefix}data/${key} is missing from the archive`);
@@ -178,6 +183,13 @@ async function parseLegacy(file: PositionalFile, head: Uint8Array): Promise<Torc
     if (pos > file.size) throw new CheckpointError(`${src}: storage ${key} runs past the end of the file (truncated file?)`);
   }
   const source: StorageSource = {
+    path: src,
+    record(key) {
+      const n = storageNumel.get(key);
+      const st = storages.get(key);
+      const size = st && isSourceDtype(st.dtype) ? DTYPES[st.dtype].size : 1;
+      return { bytes: n === undefined ? null : n * size, where: n === undefined ? 'its data (the storage key list after the pickles does not name it)' : 'its data in the file' };
+    },
     async read(key, byteStart, target) {
       const off = offsets.get(key);
       if (off === undefined) throw new CheckpointError(`${src}: storage ${key} has no data in the file`);
@@ -219,6 +231,9 @@ export function collectTensors(tf: TorchFile, path: string, wrapper?: string): C
   const metadata: Record<string, string> = {};
   const views: TensorView[] = [];
   const push = (name: string, t: TensorRef) => {
+    let storageNumel = tf.storageNumel.get(t.storage.key) ?? -1;
+    // An untyped storage counts bytes; the view counts elements of the tensor's dtype.
+    if (storageNumel >= 0 && t.storage.dtype === 'untyped' && isSourceDtype(t.dtype)) storageNumel = Math.floor(storageNumel / DTYPES[t.dtype].size);
     views.push({
       name,
       storageKey: t.storage.key,
@@ -226,7 +241,7 @@ export function collectTensors(tf: TorchFile, path: string, wrapper?: string): C
       offset: t.storage.elementOffset + t.offset,
       shape: t.shape,
       stride: t.stride,
-      storageNumel: tf.storageNumel.get(t.storage.key) ?? -1,
+      storageNumel,
     });
   };
   let root = tf.root;
