@@ -21,4 +21,6 @@ export const COMMANDS: Record<string, () => Promise<Command>> = {
   imagic: async () => (await import('./commands/imagic.js')).default,
   invert: async () => (await import('./commands/invert.js')).default,
   demo: async () => (await import('./commands/demo.js')).default,
+  experiment: async () => (await import('./commands/experiment.js')).default,
+  worker: async () => (await import('./commands/worker.js')).default,
 };
