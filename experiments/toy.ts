@@ -27,7 +27,7 @@ function intParam(opts: GridOptions, name: string, fallback: number): number {
   return n;
 }
 
-const GAINS = [0.8, 1.2, 2];
+const GAINS = [1.1, 1.5, 2.5];
 
 const toy: Experiment<ToyCell, ToyResult> = {
   name: 'toy',
