@@ -335,6 +335,48 @@ describe('CLIP (no fixtures needed)', () => {
     expect(c).to.deep.equal(TINY);
     expect(() => clipConfigFromJson({ ...c, imageResolution: 30 })).to.throw(/not a multiple of visionPatchSize/);
   });
+
+  it('config JSON nested under one key is accepted; without one object holding the arguments the error says how to give them', () => {
+    const args = { embed_dim: 64, image_resolution: 32, vision_layers: 2, vision_width: 128, vision_patch_size: 8, context_length: 77, vocab_size: 1000, transformer_width: 128, transformer_heads: 2, transformer_layers: 2 };
+    expect(clipConfigFromJson({ constructor: args })).to.deep.equal(TINY);
+    expect(clipConfigFromJson({ model: 'clip', step: 3, clip: { ...TINY } })).to.deep.equal(TINY); // the shipped config.json's shape
+    expect(clipConfigFromJson({ model: { kwargs: args } })).to.deep.equal(TINY);
+    expect(() => clipConfigFromJson({ a: args, b: args })).to.throw(/none of CLIP's constructor arguments \(embed_dim, .*\) found, and 2 nested objects \(a, b\) could hold them; give them at the top level or nested under one key/);
+    expect(() => clipConfigFromJson({ name: 'clip' })).to.throw(/none of CLIP's constructor arguments .* found; give them/);
+    expect(() => clipConfigFromJson({ constructor: { ...args, transformer_heads: '4' } })).to.throw(/'transformer_heads' must be a positive integer, got "4"/);
+  });
+
+  it('a head count inferred rather than read is reported (stderr by default), and says when the guess is likely wrong', () => {
+    // text width 96 with 4 heads: no shape shows the head count, and 96 / 64 rounds down to 1 head
+    const cfg: CLIPConfig = { ...TINY, transformerWidth: 96, transformerHeads: 4 };
+    const m = CLIP.random(cfg, 3);
+    const sd = m.toHostStateDict();
+    const notes: string[] = [];
+    const guessed = CLIP.fromStateDict(sd as never, undefined, { onInferred: (l) => notes.push(l) });
+    expect(notes).to.have.length(1);
+    expect(notes[0]).to.match(/^no CLIP config was given: transformer_heads = 1 was inferred as transformer_width 96 \/ 64 .*; 96 is not a multiple of 64, so the guess is probably wrong and the text features with it: give a config JSON with transformer_heads/);
+    expect(guessed.config.transformerHeads).to.equal(1);
+    const ids = tf.tensor2d([[998, 5, 7, 999, ...new Array(73).fill(0)]], [1, 77], 'int32');
+    const [right, wrong] = [m.encodeTokens(ids), guessed.encodeTokens(ids)];
+    expect(maxErr(right.dataSync(), wrong.dataSync())).to.be.greaterThan(1e-3); // the guess really computes other features
+    tf.dispose([ids, right, wrong]);
+    guessed.dispose();
+    // by default the note is a warning on stderr
+    const warned: string[] = [];
+    const orig = console.warn;
+    console.warn = (...a: unknown[]) => void warned.push(a.join(' '));
+    try {
+      CLIP.fromStateDict(sd as never).dispose();
+      CLIP.fromStateDict(sd as never, cfg).dispose(); // read from a config: nothing to say
+      clipConfigFromJson({ constructor: { embed_dim: 64, image_resolution: 32, vision_layers: 2, vision_width: 128, vision_patch_size: 8, context_length: 77, vocab_size: 1000, transformer_width: 128, transformer_layers: 2 } });
+    } finally {
+      console.warn = orig;
+    }
+    expect(warned).to.have.length(2);
+    expect(warned[0]).to.match(/^diffguide: no CLIP config was given: transformer_heads = 1 was inferred/);
+    expect(warned[1]).to.match(/^diffguide: the CLIP config JSON has no transformer_heads: transformer_heads = 2 was inferred as transformer_width 128 \/ 64 .*; give a config JSON with transformer_heads if the model was built with another head count/);
+    m.dispose();
+  });
 });
 
 describe('CLIP ModifiedResNet tower', () => {

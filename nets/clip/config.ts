@@ -299,12 +299,75 @@ export function validateClipConfig(c: CLIPConfig, towers: CLIPTowers = BOTH_TOWE
   }
 }
 
+/** Receives one line for each config value inferred rather than read. Default: `warnInferred`. */
+export type InferredNote = (line: string) => void;
+
+const warned = new Set<string>();
+/** The default note: a warning on stderr (console.warn), each distinct line once per process. */
+export const warnInferred: InferredNote = (line) => {
+  if (warned.has(line)) return;
+  warned.add(line);
+  console.warn(`diffguide: ${line}`);
+};
+
+/**
+ * The line saying the text tower's head count was inferred, not read: the weights' shapes do not determine it, and
+ * the rule (openai/CLIP build_model's width / 64) is only a guess, a poor one for widths that are not multiples of 64.
+ * @param where what lacked it, e.g. 'no CLIP config was given' or 'the CLIP config JSON has no transformer_heads'
+ */
+export function inferredHeadsNote(where: string, width: number, heads: number): string {
+  const head = `${where}: transformer_heads = ${heads} was inferred as transformer_width ${width} / 64 (openai/CLIP build_model's rule; the weights' shapes do not determine it)`;
+  return width % 64 !== 0
+    ? `${head}; ${width} is not a multiple of 64, so the guess is probably wrong and the text features with it: give a config JSON with transformer_heads (CLIP's constructor arguments)`
+    : `${head}; give a config JSON with transformer_heads if the model was built with another head count`;
+}
+
+/** CLIPConfig fields as camelCase / snake_case keys, for reading config JSON. */
+const CONFIG_KEYS: [string, string][] = [
+  ['embedDim', 'embed_dim'], ['imageResolution', 'image_resolution'], ['visionLayers', 'vision_layers'], ['visionWidth', 'vision_width'],
+  ['visionPatchSize', 'vision_patch_size'], ['contextLength', 'context_length'], ['vocabSize', 'vocab_size'], ['transformerWidth', 'transformer_width'],
+  ['transformerHeads', 'transformer_heads'], ['transformerLayers', 'transformer_layers'], ['visionHeads', 'vision_heads'],
+];
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return !!v && typeof v === 'object' && !Array.isArray(v);
+}
+
+/**
+ * The object holding the CLIP arguments: `obj` itself when it has any of them, else the one object nested in it
+ * (`{"constructor": {...}}`, `{"model": "clip", "clip": {...}}`; up to 3 levels).
+ */
+function clipArgumentsOf(obj: Record<string, unknown>): Record<string, unknown> {
+  const has = (o: Record<string, unknown>) => CONFIG_KEYS.some(([c, sn]) => o[c] !== undefined || o[sn] !== undefined);
+  let cur = obj;
+  const path: string[] = [];
+  for (let depth = 0; depth <= 3; depth++) {
+    if (has(cur)) return cur;
+    const nested = Object.entries(cur).filter(([, v]) => isPlainObject(v));
+    if (nested.length !== 1 || depth === 3) {
+      const at = path.length ? ` under '${path.join('.')}'` : '';
+      throw new Error(
+        `CLIP config JSON: none of CLIP's constructor arguments (${CONFIG_KEYS.map(([, sn]) => sn).join(', ')}) found${at}` +
+          (nested.length > 1 ? `, and ${nested.length} nested objects (${nested.map(([k]) => k).join(', ')}) could hold them` : '') +
+          `; give them at the top level or nested under one key, e.g. {"embed_dim": 512, ...} or {"constructor": {"embed_dim": 512, ...}}`,
+      );
+    }
+    path.push(nested[0][0]);
+    cur = nested[0][1] as Record<string, unknown>;
+  }
+  return cur;
+}
+
 /**
  * A CLIPConfig from a config JSON object: the reference constructor arguments in snake_case (the
  * `*.config.json` files beside the fixtures: embed_dim, image_resolution, vision_layers, ...) or
- * this library's camelCase fields. Missing head counts default as the reference (width / 64).
+ * this library's camelCase fields, at the top level or nested under one key (`{"constructor": {...}}`).
+ * A missing `transformer_heads` defaults as the reference's build_model (width / 64) and is reported through
+ * `opts.onInferred` (default: a warning on stderr); vision heads follow the reference constructor's rule unless given.
  */
-export function clipConfigFromJson(obj: Record<string, unknown>): CLIPConfig {
+export function clipConfigFromJson(json: Record<string, unknown>, opts: { onInferred?: InferredNote } = {}): CLIPConfig {
+  if (!isPlainObject(json)) throw new Error(`CLIP config JSON must be an object of CLIP's constructor arguments, got ${Array.isArray(json) ? 'an array' : JSON.stringify(json)}`);
+  const obj = clipArgumentsOf(json);
   const pick = (camel: string, snake: string): unknown => (obj[camel] !== undefined ? obj[camel] : obj[snake]);
   const num = (camel: string, snake: string): number => {
     const v = pick(camel, snake);
@@ -317,6 +380,9 @@ export function clipConfigFromJson(obj: Record<string, unknown>): CLIPConfig {
   const transformerWidth = num('transformerWidth', 'transformer_width');
   const heads = pick('transformerHeads', 'transformer_heads');
   const vheads = pick('visionHeads', 'vision_heads');
+  for (const [v, sn] of [[heads, 'transformer_heads'], [vheads, 'vision_heads']] as const)
+    if (v !== undefined && v !== null && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1))
+      throw new Error(`CLIP config JSON: '${sn}' must be a positive integer, got ${JSON.stringify(v)}`);
   const c: CLIPConfig = {
     embedDim: num('embedDim', 'embed_dim'),
     imageResolution: num('imageResolution', 'image_resolution'),
@@ -330,6 +396,7 @@ export function clipConfigFromJson(obj: Record<string, unknown>): CLIPConfig {
     transformerLayers: num('transformerLayers', 'transformer_layers'),
   };
   if (typeof vheads === 'number') c.visionHeads = vheads;
+  if (typeof heads !== 'number') (opts.onInferred ?? warnInferred)(inferredHeadsNote('the CLIP config JSON has no transformer_heads', transformerWidth, c.transformerHeads));
   validateClipConfig(c);
   return c;
 }

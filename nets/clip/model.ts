@@ -12,9 +12,12 @@ import {
   clipParamSpecs,
   clipTowersIn,
   inferClipConfig,
+  inferredHeadsNote,
+  type InferredNote,
   isVitConfig,
   type ParamSpec,
   validateClipConfig,
+  warnInferred,
 } from './config.js';
 import { type ParamGetter, type VisionForwardOptions, textForward, visionForward } from './layers.js';
 import { ClipParamModule, initParams, type LoadReport, loadParams, ourShape, type StateDictLike, stateDictEntries, torchDefaultInit } from './params.js';
@@ -34,6 +37,11 @@ export interface CLIPLoadOptions {
   tokenizer?: Tokenizer;
   /** Image preprocessing options for `encodeImage`. */
   preprocess?: PreprocessOptions;
+  /**
+   * Receives one line for each config value inferred rather than read (no config given: the text head count).
+   * Default: a warning on stderr (console.warn), each distinct line once per process.
+   */
+  onInferred?: InferredNote;
 }
 
 export interface CLIPLogits {
@@ -155,6 +163,7 @@ export class CLIP extends ClipParamModule implements ImageEncoder, TextEncoder {
       towers = { image: mode !== 'text', text: mode !== 'image' };
     }
     const c = config ?? inferClipConfig(shapes, towers);
+    if (!config && towers.text) (opts.onInferred ?? warnInferred)(inferredHeadsNote('no CLIP config was given', c.transformerWidth, c.transformerHeads));
     validateClipConfig(c, towers);
     const specs = clipParamSpecs(c, towers);
     // A one-tower file may still carry logit_scale; keep it when present.

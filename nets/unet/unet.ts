@@ -258,7 +258,8 @@ export class UNet extends ParamOwner {
 
   /**
    * Like `apply`, also returning intermediates by the names the reference io files use:
-   * 'timestep_embedding', 'emb' (guided-diffusion) / 'temb' (DDPM), and each block's output
+   * 'timestep_embedding', 'emb' (guided-diffusion `time_embed`'s output) / 'temb' (DDPM), both before any
+   * conditioning is added, 'label_emb' (class-conditional models: `label_emb(y)`), and each block's output
    * ('input_block{i}', 'middle_block', 'output_block{i}' / 'conv_in', 'down{l}_block{j}', 'down{l}_downsample',
    * 'mid', 'up{l}_block{j}'). 4-D intermediates are NHWC.
    */
@@ -296,10 +297,15 @@ export class UNet extends ParamOwner {
     if (capture) capture.timestep_embedding = temb;
     let emb = linear(silu(linear(temb, this.p(`${plan.timeEmbed[0]}.weight`) as tf.Tensor2D, this.p(`${plan.timeEmbed[0]}.bias`) as tf.Tensor1D)),
       this.p(`${plan.timeEmbed[1]}.weight`) as tf.Tensor2D, this.p(`${plan.timeEmbed[1]}.bias`) as tf.Tensor1D);
+    // 'emb' / 'temb' in a reference io file is the time embedding's output (guided-diffusion's `time_embed`,
+    // DDPM's `temb.dense`), before any class or other conditioning is added.
+    if (capture) capture[plan.embName] = emb;
     if (plan.labelEmb) {
       if (!cond.y) throw new Error('UNet.apply: this model is class-conditional; pass cond.y ([N] int32 labels)');
       if (cond.y.shape[0] !== n) throw new Error(`UNet.apply: cond.y must be [${n}], got [${cond.y.shape.join(', ')}]`);
-      emb = emb.add(tf.gather(this.p(`${plan.labelEmb}.weight`), cond.y.cast('int32')));
+      const label = tf.gather(this.p(`${plan.labelEmb}.weight`), cond.y.cast('int32'));
+      if (capture) capture.label_emb = label;
+      emb = emb.add(label);
     } else if (cond.y) throw new Error('UNet.apply: cond.y given but the model is not class-conditional (numClasses is null)');
     if (cond.emb) {
       if (!plan.embCondProj) throw new Error('UNet.apply: cond.emb given but the model has no embedding conditioning (embCondDim is null)');
@@ -312,7 +318,6 @@ export class UNet extends ParamOwner {
       if (cond.tokens.rank !== 3 || cond.tokens.shape[0] !== n || cond.tokens.shape[2] !== c.tokenCondDim)
         throw new Error(`UNet.apply: cond.tokens must be [${n}, L, ${c.tokenCondDim}], got [${cond.tokens.shape.join(', ')}]`);
     }
-    if (capture) capture[plan.embName] = emb;
     const embAct = silu(emb);
     const training = !!opts.training && c.dropout > 0;
     const ctx: RunCtx = {

@@ -85,8 +85,11 @@ export interface VerifyArchitecture<Net = unknown> {
   name: string;
   /** Does this state_dict belong to the architecture? */
   detect(sd: StateDict): boolean;
-  /** Build the net; `config` is the parsed config JSON (reference constructor arguments) or null to infer. */
-  build(sd: StateDict, config: Record<string, unknown> | null): Promise<Net>;
+  /**
+   * Build the net; `config` is the parsed config JSON (reference constructor arguments) or null to infer.
+   * `note` receives one line for each config value inferred rather than read (the report lists them).
+   */
+  build(sd: StateDict, config: Record<string, unknown> | null, note: (line: string) => void): Promise<Net>;
   /** Run the io inputs; returns name -> tensor in PyTorch layout (the caller disposes). */
   run(net: Net, inputs: Map<string, IoTensor>): Map<string, tf.Tensor>;
   /** A short description of the built net's config. */
@@ -132,9 +135,9 @@ registerVerifyArchitecture({
 registerVerifyArchitecture({
   name: 'clip',
   detect: (sd) => sd.has('text_projection') || sd.has('visual.proj') || sd.has('visual.attnpool.c_proj.weight'),
-  async build(sd, config) {
+  async build(sd, config, note) {
     const clip = await import('../../../nets/clip/index.js');
-    return clip.CLIP.fromStateDict(sd, config ? clip.clipConfigFromJson(config) : undefined);
+    return clip.CLIP.fromStateDict(sd, config ? clip.clipConfigFromJson(config, { onInferred: note }) : undefined, { onInferred: note });
   },
   run(net, inputs) {
     return runClip(net, inputs);
@@ -200,8 +203,12 @@ export interface VerifyReport {
   sourceDtypes: string[];
   tolerance: number;
   outputs: OutputError[];
-  /** io entries that are neither inputs nor produced by the net. */
+  /** Reference outputs of the io file that this net does not produce, so were not compared (not counted in `pass`). */
+  skipped: { name: string; shape: number[]; reason: string }[];
+  /** The names of `skipped` (kept for scripts that read it). */
   unchecked: string[];
+  /** Config values inferred (from the weights' shapes or a rule) rather than read from a config, one line each. */
+  inferred: string[];
   pass: boolean;
 }
 
@@ -228,18 +235,19 @@ export async function verify(opts: { weights: string; io: string; config?: strin
   const lowPrecision = sourceDtypes.some((d) => d === 'float16' || d === 'bfloat16');
   const tolerance = opts.tolerance ?? (lowPrecision ? 2e-3 : 1e-4);
   const io = await readIoFile(opts.io);
-  const net = await arch.build(sd, config);
+  const inferred: string[] = [];
+  const net = await arch.build(sd, config, (line) => inferred.push(line));
   sd.clear();
   try {
     const produced = arch.run(net as never, io);
     const outputs: OutputError[] = [];
-    const unchecked: string[] = [];
+    const skipped: VerifyReport['skipped'] = [];
     const inputs = new Set(['x', 't', 'y', 'image', 'text']);
     for (const [name, ref] of io) {
       if (inputs.has(name)) continue;
       const ours = produced.get(name);
       if (!ours) {
-        unchecked.push(name);
+        skipped.push({ name, shape: ref.shape, reason: `not produced by this ${arch.name}` });
         continue;
       }
       outputs.push(compareTensors(name, ours, ref, tolerance));
@@ -255,7 +263,9 @@ export async function verify(opts: { weights: string; io: string; config?: strin
       sourceDtypes,
       tolerance,
       outputs,
-      unchecked,
+      skipped,
+      unchecked: skipped.map((k) => k.name),
+      inferred,
       pass: outputs.every((o) => o.pass),
     };
   } finally {
@@ -301,8 +311,13 @@ const command: Command = {
           `  ${o.pass ? 'ok  ' : 'FAIL'} ${o.name.padEnd(22)} [${o.shape.join(', ')}]`.padEnd(50) +
             ` max abs ${o.maxAbsErr.toExponential(3)}  rel ${o.maxRelErr.toExponential(3)}  (max|ref| ${o.maxAbsRef.toPrecision(4)})`,
         );
-      if (report.unchecked.length) console.log(`  not checked (not produced by the net): ${report.unchecked.join(', ')}`);
-      console.log(report.pass ? 'PASS' : 'FAIL');
+      for (const k of report.skipped) console.log(`  skip ${k.name.padEnd(22)} [${k.shape.join(', ')}]`.padEnd(50) + ` ${k.reason}: not compared`);
+      for (const line of report.inferred) console.log(`  note: ${line}`);
+      const n = report.outputs.length;
+      const skippedNote = report.skipped.length
+        ? ` (${n} of ${n + report.skipped.length} reference outputs compared; skipped: ${report.skipped.map((k) => k.name).join(', ')})`
+        : ` (all ${n} reference outputs compared)`;
+      console.log((report.pass ? 'PASS' : 'FAIL') + skippedNote);
     }
     return report.pass ? 0 : 1;
   },
