@@ -13,6 +13,7 @@ import { installFastGradients } from './fastgrad/index.js';
 import { MAX_WASM_THREADS, availableCpus, enableWasmThreads, wasmThreadsEnabled } from './fastgrad/threads.js';
 import { loadSimdKernels } from './fastgrad/simd.js';
 import type { WasmBackend } from './fastgrad/wasm.js';
+import { SOFTWARE_VULKAN_HINT, startWebgpu } from './webgpu.js';
 
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export const BACKEND_ORDER: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
@@ -98,30 +99,12 @@ function vulkanLoaderFound(): boolean {
   return dirs.some((d) => existsSync(`${d}/libvulkan.so.1`));
 }
 
-const NO_VULKAN = 'no Vulkan loader (libvulkan.so.1); install libvulkan1 and a Vulkan driver (e.g. mesa-vulkan-drivers) for webgpu';
+const NO_VULKAN = `no Vulkan loader (libvulkan.so.1); for webgpu install libvulkan1 and a Vulkan driver (a GPU's, or software: ${SOFTWARE_VULKAN_HINT})`;
 
 async function tryWebgpu(allowSoftware: boolean): Promise<Record<string, string>> {
   // Without a Vulkan loader Dawn only prints "Couldn't load Vulkan" and finds no adapter.
   if (!vulkanLoaderFound()) throw new Error(NO_VULKAN);
-  const g = globalThis as Record<string, unknown>;
-  // tfjs-backend-webgpu reads navigator.gpu; Node has no navigator before v21.
-  if (!g.navigator) g.navigator = {};
-  const webgpu = (await import('webgpu' as string)) as {
-    create: (flags: string[]) => GPU;
-    globals: Record<string, unknown>;
-  };
-  Object.assign(globalThis, webgpu.globals);
-  const gpu = webgpu.create([]);
-  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-  if (!adapter) throw new Error('no WebGPU adapter (is a Vulkan driver installed? libvulkan1 + mesa-vulkan-drivers)');
-  const info = (adapter as unknown as { info?: GPUAdapterInfo }).info;
-  const desc = info ? `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.trim() : 'unknown';
-  const software = /llvmpipe|lavapipe|swiftshader|cpu/i.test(desc) || (adapter as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
-  if (software && !allowSoftware) throw new Error(`only a software adapter (${desc}); wasm is faster on CPU`);
-  Object.defineProperty(g.navigator as object, 'gpu', { value: gpu, configurable: true });
-  await import('@tensorflow/tfjs-backend-webgpu' as string);
-  if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs-backend-webgpu did not start');
-  return { adapter: desc };
+  return startWebgpu(allowSoftware); // lib/webgpu.ts: SwiftShader where no hardware adapter, a readSync that works in Node
 }
 
 /** Most wasm threads chosen by default (XNNPACK gains little beyond 4 on our layer sizes). */
