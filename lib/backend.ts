@@ -47,6 +47,8 @@ export interface InitBackendOptions {
    * backend first starts in the process.
    */
   threads?: number;
+  /** Where `threads` came from, for messages (default `initBackend({threads: N})`; the CLI says `--threads N`). */
+  threadsFrom?: string;
   /** In 'auto', accept a software (CPU-emulated) webgpu adapter. Default false. */
   allowSoftwareWebgpu?: boolean;
 }
@@ -133,14 +135,14 @@ export function defaultWasmThreads(cpus: number, load: number): { threads: numbe
  * DIFFGUIDE_WASM_THREADS, else `defaultWasmThreads` (the idle CPUs now, 1..4). Throws on a value
  * that is not a positive integer.
  */
-export function wasmThreadsRequest(option?: number): { threads: number; why: string } {
+export function wasmThreadsRequest(option?: number, from?: string): { threads: number; why: string } {
   const env = process.env.DIFFGUIDE_WASM_THREADS;
   let n: number;
   let why: string;
   if (option !== undefined) {
     n = option;
-    why = `initBackend({threads: ${option}})`;
-    if (!Number.isInteger(n) || n < 1) throw new Error(`threads must be a positive integer, got ${option}`);
+    why = from ?? `initBackend({threads: ${option}})`;
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${from ? from.split(' ')[0] : 'threads'} must be a positive integer, got ${option}`);
   } else if (env !== undefined && env !== '') {
     n = Number(env);
     why = `DIFFGUIDE_WASM_THREADS=${env}`;
@@ -178,13 +180,13 @@ async function withoutEmscriptenHandlers<T>(init: () => Promise<T>): Promise<T> 
   }
 }
 
-async function tryWasm(threads: number | undefined, verbose: boolean): Promise<Record<string, string>> {
-  return withoutEmscriptenHandlers(() => startWasm(threads, verbose));
+async function tryWasm(threads: number | undefined, verbose: boolean, from?: string): Promise<Record<string, string>> {
+  return withoutEmscriptenHandlers(() => startWasm(threads, verbose, from));
 }
 
-async function startWasm(threads: number | undefined, verbose: boolean): Promise<Record<string, string>> {
+async function startWasm(threads: number | undefined, verbose: boolean, from?: string): Promise<Record<string, string>> {
   await import('@tensorflow/tfjs-backend-wasm');
-  const req = wasmThreadsRequest(threads);
+  const req = wasmThreadsRequest(threads, from);
   const details: Record<string, string> = {};
   const optOut = 'DIFFGUIDE_WASM_THREADS=1 or --threads 1 for one';
   if (wasmThreadsEnabled()) {
@@ -212,7 +214,7 @@ async function start(name: BackendName, opts: InitBackendOptions): Promise<Recor
     case 'tensorflow-gpu': return tryTensorflow(true);
     case 'tensorflow': return tryTensorflow(false);
     case 'webgpu': return tryWebgpu(opts.allowSoftwareWebgpu ?? opts.backend === 'webgpu');
-    case 'wasm': return tryWasm(opts.threads, opts.verbose ?? true);
+    case 'wasm': return tryWasm(opts.threads, opts.verbose ?? true, opts.threadsFrom);
     case 'cpu': {
       if (!(await tf.setBackend('cpu'))) throw new Error('cpu backend did not start');
       return {};
@@ -229,6 +231,9 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<Backen
   let requested: BackendName | 'auto' = 'auto';
   let chosenBy: BackendInfo['chosenBy'] = 'auto';
   if (opts.backend) {
+    if (opts.backend !== 'auto' && !isBackendName(opts.backend)) {
+      throw new Error(`backend '${opts.backend as string}' is not a backend; use one of: auto, ${BACKEND_ORDER.join(', ')}`);
+    }
     requested = opts.backend;
     chosenBy = opts.backend === 'auto' ? 'auto' : 'option';
   } else if (env) {
@@ -245,7 +250,7 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<Backen
   const candidates = requested === 'auto' ? BACKEND_ORDER : [requested, ...BACKEND_ORDER.slice(BACKEND_ORDER.indexOf(requested) + 1)];
   const skipped: BackendInfo['skipped'] = [];
   const verbose = opts.verbose ?? process.env.DIFFGUIDE_QUIET !== '1';
-  if (candidates.includes('wasm')) wasmThreadsRequest(opts.threads); // a bad threads value is an error, not a fallback
+  if (candidates.includes('wasm')) wasmThreadsRequest(opts.threads, opts.threadsFrom); // a bad threads value is an error, not a fallback
   for (const name of candidates) {
     try {
       const details = await start(name, { ...opts, backend: requested, verbose });

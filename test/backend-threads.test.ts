@@ -122,7 +122,7 @@ describe('wasm threads in a fresh process', () => {
     expect(r.status, r.stderr).to.equal(0);
     const info = lastJson(r.stdout);
     expect(info.threads).to.equal(1);
-    expect(info.details.threads).to.equal('1 (DIFFGUIDE_WASM_THREADS=1)');
+    expect(info.details.threads).to.equal('1 (--threads 1)'); // the flag wins over the environment, and is named
   });
   it('a process on the threaded backend ends by itself (no process.exit), also after an uncaught error; gradients are bit-identical to 1 thread', () => {
     const ok = runFresh(['test/threads_child.ts'], { DIFFGUIDE_WASM_THREADS: '2' });

@@ -1,8 +1,8 @@
 /** `diffguide` entry point: global options, help, and dispatch to lib/cli/commands/*. */
 import { parseArgs } from 'node:util';
 import { COMMANDS } from './commands.js';
-import { GLOBAL_OPTIONS, type Command, type OptionSpec } from './command.js';
-import { initBackend, type BackendName } from '../backend.js';
+import { GLOBAL_OPTIONS, backend, count, isUsageError, joinNegativeValues, type Command, type OptionSpec, type ParsedArgs } from './command.js';
+import { initBackend } from '../backend.js';
 import { packageVersion } from '../paths.js';
 
 function optionLines(options: Record<string, OptionSpec>): string {
@@ -50,7 +50,7 @@ export async function main(argv: string[]): Promise<number> {
   const options = { ...GLOBAL_OPTIONS, ...cmd.options };
   let parsed;
   try {
-    parsed = parseArgs({ args: rest, options: options as never, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: joinNegativeValues(rest, options), options: options as never, allowPositionals: true, strict: true });
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     console.error(`diffguide ${name}: ${msg}\nValid options: ${Object.keys(options).map((k) => `--${k}`).join(' ')}\nSee 'diffguide ${name} --help'.`);
@@ -63,12 +63,19 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (values.quiet) process.env.DIFFGUIDE_QUIET = '1';
-  if (typeof values.threads === 'string') process.env.DIFFGUIDE_WASM_THREADS = values.threads;
-  if (typeof values.backend === 'string' || name !== 'info') {
-    await initBackend({ backend: (values.backend as BackendName | 'auto' | undefined) ?? undefined });
+  const args: ParsedArgs = { values, positionals: parsed.positionals };
+  try {
+    // the global options are checked before anything starts: a bad --backend or --threads is refused, not guessed
+    const requested = backend(args);
+    const threads = values.threads === undefined ? undefined : count(args, 'threads');
+    await initBackend({ backend: requested, threads, threadsFrom: threads === undefined ? undefined : `--threads ${threads}`, verbose: name === 'info' ? false : undefined });
+    const status = await cmd.run(args);
+    return status ?? 0;
+  } catch (e) {
+    if (!isUsageError(e)) throw e;
+    console.error(`diffguide ${name}: ${(e as Error).message}\nSee 'diffguide ${name} --help'.`);
+    return 2;
   }
-  const status = await cmd.run({ values, positionals: parsed.positionals });
-  return status ?? 0;
 }
 
 // Run when executed directly (bin/diffguide.js imports and calls main).

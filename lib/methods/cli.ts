@@ -3,10 +3,11 @@
  * imagic | invert`): common options, model loading (shipped, by path, or tiny random for
  * development), input images, and output writing (PNGs, a labelled grid, settings.json).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { makeDirs } from '../output.js';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import type { OptionSpec, ParsedArgs } from '../cli/command.js';
+import { UsageError, choice, count, int, isUsageError, num, numList, outDir as cliOutDir, seed, type OptionSpec, type ParsedArgs } from '../cli/command.js';
 import { note } from '../cli/progress.js';
 import { readPng, writePng } from '../image/png.js';
 import type { CLIP, NoisyCLIPImageEncoder } from '../../nets/clip/index.js';
@@ -26,57 +27,20 @@ export const METHOD_OPTIONS: Record<string, OptionSpec> = {
 };
 
 export function seedOf(args: ParsedArgs): number {
-  return intOpt(args, 'seed', 0);
+  return seed(args, 'seed', 0);
 }
 
-/** An integer option. */
-export function intOpt(args: ParsedArgs, name: string, fallback: number): number {
-  const v = args.values[name];
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (typeof v !== 'string' || !Number.isInteger(n)) throw new UsageError(`--${name} must be an integer, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-/** A number option. */
-export function numOpt(args: ParsedArgs, name: string, fallback: number): number {
-  const v = args.values[name];
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (typeof v !== 'string' || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-/** A comma-separated list of numbers. */
-export function numList(args: ParsedArgs, name: string, fallback: number[]): number[] {
-  const v = args.values[name];
-  if (v === undefined) return fallback;
-  const xs = String(v).split(',').map((s) => Number(s.trim()));
-  if (xs.length === 0 || xs.some((x) => !Number.isFinite(x))) throw new UsageError(`--${name} must be comma-separated numbers, got ${JSON.stringify(v)}`);
-  return xs;
-}
+// The typed option getters live in lib/cli/command.ts (ranges in lib/options.ts); these names are kept for the method commands.
+export { int as intOpt, count, num as numOpt, numList, choice, UsageError };
 
 export function strOpt(args: ParsedArgs, name: string): string | undefined {
   const v = args.values[name];
   return typeof v === 'string' ? v : undefined;
 }
 
-/** A one-of option. */
-export function choice<T extends string>(args: ParsedArgs, name: string, options: readonly T[], fallback: T): T {
-  const v = args.values[name];
-  if (v === undefined) return fallback;
-  if (!options.includes(v as T)) throw new UsageError(`--${name} must be one of ${options.join(', ')}, got ${JSON.stringify(v)}`);
-  return v as T;
-}
-
-/** Bad command-line input (exit status 2). */
-export class UsageError extends Error {}
-
-/** Where the command writes (created). */
+/** Where the command writes: --out (default diffguide-out/<command>), proved writable now, before any work (made when written). */
 export function outDir(args: ParsedArgs, command: string): string {
-  const dir = resolve(strOpt(args, 'out') ?? join('diffguide-out', command));
-  mkdirSync(dir, { recursive: true });
-  return dir;
+  return cliOutDir(args, 'out', join('diffguide-out', command));
 }
 
 /** Read an input PNG as [1, H, W, 3] in [-1, 1], resized to `size` with a note when it differs. */
@@ -169,6 +133,7 @@ export function writeOutputs(
   settings: Record<string, unknown>,
   inputs?: { images: tf.Tensor4D; labels: string[] },
 ): { files: string[]; grid: string } {
+  makeDirs(dir, `output folder ${dir}`);
   const files: string[] = [];
   const n = images.shape[0];
   for (let i = 0; i < n; i++) {
@@ -200,7 +165,7 @@ export async function guarded(cmd: string, body: () => Promise<number | void>): 
     return (await body()) ?? 0;
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    if (e instanceof UsageError) {
+    if (isUsageError(e)) {
       console.error(`diffguide ${cmd}: ${msg}\nSee 'diffguide ${cmd} --help'.`);
       return 2;
     }

@@ -8,6 +8,7 @@ import { DiffusionModel, type Cond, type NetFn, type Parameterization, type Vari
 import { respace, respaceEven, type Schedule } from '../../samplers/schedule.js';
 import type { StepCallback } from '../../samplers/core.js';
 import { resize } from '../image/resize.js';
+import { OptionError, checkCount, checkNumber } from '../options.js';
 
 /** Progress of a long method run: `stage` names the phase ("invert", "finetune", "sample", ...). */
 export interface MethodProgress {
@@ -128,27 +129,57 @@ export function imageSizeOf(d: Diffuser): number {
   return d.unet.config.imageSize ?? 32;
 }
 
+/** Sampling steps for `schedule`: an integer in [1, its length] (respacing cannot make more steps than the schedule has). */
+export function checkSteps(schedule: Schedule, steps: number, option = 'steps'): number {
+  return checkCount(option, steps, { max: schedule.length, why: `the model's schedule has ${schedule.length} steps` });
+}
+
+/** DDIM's eta in [0, 1]: 0 deterministic, 1 DDPM-like; above 1 the step's noise exceeds what the schedule allows. */
+export function checkEta(eta: number, option = 'eta'): number {
+  return checkNumber(option, eta, { min: 0, max: 1, why: '0 = deterministic DDIM, 1 = DDPM-like noise' });
+}
+
+/** A noise level t0 as a fraction of the schedule, in (0, 1]. */
+export function checkT0(t0: number, option = 't0'): number {
+  return checkNumber(option, t0, { above: 0, max: 1, why: 'a fraction of the schedule: small = faithful, large = realistic' });
+}
+
+/**
+ * Images must be finite and in [-1, 1] (up to `slack`, default 0.5, for arithmetic round-off and
+ * composites); anything else would saturate every step (e.g. a guide of 1e30 becomes a white image).
+ * One reduction, no tensors left behind.
+ */
+export function checkImageRange(x: tf.Tensor, what: string, slack = 0.5): void {
+  const [lo, hi, finite] = tf.tidy(() => tf.stack([tf.min(x), tf.max(x), tf.all(tf.isFinite(x)).toFloat()]).dataSync());
+  if (!finite) throw new OptionError(what, `${what} has NaN or Inf values; images are finite, in [-1, 1]`);
+  if (lo < -1 - slack || hi > 1 + slack) {
+    throw new OptionError(what, `${what} has values in [${lo.toPrecision(3)}, ${hi.toPrecision(3)}]; images are in [-1, 1] (from [0, 255]: x / 127.5 - 1; from [0, 1]: 2x - 1)`);
+  }
+}
+
 /** Schedule index of a fraction t0 in (0, 1] of the full schedule (t0 = 1: the last index). */
 export function indexOfFraction(schedule: Schedule, t0: number): number {
-  if (!(t0 > 0 && t0 <= 1)) throw new Error(`t0 must be in (0, 1], got ${t0}`);
+  checkT0(t0);
   return Math.max(0, Math.min(schedule.length - 1, Math.round(t0 * schedule.length) - 1));
 }
 
 /**
  * `steps` evenly spaced timesteps from 0 to the full-schedule index `lastIndex` inclusive
  * (DiffusionCLIP's / SDEdit's sub-chain), as a respaced schedule whose last index is `lastIndex`.
+ * `steps` must be in [1, schedule length]; more than the lastIndex + 1 levels below t0 runs those
+ * levels (the result's length says how many: record that, not the request).
  */
-export function subChain(schedule: Schedule, lastIndex: number, steps: number): Schedule {
-  if (!(Number.isInteger(steps) && steps >= 1)) throw new Error(`steps must be a positive integer, got ${steps}`);
+export function subChain(schedule: Schedule, lastIndex: number, steps: number, option = 'steps'): Schedule {
+  checkSteps(schedule, steps, option);
   const n = Math.min(steps, lastIndex + 1);
   const keep = new Set<number>();
   for (let k = 0; k < n; k++) keep.add(n === 1 ? lastIndex : Math.round((k * lastIndex) / (n - 1)));
   return respace(schedule, keep);
 }
 
-/** The schedule respaced to `steps` evenly spaced steps over the whole range. */
-export function fullChain(schedule: Schedule, steps: number): Schedule {
-  if (!(Number.isInteger(steps) && steps >= 1)) throw new Error(`steps must be a positive integer, got ${steps}`);
+/** The schedule respaced to `steps` evenly spaced steps over the whole range; `steps` in [1, schedule length]. */
+export function fullChain(schedule: Schedule, steps: number, option = 'steps'): Schedule {
+  checkSteps(schedule, steps, option);
   return respaceEven(schedule, steps);
 }
 

@@ -8,7 +8,8 @@ import { sampleDdpm } from '../../samplers/ddpm.js';
 import { sampleDdim } from '../../samplers/ddim.js';
 import type { Cond } from '../../samplers/model.js';
 import { Rng } from '../random.js';
-import { diffusionModelOf, fullChain, imageSizeOf, type Diffuser, type ProgressFn } from './common.js';
+import { OptionError, checkCount, checkSeed } from '../options.js';
+import { checkEta, checkSteps, diffusionModelOf, fullChain, imageSizeOf, type Diffuser, type ProgressFn } from './common.js';
 
 export interface SampleOptions {
   /** Number of images. Default 4. */
@@ -41,11 +42,13 @@ export function startNoise(d: Diffuser, n: number, seed: number): tf.Tensor4D {
 }
 
 export async function sample(d: Diffuser, opts: SampleOptions = {}): Promise<SampleResult> {
-  const n = opts.n ?? opts.noise?.shape[0] ?? 4;
-  const steps = opts.steps ?? 50;
+  const n = checkCount('n', opts.n ?? opts.noise?.shape[0] ?? 4);
+  const steps = checkSteps(d.schedule, opts.steps ?? 50);
   const sampler = opts.sampler ?? 'ddim';
-  const eta = opts.eta ?? 0;
-  const seed = opts.seed ?? 0;
+  if (sampler !== 'ddim' && sampler !== 'ddpm') throw new OptionError('sampler', `sampler must be 'ddim' or 'ddpm', got ${JSON.stringify(sampler)}`);
+  const eta = checkEta(opts.eta ?? 0);
+  const seed = checkSeed('seed', opts.seed ?? 0);
+  if (opts.noise && opts.noise.shape[0] !== n) throw new OptionError('n', `n is ${n} but the given noise holds ${opts.noise.shape[0]} images; give one or make them agree`);
   const sched = fullChain(d.schedule, steps);
   const model = diffusionModelOf(d);
   const x = opts.noise ? tf.clone(opts.noise) : startNoise(d, n, seed);

@@ -20,7 +20,8 @@ import { sampleEulerMaruyama } from '../../samplers/sde.js';
 import { sampleMasked } from '../../samplers/masked.js';
 import { maskHook } from '../../samplers/hooks.js';
 import { Rng } from '../random.js';
-import { diffusionModelOf, fitImage, imageSizeOf, indexOfFraction, repeatEach, subChain, type Diffuser, type ProgressFn } from './common.js';
+import { OptionError, checkCount, checkSeed } from '../options.js';
+import { checkImageRange, checkSteps, checkT0, diffusionModelOf, fitImage, imageSizeOf, indexOfFraction, repeatEach, subChain, type Diffuser, type ProgressFn } from './common.js';
 
 export interface SDEditOptions {
   /** Noise level as a fraction of the schedule (0, 1]: 0.3 faithful ... 0.8 realistic. Default 0.5 (the reference's t = 500 of 1000). */
@@ -55,47 +56,50 @@ export interface SDEditResult {
  * @param guide [N, H, W, 3] in [-1, 1] (other sizes are resized with a note)
  */
 export async function sdedit(d: Diffuser, guide: tf.Tensor4D, opts: SDEditOptions = {}): Promise<SDEditResult> {
-  const t0 = opts.t0 ?? 0.5;
-  const steps = opts.steps ?? 25;
-  const K = opts.repeats ?? 1;
+  // every option is checked before the first tensor is made: a refused call leaves nothing behind
+  const t0 = checkT0(opts.t0 ?? 0.5);
+  const steps = checkSteps(d.schedule, opts.steps ?? 25);
+  const K = checkCount('repeats', opts.repeats ?? 1);
   const sde = opts.sde ?? 'vp';
-  const seed = opts.seed ?? 0;
-  if (!(Number.isInteger(K) && K >= 1)) throw new Error(`repeats must be a positive integer, got ${K}`);
+  if (sde !== 'vp' && sde !== 've') throw new OptionError('sde', `sde '${sde as string}' unknown; use 'vp' or 've'`);
+  const seed = checkSeed('seed', opts.seed ?? 0);
+  checkImageRange(guide, 'guide');
+  const lastIndex = indexOfFraction(d.schedule, t0);
+  const sched = subChain(d.schedule, lastIndex, steps);
+  if (sched.length < steps) opts.onNote?.(`t0=${t0} spans ${lastIndex + 1} of the schedule's ${d.schedule.length} levels: ${sched.length} steps run instead of ${steps}`);
   const size = imageSizeOf(d);
   const g0 = fitImage(guide, size, 'guide', opts.onNote);
   const g = repeatEach(g0, K);
   g0.dispose();
   let mask: tf.Tensor4D | undefined;
-  if (opts.mask) {
-    const m0 = opts.mask.shape[1] === size && opts.mask.shape[2] === size ? tf.clone(opts.mask) : tf.image.resizeNearestNeighbor(opts.mask, [size, size]);
-    mask = m0.shape[0] === 1 ? m0 : repeatEach(m0, K);
-    if (mask !== m0) m0.dispose();
-  }
-  const sched = subChain(d.schedule, indexOfFraction(d.schedule, t0), steps);
-  const start = sched.length - 1;
-  const model = diffusionModelOf(d);
-  const rng = new Rng(seed);
-  const refNoise = rng.normal<tf.Rank.R4>(g.shape);
-  // x(t0) = sqrt(abar) x^g + sqrt(1 - abar) z, with the same z the masked steps use for the guide
-  const xt = qSample(g, sched, start, refNoise);
-  const callback = opts.onProgress ? (s: { step: number; total: number }) => opts.onProgress!({ stage: 'sdedit', step: s.step + 1, total: s.total }) : undefined;
-  const common = { seed: rng.nextSeed(), clipDenoised: opts.clipDenoised ?? true, callback, refNoise, startIndex: start };
+  let refNoise: tf.Tensor4D | undefined;
+  let xt: tf.Tensor4D | undefined;
   let out: tf.Tensor4D;
   try {
+    if (opts.mask) {
+      const m0 = opts.mask.shape[1] === size && opts.mask.shape[2] === size ? tf.clone(opts.mask) : tf.image.resizeNearestNeighbor(opts.mask, [size, size]);
+      mask = m0.shape[0] === 1 ? m0 : repeatEach(m0, K);
+      if (mask !== m0) m0.dispose();
+    }
+    const start = sched.length - 1;
+    const model = diffusionModelOf(d);
+    const rng = new Rng(seed);
+    refNoise = rng.normal<tf.Rank.R4>(g.shape);
+    // x(t0) = sqrt(abar) x^g + sqrt(1 - abar) z, with the same z the masked steps use for the guide
+    xt = qSample(g, sched, start, refNoise);
+    const callback = opts.onProgress ? (s: { step: number; total: number }) => opts.onProgress!({ stage: 'sdedit', step: s.step + 1, total: s.total }) : undefined;
+    const common = { seed: rng.nextSeed(), clipDenoised: opts.clipDenoised ?? true, callback, refNoise, startIndex: start };
     if (sde === 'vp') {
       out = mask ? await sampleMasked(model, xt, sched, { ...common, reference: g, mask }) : await sampleDdpm(model, xt, sched, common);
-    } else if (sde === 've') {
+    } else {
       out = await sampleEulerMaruyama(model, xt, sched, { ...common, sde: 've', stepHook: mask ? maskHook(g, mask) : undefined });
-    } else throw new Error(`sde '${sde as string}' unknown; use 'vp' or 've'`);
+    }
   } finally {
-    xt.dispose();
-    refNoise.dispose();
-    mask?.dispose();
+    tf.dispose([g, ...[xt, refNoise, mask].filter((t): t is tf.Tensor4D => !!t)]);
   }
   const images = tf.tidy(() => tf.clipByValue(out, -1, 1)) as tf.Tensor4D;
   out.dispose();
-  g.dispose();
-  return { images, settings: { t0, t0Timestep: sched.timestepMap[start], steps: sched.length, repeats: K, sde, masked: !!opts.mask, seed } };
+  return { images, settings: { t0, t0Timestep: sched.timestepMap[sched.length - 1], steps: sched.length, repeats: K, sde, masked: !!opts.mask, seed } };
 }
 
 /**
@@ -120,6 +124,9 @@ export async function sdeditComposite(
   try {
     const r = await sdedit(d, composite, { ...opts, mask: keep ?? opts.mask });
     return { ...r, composite };
+  } catch (e) {
+    composite.dispose();
+    throw e;
   } finally {
     tf.dispose([bg, ov, reg]);
     keep?.dispose();

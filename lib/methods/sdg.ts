@@ -20,6 +20,7 @@ import { weighted } from '../../guidance/combinators.js';
 import type { GuidanceFn } from '../../guidance/types.js';
 import { sampleDdpm } from '../../samplers/ddpm.js';
 import { sampleDdim } from '../../samplers/ddim.js';
+import { OptionError, checkCount, checkNumber, checkSeed } from '../options.js';
 import { diffusionModelOf, fitFirst, fullChain, imageSizeOf, type Diffuser, type ProgressFn } from './common.js';
 import { startNoise } from './sample.js';
 
@@ -99,15 +100,22 @@ export function sdgGuidance(enc: SDGEncoders, opts: SDGOptions & { image?: tf.Te
 
 /** Sample with semantic diffusion guidance. */
 export async function sdg(d: Diffuser, enc: SDGEncoders, opts: SDGOptions): Promise<SDGResult> {
-  const n = opts.n ?? opts.noise?.shape[0] ?? 4;
+  const n = checkCount('n', opts.n ?? opts.noise?.shape[0] ?? 4);
   const steps = opts.steps ?? 100;
-  const seed = opts.seed ?? 0;
+  const seed = checkSeed('seed', opts.seed ?? 0);
   const sampler = opts.sampler ?? 'ddpm';
-  const scale = opts.scale ?? 200;
+  const scale = checkNumber('scale', opts.scale ?? 200);
+  if (opts.noise && opts.noise.shape[0] !== n) throw new OptionError('n', `n is ${n} but the given noise holds ${opts.noise.shape[0]} images; give one or make them agree`);
+  const sched = fullChain(d.schedule, steps); // checks steps before anything is allocated
   const size = imageSizeOf(d);
   const ref = opts.image ? fitFirst(opts.image, size, 'reference image', opts.onNote) : undefined;
-  const g = sdgGuidance(enc, { ...opts, image: ref });
-  const sched = fullChain(d.schedule, steps);
+  let g: ReturnType<typeof sdgGuidance>;
+  try {
+    g = sdgGuidance(enc, { ...opts, image: ref });
+  } catch (e) {
+    ref?.dispose();
+    throw e;
+  }
   const model = diffusionModelOf(d);
   const x = opts.noise ? tf.clone(opts.noise) : startNoise(d, n, seed);
   const callback = opts.onProgress ? (s: { step: number; total: number }) => opts.onProgress!({ stage: 'sdg', step: s.step + 1, total: s.total }) : undefined;

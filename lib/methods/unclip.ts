@@ -22,7 +22,8 @@ import { sampleDdim, ddimInvert } from '../../samplers/ddim.js';
 import { sampleDdpm } from '../../samplers/ddpm.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import { Rng } from '../random.js';
-import { cosine, diffusionModelOf, fitFirst, fullChain, imageSizeOf, l2normalize, slerp, unetNet, type Diffuser, type ProgressFn } from './common.js';
+import { checkCount, checkNumber, checkSeed } from '../options.js';
+import { checkEta, checkSteps, cosine, diffusionModelOf, fitFirst, fullChain, imageSizeOf, l2normalize, slerp, unetNet, type Diffuser, type ProgressFn } from './common.js';
 import { startNoise } from './sample.js';
 
 export interface UnclipModels {
@@ -61,12 +62,20 @@ function guidedDecoder(d: Diffuser, z: tf.Tensor2D, scale: number): { model: Dif
   return { model: diffusionModelOf(d, net), emb, zero };
 }
 
+/** Check the decoder's options before any work (a refused call allocates nothing); returns the seed. */
+function checkDecodeOptions(d: Diffuser, opts: DecodeOptions): number {
+  checkSteps(d.schedule, opts.steps ?? 50);
+  checkEta(opts.eta ?? 0);
+  checkNumber('decoderScale', opts.decoderScale ?? 3);
+  return checkSeed('seed', opts.seed ?? 0);
+}
+
 /**
  * Decode image embeddings z [N, D] (any norm) into images [N, H, W, 3] in [-1, 1].
  */
 export async function decode(d: Diffuser, z: tf.Tensor2D, opts: DecodeOptions = {}): Promise<tf.Tensor4D> {
   const n = z.shape[0];
-  const seed = opts.seed ?? 0;
+  const seed = checkDecodeOptions(d, opts);
   const g = guidedDecoder(d, z, opts.decoderScale ?? 3);
   const x = opts.noise ? tf.clone(opts.noise) : startNoise(d, n, seed);
   const callback = opts.onProgress ? (s: { step: number; total: number }) => opts.onProgress!({ stage: 'decoder', step: s.step + 1, total: s.total }) : undefined;
@@ -119,7 +128,7 @@ export async function samplePrior(prior: Prior, priorSchedule: Schedule, zt: tf.
   const callback = opts.onProgress ? (s: { step: number; total: number }) => opts.onProgress!({ stage: 'prior', step: s.step + 1, total: s.total }) : undefined;
   let out: tf.Tensor4D;
   try {
-    out = await sampleDdpm(model, x, fullChain(priorSchedule, opts.priorSteps ?? 64), { cond: { emb: textRep, y: ones }, seed: rng.nextSeed(), callback });
+    out = await sampleDdpm(model, x, fullChain(priorSchedule, opts.priorSteps ?? 64, 'priorSteps'), { cond: { emb: textRep, y: ones }, seed: rng.nextSeed(), callback });
   } finally {
     tf.dispose([x, ones, zeros]);
   }
@@ -159,8 +168,10 @@ export interface TextToImageResult {
 
 /** text -> prior -> image embedding -> decoder -> image. */
 export async function textToImage(m: UnclipModels, prompts: string[], opts: TextToImageOptions = {}): Promise<TextToImageResult> {
-  const n = opts.n ?? 1;
-  const seed = opts.seed ?? 0;
+  const n = checkCount('n', opts.n ?? 1);
+  const seed = checkDecodeOptions(m.decoder, opts);
+  checkCount('bestOf', opts.bestOf ?? 2);
+  checkSteps(m.priorSchedule, opts.priorSteps ?? 64, 'priorSteps');
   const texts = prompts.flatMap((p) => new Array<string>(n).fill(p));
   const zt = m.clip.encodeText(texts);
   let pr: { embeddings: tf.Tensor2D; similarity: number[] };
@@ -201,7 +212,8 @@ export interface VariationsOptions extends Omit<DecodeOptions, 'noise'> {
 
 /** Image variations: decode the image's CLIP embedding n times with DDIM eta > 0 (default eta 1). */
 export async function variations(m: UnclipModels, image: tf.Tensor4D, opts: VariationsOptions = {}): Promise<{ images: tf.Tensor4D; embedding: tf.Tensor2D }> {
-  const n = opts.n ?? 4;
+  const n = checkCount('n', opts.n ?? 4);
+  checkDecodeOptions(m.decoder, { ...opts, eta: opts.eta ?? 1 });
   const x = fitFirst(image, imageSizeOf(m.decoder), 'input image', opts.onNote);
   const z = imageEmbedding(m.clip, x);
   x.dispose();
@@ -209,6 +221,9 @@ export async function variations(m: UnclipModels, image: tf.Tensor4D, opts: Vari
   try {
     const images = await decode(m.decoder, zr, { ...opts, eta: opts.eta ?? 1 });
     return { images, embedding: z };
+  } catch (e) {
+    z.dispose();
+    throw e;
   } finally {
     zr.dispose();
   }

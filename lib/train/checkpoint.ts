@@ -9,8 +9,9 @@
  * `toStateDict`.)
  */
 import * as tf from '@tensorflow/tfjs';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { makeDirs } from '../output.js';
 
 export interface CheckpointTensors {
   [group: string]: Map<string, tf.Tensor>;
@@ -36,7 +37,7 @@ export function writeCheckpoint(path: string, groups: CheckpointTensors, state: 
   const hbuf = Buffer.from(hjson, 'utf8');
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(hbuf.length));
-  mkdirSync(dirname(path), { recursive: true });
+  makeDirs(dirname(path), `checkpoint folder ${dirname(path)}`);
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w');
   try {
@@ -55,6 +56,45 @@ export function writeCheckpoint(path: string, groups: CheckpointTensors, state: 
   } catch {
     // directory fsync is not supported everywhere
   }
+}
+
+/** Whether process `pid` is running (EPERM: it is, under another user). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove the temporaries `writeCheckpoint` leaves when its process is killed mid-write
+ * (`<path>.tmp-<pid>` of a process that is gone; this process's own and a live writer's are kept).
+ * Returns the files removed.
+ */
+export function removeStaleTemporaries(path: string): string[] {
+  const dir = dirname(path);
+  const prefix = `${basename(path)}.tmp-`;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length));
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || alive(pid)) continue;
+    try {
+      unlinkSync(join(dir, name));
+      removed.push(join(dir, name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return removed;
 }
 
 export interface LoadedCheckpoint {

@@ -6,13 +6,15 @@
  * resumed run continues exactly as the uninterrupted run would have.
  */
 import * as tf from '@tensorflow/tfjs';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng, deriveSeed } from '../random.js';
 import { plotLines } from '../image/plot.js';
 import { writePng, writeRgbPng } from '../image/png.js';
 import { Adam, Ema, clipByGlobalNorm, lrAt, withWeights, type AdamOptions } from './optim.js';
-import { assignGroup, readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { assignGroup, readCheckpoint, removeStaleTemporaries, writeCheckpoint } from './checkpoint.js';
+import { checkCount, checkNumber } from '../options.js';
+import { ensureWritableDir } from '../output.js';
 import { WasmHeapError } from '../fastgrad/wasm.js';
 import { describeBackend } from '../backend.js';
 
@@ -118,6 +120,17 @@ interface SavedState {
   cooldown?: { steps: number; end: number };
   /** Each distinct backend the run trained on, across resumes (for the model card). */
   backends?: string[];
+  /** The loop settings this run trains with (what ran, so a resume can keep them; absent in older checkpoints). */
+  run?: RunSettings;
+}
+
+/** The loop settings a checkpoint records (state.json `run`): the target step (cooldown end included) and the rates and intervals. */
+export interface RunSettings {
+  steps: number;
+  lr: number;
+  warmup: number;
+  checkpointEvery: number;
+  sampleEvery: number;
 }
 
 function fmtTime(s: number): string {
@@ -168,8 +181,13 @@ function plotCsv(csv: string, png: string): void {
 export async function train<B>(task: TrainTask<B>, opts: TrainOptions): Promise<TrainResult> {
   const seed = opts.seed ?? 0;
   const out = opts.out;
-  mkdirSync(join(out, 'samples'), { recursive: true });
+  checkCount('steps', opts.steps);
+  checkNumber('lr', opts.lr, { above: 0 });
+  ensureWritableDir(join(out, 'samples'), `training output folder ${out}`);
   const ckptPath = join(out, 'checkpoint.safetensors');
+  for (const f of removeStaleTemporaries(ckptPath)) {
+    if (process.env.DIFFGUIDE_QUIET !== '1') process.stderr.write(`removed ${f}: a checkpoint write that never finished (its process is gone)\n`);
+  }
   const csvPath = join(out, 'loss.csv');
   const config = opts.config ?? {};
   if (existsSync(ckptPath) && !opts.resume) {
@@ -221,7 +239,8 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
   if (!existsSync(csvPath) || resumedFrom === null) writeFileSync(csvPath, CSV_HEADER + '\n');
 
   const save = () => {
-    const st: SavedState = { step, adamT: adam.t, seed, task: task.getState?.(), wallSeconds: wallBefore + (Date.now() - t0) / 1000, recent: recent.slice(-100), config, evals, ...(cooldown ? { cooldown } : {}), backends };
+    const run: RunSettings = { steps: total, lr: opts.lr, warmup: opts.warmup ?? 0, checkpointEvery: ckEvery, sampleEvery };
+    const st: SavedState = { step, adamT: adam.t, seed, task: task.getState?.(), wallSeconds: wallBefore + (Date.now() - t0) / 1000, recent: recent.slice(-100), config, evals, ...(cooldown ? { cooldown } : {}), backends, run };
     writeCheckpoint(ckptPath, { params: task.params, ema: ema.shadow, adam_m: adam.m, adam_v: adam.v, ...(task.buffers?.size ? { buffers: task.buffers } : {}) }, st);
     writeFileSync(join(out, 'state.json'), JSON.stringify({ ...st, recent: undefined, avgLoss: mean(recent.slice(-100)) }, null, 2));
   };

@@ -1,7 +1,7 @@
 /** `diffguide data prepare|info|subset`: build and inspect the cached datasets. */
 import { join } from 'node:path';
 import type { Command } from '../command.js';
-import { str, flag } from '../command.js';
+import { str, flag, outDir, outFile, outPath } from '../command.js';
 import { Dataset, loadDataset, prepareDataset, writeDataset, cacheDir, SHOWCASE_EMOJI, type DatasetName, type EmojiVendor } from '../../data/index.js';
 import { makeGrid, writePng } from '../../image/index.js';
 import * as tf from '@tensorflow/tfjs';
@@ -53,6 +53,7 @@ const data: Command = {
     const size = Number(str(args, 'size', '32'));
     if (size !== 32 && size !== 64) throw new Error(`--size must be 32 or 64, got ${size}`);
     if (sub === 'prepare') {
+      if (typeof args.values.out === 'string') outDir(args, 'out', args.values.out); // writable, before any download
       const names: DatasetName[] = what ? [what as DatasetName] : ['emoji'];
       for (const name of names) {
         if (name !== 'emoji' && name !== 'mnist') throw new Error(`data prepare: unknown dataset '${name}'; use emoji or mnist`);
@@ -70,6 +71,7 @@ const data: Command = {
     }
     if (sub === 'info') {
       if (!what) throw new Error('data info: name a dataset (emoji32, emoji64, mnist, a .json index or a folder)');
+      outFile(args, 'grid');
       const ds = loadDataset(what, { out: args.values.out as string | undefined });
       const s = summary(ds);
       console.log(flag(args, 'json') ? JSON.stringify(s) : JSON.stringify(s, null, 2));
@@ -85,6 +87,7 @@ const data: Command = {
       // Build the small committed test subset: 64 emoji (stratified over categories, including
       // held-out ones) x both vendors at 32x32.
       const out = what ?? join('test', 'data', 'emoji32-subset.json');
+      outPath(out, `data subset ${out}`);
       const ds = loadDataset('emoji32');
       const groups = new Map<string, number[]>();
       ds.items.forEach((it, i) => groups.set(it.group, [...(groups.get(it.group) ?? []), i]));

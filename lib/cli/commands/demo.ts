@@ -1,7 +1,8 @@
 /** `diffguide demo` (= `npm run demo`): all five methods on the shipped weights; one HTML page. */
 import type { Command } from '../command.js';
 import { progressBar } from '../progress.js';
-import { guarded, intOpt, strOpt } from '../../methods/cli.js';
+import { guarded, seedOf } from '../../methods/cli.js';
+import { outDir } from '../command.js';
 import { runDemo } from '../../demo/showcase.js';
 
 const cmd: Command = {
@@ -18,8 +19,8 @@ const cmd: Command = {
   run: (args) =>
     guarded('demo', async () => {
       const r = await runDemo({
-        out: strOpt(args, 'out') ?? 'diffguide-demo',
-        seed: intOpt(args, 'seed', 0),
+        out: outDir(args, 'out', 'diffguide-demo'),
+        seed: seedOf(args),
         quick: !!args.values.quick,
         randomWeights: !!args.values['random-weights'],
         onProgress: progressBar(),

@@ -1,8 +1,8 @@
 /** `diffguide diffusionclip`: fine-tune the UNet toward a target text and edit images (DiffusionCLIP). */
 import * as tf from '@tensorflow/tfjs';
-import type { Command } from '../command.js';
+import { outFile, type Command } from '../command.js';
 import { note, progressBar } from '../progress.js';
-import { METHOD_OPTIONS, UsageError, choice, guarded, intOpt, loadModels, numList, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
+import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numList, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
 import { imageSizeOf, makeDiffuser } from '../../methods/common.js';
 import * as dclip from '../../methods/diffusionclip.js';
 
@@ -46,22 +46,30 @@ const cmd: Command = {
       const mix = strOpt(args, 'mix');
       if (mix && deltas.length < 2) throw new UsageError('--mix needs at least two --delta files');
       if (!deltaPath && (!source || !target)) throw new UsageError('give --source and --target texts (or --delta FILE)');
-      const t0 = numOpt(args, 't0', 0.5);
-      const nInv = intOpt(args, 'n-inv', 40);
-      const nGen = intOpt(args, 'n-gen', intOpt(args, 'steps', 40));
+      const t0 = numOpt(args, 't0', 0.5, { above: 0, max: 1, why: 'a fraction of the schedule' });
+      const nInv = count(args, 'n-inv', 40);
+      const nGen = count(args, 'n-gen', count(args, 'steps', 40));
       const ratios = numList(args, 'model-ratio', [1]);
+      const nTrain = count(args, 'n-train', 6);
+      const iters = count(args, 'iters', args.values['latent-optim'] ? 20 : 5);
+      const lr = numOpt(args, 'lr', args.values['latent-optim'] ? 2e-2 : 3e-4, { above: 0 });
+      const clipWeight = numOpt(args, 'clip-weight', 3);
+      const l1Weight = numOpt(args, 'l1-weight', 1);
+      const mode = choice(args, 'mode', ['full', 'perstep'] as const, 'full');
+      const seed = seedOf(args);
+      const dir = outDir(args, 'diffusionclip');
+      outFile(args, 'save-delta');
       const m = await loadModels(args, deltaPath ? ['unet'] : ['unet', 'clip']);
       const size = imageSizeOf(m.unet!);
       const parts = args.positionals.map((p) => readInput(p, size, 'input'));
       const x = tf.concat(parts) as tf.Tensor4D;
       tf.dispose(parts);
-      const dir = outDir(args, 'diffusionclip');
       const onProgress = progressBar();
-      const settings: Record<string, unknown> = { source, target, t0, nInv, nGen, seed: seedOf(args), weights: m.unet!.source };
+      const settings: Record<string, unknown> = { source, target, t0, nInv, nGen, seed, weights: m.unet!.source };
       let ft: ReturnType<typeof makeDiffuser> | null = null;
       try {
         if (args.values['latent-optim']) {
-          const r = await dclip.latentOptimize(m.unet!, m.clip!, x, { source: source!, target: target!, t0, nInv, iters: intOpt(args, 'iters', 20), lr: numOpt(args, 'lr', 2e-2), clipWeight: numOpt(args, 'clip-weight', 3), l1Weight: numOpt(args, 'l1-weight', 1), onProgress, onNote: note });
+          const r = await dclip.latentOptimize(m.unet!, m.clip!, x, { source: source!, target: target!, t0, nInv, iters, lr, clipWeight, l1Weight, onProgress, onNote: note });
           writeOutputs(dir, 'diffusionclip-latent', r.images, r.images.shape[0] > 0 ? args.positionals.map((_, i) => `edit #${i}`) : [], { ...settings, mode: 'latent-optim', finalLoss: r.losses[r.losses.length - 1] }, { images: x, labels: args.positionals.map((_, i) => `input #${i}`) });
           r.images.dispose();
           return;
@@ -95,12 +103,12 @@ const cmd: Command = {
             target: target!,
             t0,
             nInv,
-            nTrain: intOpt(args, 'n-train', 6),
-            mode: choice(args, 'mode', ['full', 'perstep'] as const, 'full'),
-            iters: intOpt(args, 'iters', 5),
-            lr: numOpt(args, 'lr', 3e-4),
-            clipWeight: numOpt(args, 'clip-weight', 3),
-            l1Weight: numOpt(args, 'l1-weight', 1),
+            nTrain,
+            mode,
+            iters,
+            lr,
+            clipWeight,
+            l1Weight,
             onProgress,
             onNote: note,
           });

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Command } from '../command.js';
 import { note, progressBar } from '../progress.js';
-import { METHOD_OPTIONS, UsageError, choice, guarded, intOpt, loadModels, numList, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
+import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numList, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
 import { imageSizeOf } from '../../methods/common.js';
 import { imagic } from '../../methods/imagic.js';
 
@@ -29,24 +29,25 @@ const cmd: Command = {
       const path = args.positionals[0];
       const text = strOpt(args, 'text');
       if (!path || !text) throw new UsageError("give an image and --text: diffguide imagic IMAGE.png --text 'target'");
+      // every value is checked, and the output folder made, before the models load
+      const o = {
+        etas: numList(args, 'etas', [0, 0.4, 0.6, 0.8, 1]),
+        embSteps: count(args, 'emb-steps', 100),
+        ftSteps: count(args, 'ft-steps', 120),
+        batch: count(args, 'batch', 1),
+        embLr: numOpt(args, 'emb-lr', 1e-3, { above: 0 }),
+        ftLr: numOpt(args, 'ft-lr', 1e-4, { above: 0 }),
+        guidanceScale: numOpt(args, 'guidance-scale', 1),
+        sampler: choice(args, 'sampler', ['ddim', 'ddpm'] as const, 'ddim'),
+        steps: count(args, 'steps', 50),
+        seed: seedOf(args),
+      };
+      const dir = outDir(args, 'imagic');
       const m = await loadModels(args, ['cond', 'clip']);
       const x = readInput(path, imageSizeOf(m.cond!), 'input');
       try {
-        const r = await imagic(m.cond!, m.clip!, x, text, {
-          etas: numList(args, 'etas', [0, 0.4, 0.6, 0.8, 1]),
-          embSteps: intOpt(args, 'emb-steps', 100),
-          ftSteps: intOpt(args, 'ft-steps', 120),
-          batch: intOpt(args, 'batch', 1),
-          embLr: numOpt(args, 'emb-lr', 1e-3),
-          ftLr: numOpt(args, 'ft-lr', 1e-4),
-          guidanceScale: numOpt(args, 'guidance-scale', 1),
-          sampler: choice(args, 'sampler', ['ddim', 'ddpm'] as const, 'ddim'),
-          steps: intOpt(args, 'steps', 50),
-          seed: seedOf(args),
-          onProgress: progressBar(),
-          onNote: note,
-        });
-        writeOutputs(outDir(args, 'imagic'), 'imagic', r.images, r.etas.map((e) => `eta ${e}`), { ...r.settings, weights: m.cond!.source, finalEmbLoss: r.losses.embedding.at(-1), finalFtLoss: r.losses.finetune.at(-1) }, { images: x, labels: ['input'] });
+        const r = await imagic(m.cond!, m.clip!, x, text, { ...o, onProgress: progressBar(), onNote: note });
+        writeOutputs(dir, 'imagic', r.images, r.etas.map((e) => `eta ${e}`), { ...r.settings, weights: m.cond!.source, finalEmbLoss: r.losses.embedding.at(-1), finalFtLoss: r.losses.finetune.at(-1) }, { images: x, labels: ['input'] });
         tf.dispose([r.images, r.embeddings, r.eOpt, r.eTarget]);
       } finally {
         x.dispose();

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Command } from '../command.js';
 import { note, progressBar } from '../progress.js';
-import { METHOD_OPTIONS, UsageError, guarded, intOpt, loadModels, numOpt, outDir, readInput, writeOutputs } from '../../methods/cli.js';
+import { METHOD_OPTIONS, UsageError, count, guarded, loadModels, numOpt, outDir, readInput, writeOutputs } from '../../methods/cli.js';
 import { imageSizeOf, mae } from '../../methods/common.js';
 import * as dclip from '../../methods/diffusionclip.js';
 
@@ -21,9 +21,10 @@ const cmd: Command = {
     guarded('invert', async () => {
       const path = args.positionals[0];
       if (!path) throw new UsageError('give an image: diffguide invert IMAGE.png');
-      const t0 = numOpt(args, 't0', 0.5);
-      const nInv = intOpt(args, 'n-inv', intOpt(args, 'steps', 40));
-      const nGen = intOpt(args, 'n-gen', nInv);
+      const t0 = numOpt(args, 't0', 0.5, { above: 0, max: 1, why: 'a fraction of the schedule' });
+      const nInv = count(args, 'n-inv', count(args, 'steps', 40));
+      const nGen = count(args, 'n-gen', nInv);
+      const dir = outDir(args, 'invert');
       const m = await loadModels(args, ['unet']);
       const x = readInput(path, imageSizeOf(m.unet!), 'input');
       try {
@@ -31,7 +32,7 @@ const cmd: Command = {
         const r = await dclip.regenerate(m.unet!, inv, { nGen, onProgress: progressBar() });
         const err = mae(r.images, x);
         const both = tf.tidy(() => tf.concat([inv.latent.clipByValue(-1, 1), r.images.clipByValue(-1, 1)])) as tf.Tensor4D;
-        writeOutputs(outDir(args, 'invert'), 'invert', both, [`latent t0=${t0}`, `regen MAE ${err.toFixed(4)}`], { t0, nInv, nGen, mae: err, weights: m.unet!.source }, { images: x, labels: ['input'] });
+        writeOutputs(dir, 'invert', both, [`latent t0=${t0}`, `regen MAE ${err.toFixed(4)}`], { t0, nInv, nGen, mae: err, weights: m.unet!.source }, { images: x, labels: ['input'] });
         console.error(`reconstruction MAE ${err.toFixed(5)} (images in [-1, 1])`);
         tf.dispose([inv.latent, r.images, both]);
       } finally {

@@ -1,7 +1,7 @@
 /** `diffguide sample`: unguided samples from the unconditional UNet (the baseline of every method). */
 import type { Command } from '../command.js';
 import { progressBar } from '../progress.js';
-import { METHOD_OPTIONS, choice, guarded, intOpt, loadModels, numOpt, outDir, seedOf, writeOutputs } from '../../methods/cli.js';
+import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numOpt, outDir, seedOf, writeOutputs } from '../../methods/cli.js';
 import { sample } from '../../methods/sample.js';
 
 const cmd: Command = {
@@ -17,13 +17,17 @@ const cmd: Command = {
   },
   run: (args) =>
     guarded('sample', async () => {
-      const n = intOpt(args, 'n', 8);
+      const n = count(args, 'n', 8);
+      const steps = count(args, 'steps', 50);
       const sampler = choice(args, 'sampler', ['ddim', 'ddpm'] as const, 'ddim');
-      const eta = numOpt(args, 'eta', 0);
+      const eta = numOpt(args, 'eta', 0, { min: 0, max: 1, why: '0 = deterministic DDIM, 1 = DDPM-like noise' });
+      if (args.values.eta !== undefined && sampler === 'ddpm') throw new UsageError('--eta is a DDIM setting; drop it or use --sampler ddim');
+      const seed = seedOf(args);
+      const dir = outDir(args, 'sample');
       const m = await loadModels(args, ['unet']);
       try {
-        const r = await sample(m.unet!, { n, steps: intOpt(args, 'steps', 50), sampler, eta, seed: seedOf(args), onProgress: progressBar() });
-        writeOutputs(outDir(args, 'sample'), 'sample', r.images, Array.from({ length: n }, (_, i) => `#${i}`), { ...r.settings, weights: m.unet!.source });
+        const r = await sample(m.unet!, { n, steps, sampler, eta, seed, onProgress: progressBar() });
+        writeOutputs(dir, 'sample', r.images, Array.from({ length: n }, (_, i) => `#${i}`), { ...r.settings, weights: m.unet!.source });
         r.images.dispose();
       } finally {
         m.dispose();

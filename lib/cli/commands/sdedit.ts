@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Command } from '../command.js';
 import { note, progressBar } from '../progress.js';
-import { METHOD_OPTIONS, UsageError, choice, guarded, intOpt, loadModels, numList, outDir, readInput, readMask, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
+import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numList, outDir, readInput, readMask, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
 import { imageSizeOf } from '../../methods/common.js';
 import { sdedit, sdeditComposite } from '../../methods/sdedit.js';
 
@@ -28,39 +28,45 @@ const cmd: Command = {
     guarded('sdedit', async () => {
       const path = args.positionals[0];
       if (!path) throw new UsageError('give a guide image: diffguide sdedit GUIDE.png');
-      const t0s = numList(args, 't0', [0.5]);
-      const repeats = intOpt(args, 'repeats', 2);
+      const t0s = numList(args, 't0', [0.5], { above: 0, max: 1, why: 'a fraction of the schedule: small = faithful, large = realistic' });
+      const repeats = count(args, 'repeats', 2);
       const sde = choice(args, 'sde', ['vp', 've'] as const, 'vp');
-      const steps = intOpt(args, 'steps', 25);
-      const m = await loadModels(args, ['unet']);
-      const size = imageSizeOf(m.unet!);
-      const guide = readInput(path, size, 'guide');
+      const steps = count(args, 'steps', 25);
+      const seed = seedOf(args);
       const maskPath = strOpt(args, 'mask');
       const overlay = strOpt(args, 'overlay');
       const region = strOpt(args, 'region');
       if (!!overlay !== !!region) throw new UsageError('compositing needs both --overlay and --region');
+      const dir = outDir(args, 'sdedit');
+      const m = await loadModels(args, ['unet']);
+      const size = imageSizeOf(m.unet!);
+      const guide = readInput(path, size, 'guide');
       const editMask = maskPath ? readMask(maskPath, size) : undefined;
       const keep = editMask ? (tf.tidy(() => tf.scalar(1).sub(editMask)) as tf.Tensor4D) : undefined;
       const ov = overlay ? readInput(overlay, size, 'overlay') : undefined;
       const reg = region ? readMask(region, size) : undefined;
       const outs: tf.Tensor4D[] = [];
       const labels: string[] = [];
+      const stepsRun: number[] = [];
       let composite: tf.Tensor4D | undefined;
       try {
         for (const t0 of t0s) {
-          const o = { t0, steps, repeats, sde, seed: seedOf(args), onProgress: progressBar(`t0=${t0}`), onNote: note };
+          const o = { t0, steps, repeats, sde, seed, onProgress: progressBar(`t0=${t0}`), onNote: note };
           const r = ov && reg ? await sdeditComposite(m.unet!, guide, ov, reg, o) : await sdedit(m.unet!, guide, { ...o, mask: keep });
           if ('composite' in r) {
             composite?.dispose();
             composite = r.composite as tf.Tensor4D;
           }
           outs.push(r.images);
+          stepsRun.push(r.settings.steps);
           for (let k = 0; k < repeats; k++) labels.push(`t0=${t0} #${k}`);
         }
         const images = tf.concat(outs) as tf.Tensor4D;
         const inputs = composite ? tf.concat([guide, composite]) as tf.Tensor4D : tf.clone(guide);
         const inLabels = composite ? ['background', 'composite'] : ['guide'];
-        writeOutputs(outDir(args, 'sdedit'), 'sdedit', images, labels, { t0: t0s.join(','), steps, repeats, sde, masked: !!maskPath, composite: !!overlay, seed: seedOf(args), weights: m.unet!.source }, { images: inputs, labels: inLabels });
+        // the steps that ran for each t0 (a small t0 has fewer levels than --steps asks for)
+        const stepsRecord = stepsRun.every((s) => s === stepsRun[0]) ? stepsRun[0] : stepsRun.join(',');
+        writeOutputs(dir, 'sdedit', images, labels, { t0: t0s.join(','), steps: stepsRecord, repeats, sde, masked: !!maskPath, composite: !!overlay, seed, weights: m.unet!.source }, { images: inputs, labels: inLabels });
         tf.dispose([images, inputs]);
       } finally {
         tf.dispose([guide, ...outs]);

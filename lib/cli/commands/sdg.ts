@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Command } from '../command.js';
 import { note, progressBar } from '../progress.js';
-import { METHOD_OPTIONS, UsageError, choice, guarded, intOpt, loadModels, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
+import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
 import { imageSizeOf } from '../../methods/common.js';
 import { sdg } from '../../methods/sdg.js';
 import { sample } from '../../methods/sample.js';
@@ -38,19 +38,24 @@ const cmd: Command = {
       if (text === undefined && !imagePath) throw new UsageError('give --text, --image, or both');
       const on = choice(args, 'on', ['xt', 'x0'] as const, 'xt');
       const sampler = choice(args, 'sampler', ['ddpm', 'ddim'] as const, 'ddpm');
-      const n = intOpt(args, 'n', 4);
-      const steps = intOpt(args, 'steps', 100);
+      const n = count(args, 'n', 4);
+      const steps = count(args, 'steps', 100);
       const seed = seedOf(args);
+      const imageMode = choice(args, 'mode', ['content', 'style'] as const, 'content');
+      const textWeight = numOpt(args, 'text-weight', 1);
+      const imageWeight = numOpt(args, 'image-weight', 1);
+      const scale = numOpt(args, 'scale', 200);
+      const dir = outDir(args, 'sdg');
       const m = await loadModels(args, on === 'xt' ? ['unet', 'clip', 'noisy'] : ['unet', 'clip']);
       const ref = imagePath ? readInput(imagePath, imageSizeOf(m.unet!), 'reference') : undefined;
       try {
         const r = await sdg(m.unet!, { noisy: m.noisy, image: m.clip, text: m.clip }, {
           text,
           image: ref,
-          imageMode: choice(args, 'mode', ['content', 'style'] as const, 'content'),
-          textWeight: numOpt(args, 'text-weight', 1),
-          imageWeight: numOpt(args, 'image-weight', 1),
-          scale: numOpt(args, 'scale', 200),
+          imageMode,
+          textWeight,
+          imageWeight,
+          scale,
           on,
           sampler,
           n,
@@ -67,7 +72,7 @@ const cmd: Command = {
           b.images.dispose();
           labels.unshift(...Array.from({ length: n }, (_, i) => `unguided #${i}`));
         }
-        writeOutputs(outDir(args, 'sdg'), 'sdg', images, labels, { ...r.settings, weights: m.unet!.source }, ref ? { images: ref, labels: ['reference'] } : undefined);
+        writeOutputs(dir, 'sdg', images, labels, { ...r.settings, weights: m.unet!.source }, ref ? { images: ref, labels: ['reference'] } : undefined);
         if (images !== r.images) images.dispose();
         r.images.dispose();
       } finally {

@@ -5,10 +5,10 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Command } from '../command.js';
-import { flag, num, str } from '../command.js';
+import type { Command, ParsedArgs } from '../command.js';
+import { UsageError, count, flag, int, num, outDir, seed as seedOpt, str } from '../command.js';
 import { loadDataset } from '../../data/index.js';
-import { train, loadTrainedWeights, progressBar, type TrainOptions, type TrainTask } from '../../train/loop.js';
+import { train, loadTrainedWeights, progressBar, type RunSettings, type TrainOptions, type TrainTask } from '../../train/loop.js';
 import { JudgeTask, judgeConfigFor } from '../../train/tasks/judge.js';
 import { UNetTask, runPrediction, smallUNetConfig } from '../../train/tasks/unet.js';
 import { Judge } from '../../../nets/judge/model.js';
@@ -86,6 +86,93 @@ export async function exportModel(model: TrainableModel, sd: StateDict, config: 
   return { weightsPath, configPath };
 }
 
+/** What `<out>/state.json` holds that the CLI reads on --resume / --export-only. */
+interface SavedRunState {
+  step: number;
+  seed: number;
+  config: Record<string, unknown>;
+  cooldown?: { steps: number; end: number };
+  run?: RunSettings;
+}
+
+/** The target step recorded in `<out>/state.json`, if any. */
+function savedTarget(out: string): number | undefined {
+  try {
+    return (JSON.parse(readFileSync(join(out, 'state.json'), 'utf8')) as SavedRunState).run?.steps;
+  } catch {
+    return undefined;
+  }
+}
+
+interface ResolvedSettings {
+  seed: number;
+  batch: number;
+  dataSpec: string;
+  modelChannels: number;
+  run: RunSettings;
+  cooldown?: number;
+  maxStepsThisRun?: number;
+}
+
+/**
+ * The run's settings from the flags, the saved run (resume / export) and the defaults, every value
+ * range-checked. A resume keeps the saved loop settings (--steps, --lr, --warmup, --ckpt-every,
+ * --sample-every) unless a flag is given, and keeps what shapes the run (--batch, --data, --seed,
+ * --model-channels) whatever is given; each override or ignored flag is said on stderr.
+ */
+function runSettings(args: ParsedArgs, model: string, d: (typeof TRAIN_DEFAULTS)[TrainableModel], st: SavedRunState | null): ResolvedSettings {
+  const say = (line: string) => process.stderr.write(`train ${model}: ${line}\n`);
+  const given = (k: string) => args.values[k] !== undefined;
+  const asked = {
+    seed: given('seed') ? seedOpt(args) : undefined,
+    batch: given('batch') ? count(args, 'batch') : undefined,
+    data: given('data') ? str(args, 'data') : undefined,
+    modelChannels: given('model-channels') ? count(args, 'model-channels', undefined, { max: 4096 }) : undefined,
+    steps: given('steps') ? count(args, 'steps') : undefined,
+    lr: given('lr') ? num(args, 'lr', undefined, { above: 0 }) : undefined,
+    warmup: given('warmup') ? int(args, 'warmup', undefined, { min: 0 }) : undefined,
+    checkpointEvery: given('ckpt-every') ? count(args, 'ckpt-every') : undefined,
+    sampleEvery: given('sample-every') ? int(args, 'sample-every', undefined, { min: 0, why: '0 = never' }) : undefined,
+  };
+  if (asked.modelChannels !== undefined && asked.modelChannels % 32 !== 0) throw new UsageError(`--model-channels must be a multiple of 32 (GroupNorm's 32 groups), got ${asked.modelChannels}`);
+  const cooldown = given('cooldown') ? count(args, 'cooldown') : undefined;
+  const maxStepsThisRun = given('max-steps-this-run') ? count(args, 'max-steps-this-run') : undefined;
+  const exportOnly = flag(args, 'export-only');
+  // what shapes the run: the saved value wins; a different flag is ignored, and said so
+  const cfg = st?.config;
+  const keep = <T>(flagName: string, have: T | undefined, want: T | undefined, fallback: T): T => {
+    if (have === undefined) return want ?? fallback;
+    if (want !== undefined && want !== have) say(`--${flagName} ${want} ignored: the run was trained with ${flagName} ${have}, kept on resume (use a new --out for a run with --${flagName} ${want})`);
+    return have;
+  };
+  const seed = keep('seed', st?.seed, asked.seed, 0);
+  const batch = keep('batch', cfg?.batch as number | undefined, asked.batch, d.batch);
+  const dataSpec = keep('data', cfg?.data as string | undefined, asked.data, d.data);
+  const modelChannels = keep('model-channels', (cfg?.net as { modelChannels?: number } | undefined)?.modelChannels, asked.modelChannels, 32);
+  // the loop settings: a flag overrides the saved value (said), else the saved value, else the default
+  const defaults: RunSettings = { steps: d.steps, lr: d.lr, warmup: d.warmup, checkpointEvery: d.ckptEvery, sampleEvery: d.sampleEvery };
+  const flagOf: Record<keyof RunSettings, string> = { steps: 'steps', lr: 'lr', warmup: 'warmup', checkpointEvery: 'ckpt-every', sampleEvery: 'sample-every' };
+  const run = { ...defaults };
+  const defaulted: string[] = [];
+  for (const k of Object.keys(defaults) as (keyof RunSettings)[]) {
+    const want = asked[k];
+    const have = st?.run?.[k];
+    if (exportOnly) {
+      if (want !== undefined) say(`--${flagOf[k]} ignored with --export-only (it only exports the checkpoint)`);
+      continue;
+    }
+    if (want !== undefined) {
+      if (have !== undefined && have !== want) say(`--${flagOf[k]} ${want} overrides the run's saved ${flagOf[k]} ${have}`);
+      run[k] = want;
+    } else if (have !== undefined) run[k] = have;
+    else if (st) defaulted.push(`--${flagOf[k]} ${defaults[k]}`);
+  }
+  if (st && !st.run && !exportOnly && flag(args, 'resume') && defaulted.length) {
+    say(`the checkpoint records no loop settings (written by an older diffguide); using the defaults ${defaulted.join(', ')} (give the flags to change them)`);
+  }
+  return { seed, batch, dataSpec, modelChannels, run, cooldown, maxStepsThisRun };
+}
+
 const trainCmd: Command = {
   name: 'train',
   summary: 'train (or --resume) a small model: judge, unet, clip, noisy-clip, cond-unet, prior (emoji 32x32); checkpoints, loss curve, sample grids',
@@ -104,8 +191,8 @@ const trainCmd: Command = {
     warmup: { type: 'string', help: 'linear warm-up steps (judge 100, unet 200)' },
     out: { type: 'string', help: 'output folder (default runs/<model>)' },
     data: { type: 'string', help: 'dataset: emoji32 (default), emoji64, a prepared .json or a folder of PNGs' },
-    seed: { type: 'string', default: '0', help: 'seed for init, batches and noise (default 0)' },
-    resume: { type: 'boolean', help: 'continue from <out>/checkpoint.safetensors' },
+    seed: { type: 'string', help: 'seed for init, batches and noise (default 0)' },
+    resume: { type: 'boolean', help: "continue from <out>/checkpoint.safetensors with the run's saved settings (a flag given overrides --steps/--lr/--warmup/--ckpt-every/--sample-every; --batch/--data/--seed are kept)" },
     'ckpt-every': { type: 'string', help: 'checkpoint interval in steps (default 100)' },
     'sample-every': { type: 'string', help: 'sample grid / eval interval in steps (default 250)' },
     'export-only': { type: 'boolean', help: 'only write <out>/<model>.safetensors + config.json from the checkpoint (EMA weights)' },
@@ -124,18 +211,21 @@ const trainCmd: Command = {
   },
   async run(args) {
     const model = args.positionals[0] as TrainableModel;
-    if (!TRAINABLE.includes(model) && !MODEL_TASKS[model]) throw new Error(`train: unknown model '${args.positionals[0] ?? ''}'; trainable here: ${[...TRAINABLE, ...Object.keys(MODEL_TASKS)].join(', ')}`);
+    if (!TRAINABLE.includes(model) && !MODEL_TASKS[model]) throw new UsageError(`unknown model '${args.positionals[0] ?? ''}'; trainable here: ${[...TRAINABLE, ...Object.keys(MODEL_TASKS)].join(', ')}`);
     const d = TRAIN_DEFAULTS[model] ?? MODEL_TASKS[model].defaults;
     const out = str(args, 'out', join('runs', model));
-    const seed = num(args, 'seed', 0);
-    const dataSpec = str(args, 'data', d.data);
-    const batch = num(args, 'batch', d.batch);
     const ckptPath = join(out, 'checkpoint.safetensors');
-    // On resume, the checkpoint's config wins for everything that shapes the run.
-    let saved: Record<string, unknown> | null = null;
+    // On resume, the checkpoint's config wins for everything that shapes the run; its loop settings are kept unless a flag overrides them.
+    let savedState: SavedRunState | null = null;
     if ((flag(args, 'resume') || flag(args, 'export-only')) && existsSync(join(out, 'state.json'))) {
-      saved = (JSON.parse(readFileSync(join(out, 'state.json'), 'utf8')) as { config: Record<string, unknown> }).config;
+      savedState = JSON.parse(readFileSync(join(out, 'state.json'), 'utf8')) as SavedRunState;
     }
+    const saved = savedState?.config ?? null;
+    // every value is checked, then the output folders proved writable, before the dataset loads
+    const rs = runSettings(args, model, d, savedState);
+    outDir(args, 'out', out);
+    if (typeof args.values.ship === 'string') outDir(args, 'ship', args.values.ship);
+    const { seed, batch, dataSpec } = rs;
     const ds = loadDataset((saved?.data as string) ?? dataSpec, { log: (l) => process.stderr.write(l + '\n') });
     let task: JudgeTask | UNetTask | TrainTask<unknown>;
     let extraConfig: Record<string, unknown> | null = null;
@@ -159,7 +249,7 @@ const trainCmd: Command = {
       }
       const cfg = (saved?.net as Record<string, unknown>) ?? {
         ...smallUNetConfig(ds.height),
-        modelChannels: num(args, 'model-channels', 32),
+        modelChannels: rs.modelChannels,
         // a learned variance doubles the output channels (learnSigma follows from them, as guided-diffusion's learn_sigma)
         ...(flag(args, 'learn-sigma') ? { outChannels: 2 * ds.channels } : {}),
       };
@@ -211,22 +301,25 @@ const trainCmd: Command = {
     if (args.values.cooldown !== undefined && d.decay !== 'constant') throw new Error(`--cooldown is for constant-rate runs; ${model} already decays (${d.decay})`);
     const opts: TrainOptions = {
       out,
-      steps: num(args, 'steps', d.steps),
-      lr: num(args, 'lr', d.lr),
-      warmup: num(args, 'warmup', d.warmup),
+      steps: rs.run.steps,
+      lr: rs.run.lr,
+      warmup: rs.run.warmup,
       decay: d.decay,
       clip: 1,
-      cooldown: args.values.cooldown !== undefined ? num(args, 'cooldown') : undefined,
+      cooldown: rs.cooldown,
       emaDecay: d.ema,
       adam: { weightDecay: d.weightDecay },
       seed,
-      checkpointEvery: num(args, 'ckpt-every', d.ckptEvery),
-      sampleEvery: num(args, 'sample-every', d.sampleEvery),
+      checkpointEvery: rs.run.checkpointEvery,
+      sampleEvery: rs.run.sampleEvery,
       resume: flag(args, 'resume'),
       config,
       onProgress: progressBar(`train ${model}`),
-      maxStepsThisRun: args.values['max-steps-this-run'] ? num(args, 'max-steps-this-run') : undefined,
+      maxStepsThisRun: rs.maxStepsThisRun,
     };
+    if (savedState && flag(args, 'resume') && savedState.step >= opts.steps && !savedState.cooldown) {
+      process.stderr.write(`train ${model}: ${out} is at step ${savedState.step}, which reaches --steps ${opts.steps}: nothing to train; exporting its weights\n`);
+    }
     process.stderr.write(`train ${model}: ${ds.name} train split ${ds.indicesOf('train').length} images, batch ${config.batch}, ${opts.steps} steps, lr ${opts.lr}, out ${out}\n`);
     const stop = stopOnSignals();
     let r: Awaited<ReturnType<typeof train>>;
@@ -237,7 +330,7 @@ const trainCmd: Command = {
     }
     console.log(JSON.stringify({ model, ...r }));
     if (r.stopped) {
-      process.stderr.write(`train ${model}: stopped at step ${r.step} by ${stop.received()}; checkpoint written. Resume: diffguide train ${model} --out ${out} --resume\n`);
+      process.stderr.write(`train ${model}: stopped at step ${r.step} of ${savedTarget(out) ?? opts.steps} by ${stop.received()}; checkpoint written. Resume (keeps the run's settings, --steps included): diffguide train ${model} --out ${out} --resume\n`);
       return stop.exitCode();
     }
     const st = loadTrainedWeights(ckptPath, task.params, 'ema', (task as TrainTask<unknown>).buffers);

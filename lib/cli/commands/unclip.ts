@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Command } from '../command.js';
 import { note, progressBar } from '../progress.js';
-import { METHOD_OPTIONS, UsageError, guarded, intOpt, loadModels, numList, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
+import { METHOD_OPTIONS, UsageError, count, guarded, loadModels, numList, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
 import { imageSizeOf } from '../../methods/common.js';
 import * as unclip from '../../methods/unclip.js';
 
@@ -40,27 +40,36 @@ const cmd: Command = {
       const image = strOpt(args, 'image');
       if (!text && !image) throw new UsageError('give --text (text-to-image) or --image (variations, with --image2 interpolation, with --source/--target a text diff)');
       const seed = seedOf(args);
-      const steps = intOpt(args, 'steps', 50);
+      const steps = count(args, 'steps', 50);
       const decoderScale = numOpt(args, 'decoder-scale', 3);
+      const etaRange = { min: 0, max: 1, why: '0 = deterministic DDIM, 1 = DDPM-like noise' };
+      // checked before any work: counts, eta and the output folder
+      const n = count(args, 'n', 4);
+      const variationsOnly = !text && !strOpt(args, 'image2') && !strOpt(args, 'source') && !strOpt(args, 'target');
+      const eta = numOpt(args, 'eta', variationsOnly ? 1 : 0, etaRange);
+      const frames = count(args, 'frames', 5, { min: 2 });
+      const priorScale = numOpt(args, 'prior-scale', 2);
+      const priorSteps = count(args, 'prior-steps', 64);
+      const bestOf = count(args, 'best-of', 2);
+      const thetas = numList(args, 'thetas', [0, 0.125, 0.25, 0.375, 0.5]);
+      const dir = outDir(args, 'unclip');
       const m = await loadModels(args, text ? ['cond', 'clip', 'prior'] : ['cond', 'clip']);
       const models: unclip.UnclipModels = { decoder: m.cond!, prior: m.prior?.prior as never, priorSchedule: m.prior?.schedule as never, clip: m.clip! };
-      const dir = outDir(args, 'unclip');
       const size = imageSizeOf(m.cond!);
       const onProgress = progressBar();
       const common = { weights: m.cond!.source, seed, steps, decoderScale };
       try {
         if (text) {
           const prompts = text.split('|').map((s) => s.trim()).filter(Boolean);
-          const n = intOpt(args, 'n', 4);
           const r = await unclip.textToImage(models, prompts, {
             n,
             seed,
             steps,
             decoderScale,
-            priorScale: numOpt(args, 'prior-scale', 2),
-            priorSteps: intOpt(args, 'prior-steps', 64),
-            bestOf: intOpt(args, 'best-of', 2),
-            eta: numOpt(args, 'eta', 0),
+            priorScale,
+            priorSteps,
+            bestOf,
+            eta,
             onProgress,
           });
           const labels = prompts.flatMap((p) => Array.from({ length: n }, (_, i) => `${p} #${i}`));
@@ -75,19 +84,18 @@ const cmd: Command = {
           const target = strOpt(args, 'target');
           if (image2) {
             const b = readInput(image2, size, 'image2');
-            const r = await unclip.interpolate(models, a, b, { frames: intOpt(args, 'frames', 5), steps, decoderScale, seed, onProgress, onNote: note });
+            const r = await unclip.interpolate(models, a, b, { frames, steps, decoderScale, seed, onProgress, onNote: note });
             const inputs = tf.concat([a, b]) as tf.Tensor4D;
             writeOutputs(dir, 'unclip-interp', r.images, r.thetas.map((t) => `theta ${t.toFixed(2)}`), { ...common, frames: r.thetas.length }, { images: inputs, labels: ['A', 'B'] });
             tf.dispose([b, inputs, r.images, r.embeddings, r.endpoints]);
           } else if (source || target) {
             if (!source || !target) throw new UsageError('a text diff needs both --source and --target');
-            const r = await unclip.textDiff(models, a, { source, target, thetas: numList(args, 'thetas', [0, 0.125, 0.25, 0.375, 0.5]), steps, decoderScale, seed, onProgress, onNote: note });
+            const r = await unclip.textDiff(models, a, { source, target, thetas, steps, decoderScale, seed, onProgress, onNote: note });
             writeOutputs(dir, 'unclip-textdiff', r.images, r.thetas.map((t) => `theta ${t}`), { ...common, source, target }, { images: a, labels: ['input'] });
             tf.dispose([r.images, r.embeddings]);
           } else {
-            const n = intOpt(args, 'n', 4);
-            const r = await unclip.variations(models, a, { n, steps, decoderScale, eta: numOpt(args, 'eta', 1), seed, onProgress, onNote: note });
-            writeOutputs(dir, 'unclip-variations', r.images, Array.from({ length: n }, (_, i) => `variation #${i}`), { ...common, n, eta: numOpt(args, 'eta', 1) }, { images: a, labels: ['input'] });
+            const r = await unclip.variations(models, a, { n, steps, decoderScale, eta, seed, onProgress, onNote: note });
+            writeOutputs(dir, 'unclip-variations', r.images, Array.from({ length: n }, (_, i) => `variation #${i}`), { ...common, n, eta }, { images: a, labels: ['input'] });
             tf.dispose([r.images, r.embedding]);
           }
         } finally {
