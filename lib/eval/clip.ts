@@ -10,6 +10,7 @@ import { qSample } from '../../samplers/core.js';
 import type { Schedule } from '../../samplers/schedule.js';
 // The bars' prompts are among the templates the CLIP trainer samples.
 import { categoryPrompt, namePrompt } from '../train/tasks/clip.js';
+import { argmaxAccuracy, cosineMatrix, retrievalTopK } from '../metrics/retrieval.js';
 
 export interface Bar {
   value: number;
@@ -17,44 +18,8 @@ export interface Bar {
   pass: boolean;
 }
 
-/**
- * Fraction of rows whose argmax column equals the label.
- * @param sim row-major [rows, cols] similarities; labels [rows] column indices
- */
-export function argmaxAccuracy(sim: ArrayLike<number>, rows: number, cols: number, labels: ArrayLike<number>): number {
-  if (sim.length !== rows * cols) throw new Error(`argmaxAccuracy: ${sim.length} similarities for a ${rows}x${cols} matrix`);
-  let hit = 0;
-  for (let i = 0; i < rows; i++) {
-    let best = 0;
-    for (let j = 1; j < cols; j++) if (sim[i * cols + j] > sim[i * cols + best]) best = j;
-    if (best === labels[i]) hit++;
-  }
-  return rows ? hit / rows : NaN;
-}
-
-/**
- * Top-k retrieval: the fraction of queries (rows) with at least one relevant item among the k
- * highest-scoring gallery items (columns). Ties are broken by column order.
- * @param sim row-major [queries, gallery]; relevant(q, g) says whether gallery item g answers query q
- */
-export function retrievalTopK(sim: ArrayLike<number>, queries: number, gallery: number, relevant: (q: number, g: number) => boolean, k: number): number {
-  if (sim.length !== queries * gallery) throw new Error(`retrievalTopK: ${sim.length} similarities for a ${queries}x${gallery} matrix`);
-  let hit = 0;
-  for (let q = 0; q < queries; q++) {
-    const order = Array.from({ length: gallery }, (_, g) => g).sort((a, b) => sim[q * gallery + b] - sim[q * gallery + a] || a - b);
-    if (order.slice(0, k).some((g) => relevant(q, g))) hit++;
-  }
-  return queries ? hit / queries : NaN;
-}
-
-/** Row-normalised a @ b^T on the host. a [N, D], b [M, D] -> Float32Array [N*M]. */
-export function cosineMatrix(a: tf.Tensor2D, b: tf.Tensor2D): Float32Array {
-  return tf.tidy(() => {
-    const na = a.div(tf.norm(a, 'euclidean', 1, true).add(1e-12));
-    const nb = b.div(tf.norm(b, 'euclidean', 1, true).add(1e-12));
-    return tf.matMul(na, nb, false, true).dataSync() as Float32Array;
-  });
-}
+// The similarity-matrix metrics live in lib/metrics (their one home); re-exported for this module's users.
+export { argmaxAccuracy, cosineMatrix, retrievalTopK };
 
 /** Image embeddings [N, D] of dataset items in batches. */
 export function embedImages(enc: (x: tf.Tensor4D) => tf.Tensor2D, ds: Dataset, indices: number[], batch = 128): tf.Tensor2D {

@@ -15,6 +15,7 @@ import type { Diffuser } from '../methods/common.js';
 import { decode, samplePrior } from '../methods/unclip.js';
 import { embedImages, type Bar } from './clip.js';
 import { categoryPrompt } from '../train/tasks/clip.js';
+import { matchRate } from '../metrics/retrieval.js';
 
 export interface UnclipEvalOptions {
   /** Samples per category (default 4). */
@@ -29,13 +30,8 @@ export interface UnclipEvalOptions {
   onProgress?: (msg: string) => void;
 }
 
-/** Fraction of `labels[i] === predicted[i]`. */
-export function matchRate(labels: ArrayLike<number>, predicted: ArrayLike<number>): number {
-  if (labels.length !== predicted.length) throw new Error(`matchRate: ${labels.length} labels vs ${predicted.length} predictions`);
-  let h = 0;
-  for (let i = 0; i < labels.length; i++) if (labels[i] === predicted[i]) h++;
-  return labels.length ? h / labels.length : NaN;
-}
+// matchRate lives in lib/metrics (its one home); re-exported for this module's users.
+export { matchRate };
 
 function judgeCategories(judge: Judge, x: tf.Tensor4D): number[] {
   return Array.from(judge.predict(x).category);

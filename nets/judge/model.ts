@@ -109,12 +109,26 @@ export class Judge extends ParamOwner {
    */
   features(x: tf.Tensor4D): tf.Tensor2D {
     return tf.tidy(() => {
+      const maps = this.featureMaps(x);
+      return maps[maps.length - 1].mean([1, 2]) as tf.Tensor2D;
+    });
+  }
+
+  /**
+   * The output of every block (after SiLU), first to last: the trunk judge-LPIPS compares.
+   * @param x [N, H, W, 3] in [-1, 1]
+   * @returns one [N, h_i, w_i, widths[i]] map per block
+   */
+  featureMaps(x: tf.Tensor4D): tf.Tensor4D[] {
+    return tf.tidy(() => {
       let h = this.prepare(x);
+      const maps: tf.Tensor4D[] = [];
       this.config.widths.forEach((_, i) => {
         h = conv2d(h, this.p(`blocks.${i}.conv.weight`) as tf.Tensor4D, this.p(`blocks.${i}.conv.bias`) as tf.Tensor1D, { stride: this.config.strides[i], pad: this.config.strides[i] === 2 ? [[0, 1], [0, 1]] : 1 });
         h = silu(groupNorm(h, this.config.groups, this.p(`blocks.${i}.norm.weight`) as tf.Tensor1D, this.p(`blocks.${i}.norm.bias`) as tf.Tensor1D, 1e-5));
+        maps.push(h);
       });
-      return h.mean([1, 2]) as tf.Tensor2D;
+      return maps;
     });
   }
 
