@@ -34,7 +34,9 @@ describe('the published package in a consumer project', function () {
         "import * as nets from 'diffguide/nets';",
         "import * as samplers from 'diffguide/samplers';",
         "import * as guidance from 'diffguide/guidance';",
-        'export const counts: number[] = [dg, nets, samplers, guidance].map((m) => Object.keys(m).length);',
+        "import * as metrics from 'diffguide/metrics';",
+        'export const counts: number[] = [dg, nets, samplers, guidance, metrics].map((m) => Object.keys(m).length);',
+        'export const ssim: typeof metrics.ssim = metrics.ssim;',
         'export const toNd: typeof dg.toNdarray = dg.toNdarray;',
       ].join('\n'),
     );
@@ -55,10 +57,10 @@ describe('the published package in a consumer project', function () {
   });
 
   it('imports at run time from a fresh install', () => {
-    const out = execFileSync(process.execPath, ['--input-type=module', '-e', "const m = await import('diffguide'); console.log(typeof m.initBackend, typeof m.sdedit)"], {
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', "const m = await import('diffguide'); const mt = await import('diffguide/metrics'); console.log(typeof m.initBackend, typeof m.sdedit, typeof mt.kid)"], {
       cwd: dir,
       encoding: 'utf8',
     });
-    expect(out.trim()).to.equal('function function');
+    expect(out.trim()).to.equal('function function function');
   });
 });
