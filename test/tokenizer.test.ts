@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { existsSync, readFileSync } from 'node:fs';
 import { clipTokenizer, cleanText, Tokenizer, bytesToUnicode, CLIP_NUM_MERGES } from '../nets/clip/tokenizer.js';
+import '../nets/clip/tokenizer-file.js'; // the Node merges-file reader
 import { weightsPath } from '../lib/paths.js';
 import { HAVE_PARITY, parity } from './fixtures.js';
 

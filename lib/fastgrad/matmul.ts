@@ -19,7 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Scratch, derived, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
 import { addr, simdKernels } from './simd.js';
 import { transposeWasm } from './transpose.js';
-import { wasmThreadsEnabled } from './threads.js';
+import { wasmThreadsEnabled } from './threads-count.js';
 
 type CMatMul = (aId: number, aShapePtr: number, aRank: number, bId: number, bShapePtr: number, bRank: number,
   transposeA: number, transposeB: number, outId: number) => void;

@@ -32,6 +32,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { xorshiftUniform } from '../random.js';
+import { setWasmThreadsEnabled, wasmThreadsEnabled } from './threads-count.js';
 
 const require = createRequire(import.meta.url);
 // The very object Emscripten's require('worker_threads') returns (patched during start-up).
@@ -61,12 +62,7 @@ type EmModule = {
   tfjs?: Record<string, unknown>;
 };
 
-let enabled = 0;
-
-/** Threads of the shimmed backend, or 0 when the shim is not in use. */
-export function wasmThreadsEnabled(): number {
-  return enabled;
-}
+export { wasmThreadsEnabled };
 
 /** CPUs this process may use (`os.availableParallelism`, which respects affinity masks). */
 export function availableCpus(): number {
@@ -169,7 +165,7 @@ const START_TIMEOUT_MS = Number(process.env.DIFFGUIDE_WASM_THREADS_TIMEOUT_MS) |
  * with one line saying why.
  */
 export async function enableWasmThreads(threads: number): Promise<number> {
-  if (enabled) return enabled;
+  if (wasmThreadsEnabled()) return wasmThreadsEnabled();
   if (!(threads > 1)) return 1;
   if (threads > MAX_WASM_THREADS) throw new Error(`at most ${MAX_WASM_THREADS} wasm threads (Emscripten's worker pool), got ${threads}`);
   if ((tf.engine() as unknown as { registry: Record<string, unknown> }).registry.wasm) {
@@ -279,7 +275,7 @@ export async function enableWasmThreads(threads: number): Promise<number> {
     const got = pkg.getThreadsCount();
     if (got < 2) throw new Error(`the threaded wasm backend started with ${got} thread(s)`);
     selfCheckBackend();
-    enabled = got;
+    setWasmThreadsEnabled(got);
     return got;
   } catch (e) {
     if (registered) {

@@ -11,39 +11,16 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { UNet, configFromReference, type UNetConfig } from '../../nets/unet/index.js';
+import { UNet, type UNetConfig } from '../../nets/unet/index.js';
 import { CLIP, NoisyCLIPImageEncoder, type CLIPConfig, type CLIPVisionConfig } from '../../nets/clip/index.js';
-import { Prior, type PriorConfig } from '../../nets/prior/index.js';
+import { Prior } from '../../nets/prior/index.js';
 import { readStateDict } from '../io/index.js';
 import { weightsPath } from '../paths.js';
-import { makeSchedule, type Schedule, type ScheduleName } from '../../samplers/schedule.js';
-import type { Parameterization } from '../../samplers/model.js';
+import { makeSchedule, type Schedule } from '../../samplers/schedule.js';
 import { makeDiffuser, type Diffuser } from './common.js';
+import { MAKE_COMMAND, MODEL_WHAT as WHAT, WeightsError, clipFromStateDict, diffuserFromStateDict, noisyClipFromStateDict, priorFromStateDict, type ModelName } from './weights-config.js';
 
-/** The shipped models, by folder name under weights/. */
-export type ModelName = 'unet' | 'clip' | 'noisy-clip' | 'cond-unet' | 'prior' | 'judge';
-
-/** The command that makes each shipped model (for error messages). */
-export const MAKE_COMMAND: Record<ModelName, string> = {
-  unet: 'diffguide train unet',
-  clip: 'diffguide train clip',
-  'noisy-clip': 'diffguide train noisy-clip',
-  'cond-unet': 'diffguide train cond-unet',
-  prior: 'diffguide train prior',
-  judge: 'diffguide train judge',
-};
-
-const WHAT: Record<ModelName, string> = {
-  unet: 'an unconditional UNet (eps prediction)',
-  clip: 'a CLIP model (image + text towers)',
-  'noisy-clip': 'a time-conditioned (noisy) CLIP image encoder',
-  'cond-unet': 'a UNet conditioned on a CLIP embedding (cond.emb)',
-  prior: 'an unCLIP prior (nets/prior)',
-  judge: 'the judge classifier',
-};
-
-/** Thrown when weights are missing or do not fit; the message names what was expected and the fix. */
-export class WeightsError extends Error {}
+export { MAKE_COMMAND, WeightsError, scheduleFromConfig, type ModelName } from './weights-config.js';
 
 function missingMessage(name: ModelName, where: string): string {
   return (
@@ -86,48 +63,16 @@ export function readConfigBeside(file: string, name?: string): Record<string, un
   return null;
 }
 
-function pick<T>(json: Record<string, unknown> | null, key: string, fallback: T): T {
-  if (!json) return fallback;
-  const d = json.diffusion as Record<string, unknown> | undefined;
-  return ((d && d[key] !== undefined ? d[key] : json[key]) as T) ?? fallback;
-}
-
-/** The diffusion schedule a config names (default linear, 1000 steps). */
-export function scheduleFromConfig(json: Record<string, unknown> | null): Schedule {
-  const name = pick<ScheduleName>(json, 'schedule', 'linear');
-  const T = Number(pick<number>(json, 'timesteps', pick<number>(json, 'diffusion_steps', 1000)));
-  return makeSchedule(name, T);
-}
-
-function unetConfigFrom(json: Record<string, unknown> | null): Partial<UNetConfig> | undefined {
-  if (!json) return undefined;
-  const src = (json.unet ?? json.model ?? json) as Record<string, unknown>;
-  try {
-    return configFromReference(src);
-  } catch {
-    return undefined;
-  }
-}
-
-async function loadUNetFile(name: ModelName, path: string | undefined, needEmb: boolean): Promise<Diffuser> {
+async function loadUNetFile(name: 'unet' | 'cond-unet', path: string | undefined, needEmb: boolean): Promise<Diffuser> {
   const file = resolveWeights(name, path);
   const json = readConfigBeside(file, name);
-  let unet: UNet;
+  let sd;
   try {
-    const sd = await readStateDict(file);
-    unet = UNet.fromStateDict(sd, unetConfigFrom(json));
+    sd = await readStateDict(file);
   } catch (e) {
     throw new WeightsError(`${file}: not ${WHAT[name]} this build can load:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND[name]}`);
   }
-  if (needEmb && unet.config.embCondDim === null) {
-    unet.dispose();
-    throw new WeightsError(`${file}: this UNet has no embedding conditioning (no transformer_proj); expected ${WHAT[name]}. Make it with: ${MAKE_COMMAND[name]}`);
-  }
-  return makeDiffuser(unet, scheduleFromConfig(json), {
-    prediction: pick<Parameterization>(json, 'prediction', 'eps'),
-    embScale: Number(pick<number>(json, 'embScale', 1)),
-    source: file,
-  });
+  return diffuserFromStateDict(name, sd, json, file, needEmb);
 }
 
 /** The unconditional UNet (SDG, SDEdit, DiffusionCLIP): shipped `weights/unet/` or a path. */
@@ -144,32 +89,27 @@ export function loadCondDiffuser(path?: string): Promise<Diffuser> {
 export async function loadClipModel(path?: string): Promise<CLIP> {
   const file = resolveWeights('clip', path);
   const json = readConfigBeside(file, 'clip');
-  try {
-    return CLIP.fromStateDict(await readStateDict(file), (json?.clip ?? json?.config ?? undefined) as CLIPConfig | undefined);
-  } catch (e) {
-    throw new WeightsError(`${file}: not ${WHAT.clip}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND.clip}`);
-  }
+  return clipFromStateDict(await readOrExplain('clip', file), json, file);
 }
 
 /** The noisy CLIP image encoder (SDG): shipped `weights/noisy-clip/` or a path. */
 export async function loadNoisyClipModel(path?: string): Promise<NoisyCLIPImageEncoder> {
   const file = resolveWeights('noisy-clip', path);
-  try {
-    return NoisyCLIPImageEncoder.fromStateDict(await readStateDict(file, { filter: (k) => k.startsWith('visual.') }));
-  } catch (e) {
-    throw new WeightsError(`${file}: not ${WHAT['noisy-clip']}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND['noisy-clip']}`);
-  }
+  return noisyClipFromStateDict(await readOrExplain('noisy-clip', file, (k) => k.startsWith('visual.')), file);
 }
 
 /** The unCLIP prior and its (cosine) schedule: shipped `weights/prior/` or a path. */
 export async function loadPriorModel(path?: string): Promise<{ prior: Prior; schedule: Schedule }> {
   const file = resolveWeights('prior', path);
   const json = readConfigBeside(file, 'prior');
+  return priorFromStateDict(await readOrExplain('prior', file), json, file);
+}
+
+async function readOrExplain(name: ModelName, file: string, filter?: (k: string) => boolean) {
   try {
-    const prior = Prior.fromStateDict(await readStateDict(file), (json ?? undefined) as Partial<PriorConfig> | undefined);
-    return { prior, schedule: makeSchedule(pick<ScheduleName>(json, 'schedule', 'cosine'), prior.config.timesteps) };
+    return await readStateDict(file, filter ? { filter } : undefined);
   } catch (e) {
-    throw new WeightsError(`${file}: not ${WHAT.prior}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND.prior}`);
+    throw new WeightsError(`${file}: not ${WHAT[name]}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND[name]}`);
   }
 }
 

@@ -13,6 +13,7 @@ import { NoisyCLIPImageEncoder, type NoisyCLIPOptions } from './noisy.js';
 export * from './types.js';
 export * from './config.js';
 export * from './tokenizer.js';
+export { readMergesFile } from './tokenizer-file.js'; // registers the Node merges-file reader
 export * from './preprocess.js';
 export * from './model.js';
 export * from './noisy.js';

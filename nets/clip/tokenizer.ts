@@ -7,11 +7,12 @@
  * `<|endoftext|>`. Using only the first K merges gives a vocabulary of 512 + K + 2 ids with the same
  * algorithm: `Tokenizer.forVocabSize(1000)` is the tokenizer of a small CLIP with vocab 1000
  * (SOT = 998, EOT = 999). The full file gives K = 48894, vocab 49408 (SOT 49406, EOT 49407).
+ *
+ * This module runs anywhere (Node, browsers, workers). Reading the merges file is the job of a
+ * registered `MergesReader`: `tokenizer-file.ts` registers the Node one (the shipped file, gunzipped;
+ * `nets/clip/index.ts` imports it); a browser fetches the file and calls `setMergesText`.
  */
-import { readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
 import * as tf from '@tensorflow/tfjs';
-import { weightsPath } from '../../lib/paths.js';
 
 /** Merges in the released vocabulary that CLIP uses (49152 - 256 - 2). */
 export const CLIP_NUM_MERGES = 48894;
@@ -145,15 +146,14 @@ export class Tokenizer {
   /**
    * Load a gzipped (or plain) merges file; default: the shipped `weights/bpe_simple_vocab_16e6.txt.gz`.
    */
-  static fromFile(path: string = weightsPath('bpe_simple_vocab_16e6.txt.gz'), opts: TokenizerOptions = {}): Tokenizer {
-    let raw: Buffer;
-    try {
-      raw = readFileSync(path);
-    } catch (e) {
-      throw new Error(`Tokenizer: cannot read BPE merges file ${path} (${(e as Error).message}); pass the path of bpe_simple_vocab_16e6.txt.gz`);
+  static fromFile(path?: string, opts: TokenizerOptions = {}): Tokenizer {
+    if (!mergesReader) {
+      throw new Error(
+        'Tokenizer: no BPE merges reader is registered in this environment. In Node import nets/clip/index.js ' +
+          "(or nets/clip/tokenizer-file.js), which reads the shipped weights/bpe_simple_vocab_16e6.txt.gz; in a browser fetch that file's text and call setMergesText(text)",
+      );
     }
-    const text = raw[0] === 0x1f && raw[1] === 0x8b ? gunzipSync(raw).toString('utf8') : raw.toString('utf8');
-    return Tokenizer.fromMergesText(text, opts);
+    return Tokenizer.fromMergesText(mergesReader(path), opts);
   }
 
   /**
@@ -290,6 +290,24 @@ export class Tokenizer {
 }
 
 const tokenizerCache = new Map<string, Tokenizer>();
+
+/** Reads a merges file's text: `path` undefined = the shipped `bpe_simple_vocab_16e6.txt.gz`. */
+export type MergesReader = (path?: string) => string;
+let mergesReader: MergesReader | null = null;
+
+/** Register how `Tokenizer.fromFile` / `forVocabSize` read merges files (clears the per-size cache). */
+export function setMergesReader(reader: MergesReader): void {
+  mergesReader = reader;
+  tokenizerCache.clear();
+}
+
+/** Use this merges text (a browser's fetched, decompressed `bpe_simple_vocab_16e6.txt`) as the shipped file. */
+export function setMergesText(text: string): void {
+  setMergesReader((path) => {
+    if (path !== undefined) throw new Error(`Tokenizer: only the registered merges text is available here, not a file ${path}`);
+    return text;
+  });
+}
 
 /** CLIP's own tokenizer (full vocabulary, 49408 ids), loaded once from the shipped merges file. */
 export function clipTokenizer(): Tokenizer {
