@@ -5,7 +5,7 @@
  * the test on a timeout instead of hanging the suite.
  */
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -284,6 +284,26 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
       expect(more.err).to.include("train judge: --lr 0.001 overrides the run's saved lr 0.002");
       expect(state().run).to.deep.include({ steps: 5, lr: 1e-3 });
       expect(state().step).to.equal(5);
+    });
+
+    it('the resume hint printed after SIGTERM continues to the run\'s target (it used to fall back to the default --steps)', async () => {
+      const run = join(dir, 'term-run');
+      const argv = ['train', 'judge', ...SUBSET, '--out', run, '--steps', '2000', '--batch', '4', '--sample-every', '0', '--ckpt-every', '1'];
+      const proc = spawn(process.execPath, ['--import', 'tsx', 'lib/cli/run.ts', ...argv], { cwd: ROOT, env: { ...process.env, DIFFGUIDE_BACKEND: 'wasm', DIFFGUIDE_WASM_THREADS: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      proc.stderr.on('data', (b: Buffer) => (err += b.toString()));
+      const exited = new Promise<number | null>((r) => proc.on('exit', (c) => r(c)));
+      const until = Date.now() + 180000;
+      while (!existsSync(join(run, 'state.json')) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      proc.kill('SIGTERM');
+      expect(await exited, err).to.equal(143);
+      const m = err.match(/stopped at step (\d+) of 2000 by SIGTERM; checkpoint written\. Resume \(keeps the run's settings, --steps included\): diffguide (train judge --out \S+ --resume)\n/);
+      expect(m, err).to.not.equal(null);
+      const r = await cli([...m![2].split(' '), '--max-steps-this-run', '1']);
+      expect(r.code, r.err).to.equal(0);
+      const st = JSON.parse(readFileSync(join(run, 'state.json'), 'utf8')) as { step: number; run: { steps: number } };
+      expect(st.run.steps).to.equal(2000); // not the judge's default 3000
+      expect(st.step).to.equal(Number(m![1]) + 1);
     });
 
     it('removeStaleTemporaries keeps this process\'s and a live process\'s temporaries', () => {
