@@ -8,6 +8,9 @@
  * - vit_block:  pre-LN transformer block, width 256, 4 heads, QuickGELU MLP 4x, x [8, 65, 256]
  * - attention:  softmax(q kᵀ / √d) v, 8 heads, 256 tokens, head dim 64, batch 1;
  *               dx = d/dq, dxdw = d/d(q, k, v) (k, v play the parameters' part)
+ * - conv1024_8: 3x3 conv 1024->1024 + bias, x [1, 8, 8, 1024] (the 256 px guided-diffusion UNet's
+ *               lowest level: few pixels, a 37.7 MB filter)
+ * `DIFFGUIDE_BENCH_OPS=conv_stack,conv1024_8` runs only those cases.
  * fwd_ms: forward without a tape; dx_ms: forward + gradient of sum(output) w.r.t. the input;
  * dxdw_ms: forward + gradients w.r.t. the input and all parameters. Medians of `reps`.
  */
@@ -88,6 +91,11 @@ const CASES: CaseDef[] = [
     make: () => ({ inputs: [randn([1, 8, 256, 64])], params: [randn([1, 8, 256, 64]), randn([1, 8, 256, 64])] }),
     f: ([q], [k, v]) => attention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D),
   },
+  {
+    name: 'conv1024_8',
+    make: () => ({ inputs: [randn([1, 8, 8, 1024])], params: [randn([3, 3, 1024, 1024], 0.01), randn([1024], 0.01)] }),
+    f: ([x], [w, b]) => conv2d(x as tf.Tensor4D, w as tf.Tensor4D, b as tf.Tensor1D),
+  },
 ];
 
 /** CLIP's own pre-LN transformer block (nets/clip/layers.ts): x + proj(attn(ln1 x)); x + out(quickGelu(fc(ln2 x))). */
@@ -129,7 +137,10 @@ export async function run(opts: BenchOptions): Promise<OpsReport> {
   }
   const cases: OpsCase[] = [];
   try {
-    for (const c of CASES) {
+    const only = process.env.DIFFGUIDE_BENCH_OPS?.split(',').map((n) => n.trim()).filter(Boolean);
+    const unknown = only?.filter((n) => !CASES.some((c) => c.name === n)) ?? [];
+    if (unknown.length) throw new Error(`DIFFGUIDE_BENCH_OPS names unknown case(s) ${unknown.join(', ')}; known: ${CASES.map((c) => c.name).join(', ')}`);
+    for (const c of CASES.filter((c) => !only?.length || only.includes(c.name))) {
       const { inputs, params } = c.make();
       const all = [...inputs, ...params];
       const fns: Record<Mode, () => tf.Tensor | tf.Tensor[]> = {

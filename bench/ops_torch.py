@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch side of `diffguide bench ops`: the same cases and shapes as bench/ops.ts, on CPU.
 
-  ops_torch.py --reps 5 --warmup 3 [--threads 2] [--cases conv_stack,conv_s2,vit_block,attention]
+  ops_torch.py --reps 5 --warmup 3 [--threads 2] [--cases conv_stack,conv_s2,vit_block,attention,conv1024_8]
   ops_torch.py --serve [--threads 2]
 
 Batch mode prints one JSON line: {"torch": version, "threads": n, "cases": {name: {fwd_ms, dx_ms, dxdw_ms}}}.
@@ -18,7 +18,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--reps", type=int, default=5)
 ap.add_argument("--warmup", type=int, default=3)
 ap.add_argument("--threads", type=int, default=2)
-ap.add_argument("--cases", default="conv_stack,conv_s2,vit_block,attention")
+ap.add_argument("--cases", default="conv_stack,conv_s2,vit_block,attention,conv1024_8")
 ap.add_argument("--serve", action="store_true")
 a = ap.parse_args()
 
@@ -89,6 +89,9 @@ def case(name):
     if name == "vit_block":
         m = Block(256, 4)
         return m, [torch.randn(8, 65, 256)], list(m.parameters())
+    if name == "conv1024_8":
+        m = nn.Conv2d(1024, 1024, 3, padding=1)
+        return m, [torch.randn(1, 1024, 8, 8)], list(m.parameters())
     if name == "attention":
         # The core op: dx = d/dq, dxdw = d/d(q, k, v) (k and v play the parameters' part).
         qkv = [torch.randn(1, 8, 256, 64) for _ in range(3)]

@@ -14,6 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Scratch, heapF32, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
+import { idOf, product } from './matmul.js';
 import { filterTransform, winogradApplies, winogradConv, winogradFilterGrad, winogradFilterGradApplies } from './winograd.js';
 
 interface Geometry {
@@ -59,6 +60,10 @@ export function convBackpropInput(s: Scratch, dy: Info, filter: Info, inH: numbe
   }
   const pt = dkh - 1 - g.padTop;
   const pl = dkw - 1 - g.padLeft;
+  if (lh === oh && lw === ow && gemmDxApplies(s.backend, dy.shape, filter.shape, inH, inW, g)) {
+    // Few pixels, many channels: W itself as the left operand of one GEMM, no rotated copy.
+    return convBackpropInputGemm(s, dy, filter, inH, inW, g);
+  }
   if (lh === oh && lw === ow && winogradApplies(s.backend, dy.shape, [kh, kw, cout, filter.shape[2]], 1, 1, g.dh, g.dw, inH, inW)) {
     // 3x3 stride 1: Winograd, with the rotated filter's transform kept per weight buffer.
     return winogradConv(s, dy, filterTransform(s, filter, true), inH, inW, pt, pl);
@@ -73,6 +78,81 @@ export function convBackpropInput(s: Scratch, dy: Info, filter: Info, inH: numbe
   // Rotated filter with in/out swapped: [KH, KW, Cout, Cin].
   const wt = s.transpose(s.reverse(filter, [0, 1]), [0, 1, 3, 2]);
   return s.conv2d(dc, wt, [1, 1], [g.dh, g.dw], explicit);
+}
+
+/**
+ * Whether dx goes through `convBackpropInputGemm`: a stride-1 conv whose filter outweighs its
+ * activations (the rotated-filter path copies the whole filter twice and XNNPACK packs it again on
+ * every call: for 3x3 1024->1024 at 8x8, batch 1, 37.7 MB three times against a 0.26 MB dy),
+ * and no Winograd (which caches its transform per weight buffer and wins on many pixels).
+ * `DIFFGUIDE_DX_GEMM=0` / `=1` forces it off / on wherever it can run (A/B, tests).
+ */
+export function gemmDxApplies(backend: WasmBackend, dyShape: number[], filterShape: number[], inH: number, inW: number, g: Geometry): boolean {
+  if (g.sh !== 1 || g.sw !== 1) return false;
+  const [n, oh, ow, cout] = dyShape;
+  const [kh, kw, cin] = filterShape;
+  const env = process.env.DIFFGUIDE_DX_GEMM;
+  if (env === '0') return false;
+  if (env === '1') return true;
+  if (winogradApplies(backend, dyShape, [kh, kw, cout, cin], 1, 1, g.dh, g.dw, inH, inW)) return false;
+  // Per call, the rotated-filter path moves the filter ~3 times (reverse, transpose, XNNPACK's
+  // packing); this one moves dy, the taps x Cin x pixels columns (twice) and dx once.
+  const pixels = n * oh * ow;
+  const filterMoves = 3 * kh * kw * cin * cout;
+  const ownMoves = pixels * cout + 2 * kh * kw * cin * pixels + n * inH * inW * cin;
+  return ownMoves < filterMoves;
+}
+
+/**
+ * dx of a stride-1 conv as one GEMM and a col2im, without touching the filter's layout:
+ * colsᵀ [KH·KW·Cin, N·OH·OW] = W [KH·KW·Cin, Cout] · dyᵀ [Cout, N·OH·OW] (the HWIO filter is that
+ * left operand as stored; XNNPACK packs only the small dyᵀ as its right operand, threaded over the
+ * filter's rows), then dxᵀ[ci, n, h, w] = Σ over taps (a, b) of colsᵀ[(a, b, ci), (n, h + pt - a·dh, w + pl - b·dw)]
+ * (pt, pl: the forward's pads), and dx = dxᵀ transposed. Same multiply-adds as the forward conv.
+ */
+export function convBackpropInputGemm(s: Scratch, dy: Info, filter: Info, inH: number, inW: number, g: Geometry): Info {
+  const be = s.backend;
+  const [n, oh, ow, cout] = dy.shape;
+  const [kh, kw, cin] = filter.shape;
+  const pixels = n * oh * ow;
+  const rows = kh * kw * cin;
+  const dyT = s.transpose(s.reshape(dy, [pixels, cout]), [1, 0]); // [Cout, pixels]: a fresh id, packed once, dropped with it
+  const cols = s.track(be.makeOutput([rows, pixels], 'float32'));
+  product(be, idOf(be, filter), rows, cout, idOf(be, dyT), pixels, idOf(be, cols));
+  s.free(dyT);
+  const dxT = s.track(be.makeOutput([cin, n, inH, inW], 'float32'));
+  const src = heapF32(be, cols);
+  const dst = heapF32(be, dxT);
+  dst.fill(0);
+  const plane = inH * inW;
+  for (let a = 0; a < kh; a++) {
+    // Output row i of tap row a lands on input row h = i - padTop + a·dh.
+    const h0 = a * g.dh - g.padTop;
+    const i0 = Math.max(0, -h0);
+    const i1 = Math.min(oh, inH - h0);
+    for (let b = 0; b < kw; b++) {
+      const w0 = b * g.dw - g.padLeft;
+      const j0 = Math.max(0, -w0);
+      const j1 = Math.min(ow, inW - w0);
+      if (i0 >= i1 || j0 >= j1) continue;
+      const tap = a * kw + b;
+      for (let ci = 0; ci < cin; ci++) {
+        const rowBase = (tap * cin + ci) * pixels;
+        for (let bn = 0; bn < n; bn++) {
+          const sb = rowBase + bn * oh * ow;
+          const db = (ci * n + bn) * plane;
+          for (let i = i0; i < i1; i++) {
+            let si = sb + i * ow + j0;
+            let di = db + (i + h0) * inW + j0 + w0;
+            for (let j = j0; j < j1; j++) dst[di++] += src[si++];
+          }
+        }
+      }
+    }
+  }
+  s.free(cols);
+  const dx = s.transpose(s.reshape(dxT, [cin, n * inH * inW]), [1, 0]);
+  return s.reshape(dx, [n, inH, inW, cin]);
 }
 
 /**
