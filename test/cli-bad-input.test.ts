@@ -335,7 +335,7 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
         [sdedit(d, ok, { steps: 0 }), /^steps must be an integer in \[1, 100\]/],
         [sdedit(d, ok, { steps: 1e9 }), /^steps must be an integer in \[1, 100\]/],
         [sdedit(d, ok, { steps: 2, seed: 2 ** 32 }), /^seed must be an integer in \[0, 4294967295\]/],
-        [sdeditComposite(d, ok, huge, tf.ones([1, 16, 16, 1]) as tf.Tensor4D, { steps: 2 }), /^guide has values in/],
+        [sdeditComposite(d, ok, huge, tf.ones([1, 16, 16, 1]) as tf.Tensor4D, { steps: 2 }), /^overlay has values in \[1\.00e\+30, 1\.00e\+30\]/],
       ];
       for (const [p, want] of fails) {
         const e = await rejects(p);

@@ -115,6 +115,8 @@ export async function sdeditComposite(
   region: tf.Tensor4D,
   opts: SDEditOptions & { keepBackground?: boolean } = {},
 ): Promise<SDEditResult & { composite: tf.Tensor4D }> {
+  checkImageRange(background, 'background');
+  checkImageRange(overlay, 'overlay');
   const size = imageSizeOf(d);
   const bg = fitImage(background, size, 'background', opts.onNote);
   const ov = fitImage(overlay, size, 'overlay', opts.onNote);
