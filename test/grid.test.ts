@@ -162,6 +162,17 @@ describe('experiment grids', function () {
     expect(yaml).to.match(/"--shard", "auto"/);
   });
 
+  it('experiment and worker --help show usage, each option and an example', () => {
+    for (const c of ['experiment', 'worker']) {
+      const r = cli([c, '--help']);
+      expect(r.stdout).to.match(new RegExp(`Usage: diffguide ${c}`));
+      expect(r.stdout).to.match(/Examples:\n\s+diffguide /);
+      const rows = r.stdout.split('\n').filter((l) => /^\s+(-\w, )?--[a-z]/.test(l));
+      expect(rows.length, c).to.be.greaterThan(4);
+      for (const l of rows) expect(l, `${c}: ${l}`).to.match(/^\s+(-\w, )?--[\w-]+( VALUE)?\s{2,}\S/);
+    }
+  });
+
   it('sdedit --quick end to end: one cell file per (t0, seed), the table, and L2 to the guide growing with t0', async function () {
     const have = shippedModels();
     if (!have.unet || !have.judge) {

@@ -7,3 +7,4 @@ registerSuite('nets', () => import('../../bench/nets.js'));
 registerSuite('sampling', () => import('../../bench/sampling.js'));
 registerSuite('ops', () => import('../../bench/ops.js'));
 registerSuite('methods', () => import('../../bench/methods.js'));
+registerSuite('grid', () => import('../../bench/grid.js'));

@@ -57,7 +57,7 @@ export interface CellRecord<C extends CellKey = CellKey, R extends Json = Json> 
   cell: C;
   settingsKey: string;
   result: R;
-  meta: { commit: string | null; host: string; pid: number; worker?: string; startedAt: string; ms: number };
+  meta: { commit: string | null; dirty?: boolean; host: string; pid: number; worker?: string; startedAt: string; ms: number };
 }
 
 export interface MergeInfo {
@@ -113,15 +113,19 @@ export function fileHash(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 16);
 }
 
-let commitCache: { commit: string | null; dirty: boolean } | undefined;
-/** `git rev-parse HEAD` of the package checkout (null outside git) and whether tracked files differ from it. */
-export function gitCommit(): { commit: string | null; dirty: boolean } {
+let commitCache: { commit: string | null; dirty: boolean; dirtyFiles: string[] } | undefined;
+/**
+ * `git rev-parse HEAD` of the package checkout (null outside git), whether tracked files differ from
+ * it, and which (at most 50).
+ */
+export function gitCommit(): { commit: string | null; dirty: boolean; dirtyFiles: string[] } {
   if (commitCache) return commitCache;
   const cwd = packageRoot();
   const r = spawnSync('git', ['rev-parse', 'HEAD'], { cwd, encoding: 'utf8' });
   const commit = r.status === 0 ? r.stdout.trim() : null;
   const s = commit ? spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd, encoding: 'utf8' }) : null;
-  commitCache = { commit, dirty: !!s && s.status === 0 && s.stdout.trim().length > 0 };
+  const dirtyFiles = s && s.status === 0 ? s.stdout.split('\n').filter((l) => l.trim()).map((l) => l.slice(3)).slice(0, 50) : [];
+  commitCache = { commit, dirty: dirtyFiles.length > 0, dirtyFiles };
   return commitCache;
 }
 
@@ -338,7 +342,7 @@ export async function computeCell<S>(g: PreparedGrid, cell: CellKey, shared: S, 
     cell,
     settingsKey: g.settingsKey,
     result,
-    meta: { commit: gitCommit().commit, host: hostname(), pid: process.pid, ...(opts.worker ? { worker: opts.worker } : {}), startedAt, ms },
+    meta: { commit: gitCommit().commit, dirty: gitCommit().dirty, host: hostname(), pid: process.pid, ...(opts.worker ? { worker: opts.worker } : {}), startedAt, ms },
   };
 }
 
@@ -433,7 +437,7 @@ function mergePrepared(g: PreparedGrid): MergeResult {
   const table =
     `${m.table.trimEnd()}\n` +
     (missing.length ? `\n**Partial: ${missing.length} of ${g.ids.length} cells missing:** ${missing.join(', ')}\n` : '');
-  const { commit, dirty } = gitCommit();
+  const { commit, dirty, dirtyFiles } = gitCommit();
   const cellCommits = [...new Set(records.map((r) => r.meta.commit ?? 'unknown'))];
   const results: JsonObject = {
     experiment: g.exp.name,
@@ -442,6 +446,7 @@ function mergePrepared(g: PreparedGrid): MergeResult {
     params: g.opts.params,
     commit,
     dirty,
+    ...(dirty ? { dirtyFiles } : {}),
     cellCommits,
     settingsKey: g.settingsKey,
     settings: g.settings,

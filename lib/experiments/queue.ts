@@ -117,6 +117,15 @@ export async function submitGrid(exp: AnyExperiment, opts: GridOptions, so: Subm
   const queue: BullQueue = new Queue(name, { connection });
   let events: BullQueueEvents | undefined;
   const pending = new Map<string, string>(); // jobId -> cellId
+  let wake = () => {};
+  const nap = (ms: number) =>
+    new Promise<void>((r) => {
+      const t = setTimeout(r, ms);
+      wake = () => {
+        clearTimeout(t);
+        r();
+      };
+    });
   const harvest = (rec: CellRecord | null) => {
     if (!rec || rec.settingsKey !== g.settingsKey || !g.ids.includes(rec.cellId)) return;
     g.store.write(rec);
@@ -128,6 +137,7 @@ export async function submitGrid(exp: AnyExperiment, opts: GridOptions, so: Subm
       await events.waitUntilReady();
       events.on('completed', ({ jobId, returnvalue }) => {
         if (pending.has(jobId)) harvest(parseReturn(returnvalue));
+        wake();
       });
     }
     const missing = g.ids.map((id, i) => ({ id, cell: g.cells[i] })).filter((x) => !g.store.has(x.id));
@@ -166,12 +176,19 @@ export async function submitGrid(exp: AnyExperiment, opts: GridOptions, so: Subm
     so.onProgress?.({ stage: 'cells', step: 0, total });
     let lastDone = -1;
     let lastCheck = 0;
+    let lastChange = performance.now();
+    let warned = 0;
     for (;;) {
       const left = missing.filter((x) => !g.store.has(x.id));
       const done = total - left.length;
       if (done !== lastDone) {
         so.onProgress?.({ stage: 'cells', step: done, total });
         lastDone = done;
+        lastChange = performance.now();
+      } else if (performance.now() - lastChange > 60000 * (warned + 1)) {
+        warned++;
+        const n = await queue.getWorkersCount();
+        log(`no cell stored for ${warned} min; ${n} worker connection(s) on queue ${name}${n ? '' : `: start workers with diffguide worker --queue ${so.url}${name !== DEFAULT_QUEUE_NAME ? ` --queue-name ${name}` : ''}`}`);
       }
       if (!left.length) break;
       if (performance.now() - lastCheck > 5000) {
@@ -187,7 +204,7 @@ export async function submitGrid(exp: AnyExperiment, opts: GridOptions, so: Subm
         }
         if (failed.length) throw new Error(`experiment ${exp.name}: ${failed.length} cell(s) failed on the workers after all attempts:\n  ${failed.join('\n  ')}\nfix the cause and resubmit (failed cells are retried; stored ones are kept)`);
       }
-      await new Promise((r) => setTimeout(r, 200));
+      await nap(500); // or until a 'completed' event
     }
     const wallMs = performance.now() - t0;
     const merged = mergeGrid(exp, opts, so.resultsRoot);

@@ -19,7 +19,7 @@ export function registerSuite(name: string, load: () => Promise<{ run: (opts: Be
 
 const bench: Command = {
   name: 'bench',
-  summary: 'benchmarks: ops | nets | sampling | methods (JSON with --json)',
+  summary: 'benchmarks: ops | nets | sampling | methods | grid (JSON with --json)',
   usage: 'diffguide bench <suite> [--json] [--reps N] [--no-torch]',
   examples: ['diffguide bench ops --json', 'diffguide bench nets --reps 5'],
   options: {
