@@ -24,6 +24,12 @@ export interface Range {
   why?: string;
 }
 
+/** DDIM's eta: 0 deterministic, 1 DDPM-like; above 1 a step asks for more noise than it has room for (sqrt(1 - abar_prev - sigma^2) < 0). */
+export const ETA_RANGE: Range = { min: 0, max: 1, why: '0 = deterministic DDIM, 1 = DDPM-like noise' };
+
+/** A noise level as a fraction of the schedule (SDEdit's, DiffusionCLIP's and inversion's t0). */
+export const T0_RANGE: Range = { above: 0, max: 1, why: 'a fraction of the schedule: small = faithful, large = realistic' };
+
 /** Seeds are 32-bit: every integer in [0, 2^32) is a distinct seed, anything else is refused. */
 export const SEED_MAX = 2 ** 32 - 1;
 

@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Run, type Move, type MoveResult, type SamplerOptions, type StepCallback } from './core.js';
 import type { Cond, DiffusionModel } from './model.js';
 import type { Schedule } from './schedule.js';
-import { checkNumber } from '../lib/options.js';
+import { ETA_RANGE, checkNumber } from '../lib/options.js';
 
 export interface DdimOptions extends SamplerOptions {
   /** 0 = deterministic DDIM, 1 = DDPM-like ancestral variance. Default 0. */
@@ -48,8 +48,7 @@ export function ddimMove(run: Run, x: tf.Tensor4D, move: Move, k: number, total:
  * @param x [N, H, W, C]
  */
 export async function sampleDdim(model: DiffusionModel, x: tf.Tensor4D, schedule: Schedule, opts: DdimOptions = {}): Promise<tf.Tensor4D> {
-  // eta > 1 asks for more noise than the step has room for (sqrt(1 - abar_prev - sigma^2) < 0)
-  const eta = checkNumber('eta', opts.eta ?? 0, { min: 0, max: 1, why: '0 = deterministic DDIM, 1 = DDPM-like noise' });
+  const eta = checkNumber('eta', opts.eta ?? 0, ETA_RANGE);
   const run = new Run(model, schedule, opts);
   try {
     const moves = run.downMoves();

@@ -8,7 +8,7 @@ import { DiffusionModel, type Cond, type NetFn, type Parameterization, type Vari
 import { respace, respaceEven, type Schedule } from '../../samplers/schedule.js';
 import type { StepCallback } from '../../samplers/core.js';
 import { resize } from '../image/resize.js';
-import { OptionError, checkCount, checkNumber } from '../options.js';
+import { ETA_RANGE, OptionError, T0_RANGE, checkCount, checkNumber } from '../options.js';
 
 /** Progress of a long method run: `stage` names the phase ("invert", "finetune", "sample", ...). */
 export interface MethodProgress {
@@ -136,12 +136,12 @@ export function checkSteps(schedule: Schedule, steps: number, option = 'steps'):
 
 /** DDIM's eta in [0, 1]: 0 deterministic, 1 DDPM-like; above 1 the step's noise exceeds what the schedule allows. */
 export function checkEta(eta: number, option = 'eta'): number {
-  return checkNumber(option, eta, { min: 0, max: 1, why: '0 = deterministic DDIM, 1 = DDPM-like noise' });
+  return checkNumber(option, eta, ETA_RANGE);
 }
 
 /** A noise level t0 as a fraction of the schedule, in (0, 1]. */
 export function checkT0(t0: number, option = 't0'): number {
-  return checkNumber(option, t0, { above: 0, max: 1, why: 'a fraction of the schedule: small = faithful, large = realistic' });
+  return checkNumber(option, t0, T0_RANGE);
 }
 
 /**

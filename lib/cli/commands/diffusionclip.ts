@@ -5,6 +5,7 @@ import { note, progressBar } from '../progress.js';
 import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numList, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
 import { imageSizeOf, makeDiffuser } from '../../methods/common.js';
 import * as dclip from '../../methods/diffusionclip.js';
+import { T0_RANGE } from '../../options.js';
 
 const cmd: Command = {
   name: 'diffusionclip',
@@ -46,7 +47,7 @@ const cmd: Command = {
       const mix = strOpt(args, 'mix');
       if (mix && deltas.length < 2) throw new UsageError('--mix needs at least two --delta files');
       if (!deltaPath && (!source || !target)) throw new UsageError('give --source and --target texts (or --delta FILE)');
-      const t0 = numOpt(args, 't0', 0.5, { above: 0, max: 1, why: 'a fraction of the schedule' });
+      const t0 = numOpt(args, 't0', 0.5, T0_RANGE);
       const nInv = count(args, 'n-inv', 40);
       const nGen = count(args, 'n-gen', count(args, 'steps', 40));
       const ratios = numList(args, 'model-ratio', [1]);

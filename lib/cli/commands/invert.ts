@@ -5,6 +5,7 @@ import { note, progressBar } from '../progress.js';
 import { METHOD_OPTIONS, UsageError, count, guarded, loadModels, numOpt, outDir, readInput, writeOutputs } from '../../methods/cli.js';
 import { imageSizeOf, mae } from '../../methods/common.js';
 import * as dclip from '../../methods/diffusionclip.js';
+import { T0_RANGE } from '../../options.js';
 
 const cmd: Command = {
   name: 'invert',
@@ -21,7 +22,7 @@ const cmd: Command = {
     guarded('invert', async () => {
       const path = args.positionals[0];
       if (!path) throw new UsageError('give an image: diffguide invert IMAGE.png');
-      const t0 = numOpt(args, 't0', 0.5, { above: 0, max: 1, why: 'a fraction of the schedule' });
+      const t0 = numOpt(args, 't0', 0.5, T0_RANGE);
       const nInv = count(args, 'n-inv', count(args, 'steps', 40));
       const nGen = count(args, 'n-gen', nInv);
       const dir = outDir(args, 'invert');

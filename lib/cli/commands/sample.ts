@@ -3,6 +3,7 @@ import type { Command } from '../command.js';
 import { progressBar } from '../progress.js';
 import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numOpt, outDir, seedOf, writeOutputs } from '../../methods/cli.js';
 import { sample } from '../../methods/sample.js';
+import { ETA_RANGE } from '../../options.js';
 
 const cmd: Command = {
   name: 'sample',
@@ -20,7 +21,7 @@ const cmd: Command = {
       const n = count(args, 'n', 8);
       const steps = count(args, 'steps', 50);
       const sampler = choice(args, 'sampler', ['ddim', 'ddpm'] as const, 'ddim');
-      const eta = numOpt(args, 'eta', 0, { min: 0, max: 1, why: '0 = deterministic DDIM, 1 = DDPM-like noise' });
+      const eta = numOpt(args, 'eta', 0, ETA_RANGE);
       if (args.values.eta !== undefined && sampler === 'ddpm') throw new UsageError('--eta is a DDIM setting; drop it or use --sampler ddim');
       const seed = seedOf(args);
       const dir = outDir(args, 'sample');

@@ -5,6 +5,7 @@ import { note, progressBar } from '../progress.js';
 import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numList, outDir, readInput, readMask, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
 import { imageSizeOf } from '../../methods/common.js';
 import { sdedit, sdeditComposite } from '../../methods/sdedit.js';
+import { T0_RANGE } from '../../options.js';
 
 const cmd: Command = {
   name: 'sdedit',
@@ -28,7 +29,7 @@ const cmd: Command = {
     guarded('sdedit', async () => {
       const path = args.positionals[0];
       if (!path) throw new UsageError('give a guide image: diffguide sdedit GUIDE.png');
-      const t0s = numList(args, 't0', [0.5], { above: 0, max: 1, why: 'a fraction of the schedule: small = faithful, large = realistic' });
+      const t0s = numList(args, 't0', [0.5], T0_RANGE);
       const repeats = count(args, 'repeats', 2);
       const sde = choice(args, 'sde', ['vp', 've'] as const, 'vp');
       const steps = count(args, 'steps', 25);

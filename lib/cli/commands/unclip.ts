@@ -5,6 +5,7 @@ import { note, progressBar } from '../progress.js';
 import { METHOD_OPTIONS, UsageError, count, guarded, loadModels, numList, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
 import { imageSizeOf } from '../../methods/common.js';
 import * as unclip from '../../methods/unclip.js';
+import { ETA_RANGE } from '../../options.js';
 
 const cmd: Command = {
   name: 'unclip',
@@ -42,11 +43,10 @@ const cmd: Command = {
       const seed = seedOf(args);
       const steps = count(args, 'steps', 50);
       const decoderScale = numOpt(args, 'decoder-scale', 3);
-      const etaRange = { min: 0, max: 1, why: '0 = deterministic DDIM, 1 = DDPM-like noise' };
       // checked before any work: counts, eta and the output folder
       const n = count(args, 'n', 4);
       const variationsOnly = !text && !strOpt(args, 'image2') && !strOpt(args, 'source') && !strOpt(args, 'target');
-      const eta = numOpt(args, 'eta', variationsOnly ? 1 : 0, etaRange);
+      const eta = numOpt(args, 'eta', variationsOnly ? 1 : 0, ETA_RANGE);
       const frames = count(args, 'frames', 5, { min: 2 });
       const priorScale = numOpt(args, 'prior-scale', 2);
       const priorSteps = count(args, 'prior-steps', 64);
