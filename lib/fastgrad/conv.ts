@@ -65,8 +65,10 @@ export function convBackpropInput(s: Scratch, dy: Info, filter: Info, inH: numbe
     return convBackpropInputGemm(s, dy, filter, inH, inW, g);
   }
   if (lh === oh && lw === ow && winogradApplies(s.backend, dy.shape, [kh, kw, cout, filter.shape[2]], 1, 1, g.dh, g.dw, inH, inW)) {
-    // 3x3 stride 1: Winograd, with the rotated filter's transform kept per weight buffer.
-    return winogradConv(s, dy, filterTransform(s, filter, true), inH, inW, pt, pl);
+    // 3x3 stride 1: Winograd, with the rotated filter's transform kept per weight buffer (where the
+    // cache budget has room; otherwise the rotated filter below, made and packed per call).
+    const u = filterTransform(s, filter, true);
+    if (u) return winogradConv(s, dy, u, inH, inW, pt, pl);
   }
   const pb = inH - lh - pt + dkh - 1;
   const pr = inW - lw - pl + dkw - 1;

@@ -183,6 +183,7 @@ function hookDerivedDisposal(backend: WasmBackend): void {
   const orig = backend.disposeData;
   backend.disposeData = function (this: WasmBackend, dataId: object, force?: boolean): boolean {
     const r = orig.call(this, dataId, force);
+    if (!this.dataIdMap.has(dataId)) releaseGrants(dataId);
     const entries = derivedBySource.get(dataId);
     if (entries !== undefined && !this.dataIdMap.has(dataId)) {
       derivedBySource.delete(dataId);
@@ -193,6 +194,86 @@ function hookDerivedDisposal(backend: WasmBackend): void {
     }
     return r;
   };
+}
+
+// ---- the cache budget ----
+
+/**
+ * What we keep beside a weight buffer for speed — Winograd filter transforms, transposed copies,
+ * and the packed copies XNNPACK keeps per right-operand or filter id (its operator caches) — can
+ * outgrow the weights themselves (a cached Winograd transform with its packed planes is 3.6x its
+ * 3x3 filter). On a 4 GB wasm32 heap that decides whether a large model fits at all (the 256 px
+ * guided-diffusion UNet: 2.06 GiB of weights, CLIP ViT-B/32 0.56 GiB). So every such cache asks
+ * `cacheAllowed` first, with the bytes it would keep; what does not fit runs uncached (derived per
+ * call and freed, or packed under a fresh id that is dropped after the call: slower, same result).
+ *
+ * The limit: `setWasmCacheBudget(bytes)`, else env `DIFFGUIDE_WASM_CACHE_MB`, else what is left of
+ * the heap's maximum after the live tensors (`tf.memory().numBytes`: weights and activations at
+ * that moment), the caches already granted and `WASM_CACHE_RESERVE` bytes kept for activations and
+ * per-call scratch. A decision is made once per (buffer, tag) and kept until the buffer is freed.
+ */
+export const WASM_CACHE_RESERVE = 1.25 * 2 ** 30;
+
+interface Grant { bytes: number; granted: boolean }
+const grants = new WeakMap<object, Map<string, Grant>>();
+const cacheState = { limit: null as number | null, used: 0, granted: 0, refused: 0, refusedBytes: 0 };
+
+/** Set the cache limit in bytes (null: the default rule above). Decisions already made stay. */
+export function setWasmCacheBudget(bytes: number | null): void {
+  if (bytes !== null && !(bytes >= 0)) throw new Error(`wasm cache budget must be a byte count >= 0 or null, got ${bytes}`);
+  cacheState.limit = bytes;
+}
+
+function configuredLimit(): number | null {
+  if (cacheState.limit !== null) return cacheState.limit;
+  const env = process.env.DIFFGUIDE_WASM_CACHE_MB;
+  if (env !== undefined && env !== '') {
+    const mb = Number(env);
+    if (!(mb >= 0)) throw new Error(`DIFFGUIDE_WASM_CACHE_MB must be a number of MiB >= 0, got ${JSON.stringify(env)}`);
+    return mb * MiB;
+  }
+  return null;
+}
+
+/** Bytes of cache that may still be granted now. */
+export function wasmCacheRoom(): number {
+  const limit = configuredLimit();
+  if (limit !== null) return Math.max(0, limit - cacheState.used);
+  return Math.max(0, WASM_HEAP_MAX - WASM_CACHE_RESERVE - tf.memory().numBytes - cacheState.used);
+}
+
+/** The caches granted and refused so far (bytes as asked for; granted bytes still held in `usedBytes`). */
+export function wasmCacheStats(): { usedBytes: number; limitBytes: number | null; granted: number; refused: number; refusedBytes: number } {
+  return { usedBytes: cacheState.used, limitBytes: configuredLimit(), granted: cacheState.granted, refused: cacheState.refused, refusedBytes: cacheState.refusedBytes };
+}
+
+/**
+ * Whether a cache of `bytes` may be kept beside `source`'s buffer under `tag` (decided on the first
+ * ask, then the same answer until the buffer is freed, when granted bytes are returned).
+ */
+export function cacheAllowed(backend: WasmBackend, source: Info, tag: string, bytes: number): boolean {
+  let byTag = grants.get(source.dataId);
+  const known = byTag?.get(tag);
+  if (known) return known.granted;
+  hookDerivedDisposal(backend);
+  const granted = bytes <= wasmCacheRoom();
+  if (!byTag) grants.set(source.dataId, (byTag = new Map()));
+  byTag.set(tag, { bytes, granted });
+  if (granted) {
+    cacheState.used += bytes;
+    cacheState.granted++;
+  } else {
+    cacheState.refused++;
+    cacheState.refusedBytes += bytes;
+  }
+  return granted;
+}
+
+function releaseGrants(dataId: object): void {
+  const byTag = grants.get(dataId);
+  if (!byTag) return;
+  grants.delete(dataId);
+  for (const g of byTag.values()) if (g.granted) cacheState.used -= g.bytes;
 }
 
 /**

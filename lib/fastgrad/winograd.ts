@@ -16,7 +16,7 @@
  * everything else goes to the stock kernels. `DIFFGUIDE_WINOGRAD=0` turns it off (A/B, debugging).
  */
 import * as tf from '@tensorflow/tfjs';
-import { Scratch, captureOriginal, derived, releaseView, view, type Derived, type Info, type WasmBackend } from './wasm.js';
+import { Scratch, cacheAllowed, captureOriginal, derived, releaseView, view, type Derived, type Info, type WasmBackend } from './wasm.js';
 import { idOf, product } from './matmul.js';
 import { addr, simdKernels } from './simd.js';
 
@@ -41,15 +41,23 @@ export function winogradApplies(backend: WasmBackend, xShape: number[], filterSh
   return winogradEnabled(backend);
 }
 
+/** Bytes a cached filter transform keeps: U [16, Cin, Cout] and XNNPACK's packed copy of each plane. */
+export function filterTransformBytes(filterShape: number[]): number {
+  return 2 * 16 * filterShape[2] * filterShape[3] * 4;
+}
+
 /**
  * U = G g Gᵀ of a [3, 3, Cin, Cout] filter as [16, Cin, Cout], with one view per plane (own ids:
- * XNNPACK keeps each plane packed), derived once per filter buffer and `tag`.
+ * XNNPACK keeps each plane packed), derived once per filter buffer and `tag`; null when the cache
+ * budget (`cacheAllowed`, wasm.ts) has no room for it: the caller then takes its uncached path.
  * `flipForDx`: the filter of the input gradient instead (rotated 180 degrees, in/out swapped).
  */
-export function filterTransform(s: Scratch, filter: Info, flipForDx = false): Derived {
+export function filterTransform(s: Scratch, filter: Info, flipForDx = false): Derived | null {
   const be = s.backend;
   const k = simdKernels(be)!;
-  return derived(be, filter, flipForDx ? 'winograd dx' : 'winograd', () => {
+  const tag = flipForDx ? 'winograd dx' : 'winograd';
+  if (!cacheAllowed(be, filter, tag, filterTransformBytes(filter.shape))) return null;
+  return derived(be, filter, tag, () => {
     const local = new Scratch(be);
     try {
       const g = flipForDx ? local.transpose(local.reverse(filter, [0, 1]), [0, 1, 3, 2]) : filter;
@@ -76,27 +84,61 @@ export function winogradConv(s: Scratch, x: Info, u: Derived, outH: number, outW
   const th = Math.ceil(outH / 2);
   const tw = Math.ceil(outW / 2);
   const tiles = n * th * tw;
-  const v = s.track(be.makeOutput([16, tiles, cin], 'float32'));
-  const m = s.track(be.makeOutput([16, tiles, cout], 'float32'));
-  const win = s.track(be.makeOutput([16, cin], 'float32'));
   const out = s.track(be.makeOutput([n, outH, outW, cout], 'float32'));
-  // Padding is implicit: windows that reach into it are gathered with zeros by the kernel.
-  k.winoInput(addr(be, x), addr(be, v), addr(be, win), n, h, w, cin, padTop, padLeft, th, tw, 0, tiles);
-  for (let p = 0; p < 16; p++) {
-    const vp = view(be, v, p * tiles * cin, [1, tiles, cin]);
-    const mp = view(be, m, p * tiles * cout, [1, tiles, cout]);
-    try {
-      product(be, idOf(be, vp), tiles, cin, idOf(be, u.views[p]), cout, idOf(be, mp));
-    } finally {
-      releaseView(be, vp);
-      releaseView(be, mp);
+  const win = s.track(be.makeOutput([16, cin], 'float32'));
+  // V and M hold 16 floats per tile and channel: 4x the input and output. On large images (a 256 px
+  // UNet's first level: 512 MiB for 512 -> 256 channels) they go band by band of tile rows, each
+  // band one image of `rows` tile rows (the kernels' implicit zero padding covers the band's edges).
+  const perTileRow = 16 * tw * (cin + cout) * 4;
+  const rows = n * th * tw * 16 * (cin + cout) * 4 <= WINOGRAD_SCRATCH_BYTES ? th : Math.max(1, Math.floor(WINOGRAD_SCRATCH_BYTES / perTileRow));
+  const bands = rows >= th ? [{ b: -1, r0: 0, r1: th }] : Array.from({ length: n * Math.ceil(th / rows) }, (_, q) => {
+    const b = Math.floor(q / Math.ceil(th / rows));
+    const r0 = (q % Math.ceil(th / rows)) * rows;
+    return { b, r0, r1: Math.min(th, r0 + rows) };
+  });
+  const maxTiles = bands[0].b < 0 ? tiles : rows * tw;
+  const v = s.track(be.makeOutput([16, maxTiles, cin], 'float32'));
+  const m = s.track(be.makeOutput([16, maxTiles, cout], 'float32'));
+  const [xa, oa, va, ma, wa] = [addr(be, x), addr(be, out), addr(be, v), addr(be, m), addr(be, win)];
+  const ba = bias ? addr(be, bias) : 0;
+  for (const { b, r0, r1 } of bands) {
+    // The band's first input row, and the image it is cut from (b < 0: all images at once).
+    const top = Math.max(0, 2 * r0 - padTop);
+    const bn = b < 0 ? n : 1;
+    const src = xa + 4 * (b < 0 ? 0 : (b * h + top) * w * cin);
+    const bh = b < 0 ? h : h - top;
+    const bpt = padTop + top - 2 * r0;
+    const bt = bn * (r1 - r0) * tw;
+    const boh = b < 0 ? outH : Math.min(outH - 2 * r0, 2 * (r1 - r0));
+    const dst = oa + 4 * (b < 0 ? 0 : (b * outH + 2 * r0) * outW * cout);
+    // Padding is implicit: windows that reach into it are gathered with zeros by the kernel.
+    k.winoInput(src, va, wa, bn, bh, w, cin, bpt, padLeft, r1 - r0, tw, 0, bt);
+    for (let p = 0; p < 16; p++) {
+      const vp = view(be, v, p * bt * cin, [1, bt, cin]);
+      const mp = view(be, m, p * bt * cout, [1, bt, cout]);
+      try {
+        product(be, idOf(be, vp), bt, cin, idOf(be, u.views[p]), cout, idOf(be, mp));
+      } finally {
+        releaseView(be, vp);
+        releaseView(be, mp);
+      }
     }
+    k.winoOutput(ma, dst, ba, bn, boh, outW, cout, r1 - r0, tw, relu ? 1 : 0, 0, bt);
   }
-  k.winoOutput(addr(be, m), addr(be, out), bias ? addr(be, bias) : 0, n, outH, outW, cout, th, tw, relu ? 1 : 0, 0, tiles);
   s.free(v);
   s.free(m);
   s.free(win);
   return out;
+}
+
+/** Most bytes of V and M scratch one Winograd convolution allocates at once (larger ones go in bands). */
+export let WINOGRAD_SCRATCH_BYTES = 64 * 2 ** 20;
+
+/** Set the band size limit (tests: small bands on small images). Returns the previous value. */
+export function setWinogradScratchBytes(bytes: number): number {
+  const prev = WINOGRAD_SCRATCH_BYTES;
+  WINOGRAD_SCRATCH_BYTES = bytes;
+  return prev;
 }
 
 /** Whether the weight gradient of this conv goes through Winograd (`winogradApplies`, and Cout % 8 == 0 for the GEMM). */
@@ -160,19 +202,39 @@ function tryWinograd(args: KArgs, bias: Info | null, relu: boolean): Info | null
   if (bias && tf.util.sizeFromShape(bias.shape) !== filter.shape[3]) return null;
   const s = new Scratch(be);
   try {
-    const out = winogradConv(s, x, filterTransform(s, filter), info.outHeight, info.outWidth, info.padInfo.top, info.padInfo.left, bias, relu);
+    const u = filterTransform(s, filter);
+    if (!u) return null; // no cache room: the stock convolution (packing the filter per call) costs less than transforming it per call
+    const out = winogradConv(s, x, u, info.outHeight, info.outWidth, info.padInfo.top, info.padInfo.left, bias, relu);
     return s.keep(out);
   } finally {
     s.dispose();
   }
 }
 
+/**
+ * The stock (XNNPACK) convolution. XNNPACK keeps a packed copy of the filter per filter id until the
+ * filter is freed; where the cache budget has no room for it, the filter goes in under a view with
+ * a fresh id, released after the call (its operator and packed copy with it).
+ */
+function stockConv(name: 'Conv2D' | 'FusedConv2D', args: KArgs): Info {
+  const be = args.backend as WasmBackend;
+  const { filter } = args.inputs;
+  const orig = captureOriginal(name)!;
+  if (filter.dtype !== 'float32' || cacheAllowed(be, filter, 'xnnpack conv', 4 * tf.util.sizeFromShape(filter.shape))) return orig(args as never) as Info;
+  const fv = view(be, filter, 0, filter.shape);
+  try {
+    return orig({ ...args, inputs: { ...args.inputs, filter: fv } } as never) as Info;
+  } finally {
+    releaseView(be, fv);
+  }
+}
+
 export function conv2DKernel(args: KArgs): Info {
-  return tryWinograd(args, null, false) ?? (captureOriginal('Conv2D')!(args as never) as Info);
+  return tryWinograd(args, null, false) ?? stockConv('Conv2D', args);
 }
 
 export function fusedConv2DKernel(args: KArgs): Info {
   const act = args.attrs.activation ?? 'linear';
   const fast = act === 'linear' || act === 'relu' ? tryWinograd(args, args.inputs.bias ?? null, act === 'relu') : null;
-  return fast ?? (captureOriginal('FusedConv2D')!(args as never) as Info);
+  return fast ?? stockConv('FusedConv2D', args);
 }
