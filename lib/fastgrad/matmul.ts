@@ -16,7 +16,7 @@
  * folds the batch into one product for the weights of a linear layer.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Scratch, derived, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
+import { Scratch, cacheAllowed, derived, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
 import { addr, simdKernels } from './simd.js';
 import { transposeWasm } from './transpose.js';
 import { wasmThreadsEnabled } from './threads-count.js';
@@ -77,7 +77,9 @@ function cacheableRightOperand(b: Info, k: number): boolean {
  * dy·Wᵀ), derived once per source buffer (`derived`: freed with it), so both the transpose and
  * XNNPACK's packing of it (cached on the copy's id) are paid once per weight buffer, not per call.
  */
-function cachedTranspose(backend: WasmBackend, b: Info, k: number, n: number): Info {
+function cachedTranspose(backend: WasmBackend, b: Info, k: number, n: number): Info | null {
+  // The copy and XNNPACK's packed copy of it (its own id): twice the weights, within the cache budget.
+  if (!cacheAllowed(backend, b, `transpose ${n}x${k}`, 2 * 4 * k * n)) return null;
   return derived(backend, b, `transpose ${n}x${k}`, () => ({
     infos: [transposeWasm(backend, { dataId: b.dataId, shape: [n, k], dtype: b.dtype }, [1, 0])],
     views: [],
@@ -164,7 +166,8 @@ export function batchMatMulKernel({ inputs, backend: be, attrs }: { inputs: Reco
       // id when B is the input itself, so that XNNPACK's packed weights stay cached across calls
       // (see `cacheableRightOperand`); otherwise a view with a fresh id (packed, then dropped).
       const out = backend.makeOutput(outShape, 'float32');
-      const own = B === bT || (cache && B === b && cacheableRightOperand(b, k));
+      // (XNNPACK's packed copy under B's own id counts against the cache budget, wasm.ts.)
+      const own = B === bT || (cache && B === b && cacheableRightOperand(b, k) && cacheAllowed(backend, b, 'xnnpack fc', 4 * k * n));
       const bv = own ? B : view(backend, B, 0, [1, k, n]);
       try {
         // A and the output are read and written whole: their own ids (the cache is keyed by B's id only).
