@@ -26,6 +26,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
+import { installWebgpuMath } from './webgpu-math.js';
 
 /** Where Linux distributions install SwiftShader's Vulkan driver manifest (Debian/Ubuntu chromium-common first). */
 export const SWIFTSHADER_ICDS: readonly string[] = [
@@ -201,5 +202,10 @@ export async function startWebgpu(allowSoftware: boolean): Promise<Record<string
   await import('@tensorflow/tfjs-backend-webgpu' as string);
   if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs-backend-webgpu did not start');
   patchWebgpuReadSync(tf.backend());
-  return { adapter: `${desc}${software ? ' (software)' : ''}`, driver };
+  const kernels = installWebgpuMath();
+  return {
+    adapter: `${desc}${software ? ' (software)' : ''}`,
+    driver,
+    kernels: `${kernels.join(', ')} by diffguide (lib/webgpu-math.ts: accurate where the drivers' builtins are not); readSync via Dawn's event callback`,
+  };
 }
