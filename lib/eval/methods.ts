@@ -1,0 +1,354 @@
+/**
+ * `diffguide eval methods`: issue 14's goals for every method, measured on the shipped weights with
+ * the judge (a classifier trained on real images only, never used for guidance). One fixed
+ * protocol (`METHODS_PROTOCOL`: n, steps, seeds, inputs), so that two runs on the same weights give
+ * the same figures and two sets of weights are compared on equal terms. Inputs are held-out emoji
+ * of the full prepared dataset (the `emoji32` split), never training images.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Dataset } from '../data/dataset.js';
+import { weightsPath } from '../paths.js';
+import type { Judge } from '../../nets/judge/model.js';
+import { loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel, loadUNetDiffuser } from '../methods/models.js';
+import type { Diffuser } from '../methods/common.js';
+import { sample } from '../methods/sample.js';
+import { sdg } from '../methods/sdg.js';
+import * as dclip from '../methods/diffusionclip.js';
+import * as unclip from '../methods/unclip.js';
+import { imagic } from '../methods/imagic.js';
+import { loadJudge } from '../train/evaluate.js';
+import { categoryPrompt } from '../train/tasks/clip.js';
+import { frechetDistanceOfFeatures, totalVariation } from '../metrics/frechet.js';
+import { ssim } from '../metrics/image.js';
+import { evalUnclipPrompts } from './unclip.js';
+import type { Bar } from './clip.js';
+
+/** A category-changing edit the judge can score: inputs of `from`, text toward `to`. */
+export interface CategoryEdit {
+  from: string;
+  to: string;
+}
+
+/**
+ * The edits of the DiffusionCLIP bar. The issue's examples (grinning -> angry face, cat -> dog face,
+ * red -> blue heart) stay inside one judge category, which the judge cannot tell apart; these cross
+ * categories, so "judged the target" has a meaning.
+ */
+export const DIFFUSIONCLIP_EDITS: readonly CategoryEdit[] = [
+  { from: 'Smileys & Emotion', to: 'Animals & Nature' },
+  { from: 'Animals & Nature', to: 'Food & Drink' },
+  { from: 'Food & Drink', to: 'Objects' },
+];
+
+/** The fixed protocol. Changing a number here changes what the bars mean: say so in the model cards. */
+export const METHODS_PROTOCOL = {
+  unet: { n: 512, steps: 50, seed: 0 },
+  sdg: { perCategory: 4, steps: 100, seed: 0 },
+  diffusionclip: { edits: DIFFUSIONCLIP_EDITS, inputs: 16, trainImages: 4, iters: 5, seed: 0 },
+  unclip: { perCategory: 4, variationSources: 18, variationsEach: 4, seed: 0 },
+  imagic: { pairs: 8, etas: [0, 0.4, 0.6, 0.8, 1, 1.2], seed: 0 },
+} as const;
+
+export const METHOD_SECTIONS = ['unet', 'sdg', 'diffusionclip', 'unclip', 'imagic'] as const;
+export type MethodSection = (typeof METHOD_SECTIONS)[number];
+
+export interface MethodsEvalArgs {
+  /** The dataset whose held-out split gives the inputs (emoji32). */
+  ds: Dataset;
+  /** The unconditional UNet (default weights/unet); the other models are the shipped ones. */
+  weights?: string;
+  /** Judge folder (default weights/judge). */
+  judge?: string;
+  /** CLIP folder (default weights/clip). */
+  clip?: string;
+  /** Sections to run (default all). */
+  only?: MethodSection[];
+  onProgress?: (msg: string) => void;
+}
+
+export interface MethodsEvalReport {
+  model: 'methods';
+  bars: Record<string, Bar>;
+  [k: string]: unknown;
+}
+
+/** Judge softmax probabilities [N, K] of images [N, H, W, 3], batched. */
+function judgeProbs(judge: Judge, x: tf.Tensor4D): number[][] {
+  const out: number[][] = [];
+  for (let i = 0; i < x.shape[0]; i += 128) {
+    const p = tf.tidy(() => tf.softmax(judge.apply(x.slice(i, Math.min(128, x.shape[0] - i))).category));
+    out.push(...(p.arraySync() as number[][]));
+    p.dispose();
+  }
+  return out;
+}
+
+const mean = (v: number[]): number => v.reduce((s, x) => s + x, 0) / Math.max(1, v.length);
+
+function categoryIndex(judge: Judge, name: string): number {
+  const i = judge.config.categories.indexOf(name);
+  if (i < 0) throw new Error(`the judge has no category '${name}' (it has ${judge.config.categories.join(', ')})`);
+  return i;
+}
+
+/** Held-out items of a category, spread evenly over it, at most `n`. */
+function heldOutOf(ds: Dataset, category: string, n: number): number[] {
+  const all = ds.indicesOf('test').filter((i) => ds.categoryNames[ds.categoryIds[i]] === category);
+  if (all.length === 0) throw new Error(`no held-out images of category '${category}' in ${ds.name}`);
+  const k = Math.min(n, all.length);
+  return Array.from({ length: k }, (_, j) => all[Math.floor((j * all.length) / k)]);
+}
+
+/**
+ * `n` unguided samples, 64 at a time (one batch of 512 holds every activation of a step at once and
+ * runs out of wasm's 4 GB heap); chunk k uses seed `seed + k`.
+ */
+async function sampleInChunks(unet: Diffuser, n: number, opts: { steps: number; seed: number; sampler?: 'ddim' | 'ddpm' }, log: (m: string) => void): Promise<tf.Tensor4D> {
+  const parts: tf.Tensor4D[] = [];
+  try {
+    for (let i = 0, k = 0; i < n; i += 64, k++) {
+      parts.push((await sample(unet, { n: Math.min(64, n - i), steps: opts.steps, sampler: opts.sampler, seed: opts.seed + k })).images);
+      log(`  sampled ${Math.min(n, i + 64)}/${n}`);
+    }
+    return tf.concat(parts) as tf.Tensor4D;
+  } finally {
+    tf.dispose(parts);
+  }
+}
+
+/** FD between two image sets in the judge's feature space. */
+function judgeFd(judge: Judge, a: tf.Tensor4D, b: tf.Tensor4D): number {
+  const fa = judge.predict(a).features;
+  const fb = judge.predict(b).features;
+  return frechetDistanceOfFeatures(fa, a.shape[0], fb, b.shape[0], judge.featureDim);
+}
+
+/** Unconditional samples: FD to held-out over the real-vs-real floor, and category TV. */
+async function unetBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => void): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
+  const P = METHODS_PROTOCOL.unet;
+  const unet = await loadUNetDiffuser(a.weights);
+  const ds = a.ds;
+  try {
+    log(`eval methods: unet, ${P.n} DDIM-${P.steps} samples`);
+    const s = { images: await sampleInChunks(unet, P.n, { steps: P.steps, seed: P.seed }, log) };
+    const test = ds.indicesOf('test');
+    const held = ds.images(test, { rgb: true });
+    // the floor: as many training images as samples, against the same held-out set
+    const train = ds.indicesOf('train');
+    const pick = Array.from({ length: Math.min(P.n, train.length) }, (_, j) => train[Math.floor((j * train.length) / Math.min(P.n, train.length))]);
+    const real = ds.images(pick, { rgb: true });
+    const fdSamples = judgeFd(judge, s.images, held);
+    const fdFloor = judgeFd(judge, real, held);
+    const K = judge.config.categories.length;
+    const hist = (ids: number[]) => ids.reduce((h, c) => (h[c]++, h), new Array<number>(K).fill(0));
+    const tv = totalVariation(hist(judge.predict(s.images).category), hist(ds.categoryIds));
+    tf.dispose([s.images, held, real]);
+    const ratio = fdSamples / fdFloor;
+    return {
+      bars: {
+        unet_fd_over_floor: { value: ratio, goal: `<= 1.5: FD(${P.n} samples, ${test.length} held-out) / FD(${pick.length} training images, same held-out), judge features (FD ${fdSamples.toFixed(3)} vs floor ${fdFloor.toFixed(3)})`, pass: ratio <= 1.5 },
+        unet_category_tv: { value: tv, goal: `<= 0.10: TV of the judge's category distribution of ${P.n} samples vs the data's`, pass: tv <= 0.1 },
+      },
+      details: { unet: { n: P.n, steps: P.steps, fdSamples, fdFloor, heldOut: test.length } },
+    };
+  } finally {
+    unet.unet.dispose();
+  }
+}
+
+/** SDG text guidance toward each category prompt: judged that category; FD vs unguided samples. */
+async function sdgBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => void): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
+  const P = METHODS_PROTOCOL.sdg;
+  const unet = await loadUNetDiffuser(a.weights);
+  const clip = await loadClipModel(a.clip);
+  const noisy = await loadNoisyClipModel();
+  const cats = judge.config.categories;
+  const guided: tf.Tensor4D[] = [];
+  const perCategory: Record<string, number> = {};
+  try {
+    for (const [k, c] of cats.entries()) {
+      log(`eval methods: SDG "${categoryPrompt(c)}" (${k + 1}/${cats.length})`);
+      const g = await sdg(unet, { noisy, image: clip, text: clip }, { text: categoryPrompt(c), n: P.perCategory, steps: P.steps, seed: P.seed + k });
+      const hits = judge.predict(g.images).category.filter((j) => j === k).length;
+      perCategory[c] = hits / P.perCategory;
+      guided.push(g.images);
+    }
+    const all = tf.concat(guided) as tf.Tensor4D;
+    const base = { images: await sampleInChunks(unet, all.shape[0], { steps: P.steps, sampler: 'ddpm', seed: P.seed }, log) };
+    const held = a.ds.images(a.ds.indicesOf('test'), { rgb: true });
+    const fdGuided = judgeFd(judge, all, held);
+    const fdBase = judgeFd(judge, base.images, held);
+    tf.dispose([all, base.images, held]);
+    const rate = mean(Object.values(perCategory));
+    const ratio = fdGuided / fdBase;
+    return {
+      bars: {
+        sdg_text_category_rate: { value: rate, goal: `>= 0.6: SDG samples (${P.perCategory} per prompt, ${cats.length} category prompts) judged the prompt's category, mean over prompts (chance ${(1 / cats.length).toFixed(2)})`, pass: rate >= 0.6 },
+        sdg_fd_guided_over_unguided: { value: ratio, goal: `<= 1.5: FD(guided, held-out) / FD(as many unguided DDPM samples, held-out) (FD ${fdGuided.toFixed(3)} vs ${fdBase.toFixed(3)}; ${cats.length * P.perCategory} each)`, pass: ratio <= 1.5 },
+      },
+      details: { sdg: { perCategory, steps: P.steps } },
+    };
+  } finally {
+    tf.dispose(guided);
+    unet.unet.dispose();
+    clip.dispose();
+    noisy.dispose();
+  }
+}
+
+/** DiffusionCLIP: fine-tune on a few training images per edit, edit held-out inputs; target rate and SSIM. */
+async function diffusionclipBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => void): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
+  const P = METHODS_PROTOCOL.diffusionclip;
+  const unet = await loadUNetDiffuser(a.weights);
+  const clip = await loadClipModel(a.clip);
+  const ds = a.ds;
+  const rows: { edit: string; targetRate: number; ssim: number; inputs: number; inputTargetRate: number }[] = [];
+  try {
+    for (const e of P.edits) {
+      const ti = categoryIndex(judge, e.to);
+      const trainIdx = ds.indicesOf('train').filter((i) => ds.categoryNames[ds.categoryIds[i]] === e.from);
+      const fitIdx = Array.from({ length: P.trainImages }, (_, j) => trainIdx[Math.floor((j * trainIdx.length) / P.trainImages)]);
+      const xs = ds.images(fitIdx, { rgb: true });
+      log(`eval methods: DiffusionCLIP ${e.from} -> ${e.to}: fine-tune on ${P.trainImages} training images, ${P.iters} passes`);
+      const ft = await dclip.finetune(unet, clip, xs, { source: categoryPrompt(e.from), target: categoryPrompt(e.to), iters: P.iters });
+      xs.dispose();
+      try {
+        const x = ds.images(heldOutOf(ds, e.from, P.inputs), { rgb: true });
+        const out = await dclip.edit(unet, ft.model, x, {});
+        const before = judge.predict(x).category.filter((c) => c === ti).length / x.shape[0];
+        const rate = judge.predict(out.images).category.filter((c) => c === ti).length / x.shape[0];
+        rows.push({ edit: `${e.from} -> ${e.to}`, targetRate: rate, ssim: mean(ssim(out.images, x)), inputs: x.shape[0], inputTargetRate: before });
+        tf.dispose([x, out.images]);
+      } finally {
+        ft.model.unet.dispose();
+      }
+    }
+  } finally {
+    unet.unet.dispose();
+    clip.dispose();
+  }
+  const rate = mean(rows.map((r) => r.targetRate));
+  const s = mean(rows.map((r) => r.ssim));
+  const n = rows.reduce((t, r) => t + r.inputs, 0);
+  return {
+    bars: {
+      diffusionclip_target_rate: { value: rate, goal: `>= 0.7: edited held-out inputs judged the target category, mean over ${rows.length} edits (${n} inputs)`, pass: rate >= 0.7 },
+      diffusionclip_ssim: { value: s, goal: `>= 0.5: mean SSIM of each edit to its input (same ${n} inputs)`, pass: s >= 0.5 },
+    },
+    details: { diffusionclip: { edits: rows, trainImages: P.trainImages, iters: P.iters } },
+  };
+}
+
+/** unCLIP: category prompts through prior + decoder; variations of held-out images keep the category. */
+async function unclipBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => void): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
+  const P = METHODS_PROTOCOL.unclip;
+  const clip = await loadClipModel(a.clip);
+  const decoder = await loadCondDiffuser();
+  const { prior, schedule } = await loadPriorModel();
+  const ds = a.ds;
+  try {
+    log(`eval methods: unCLIP, ${P.perCategory} samples per category prompt`);
+    const r = await evalUnclipPrompts(decoder, prior, schedule, clip, judge, ds, { perCategory: P.perCategory, seed: P.seed, onProgress: log });
+    const test = ds.indicesOf('test');
+    const srcIdx = Array.from({ length: P.variationSources }, (_, j) => test[Math.floor((j * test.length) / P.variationSources)]);
+    let same = 0;
+    log(`eval methods: unCLIP variations of ${srcIdx.length} held-out images`);
+    for (const [j, i] of srcIdx.entries()) {
+      const x = ds.images([i], { rgb: true });
+      const v = await unclip.variations({ decoder, prior, priorSchedule: schedule, clip }, x, { n: P.variationsEach, seed: P.seed + j });
+      same += judge.predict(v.images).category.filter((c) => c === ds.categoryIds[i]).length;
+      tf.dispose([x, v.images, v.embedding]);
+    }
+    const keep = same / (srcIdx.length * P.variationsEach);
+    return {
+      bars: {
+        unclip_prompt_category_rate: { value: r.promptCategoryRate, goal: `>= 0.85: ${r.samples} samples for the category prompts (prior -> decoder) judged that category`, pass: r.promptCategoryRate >= 0.85 },
+        unclip_variations_keep_category: { value: keep, goal: `>= 0.75: ${P.variationsEach} variations of each of ${srcIdx.length} held-out images judged the source's category`, pass: keep >= 0.75 },
+      },
+      details: { unclip: { priorNearestCategory: r.priorNearestCategory } },
+    };
+  } finally {
+    clip.dispose();
+    decoder.unet.dispose();
+    prior.dispose();
+  }
+}
+
+/**
+ * The Imagic edit pairs: held-out images round-robin over the categories, each sent toward the next
+ * category of the dataset's (sorted) category list, so every pair asks for a change the judge sees.
+ */
+export function imagicPairs(ds: Dataset, n: number): { index: number; from: string; to: string }[] {
+  const cats = ds.categoryNames;
+  const out: { index: number; from: string; to: string }[] = [];
+  for (let k = 0; out.length < n && k < n * cats.length; k++) {
+    const from = cats[k % cats.length];
+    const pool = ds.indicesOf('test').filter((i) => cats[ds.categoryIds[i]] === from);
+    const index = pool[Math.floor(k / cats.length) * 7 % Math.max(1, pool.length)];
+    if (index === undefined) continue;
+    out.push({ index, from, to: cats[(k + 1) % cats.length] });
+  }
+  return out;
+}
+
+/** Imagic: best eta per pair; success = judge P(target) +0.3 over the input with SSIM >= 0.5. */
+async function imagicBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => void): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
+  const P = METHODS_PROTOCOL.imagic;
+  const cond = await loadCondDiffuser();
+  const clip = await loadClipModel(a.clip);
+  const rows: { from: string; to: string; pInput: number; best: { eta: number; pTarget: number; ssim: number } | null }[] = [];
+  try {
+    for (const [k, p] of imagicPairs(a.ds, P.pairs).entries()) {
+      log(`eval methods: Imagic pair ${k + 1}/${P.pairs}: ${p.from} -> ${p.to}`);
+      const ti = categoryIndex(judge, p.to);
+      const x = a.ds.images([p.index], { rgb: true });
+      const r = await imagic(cond, clip, x, categoryPrompt(p.to), { etas: [...P.etas], seed: P.seed + k });
+      const pInput = judgeProbs(judge, x)[0][ti];
+      const probs = judgeProbs(judge, r.images).map((q) => q[ti]);
+      const xs = tf.tidy(() => tf.tile(x, [P.etas.length, 1, 1, 1])) as tf.Tensor4D;
+      const sims = ssim(r.images, xs);
+      let best: { eta: number; pTarget: number; ssim: number } | null = null;
+      for (const [j, eta] of P.etas.entries()) {
+        if (sims[j] >= 0.5 && (!best || probs[j] > best.pTarget)) best = { eta, pTarget: probs[j], ssim: sims[j] };
+      }
+      rows.push({ from: p.from, to: p.to, pInput, best });
+      tf.dispose([x, xs, r.images, r.embeddings, r.eOpt, r.eTarget]);
+    }
+  } finally {
+    cond.unet.dispose();
+    clip.dispose();
+  }
+  const ok = rows.filter((r) => r.best && r.best.pTarget - r.pInput >= 0.3).length;
+  const rate = ok / rows.length;
+  return {
+    bars: {
+      imagic_success_rate: { value: rate, goal: `>= 0.6: pairs (of ${rows.length}) where some eta in [${P.etas.join(', ')}] with SSIM to the input >= 0.5 raises the judge's P(target category) by >= 0.3`, pass: rate >= 0.6 },
+    },
+    details: { imagic: { pairs: rows, argmaxTargetAtBest: rows.filter((r) => r.best).length } },
+  };
+}
+
+const SECTION_FNS: Record<MethodSection, typeof unetBars> = { unet: unetBars, sdg: sdgBars, diffusionclip: diffusionclipBars, unclip: unclipBars, imagic: imagicBars };
+
+/** Every method's bars (or the sections in `only`), with timings per section. */
+export async function evalMethods(a: MethodsEvalArgs): Promise<MethodsEvalReport> {
+  const log = a.onProgress ?? (() => undefined);
+  const judge = await loadJudge(a.judge ?? weightsPath('judge'));
+  const bars: Record<string, Bar> = {};
+  const details: Record<string, unknown> = {};
+  const seconds: Record<string, number> = {};
+  try {
+    for (const s of a.only ?? METHOD_SECTIONS) {
+      const t = Date.now();
+      const r = await SECTION_FNS[s](a, judge, log);
+      // each section's bars as soon as they exist: a later section that fails loses nothing measured
+      for (const [k, b] of Object.entries(r.bars)) log(`eval methods: ${b.pass ? 'PASS' : 'FAIL'} ${k} = ${b.value.toFixed(4)} (${b.goal})`);
+      Object.assign(bars, r.bars);
+      Object.assign(details, r.details);
+      seconds[s] = Math.round((Date.now() - t) / 100) / 10;
+    }
+  } finally {
+    judge.dispose();
+  }
+  return { model: 'methods', extractor: 'judge (weights/judge) features and categories', protocol: METHODS_PROTOCOL, seconds, ...details, bars };
+}
