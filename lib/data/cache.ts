@@ -11,14 +11,15 @@
  * later run.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { makeDirs } from '../output.js';
 
 /** The cache root (created on demand). */
 export function cacheDir(): string {
   const dir = process.env.DIFFGUIDE_CACHE ?? join(homedir(), '.cache', 'diffguide');
-  mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   return dir;
 }
 
@@ -95,7 +96,7 @@ export function ensurePackages(pkgs: DataPackage[], opts: EnsurePackageOptions =
   if (opts.noInstall ?? process.env.DIFFGUIDE_NO_INSTALL === '1') {
     throw new Error(`data package${todo.length > 1 ? 's' : ''} ${todo.map((p) => p.name).join(', ')} ${todo.length > 1 ? 'are' : 'is'} not in the cache (${root}); install with: ${manual}`);
   }
-  mkdirSync(root, { recursive: true });
+  makeDirs(root);
   const manifest = readManifest(root);
   for (const p of pkgs) manifest.dependencies[p.name] = p.range;
   writeManifest(root, manifest);

@@ -2,9 +2,10 @@
  * The compact prepared-dataset format: `<name>.json` (index: shape, per-item metadata, split) and
  * `<name>.bin` or `<name>.bin.gz` (uint8 pixels, N x H x W x C, row-major, RGB or gray).
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
+import { makeDirs } from '../output.js';
 
 export type Split = 'train' | 'test';
 
@@ -45,7 +46,7 @@ export function writeDataset(path: string, index: Omit<DatasetIndex, 'pixels' | 
   const n = index.items.length;
   const per = index.height * index.width * index.channels;
   if (pixels.length !== n * per) throw new Error(`writeDataset: ${pixels.length} bytes for ${n} items of ${index.height}x${index.width}x${index.channels}`);
-  mkdirSync(dirname(path), { recursive: true });
+  makeDirs(dirname(path));
   const stem = basename(path).replace(/\.json$/, '');
   const pixName = `${stem}.bin${gzip ? '.gz' : ''}`;
   const pixPath = join(dirname(path), pixName);

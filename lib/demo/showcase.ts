@@ -3,7 +3,7 @@
  * the shipped weights, writing PNGs and ONE HTML page with inputs, outputs and settings side by side.
  * Budgeted to finish in under 10 minutes on 2 CPU cores with the shipped 32x32 models.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { writePng } from '../image/png.js';
@@ -11,8 +11,9 @@ import { packageRoot, packageVersion } from '../paths.js';
 import { backendInfo } from '../backend.js';
 import { Dataset } from '../data/dataset.js';
 import { testSubsetPath, preparedPath, SHOWCASE_EMOJI } from '../data/index.js';
-import { imageSizeOf, type Diffuser, type ProgressFn } from '../methods/common.js';
-import { WeightsError, disposeModels, loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel, loadUNetDiffuser, randomModels, type ModelSet } from '../methods/models.js';
+import { imageSizeOf, type ProgressFn } from '../methods/common.js';
+import { type Diffuser } from '../models/diffuser.js';
+import { WeightsError, disposeModels, loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel, loadUNetDiffuser, randomModels, type ModelSet } from '../models/load.js';
 import { sample } from '../methods/sample.js';
 import { sdedit } from '../methods/sdedit.js';
 import { sdg } from '../methods/sdg.js';
@@ -20,6 +21,7 @@ import * as dclip from '../methods/diffusionclip.js';
 import * as unclip from '../methods/unclip.js';
 import { imagic } from '../methods/imagic.js';
 import { renderDemoPage, type DemoImage, type DemoRow, type DemoSection } from './html.js';
+import { makeDirs } from '../output.js';
 
 export interface DemoOptions {
   /** Output folder (created). */
@@ -143,7 +145,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const t0 = Date.now();
   const out = resolve(opts.out);
   const imgDir = join(out, 'img');
-  mkdirSync(imgDir, { recursive: true });
+  makeDirs(imgDir);
   const quick = opts.quick ?? false;
   const B = budget(quick);
   const seed = opts.seed ?? 0;

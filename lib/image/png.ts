@@ -3,10 +3,11 @@
  * channels; alpha is composited onto a background colour (default white) when reading.
  */
 import * as tf from '@tensorflow/tfjs';
-import { readFileSync, writeFileSync, mkdirSync, renameSync } from 'node:fs';
+import { readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PNG } from 'pngjs';
 import { resize, type ResizeMethod } from './resize.js';
+import { makeDirs } from '../output.js';
 
 /** An RGB colour, each channel in [0, 255]. */
 export type Rgb = [number, number, number];
@@ -181,7 +182,7 @@ export function writePng(path: string, t: tf.Tensor): void {
 
 /** Write an 8-bit RGB image to a PNG file (atomic). */
 export function writeRgbPng(path: string, img: RgbImage): void {
-  mkdirSync(dirname(path), { recursive: true });
+  makeDirs(dirname(path));
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, encodePng(img.data, img.width, img.height, 3));
   renameSync(tmp, path);

@@ -2,11 +2,12 @@
  * Model cards for shipped weights: what was trained on what, how long, on which hardware/backend,
  * the losses and evaluation figures, the exact command and commit. Written next to the weights.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { basename, join } from 'node:path';
 import { packageRoot } from '../paths.js';
+import { makeDirs } from '../output.js';
 
 export interface CardInput {
   model: string;
@@ -39,7 +40,7 @@ function gitHead(cwd: string): string {
 
 /** Write `<shipDir>/MODEL_CARD.md` and copy the loss curve and latest sample grid beside it. */
 export function writeModelCard(c: CardInput): string {
-  mkdirSync(c.shipDir, { recursive: true });
+  makeDirs(c.shipDir);
   const st = JSON.parse(readFileSync(join(c.runDir, 'state.json'), 'utf8')) as {
     step: number; wallSeconds: number; avgLoss: number; config: Record<string, unknown>; evals?: Record<string, number>;
     backends?: string[]; cooldown?: { steps: number; end: number };

@@ -3,7 +3,7 @@
  * checkpoints, a loss curve and sample grids under --out, and the final weights (PyTorch layout,
  * reference key names) as `<out>/<model>.safetensors` + `<out>/config.json`.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command, ParsedArgs } from '../command.js';
 import { UsageError, count, flag, int, num, outDir, seed as seedOpt, str } from '../command.js';
@@ -61,6 +61,7 @@ function cardText(model: string): { description: string; data: string; credits: 
 }
 import { MODEL_TASKS, readUNetWeights } from '../../train/tasks/registry.js';
 import { initFromUnconditional } from '../../train/tasks/cond-unet.js';
+import { makeDirs } from '../../output.js';
 
 export const TRAINABLE = ['judge', 'unet'] as const;
 export type TrainableModel = (typeof TRAINABLE)[number];
@@ -80,7 +81,7 @@ export interface ExportedModel {
 export async function exportModel(model: TrainableModel, sd: StateDict, config: Record<string, unknown>, dir: string, dtype: 'float16' | 'float32', metadata: Record<string, string>): Promise<ExportedModel> {
   const weightsPath = join(dir, `${model}.safetensors`);
   const configPath = join(dir, 'config.json');
-  mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   await writeSafetensors(weightsPath, sd, metadata, dtype === 'float16' ? { dtype: 'float16' } : undefined);
   writeFileSync(configPath, JSON.stringify(config, null, 2) + '\n');
   return { weightsPath, configPath };
