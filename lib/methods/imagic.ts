@@ -19,7 +19,7 @@ import { sampleDdim } from '../../samplers/ddim.js';
 import { sampleDdpm } from '../../samplers/ddpm.js';
 import { classifierFree } from '../../samplers/combinators.js';
 import { Rng } from '../random.js';
-import { cloneUNet } from './diffusionclip.js';
+import { cloneUNet } from './clone.js'; // not diffusionclip.js: it reads and writes files (Node), and Imagic runs in browsers too
 import { diffusionModelOf, fitFirst, fullChain, imageSizeOf, makeDiffuser, unetNet, type Diffuser, type ProgressFn } from './common.js';
 import { decoderEmb } from './unclip.js';
 import { startNoise } from './sample.js';
