@@ -37,7 +37,7 @@ export function product(backend: WasmBackend, aId: number, rows: number, k: numb
   let st = states.get(backend);
   if (!st) {
     const w = backend.wasm as unknown as { cwrap: (n: string, r: null, a: string[]) => CMatMul };
-    st = { fn: w.cwrap('BatchMatMul', null, new Array(9).fill('number')), shapes: backend.wasm._malloc(24), view: null };
+    st = { fn: w.cwrap('BatchMatMul', null, new Array(9).fill('number')), shapes: backend.wasm._malloc(24) >>> 0, view: null };
     states.set(backend, st);
   }
   const heap = heapU8(backend).buffer;
