@@ -18,9 +18,9 @@ import { fileHash, type CellRecord, type Experiment, type GridOptions, type Json
 import { Dataset } from '../lib/data/dataset.js';
 import { testSubsetPath } from '../lib/data/index.js';
 import { simulateStrokes } from '../lib/image/strokes.js';
-import { loadUNetDiffuser, resolveWeights } from '../lib/methods/models.js';
+import { loadUNetDiffuser, resolveWeights } from '../lib/models/load.js';
 import { sdedit } from '../lib/methods/sdedit.js';
-import type { Diffuser } from '../lib/methods/common.js';
+import type { Diffuser } from '../lib/models/diffuser.js';
 import { loadJudge } from '../lib/train/evaluate.js';
 import type { Judge } from '../nets/judge/model.js';
 import { packageRoot, weightsPath } from '../lib/paths.js';

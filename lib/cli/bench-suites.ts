@@ -8,3 +8,4 @@ registerSuite('sampling', () => import('../../bench/sampling.js'));
 registerSuite('ops', () => import('../../bench/ops.js'));
 registerSuite('methods', () => import('../../bench/methods.js'));
 registerSuite('grid', () => import('../../bench/grid.js'));
+registerSuite('scale', () => import('../../bench/scale.js'));

@@ -16,7 +16,7 @@
  * reference key names), so base + delta == fine-tuned.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Adam } from '../train/optim.js';
+import { Adam } from '../optim/adam.js';
 import { UNet } from '../../nets/unet/index.js';
 import type { ImageEncoder, TextEncoder } from '../../nets/clip/types.js';
 import { directionalScore, textDirection, cosine as gCosine } from '../../guidance/encoders.js';
@@ -26,7 +26,8 @@ import type { DiffusionModel, NetFn } from '../../samplers/model.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import { readStateDict, writeSafetensors } from '../io/index.js';
 import type { HostTensor, StateDict } from '../io/types.js';
-import { diffusionModelOf, fitImage, imageSizeOf, indexOfFraction, makeDiffuser, subChain, unetNet, checkFinite, type Diffuser, type ProgressFn } from './common.js';
+import { fitImage, imageSizeOf, indexOfFraction, subChain, checkFinite, type ProgressFn } from './common.js';
+import { diffusionModelOf, makeDiffuser, unetNet, type Diffuser } from '../models/diffuser.js';
 
 // ---------------------------------------------------------------------------------------------
 // Inversion and regeneration.

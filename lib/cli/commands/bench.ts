@@ -10,6 +10,10 @@ export interface BenchOptions {
   reps: number;
   /** Run the PyTorch side when /usr/bin/python3 has torch. */
   torch: boolean;
+  /** Image sizes for suites that take them (`bench scale`: --sizes 32,64). */
+  sizes?: number[];
+  /** A run of a few minutes (suites that support it: `bench scale` runs 32 and 64 px only). */
+  quick?: boolean;
 }
 
 /** Register a bench suite (bench/*.ts call this from lib/cli/bench-suites.ts). */
@@ -26,6 +30,8 @@ const bench: Command = {
     json: { type: 'boolean', help: 'print one JSON object on stdout' },
     reps: { type: 'string', help: 'repetitions per case, median reported (default 5)' },
     'no-torch': { type: 'boolean', help: 'skip the PyTorch side even when available' },
+    sizes: { type: 'string', help: 'image sizes, comma-separated (bench scale; default 32,64,128,256)' },
+    quick: { type: 'boolean', help: 'a run of minutes (bench scale: 32 and 64 px)' },
   },
   async run(args) {
     await import('../bench-suites.js');
@@ -35,7 +41,15 @@ const bench: Command = {
       return 2;
     }
     const mod = await SUITES[suite]();
-    const report = await mod.run({ json: !!args.values.json, reps: Number(args.values.reps ?? 5), torch: !args.values['no-torch'] });
+    let sizes: number[] | undefined;
+    if (args.values.sizes !== undefined) {
+      sizes = String(args.values.sizes).split(',').map((v) => Number(v.trim()));
+      if (!sizes.length || sizes.some((v) => !Number.isInteger(v) || v < 1)) {
+        console.error(`diffguide bench: --sizes takes positive integers, comma-separated (e.g. 32,64), got ${JSON.stringify(args.values.sizes)}`);
+        return 2;
+      }
+    }
+    const report = await mod.run({ json: !!args.values.json, reps: Number(args.values.reps ?? 5), torch: !args.values['no-torch'], sizes, quick: !!args.values.quick });
     console.log(args.values.json ? JSON.stringify(report) : JSON.stringify(report, null, 2));
   },
 };

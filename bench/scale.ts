@@ -1,0 +1,275 @@
+/**
+ * `diffguide bench scale`: the real-size models a researcher runs — openai's guided-diffusion
+ * 256x256 unconditional UNet (552.8M parameters) and CLIP ViT-B/32 — with random weights built from
+ * their key lists' shapes (`../shared/parity/gd_256_uncond.full.keys.json`, `clip_vit_b32.full.keys.json`;
+ * the config below is openai's 256x256 uncond flags, checked against the key list), at 32, 64, 128
+ * and 256 px (`--sizes`, `--quick` = 32,64):
+ * - fwd_ms: one UNet forward (no tape), batch 1, t = 500;
+ * - guided_ms: one SDG-style guided step: the UNet forward, then the gradient w.r.t. x_t of
+ *   cos(CLIP_image(x0), e_text) through the predicted x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) with
+ *   eps held fixed (the samplers' default 'linear' guidance: no UNet backward), CLIP's bicubic resize
+ *   to 224 px inside; e_text a fixed random unit embedding (text is encoded once per run, not per step).
+ * Memory: `heap_mib` is the wasm heap's size after the row (it only grows: the high-water mark of
+ * the process so far, weights and caches included), `tensor_peak_mib` the tfjs-counted tensor bytes
+ * live at the end of each call before its intermediates go (weights included; a lower bound of the
+ * true peak, which tf.profile would measure at the cost of slowing every kernel), `cache_mib` the wasm caches granted
+ * (lib/fastgrad/wasm.ts `cacheAllowed`). PyTorch CPU (bench/scale_torch.py, the same
+ * architectures in plain torch, 2 threads, OpenBLAS on 1) runs the same shapes right after each of
+ * our rows; `torch_rss_mib` is its process's peak RSS. A row that does not fit says so and why.
+ * Times are single calls; the first row runs one untimed forward and guided step first on both sides
+ * (packing and caching weights, tiering up code): a 256 px forward takes minutes here.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import type { BenchOptions } from '../lib/cli/commands/bench.js';
+import { backendInfo, BACKEND_ORDER } from '../lib/backend.js';
+import { packageRoot } from '../lib/paths.js';
+import { UNet, configFromReference, unetParamShapes } from '../nets/unet/index.js';
+import { diffKeys } from '../nets/unet/config.js';
+import { CLIP, inferClipConfig } from '../nets/clip/index.js';
+import { WASM_HEAP_MAX, WasmHeapError, wasmCacheStats } from '../lib/fastgrad/wasm.js';
+import { PythonServer, torchAvailable, torchBlas, warnReferenceBlas } from './util.js';
+
+/** openai/guided-diffusion's 256x256 unconditional model flags (README: MODEL_FLAGS for 256x256_diffusion_uncond). */
+export const GD_256_UNCOND_FLAGS = {
+  image_size: 256,
+  num_channels: 256,
+  num_res_blocks: 2,
+  attention_resolutions: '32,16,8',
+  num_head_channels: 64,
+  learn_sigma: true,
+  resblock_updown: true,
+  use_scale_shift_norm: true,
+  channel_mult: '',
+  class_cond: false,
+  use_fp16: false,
+};
+
+export interface ScaleRow {
+  backend: string;
+  size: number;
+  fits: boolean;
+  /** Why the row did not run (does not fit, or the backend did not start). */
+  reason?: string;
+  fwd_ms?: number;
+  guided_ms?: number;
+  heap_mib?: number;
+  tensor_peak_mib?: number;
+  cache_mib?: number;
+  torch_fwd_ms?: number | null;
+  torch_guided_ms?: number | null;
+  torch_rss_mib?: number | null;
+  fwd_ratio?: number | null;
+  guided_ratio?: number | null;
+  torch_error?: string;
+}
+
+export interface ScaleReport {
+  unet: { params: number; weight_mib: number; key_check: string };
+  clip: { params: number; weight_mib: number };
+  backend: string;
+  threads: number;
+  torch: string | null;
+  torch_blas: string | null;
+  /** Load average (1 min) at the start and end: the machine is shared. */
+  load: [number, number];
+  rows: ScaleRow[];
+  skipped: { backend: string; reason: string }[];
+  /** Seconds to build the random weights. */
+  build_s: number;
+}
+
+function parityDir(): string {
+  return resolve(process.env.DIFFGUIDE_SHARED ?? join(packageRoot(), '..', 'shared'), 'parity');
+}
+
+function readKeys(name: string): Record<string, { shape: number[] }> | null {
+  const p = join(parityDir(), name);
+  return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as Record<string, { shape: number[] }>) : null;
+}
+
+const MiB = 2 ** 20;
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+function torchScript(): string | null {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (const p of [join(here, 'scale_torch.py'), join(here, '..', '..', 'bench', 'scale_torch.py')]) if (existsSync(p)) return p;
+  return null;
+}
+
+function heapBytes(): number | null {
+  if (tf.getBackend() !== 'wasm') return null;
+  const w = (tf.backend() as unknown as { wasm: { wasmMemory?: WebAssembly.Memory; HEAPU8: Uint8Array } }).wasm;
+  return (w.wasmMemory?.buffer ?? w.HEAPU8.buffer).byteLength;
+}
+
+/** One timed call of `fn` (its tensors read back and disposed), and the tensor bytes live at its end (before disposal). */
+function timeOnce(fn: () => tf.Tensor[]): { ms: number; peak: number } {
+  const t0 = performance.now();
+  let peak = 0;
+  tf.tidy(() => {
+    const out = fn();
+    for (const t of out) t.dataSync();
+    peak = tf.memory().numBytes;
+  });
+  return { ms: performance.now() - t0, peak };
+}
+
+/** Why the other backends have no rows here. */
+function otherBackends(current: string): { backend: string; reason: string }[] {
+  const tried = new Map((backendInfo()?.skipped ?? []).map((s) => [s.name as string, s.reason]));
+  return BACKEND_ORDER.filter((b) => b !== current).map((b) => {
+    if (tried.has(b)) return { backend: b, reason: `did not start: ${tried.get(b)}` };
+    if (b === 'cpu') return { backend: b, reason: "not run: tfjs's pure-JS reference kernels (about 1 GMAC/s) would take hours for the 256 px UNet's ~1,120 GMAC; run with --backend cpu --sizes 32 to see it" };
+    return { backend: b, reason: `not started in this run (run with --backend ${b} where it is installed)` };
+  });
+}
+
+export async function run(opts: BenchOptions): Promise<ScaleReport> {
+  const sizes = opts.sizes ?? (opts.quick ? [32, 64] : [32, 64, 128, 256]);
+  const load0 = (await import('node:os')).loadavg()[0];
+  const backend = backendInfo()?.name ?? tf.getBackend();
+  // The UNet: openai's flags, checked against the released checkpoint's key list.
+  const config = configFromReference(GD_256_UNCOND_FLAGS);
+  const shapes = unetParamShapes(config);
+  const keys = readKeys('gd_256_uncond.full.keys.json');
+  let keyCheck = 'key list absent (../shared/parity): built from the flags alone';
+  if (keys) {
+    const d = diffKeys(shapes, new Map(Object.entries(keys).map(([k, v]) => [k, v.shape])));
+    if (d.missing.length || d.unexpected.length || d.mismatched.length)
+      throw new Error(`bench scale: the 256x256 uncond flags do not build the key list's state_dict (missing ${d.missing.slice(0, 3)}, unexpected ${d.unexpected.slice(0, 3)}, mismatched ${d.mismatched.slice(0, 3)})`);
+    keyCheck = `all ${shapes.size} keys and shapes equal gd_256_uncond.full.keys.json`;
+  }
+  const clipKeys = readKeys('clip_vit_b32.full.keys.json');
+  if (!clipKeys) throw new Error('bench scale needs ../shared/parity/clip_vit_b32.full.keys.json (CLIP ViT-B/32 shapes); set DIFFGUIDE_SHARED to the shared folder');
+  const clipConfig = inferClipConfig(clipKeys);
+  const unetParams = [...shapes.values()].reduce((a, s) => a + numel(s), 0);
+  const clipParams = Object.values(clipKeys).reduce((a, v) => a + numel(v.shape), 0);
+  const weightBytes = 4 * (unetParams + clipParams);
+
+  let server: PythonServer | null = null;
+  let torch: string | null = null;
+  let blas: { path: string; reference: boolean } | null = null;
+  const script = torchScript();
+  if (opts.torch && script && torchAvailable()) {
+    try {
+      server = new PythonServer(script, ['--serve', '--keys', parityDir()]);
+      torch = (await server.hello<{ torch: string }>()).torch;
+      blas = torchBlas();
+      if (blas?.reference) warnReferenceBlas('bench scale', blas.path, 'so torch_* understate PyTorch');
+    } catch (e) {
+      process.stderr.write(`diffguide bench scale: PyTorch side failed to start, torch_* left null: ${e instanceof Error ? e.message : String(e)}\n`);
+      server?.close();
+      server = null;
+    }
+  }
+
+  const rows: ScaleRow[] = [];
+  const t0 = performance.now();
+  let unet: UNet | null = null;
+  let clip: CLIP | null = null;
+  let buildError: string | null = null;
+  if (tf.getBackend() === 'wasm' && weightBytes > WASM_HEAP_MAX) {
+    buildError = `the weights alone (${round(weightBytes / MiB, 0)} MiB) exceed the wasm heap's ${round(WASM_HEAP_MAX / MiB, 0)} MiB; use --backend tensorflow (tfjs-node) or webgpu`;
+  } else {
+    try {
+      unet = UNet.random(config, 1, { referenceInit: false });
+      clip = CLIP.random(clipConfig, 2);
+    } catch (e) {
+      buildError = `loading the weights failed: ${e instanceof Error ? e.message : String(e)}`;
+    }
+  }
+  const buildS = (performance.now() - t0) / 1000;
+  const text = tf.tidy(() => {
+    const e = tf.randomNormal([1, clipConfig.embedDim], 0, 1, 'float32', 3);
+    return e.div(e.norm()) as tf.Tensor2D;
+  });
+  const T = 500;
+  // guided-diffusion's linear schedule (1000 steps, beta 1e-4 .. 0.02): alpha_bar at t = 500.
+  let abar = 1;
+  for (let i = 0; i <= T; i++) abar *= 1 - (1e-4 + ((0.02 - 1e-4) * i) / 999);
+  try {
+    for (const size of sizes) {
+      const row: ScaleRow = { backend, size, fits: true };
+      if (buildError || !unet || !clip) {
+        Object.assign(row, { fits: false, reason: buildError ?? 'models not built' });
+        rows.push(row);
+        continue;
+      }
+      const u = unet;
+      const c = clip;
+      const x = tf.randomNormal([1, size, size, 3], 0, 1, 'float32', 4) as tf.Tensor4D;
+      const t = tf.tensor1d([T], 'float32');
+      const fwd = () => [u.apply(x, t)];
+      const guided = () => {
+        const out = u.apply(x, t);
+        const eps = tf.slice(out, [0, 0, 0, 0], [-1, -1, -1, 3]);
+        const g = tf.grad((xt: tf.Tensor) => {
+          const x0 = xt.sub(eps.mul(Math.sqrt(1 - abar))).div(Math.sqrt(abar)) as tf.Tensor4D;
+          const emb = c.encodeImage(x0).embedding;
+          return emb.matMul(text, false, true).div(emb.norm()).sum();
+        })(x);
+        return [out, g];
+      };
+      // Warm-up calls in the first row only (both sides): they pack and cache the weights and tier up
+      // the code; a 256 px forward takes minutes here. Later rows' first calls still transform the
+      // filters of convolutions that only take Winograd at that size (a few seconds at 256 px).
+      const warm = rows.length === 0;
+      try {
+        if (warm) {
+          timeOnce(fwd);
+          timeOnce(guided);
+        }
+        const f = timeOnce(fwd);
+        const gStep = timeOnce(guided);
+        row.fwd_ms = round(f.ms);
+        row.guided_ms = round(gStep.ms);
+        row.tensor_peak_mib = round(Math.max(f.peak, gStep.peak) / MiB, 0);
+      } catch (e) {
+        row.fits = false;
+        row.reason = e instanceof WasmHeapError ? `does not fit: ${e.message}` : `failed: ${e instanceof Error ? e.message : String(e)}`;
+      } finally {
+        tf.dispose([x, t]);
+      }
+      const hb = heapBytes();
+      if (hb !== null) row.heap_mib = round(hb / MiB, 0);
+      row.cache_mib = round(wasmCacheStats().usedBytes / MiB, 0);
+      if (server) {
+        try {
+          const r = await server.request<{ fwd_ms?: number; guided_ms?: number; rss_mib?: number; error?: string }>({ size, t: T, abar, warm });
+          if (r.error) row.torch_error = r.error;
+          row.torch_fwd_ms = r.fwd_ms ?? null;
+          row.torch_guided_ms = r.guided_ms ?? null;
+          row.torch_rss_mib = r.rss_mib ?? null;
+          row.fwd_ratio = row.fwd_ms && r.fwd_ms ? round(row.fwd_ms / r.fwd_ms, 2) : null;
+          row.guided_ratio = row.guided_ms && r.guided_ms ? round(row.guided_ms / r.guided_ms, 2) : null;
+        } catch (e) {
+          row.torch_error = e instanceof Error ? e.message : String(e);
+        }
+      }
+      rows.push(row);
+      process.stderr.write(`bench scale: ${JSON.stringify(row)}\n`);
+    }
+  } finally {
+    server?.close();
+    unet?.dispose();
+    clip?.dispose();
+    text.dispose();
+  }
+  const b = backendInfo();
+  return {
+    unet: { params: unetParams, weight_mib: round((4 * unetParams) / MiB, 0), key_check: keyCheck },
+    clip: { params: clipParams, weight_mib: round((4 * clipParams) / MiB, 0) },
+    backend,
+    threads: b?.threads ?? 1,
+    torch,
+    torch_blas: blas?.path ?? null,
+    load: [round(load0, 2), round((await import('node:os')).loadavg()[0], 2)],
+    rows,
+    skipped: otherBackends(backend),
+    build_s: round(buildS),
+  };
+}
