@@ -29,7 +29,7 @@ import { packageRoot } from '../lib/paths.js';
 import { UNet, configFromReference, unetParamShapes } from '../nets/unet/index.js';
 import { diffKeys } from '../nets/unet/config.js';
 import { CLIP, inferClipConfig } from '../nets/clip/index.js';
-import { WASM_HEAP_MAX, WasmHeapError, wasmCacheStats } from '../lib/fastgrad/wasm.js';
+import { WasmHeapError, assertFitsWasm, wasmCacheStats } from '../lib/fastgrad/wasm.js';
 import { PythonServer, torchAvailable, torchBlas, warnReferenceBlas } from './util.js';
 
 /** openai/guided-diffusion's 256x256 unconditional model flags (README: MODEL_FLAGS for 256x256_diffusion_uncond). */
@@ -172,14 +172,14 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
   let unet: UNet | null = null;
   let clip: CLIP | null = null;
   let buildError: string | null = null;
-  if (tf.getBackend() === 'wasm' && weightBytes > WASM_HEAP_MAX) {
-    buildError = `the weights alone (${round(weightBytes / MiB, 0)} MiB) exceed the wasm heap's ${round(WASM_HEAP_MAX / MiB, 0)} MiB; use --backend tensorflow (tfjs-node) or webgpu`;
-  } else {
+  {
     try {
+      assertFitsWasm(weightBytes, 'the 256 px guided-diffusion UNet and CLIP ViT-B/32');
       unet = UNet.random(config, 1, { referenceInit: false });
       clip = CLIP.random(clipConfig, 2);
     } catch (e) {
-      buildError = `loading the weights failed: ${e instanceof Error ? e.message : String(e)}`;
+      const msg = e instanceof Error ? e.message : String(e);
+      buildError = e instanceof WasmHeapError || /wasm backend's heap/.test(msg) ? `does not fit: ${msg}` : `building the models failed: ${msg}`;
     }
   }
   const buildS = (performance.now() - t0) / 1000;

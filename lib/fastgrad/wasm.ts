@@ -69,6 +69,23 @@ export class WasmHeapError extends Error {
   }
 }
 
+/**
+ * Throw, before anything is allocated, when `bytes` more of weights cannot fit on the wasm heap next
+ * to the tensors live now and `reserve` bytes for activations (default 512 MiB: a forward of the
+ * 256 px guided-diffusion UNet at batch 1 needs about that). The message names the backends that can.
+ * A no-op on other backends.
+ */
+export function assertFitsWasm(bytes: number, what: string, reserve = 512 * MiB): void {
+  if (tf.getBackend() !== 'wasm') return;
+  const live = tf.memory().numBytes;
+  if (live + bytes + reserve <= WASM_HEAP_MAX) return;
+  throw new Error(
+    `${what} needs ${fmtMB(bytes)} of weights; with ${fmtMB(live)} of tensors already live and ${fmtMB(reserve)} kept for activations ` +
+      `that exceeds the wasm backend's heap (a 32-bit build: at most ${fmtMB(WASM_HEAP_MAX)}). Backends without that limit: ` +
+      "--backend tensorflow (@tensorflow/tfjs-node, CPU), --backend tensorflow-gpu (tfjs-node-gpu, CUDA) or --backend webgpu (a GPU); or free other models first.",
+  );
+}
+
 type MallocModule = {
   _malloc(n: number): number; _free(p: number): void; HEAPU8: Uint8Array; wasmMemory?: WebAssembly.Memory;
   onAbort?: (what: unknown) => void;
