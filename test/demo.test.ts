@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { runDemo } from '../lib/demo/showcase.js';
-import { randomModels, disposeModels } from '../lib/methods/models.js';
+import { randomModels, disposeModels } from '../lib/models/load.js';
 
 describe('demo (tiny random models, quick)', function () {
   this.timeout(600000);

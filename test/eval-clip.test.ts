@@ -123,7 +123,7 @@ describe('eval/unclip runs end to end on tiny random models', function () {
     const { Judge } = await import('../nets/judge/model.js');
     const { judgeConfigFor } = await import('../lib/train/tasks/judge.js');
     const { makeDiffuser } = await import('../lib/methods/common.js');
-    const { tinyClipConfig, tinyUNetConfig } = await import('../lib/methods/models.js');
+    const { tinyClipConfig, tinyUNetConfig } = await import('../lib/models/load.js');
     const { makeSchedule } = await import('../samplers/schedule.js');
     const { evalUnclipPrompts, unclipBars } = await import('../lib/eval/unclip.js');
     const ds = Dataset.load(testSubsetPath(packageRoot()));

@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
-import { Adam } from '../lib/train/optim.js';
+import { Adam } from '../lib/optim/adam.js';
 import { fusedAdamApplies } from '../lib/fastgrad/adam.js';
 import { data, relErr } from './fastgrad_util.js';
 

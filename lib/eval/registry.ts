@@ -5,7 +5,7 @@
 import type { Dataset } from '../data/dataset.js';
 import { weightsPath } from '../paths.js';
 import { makeSchedule } from '../../samplers/schedule.js';
-import { loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel } from '../methods/models.js';
+import { loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel } from '../models/load.js';
 import { loadJudge } from '../train/evaluate.js';
 import { clipBars, evalClipOnDataset, evalNoisyClipOnDataset, noisyClipBars, type Bar } from './clip.js';
 import { decoderReconstructionCategory, evalUnclipPrompts, unclipBars } from './unclip.js';

@@ -11,7 +11,7 @@ import type { CLIP } from '../../nets/clip/index.js';
 import type { Judge } from '../../nets/judge/model.js';
 import type { Prior } from '../../nets/prior/index.js';
 import type { Schedule } from '../../samplers/schedule.js';
-import type { Diffuser } from '../methods/common.js';
+import type { Diffuser } from '../models/diffuser.js';
 import { decode, samplePrior } from '../methods/unclip.js';
 import { embedImages, type Bar } from './clip.js';
 import { categoryPrompt } from '../train/tasks/clip.js';

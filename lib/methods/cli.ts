@@ -14,8 +14,8 @@ import type { CLIP, NoisyCLIPImageEncoder } from '../../nets/clip/index.js';
 import type { Prior } from '../../nets/prior/index.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import { writeLabelledGrid } from './labels.js';
-import { WeightsError, loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel, loadUNetDiffuser, randomModels } from './models.js';
-import type { Diffuser } from './common.js';
+import { WeightsError, loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel, loadUNetDiffuser, randomModels } from '../models/load.js';
+import type { Diffuser } from '../models/diffuser.js';
 
 /** Options every method command takes (plus the global --backend/--quiet/--help). */
 export const METHOD_OPTIONS: Record<string, OptionSpec> = {

@@ -1,14 +1,15 @@
 /**
- * What the five methods share: a diffusion model bundle (net + schedule + parameterisation),
- * progress reporting, embedding maths (normalise, cosine, slerp), input checks and schedules.
+ * What the five methods share: progress reporting, embedding maths (normalise, cosine, slerp), input checks and schedules.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { UNet } from '../../nets/unet/index.js';
-import { DiffusionModel, type Cond, type NetFn, type Parameterization, type VarianceType } from '../../samplers/model.js';
+import type { Diffuser } from '../models/diffuser.js';
 import { respace, respaceEven, type Schedule } from '../../samplers/schedule.js';
 import type { StepCallback } from '../../samplers/core.js';
 import { resize } from '../image/resize.js';
 import { ETA_RANGE, OptionError, T0_RANGE, checkCount, checkNumber } from '../options.js';
+
+// The model bundle moved to lib/models (beneath lib/train and lib/methods); re-exported for existing importers.
+export { cloneUNet, diffusionModelOf, makeDiffuser, unetNet, unetVariance, withUNet, type Diffuser } from '../models/diffuser.js';
 
 /** Progress of a long method run: `stage` names the phase ("invert", "finetune", "sample", ...). */
 export interface MethodProgress {
@@ -20,52 +21,6 @@ export interface MethodProgress {
   loss?: number;
 }
 export type ProgressFn = (p: MethodProgress) => void;
-
-/** A UNet with the diffusion it was trained for. */
-export interface Diffuser {
-  unet: UNet;
-  /** The full training schedule (e.g. linear, 1000 steps). Methods respace it. */
-  schedule: Schedule;
-  /** What the net predicts. Default 'eps'. */
-  prediction: Parameterization;
-  /** Sampling variance ('learnedRange' when the net has 2C output channels). */
-  variance: VarianceType;
-  /**
-   * Embedding conditioning (unCLIP decoder / Imagic model): embeddings are L2-normalised and
-   * multiplied by `embScale` before `cond.emb`; the unconditional ("null") embedding is zeros.
-   */
-  embScale: number;
-  /** Where it came from (a path, "random", ...), for settings and errors. */
-  source: string;
-}
-
-/** The sampling variance a UNet's output calls for: learned (guided-diffusion's range) when it has the channels. */
-export function unetVariance(unet: UNet): 'learnedRange' | 'fixedSmall' {
-  return unet.config.learnSigma ? 'learnedRange' : 'fixedSmall';
-}
-
-/** A Diffuser from a UNet and its schedule; variance inferred from the output channels. */
-export function makeDiffuser(unet: UNet, schedule: Schedule, opts: Partial<Omit<Diffuser, 'unet' | 'schedule'>> = {}): Diffuser {
-  return {
-    unet,
-    schedule,
-    prediction: opts.prediction ?? 'eps',
-    variance: opts.variance ?? unetVariance(unet),
-    embScale: opts.embScale ?? 1,
-    source: opts.source ?? 'in-memory',
-  };
-}
-
-/** The UNet as a sampler NetFn. */
-export function unetNet(unet: UNet): NetFn {
-  return (x, t, cond) => unet.apply(x, t, cond ?? {});
-}
-
-
-/** The sampler's model for a Diffuser (optionally another net with the same parameterisation, e.g. a blend); NaN/Inf outputs throw. */
-export function diffusionModelOf(d: Diffuser, net?: NetFn, cond?: Cond): DiffusionModel {
-  return new DiffusionModel(net ?? unetNet(d.unet), { prediction: d.prediction, variance: d.variance, cond });
-}
 
 /** Rows L2-normalised. x: [N, D]. */
 export function l2normalize(x: tf.Tensor2D): tf.Tensor2D {

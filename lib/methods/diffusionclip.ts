@@ -17,6 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Adam } from '../optim/adam.js';
+import { optimize } from '../optim/optimize.js';
 import { UNet } from '../../nets/unet/index.js';
 import type { ImageEncoder, TextEncoder } from '../../nets/clip/types.js';
 import { directionalScore, textDirection, cosine as gCosine } from '../../guidance/encoders.js';
@@ -27,7 +28,7 @@ import type { Schedule } from '../../samplers/schedule.js';
 import { readStateDict, writeSafetensors } from '../io/index.js';
 import type { HostTensor, StateDict } from '../io/types.js';
 import { fitImage, imageSizeOf, indexOfFraction, subChain, checkFinite, type ProgressFn } from './common.js';
-import { diffusionModelOf, makeDiffuser, unetNet, type Diffuser } from '../models/diffuser.js';
+import { cloneUNet, diffusionModelOf, unetNet, withUNet, type Diffuser } from '../models/diffuser.js';
 
 // ---------------------------------------------------------------------------------------------
 // Inversion and regeneration.
@@ -128,6 +129,12 @@ function ddimStep(model: DiffusionModel, sched: Schedule, x: tf.Tensor4D, i: num
   return { x: p.x0.mul(Math.sqrt(abPrev)).add(p.eps.mul(Math.sqrt(1 - abPrev))) as tf.Tensor4D, x0: p.x0 };
 }
 
+/** The whole deterministic chain from `x` at the last index of `sched` to x_0 (differentiable). */
+function ddimChainSync(model: DiffusionModel, sched: Schedule, x: tf.Tensor4D): tf.Tensor4D {
+  for (let i = sched.length - 1; i >= 0; i--) x = ddimStep(model, sched, x, i).x;
+  return x;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fine-tuning.
 
@@ -166,10 +173,8 @@ export interface FinetuneResult {
   settings: Record<string, string | number>;
 }
 
-/** Clone a UNet (new variables, same weights). */
-export function cloneUNet(u: UNet): UNet {
-  return UNet.fromStateDict(u.toStateDict(), u.config);
-}
+/** Moved to lib/models (Imagic uses it too). */
+export { cloneUNet } from '../models/diffuser.js';
 
 /** Fine-tune a copy of the model so that regenerating the inverted inputs moves them from `source` to `target`. */
 export async function finetune(d: Diffuser, clip: ImageEncoder & TextEncoder, images: tf.Tensor4D, opts: FinetuneOptions): Promise<FinetuneResult> {
@@ -183,22 +188,17 @@ export async function finetune(d: Diffuser, clip: ImageEncoder & TextEncoder, im
   const x0all = fitImage(images, imageSizeOf(d), 'input image', opts.onNote);
   const inv = await invert(d, x0all, { t0, nInv, onProgress: opts.onProgress });
   const direction = textDirection(clip, opts.source, opts.target, opts.templates ?? ['{}']);
-  const ft = makeDiffuser(cloneUNet(d.unet), d.schedule, { prediction: d.prediction, variance: d.variance, embScale: d.embScale, source: `${d.source} (DiffusionCLIP fine-tune)` });
-  const params = ft.unet.params;
-  const varList = [...params.values()];
-  const keyOf = new Map([...params].map(([k, v]) => [v.name, k]));
-  const adam = new Adam(params);
+  const ft = withUNet(d, cloneUNet(d.unet), `${d.source} (DiffusionCLIP fine-tune)`);
+  const adam = new Adam(ft.unet.params);
   const model = diffusionModelOf(ft);
   const sched = subChain(d.schedule, inv.t0Index, nTrain);
   const losses: number[] = [];
   const N = x0all.shape[0];
   const perIter = Math.ceil(N / batch);
   const totalSteps = iters * perIter * (mode === 'full' ? 1 : sched.length);
-  const apply = (grads: tf.NamedTensorMap) => {
-    const g = new Map<string, tf.Tensor>();
-    for (const [name, t] of Object.entries(grads)) g.set(keyOf.get(name) ?? name, t);
-    adam.step(g, lr);
-    tf.dispose(Object.values(grads));
+  const onStep = (_: number, loss: number) => {
+    losses.push(loss);
+    opts.onProgress?.({ stage: 'finetune', step: losses.length, total: totalSteps, loss });
   };
   try {
     for (let it = 0; it < iters; it++) {
@@ -206,41 +206,35 @@ export async function finetune(d: Diffuser, clip: ImageEncoder & TextEncoder, im
         const m = Math.min(batch, N - b);
         const x0 = x0all.slice(b, m);
         const lat = inv.latent.slice(b, m);
+        const what = `DiffusionCLIP fine-tune (iteration ${it + 1})`;
         try {
           if (mode === 'full') {
-            const { value, grads } = tf.variableGrads(() => {
-              let x = lat as tf.Tensor4D;
-              for (let i = sched.length - 1; i >= 0; i--) x = ddimStep(model, sched, x, i).x;
-              return editLoss(clip, direction, x, x0, opts);
-            }, varList);
-            const v = value.dataSync()[0];
-            value.dispose();
-            apply(grads);
-            if (!Number.isFinite(v)) throw new Error(`DiffusionCLIP fine-tune: loss became ${v} at iteration ${it + 1}; lower lr`);
-            losses.push(v);
-            opts.onProgress?.({ stage: 'finetune', step: losses.length, total: totalSteps, loss: v });
+            // one update per batch: the loss of the whole regenerated chain
+            optimize(ft.unet.params, () => editLoss(clip, direction, ddimChainSync(model, sched, lat), x0, opts), { steps: 1, lr, adam, what, onStep });
           } else {
+            // one update per chain step: the loss of that step's x0 prediction; the chain moves on with the step's x
             let x = tf.clone(lat);
+            let next: tf.Tensor4D | null = null;
             try {
-              for (let i = sched.length - 1; i >= 0; i--) {
-                let next: tf.Tensor4D | null = null;
-                const xi = x;
-                const { value, grads } = tf.variableGrads(() => {
-                  const s = ddimStep(model, sched, xi, i);
-                  next = tf.keep(s.x);
-                  return editLoss(clip, direction, s.x0, x0, opts);
-                }, varList);
-                const v = value.dataSync()[0];
-                value.dispose();
-                apply(grads);
-                x.dispose();
-                x = next as unknown as tf.Tensor4D;
-                if (!Number.isFinite(v)) throw new Error(`DiffusionCLIP fine-tune: loss became ${v} at iteration ${it + 1}, step ${sched.length - i}; lower lr`);
-                losses.push(v);
-                opts.onProgress?.({ stage: 'finetune', step: losses.length, total: totalSteps, loss: v });
-              }
+              optimize(ft.unet.params, (k) => {
+                const s = ddimStep(model, sched, x, sched.length - 1 - k);
+                next = tf.keep(s.x);
+                return editLoss(clip, direction, s.x0, x0, opts);
+              }, {
+                steps: sched.length,
+                lr,
+                adam,
+                what,
+                onStep: (k, loss) => {
+                  x.dispose();
+                  x = next!;
+                  next = null;
+                  onStep(k, loss);
+                },
+              });
             } finally {
               x.dispose();
+              (next as tf.Tensor4D | null)?.dispose();
             }
           }
         } finally {
@@ -345,33 +339,21 @@ export async function latentOptimize(d: Diffuser, clip: ImageEncoder & TextEncod
   const direction = textDirection(clip, opts.source, opts.target, opts.templates ?? ['{}']);
   const lat = tf.variable(inv.latent, true);
   inv.latent.dispose();
-  const params = new Map([['latent', lat]]);
-  const adam = new Adam(params);
   const model = diffusionModelOf(d);
   const sched = subChain(d.schedule, inv.t0Index, opts.nGen ?? 6);
   const iters = opts.iters ?? 20;
-  const losses: number[] = [];
-  const generate = () => {
-    let x = lat as unknown as tf.Tensor4D;
-    for (let i = sched.length - 1; i >= 0; i--) x = ddimStep(model, sched, x, i).x;
-    return x;
-  };
+  const generate = () => ddimChainSync(model, sched, lat as unknown as tf.Tensor4D);
   try {
-    for (let it = 0; it < iters; it++) {
-      const { value, grads } = tf.variableGrads(() => editLoss(clip, direction, generate(), x0, opts), [lat]);
-      const v = value.dataSync()[0];
-      value.dispose();
-      adam.step(new Map([['latent', grads[lat.name]]]), opts.lr ?? 2e-2);
-      tf.dispose(Object.values(grads));
-      if (!Number.isFinite(v)) throw new Error(`latent optimisation: loss became ${v} at step ${it + 1}; lower lr`);
-      losses.push(v);
-      opts.onProgress?.({ stage: 'latent-optim', step: it + 1, total: iters, loss: v });
-    }
+    const losses = optimize(new Map([['latent', lat]]), () => editLoss(clip, direction, generate(), x0, opts), {
+      steps: iters,
+      lr: opts.lr ?? 2e-2,
+      what: 'latent optimisation',
+      onStep: (step, loss) => opts.onProgress?.({ stage: 'latent-optim', step, total: iters, loss }),
+    });
     const out = tf.tidy(() => tf.clipByValue(generate(), -1, 1)) as tf.Tensor4D;
     checkFinite(out, 'latent optimisation output');
     return { images: out, losses };
   } finally {
-    adam.dispose();
     lat.dispose();
     direction.dispose();
     x0.dispose();

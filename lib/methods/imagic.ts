@@ -13,14 +13,14 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { TextEncoder } from '../../nets/clip/types.js';
-import { Adam } from '../train/optim.js';
+import { optimize } from '../optim/optimize.js';
 import { diffusionTarget, qSample } from '../../samplers/core.js';
 import { sampleDdim } from '../../samplers/ddim.js';
 import { sampleDdpm } from '../../samplers/ddpm.js';
 import { classifierFree } from '../../samplers/combinators.js';
 import { Rng } from '../random.js';
-import { cloneUNet } from './clone.js'; // not diffusionclip.js: it reads and writes files (Node), and Imagic runs in browsers too
-import { diffusionModelOf, fitFirst, fullChain, imageSizeOf, makeDiffuser, unetNet, type Diffuser, type ProgressFn } from './common.js';
+import { fitFirst, fullChain, imageSizeOf, type ProgressFn } from './common.js';
+import { cloneUNet, diffusionModelOf, unetNet, withUNet, type Diffuser } from '../models/diffuser.js';
 import { decoderEmb } from './unclip.js';
 import { startNoise } from './sample.js';
 
@@ -102,45 +102,30 @@ export async function imagic(d: Diffuser, text: TextEncoder, image: tf.Tensor4D,
   const losses = { embedding: [] as number[], finetune: [] as number[] };
   // stage 1: optimise the embedding, model frozen
   const eVar = tf.tidy(() => tf.variable(eTarget.clone(), true));
-  const adam1 = new Adam(new Map([['e', eVar]]));
   try {
-    for (let s = 0; s < embSteps; s++) {
-      const { value, grads } = tf.variableGrads(() => diffusionLoss(d, x, eVar, rng, batch), [eVar]);
-      const v = value.dataSync()[0];
-      value.dispose();
-      adam1.step(new Map([['e', grads[eVar.name]]]), opts.embLr ?? 1e-3);
-      tf.dispose(Object.values(grads));
-      if (!Number.isFinite(v)) throw new Error(`Imagic stage 1: loss became ${v} at step ${s + 1}; lower embLr`);
-      losses.embedding.push(v);
-      opts.onProgress?.({ stage: 'imagic: optimise embedding', step: s + 1, total: embSteps, loss: v });
-    }
+    losses.embedding = optimize(new Map([['e', eVar]]), () => diffusionLoss(d, x, eVar, rng, batch), {
+      steps: embSteps,
+      lr: opts.embLr ?? 1e-3,
+      what: 'Imagic stage 1',
+      lrOption: 'embLr',
+      onStep: (step, loss) => opts.onProgress?.({ stage: 'imagic: optimise embedding', step, total: embSteps, loss }),
+    });
   } catch (e) {
     tf.dispose([x, eTarget, eVar]);
     throw e;
-  } finally {
-    adam1.dispose();
   }
   const eOpt = tf.clone(eVar) as tf.Tensor2D;
   eVar.dispose();
   // stage 2: fine-tune a copy of the model on the input with e_opt
-  const ft = makeDiffuser(cloneUNet(d.unet), d.schedule, { prediction: d.prediction, variance: d.variance, embScale: d.embScale, source: `${d.source} (Imagic fine-tune)` });
-  const params = ft.unet.params;
-  const keyOf = new Map([...params].map(([k, v]) => [v.name, k]));
-  const adam2 = new Adam(params);
-  const varList = [...params.values()];
+  const ft = withUNet(d, cloneUNet(d.unet), `${d.source} (Imagic fine-tune)`);
   try {
-    for (let s = 0; s < ftSteps; s++) {
-      const { value, grads } = tf.variableGrads(() => diffusionLoss(ft, x, eOpt, rng, batch), varList);
-      const v = value.dataSync()[0];
-      value.dispose();
-      const g = new Map<string, tf.Tensor>();
-      for (const [name, t] of Object.entries(grads)) g.set(keyOf.get(name) ?? name, t);
-      adam2.step(g, opts.ftLr ?? 1e-4);
-      tf.dispose(Object.values(grads));
-      if (!Number.isFinite(v)) throw new Error(`Imagic stage 2: loss became ${v} at step ${s + 1}; lower ftLr`);
-      losses.finetune.push(v);
-      opts.onProgress?.({ stage: 'imagic: fine-tune model', step: s + 1, total: ftSteps, loss: v });
-    }
+    losses.finetune = optimize(ft.unet.params, () => diffusionLoss(ft, x, eOpt, rng, batch), {
+      steps: ftSteps,
+      lr: opts.ftLr ?? 1e-4,
+      what: 'Imagic stage 2',
+      lrOption: 'ftLr',
+      onStep: (step, loss) => opts.onProgress?.({ stage: 'imagic: fine-tune model', step, total: ftSteps, loss }),
+    });
     // stage 3: sample with the interpolated embeddings, one x_T for all etas
     const embeddings = interpolateEmbeddings(eTarget, eOpt, etas);
     const n = etas.length;
@@ -175,7 +160,6 @@ export async function imagic(d: Diffuser, text: TextEncoder, image: tf.Tensor4D,
     tf.dispose([eTarget, eOpt]);
     throw e;
   } finally {
-    adam2.dispose();
     ft.unet.dispose();
     x.dispose();
   }

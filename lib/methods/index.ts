@@ -3,7 +3,7 @@
  * bundle that loads shipped or converted weights.
  */
 export * from './common.js';
-export * from './models.js';
+export * from '../models/load.js';
 export * from './sample.js';
 export * from './sdedit.js';
 export * from './sdg.js';

@@ -9,7 +9,8 @@ import { sampleDdim } from '../../samplers/ddim.js';
 import type { Cond } from '../../samplers/model.js';
 import { Rng } from '../random.js';
 import { OptionError, checkCount, checkSeed } from '../options.js';
-import { checkEta, checkSteps, diffusionModelOf, fullChain, imageSizeOf, type Diffuser, type ProgressFn } from './common.js';
+import { checkEta, checkSteps, fullChain, imageSizeOf, type ProgressFn } from './common.js';
+import { diffusionModelOf, type Diffuser } from '../models/diffuser.js';
 
 export interface SampleOptions {
   /** Number of images. Default 4. */

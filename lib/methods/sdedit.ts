@@ -21,7 +21,8 @@ import { sampleMasked } from '../../samplers/masked.js';
 import { maskHook } from '../../samplers/hooks.js';
 import { Rng } from '../random.js';
 import { OptionError, checkCount, checkSeed } from '../options.js';
-import { checkImageRange, checkSteps, checkT0, diffusionModelOf, fitImage, imageSizeOf, indexOfFraction, repeatEach, subChain, type Diffuser, type ProgressFn } from './common.js';
+import { checkImageRange, checkSteps, checkT0, fitImage, imageSizeOf, indexOfFraction, repeatEach, subChain, type ProgressFn } from './common.js';
+import { diffusionModelOf, type Diffuser } from '../models/diffuser.js';
 
 export interface SDEditOptions {
   /** Noise level as a fraction of the schedule (0, 1]: 0.3 faithful ... 0.8 realistic. Default 0.5 (the reference's t = 500 of 1000). */

@@ -21,7 +21,8 @@ import type { GuidanceFn } from '../../guidance/types.js';
 import { sampleDdpm } from '../../samplers/ddpm.js';
 import { sampleDdim } from '../../samplers/ddim.js';
 import { OptionError, checkCount, checkNumber, checkSeed } from '../options.js';
-import { diffusionModelOf, fitFirst, fullChain, imageSizeOf, type Diffuser, type ProgressFn } from './common.js';
+import { fitFirst, fullChain, imageSizeOf, type ProgressFn } from './common.js';
+import { diffusionModelOf, type Diffuser } from '../models/diffuser.js';
 import { startNoise } from './sample.js';
 
 export interface SDGEncoders {

@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { readStateDict } from '../io/index.js';
 import { Judge, type JudgeConfig } from '../../nets/judge/model.js';
 import type { CLIP } from '../../nets/clip/index.js';
-import { loadClipModel, readConfigBeside, resolveWeights } from '../methods/models.js';
+import { loadClipModel, readConfigBeside, resolveWeights } from '../models/load.js';
 
 export interface ImageFeatureExtractor {
   /** What reports call it: the kind for shipped weights ("judge", "clip"), else "kind:path" or a given name. */

@@ -17,7 +17,7 @@ import { Prior } from '../../nets/prior/index.js';
 import { readStateDict } from '../io/index.js';
 import { weightsPath } from '../paths.js';
 import { makeSchedule, type Schedule } from '../../samplers/schedule.js';
-import { makeDiffuser, type Diffuser } from './common.js';
+import { makeDiffuser, type Diffuser } from './diffuser.js';
 import { MAKE_COMMAND, MODEL_WHAT as WHAT, WeightsError, clipFromStateDict, diffuserFromStateDict, noisyClipFromStateDict, priorFromStateDict, type ModelName } from './weights-config.js';
 
 export { MAKE_COMMAND, WeightsError, scheduleFromConfig, type ModelName } from './weights-config.js';

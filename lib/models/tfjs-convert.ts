@@ -11,7 +11,7 @@ import { readStateDict } from '../io/index.js';
 import { encodeTfjsWeights } from '../io/tfjs.js';
 import { writeTfjsFolder } from '../io/tfjs-file.js';
 import { packageVersion } from '../paths.js';
-import { readConfigBeside } from './models.js';
+import { readConfigBeside } from './load.js';
 
 export interface TfjsConversion {
   /** The model.json written. */

@@ -10,7 +10,7 @@ import type { NoisyCLIPImageEncoder } from '../../nets/clip/noisy.js';
 import type { Prior } from '../../nets/prior/model.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import { loadTfjsWeights, type LoadTfjsOptions, type TfjsWeights } from '../io/tfjs.js';
-import type { Diffuser } from './common.js';
+import type { Diffuser } from './diffuser.js';
 import { WeightsError, clipFromStateDict, diffuserFromStateDict, noisyClipFromStateDict, priorFromStateDict, type ModelName } from './weights-config.js';
 
 type Source = string | tf.io.IOHandler;

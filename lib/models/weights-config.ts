@@ -12,7 +12,7 @@ import { Prior, type PriorConfig } from '../../nets/prior/model.js';
 import type { StateDict } from '../io/types.js';
 import { makeSchedule, type Schedule, type ScheduleName } from '../../samplers/schedule.js';
 import type { Parameterization } from '../../samplers/model.js';
-import { makeDiffuser, type Diffuser } from './common.js';
+import { makeDiffuser, type Diffuser } from './diffuser.js';
 
 /** The shipped models, by folder name under weights/. */
 export type ModelName = 'unet' | 'clip' | 'noisy-clip' | 'cond-unet' | 'prior' | 'judge';

@@ -15,7 +15,7 @@ import { diffusionModel } from '../../samplers/model.js';
 import { qSample } from '../../samplers/core.js';
 import { judgeAccuracy } from './tasks/judge.js';
 import { sampleUNet } from './tasks/unet.js';
-import { unetVariance } from '../methods/common.js';
+import { unetVariance } from '../models/diffuser.js';
 import type { Parameterization } from '../../samplers/model.js';
 import { frechetDistanceOfFeatures, totalVariation } from './metrics.js';
 

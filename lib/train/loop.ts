@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Rng, deriveSeed } from '../random.js';
 import { plotLines } from '../image/plot.js';
 import { writePng, writeRgbPng } from '../image/png.js';
-import { Adam, Ema, clipByGlobalNorm, lrAt, withWeights, type AdamOptions } from './optim.js';
+import { Adam, Ema, clipByGlobalNorm, lrAt, withWeights, type AdamOptions } from '../optim/adam.js';
 import { assignGroup, readCheckpoint, removeStaleTemporaries, writeCheckpoint } from './checkpoint.js';
 import { checkCount, checkNumber } from '../options.js';
 import { ensureWritableDir } from '../output.js';

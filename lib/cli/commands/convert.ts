@@ -4,7 +4,7 @@
  */
 import type { Command } from '../command.js';
 import { openCheckpoint, writeSafetensorsStreaming } from '../../io/index.js';
-import { convertToTfjs } from '../../methods/tfjs-convert.js';
+import { convertToTfjs } from '../../models/tfjs-convert.js';
 
 const convert: Command = {
   name: 'convert',

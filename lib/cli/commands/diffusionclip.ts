@@ -3,7 +3,8 @@ import * as tf from '@tensorflow/tfjs';
 import { outFile, type Command } from '../command.js';
 import { note, progressBar } from '../progress.js';
 import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numList, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
-import { imageSizeOf, makeDiffuser } from '../../methods/common.js';
+import { imageSizeOf } from '../../methods/common.js';
+import { withUNet, type Diffuser } from '../../models/diffuser.js';
 import * as dclip from '../../methods/diffusionclip.js';
 import { T0_RANGE } from '../../options.js';
 
@@ -67,7 +68,7 @@ const cmd: Command = {
       tf.dispose(parts);
       const onProgress = progressBar();
       const settings: Record<string, unknown> = { source, target, t0, nInv, nGen, seed, weights: m.unet!.source };
-      let ft: ReturnType<typeof makeDiffuser> | null = null;
+      let ft: Diffuser | null = null;
       try {
         if (args.values['latent-optim']) {
           const r = await dclip.latentOptimize(m.unet!, m.clip!, x, { source: source!, target: target!, t0, nInv, iters, lr, clipWeight, l1Weight, onProgress, onNote: note });
@@ -86,7 +87,7 @@ const cmd: Command = {
           });
           const models = [];
           try {
-            for (const dp of deltas) models.push(makeDiffuser(await dclip.applyDelta(m.unet!.unet, dp), m.unet!.schedule, { prediction: m.unet!.prediction, variance: m.unet!.variance, source: dp }));
+            for (const dp of deltas) models.push(withUNet(m.unet!, await dclip.applyDelta(m.unet!.unet, dp), dp));
             const r = await dclip.mixEdit(m.unet!, models, segments, x, { t0, nInv, nGen, onProgress, onNote: note });
             writeOutputs(dir, 'diffusionclip-mix', r.images, args.positionals.map((_, i) => `mix #${i}`), { ...settings, deltas: deltas.join(','), mix }, { images: x, labels: args.positionals.map((_, i) => `input #${i}`) });
             r.images.dispose();
@@ -96,7 +97,7 @@ const cmd: Command = {
           return;
         }
         if (deltaPath) {
-          ft = makeDiffuser(await dclip.applyDelta(m.unet!.unet, deltaPath), m.unet!.schedule, { prediction: m.unet!.prediction, variance: m.unet!.variance, source: deltaPath });
+          ft = withUNet(m.unet!, await dclip.applyDelta(m.unet!.unet, deltaPath), deltaPath);
           settings.delta = deltaPath;
         } else {
           const r = await dclip.finetune(m.unet!, m.clip!, x, {

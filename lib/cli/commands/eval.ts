@@ -7,7 +7,7 @@ import { evalJudge, evalUNet, loadJudge, loadUNet, type EvalReport } from '../..
 import type { Parameterization } from '../../../samplers/model.js';
 import { MODEL_EVALS } from '../../eval/registry.js';
 import { evalMethods, METHOD_SECTIONS, type MethodSection } from '../../eval/methods.js';
-import { readConfigBeside, resolveWeights, type ModelName } from '../../methods/models.js';
+import { readConfigBeside, resolveWeights, type ModelName } from '../../models/load.js';
 
 const EVALUABLE = ['judge', 'unet', ...Object.keys(MODEL_EVALS), 'methods'];
 

@@ -8,7 +8,7 @@ import { fastGradientsInstalled } from '../../fastgrad/index.js';
 import { winogradEnabled } from '../../fastgrad/winograd.js';
 import type { WasmBackend } from '../../fastgrad/wasm.js';
 import { packageVersion } from '../../paths.js';
-import { shippedModels, shippedQuality, type ModelName } from '../../methods/models.js';
+import { shippedModels, shippedQuality, type ModelName } from '../../models/load.js';
 
 const require = createRequire(import.meta.url);
 

@@ -16,7 +16,7 @@ import { NoisyCLIPImageEncoder } from '../../../nets/clip/index.js';
 import { Prior, type PriorConfig } from '../../../nets/prior/index.js';
 import { UNet, type UNetConfig } from '../../../nets/unet/index.js';
 import { makeSchedule } from '../../../samplers/schedule.js';
-import { loadClipModel, resolveWeights } from '../../methods/models.js';
+import { loadClipModel, resolveWeights } from '../../models/load.js';
 import { readStateDict } from '../../io/index.js';
 import { readCheckpoint } from '../checkpoint.js';
 import { existsSync, statSync } from 'node:fs';

@@ -12,7 +12,7 @@ import { makeSchedule, respaceEven, type Schedule, type ScheduleName } from '../
 import { diffusionModel, type DiffusionModel, type Parameterization } from '../../../samplers/model.js';
 import { diffusionTarget, qSample } from '../../../samplers/core.js';
 import { vlbTerms } from '../vlb.js';
-import { unetVariance } from '../../methods/common.js';
+import { unetVariance } from '../../models/diffuser.js';
 import { ddimStep, sampleDdim } from '../../../samplers/ddim.js';
 import { makeGrid } from '../../image/grid.js';
 import type { TrainTask } from '../loop.js';
