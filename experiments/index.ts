@@ -9,6 +9,8 @@ import type { AnyExperiment } from '../lib/experiments/grid.js';
 
 export const EXPERIMENTS: Record<string, () => Promise<AnyExperiment>> = {
   sdedit: async () => (await import('./sdedit.js')).default,
+  sdg: async () => (await import('./sdg.js')).default,
+  diffusionclip: async () => (await import('./diffusionclip.js')).default,
   toy: async () => (await import('./toy.js')).default,
 };
 

@@ -9,6 +9,8 @@
  *     guidance): its mean top-class probability, and how often its category is the source's.
  * The cell t0 = 0 is the guides themselves (no edit) and the real source images, for reference.
  * The paper's claim: L2 to the guide grows with t0 while realism grows; a t0 in between gives both.
+ * Writes the trade-off plot (tradeoff.svg/.png: L2 to the guide vs the judge's confidence, one
+ * point per t0) and a sample sheet (samples.png: the first guides and their edits at each t0, seed 0).
  * `--param unet=PATH --param judge=DIR` point it at other weights; `--param n=N` changes the guide count.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -21,9 +23,11 @@ import { simulateStrokes } from '../lib/image/strokes.js';
 import { loadUNetDiffuser, resolveWeights } from '../lib/models/load.js';
 import { sdedit } from '../lib/methods/sdedit.js';
 import type { Diffuser } from '../lib/models/diffuser.js';
-import { loadJudge } from '../lib/train/evaluate.js';
+import { loadJudge } from '../lib/eval/unet.js';
 import type { Judge } from '../nets/judge/model.js';
 import { packageRoot, weightsPath } from '../lib/paths.js';
+import { plotFiles, type PlotSpec } from '../lib/experiments/plot.js';
+import { samplesPng, stackRows } from '../lib/experiments/samples.js';
 
 interface Cell {
   [k: string]: number;
@@ -31,7 +35,7 @@ interface Cell {
   seed: number;
 }
 interface Result {
-  [k: string]: number | null;
+  [k: string]: number | string | null;
   n: number;
   l2Guide: number;
   l2Source: number;
@@ -40,6 +44,8 @@ interface Result {
   /** t0 = 0 only: the real source images' figures. */
   realConfidence: number | null;
   realAgreement: number | null;
+  /** The first SHEET images of this cell (t0 = 0: the guides, then their sources) as a PNG row, base64. */
+  samples: string;
 }
 interface Shared {
   unet: Diffuser;
@@ -50,6 +56,8 @@ interface Shared {
 }
 
 const STROKES = { cell: 8, levels: 4 };
+/** Images per row of the sample sheet. */
+const SHEET = 8;
 const T0S = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
 function plan(opts: GridOptions) {
@@ -131,10 +139,28 @@ const exp: Experiment<Cell, Result, Shared> = {
         return { confidence: mean(conf), agreement: mean(arg.map((c, i) => (c === labels[i] ? 1 : 0))) };
       });
     const n = guides.shape[0];
+    const k = Math.min(SHEET, n);
+    const firsts = (x: tf.Tensor4D) => tf.tidy(() => x.slice(0, k));
+    const row = (x: tf.Tensor4D) => {
+      const f = firsts(x);
+      try {
+        return samplesPng(f);
+      } finally {
+        f.dispose();
+      }
+    };
     if (cell.t0 === 0) {
       const g = judged(guides);
       const r = judged(real);
-      return { n, l2Guide: 0, l2Source: rms(guides, real), judgeConfidence: g.confidence, judgeAgreement: g.agreement, realConfidence: r.confidence, realAgreement: r.agreement };
+      const both = tf.tidy(() => tf.concat([firsts(guides), firsts(real)])) as tf.Tensor4D;
+      const samples = (() => {
+        try {
+          return samplesPng(both, k);
+        } finally {
+          both.dispose();
+        }
+      })();
+      return { n, l2Guide: 0, l2Source: rms(guides, real), judgeConfidence: g.confidence, judgeAgreement: g.agreement, realConfidence: r.confidence, realAgreement: r.agreement, samples };
     }
     const out = await sdedit(unet, guides, {
       t0: cell.t0,
@@ -144,7 +170,7 @@ const exp: Experiment<Cell, Result, Shared> = {
     });
     try {
       const j = judged(out.images);
-      return { n, l2Guide: rms(out.images, guides), l2Source: rms(out.images, real), judgeConfidence: j.confidence, judgeAgreement: j.agreement, realConfidence: null, realAgreement: null };
+      return { n, l2Guide: rms(out.images, guides), l2Source: rms(out.images, real), judgeConfidence: j.confidence, judgeAgreement: j.agreement, realConfidence: null, realAgreement: null, samples: row(out.images) };
     } finally {
       out.images.dispose();
     }
@@ -181,10 +207,40 @@ const exp: Experiment<Cell, Result, Shared> = {
       }),
       real: ref.length ? { judgeConfidence: ref[0].result.realConfidence, judgeAgreement: ref[0].result.realAgreement } : null,
     };
-    return { table, json };
+    const files: Record<string, string | Uint8Array> = plotFiles({ tradeoff: tradeoffPlot(json.rows.filter((r) => r.t0 > 0), json.rows[0], json.real, s.guides.n, s.steps) });
+    const sheet = [
+      ...ref.filter((r) => r.result.samples).map((r) => ({ label: 'guides (strokes), then their source emoji', png: r.result.samples })),
+      ...results.filter((r) => r.cell.t0 > 0 && r.cell.seed === 0 && r.result.samples).map((r) => ({ label: `sdedit t0 = ${r.cell.t0}`, png: r.result.samples })),
+    ];
+    if (sheet.length) files['samples.png'] = stackRows(sheet, { title: `SDEDIT: STROKE GUIDES AND EDITS (SEED 0, ${s.steps} STEPS)` });
+    return { table, json, files };
   },
 };
 export default exp;
+
+type Row = { t0: number; l2Guide: number | null; judgeConfidence: number | null; judgeAgreement: number | null };
+
+/** The realism / faithfulness trade-off: L2 to the guide (x) against the judge's confidence (y), one point per t0. */
+function tradeoffPlot(rows: Row[], guide: Row | undefined, real: { judgeConfidence: number | string | null } | null, n: number, steps: number): PlotSpec {
+  const pts = rows.filter((r) => r.l2Guide !== null).map((r) => ({ t0: r.t0, l2: r.l2Guide, conf: r.judgeConfidence, agree: r.judgeAgreement, label: `t0=${r.t0}` }));
+  const refs = [
+    ...(guide && guide.judgeConfidence !== null ? [{ l2: 0, conf: guide.judgeConfidence, label: 'guides (no edit)' }] : []),
+  ];
+  const realConf = real && typeof real.judgeConfidence === 'number' ? real.judgeConfidence : null;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: 'SDEdit: faithfulness vs realism over t0', subtitle: `${n} stroke guides of held-out emoji, ${steps} steps; realism = judge confidence (dashed: real images)` },
+    width: 420,
+    height: 300,
+    layer: [
+      { data: { values: pts }, mark: { type: 'line', point: true }, encoding: { x: { field: 'l2', type: 'quantitative', title: 'L2 to the guide (RMS, [-1, 1] units; lower = more faithful)' }, y: { field: 'conf', type: 'quantitative', title: 'judge confidence (higher = more realistic)', scale: { zero: false } }, order: { field: 't0' } } },
+      { data: { values: pts }, mark: { type: 'text', dx: 6, dy: -8, align: 'left', fontSize: 10 }, encoding: { x: { field: 'l2', type: 'quantitative' }, y: { field: 'conf', type: 'quantitative' }, text: { field: 'label' } } },
+      ...(refs.length ? [{ data: { values: refs }, mark: { type: 'point' as const, shape: 'square', color: 'gray', filled: true, size: 60 }, encoding: { x: { field: 'l2', type: 'quantitative' as const }, y: { field: 'conf', type: 'quantitative' as const } } },
+        { data: { values: refs }, mark: { type: 'text' as const, dx: 6, dy: 10, align: 'left' as const, fontSize: 10, color: 'gray' }, encoding: { x: { field: 'l2', type: 'quantitative' as const }, y: { field: 'conf', type: 'quantitative' as const }, text: { field: 'label' } } }] : []),
+      ...(realConf !== null ? [{ data: { values: [{ conf: realConf }] }, mark: { type: 'rule' as const, strokeDash: [4, 3], color: 'gray' }, encoding: { y: { field: 'conf', type: 'quantitative' as const } } }] : []),
+    ],
+  } as PlotSpec;
+}
 
 function mean(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0) / xs.length;

@@ -21,7 +21,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { packageRoot } from '../paths.js';
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -82,8 +82,12 @@ export interface Experiment<C extends CellKey = CellKey, R extends Json = Json, 
   dispose?(shared: S): void;
   /** Compute one cell. Deterministic given the cell and settings (seeded), so reruns agree. */
   runCell(cell: C, ctx: CellContext<S>): Promise<R>;
-  /** Results in grid order (missing cells left out) -> a markdown table and a JSON summary. */
-  merge(results: CellRecord<C, R>[], info: MergeInfo): { table: string; json: Json };
+  /**
+   * Results in grid order (missing cells left out) -> a markdown table, a JSON summary and optional
+   * files (plots from lib/experiments/plot.ts `plotFiles`, sample sheets), by name relative to the
+   * results folder, which the engine writes atomically beside table.md.
+   */
+  merge(results: CellRecord<C, R>[], info: MergeInfo): { table: string; json: Json; files?: Record<string, string | Uint8Array> };
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -250,10 +254,11 @@ export class CellStore {
   }
 }
 
-function writeFileSynced(path: string, text: string): void {
+function writeFileSynced(path: string, text: string | Uint8Array): void {
   const fd = openSync(path, 'w');
   try {
-    writeSync(fd, text);
+    const buf = typeof text === 'string' ? Buffer.from(text, 'utf8') : text;
+    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
@@ -261,7 +266,7 @@ function writeFileSynced(path: string, text: string): void {
 }
 
 /** Write a whole file atomically (temp + rename; last writer wins), for table.md / results.json / grid.json. */
-export function writeFileAtomic(path: string, text: string): void {
+export function writeFileAtomic(path: string, text: string | Uint8Array): void {
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   writeFileSynced(tmp, text);
   renameSync(tmp, path);
@@ -417,6 +422,8 @@ export interface MergeResult {
   /** table.md's text. */
   table: string;
   missing: string[];
+  /** The files merge returned (plots, sample sheets), as written in `dir`. */
+  files: string[];
   results: JsonObject;
 }
 
@@ -454,7 +461,19 @@ function mergePrepared(g: PreparedGrid): MergeResult {
     cellSeconds: Math.round(records.reduce((a, r) => a + r.meta.ms, 0) / 100) / 10,
     results: m.json,
   };
+  const files = Object.keys(m.files ?? {});
+  for (const f of files) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._+=-]*(\/[A-Za-z0-9][A-Za-z0-9._+=-]*)*$/.test(f) || /(^|\/)\.\.?(\/|$)/.test(f) || ['table.md', 'results.json', 'grid.json'].includes(f) || f.startsWith('cells/')) {
+      throw new Error(`experiment ${g.exp.name}: merge returned a file named ${JSON.stringify(f)}; give a relative name inside the results folder (letters, digits, . _ + = -), not table.md, results.json, grid.json or cells/`);
+    }
+  }
+  if (files.length) results.files = files;
+  for (const f of files) {
+    const path = join(g.store.dir, f);
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileAtomic(path, m.files![f]);
+  }
   writeFileAtomic(join(g.store.dir, 'table.md'), table);
   writeFileAtomic(join(g.store.dir, 'results.json'), `${JSON.stringify(results, null, 1)}\n`);
-  return { dir: g.store.dir, table, missing, results };
+  return { dir: g.store.dir, table, missing, files, results };
 }
