@@ -6,16 +6,10 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ImageEncoder, TextEncoder } from '../nets/clip/types.js';
 import type { GuidanceContext, GuidanceFn } from './types.js';
+import { cosine, l2normalize } from '../lib/ops/vectors.js';
 
-/** Rows scaled to unit L2 norm: [N, D]. */
-export function l2normalize(e: tf.Tensor2D, eps = 0): tf.Tensor2D {
-  return tf.tidy(() => e.div(tf.norm(e, 2, 1, true).add(eps)) as tf.Tensor2D);
-}
-
-/** Row-wise cosine of a [N, D] and b [N or 1, D] -> [N]. */
-export function cosine(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor1D {
-  return tf.tidy(() => tf.sum(l2normalize(a).mul(l2normalize(b)), 1) as tf.Tensor1D);
-}
+// One home for the embedding maths (one epsilon): lib/ops/vectors.ts; re-exported for guidance's users.
+export { cosine, l2normalize } from '../lib/ops/vectors.js';
 
 function asRow(e: tf.Tensor): tf.Tensor2D {
   return (e.rank === 1 ? e.expandDims(0) : e) as tf.Tensor2D;

@@ -1,8 +1,9 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
-import { argmaxAccuracy, retrievalTopK, cosineMatrix } from '../lib/eval/clip.js';
+import { argmaxAccuracy, retrievalTopK, cosineMatrix } from '../lib/metrics/clip-dataset.js';
 import { matchRate } from '../lib/eval/unclip.js';
-import { softClipLoss, captionFits, sampleCaption, categoryPrompt, smallClipConfig } from '../lib/train/tasks/clip.js';
+import { softClipLoss, smallClipConfig } from '../lib/train/tasks/clip.js';
+import { captionFits, sampleCaption, categoryPrompt } from '../lib/data/prompts.js';
 import { CLIP, clipContrastiveLoss, inferClipConfig } from '../nets/clip/index.js';
 import { Rng } from '../lib/random.js';
 import type { DatasetItem } from '../lib/data/format.js';

@@ -9,7 +9,7 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { weightsPath } from '../lib/paths.js';
-import { loadJudge } from '../lib/train/evaluate.js';
+import { loadJudge } from '../lib/eval/unet.js';
 import type { Judge } from '../nets/judge/model.js';
 import {
   cosine,
@@ -35,7 +35,7 @@ import * as unclip from '../lib/methods/unclip.js';
 import { imagic } from '../lib/methods/imagic.js';
 import { emojiInputs, strokeGuides } from '../lib/demo/showcase.js';
 import { simulateStrokes } from '../lib/image/strokes.js';
-import { categoryPrompt } from '../lib/train/tasks/clip.js';
+import { categoryPrompt } from '../lib/data/prompts.js';
 
 const have = shippedModels();
 function need(ctx: Mocha.Context, models: ModelName[]): void {

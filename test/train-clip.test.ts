@@ -15,7 +15,7 @@ import { ClipTask } from '../lib/train/tasks/clip.js';
 import { NoisyClipTask } from '../lib/train/tasks/noisy-clip.js';
 import { PriorTask } from '../lib/train/tasks/prior.js';
 import { CondUNetTask, initFromUnconditional } from '../lib/train/tasks/cond-unet.js';
-import { evalClipOnDataset } from '../lib/eval/clip.js';
+import { evalClipOnDataset } from '../lib/metrics/clip-dataset.js';
 
 const ROOT = packageRoot();
 

@@ -359,7 +359,7 @@ describe('nets/judge', () => {
 describe('lib/train: evaluation bars', () => {
   it('evalUNet reports FID vs the Gaussian baseline and the category TV distance; evalJudge reports accuracies', async function () {
     this.timeout(600000);
-    const { evalUNet, evalJudge } = await import('../lib/train/evaluate.js');
+    const { evalUNet, evalJudge } = await import('../lib/eval/unet.js');
     const { UNet } = await import('../nets/unet/index.js');
     const ds = Dataset.load(testSubsetPath(ROOT));
     const judge = Judge.random({ imageSize: 32, widths: [8, 16], strides: [2, 2], groups: 4, categories: ds.categoryNames, vendors: ds.vendorNames }, 2);

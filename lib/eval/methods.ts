@@ -16,12 +16,12 @@ import { sdg } from '../methods/sdg.js';
 import * as dclip from '../methods/diffusionclip.js';
 import * as unclip from '../methods/unclip.js';
 import { imagic } from '../methods/imagic.js';
-import { loadJudge } from '../train/evaluate.js';
-import { categoryPrompt } from '../train/tasks/clip.js';
+import { loadJudge } from './unet.js';
+import { categoryPrompt } from '../data/prompts.js';
 import { frechetDistanceOfFeatures, totalVariation } from '../metrics/frechet.js';
 import { ssim } from '../metrics/image.js';
 import { evalUnclipPrompts } from './unclip.js';
-import type { Bar } from './clip.js';
+import type { Bar } from '../metrics/clip-dataset.js';
 
 /** A category-changing edit the judge can score: inputs of `from`, text toward `to`. */
 export interface CategoryEdit {

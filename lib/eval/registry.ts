@@ -6,8 +6,8 @@ import type { Dataset } from '../data/dataset.js';
 import { weightsPath } from '../paths.js';
 import { makeSchedule } from '../../samplers/schedule.js';
 import { loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel } from '../models/load.js';
-import { loadJudge } from '../train/evaluate.js';
-import { clipBars, evalClipOnDataset, evalNoisyClipOnDataset, noisyClipBars, type Bar } from './clip.js';
+import { loadJudge } from './unet.js';
+import { clipBars, evalClipOnDataset, evalNoisyClipOnDataset, noisyClipBars, type Bar } from '../metrics/clip-dataset.js';
 import { decoderReconstructionCategory, evalUnclipPrompts, unclipBars } from './unclip.js';
 
 export interface ModelEvalArgs {

@@ -13,8 +13,8 @@ import type { Prior } from '../../nets/prior/index.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import type { Diffuser } from '../models/diffuser.js';
 import { decode, samplePrior } from '../methods/unclip.js';
-import { embedImages, type Bar } from './clip.js';
-import { categoryPrompt } from '../train/tasks/clip.js';
+import { embedImages, type Bar } from '../metrics/clip-dataset.js';
+import { categoryPrompt } from '../data/prompts.js';
 import { matchRate } from '../metrics/retrieval.js';
 
 export interface UnclipEvalOptions {

@@ -6,6 +6,7 @@ import type { Diffuser } from '../models/diffuser.js';
 import { respace, respaceEven, type Schedule } from '../../samplers/schedule.js';
 import type { StepCallback } from '../../samplers/core.js';
 import { resize } from '../image/resize.js';
+import { l2normalize } from '../ops/vectors.js';
 import { ETA_RANGE, OptionError, T0_RANGE, checkCount, checkNumber } from '../options.js';
 
 // The model bundle moved to lib/models (beneath lib/train and lib/methods); re-exported for existing importers.
@@ -22,15 +23,8 @@ export interface MethodProgress {
 }
 export type ProgressFn = (p: MethodProgress) => void;
 
-/** Rows L2-normalised. x: [N, D]. */
-export function l2normalize(x: tf.Tensor2D): tf.Tensor2D {
-  return tf.tidy(() => x.div(tf.norm(x, 2, 1, true).add(1e-8)));
-}
-
-/** Row-wise cosine similarity [N] of a [N, D] and b [N or 1, D]. */
-export function cosine(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor1D {
-  return tf.tidy(() => tf.sum(l2normalize(a).mul(l2normalize(b)), 1) as tf.Tensor1D);
-}
+// The embedding maths has one home (lib/ops/vectors.ts, one epsilon); re-exported for the methods' users.
+export { cosine, l2normalize } from '../ops/vectors.js';
 
 /**
  * Spherical interpolation between rows of a and b ([N, D] or [1, D]) at fraction `t` in [0, 1].

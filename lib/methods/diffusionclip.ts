@@ -20,7 +20,8 @@ import { Adam } from '../optim/adam.js';
 import { optimize } from '../optim/optimize.js';
 import { UNet } from '../../nets/unet/index.js';
 import type { ImageEncoder, TextEncoder } from '../../nets/clip/types.js';
-import { directionalScore, textDirection, cosine as gCosine } from '../../guidance/encoders.js';
+import { directionalScore, textDirection } from '../../guidance/encoders.js';
+import { cosine as cosine } from '../ops/vectors.js';
 import { ddimInvert, sampleDdim } from '../../samplers/ddim.js';
 import { blendModels, mixByTime, type TimeSegment } from '../../samplers/combinators.js';
 import type { DiffusionModel, NetFn } from '../../samplers/model.js';
@@ -115,7 +116,7 @@ function editLoss(encoder: ImageEncoder, direction: tf.Tensor2D, x: tf.Tensor4D,
     const idw = o.idWeight ?? 0;
     if (idw) {
       if (!o.idEncoder) throw new Error('DiffusionCLIP: idWeight > 0 needs an idEncoder');
-      const c = gCosine(o.idEncoder.encodeImage(x).embedding, o.idEncoder.encodeImage(x0).embedding);
+      const c = cosine(o.idEncoder.encodeImage(x).embedding, o.idEncoder.encodeImage(x0).embedding);
       loss = loss.add(tf.mean(tf.scalar(1).sub(c)).mul(idw));
     }
     return loss as tf.Scalar;

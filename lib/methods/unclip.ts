@@ -23,7 +23,8 @@ import { sampleDdpm } from '../../samplers/ddpm.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import { Rng } from '../random.js';
 import { checkCount, checkNumber, checkSeed } from '../options.js';
-import { checkEta, checkSteps, cosine, fitFirst, fullChain, imageSizeOf, l2normalize, slerp, type ProgressFn } from './common.js';
+import { checkEta, checkSteps, fitFirst, fullChain, imageSizeOf, slerp, type ProgressFn } from './common.js';
+import { cosine, l2normalize } from '../ops/vectors.js';
 import { diffusionModelOf, unetNet, type Diffuser } from '../models/diffuser.js';
 import { startNoise } from './sample.js';
 

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { directionalScore, textDirection } from '../../guidance/encoders.js';
-import { cosine } from '../methods/common.js';
+import { cosine } from '../ops/vectors.js';
 import type { ImageEncoder, TextEncoder } from '../../nets/clip/types.js';
 import { classify, extract, type CategoryExtractor, type ImageFeatureExtractor, type ImageTextExtractor } from './extractors.js';
 import { hostRows, type FeatureSet } from './features-host.js';

@@ -3,5 +3,4 @@ export * from '../optim/adam.js';
 export * from './checkpoint.js';
 export * from './loop.js';
 export * from './metrics.js';
-export * from './evaluate.js';
 export * from './interrupt.js';

@@ -1,7 +1,7 @@
 /** `diffguide demo` (= `npm run demo`): all five methods on the shipped weights; one HTML page. */
 import type { Command } from '../command.js';
 import { progressBar } from '../progress.js';
-import { guarded, seedOf } from '../../methods/cli.js';
+import { guarded, seedOf } from '../method-args.js';
 import { outDir } from '../command.js';
 import { runDemo } from '../../demo/showcase.js';
 

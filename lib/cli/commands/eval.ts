@@ -3,7 +3,7 @@ import type { Command } from '../command.js';
 import { count, flag, seed, str } from '../command.js';
 import { loadDataset } from '../../data/index.js';
 import { weightsPath } from '../../paths.js';
-import { evalJudge, evalUNet, loadJudge, loadUNet, type EvalReport } from '../../train/evaluate.js';
+import { evalJudge, evalUNet, loadJudge, loadUNet, type EvalReport } from '../../eval/unet.js';
 import type { Parameterization } from '../../../samplers/model.js';
 import { MODEL_EVALS } from '../../eval/registry.js';
 import { evalMethods, METHOD_SECTIONS, type MethodSection } from '../../eval/methods.js';

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Command } from '../command.js';
 import { note, progressBar } from '../progress.js';
-import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numList, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../../methods/cli.js';
+import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numList, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../method-args.js';
 import { imageSizeOf } from '../../methods/common.js';
 import { imagic } from '../../methods/imagic.js';
 

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Command } from '../command.js';
 import { note, progressBar } from '../progress.js';
-import { METHOD_OPTIONS, UsageError, count, guarded, loadModels, numOpt, outDir, readInput, writeOutputs } from '../../methods/cli.js';
+import { METHOD_OPTIONS, UsageError, count, guarded, loadModels, numOpt, outDir, readInput, writeOutputs } from '../method-args.js';
 import { imageSizeOf, mae } from '../../methods/common.js';
 import * as dclip from '../../methods/diffusionclip.js';
 import { T0_RANGE } from '../../options.js';

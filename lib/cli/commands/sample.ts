@@ -1,7 +1,7 @@
 /** `diffguide sample`: unguided samples from the unconditional UNet (the baseline of every method). */
 import type { Command } from '../command.js';
 import { progressBar } from '../progress.js';
-import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numOpt, outDir, seedOf, writeOutputs } from '../../methods/cli.js';
+import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numOpt, outDir, seedOf, writeOutputs } from '../method-args.js';
 import { sample } from '../../methods/sample.js';
 import { ETA_RANGE } from '../../options.js';
 

@@ -11,7 +11,8 @@ import { BatchSampler, type Dataset, type SamplerState } from '../../data/datase
 import type { DatasetItem } from '../../data/format.js';
 import { CLIP, type CLIPConfig } from '../../../nets/clip/index.js';
 import type { TrainTask } from '../loop.js';
-import { evalClipOnDataset } from '../../eval/clip.js';
+import { captionFits, sampleCaption } from '../../data/prompts.js';
+import { evalClipOnDataset } from '../../metrics/clip-dataset.js';
 
 /** The image tower of the small CLIP: openai/CLIP's ModifiedResNet (shipped) or a ViT. */
 export type SmallClipVision = 'vit' | 'resnet';
@@ -32,68 +33,8 @@ export function smallClipConfig(imageSize = 32, vision: SmallClipVision = 'resne
   return { ...text, visionLayers: 4, visionWidth: 128, visionPatchSize: 8, visionHeads: 2 };
 }
 
-const VENDOR_WORD: Record<string, string> = { google: 'noto', twitter: 'twemoji' };
-
-/** What a caption describes: the emoji itself, its subcategory, or its category. */
-export type CaptionKind = 'name' | 'subcategory' | 'category';
-
-export interface Caption {
-  text: string;
-  kind: CaptionKind;
-  /** group (emoji code point) for 'name', the subcategory or category name otherwise. */
-  key: string;
-}
-
-/** Human form of a category ('Smileys & Emotion' -> 'smileys & emotion'). */
-export function categoryPhrase(category: string): string {
-  return category.toLowerCase();
-}
-
-/** Human form of a subcategory ('face-smiling' -> 'face smiling'). */
-export function subcategoryPhrase(sub: string): string {
-  return sub.replace(/-/g, ' ').toLowerCase();
-}
-
-/** The zero-shot prompt of a category (also one of the training templates). */
-export function categoryPrompt(category: string): string {
-  return `an emoji of ${categoryPhrase(category)}`;
-}
-
-/** The retrieval prompt of an emoji name (also one of the training templates). */
-export function namePrompt(name: string): string {
-  return `an emoji of ${name.toLowerCase()}`;
-}
-
-/**
- * Sample one caption of an emoji: name templates (~60%; "X", "an emoji of X", "a noto emoji of X",
- * short names), category (~25%) or subcategory (~15%) templates.
- */
-export function sampleCaption(item: DatasetItem, rng: Rng): Caption {
-  const u = rng.float();
-  const name = (item.name ?? '').toLowerCase();
-  if (u < 0.6 && name) {
-    const shorts = (item.shortNames ?? []).map((s) => s.replace(/_/g, ' ').toLowerCase()).filter((s) => s !== name);
-    const style = VENDOR_WORD[item.vendor ?? ''] ?? '';
-    const opts = [name, namePrompt(name), namePrompt(name), style ? `a ${style} emoji of ${name}` : namePrompt(name), `${name}, ${categoryPhrase(item.category ?? '')}`];
-    for (const s of shorts) opts.push(namePrompt(s));
-    return { text: opts[rng.int(opts.length)], kind: 'name', key: item.group ?? item.id };
-  }
-  if (u < 0.85 || !item.subcategory) {
-    const c = categoryPhrase(item.category ?? '');
-    const opts = [c, categoryPrompt(item.category ?? ''), categoryPrompt(item.category ?? ''), `an emoji from the ${c} category`];
-    return { text: opts[rng.int(opts.length)], kind: 'category', key: item.category ?? '' };
-  }
-  const s = subcategoryPhrase(item.subcategory);
-  const opts = [s, `an emoji of ${s}`];
-  return { text: opts[rng.int(opts.length)], kind: 'subcategory', key: item.subcategory };
-}
-
-/** Does caption `c` describe `item`? */
-export function captionFits(c: Caption, item: DatasetItem): boolean {
-  if (c.kind === 'name') return (item.group ?? item.id) === c.key;
-  if (c.kind === 'category') return item.category === c.key;
-  return item.subcategory === c.key;
-}
+// The caption and prompt templates live in lib/data/prompts.ts (evaluation uses them too); re-exported here.
+export { captionFits, categoryPhrase, categoryPrompt, namePrompt, sampleCaption, subcategoryPhrase, type Caption, type CaptionKind } from '../../data/prompts.js';
 
 /**
  * Symmetric InfoNCE with soft (multi-positive) targets.

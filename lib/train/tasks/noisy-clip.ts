@@ -11,7 +11,7 @@ import { BatchSampler, type Dataset, type SamplerState } from '../../data/datase
 import { CLIP, NoisyCLIPImageEncoder, clipContrastiveLoss } from '../../../nets/clip/index.js';
 import { qSample } from '../../../samplers/core.js';
 import type { Schedule } from '../../../samplers/schedule.js';
-import { embedImages, evalNoisyClipOnDataset } from '../../eval/clip.js';
+import { embedImages, evalNoisyClipOnDataset } from '../../metrics/clip-dataset.js';
 import { TokenCache } from './clip.js';
 import type { TrainTask } from '../loop.js';
 

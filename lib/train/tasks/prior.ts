@@ -11,7 +11,8 @@ import { BatchSampler, type Dataset, type SamplerState } from '../../data/datase
 import type { CLIP } from '../../../nets/clip/index.js';
 import type { Prior } from '../../../nets/prior/index.js';
 import type { Schedule } from '../../../samplers/schedule.js';
-import { sampleCaption, TokenCache, categoryPrompt } from './clip.js';
+import { TokenCache } from './clip.js';
+import { sampleCaption, categoryPrompt } from '../../data/prompts.js';
 import { cleanImageEmbeddings } from './noisy-clip.js';
 import type { TrainTask } from '../loop.js';
 
