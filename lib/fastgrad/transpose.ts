@@ -6,7 +6,8 @@
  * which walks the output element by element (measured: [16, 1024, 64] by [0, 2, 1] 4.9 ms).
  * Everything else (blocks of several elements move fast in the stock kernel) goes to the stock kernel.
  */
-import { captureOriginal, type Info, type WasmBackend } from './wasm.js';
+import type { Info, WasmBackend } from './wasm.js';
+import { captureOriginal } from './originals.js';
 import { addr, simdKernels } from './simd.js';
 
 /** [p, a, b] when `perm` of `shape` moves single elements as a batched 2-D transpose; else null. */

@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { transposeWasm } from './transpose.js';
+import { captureOriginal, type KernelFunc } from './originals.js';
 
 export type Info = tf.TensorInfo;
 export type Shape = number[];
@@ -136,19 +137,8 @@ export function guardWasmHeap(): void {
   if (m && typeof m._malloc === 'function') guardWasmMalloc(m as MallocModule);
 }
 
-type KernelFunc = (args: { inputs: Record<string, Info>; backend: unknown; attrs?: Record<string, unknown> }) => Info | Info[];
-
-/** The wasm backend's own kernel functions, captured before we register replacements. */
-const originals = new Map<string, KernelFunc>();
-
-/** Capture the stock wasm kernel `name` (call before overriding it). */
-export function captureOriginal(name: string): KernelFunc | undefined {
-  if (!originals.has(name)) {
-    const k = tf.getKernel(name, 'wasm');
-    if (k) originals.set(name, k.kernelFunc as unknown as KernelFunc);
-  }
-  return originals.get(name);
-}
+// The stock kernels, captured before ours replace them (lib/fastgrad/originals.ts: transpose.ts uses it and wasm.ts uses transpose.ts).
+export { captureOriginal } from './originals.js';
 
 function kernel(name: string): KernelFunc {
   const k = captureOriginal(name);
