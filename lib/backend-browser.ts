@@ -36,7 +36,10 @@ export async function initBrowserBackend(opts: { backend?: BrowserBackendName | 
     try {
       if (name === 'wasm') setWasmPaths(opts.wasmPath ?? './');
       if (name === 'webgpu') {
-        if (!(globalThis.navigator as { gpu?: unknown } | undefined)?.gpu) throw new Error('this browser has no WebGPU (navigator.gpu)');
+        const gpu = (globalThis.navigator as { gpu?: { requestAdapter(): Promise<unknown> } } | undefined)?.gpu;
+        if (!gpu) throw new Error('this browser has no WebGPU (navigator.gpu)');
+        // ask first: tfjs logs an error when it finds no adapter (headless Chromium, --disable-gpu)
+        if (!(await gpu.requestAdapter())) throw new Error('WebGPU found no adapter');
         await import('@tensorflow/tfjs-backend-webgpu');
       }
       if (!(await tf.setBackend(name))) throw new Error(`tfjs's ${name} backend did not start`);

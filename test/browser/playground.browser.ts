@@ -202,6 +202,22 @@ describe('playground in headless Chromium', function () {
     }
   });
 
+  it('?backend=webgpu without a WebGPU adapter falls back to wasm, saying why, with no console error', async () => {
+    const p2 = await ctx.newPage();
+    p2.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(`webgpu page: ${m.text()}`);
+    });
+    try {
+      await p2.goto(`${url}?backend=webgpu`);
+      const info = await p2.evaluate(() => (window as any).playground.ready);
+      expect(info.backend).to.equal('wasm');
+      expect(info.skipped.map((s: { name: string }) => s.name)).to.include('webgpu');
+      await p2.waitForFunction(() => /skipped webgpu/.test(document.getElementById('status')!.textContent ?? ''));
+    } finally {
+      await p2.close();
+    }
+  });
+
   it('the console showed no errors', () => {
     expect(consoleErrors).to.deep.equal([]);
   });
