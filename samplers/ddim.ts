@@ -21,7 +21,19 @@ export interface DdimOptions extends SamplerOptions {
   eta?: number;
 }
 
-/** One DDIM move index i -> i-1. Call inside a tidy. */
+/**
+ * The DDIM update itself (pure tensor maths, the one copy every DDIM path uses): from the predicted x0
+ * and eps at a level with alpha-bar `ab` to the level `to` with alpha-bar `abTo`,
+ * x_to = sqrt(abTo) x0 + sqrt(1 - abTo - sigma^2) eps + sigma z, sigma = eta sqrt((1 - abTo) / (1 - ab)) sqrt(1 - ab / abTo).
+ * `noise` is called (drawn) only when the step adds noise (sigma > 0 and `to` >= 0). Call inside a tidy.
+ */
+export function ddimUpdate(x0: tf.Tensor4D, eps: tf.Tensor4D, ab: number, abTo: number, to: number, eta: number, noise: () => tf.Tensor4D): tf.Tensor4D {
+  const sigma = eta * Math.sqrt((1 - abTo) / (1 - ab)) * Math.sqrt(1 - ab / abTo);
+  const xn = x0.mul(Math.sqrt(abTo)).add(eps.mul(Math.sqrt(Math.max(0, 1 - abTo - sigma * sigma)))) as tf.Tensor4D;
+  return sigma > 0 && to >= 0 ? (xn.add(noise().mul(sigma)) as tf.Tensor4D) : xn;
+}
+
+/** One DDIM move index i -> i-1 of a sampler run (guidance, hooks, the run's RNG). Call inside a tidy. */
 export function ddimMove(run: Run, x: tf.Tensor4D, move: Move, k: number, total: number, eta: number): MoveResult {
   const i = move.index;
   const s = run.schedule;
@@ -36,11 +48,7 @@ export function ddimMove(run: Run, x: tf.Tensor4D, move: Move, k: number, total:
     eps = eps.sub(grad.mul(Math.sqrt(1 - ab)));
     x0 = x.sub(eps.mul(Math.sqrt(1 - ab))).div(Math.sqrt(ab)) as tf.Tensor4D;
   }
-  const abPrev = s.alphaBar(move.to);
-  const sigma = eta * Math.sqrt((1 - abPrev) / (1 - ab)) * Math.sqrt(1 - ab / abPrev);
-  let xn = x0.mul(Math.sqrt(abPrev)).add(eps.mul(Math.sqrt(Math.max(0, 1 - abPrev - sigma * sigma)))) as tf.Tensor4D;
-  if (sigma > 0 && move.to >= 0) xn = xn.add(run.rng.normal<tf.Rank.R4>(x.shape).mul(sigma)) as tf.Tensor4D;
-  return { x: xn, x0 };
+  return { x: ddimUpdate(x0, eps, ab, s.alphaBar(move.to), move.to, eta, () => run.rng.normal<tf.Rank.R4>(x.shape)), x0 };
 }
 
 /**
@@ -124,15 +132,42 @@ export function ddimStep(model: DiffusionModel, x: tf.Tensor4D, schedule: Schedu
   if (!(to >= -1 && to < index)) throw new Error(`ddimStep: target index ${to} must be in -1..${index - 1}`);
   return tf.tidy(() => {
     const { eps, x0 } = model.predict(x, schedule, index, { cond: opts.cond, clipDenoised: opts.clipDenoised, epsOnly: true });
-    const ab = schedule.alphaBar(index);
-    const abTo = schedule.alphaBar(to);
-    const eta = opts.eta ?? 0;
-    const sigma = eta * Math.sqrt((1 - abTo) / (1 - ab)) * Math.sqrt(1 - ab / abTo);
-    let xn = x0.mul(Math.sqrt(abTo)).add(eps.mul(Math.sqrt(Math.max(0, 1 - abTo - sigma * sigma)))) as tf.Tensor4D;
-    if (sigma > 0 && to >= 0) {
+    const noise = () => {
       if (!opts.noise) throw new Error('ddimStep: eta > 0 needs opts.noise');
-      xn = xn.add(opts.noise.mul(sigma)) as tf.Tensor4D;
-    }
-    return { x: xn, x0 };
+      return opts.noise;
+    };
+    return { x: ddimUpdate(x0, eps, schedule.alphaBar(index), schedule.alphaBar(to), to, opts.eta ?? 0, noise), x0 };
   });
+}
+
+export interface DdimChainOptions {
+  cond?: Cond;
+  /** Clip each predicted x0 to [-1, 1] (training's sample grids). Default false. */
+  clipDenoised?: boolean;
+  /**
+   * Free each intermediate (and `xT`) as the chain goes: for use outside a tape, when only the result
+   * is wanted. Default false: nothing is disposed, so gradients flow through every step (call inside a
+   * tidy or a gradient tape, e.g. DiffusionCLIP's fine-tune and latent optimisation).
+   */
+  consume?: boolean;
+}
+
+/**
+ * Deterministic DDIM (eta 0) from `xT` at the last index of `schedule` down to a clean sample, as a
+ * synchronous chain of `ddimStep`s (the same numbers as `sampleDdim` with eta 0 and the same
+ * clipDenoised; training loops call their sample-grid hooks synchronously, and a gradient tape needs
+ * the whole chain in one function).
+ * @param xT [N, H, W, C]
+ */
+export function ddimChainSync(model: DiffusionModel, xT: tf.Tensor4D, schedule: Schedule, opts: DdimChainOptions = {}): tf.Tensor4D {
+  let x = xT;
+  for (let i = schedule.length - 1; i >= 0; i--) {
+    const step = ddimStep(model, x, schedule, i, { cond: opts.cond, clipDenoised: opts.clipDenoised });
+    if (opts.consume) {
+      step.x0.dispose();
+      x.dispose();
+    }
+    x = step.x;
+  }
+  return x;
 }

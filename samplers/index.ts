@@ -9,6 +9,7 @@
  *
  *   sampleDdpm           ancestral; fixed small / fixed large / learned-range variance
  *   sampleDdim           DDIM with eta;   ddimInvert: its exact inverse;   ddimStep: one pure step
+ *                        (ddimUpdate: its maths, shared with sampleDdim); ddimChainSync: the synchronous chain
  *   sampleEulerMaruyama  VP or VE SDE (SDEdit's formulation)
  *   sampleMasked         known region kept each step (SDEdit masks, RePaint resampling jumps)
  *

@@ -10,6 +10,7 @@ import {
   mixByTime,
   ddimInvert,
   ddimStep,
+  ddimChainSync,
   diffusionModel,
   diffusionTarget,
   gaussianMixtureNet,
@@ -316,6 +317,24 @@ describe('samplers: starting point, inversion, seeds, hygiene', function () {
     expect(g.dataSync()[0]).to.be.closeTo(slope, 1e-3);
     expect(s.nearestIndex(560)).to.equal(5);
     tf.dispose([x, want, got, g]);
+  });
+
+  it('ddimChainSync is that chain: equal to the loop of ddimSteps, to sampleDdim (and its clipDenoised), and with consume it frees what it made', async () => {
+    const s = sched(10);
+    const x = randomStart([4, 1, 1, 2], 66);
+    const loop = tf.tidy(() => {
+      let cur = x;
+      for (let i = s.length - 1; i >= 0; i--) cur = ddimStep(model, cur, s, i).x;
+      return cur;
+    });
+    const got = tf.tidy(() => ddimChainSync(model, x, s));
+    expect(Array.from(got.dataSync())).to.deep.equal(Array.from(loop.dataSync()));
+    const wantClipped = await sampleDdim(model, x, s, { clipDenoised: true });
+    const before = tf.memory().numTensors;
+    const clipped = ddimChainSync(model, tf.clone(x), s, { clipDenoised: true, consume: true });
+    expect(tf.memory().numTensors).to.equal(before + 1);
+    expect(tf.max(tf.abs(clipped.sub(wantClipped))).dataSync()[0]).to.be.lessThan(1e-5);
+    tf.dispose([x, loop, got, wantClipped, clipped]);
   });
 
   it('rejects bad ranges and mismatched nets with clear errors', async () => {

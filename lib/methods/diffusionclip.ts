@@ -22,7 +22,7 @@ import { UNet } from '../../nets/unet/index.js';
 import type { ImageEncoder, TextEncoder } from '../../nets/clip/types.js';
 import { directionalScore, textDirection } from '../../guidance/encoders.js';
 import { cosine as cosine } from '../ops/vectors.js';
-import { ddimInvert, sampleDdim } from '../../samplers/ddim.js';
+import { ddimChainSync, ddimInvert, ddimStep, sampleDdim } from '../../samplers/ddim.js';
 import { blendModels, mixByTime, type TimeSegment } from '../../samplers/combinators.js';
 import type { DiffusionModel, NetFn } from '../../samplers/model.js';
 import type { Schedule } from '../../samplers/schedule.js';
@@ -123,18 +123,6 @@ function editLoss(encoder: ImageEncoder, direction: tf.Tensor2D, x: tf.Tensor4D,
   });
 }
 
-/** One deterministic DDIM move i -> i-1 of `model` on `sched` (differentiable). */
-function ddimStep(model: DiffusionModel, sched: Schedule, x: tf.Tensor4D, i: number): { x: tf.Tensor4D; x0: tf.Tensor4D } {
-  const p = model.predict(x, sched, i, { epsOnly: true });
-  const abPrev = sched.alphaBar(i - 1);
-  return { x: p.x0.mul(Math.sqrt(abPrev)).add(p.eps.mul(Math.sqrt(1 - abPrev))) as tf.Tensor4D, x0: p.x0 };
-}
-
-/** The whole deterministic chain from `x` at the last index of `sched` to x_0 (differentiable). */
-function ddimChainSync(model: DiffusionModel, sched: Schedule, x: tf.Tensor4D): tf.Tensor4D {
-  for (let i = sched.length - 1; i >= 0; i--) x = ddimStep(model, sched, x, i).x;
-  return x;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Fine-tuning.
@@ -211,14 +199,14 @@ export async function finetune(d: Diffuser, clip: ImageEncoder & TextEncoder, im
         try {
           if (mode === 'full') {
             // one update per batch: the loss of the whole regenerated chain
-            optimize(ft.unet.params, () => editLoss(clip, direction, ddimChainSync(model, sched, lat), x0, opts), { steps: 1, lr, adam, what, onStep });
+            optimize(ft.unet.params, () => editLoss(clip, direction, ddimChainSync(model, lat, sched), x0, opts), { steps: 1, lr, adam, what, onStep });
           } else {
             // one update per chain step: the loss of that step's x0 prediction; the chain moves on with the step's x
             let x = tf.clone(lat);
             let next: tf.Tensor4D | null = null;
             try {
               optimize(ft.unet.params, (k) => {
-                const s = ddimStep(model, sched, x, sched.length - 1 - k);
+                const s = ddimStep(model, x, sched, sched.length - 1 - k);
                 next = tf.keep(s.x);
                 return editLoss(clip, direction, s.x0, x0, opts);
               }, {
@@ -343,7 +331,7 @@ export async function latentOptimize(d: Diffuser, clip: ImageEncoder & TextEncod
   const model = diffusionModelOf(d);
   const sched = subChain(d.schedule, inv.t0Index, opts.nGen ?? 6);
   const iters = opts.iters ?? 20;
-  const generate = () => ddimChainSync(model, sched, lat as unknown as tf.Tensor4D);
+  const generate = () => ddimChainSync(model, lat as unknown as tf.Tensor4D, sched);
   try {
     const losses = optimize(new Map([['latent', lat]]), () => editLoss(clip, direction, generate(), x0, opts), {
       steps: iters,

@@ -13,7 +13,7 @@ import { diffusionModel, type DiffusionModel, type Parameterization } from '../.
 import { diffusionTarget, qSample } from '../../../samplers/core.js';
 import { vlbTerms } from '../vlb.js';
 import { unetVariance } from '../../models/diffuser.js';
-import { ddimStep, sampleDdim } from '../../../samplers/ddim.js';
+import { ddimChainSync as ddimChain, sampleDdim } from '../../../samplers/ddim.js';
 import { makeGrid } from '../../image/grid.js';
 import type { TrainTask } from '../loop.js';
 
@@ -160,14 +160,8 @@ export class UNetTask implements TrainTask<UNetBatch> {
 /**
  * Deterministic DDIM (eta 0, x0 clipped) from the top of `sched` to a clean sample, synchronously
  * (training loops call their sample-grid hooks synchronously). Takes ownership of `xT` [N, H, W, C].
+ * The chain is samplers/ddim.ts's `ddimChainSync`.
  */
 export function ddimChainSync(model: DiffusionModel, xT: tf.Tensor4D, sched: Schedule): tf.Tensor4D {
-  let x = xT;
-  for (let i = sched.length - 1; i >= 0; i--) {
-    const step = ddimStep(model, x, sched, i, { clipDenoised: true });
-    step.x0.dispose();
-    x.dispose();
-    x = step.x;
-  }
-  return x;
+  return ddimChain(model, xT, sched, { clipDenoised: true, consume: true });
 }
