@@ -132,10 +132,19 @@ export function fullChain(schedule: Schedule, steps: number, option = 'steps'): 
   return respaceEven(schedule, steps);
 }
 
-/** A sampler callback that reports progress for `stage` (and nothing else). */
+/**
+ * The progress helpers: every method reports through one of these two, never a hand-written lambda.
+ * `stepProgress`: a sampler callback that reports progress for `stage` (and nothing else).
+ */
 export function stepProgress(stage: string, onProgress?: ProgressFn, offset = 0, grandTotal?: number): StepCallback | undefined {
   if (!onProgress) return undefined;
   return (s) => onProgress({ stage, step: offset + s.step + 1, total: grandTotal ?? s.total });
+}
+
+/** An `optimize` onStep that reports each update's loss for `stage` (1-based step of `total`). */
+export function lossProgress(stage: string, total: number, onProgress?: ProgressFn): ((step: number, loss: number) => void) | undefined {
+  if (!onProgress) return undefined;
+  return (step, loss) => onProgress({ stage, step, total, loss });
 }
 
 /** Throws naming the step when a tensor has NaN/Inf. */

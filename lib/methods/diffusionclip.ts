@@ -23,12 +23,13 @@ import type { ImageEncoder, TextEncoder } from '../../nets/clip/types.js';
 import { directionalScore, textDirection } from '../../guidance/encoders.js';
 import { cosine as cosine } from '../ops/vectors.js';
 import { ddimChainSync, ddimInvert, ddimStep, sampleDdim } from '../../samplers/ddim.js';
+import type { StepCallback } from '../../samplers/core.js';
 import { blendModels, mixByTime, type TimeSegment } from '../../samplers/combinators.js';
 import type { DiffusionModel, NetFn } from '../../samplers/model.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import { readStateDict, writeSafetensors } from '../io/index.js';
 import type { HostTensor, StateDict } from '../io/types.js';
-import { fitImage, imageSizeOf, indexOfFraction, subChain, checkFinite, type ProgressFn } from './common.js';
+import { fitImage, imageSizeOf, indexOfFraction, subChain, checkFinite, type ProgressFn, stepProgress, lossProgress } from './common.js';
 import { cloneUNet, diffusionModelOf, unetNet, withUNet, type Diffuser } from '../models/diffuser.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -56,7 +57,7 @@ export async function invert(d: Diffuser, images: tf.Tensor4D, opts: InvertOptio
   const sched = subChain(d.schedule, t0Index, opts.nInv ?? 40);
   const x = fitImage(images, imageSizeOf(d), 'input image', opts.onNote);
   try {
-    const callback = opts.onProgress ? (s: { step: number; total: number }) => opts.onProgress!({ stage: 'invert', step: s.step + 1, total: s.total }) : undefined;
+    const callback = stepProgress('invert', opts.onProgress);
     const latent = await ddimInvert(diffusionModelOf(d), x, sched, { callback });
     return { latent, t0Index };
   } finally {
@@ -81,9 +82,10 @@ export interface RegenerateOptions {
 export async function regenerate(d: Diffuser, inv: Inversion, opts: RegenerateOptions = {}): Promise<{ images: tf.Tensor4D; steps?: tf.Tensor4D[] }> {
   const sched = subChain(d.schedule, inv.t0Index, opts.nGen ?? 40);
   const steps: tf.Tensor4D[] = [];
-  const callback = async (s: { step: number; total: number; x0?: tf.Tensor4D }) => {
+  const progress = stepProgress('generate', opts.onProgress);
+  const callback: StepCallback = (s) => {
     if (opts.returnSteps && s.x0) steps.push(tf.clone(s.x0));
-    opts.onProgress?.({ stage: 'generate', step: s.step + 1, total: s.total });
+    return progress?.(s);
   };
   const images = await sampleDdim(diffusionModelOf(d, opts.net), inv.latent, sched, { eta: opts.eta ?? 0, seed: opts.seed ?? 0, callback });
   return opts.returnSteps ? { images, steps } : { images };
@@ -337,7 +339,7 @@ export async function latentOptimize(d: Diffuser, clip: ImageEncoder & TextEncod
       steps: iters,
       lr: opts.lr ?? 2e-2,
       what: 'latent optimisation',
-      onStep: (step, loss) => opts.onProgress?.({ stage: 'latent-optim', step, total: iters, loss }),
+      onStep: lossProgress('latent-optim', iters, opts.onProgress),
     });
     const out = tf.tidy(() => tf.clipByValue(generate(), -1, 1)) as tf.Tensor4D;
     checkFinite(out, 'latent optimisation output');

@@ -19,7 +19,7 @@ import { sampleDdim } from '../../samplers/ddim.js';
 import { sampleDdpm } from '../../samplers/ddpm.js';
 import { classifierFree } from '../../samplers/combinators.js';
 import { Rng } from '../random.js';
-import { fitFirst, fullChain, imageSizeOf, type ProgressFn } from './common.js';
+import { fitFirst, fullChain, imageSizeOf, type ProgressFn, stepProgress, lossProgress } from './common.js';
 import { cloneUNet, diffusionModelOf, unetNet, withUNet, type Diffuser } from '../models/diffuser.js';
 import { decoderEmb } from './unclip.js';
 import { startNoise } from './sample.js';
@@ -108,7 +108,7 @@ export async function imagic(d: Diffuser, text: TextEncoder, image: tf.Tensor4D,
       lr: opts.embLr ?? 1e-3,
       what: 'Imagic stage 1',
       lrOption: 'embLr',
-      onStep: (step, loss) => opts.onProgress?.({ stage: 'imagic: optimise embedding', step, total: embSteps, loss }),
+      onStep: lossProgress('imagic: optimise embedding', embSteps, opts.onProgress),
     });
   } catch (e) {
     tf.dispose([x, eTarget, eVar]);
@@ -124,7 +124,7 @@ export async function imagic(d: Diffuser, text: TextEncoder, image: tf.Tensor4D,
       lr: opts.ftLr ?? 1e-4,
       what: 'Imagic stage 2',
       lrOption: 'ftLr',
-      onStep: (step, loss) => opts.onProgress?.({ stage: 'imagic: fine-tune model', step, total: ftSteps, loss }),
+      onStep: lossProgress('imagic: fine-tune model', ftSteps, opts.onProgress),
     });
     // stage 3: sample with the interpolated embeddings, one x_T for all etas
     const embeddings = interpolateEmbeddings(eTarget, eOpt, etas);
@@ -137,7 +137,7 @@ export async function imagic(d: Diffuser, text: TextEncoder, image: tf.Tensor4D,
     const net = scale === 1 ? unetNet(ft.unet) : classifierFree(unetNet(ft.unet), { scale, uncond: { emb: zero }, guidedChannels: ft.unet.config.inChannels });
     const model = diffusionModelOf(ft, net);
     const sched = fullChain(d.schedule, opts.steps ?? 50);
-    const callback = opts.onProgress ? (s: { step: number; total: number }) => opts.onProgress!({ stage: 'imagic: sample', step: s.step + 1, total: s.total }) : undefined;
+    const callback = stepProgress('imagic: sample', opts.onProgress);
     const so = { cond: { emb: embeddings }, seed: seed + 8, clipDenoised: true, callback };
     let out: tf.Tensor4D;
     try {

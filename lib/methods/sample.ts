@@ -9,7 +9,7 @@ import { sampleDdim } from '../../samplers/ddim.js';
 import type { Cond } from '../../samplers/model.js';
 import { Rng } from '../random.js';
 import { OptionError, checkCount, checkSeed } from '../options.js';
-import { checkEta, checkSteps, fullChain, imageSizeOf, type ProgressFn } from './common.js';
+import { checkEta, checkSteps, fullChain, imageSizeOf, type ProgressFn, stepProgress } from './common.js';
 import { diffusionModelOf, type Diffuser } from '../models/diffuser.js';
 
 export interface SampleOptions {
@@ -53,7 +53,7 @@ export async function sample(d: Diffuser, opts: SampleOptions = {}): Promise<Sam
   const sched = fullChain(d.schedule, steps);
   const model = diffusionModelOf(d);
   const x = opts.noise ? tf.clone(opts.noise) : startNoise(d, n, seed);
-  const callback = opts.onProgress ? (s: { step: number; total: number }) => opts.onProgress!({ stage: 'sample', step: s.step + 1, total: s.total }) : undefined;
+  const callback = stepProgress('sample', opts.onProgress);
   const so = { seed: seed + 1, refSeed: seed + 2, cond: opts.cond, clipDenoised: opts.clipDenoised ?? true, callback };
   let out: tf.Tensor4D;
   try {

@@ -21,7 +21,7 @@ import { sampleMasked } from '../../samplers/masked.js';
 import { maskHook } from '../../samplers/hooks.js';
 import { Rng } from '../random.js';
 import { OptionError, checkCount, checkSeed } from '../options.js';
-import { checkImageRange, checkSteps, checkT0, fitImage, imageSizeOf, indexOfFraction, repeatEach, subChain, type ProgressFn } from './common.js';
+import { checkImageRange, checkSteps, checkT0, fitImage, imageSizeOf, indexOfFraction, repeatEach, subChain, type ProgressFn, stepProgress } from './common.js';
 import { diffusionModelOf, type Diffuser } from '../models/diffuser.js';
 
 export interface SDEditOptions {
@@ -88,7 +88,7 @@ export async function sdedit(d: Diffuser, guide: tf.Tensor4D, opts: SDEditOption
     refNoise = rng.normal<tf.Rank.R4>(g.shape);
     // x(t0) = sqrt(abar) x^g + sqrt(1 - abar) z, with the same z the masked steps use for the guide
     xt = qSample(g, sched, start, refNoise);
-    const callback = opts.onProgress ? (s: { step: number; total: number }) => opts.onProgress!({ stage: 'sdedit', step: s.step + 1, total: s.total }) : undefined;
+    const callback = stepProgress('sdedit', opts.onProgress);
     const common = { seed: rng.nextSeed(), clipDenoised: opts.clipDenoised ?? true, callback, refNoise, startIndex: start };
     if (sde === 'vp') {
       out = mask ? await sampleMasked(model, xt, sched, { ...common, reference: g, mask }) : await sampleDdpm(model, xt, sched, common);

@@ -21,7 +21,7 @@ import type { GuidanceFn } from '../../guidance/types.js';
 import { sampleDdpm } from '../../samplers/ddpm.js';
 import { sampleDdim } from '../../samplers/ddim.js';
 import { OptionError, checkCount, checkNumber, checkSeed } from '../options.js';
-import { fitFirst, fullChain, imageSizeOf, type ProgressFn } from './common.js';
+import { fitFirst, fullChain, imageSizeOf, type ProgressFn, stepProgress } from './common.js';
 import { diffusionModelOf, type Diffuser } from '../models/diffuser.js';
 import { startNoise } from './sample.js';
 
@@ -119,7 +119,7 @@ export async function sdg(d: Diffuser, enc: SDGEncoders, opts: SDGOptions): Prom
   }
   const model = diffusionModelOf(d);
   const x = opts.noise ? tf.clone(opts.noise) : startNoise(d, n, seed);
-  const callback = opts.onProgress ? (s: { step: number; total: number }) => opts.onProgress!({ stage: 'sdg', step: s.step + 1, total: s.total }) : undefined;
+  const callback = stepProgress('sdg', opts.onProgress);
   const so = {
     seed: seed + 1,
     clipDenoised: true,

@@ -23,7 +23,7 @@ import { sampleDdpm } from '../../samplers/ddpm.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import { Rng } from '../random.js';
 import { checkCount, checkNumber, checkSeed } from '../options.js';
-import { checkEta, checkSteps, fitFirst, fullChain, imageSizeOf, slerp, type ProgressFn } from './common.js';
+import { checkEta, checkSteps, fitFirst, fullChain, imageSizeOf, slerp, type ProgressFn, stepProgress } from './common.js';
 import { cosine, l2normalize } from '../ops/vectors.js';
 import { diffusionModelOf, unetNet, type Diffuser } from '../models/diffuser.js';
 import { startNoise } from './sample.js';
@@ -80,7 +80,7 @@ export async function decode(d: Diffuser, z: tf.Tensor2D, opts: DecodeOptions = 
   const seed = checkDecodeOptions(d, opts);
   const g = guidedDecoder(d, z, opts.decoderScale ?? 3);
   const x = opts.noise ? tf.clone(opts.noise) : startNoise(d, n, seed);
-  const callback = opts.onProgress ? (s: { step: number; total: number }) => opts.onProgress!({ stage: 'decoder', step: s.step + 1, total: s.total }) : undefined;
+  const callback = stepProgress('decoder', opts.onProgress);
   try {
     const out = await sampleDdim(g.model, x, fullChain(d.schedule, opts.steps ?? 50), { eta: opts.eta ?? 0, cond: { emb: g.emb }, seed: seed + 1, clipDenoised: true, callback });
     const img = tf.tidy(() => tf.clipByValue(out, -1, 1)) as tf.Tensor4D;
@@ -127,7 +127,7 @@ export async function samplePrior(prior: Prior, priorSchedule: Schedule, zt: tf.
   const guided = scale === 1 ? net : classifierFree(net, { scale, uncond: { emb: textRep, y: zeros } });
   const model = new DiffusionModel(guided, { prediction: 'x0', variance: 'fixedSmall' });
   const x = rng.normal<tf.Rank.R4>([n * k, 1, 1, D]);
-  const callback = opts.onProgress ? (s: { step: number; total: number }) => opts.onProgress!({ stage: 'prior', step: s.step + 1, total: s.total }) : undefined;
+  const callback = stepProgress('prior', opts.onProgress);
   let out: tf.Tensor4D;
   try {
     out = await sampleDdpm(model, x, fullChain(priorSchedule, opts.priorSteps ?? 64, 'priorSteps'), { cond: { emb: textRep, y: ones }, seed: rng.nextSeed(), callback });
