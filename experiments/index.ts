@@ -8,10 +8,12 @@ import { resolve } from 'node:path';
 import type { AnyExperiment } from '../lib/experiments/grid.js';
 
 export const EXPERIMENTS: Record<string, () => Promise<AnyExperiment>> = {
+  imagic: async () => (await import('./imagic.js')).default,
   sdedit: async () => (await import('./sdedit.js')).default,
   sdg: async () => (await import('./sdg.js')).default,
   diffusionclip: async () => (await import('./diffusionclip.js')).default,
   toy: async () => (await import('./toy.js')).default,
+  unclip: async () => (await import('./unclip.js')).default,
 };
 
 /** An experiment by registered name or module path. */
