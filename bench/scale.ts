@@ -16,7 +16,7 @@
  * (lib/fastgrad/wasm.ts `cacheAllowed`). PyTorch CPU (bench/scale_torch.py, the same
  * architectures in plain torch, 2 threads, OpenBLAS on 1) runs the same shapes right after each of
  * our rows; `torch_rss_mib` is its process's peak RSS. A row that does not fit says so and why.
- * Times are single calls; the first row runs one untimed forward and guided step first on both sides
+ * Times are single calls; a first row of at most 64 px runs one untimed forward and guided step first on both sides
  * (packing and caching weights, tiering up code): a 256 px forward takes minutes here.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -217,7 +217,7 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
       // Warm-up calls in the first row only (both sides): they pack and cache the weights and tier up
       // the code; a 256 px forward takes minutes here. Later rows' first calls still transform the
       // filters of convolutions that only take Winograd at that size (a few seconds at 256 px).
-      const warm = rows.length === 0;
+      const warm = rows.length === 0 && size <= 64;
       try {
         if (warm) {
           timeOnce(fwd);

@@ -24,7 +24,8 @@ function work(seed: number): tf.Tensor[] {
   const [dx, dw] = tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, 1, 'same').square().sum())([x, w]);
   const y2 = tf.conv2d(small, w2, 1, 'same');
   const dl = tf.grad((aa: tf.Tensor) => tf.matMul(aa as tf.Tensor2D, wl).square().sum())(a);
-  return [tf.conv2d(x, w, 1, 'same'), dx, dw, y2, tf.matMul(a, wl), dl];
+  const bl = rand([16], seed + 6) as tf.Tensor1D;
+  return [tf.conv2d(x, w, 1, 'same'), dx, dw, y2, tf.matMul(a, wl), dl, tf.fused.matMul({ a, b: wl, bias: bl, activation: 'relu' })];
 }
 
 describe('fastgrad: the wasm cache budget', () => {
@@ -66,6 +67,7 @@ describe('fastgrad: the wasm cache budget', () => {
     const once = () => tf.tidy(() => {
       tf.conv2d(x, w, 1, 'same').dataSync();
       tf.grad((aa: tf.Tensor) => tf.matMul(aa as tf.Tensor2D, wl).sum())(a).dataSync();
+      tf.fused.matMul({ a, b: wl, bias: tf.zeros([512]) }).dataSync();
     });
     for (let i = 0; i < 3; i++) once();
     const heap = wasmBytes();
