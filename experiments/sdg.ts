@@ -379,25 +379,29 @@ function chanceTopK(n: number, rel: number, k: number): number {
 /** The plot: per method FD, diversity, top-1 (image guidance), and the text-guidance success rates. */
 function comparisonPlot(image: { label: string; fd: number | null; diversity: number | null; top1: number | null }[], text: { label: string; success: number }[]): PlotSpec {
   const long = image.flatMap((r) => [
-    { method: r.label, metric: 'FD to held-out (judge; lower is better)', value: r.fd },
-    { method: r.label, metric: 'diversity: judge-LPIPS (higher is better)', value: r.diversity },
-    { method: r.label, metric: 'top-1 retrieval of the reference', value: r.top1 },
+    { method: r.label, metric: 'FD, judge (lower = better)', value: r.fd },
+    { method: r.label, metric: 'diversity, judge-LPIPS', value: r.diversity },
+    { method: r.label, metric: 'top-1 retrieval of the ref', value: r.top1 },
   ]).filter((d) => d.value !== null && Number.isFinite(d.value));
   const bar = (title: string, values: object[], y: string) => ({
-    title,
+    title: { text: title, fontSize: 12 },
     data: { values },
     mark: { type: 'bar' as const },
-    width: 150,
-    height: 160,
-    encoding: { x: { field: y, type: 'nominal' as const, title: null, axis: { labelAngle: -40 } }, y: { field: 'value', type: 'quantitative' as const, title: null }, color: { field: y, type: 'nominal' as const, legend: null } },
+    width: 170,
+    height: 170,
+    encoding: {
+      y: { field: y, type: 'nominal' as const, title: null, sort: null, axis: { labelLimit: 220 } },
+      x: { field: 'value', type: 'quantitative' as const, title: null },
+      color: { field: y, type: 'nominal' as const, legend: null, sort: null },
+    },
   });
   const metrics = [...new Set(long.map((d) => d.metric))];
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: { text: 'SDG vs ILVR (image guidance) and text guidance on held-out emoji', subtitle: 'judge features; diversity is judge-LPIPS, not LPIPS' },
-    hconcat: [
-      ...metrics.map((m) => bar(m, long.filter((d) => d.metric === m), 'method')),
-      bar('text guidance: judge success', text.filter((t) => Number.isFinite(t.success)).map((t) => ({ mode: t.label, value: t.success })), 'mode'),
+    vconcat: [
+      { hconcat: metrics.map((m) => bar(m, long.filter((d) => d.metric === m), 'method')), resolve: { axis: { y: 'independent' } } },
+      bar('text guidance: judge success (top category = prompt)', text.filter((t) => Number.isFinite(t.success)).map((t) => ({ mode: t.label.replace('SDG text, ', ''), value: t.success })), 'mode'),
     ],
   } as PlotSpec;
 }

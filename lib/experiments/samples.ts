@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { makeGrid } from '../image/grid.js';
 import { decodePng, encodePng, tensorToImage, type RgbImage } from '../image/png.js';
-import { drawText } from '../methods/labels.js';
+import { drawText } from '../image/labels.js';
 
 /** Images [N, H, W, 3] in [-1, 1] as one row (or `cols` columns) of tiles, PNG bytes in base64. */
 export function samplesPng(images: tf.Tensor4D, cols?: number): string {
