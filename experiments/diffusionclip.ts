@@ -351,15 +351,15 @@ const exp: Experiment<Cell, Result, Shared> = {
 export default exp;
 
 /** Reconstruction error vs steps (per t0 and encoding), and each edit's success vs identity. */
-function reconPlot(recon: { t0: number; steps: number; enc: string; mae: number; ssim: number }[], edits: { edit: string; success: number; ssim: number; regenSuccess: number; regenSsim: number }[]): PlotSpec {
+function reconPlot(recon: { t0: number; steps: number; enc: string; mae: number; ssim: number }[], edits: { edit: string; p: number; ssim: number; regenP: number; regenSsim: number }[]): PlotSpec {
   const pts = recon.map((r) => ({ ...r, series: `${r.enc === 'ddim' ? 'DDIM inversion' : 'stochastic'}, t0 = ${r.t0}` }));
   const ed = edits.flatMap((e) => [
-    { edit: e.edit, kind: 'regenerated (no edit)', success: e.regenSuccess, ssim: e.regenSsim },
-    { edit: e.edit, kind: 'edited (fine-tuned)', success: e.success, ssim: e.ssim },
+    { edit: e.edit, kind: 'regenerated (no edit)', p: e.regenP, ssim: e.regenSsim },
+    { edit: e.edit, kind: 'edited (fine-tuned)', p: e.p, ssim: e.ssim },
   ]);
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: 'DiffusionCLIP on held-out emoji', subtitle: 'left: reconstruction MAE vs steps S (inversion and regeneration both S steps); right: edits, target success vs SSIM to the input' },
+    title: { text: 'DiffusionCLIP on held-out emoji', subtitle: 'left: reconstruction MAE vs steps S (inversion and regeneration both S steps); right: edits, judge P(target) vs SSIM to the input' },
     hconcat: [
       {
         data: { values: pts },
@@ -379,7 +379,7 @@ function reconPlot(recon: { t0: number; steps: number; enc: string; mae: number;
         mark: { type: 'point', filled: true, size: 80 },
         encoding: {
           x: { field: 'ssim', type: 'quantitative', title: 'SSIM to the input (identity)', scale: { zero: false } },
-          y: { field: 'success', type: 'quantitative', title: 'judge: target category', scale: { domain: [0, 1] } },
+          y: { field: 'p', type: 'quantitative', title: 'judge P(target category)', scale: { domain: [0, 1] } },
           color: { field: 'edit', type: 'nominal' },
           shape: { field: 'kind', type: 'nominal' },
         },
