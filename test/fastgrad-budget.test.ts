@@ -100,3 +100,27 @@ describe('fastgrad: the wasm cache budget', () => {
     });
   }
 });
+
+describe('fastgrad: uncached small convolutions without packing (gemmTN on the filter as stored)', () => {
+  before(function () {
+    if (!onWasm()) this.skip();
+  });
+  afterEach(() => setWasmCacheBudget(null));
+  for (const [name, x, w, pad, act] of [
+    ['3x3 same, 4x4, bias + relu (pixels padded to 8)', [1, 4, 4, 12], [3, 3, 12, 16], 'same', 'relu'],
+    ['3x3 valid, batch 2, rectangular, bias', [2, 6, 5, 8], [3, 3, 8, 20], 'valid', 'linear'],
+    ['1x1 at 1x1 (one pixel)', [1, 1, 1, 32], [1, 1, 32, 8], 'valid', 'linear'],
+    ['3x2 kernel, explicit asymmetric pad', [1, 5, 7, 4], [3, 2, 4, 12], [[0, 0], [2, 0], [1, 1], [0, 0]], 'relu'],
+  ] as const) {
+    it(name, async () => {
+      setWasmCacheBudget(0);
+      const err = await compareWithCpu(() => {
+        const xx = rand(x as unknown as number[], 80) as tf.Tensor4D;
+        const ww = rand(w as unknown as number[], 81, 0.3) as tf.Tensor4D;
+        const b = rand([w[3]], 82) as tf.Tensor1D;
+        return [tf.conv2d(xx, ww, 1, pad as 'same'), tf.fused.conv2d({ x: xx, filter: ww, bias: b, strides: 1, pad: pad as 'same', activation: act })];
+      });
+      expect(err).to.be.lessThan(TOL);
+    });
+  }
+});

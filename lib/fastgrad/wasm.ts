@@ -217,9 +217,11 @@ function hookDerivedDisposal(backend: WasmBackend): void {
  * The limit: `setWasmCacheBudget(bytes)`, else env `DIFFGUIDE_WASM_CACHE_MB`, else what is left of
  * the heap's maximum after the live tensors (`tf.memory().numBytes`: weights and activations at
  * that moment), the caches already granted and `WASM_CACHE_RESERVE` bytes kept for activations and
- * per-call scratch. A decision is made once per (buffer, tag) and kept until the buffer is freed.
+ * per-call scratch (and the fragmentation it causes). A decision is made once per (buffer, tag) and kept until the buffer is freed.
  */
-export const WASM_CACHE_RESERVE = 1.25 * 2 ** 30;
+// 1.5 GiB: a 256 px UNet forward's activations (~0.7 GiB) plus the heap the per-call packing of
+// uncached weights fragments (~0.6 GiB measured on that UNet).
+export const WASM_CACHE_RESERVE = 1.5 * 2 ** 30;
 
 interface Grant { bytes: number; granted: boolean }
 const grants = new WeakMap<object, Map<string, Grant>>();

@@ -16,7 +16,7 @@
  * everything else goes to the stock kernels. `DIFFGUIDE_WINOGRAD=0` turns it off (A/B, debugging).
  */
 import * as tf from '@tensorflow/tfjs';
-import { Scratch, cacheAllowed, captureOriginal, derived, releaseView, view, type Derived, type Info, type WasmBackend } from './wasm.js';
+import { Scratch, cacheAllowed, captureOriginal, derived, heapF32, releaseView, view, type Derived, type Info, type WasmBackend } from './wasm.js';
 import { idOf, product } from './matmul.js';
 import { addr, simdKernels } from './simd.js';
 
@@ -216,16 +216,108 @@ function tryWinograd(args: KArgs, bias: Info | null, relu: boolean): Info | null
  * filter is freed; where the cache budget has no room for it, the filter goes in under a view with
  * a fresh id, released after the call (its operator and packed copy with it).
  */
-function stockConv(name: 'Conv2D' | 'FusedConv2D', args: KArgs): Info {
+function stockConv(name: 'Conv2D' | 'FusedConv2D', args: KArgs, bias: Info | null = null, relu = false): Info {
   const be = args.backend as WasmBackend;
   const { filter } = args.inputs;
   const orig = captureOriginal(name)!;
   if (filter.dtype !== 'float32' || cacheAllowed(be, filter, 'xnnpack conv', 4 * tf.util.sizeFromShape(filter.shape))) return orig(args as never) as Info;
+  const act = args.attrs.activation ?? 'linear';
+  const viaGemm = name === 'Conv2D' || act === 'linear' || act === 'relu' ? unpackedConv(args, bias, relu) : null;
+  if (viaGemm) return viaGemm;
   const fv = view(be, filter, 0, filter.shape);
   try {
     return orig({ ...args, inputs: { ...args.inputs, filter: fv } } as never) as Info;
   } finally {
     releaseView(be, fv);
+  }
+}
+
+/** Most output pixels for which an uncached convolution runs as `unpackedConv`. */
+const UNPACKED_CONV_MAX_PIXELS = 1024;
+
+/**
+ * An uncached stride-1 convolution on few pixels without packing the filter: outᵀ [Cout, P] =
+ * Wᵀ · colsᵀ by our `gemmTN`, which reads the HWIO filter [KH·KW·Cin, Cout] as it is stored and
+ * colsᵀ [KH·KW·Cin, P] (the input's shifted windows, channels first; P padded to a multiple of 8
+ * with zeros); then transposed, with bias and ReLU. XNNPACK would pack (and tfjs first transpose)
+ * the whole filter on every call: 2 x 75 MiB of short-lived buffers per 2048 -> 1024 channel conv,
+ * which fragments a nearly full heap (the 256 px UNet's 8x8 and 16x16 levels). Single-threaded.
+ * Null where it does not apply (strides, dilations, Cout % 4, more than `UNPACKED_CONV_MAX_PIXELS`).
+ */
+function unpackedConv(args: KArgs, bias: Info | null, relu: boolean): Info | null {
+  const { x, filter } = args.inputs;
+  const a = args.attrs;
+  const be = args.backend as WasmBackend;
+  if (a.dataFormat === 'NCHW' || x.dtype !== 'float32' || process.env.DIFFGUIDE_UNPACKED_CONV === '0') return null;
+  const k = simdKernels(be);
+  if (!k) return null;
+  const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number],
+    a.strides, a.dilations, a.pad, a.dimRoundingMode, false, 'channelsLast');
+  const [n, h, w, cin] = x.shape;
+  const [kh, kw, , cout] = filter.shape;
+  const oh = info.outHeight;
+  const ow = info.outWidth;
+  const pixels = n * oh * ow;
+  if (info.strideHeight !== 1 || info.strideWidth !== 1 || info.dilationHeight !== 1 || info.dilationWidth !== 1) return null;
+  if (cout % 4 !== 0 || pixels > UNPACKED_CONV_MAX_PIXELS || pixels === 0) return null;
+  if (bias && tf.util.sizeFromShape(bias.shape) !== cout) return null;
+  const np = Math.ceil(pixels / 8) * 8;
+  const rows = kh * kw * cin;
+  const s = new Scratch(be);
+  try {
+    const xt = s.transpose(s.reshape(x, [n * h * w, cin]), [1, 0]); // [Cin, N·H·W]
+    const cols = s.track(be.makeOutput([rows, np], 'float32'));
+    const outT = s.track(be.makeOutput([cout, np], 'float32'));
+    {
+      const src = heapF32(be, xt);
+      const dst = heapF32(be, cols);
+      dst.fill(0);
+      const pt = info.padInfo.top;
+      const pl = info.padInfo.left;
+      for (let ta = 0; ta < kh; ta++) {
+        const h0 = ta - pt; // output row i reads input row i + h0
+        const i0 = Math.max(0, -h0);
+        const i1 = Math.min(oh, h - h0);
+        for (let tb = 0; tb < kw; tb++) {
+          const w0 = tb - pl;
+          const j0 = Math.max(0, -w0);
+          const j1 = Math.min(ow, w - w0);
+          if (i0 >= i1 || j0 >= j1) continue;
+          for (let ci = 0; ci < cin; ci++) {
+            const row = ((ta * kw + tb) * cin + ci) * np;
+            for (let bn = 0; bn < n; bn++) {
+              const sp = (ci * n + bn) * h * w;
+              for (let i = i0; i < i1; i++) {
+                let si = sp + (i + h0) * w + j0 + w0;
+                let di = row + (bn * oh + i) * ow + j0;
+                for (let j = j0; j < j1; j++) dst[di++] = src[si++];
+              }
+            }
+          }
+        }
+      }
+    }
+    s.free(xt);
+    k.gemmTN(addr(be, filter), addr(be, cols), addr(be, outT), rows, cout, np);
+    s.free(cols);
+    const outP = s.transpose(outT, [1, 0]); // [np, Cout]
+    const out = s.track(be.makeOutput([n, oh, ow, cout], 'float32'));
+    const o = heapF32(be, out);
+    o.set(heapF32(be, outP).subarray(0, pixels * cout));
+    if (bias || relu) {
+      const bv = bias ? heapF32(be, bias) : null;
+      for (let p = 0; p < pixels; p++) {
+        const base = p * cout;
+        for (let c = 0; c < cout; c++) {
+          let v = o[base + c] + (bv ? bv[c] : 0);
+          if (relu && v < 0) v = 0;
+          o[base + c] = v;
+        }
+      }
+    }
+    return s.keep(out);
+  } finally {
+    s.dispose();
   }
 }
 
@@ -236,5 +328,5 @@ export function conv2DKernel(args: KArgs): Info {
 export function fusedConv2DKernel(args: KArgs): Info {
   const act = args.attrs.activation ?? 'linear';
   const fast = act === 'linear' || act === 'relu' ? tryWinograd(args, args.inputs.bias ?? null, act === 'relu') : null;
-  return fast ?? stockConv('FusedConv2D', args);
+  return fast ?? stockConv('FusedConv2D', args, args.inputs.bias ?? null, act === 'relu');
 }
