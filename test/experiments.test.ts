@@ -2,7 +2,8 @@
  * The paper experiments end to end (`--quick`): SDG and DiffusionCLIP write their table, results.json,
  * plot (SVG + PNG, vega-lite rendered headless) and sample sheets, and their figures go the way the
  * methods make them go; the plot helper and the engine's merge files on their own. (sdedit --quick
- * runs in test/grid.test.ts; its plot is checked here through the same engine path.)
+ * runs in test/grid.test.ts; its plot is checked here through the same engine path.) Imagic and unCLIP
+ * the same way.
  */
 import { expect } from 'chai';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -14,6 +15,10 @@ import { decodePng } from '../lib/image/png.js';
 import { shippedModels } from '../lib/methods/index.js';
 import sdgExp from '../experiments/sdg.js';
 import dclipExp from '../experiments/diffusionclip.js';
+import sdeditExp from '../experiments/sdedit.js';
+import imagicExp from '../experiments/imagic.js';
+import unclipExp from '../experiments/unclip.js';
+import { packageRoot } from '../lib/paths.js';
 
 const PNG_SIG = [0x89, 0x50, 0x4e, 0x47];
 type Row = Record<string, number | string | null>;
@@ -98,6 +103,18 @@ describe('experiments (--quick)', function () {
     expect(again.merged!.table).to.equal(r.merged!.table);
   });
 
+  it('sdedit --quick writes its trade-off plot (one point per t0) and its sample sheet', async function () {
+    const have = shippedModels();
+    if (!have.unet || !have.judge) return this.skip();
+    const r = await runGrid(sdeditExp, { quick: true, params: {} }, { resultsRoot: join(tmp, 'sdedit') });
+    expect(r.merged!.files).to.deep.equal(['tradeoff.svg', 'tradeoff.png', 'samples.png']);
+    const svg = readFileSync(join(r.dir, 'tradeoff.svg'), 'utf8');
+    for (const t0 of ['t0=0.3', 't0=0.6', 't0=0.9']) expect(svg).to.contain(t0);
+    const sheet = decodePng(readFileSync(join(r.dir, 'samples.png')));
+    // title + the guides/sources row + one row per t0 (each 32 px tiles at zoom 2)
+    expect(sheet.height).to.be.greaterThan(4 * 64);
+  });
+
   it('diffusionclip --quick: DDIM inversion reconstructs better than stochastic encoding; edits and the mix are scored; plot and sheets', async function () {
     const have = shippedModels();
     if (!have.unet || !have.clip || !have.judge) return this.skip();
@@ -119,5 +136,61 @@ describe('experiments (--quick)', function () {
       expect(e.p as number).to.be.within(0, 1);
     }
     expect(res.mix.rows).to.have.length(5);
+  });
+  it('imagic --quick: the benchmark has >= 20 judge-scorable pairs; Imagic over eta and SDEdit over t0 are scored; SDEdit drifts from the input as t0 grows', async function () {
+    const have = shippedModels();
+    if (!have['cond-unet'] || !have.clip || !have.judge) return this.skip();
+    const bench = JSON.parse(readFileSync(join(packageRoot(), 'experiments/imagic-pairs.json'), 'utf8')) as { pairs: { id: string; from: string; to: string; text: string }[] };
+    expect(bench.pairs.length).to.be.at.least(20);
+    expect(new Set(bench.pairs.map((p) => p.id)).size).to.equal(bench.pairs.length);
+    for (const p of bench.pairs) {
+      expect(p.to).to.not.equal(p.from);
+      expect(p.text.toLowerCase()).to.contain(p.to.split(' ')[0].toLowerCase());
+    }
+    const r = await runGrid(imagicExp, { quick: true, params: {} }, { resultsRoot: join(tmp, 'imagic') });
+    expect(r.missing).to.deep.equal([]);
+    for (const f of ['table.md', 'results.json', 'tradeoff.svg', 'tradeoff.png', 'samples.png']) expect(existsSync(join(r.dir, f)), f).to.equal(true);
+    expect([...readFileSync(join(r.dir, 'tradeoff.png')).subarray(0, 4)]).to.deep.equal(PNG_SIG);
+    const res = JSON.parse(readFileSync(join(r.dir, 'results.json'), 'utf8'));
+    expect(res.settings.weights.condUnet.sha256).to.match(/^[0-9a-f]{16}$/);
+    expect(res.settings.extractor).to.match(/judge-LPIPS/);
+    const rows = res.results.rows as { method: string; knob: number; pairs: number; clip: number; pTarget: number; ssim: number; lpips: number }[];
+    expect(rows.map((x) => `${x.method} ${x.knob}`)).to.deep.equal(['imagic 0', 'imagic 0.6', 'imagic 1.2', 'sdedit 0.4', 'sdedit 0.8']);
+    for (const x of rows) {
+      expect(x.pairs).to.equal(2);
+      expect(x.clip).to.be.within(-1, 1);
+      expect(x.pTarget).to.be.within(0, 1);
+      expect(x.ssim).to.be.within(-1, 1);
+      expect(x.lpips).to.be.greaterThan(0);
+    }
+    const sd = rows.filter((x) => x.method === 'sdedit');
+    expect(sd[0].ssim).to.be.greaterThan(sd[1].ssim);
+    expect(sd[0].lpips).to.be.lessThan(sd[1].lpips);
+    expect(readFileSync(join(r.dir, 'table.md'), 'utf8')).to.contain('| input (no edit) |');
+  });
+
+  it('unclip --quick: diversity and FD per (mode, decoder scale); prompts judged above chance; variations, interpolation and text-diff sheets', async function () {
+    const have = shippedModels();
+    if (!have['cond-unet'] || !have.prior || !have.clip || !have.judge) return this.skip();
+    const r = await runGrid(unclipExp, { quick: true, params: {} }, { resultsRoot: join(tmp, 'unclip') });
+    expect(r.missing).to.deep.equal([]);
+    for (const f of ['table.md', 'results.json', 'guidance.svg', 'guidance.png', 'samples.png', 'variations.png', 'interpolation.png', 'textdiff.png']) expect(existsSync(join(r.dir, f)), f).to.equal(true);
+    const res = JSON.parse(readFileSync(join(r.dir, 'results.json'), 'utf8'));
+    expect(res.settings.weights.prior.sha256).to.match(/^[0-9a-f]{16}$/);
+    const g = res.results.guidance as { mode: string; scale: number; diversity: number; fd: number; categoryRate: number }[];
+    expect(g.map((x) => x.scale)).to.deep.equal([1, 4, 1, 4]);
+    for (const x of g) {
+      expect(x.diversity).to.be.greaterThan(0);
+      expect(x.fd).to.be.greaterThan(0);
+    }
+    // prior + decoder at scale 4: the judge sees the prompt's category well above chance (1/9)
+    expect(g.find((x) => x.mode.startsWith('unCLIP') && x.scale === 4)!.categoryRate).to.be.greaterThan(1 / 9 + 0.15);
+    // the guidance scale changes the images (the same x_T and embeddings at both scales)
+    expect(g[0].diversity).to.not.equal(g[1].diversity);
+    expect(res.results.variations.categoryAgreement).to.be.within(0, 1);
+    expect(res.results.textDiff.pTarget).to.have.length(5);
+    const table = readFileSync(join(r.dir, 'table.md'), 'utf8');
+    expect(table).to.contain('GLIDE');
+    expect(table).to.contain('stand-in');
   });
 });
