@@ -3,7 +3,8 @@
  * the showcase emoji as real input images. Built only from diffguide's public API.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Dataset, SHOWCASE_EMOJI, encodePng, makeGrid, packageRoot, tensorToImage, testSubsetPath } from 'diffguide';
+import { PNG } from 'pngjs';
+import { Dataset, SHOWCASE_EMOJI, makeGrid, packageRoot, tensorToImage, testSubsetPath } from 'diffguide';
 
 type Jupyter = { display(bundle: unknown, opts: { raw: boolean }): Promise<void> };
 /** Deno.jupyter: present inside `deno jupyter` (the kernel); under `deno run` reading it throws. */
@@ -15,6 +16,17 @@ function jupyter(): Jupyter | undefined {
   }
 }
 const inKernel = (): boolean => jupyter() !== undefined;
+
+/**
+ * Display a bundle, then give the kernel a moment to send it. Deno's kernel can report a cell as
+ * finished before its last display messages have gone out, and nbconvert / nbclient stop collecting
+ * a cell's outputs at that point: seen here as the last one or two pictures of a cell missing from
+ * the executed notebook (no error). Yielding to the event loop after each display lets them go first.
+ */
+async function displayed(bundle: Record<string, string>): Promise<void> {
+  await jupyter()!.display(bundle, { raw: true });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+}
 
 export interface ShowOptions {
   /** Columns of the grid (default: all images in one row). */
@@ -38,11 +50,14 @@ export async function show(images: tf.Tensor4D | tf.Tensor4D[], opts: ShowOption
   });
   const rgb = tensorToImage(img);
   img.dispose();
-  const png = encodePng(rgb.data, rgb.width, rgb.height, 3);
-  if (opts.title) console.log(opts.title);
+  // RGB (no alpha) at the highest deflate level: these PNGs are committed inside the notebooks
+  const out = new PNG({ width: rgb.width, height: rgb.height, colorType: 2, inputColorType: 2, inputHasAlpha: false });
+  out.data = Buffer.from(rgb.data);
+  const png = PNG.sync.write(out, { colorType: 2, inputColorType: 2, inputHasAlpha: false, deflateLevel: 9 });
+  if (opts.title) await note(opts.title);
   const bundle = { 'image/png': png.toString('base64'), 'text/plain': opts.title ?? `[${n} images]` };
   // display() is async: awaiting it keeps the picture in its cell, in order with the text around it
-  if (inKernel()) await jupyter()!.display(bundle, { raw: true });
+  if (inKernel()) await displayed(bundle);
   else console.log(`(image ${rgb.width}x${rgb.height}: run in the Deno Jupyter kernel to see it)`);
 }
 
@@ -59,6 +74,17 @@ export function emoji(...names: string[]): tf.Tensor4D {
     return i >= 0 ? i : ds.items.findIndex((it) => it.group === code);
   });
   return ds.images(idx);
+}
+
+/**
+ * Print lines in the notebook (await it). Text goes out the same way as the pictures (display data,
+ * awaited), because the Deno kernel forwards console.log asynchronously: under load, lines logged
+ * right after a picture were sometimes missing from the executed notebook. Outside the kernel: console.log.
+ */
+export async function note(...lines: unknown[]): Promise<void> {
+  const text = lines.map(String).join(' ');
+  if (inKernel()) await displayed({ 'text/plain': text });
+  else console.log(text);
 }
 
 /** Seconds since `start` (Date.now()), for the timing notes in the notebooks. */
