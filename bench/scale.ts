@@ -29,7 +29,7 @@ import { packageRoot } from '../lib/paths.js';
 import { UNet, configFromReference, unetParamShapes } from '../nets/unet/index.js';
 import { diffKeys } from '../nets/unet/config.js';
 import { CLIP, inferClipConfig } from '../nets/clip/index.js';
-import { WasmHeapError, assertFitsWasm, wasmCacheStats } from '../lib/fastgrad/wasm.js';
+import { WASM_HEAP_MAX, WasmHeapError, assertFitsWasm, wasmCacheStats } from '../lib/fastgrad/wasm.js';
 import { PythonServer, torchAvailable, torchBlas, warnReferenceBlas } from './util.js';
 
 /** openai/guided-diffusion's 256x256 unconditional model flags (README: MODEL_FLAGS for 256x256_diffusion_uncond). */
@@ -252,7 +252,14 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
         row.tensor_peak_mib = round(Math.max(f.peak, gStep.peak) / MiB, 0);
       } catch (e) {
         row.fits = false;
-        row.reason = e instanceof WasmHeapError ? `does not fit: ${e.message}` : `failed: ${e instanceof Error ? e.message : String(e)}`;
+        const msg = e instanceof Error ? e.message : String(e);
+        const hb = heapBytes();
+        // An allocation inside XNNPACK that fails returns null and the kernel then faults: on a heap
+        // within 64 MiB of its maximum that is the heap running out, not a bug.
+        const full = hb !== null && hb >= WASM_HEAP_MAX - 64 * MiB;
+        row.reason = e instanceof WasmHeapError ? `does not fit: ${msg}`
+          : full && /out of bounds/.test(msg) ? `does not fit: a wasm kernel faulted ("${msg}") with the heap at ${round(hb / MiB, 0)} of ${round(WASM_HEAP_MAX / MiB, 0)} MiB (an allocation inside XNNPACK failed); backends without the 4 GB limit: --backend tensorflow, tensorflow-gpu, webgpu`
+            : `failed: ${msg}`;
       } finally {
         tf.dispose([x, t]);
       }
