@@ -15,9 +15,10 @@ root="$PWD"
 mode="${1:-test}"
 [ $# -gt 0 ] && shift
 
+# the binary: linked into node_modules/deno by its postinstall, else straight from the platform package
 deno="$root/node_modules/deno/deno"
 if [ ! -x "$deno" ]; then
-  deno="$(node -e "console.log(require.resolve('@deno/linux-x64-glibc/deno'))" 2>/dev/null || true)"
+  for d in "$root"/node_modules/@deno/*/deno; do [ -x "$d" ] && "$d" --version >/dev/null 2>&1 && deno="$d" && break; done
 fi
 if [ -z "$deno" ] || [ ! -x "$deno" ]; then
   echo "notebooks: no Deno binary in node_modules (the devDependency 'deno'); run: npm install" >&2
@@ -47,7 +48,7 @@ cat > "$cache/kernels/deno/kernel.json" <<EOF
 }
 EOF
 export JUPYTER_PATH="$cache" JUPYTER_DATA_DIR="$cache" JUPYTER_RUNTIME_DIR="$cache/runtime" JUPYTER_CONFIG_DIR="$cache/config" IPYTHONDIR="$cache/ipython"
-export NO_COLOR=1 DENO_NO_UPDATE_CHECK=1
+export NO_COLOR=1 DENO_NO_UPDATE_CHECK=1 DENO_DIR="$cache/deno"
 
 if [ "$mode" = open ]; then
   for app in lab notebook; do
