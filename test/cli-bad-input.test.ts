@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { main } from '../lib/cli/main.js';
+import { cli } from './cli_util.js';
 import { joinNegativeValues, GLOBAL_OPTIONS } from '../lib/cli/command.js';
 import { describeBackend, initBackend } from '../lib/backend.js';
 import { OptionError } from '../lib/options.js';
@@ -29,25 +29,6 @@ const ROOT = packageRoot();
 const SUBSET = ['--data', 'test/data/emoji32-subset.json'];
 const HAVE_PROC = existsSync('/proc/self');
 
-/** Run the CLI in-process, capturing stdout/stderr. */
-async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  const write = process.stderr.write.bind(process.stderr);
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  process.stderr.write = ((s: string) => (err.push(String(s)), true)) as typeof process.stderr.write;
-  try {
-    const code = await main(argv);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-    process.stderr.write = write;
-  }
-}
 
 /** Run the CLI from sources in a child process (cpu backend: nothing here computes much). */
 function cliProcess(argv: string[], timeoutMs = 120000): { status: number | null; signal: NodeJS.Signals | null; stderr: string } {

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { main } from '../lib/cli/main.js';
+import { cli } from './cli_util.js';
 import { UNet } from '../nets/unet/index.js';
 import { makeSchedule } from '../samplers/schedule.js';
 import { makeDiffuser, tinyUNetConfig } from '../lib/methods/index.js';
@@ -15,25 +15,6 @@ import { describeBackend } from '../lib/backend.js';
 
 const METHOD_COMMANDS = ['sample', 'sdg', 'sdedit', 'diffusionclip', 'unclip', 'imagic', 'invert', 'demo'];
 
-/** Run the CLI in-process, capturing stdout/stderr lines. */
-async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  const write = process.stderr.write.bind(process.stderr);
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  process.stderr.write = ((s: string) => (err.push(String(s)), true)) as typeof process.stderr.write;
-  try {
-    const code = await main(argv);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-    process.stderr.write = write;
-  }
-}
 
 describe('method commands', function () {
   this.timeout(300000);
