@@ -11,7 +11,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import * as tf from '@tensorflow/tfjs';
-import { convertToTfjs } from '../lib/methods/tfjs-convert.js';
+import { convertToTfjs } from '../lib/models/tfjs-convert.js';
 import { emojiInputs } from '../lib/demo/showcase.js';
 import { SHOWCASE_EMOJI } from '../lib/data/index.js';
 import { writePng } from '../lib/image/png.js';

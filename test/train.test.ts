@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { packageRoot } from '../lib/paths.js';
 import { describeBackend } from '../lib/backend.js';
 import { Adam, Ema, clipByGlobalNorm, lrAt, withWeights, writeCheckpoint, readCheckpoint, train, type TrainTask } from '../lib/train/index.js';
-import { meanCov, symmetricEigen, sqrtmPsd, frechetDistance, frechetDistanceOfFeatures, totalVariation } from '../lib/train/metrics.js';
+import { meanCov, symmetricEigen, sqrtmPsd, frechetDistance, frechetDistanceOfFeatures, totalVariation } from '../lib/metrics/frechet.js';
 import { Judge } from '../nets/judge/model.js';
 import { Dataset, testSubsetPath } from '../lib/data/index.js';
 import { HAVE_PARITY, parity } from './fixtures.js';
@@ -385,7 +385,7 @@ describe('lib/train: evaluation bars', () => {
     const called = new Array<number>(K).fill(0);
     const labelled = new Array<number>(K).fill(0);
     test.forEach((i, k) => { called[calls[k]]++; labelled[ds.categoryIds[i]]++; });
-    const { totalVariation } = await import('../lib/train/metrics.js');
+    const { totalVariation } = await import('../lib/metrics/frechet.js');
     expect(r.judgeTvOnHeldOut as number).to.be.closeTo(totalVariation(called, labelled), 1e-12);
     // the x0 diagnostic: one row per noise level, up to the last index; a random net is no better than the mean image near t = T
     const rows = r.x0ErrorByNoiseLevel as { index: number; alphaBar: number; model: number; meanImage: number }[];

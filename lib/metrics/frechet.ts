@@ -2,7 +2,7 @@
  * Fréchet distance between Gaussians fitted to two feature sets (pytorch-fid's formula), in float64
  * JS: feature mean/covariance, the symmetric eigendecomposition (cyclic Jacobi), PSD square roots,
  * and the total-variation distance between two histograms. The one home of these metrics
- * (lib/train/metrics.ts re-exports them).
+ * (lib/train/index.ts re-exports them).
  */
 import { hostRows, type FeatureSet } from './features-host.js';
 

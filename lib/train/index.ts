@@ -2,5 +2,5 @@
 export * from '../optim/adam.js';
 export * from './checkpoint.js';
 export * from './loop.js';
-export * from './metrics.js';
+export * from '../metrics/frechet.js';
 export * from './interrupt.js';

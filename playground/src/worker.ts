@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBrowserBackend, type BrowserBackendName } from '../../lib/backend-browser.js';
-import { loadClipTfjs, loadDiffuserTfjs, loadNoisyClipTfjs, loadPriorTfjs } from '../../lib/methods/tfjs-models.js';
+import { loadClipTfjs, loadDiffuserTfjs, loadNoisyClipTfjs, loadPriorTfjs } from '../../lib/models/tfjs.js';
 import { setMergesText } from '../../nets/clip/tokenizer.js';
 import { imageSizeOf, type Diffuser, type MethodProgress } from '../../lib/methods/common.js';
 import { sdedit } from '../../lib/methods/sdedit.js';

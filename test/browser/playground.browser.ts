@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { buildPlayground } from '../../scripts/build-playground.js';
 import { servePlayground } from '../../scripts/serve-playground.js';
-import { loadUNetDiffuser } from '../../lib/methods/models.js';
+import { loadUNetDiffuser } from '../../lib/models/load.js';
 import { packageRoot } from '../../lib/paths.js';
 import { Rng } from '../../lib/random.js';
 

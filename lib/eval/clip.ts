@@ -1,1 +1,0 @@
-export * from '../metrics/clip-dataset.js';

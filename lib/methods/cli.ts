@@ -1,1 +1,0 @@
-export * from '../cli/method-args.js';

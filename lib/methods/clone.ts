@@ -1,1 +1,0 @@
-export { cloneUNet } from '../models/diffuser.js';

@@ -1,1 +1,0 @@
-export * from '../models/tfjs-convert.js';
