@@ -402,3 +402,34 @@ describe('lib/train: evaluation bars', () => {
     judge.dispose();
   });
 });
+
+describe('lib/train: the unet task\'s loss weights', () => {
+  it('min-snr weighs every step as min(SNR, 5) on the x0 error, for eps and for v', async () => {
+    const { minSnrWeight } = await import('../lib/train/tasks/unet.js');
+    for (const abar of [0.999, 0.9, 0.5, 0.1, 0.001]) {
+      const snr = abar / (1 - abar);
+      // ||eps err||^2 = SNR ||x0 err||^2 and ||v err||^2 = (SNR + 1) ||x0 err||^2 (per unit variance)
+      expect(minSnrWeight(abar, 'eps') * snr).to.be.closeTo(Math.min(snr, 5), 1e-9);
+      expect(minSnrWeight(abar, 'v') * (snr + 1)).to.be.closeTo(Math.min(snr, 5), 1e-9);
+    }
+    expect(minSnrWeight(0.5, 'v', 0.5)).to.be.closeTo(0.25, 1e-12);
+  });
+
+  it('a min-snr unet loss differs from the uniform one on the same batch', async () => {
+    const { UNetTask, smallUNetConfig } = await import('../lib/train/tasks/unet.js');
+    const { UNet } = await import('../nets/unet/index.js');
+    const { Rng } = await import('../lib/random.js');
+    const ds = Dataset.load(testSubsetPath(packageRoot()));
+    const net = UNet.random({ ...smallUNetConfig(32), modelChannels: 32 }, 0);
+    const losses = (['uniform', 'min-snr'] as const).map((lossWeight) => {
+      const task = new UNetTask(net, ds, { batch: 4, seed: 0, prediction: 'v', lossWeight });
+      const b = task.nextBatch(0, new Rng(1));
+      const l = tf.tidy(() => task.loss(b, new Rng(2)).dataSync()[0]);
+      task.disposeBatch(b);
+      return l;
+    });
+    expect(losses[0]).to.be.greaterThan(0);
+    expect(Math.abs(losses[0] - losses[1])).to.be.greaterThan(1e-4);
+    for (const v of net.params.values()) v.dispose();
+  });
+});

@@ -10,7 +10,7 @@ import { UsageError, count, flag, int, num, outDir, seed as seedOpt, str } from 
 import { loadDataset } from '../../data/index.js';
 import { train, loadTrainedWeights, progressBar, type RunSettings, type TrainOptions, type TrainTask } from '../../train/loop.js';
 import { JudgeTask, judgeConfigFor } from '../../train/tasks/judge.js';
-import { UNetTask, runPrediction, smallUNetConfig } from '../../train/tasks/unet.js';
+import { UNetTask, runPrediction, smallUNetConfig, type LossWeight } from '../../train/tasks/unet.js';
 import { Judge } from '../../../nets/judge/model.js';
 import { UNet } from '../../../nets/unet/index.js';
 import { writeSafetensors } from '../../io/index.js';
@@ -174,6 +174,17 @@ function runSettings(args: ParsedArgs, model: string, d: (typeof TRAIN_DEFAULTS)
   return { seed, batch, dataSpec, modelChannels, run, cooldown, maxStepsThisRun };
 }
 
+/**
+ * A unet run's loss option: a resumed run keeps what it was trained with (older runs: `fallback`); asking it
+ * for another value is an error naming the fix, as for --prediction.
+ */
+function keptUNetOption(saved: Record<string, unknown> | null, key: string, asked: string | undefined, fallback: string, allowed: string[], out: string): string {
+  if (asked !== undefined && !allowed.includes(asked)) throw new UsageError(`--${key === 'lossWeight' ? 'loss-weight' : key} must be one of ${allowed.join(', ')}, got '${asked}'`);
+  const have = saved ? String(saved[key] ?? fallback) : undefined;
+  if (have !== undefined && asked !== undefined && asked !== have) throw new UsageError(`${out} was trained with ${key} ${have}; use another --out for a run with ${key} ${asked}`);
+  return have ?? asked ?? fallback;
+}
+
 const trainCmd: Command = {
   name: 'train',
   summary: 'train (or --resume) a small model: judge, unet, clip, noisy-clip, cond-unet, prior (emoji 32x32); checkpoints, loss curve, sample grids',
@@ -206,6 +217,8 @@ const trainCmd: Command = {
     command: { type: 'string', help: 'with --ship: the training command to record in the card (default: this run\'s command line)' },
     clip: { type: 'string', help: 'noisy-clip, cond-unet, prior: the trained CLIP folder (default weights/clip)' },
     init: { type: 'string', help: 'cond-unet, unet: initialise from this unconditional UNet folder/checkpoint (default: random)' },
+    'loss-weight': { type: 'string', help: "unet: per-timestep loss weight, uniform (default) or min-snr (Min-SNR-5, Hang et al. 2023); kept on resume" },
+    flip: { type: 'boolean', help: 'unet: random horizontal flips of the training images (default off: emoji and flags have a handedness); kept on resume' },
     'learn-sigma': { type: 'boolean', help: "unet: also learn the sampling variance (Improved DDPM's hybrid loss; samplers then use it); kept on resume" },
     prediction: { type: 'string', help: "unet, cond-unet: what the net predicts, eps (default) or v (better conditioned at high noise); kept on resume" },
     vision: { type: 'string', help: 'clip: the image tower, resnet (ModifiedResNet, the default and shipped one) or vit; kept on resume' },
@@ -263,9 +276,14 @@ const trainCmd: Command = {
         const n = initFromUnconditional(net, w);
         process.stderr.write(`unet: initialised ${n} of ${net.params.size} tensors from ${w.source}\n`);
       }
-      task = new UNetTask(net, ds, { batch: (saved?.batch as number) ?? batch, seed, schedule: 'cosine', prediction });
+      const lossWeight = keptUNetOption(saved, 'lossWeight', args.values['loss-weight'] as string | undefined, 'uniform', ['uniform', 'min-snr'], out) as LossWeight;
+      const flip = keptUNetOption(saved, 'flip', flag(args, 'flip') ? 'true' : undefined, 'false', ['true', 'false'], out) === 'true';
+      task = new UNetTask(net, ds, { batch: (saved?.batch as number) ?? batch, seed, schedule: 'cosine', prediction, lossWeight, flip });
       netConfig = { ...net.config, schedule: 'cosine', timesteps: 1000, prediction };
-      extraConfig = { model, data: (saved?.data as string) ?? dataSpec, batch: (saved?.batch as number) ?? batch, net: net.config, prediction, ...(init ? { init } : {}) };
+      extraConfig = {
+        model, data: (saved?.data as string) ?? dataSpec, batch: (saved?.batch as number) ?? batch, net: net.config, prediction,
+        ...(lossWeight !== 'uniform' ? { lossWeight } : {}), ...(flip ? { flip: 'true' } : {}), ...(init ? { init } : {}),
+      };
       toStateDict = () => net.toStateDict();
     }
     const config = saved ?? extraConfig ?? { model, data: dataSpec, batch, net: model === 'judge' ? netConfig : (task as UNetTask).net.config };

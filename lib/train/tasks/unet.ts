@@ -49,6 +49,24 @@ export interface UNetTaskOptions {
   gridSteps?: number;
   /** What the net predicts: 'eps' (DDPM's L_simple, default) or 'v' (well conditioned at high noise). */
   prediction?: 'eps' | 'v';
+  /**
+   * Per-timestep loss weight: 'uniform' (default) or 'min-snr' (Hang et al. 2023, Min-SNR-gamma: the x0-space
+   * weight min(SNR, gamma), expressed for the predicted quantity; it stops the low-noise steps dominating).
+   */
+  lossWeight?: LossWeight;
+  /** gamma of 'min-snr' (default 5, the paper's). */
+  minSnrGamma?: number;
+}
+
+export type LossWeight = 'uniform' | 'min-snr';
+
+/**
+ * Min-SNR-gamma weight of one timestep for a loss on `prediction`: min(SNR, gamma) / SNR for eps,
+ * min(SNR, gamma) / (SNR + 1) for v, with SNR = abar / (1 - abar). Both equal min(SNR, gamma) on the x0 error.
+ */
+export function minSnrWeight(alphaBar: number, prediction: 'eps' | 'v', gamma = 5): number {
+  const snr = alphaBar / Math.max(1 - alphaBar, 1e-12);
+  return Math.min(snr, gamma) / (prediction === 'v' ? snr + 1 : Math.max(snr, 1e-12));
 }
 
 /**
@@ -121,8 +139,14 @@ export class UNetTask implements TrainTask<UNetBatch> {
     const xt = qSample(b.x0, this.schedule, idx, noise);
     const t = tf.tensor1d(idx.map((i) => this.schedule.modelT(i)), 'float32');
     const out = this.net.apply(xt, t, {}, { training: true, seed: rng.nextSeed() });
-    const target = diffusionTarget(this.opts.prediction ?? 'eps', b.x0, this.schedule, idx, noise);
-    if (!this.net.config.learnSigma) return tf.losses.meanSquaredError(target, out) as tf.Scalar;
+    const prediction = this.opts.prediction ?? 'eps';
+    const target = diffusionTarget(prediction, b.x0, this.schedule, idx, noise);
+    if (!this.net.config.learnSigma) {
+      if ((this.opts.lossWeight ?? 'uniform') === 'uniform') return tf.losses.meanSquaredError(target, out) as tf.Scalar;
+      const w = tf.tensor1d(idx.map((i) => minSnrWeight(this.schedule.alphasCumprod[i], prediction, this.opts.minSnrGamma)));
+      return tf.squaredDifference(target, out).mean([1, 2, 3]).mul(w).mean() as tf.Scalar;
+    }
+    if ((this.opts.lossWeight ?? 'uniform') !== 'uniform') throw new Error(`lossWeight '${this.opts.lossWeight}' is not supported with a learned variance (learnSigma); use 'uniform'`);
     // Improved DDPM's hybrid loss: L_simple on the mean half + the bound (bits/dim) on the variance half,
     // the bound weighted T/1000 (the paper's lambda = 0.001 on the T-term sum, estimated by T L_t)
     const c = b.x0.shape[3];
