@@ -25,7 +25,9 @@ import toy from '../experiments/toy.js';
 
 const ROOT = packageRoot();
 /** The CLI as one node process: from sources via tsx, or bin/diffguide.js when this runs from dist/. */
-const NODE = import.meta.url.endsWith('.ts') ? [process.execPath, '--import', 'tsx', join(ROOT, 'lib/cli/run.ts')] : [process.execPath, join(ROOT, 'bin/diffguide.js')];
+const NODE = import.meta.url.endsWith('.ts')
+  ? [process.execPath, '--import', 'tsx', join(ROOT, 'lib/cli/run.ts')]
+  : [process.execPath, join(ROOT, 'bin/diffguide.js')];
 const ENV = { ...process.env, DIFFGUIDE_WASM_THREADS: '1', DIFFGUIDE_QUIET: '1' };
 const say = (msg: string) => {
   if (process.env.DIFFGUIDE_QUIET !== '1') process.stderr.write(`bench grid: ${msg}\n`);
@@ -50,7 +52,23 @@ interface Worker {
 }
 
 function startWorker(url: string, queueName: string, results: string): Worker {
-  const p = spawn(NODE[0], [...NODE.slice(1), 'worker', '--queue', url, '--queue-name', queueName, '--results', results, '--events', '--backend', 'wasm'], { cwd: ROOT, env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(
+    NODE[0],
+    [
+      ...NODE.slice(1),
+      'worker',
+      '--queue',
+      url,
+      '--queue-name',
+      queueName,
+      '--results',
+      results,
+      '--events',
+      '--backend',
+      'wasm',
+    ],
+    { cwd: ROOT, env: ENV, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let err = '';
   p.stderr.on('data', (d) => (err = (err + String(d)).slice(-2000)));
   const ready = new Promise<void>((res, rej) => {
@@ -83,7 +101,23 @@ export async function run(): Promise<unknown> {
   try {
     // one plain process
     say(`single process: ${cells} cells`);
-    const single = spawnSync(NODE[0], [...NODE.slice(1), 'experiment', 'toy', '--param', `iters=${iters}`, '--param', `seeds=${seeds}`, '--results', join(tmp, 'single'), '--backend', 'wasm'], { cwd: ROOT, env: ENV, encoding: 'utf8' });
+    const single = spawnSync(
+      NODE[0],
+      [
+        ...NODE.slice(1),
+        'experiment',
+        'toy',
+        '--param',
+        `iters=${iters}`,
+        '--param',
+        `seeds=${seeds}`,
+        '--results',
+        join(tmp, 'single'),
+        '--backend',
+        'wasm',
+      ],
+      { cwd: ROOT, env: ENV, encoding: 'utf8' },
+    );
     if (single.status !== 0) throw new Error(`single-process run failed:\n${single.stderr}`);
     const recs = cellRecords(join(tmp, 'single', 'toy'));
     const starts = recs.map((r) => Date.parse(r.meta.startedAt));
@@ -124,7 +158,12 @@ export async function run(): Promise<unknown> {
       cpus: cpus().length,
       cells,
       cell_ms: cellMs,
-      single: { wall_ms: singleWall, cells_per_min: Math.round((cells / singleWall) * 60000 * 10) / 10, median_cell_ms: cellMs, gap_ms_per_cell: Math.round(singleGap * 10) / 10 },
+      single: {
+        wall_ms: singleWall,
+        cells_per_min: Math.round((cells / singleWall) * 60000 * 10) / 10,
+        median_cell_ms: cellMs,
+        gap_ms_per_cell: Math.round(singleGap * 10) / 10,
+      },
       queue,
       overhead: {
         per_cell_ms: Math.round(perCell * 10) / 10,

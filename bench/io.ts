@@ -34,7 +34,8 @@ function value(k: number, i: number): number {
 export async function writeSynthetic(path: string): Promise<number> {
   const header: Record<string, unknown> = { __metadata__: { format: 'pt', note: 'diffguide bench io synthetic' } };
   const nbytes = ROWS * ROW * 4;
-  for (let k = 0; k < COUNT; k++) header[`blocks.${k}.weight`] = { dtype: 'F32', shape: [ROWS, ROW], data_offsets: [k * nbytes, (k + 1) * nbytes] };
+  for (let k = 0; k < COUNT; k++)
+    header[`blocks.${k}.weight`] = { dtype: 'F32', shape: [ROWS, ROW], data_offsets: [k * nbytes, (k + 1) * nbytes] };
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (json.length % 8)) % 8);
   const len = Buffer.alloc(8);
@@ -96,8 +97,14 @@ export async function run(): Promise<IoBenchResult> {
   try {
     const fs = statfsSync(dir);
     const free = fs.bavail * fs.bsize;
-    if (free < need + (1 << 30)) throw new Error(`bench io: needs ${(need / 2 ** 30).toFixed(2)} GiB + 1 GiB free in ${os.tmpdir()}, has ${(free / 2 ** 30).toFixed(2)} GiB`);
-    if (os.freemem() < need * 1.5) throw new Error(`bench io: needs ${((need * 1.5) / 2 ** 30).toFixed(1)} GiB free memory, has ${(os.freemem() / 2 ** 30).toFixed(1)} GiB`);
+    if (free < need + (1 << 30))
+      throw new Error(
+        `bench io: needs ${(need / 2 ** 30).toFixed(2)} GiB + 1 GiB free in ${os.tmpdir()}, has ${(free / 2 ** 30).toFixed(2)} GiB`,
+      );
+    if (os.freemem() < need * 1.5)
+      throw new Error(
+        `bench io: needs ${((need * 1.5) / 2 ** 30).toFixed(1)} GiB free memory, has ${(os.freemem() / 2 ** 30).toFixed(1)} GiB`,
+      );
     const fileBytes = await writeSynthetic(path);
     const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--io-child', path], {
       encoding: 'utf8',

@@ -16,7 +16,16 @@ import { UNet } from '../nets/unet/index.js';
 import { makeSchedule } from '../samplers/schedule.js';
 import { smallUNetConfig } from '../lib/train/tasks/unet.js';
 import { makeDiffuser, type Diffuser } from '../lib/models/diffuser.js';
-import { disposeModels, loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel, loadUNetDiffuser, randomModels, type ModelSet } from '../lib/models/load.js';
+import {
+  disposeModels,
+  loadClipModel,
+  loadCondDiffuser,
+  loadNoisyClipModel,
+  loadPriorModel,
+  loadUNetDiffuser,
+  randomModels,
+  type ModelSet,
+} from '../lib/models/load.js';
 import { sdedit } from '../lib/methods/sdedit.js';
 import { sdg } from '../lib/methods/sdg.js';
 import * as dclip from '../lib/methods/diffusionclip.js';
@@ -45,8 +54,14 @@ async function measure(f: () => Promise<Record<string, unknown>>): Promise<Metho
     const wall = performance.now() - t0;
     const c = process.cpuUsage(c0);
     peak = Math.max(peak, process.memoryUsage().rss);
-    if (process.env.DIFFGUIDE_QUIET !== '1') process.stderr.write(`bench methods: ${String(settings.method ?? '')} ${Math.round(wall)} ms\n`);
-    return { wall_ms: Math.round(wall), cpu_ms: Math.round((c.user + c.system) / 1000), peak_rss_mb: Math.round((peak / 2 ** 20) * 10) / 10, settings };
+    if (process.env.DIFFGUIDE_QUIET !== '1')
+      process.stderr.write(`bench methods: ${String(settings.method ?? '')} ${Math.round(wall)} ms\n`);
+    return {
+      wall_ms: Math.round(wall),
+      cpu_ms: Math.round((c.user + c.system) / 1000),
+      peak_rss_mb: Math.round((peak / 2 ** 20) * 10) / 10,
+      settings,
+    };
   } finally {
     clearInterval(timer);
   }
@@ -57,7 +72,11 @@ async function benchModels(): Promise<{ m: Required<ModelSet>; weights: Record<s
   const r = randomModels(0, { imageSize: 32 });
   const weights: Record<string, string> = {};
   const m: ModelSet = {};
-  const attempt = async <K extends keyof ModelSet>(key: K, load: () => Promise<NonNullable<ModelSet[K]>>, fallback: () => NonNullable<ModelSet[K]>) => {
+  const attempt = async <K extends keyof ModelSet>(
+    key: K,
+    load: () => Promise<NonNullable<ModelSet[K]>>,
+    fallback: () => NonNullable<ModelSet[K]>,
+  ) => {
     try {
       m[key] = await load();
       weights[key] = 'shipped';
@@ -67,7 +86,9 @@ async function benchModels(): Promise<{ m: Required<ModelSet>; weights: Record<s
     }
   };
   const shippedArch = (emb: number | null): Diffuser =>
-    makeDiffuser(UNet.random({ ...smallUNetConfig(32), embCondDim: emb }, 0), makeSchedule('cosine', 1000), { source: 'random' });
+    makeDiffuser(UNet.random({ ...smallUNetConfig(32), embCondDim: emb }, 0), makeSchedule('cosine', 1000), {
+      source: 'random',
+    });
   await attempt('unet', loadUNetDiffuser, () => shippedArch(null));
   await attempt('cond', loadCondDiffuser, () => shippedArch(r.clip.embedDim));
   await attempt('clip', loadClipModel, () => r.clip);
@@ -79,7 +100,8 @@ async function benchModels(): Promise<{ m: Required<ModelSet>; weights: Record<s
   if (m.prior !== r.prior) r.prior.prior.dispose();
   r.unet.unet.dispose();
   r.cond.unet.dispose();
-  if (m.cond!.unet.config.embCondDim !== m.clip!.embedDim) throw new Error(`cond-unet embCondDim ${m.cond!.unet.config.embCondDim} != CLIP width ${m.clip!.embedDim}`);
+  if (m.cond!.unet.config.embCondDim !== m.clip!.embedDim)
+    throw new Error(`cond-unet embCondDim ${m.cond!.unet.config.embCondDim} != CLIP width ${m.clip!.embedDim}`);
   return { m: m as Required<ModelSet>, weights };
 }
 
@@ -100,7 +122,11 @@ export async function run(): Promise<unknown> {
     });
     methods.sdg = await measure(async () => {
       const method = 'sdg';
-      const r = await sdg(m.unet, { noisy: m.noisy, image: m.clip, text: m.clip }, { text: 'red heart', n: 1, seed: 0 });
+      const r = await sdg(
+        m.unet,
+        { noisy: m.noisy, image: m.clip, text: m.clip },
+        { text: 'red heart', n: 1, seed: 0 },
+      );
       r.images.dispose();
       return { method, ...r.settings };
     });
@@ -114,7 +140,11 @@ export async function run(): Promise<unknown> {
     });
     methods.unclip = await measure(async () => {
       const method = 'unclip';
-      const r = await unclip.textToImage({ decoder: m.cond, prior: m.prior.prior, priorSchedule: m.prior.schedule, clip: m.clip }, ['red heart'], { seed: 0 });
+      const r = await unclip.textToImage(
+        { decoder: m.cond, prior: m.prior.prior, priorSchedule: m.prior.schedule, clip: m.clip },
+        ['red heart'],
+        { seed: 0 },
+      );
       tf.dispose([r.images, r.imageEmbeddings]);
       return { method, ...r.settings };
     });

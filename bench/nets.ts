@@ -119,11 +119,16 @@ type TorchTimes = { forward_ms: number; fwd_bwd_input_ms: number | null; max_abs
 /** Run ../shared/bench/time_torch.py (TorchScript model, OpenBLAS pinned to 1 thread) and return its JSON record. */
 function torchTimes(jit: string, io: string, reps: number, threads: number): TorchTimes | { error: string } {
   const script = join(benchDir(), 'time_torch.py');
-  const r = spawnSync('/usr/bin/python3', [script, jit, io, '--grad', '--threads', String(threads), '--reps', String(Math.max(reps, 3)), '--warmup', '2'], {
-    encoding: 'utf8',
-    timeout: 600000,
-  });
-  if (r.status !== 0) return { error: `time_torch.py exited ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-2).join(' ')}` };
+  const r = spawnSync(
+    '/usr/bin/python3',
+    [script, jit, io, '--grad', '--threads', String(threads), '--reps', String(Math.max(reps, 3)), '--warmup', '2'],
+    {
+      encoding: 'utf8',
+      timeout: 600000,
+    },
+  );
+  if (r.status !== 0)
+    return { error: `time_torch.py exited ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-2).join(' ')}` };
   const last = r.stdout.trim().split('\n').pop() ?? '';
   try {
     return JSON.parse(last) as TorchTimes;
@@ -156,7 +161,10 @@ with torch.no_grad():
 `;
 
 function torchCpuMs(jit: string, io: string, reps: number): number | null {
-  const r = spawnSync('/usr/bin/python3', ['-c', TORCH_CPU_PY, jit, io, String(Math.max(reps, 3))], { encoding: 'utf8', timeout: 600000 });
+  const r = spawnSync('/usr/bin/python3', ['-c', TORCH_CPU_PY, jit, io, String(Math.max(reps, 3))], {
+    encoding: 'utf8',
+    timeout: 600000,
+  });
   if (r.status !== 0) return null;
   try {
     return (JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as { fwd_cpu_ms: number }).fwd_cpu_ms;
@@ -168,10 +176,15 @@ function torchCpuMs(jit: string, io: string, reps: number): number | null {
 async function unetCase(name: string, reps: number): Promise<{ c: NetsBenchCase; jit: string; io: string }> {
   const dir = benchDir();
   const sd = await readStateDict(join(dir, `${name}.pt`));
-  const net = UNet.fromStateDict(sd, configFromReference(JSON.parse(readFileSync(join(dir, `${name}.config.json`), 'utf8'))));
+  const net = UNet.fromStateDict(
+    sd,
+    configFromReference(JSON.parse(readFileSync(join(dir, `${name}.config.json`), 'utf8'))),
+  );
   const ioPath = join(dir, `${name}_io.json`);
   const io = await readIoFile(ioPath);
-  const x = tf.tidy(() => tf.tensor(io.get('x')!.data, io.get('x')!.shape, 'float32').transpose([0, 2, 3, 1]) as tf.Tensor4D);
+  const x = tf.tidy(
+    () => tf.tensor(io.get('x')!.data, io.get('x')!.shape, 'float32').transpose([0, 2, 3, 1]) as tf.Tensor4D,
+  );
   const t = tf.tensor1d(Float32Array.from(io.get('t')!.data), 'float32');
   try {
     const out = net.apply(x, t);
@@ -185,7 +198,17 @@ async function unetCase(name: string, reps: number): Promise<{ c: NetsBenchCase;
     const fwdCpu = lastCpuMs;
     const dx = timeIt(() => grad(x), reps);
     return {
-      c: { name, fwd_ms: fwd, dx_ms: dx, torch_fwd_ms: null, torch_dx_ms: null, max_rel_err: maxRel, grad_rel_err: gradRel, fwd_cpu_ms: fwdCpu, dx_cpu_ms: lastCpuMs },
+      c: {
+        name,
+        fwd_ms: fwd,
+        dx_ms: dx,
+        torch_fwd_ms: null,
+        torch_dx_ms: null,
+        max_rel_err: maxRel,
+        grad_rel_err: gradRel,
+        fwd_cpu_ms: fwdCpu,
+        dx_cpu_ms: lastCpuMs,
+      },
       jit: join(dir, `${name}.jit.pt`),
       io: ioPath,
     };
@@ -204,7 +227,10 @@ async function clipCases(reps: number): Promise<{ c: NetsBenchCase; jit: string;
     return [];
   }
   const sd = await readStateDict(join(dir, 'clip_bench.pt'));
-  const model = clip.CLIP.fromStateDict(sd, clip.clipConfigFromJson(JSON.parse(readFileSync(join(dir, 'clip_bench.config.json'), 'utf8'))));
+  const model = clip.CLIP.fromStateDict(
+    sd,
+    clip.clipConfigFromJson(JSON.parse(readFileSync(join(dir, 'clip_bench.config.json'), 'utf8'))),
+  );
   const ioPath = join(dir, 'clip_bench_io.json');
   const io = await readIoFile(ioPath);
   const image = io.get('image')!;
@@ -229,12 +255,31 @@ async function clipCases(reps: number): Promise<{ c: NetsBenchCase; jit: string;
     const txtFwd = timeIt(() => model.encodeTokens(ids), reps);
     return [
       {
-        c: { name: 'clip_bench_image', fwd_ms: imgFwd, dx_ms: imgDx, torch_fwd_ms: null, torch_dx_ms: null, max_rel_err: imgRel, grad_rel_err: gradRel, fwd_cpu_ms: imgFwdCpu, dx_cpu_ms: imgDxCpu },
+        c: {
+          name: 'clip_bench_image',
+          fwd_ms: imgFwd,
+          dx_ms: imgDx,
+          torch_fwd_ms: null,
+          torch_dx_ms: null,
+          max_rel_err: imgRel,
+          grad_rel_err: gradRel,
+          fwd_cpu_ms: imgFwdCpu,
+          dx_cpu_ms: imgDxCpu,
+        },
         jit: join(dir, 'clip_bench_image.jit.pt'),
         io: ioPath,
       },
       {
-        c: { name: 'clip_bench_text', fwd_ms: txtFwd, dx_ms: null, torch_fwd_ms: null, torch_dx_ms: null, max_rel_err: txtRel, fwd_cpu_ms: lastCpuMs, dx_cpu_ms: null },
+        c: {
+          name: 'clip_bench_text',
+          fwd_ms: txtFwd,
+          dx_ms: null,
+          torch_fwd_ms: null,
+          torch_dx_ms: null,
+          max_rel_err: txtRel,
+          fwd_cpu_ms: lastCpuMs,
+          dx_cpu_ms: null,
+        },
         jit: join(dir, 'clip_bench_text.jit.pt'),
         io: ioPath,
       },
@@ -266,7 +311,10 @@ function torchCase(c: NetsBenchCase, jit: string, io: string, reps: number, thre
       errors.push(`${th} threads: ${tt.error}`);
       continue;
     }
-    per[th] = { fwd_ms: +tt.forward_ms.toFixed(1), dx_ms: tt.fwd_bwd_input_ms == null ? null : +tt.fwd_bwd_input_ms.toFixed(1) };
+    per[th] = {
+      fwd_ms: +tt.forward_ms.toFixed(1),
+      dx_ms: tt.fwd_bwd_input_ms == null ? null : +tt.fwd_bwd_input_ms.toFixed(1),
+    };
   }
   c.torch_by_threads = per;
   const ths = Object.keys(per);
@@ -285,14 +333,27 @@ function torchCase(c: NetsBenchCase, jit: string, io: string, reps: number, thre
 /** Case names: gd_bench32, gd_bench64, ddpm_bench32, clip_bench (image and text). */
 export const NET_CASES = ['gd_bench32', 'gd_bench64', 'ddpm_bench32', 'clip_bench'];
 
-export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unknown; load_avg: number; torch: boolean; torch_threads: number[]; torch_blas: string | null; cases: NetsBenchCase[]; load: unknown }> {
+export async function run(opts: NetsBenchOptions = {}): Promise<{
+  backend: unknown;
+  load_avg: number;
+  torch: boolean;
+  torch_threads: number[];
+  torch_blas: string | null;
+  cases: NetsBenchCase[];
+  load: unknown;
+}> {
   const reps = opts.reps && opts.reps > 0 ? opts.reps : 5;
   const dir = benchDir();
-  if (!existsSync(join(dir, 'README.md'))) throw new Error(`bench nets needs the shared bench models at ${dir} (set DIFFGUIDE_SHARED to the folder holding bench/)`);
+  if (!existsSync(join(dir, 'README.md')))
+    throw new Error(
+      `bench nets needs the shared bench models at ${dir} (set DIFFGUIDE_SHARED to the folder holding bench/)`,
+    );
   const threads = opts.torchThreads ?? Number(process.env.DIFFGUIDE_TORCH_THREADS ?? 2);
-  const only = opts.cases ?? (process.env.DIFFGUIDE_BENCH_NETS ? process.env.DIFFGUIDE_BENCH_NETS.split(',') : NET_CASES);
+  const only =
+    opts.cases ?? (process.env.DIFFGUIDE_BENCH_NETS ? process.env.DIFFGUIDE_BENCH_NETS.split(',') : NET_CASES);
   const unknown = only.filter((n) => !NET_CASES.includes(n));
-  if (unknown.length) throw new Error(`bench nets: unknown case(s) ${unknown.join(', ')}; choose from ${NET_CASES.join(', ')}`);
+  if (unknown.length)
+    throw new Error(`bench nets: unknown case(s) ${unknown.join(', ')}; choose from ${NET_CASES.join(', ')}`);
   const useTorch = (opts.torch ?? true) && haveTorch();
   const blas = useTorch ? torchBlas() : null;
   if (blas?.reference) warnReferenceBlas('bench nets', blas.path, 'so no ratios are given');
@@ -301,7 +362,8 @@ export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unkno
     const got = name === 'clip_bench' ? await clipCases(reps) : [await unetCase(name, reps)];
     for (const r of got) {
       if (useTorch) torchCase(r.c, r.jit, r.io, reps, threads);
-      if (blas?.reference) r.c.torch_error = `${r.c.torch_error ? r.c.torch_error + '; ' : ''}PyTorch uses the reference BLAS (${blas.path}): not comparable`;
+      if (blas?.reference)
+        r.c.torch_error = `${r.c.torch_error ? r.c.torch_error + '; ' : ''}PyTorch uses the reference BLAS (${blas.path}): not comparable`;
       process.stderr.write(`bench nets: ${JSON.stringify(r.c)}\n`);
       runs.push(r.c);
     }
@@ -311,7 +373,10 @@ export async function run(opts: NetsBenchOptions = {}): Promise<{ backend: unkno
   for (const c of runs) {
     c.fwd_ratio = comparable && c.torch_fwd_ms ? +(c.fwd_ms / c.torch_fwd_ms).toFixed(2) : null;
     c.dx_ratio = comparable && c.torch_dx_ms && c.dx_ms ? +(c.dx_ms / c.torch_dx_ms).toFixed(2) : null;
-    c.fwd_cpu_ratio_1thread = comparable && c.torch_fwd_cpu_ms_1thread && c.fwd_cpu_ms ? +(c.fwd_cpu_ms / c.torch_fwd_cpu_ms_1thread).toFixed(2) : null;
+    c.fwd_cpu_ratio_1thread =
+      comparable && c.torch_fwd_cpu_ms_1thread && c.fwd_cpu_ms
+        ? +(c.fwd_cpu_ms / c.torch_fwd_cpu_ms_1thread).toFixed(2)
+        : null;
     c.fwd_ms = +c.fwd_ms.toFixed(1);
     if (c.dx_ms !== null) c.dx_ms = +c.dx_ms.toFixed(1);
     if (c.fwd_cpu_ms !== undefined) c.fwd_cpu_ms = +c.fwd_cpu_ms.toFixed(1);

@@ -63,7 +63,8 @@ const CASES: CaseDef[] = [
     }),
     f: ([x], p) => {
       let h = x as tf.Tensor4D;
-      for (let i = 0; i < 8; i++) h = conv2d(h, p[2 * i] as tf.Tensor4D, p[2 * i + 1] as tf.Tensor1D, { activation: 'silu' });
+      for (let i = 0; i < 8; i++)
+        h = conv2d(h, p[2 * i] as tf.Tensor4D, p[2 * i + 1] as tf.Tensor1D, { activation: 'silu' });
       return h;
     },
   },
@@ -79,8 +80,18 @@ const CASES: CaseDef[] = [
       return {
         inputs: [randn([8, 65, c])],
         params: [
-          tf.ones([c]), tf.zeros([c]), randn([c, 3 * c], 0.05), randn([3 * c], 0.01), randn([c, c], 0.05), randn([c], 0.01),
-          tf.ones([c]), tf.zeros([c]), randn([c, 4 * c], 0.05), randn([4 * c], 0.01), randn([4 * c, c], 0.03), randn([c], 0.01),
+          tf.ones([c]),
+          tf.zeros([c]),
+          randn([c, 3 * c], 0.05),
+          randn([3 * c], 0.01),
+          randn([c, c], 0.05),
+          randn([c], 0.01),
+          tf.ones([c]),
+          tf.zeros([c]),
+          randn([c, 4 * c], 0.05),
+          randn([4 * c], 0.01),
+          randn([4 * c, c], 0.03),
+          randn([c], 0.01),
         ],
       };
     },
@@ -99,8 +110,20 @@ const CASES: CaseDef[] = [
 ];
 
 /** CLIP's own pre-LN transformer block (nets/clip/layers.ts): x + proj(attn(ln1 x)); x + out(quickGelu(fc(ln2 x))). */
-const VIT_BLOCK_PARAMS = ['ln_1.weight', 'ln_1.bias', 'attn.in_proj_weight', 'attn.in_proj_bias', 'attn.out_proj.weight', 'attn.out_proj.bias',
-  'ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias', 'mlp.c_proj.weight', 'mlp.c_proj.bias'];
+const VIT_BLOCK_PARAMS = [
+  'ln_1.weight',
+  'ln_1.bias',
+  'attn.in_proj_weight',
+  'attn.in_proj_bias',
+  'attn.out_proj.weight',
+  'attn.out_proj.bias',
+  'ln_2.weight',
+  'ln_2.bias',
+  'mlp.c_fc.weight',
+  'mlp.c_fc.bias',
+  'mlp.c_proj.weight',
+  'mlp.c_proj.bias',
+];
 
 function vitBlock(x: tf.Tensor3D, p: tf.Tensor[], heads: number): tf.Tensor3D {
   const byName = new Map(VIT_BLOCK_PARAMS.map((name, i) => [name, p[i]]));
@@ -109,7 +132,8 @@ function vitBlock(x: tf.Tensor3D, p: tf.Tensor[], heads: number): tf.Tensor3D {
 
 function torchScript(): string | null {
   const here = dirname(fileURLToPath(import.meta.url));
-  for (const p of [join(here, 'ops_torch.py'), join(here, '..', '..', 'bench', 'ops_torch.py')]) if (existsSync(p)) return p;
+  for (const p of [join(here, 'ops_torch.py'), join(here, '..', '..', 'bench', 'ops_torch.py')])
+    if (existsSync(p)) return p;
   return null;
 }
 
@@ -128,25 +152,34 @@ export async function run(opts: BenchOptions): Promise<OpsReport> {
       server = new PythonServer(script, ['--serve']);
       torch = (await server.hello<{ torch: string }>()).torch;
       blas = torchBlas();
-      if (blas?.reference) warnReferenceBlas('bench ops', blas.path, 'so torch_* understate PyTorch on vit_block and attention');
+      if (blas?.reference)
+        warnReferenceBlas('bench ops', blas.path, 'so torch_* understate PyTorch on vit_block and attention');
     } catch (e) {
-      process.stderr.write(`diffguide bench ops: PyTorch side failed to start, torch_* left null: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.stderr.write(
+        `diffguide bench ops: PyTorch side failed to start, torch_* left null: ${e instanceof Error ? e.message : String(e)}\n`,
+      );
       server?.close();
       server = null;
     }
   }
   const cases: OpsCase[] = [];
   try {
-    const only = process.env.DIFFGUIDE_BENCH_OPS?.split(',').map((n) => n.trim()).filter(Boolean);
+    const only = process.env.DIFFGUIDE_BENCH_OPS?.split(',')
+      .map((n) => n.trim())
+      .filter(Boolean);
     const unknown = only?.filter((n) => !CASES.some((c) => c.name === n)) ?? [];
-    if (unknown.length) throw new Error(`DIFFGUIDE_BENCH_OPS names unknown case(s) ${unknown.join(', ')}; known: ${CASES.map((c) => c.name).join(', ')}`);
+    if (unknown.length)
+      throw new Error(
+        `DIFFGUIDE_BENCH_OPS names unknown case(s) ${unknown.join(', ')}; known: ${CASES.map((c) => c.name).join(', ')}`,
+      );
     for (const c of CASES.filter((c) => !only?.length || only.includes(c.name))) {
       const { inputs, params } = c.make();
       const all = [...inputs, ...params];
       const fns: Record<Mode, () => tf.Tensor | tf.Tensor[]> = {
         fwd: () => c.f(inputs, params),
         dx: () => tf.grads((...xs: tf.Tensor[]) => c.f(xs, params).sum())(inputs),
-        dxdw: () => tf.grads((...xs: tf.Tensor[]) => c.f(xs.slice(0, inputs.length), xs.slice(inputs.length)).sum())(all),
+        dxdw: () =>
+          tf.grads((...xs: tf.Tensor[]) => c.f(xs.slice(0, inputs.length), xs.slice(inputs.length)).sum())(all),
       };
       const ours: Record<Mode, number[]> = { fwd: [], dx: [], dxdw: [] };
       const theirs: Record<Mode, number[]> = { fwd: [], dx: [], dxdw: [] };
@@ -165,15 +198,26 @@ export async function run(opts: BenchOptions): Promise<OpsReport> {
       const med = (xs: number[]) => (xs.length ? round(median(xs)) : null);
       cases.push({
         name: c.name,
-        fwd_ms: med(ours.fwd)!, dx_ms: med(ours.dx)!, dxdw_ms: med(ours.dxdw)!,
-        torch_fwd_ms: med(theirs.fwd), torch_dx_ms: med(theirs.dx), torch_dxdw_ms: med(theirs.dxdw),
+        fwd_ms: med(ours.fwd)!,
+        dx_ms: med(ours.dx)!,
+        dxdw_ms: med(ours.dxdw)!,
+        torch_fwd_ms: med(theirs.fwd),
+        torch_dx_ms: med(theirs.dx),
+        torch_dxdw_ms: med(theirs.dxdw),
       });
     }
   } finally {
     server?.close();
   }
   const b = backendInfo();
-  return { backend: b?.name ?? tf.getBackend(), threads: b?.threads ?? 1, simd: b?.simd ?? null, torch, torch_blas: blas?.path ?? null, cases };
+  return {
+    backend: b?.name ?? tf.getBackend(),
+    threads: b?.threads ?? 1,
+    simd: b?.simd ?? null,
+    torch,
+    torch_blas: blas?.path ?? null,
+    cases,
+  };
 }
 
 function round(ms: number): number {

@@ -22,7 +22,16 @@ import { readStateDict } from '../lib/io/index.js';
 import { UNet, configFromReference } from '../nets/unet/index.js';
 import { CLIP, clipConfigFromJson } from '../nets/clip/index.js';
 import { clipText, cosine } from '../guidance/index.js';
-import { diffusionModel, makeSchedule, randomStart, respace, sampleDdim, sampleDdpm, type NetFn, type SamplerOptions } from '../samplers/index.js';
+import {
+  diffusionModel,
+  makeSchedule,
+  randomStart,
+  respace,
+  sampleDdim,
+  sampleDdpm,
+  type NetFn,
+  type SamplerOptions,
+} from '../samplers/index.js';
 
 export interface SamplingBenchOptions {
   /** Repetitions (median reported). Default 5. */
@@ -46,8 +55,12 @@ export async function run(opts: SamplingBenchOptions = {}): Promise<Record<strin
   const steps = opts.steps ?? 4;
   const dir = benchDir();
   const unetPath = join(dir, 'gd_bench32.pt');
-  if (!existsSync(unetPath)) throw new Error(`bench sampling needs ${unetPath} (set DIFFGUIDE_SHARED to the folder holding bench/)`);
-  const unet = UNet.fromStateDict(await readStateDict(unetPath), configFromReference(JSON.parse(readFileSync(join(dir, 'gd_bench32.config.json'), 'utf8'))));
+  if (!existsSync(unetPath))
+    throw new Error(`bench sampling needs ${unetPath} (set DIFFGUIDE_SHARED to the folder holding bench/)`);
+  const unet = UNet.fromStateDict(
+    await readStateDict(unetPath),
+    configFromReference(JSON.parse(readFileSync(join(dir, 'gd_bench32.config.json'), 'utf8'))),
+  );
   const net: NetFn = (x, t, cond) => unet.apply(x, t, cond ?? {});
   const model = diffusionModel(net, { variance: 'learnedRange' });
   const schedule = respace(makeSchedule('linear', 1000), String(steps));
@@ -105,7 +118,10 @@ export async function run(opts: SamplingBenchOptions = {}): Promise<Record<strin
   let guided: Record<string, number | string | null> = { guided_over_unguided: null };
   const clipPath = join(dir, 'clip_bench.pt');
   if (existsSync(clipPath)) {
-    const clip = CLIP.fromStateDict(await readStateDict(clipPath), clipConfigFromJson(JSON.parse(readFileSync(join(dir, 'clip_bench.config.json'), 'utf8'))));
+    const clip = CLIP.fromStateDict(
+      await readStateDict(clipPath),
+      clipConfigFromJson(JSON.parse(readFileSync(join(dir, 'clip_bench.config.json'), 'utf8'))),
+    );
     const text = tf.randomNormal([1, clip.embedDim], 0, 1, 'float32', 3);
     const g = clipText(clip, text, { onX0: true });
     await timeRun(ddpm, { guidance: g });
@@ -113,7 +129,8 @@ export async function run(opts: SamplingBenchOptions = {}): Promise<Record<strin
     const gT: number[] = [];
     const gmT: number[] = [];
     const cT: number[] = [];
-    const clipGrad = () => tf.grad((v: tf.Tensor) => tf.sum(cosine(clip.encodeImage(v as tf.Tensor4D).embedding, text as tf.Tensor2D)))(x);
+    const clipGrad = () =>
+      tf.grad((v: tf.Tensor) => tf.sum(cosine(clip.encodeImage(v as tf.Tensor4D).embedding, text as tf.Tensor2D)))(x);
     clipGrad().dispose();
     for (let r = 0; r < reps; r++) {
       const t0 = performance.now();
@@ -123,7 +140,8 @@ export async function run(opts: SamplingBenchOptions = {}): Promise<Record<strin
       gx.dispose();
       unT.push(await timeRun(ddpm));
       gT.push(await timeRun(ddpm, { guidance: g, guidanceScale: 100 }));
-      if (r < Math.max(2, reps >> 1)) gmT.push(await timeRun(ddpm, { guidance: g, guidanceScale: 100, guidanceX0: 'model' }));
+      if (r < Math.max(2, reps >> 1))
+        gmT.push(await timeRun(ddpm, { guidance: g, guidanceScale: 100, guidanceX0: 'model' }));
     }
     const un = median(unT);
     guided = {

@@ -97,7 +97,8 @@ const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
 function torchScript(): string | null {
   const here = dirname(fileURLToPath(import.meta.url));
-  for (const p of [join(here, 'scale_torch.py'), join(here, '..', '..', 'bench', 'scale_torch.py')]) if (existsSync(p)) return p;
+  for (const p of [join(here, 'scale_torch.py'), join(here, '..', '..', 'bench', 'scale_torch.py')])
+    if (existsSync(p)) return p;
   return null;
 }
 
@@ -124,7 +125,12 @@ function otherBackends(current: string): { backend: string; reason: string }[] {
   const tried = new Map((backendInfo()?.skipped ?? []).map((s) => [s.name as string, s.reason]));
   return BACKEND_ORDER.filter((b) => b !== current).map((b) => {
     if (tried.has(b)) return { backend: b, reason: `did not start: ${tried.get(b)}` };
-    if (b === 'cpu') return { backend: b, reason: "not run: tfjs's pure-JS reference kernels (about 1 GMAC/s) would take hours for the 256 px UNet's ~1,120 GMAC; run with --backend cpu --sizes 32 to see it" };
+    if (b === 'cpu')
+      return {
+        backend: b,
+        reason:
+          "not run: tfjs's pure-JS reference kernels (about 1 GMAC/s) would take hours for the 256 px UNet's ~1,120 GMAC; run with --backend cpu --sizes 32 to see it",
+      };
     return { backend: b, reason: `not started in this run (run with --backend ${b} where it is installed)` };
   });
 }
@@ -139,7 +145,9 @@ function randomImageTower(keys: Record<string, { shape: number[] }>): CLIP {
     if (/ln_\w*\.weight$/.test(k)) data.fill(1);
     else {
       for (let i = 0; i < data.length; i++) {
-        state ^= state << 13; state ^= state >>> 17; state ^= state << 5;
+        state ^= state << 13;
+        state ^= state >>> 17;
+        state ^= state << 5;
         data[i] = ((state >>> 0) / 4294967296 - 0.5) * 0.04;
       }
     }
@@ -160,16 +168,23 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
   if (keys) {
     const d = diffKeys(shapes, new Map(Object.entries(keys).map(([k, v]) => [k, v.shape])));
     if (d.missing.length || d.unexpected.length || d.mismatched.length)
-      throw new Error(`bench scale: the 256x256 uncond flags do not build the key list's state_dict (missing ${d.missing.slice(0, 3)}, unexpected ${d.unexpected.slice(0, 3)}, mismatched ${d.mismatched.slice(0, 3)})`);
+      throw new Error(
+        `bench scale: the 256x256 uncond flags do not build the key list's state_dict (missing ${d.missing.slice(0, 3)}, unexpected ${d.unexpected.slice(0, 3)}, mismatched ${d.mismatched.slice(0, 3)})`,
+      );
     keyCheck = `all ${shapes.size} keys and shapes equal gd_256_uncond.full.keys.json`;
   }
   const clipKeys = readKeys('clip_vit_b32.full.keys.json');
-  if (!clipKeys) throw new Error('bench scale needs ../shared/parity/clip_vit_b32.full.keys.json (CLIP ViT-B/32 shapes); set DIFFGUIDE_SHARED to the shared folder');
+  if (!clipKeys)
+    throw new Error(
+      'bench scale needs ../shared/parity/clip_vit_b32.full.keys.json (CLIP ViT-B/32 shapes); set DIFFGUIDE_SHARED to the shared folder',
+    );
   const clipConfig = inferClipConfig(clipKeys);
   const unetParams = [...shapes.values()].reduce((a, s) => a + numel(s), 0);
   // The guided step runs CLIP's image tower; the text is encoded once per sampling run (here: a
   // fixed random embedding), so the text tower (63M parameters) is not loaded.
-  const clipParams = Object.entries(clipKeys).filter(([k]) => k.startsWith('visual.')).reduce((a, [, v]) => a + numel(v.shape), 0);
+  const clipParams = Object.entries(clipKeys)
+    .filter(([k]) => k.startsWith('visual.'))
+    .reduce((a, [, v]) => a + numel(v.shape), 0);
   const weightBytes = 4 * (unetParams + clipParams);
 
   let server: PythonServer | null = null;
@@ -183,7 +198,9 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
       blas = torchBlas();
       if (blas?.reference) warnReferenceBlas('bench scale', blas.path, 'so torch_* understate PyTorch');
     } catch (e) {
-      process.stderr.write(`diffguide bench scale: PyTorch side failed to start, torch_* left null: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.stderr.write(
+        `diffguide bench scale: PyTorch side failed to start, torch_* left null: ${e instanceof Error ? e.message : String(e)}\n`,
+      );
       server?.close();
       server = null;
     }
@@ -201,7 +218,10 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
       clip = randomImageTower(clipKeys);
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
-      buildError = e instanceof WasmHeapError || /wasm backend's heap/.test(msg) ? `does not fit: ${msg}` : `building the models failed: ${msg}`;
+      buildError =
+        e instanceof WasmHeapError || /wasm backend's heap/.test(msg)
+          ? `does not fit: ${msg}`
+          : `building the models failed: ${msg}`;
     }
   }
   const buildS = (performance.now() - t0) / 1000;
@@ -257,9 +277,12 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
         // An allocation inside XNNPACK that fails returns null and the kernel then faults: on a heap
         // within 64 MiB of its maximum that is the heap running out, not a bug.
         const full = hb !== null && hb >= WASM_HEAP_MAX - 64 * MiB;
-        row.reason = e instanceof WasmHeapError ? `does not fit: ${msg}`
-          : full && /out of bounds/.test(msg) ? `does not fit: a wasm kernel faulted ("${msg}") with the heap at ${round(hb / MiB, 0)} of ${round(WASM_HEAP_MAX / MiB, 0)} MiB (an allocation inside XNNPACK failed); backends without the 4 GB limit: --backend tensorflow, tensorflow-gpu, webgpu`
-            : `failed: ${msg}`;
+        row.reason =
+          e instanceof WasmHeapError
+            ? `does not fit: ${msg}`
+            : full && /out of bounds/.test(msg)
+              ? `does not fit: a wasm kernel faulted ("${msg}") with the heap at ${round(hb / MiB, 0)} of ${round(WASM_HEAP_MAX / MiB, 0)} MiB (an allocation inside XNNPACK failed); backends without the 4 GB limit: --backend tensorflow, tensorflow-gpu, webgpu`
+              : `failed: ${msg}`;
       } finally {
         tf.dispose([x, t]);
       }
@@ -268,7 +291,12 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
       row.cache_mib = round(wasmCacheStats().usedBytes / MiB, 0);
       if (server) {
         try {
-          const r = await server.request<{ fwd_ms?: number; guided_ms?: number; rss_mib?: number; error?: string }>({ size, t: T, abar, warm });
+          const r = await server.request<{ fwd_ms?: number; guided_ms?: number; rss_mib?: number; error?: string }>({
+            size,
+            t: T,
+            abar,
+            warm,
+          });
           if (r.error) row.torch_error = r.error;
           row.torch_fwd_ms = r.fwd_ms ?? null;
           row.torch_guided_ms = r.guided_ms ?? null;

@@ -59,14 +59,21 @@ export function torchAvailable(): boolean {
  * to 1 thread so the two pools do not oversubscribe the cores) and parse the last stdout line as
  * JSON. Throws with stderr when the script fails.
  */
-export function runPythonJson<T = unknown>(script: string, args: string[] = [], opts: { threads?: number; timeoutMs?: number } = {}): T {
+export function runPythonJson<T = unknown>(
+  script: string,
+  args: string[] = [],
+  opts: { threads?: number; timeoutMs?: number } = {},
+): T {
   const threads = String(opts.threads ?? 2);
   const r = spawnSync(PYTHON, [script, ...args], {
     encoding: 'utf8',
     timeout: opts.timeoutMs ?? 600000,
     env: { ...process.env, OMP_NUM_THREADS: threads, OPENBLAS_NUM_THREADS: '1', MKL_NUM_THREADS: '1' },
   });
-  if (r.status !== 0) throw new Error(`${script} failed (status ${r.status}): ${(r.stderr || '').trim().split('\n').slice(-5).join('\n')}`);
+  if (r.status !== 0)
+    throw new Error(
+      `${script} failed (status ${r.status}): ${(r.stderr || '').trim().split('\n').slice(-5).join('\n')}`,
+    );
   const lines = r.stdout.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]) as T;
 }
@@ -119,7 +126,9 @@ export class PythonServer {
     const l = this.lines.shift();
     if (l !== undefined) return Promise.resolve(l);
     if (this.exited) return Promise.reject(new Error(this.exited));
-    return new Promise((res, rej) => this.waiters.push((line) => (this.exited && !line ? rej(new Error(this.exited)) : res(line))));
+    return new Promise((res, rej) =>
+      this.waiters.push((line) => (this.exited && !line ? rej(new Error(this.exited)) : res(line))),
+    );
   }
 
   /** The greeting line the script prints first, parsed. */
@@ -153,16 +162,25 @@ export class PythonServer {
  * PyTorch's GEMMs 10-15x slower and makes every ratio against it meaningless).
  */
 export function torchBlas(): { path: string; reference: boolean } | null {
-  const py = 'import torch\nprint(";".join(sorted({l.split()[-1] for l in open("/proc/self/maps") if "blas" in l.split()[-1]})))';
-  const r = spawnSync('/usr/bin/python3', ['-c', py], { encoding: 'utf8', timeout: 60000, env: { ...process.env, OPENBLAS_NUM_THREADS: '1' } });
-  if (r.status !== 0) return null;
-  const paths = r.stdout.trim().split(';').filter(Boolean).map((p) => {
-    try {
-      return realpathSync(p);
-    } catch {
-      return p;
-    }
+  const py =
+    'import torch\nprint(";".join(sorted({l.split()[-1] for l in open("/proc/self/maps") if "blas" in l.split()[-1]})))';
+  const r = spawnSync('/usr/bin/python3', ['-c', py], {
+    encoding: 'utf8',
+    timeout: 60000,
+    env: { ...process.env, OPENBLAS_NUM_THREADS: '1' },
   });
+  if (r.status !== 0) return null;
+  const paths = r.stdout
+    .trim()
+    .split(';')
+    .filter(Boolean)
+    .map((p) => {
+      try {
+        return realpathSync(p);
+      } catch {
+        return p;
+      }
+    });
   if (!paths.length) return null;
   // The library behind libblas.so.3 (what torch links) decides; LAPACK may come from elsewhere.
   const optimised = (p: string) => /openblas|mkl|blis|atlas/i.test(p);
@@ -179,4 +197,3 @@ export function warnReferenceBlas(bench: string, path: string, consequence: stri
       `its times are not PyTorch's, ${consequence}. Install OpenBLAS (apt-get install libopenblas0-pthread) and rerun.\n`,
   );
 }
-

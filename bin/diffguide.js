@@ -31,7 +31,9 @@ function warnIfStale(built) {
   for (const d of ['lib', 'nets', 'samplers', 'guidance', 'bench', 'experiments']) {
     const hit = newer(join(root, d));
     if (hit) {
-      console.error(`diffguide: dist/ is older than ${hit.slice(root.length)}; run \`npm run build\` to use the current sources (running the old build)`);
+      console.error(
+        `diffguide: dist/ is older than ${hit.slice(root.length)}; run \`npm run build\` to use the current sources (running the old build)`,
+      );
       return;
     }
   }

@@ -24,7 +24,13 @@
 import { existsSync } from 'node:fs';
 import { relative } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { fileHash, type CellRecord, type Experiment, type GridOptions, type JsonObject } from '../lib/experiments/grid.js';
+import {
+  fileHash,
+  type CellRecord,
+  type Experiment,
+  type GridOptions,
+  type JsonObject,
+} from '../lib/experiments/grid.js';
 import { plotFiles, type PlotSpec } from '../lib/experiments/plot.js';
 import { samplesPng, stackRows } from '../lib/experiments/samples.js';
 import { Dataset } from '../lib/data/dataset.js';
@@ -33,7 +39,14 @@ import { loadClipModel, loadUNetDiffuser, resolveWeights } from '../lib/models/l
 import * as dclip from '../lib/methods/diffusionclip.js';
 import { indexOfFraction, type Diffuser } from '../lib/methods/common.js';
 import { DIFFUSIONCLIP_EDITS } from '../lib/eval/methods.js';
-import { clipExtractor, cosineMatrix, directionalClipSimilarity, judgeLpips, lpips, ssim } from '../lib/metrics/index.js';
+import {
+  clipExtractor,
+  cosineMatrix,
+  directionalClipSimilarity,
+  judgeLpips,
+  lpips,
+  ssim,
+} from '../lib/metrics/index.js';
 import { loadJudge } from '../lib/eval/unet.js';
 import { categoryPrompt } from '../lib/train/tasks/clip.js';
 import { Rng } from '../lib/random.js';
@@ -61,13 +74,20 @@ function plan(opts: GridOptions) {
   const q = opts.quick;
   const int = (k: string, d: number) => {
     const v = Number(opts.params[k] ?? d);
-    if (!Number.isInteger(v) || v < 1) throw new Error(`experiment diffusionclip: --param ${k}=${opts.params[k]} must be a positive integer`);
+    if (!Number.isInteger(v) || v < 1)
+      throw new Error(`experiment diffusionclip: --param ${k}=${opts.params[k]} must be a positive integer`);
     return v;
   };
   const data = opts.params.data ?? (q ? 'subset' : 'emoji32');
-  if (data !== 'subset' && data !== 'emoji32') throw new Error(`experiment diffusionclip: --param data=${data}: use emoji32 (the full prepared dataset) or subset (test/data/emoji32-subset.json)`);
+  if (data !== 'subset' && data !== 'emoji32')
+    throw new Error(
+      `experiment diffusionclip: --param data=${data}: use emoji32 (the full prepared dataset) or subset (test/data/emoji32-subset.json)`,
+    );
   const edits = int('edits', 2);
-  if (edits < 2 || edits > DIFFUSIONCLIP_EDITS.length) throw new Error(`experiment diffusionclip: --param edits=${edits}: give 2..${DIFFUSIONCLIP_EDITS.length} (the mix needs two)`);
+  if (edits < 2 || edits > DIFFUSIONCLIP_EDITS.length)
+    throw new Error(
+      `experiment diffusionclip: --param edits=${edits}: give 2..${DIFFUSIONCLIP_EDITS.length} (the mix needs two)`,
+    );
   return {
     data,
     reconN: int('reconN', q ? 2 : 8),
@@ -92,7 +112,8 @@ const mean = (v: number[]) => (v.length ? v.reduce((a, b) => a + b, 0) / v.lengt
 function openData(data: string): Dataset {
   if (data === 'subset') {
     const p = testSubsetPath(packageRoot());
-    if (!existsSync(p)) throw new Error(`experiment diffusionclip needs the committed test subset ${p}; restore it with git`);
+    if (!existsSync(p))
+      throw new Error(`experiment diffusionclip needs the committed test subset ${p}; restore it with git`);
     return Dataset.load(p);
   }
   return loadDataset('emoji32');
@@ -101,17 +122,24 @@ function openData(data: string): Dataset {
 /** `n` items of a split (optionally one category), spread evenly over it. */
 function spread(ds: Dataset, split: 'train' | 'test', n: number, category?: string): number[] {
   const all = ds.indicesOf(split).filter((i) => category === undefined || ds.categories[i] === category);
-  if (all.length < n) throw new Error(`experiment diffusionclip: asked for ${n} ${split} images${category ? ` of '${category}'` : ''}, ${ds.name} has ${all.length}`);
+  if (all.length < n)
+    throw new Error(
+      `experiment diffusionclip: asked for ${n} ${split} images${category ? ` of '${category}'` : ''}, ${ds.name} has ${all.length}`,
+    );
   return Array.from({ length: n }, (_, j) => all[Math.floor((j * all.length) / n)]);
 }
 
 const exp: Experiment<Cell, Result, Shared> = {
   name: 'diffusionclip',
-  summary: 'DiffusionCLIP: DDIM inversion + regeneration vs stochastic encoding over t0 and steps (MAE, SSIM, judge-LPIPS); category edits after fine-tuning (judge success vs identity); noise-mixing of two edits',
+  summary:
+    'DiffusionCLIP: DDIM inversion + regeneration vs stochastic encoding over t0 and steps (MAE, SSIM, judge-LPIPS); category edits after fine-tuning (judge success vs identity); noise-mixing of two edits',
   settings(opts) {
     const p = plan(opts);
     const judgeFile = `${p.judgeDir}/judge.safetensors`;
-    if (!existsSync(judgeFile)) throw new Error(`experiment diffusionclip needs the judge: ${judgeFile} is missing (diffguide train judge, or --param judge=DIR)`);
+    if (!existsSync(judgeFile))
+      throw new Error(
+        `experiment diffusionclip needs the judge: ${judgeFile} is missing (diffguide train judge, or --param judge=DIR)`,
+      );
     const clipFile = resolveWeights('clip');
     const ds = openData(p.data);
     const id = (i: number) => ds.items[i].id;
@@ -124,9 +152,27 @@ const exp: Experiment<Cell, Result, Shared> = {
       inputs: spread(ds, 'test', p.editInputs, e.from).map(id),
     }));
     return {
-      data: { dataset: p.data === 'subset' ? rel(testSubsetPath(packageRoot())) : 'emoji32 (lib/data loadDataset)', split: 'test', reconInputs: spread(ds, 'test', p.reconN).map(id) },
-      recon: { t0s: p.t0s, steps: p.stepCounts, note: 'inversion and regeneration both use S steps; stochastic = q(x_t0 | x0) with seeded noise, then S DDIM steps' },
-      finetune: { trainImages: p.trainImages, iters: p.iters, nInv: p.ftInv, nTrain: p.nTrain, mode: 'full', lr: 3e-4, clipWeight: 3, l1Weight: 1, t0: 0.5 },
+      data: {
+        dataset: p.data === 'subset' ? rel(testSubsetPath(packageRoot())) : 'emoji32 (lib/data loadDataset)',
+        split: 'test',
+        reconInputs: spread(ds, 'test', p.reconN).map(id),
+      },
+      recon: {
+        t0s: p.t0s,
+        steps: p.stepCounts,
+        note: 'inversion and regeneration both use S steps; stochastic = q(x_t0 | x0) with seeded noise, then S DDIM steps',
+      },
+      finetune: {
+        trainImages: p.trainImages,
+        iters: p.iters,
+        nInv: p.ftInv,
+        nTrain: p.nTrain,
+        mode: 'full',
+        lr: 3e-4,
+        clipWeight: 3,
+        l1Weight: 1,
+        t0: 0.5,
+      },
       edit: { t0: 0.5, nInv: p.editSteps, nGen: p.editSteps },
       edits,
       weights: {
@@ -134,20 +180,28 @@ const exp: Experiment<Cell, Result, Shared> = {
         clip: { file: rel(clipFile), sha256: fileHash(clipFile) },
         judge: { file: rel(judgeFile), sha256: fileHash(judgeFile) },
       },
-      extractor: 'judge (weights/judge): categories for success, pooled features for identity cosine; judge-LPIPS (LPIPS formula over judge block outputs, unit weights; not LPIPS); CLIP (weights/clip) for directional similarity',
+      extractor:
+        'judge (weights/judge): categories for success, pooled features for identity cosine; judge-LPIPS (LPIPS formula over judge block outputs, unit weights; not LPIPS); CLIP (weights/clip) for directional similarity',
     } satisfies JsonObject;
   },
   cells(opts) {
     const p = plan(opts);
     const out: Cell[] = [];
-    for (const t0 of p.t0s) for (const steps of p.stepCounts) for (const enc of ['ddim', 'stochastic']) out.push({ part: 'recon', enc, t0, steps, index: 0 });
+    for (const t0 of p.t0s)
+      for (const steps of p.stepCounts)
+        for (const enc of ['ddim', 'stochastic']) out.push({ part: 'recon', enc, t0, steps, index: 0 });
     for (let k = 0; k < p.edits; k++) out.push({ part: 'edit', enc: 'ddim', t0: 0.5, steps: p.editSteps, index: k });
     out.push({ part: 'mix', enc: 'ddim', t0: 0.5, steps: p.editSteps, index: 0 });
     return out;
   },
   async setup(_settings, opts) {
     const p = plan(opts);
-    return { unet: await loadUNetDiffuser(p.unetFile), clip: await loadClipModel(), judge: await loadJudge(p.judgeDir), ds: openData(p.data) };
+    return {
+      unet: await loadUNetDiffuser(p.unetFile),
+      clip: await loadClipModel(),
+      judge: await loadJudge(p.judgeDir),
+      ds: openData(p.data),
+    };
   },
   dispose(s) {
     s.unet.unet.dispose();
@@ -166,7 +220,10 @@ const exp: Experiment<Cell, Result, Shared> = {
       ds.images(
         ids.map((id) => {
           const i = ds.items.findIndex((it) => it.id === id);
-          if (i < 0) throw new Error(`experiment diffusionclip: item ${id} is not in ${ds.name}; the settings were made with another dataset`);
+          if (i < 0)
+            throw new Error(
+              `experiment diffusionclip: item ${id} is not in ${ds.name}; the settings were made with another dataset`,
+            );
           return i;
         }),
         { rgb: true },
@@ -204,12 +261,22 @@ const exp: Experiment<Cell, Result, Shared> = {
         const t0Index = indexOfFraction(unet.schedule, cell.t0);
         const ab = unet.schedule.alphaBar(t0Index);
         const noise = new Rng(7).normal(x.shape);
-        latent = { latent: tf.tidy(() => x.mul(Math.sqrt(ab)).add(noise.mul(Math.sqrt(1 - ab)))) as tf.Tensor4D, t0Index };
+        latent = {
+          latent: tf.tidy(() => x.mul(Math.sqrt(ab)).add(noise.mul(Math.sqrt(1 - ab)))) as tf.Tensor4D,
+          t0Index,
+        };
         noise.dispose();
       }
       const r = await dclip.regenerate(unet, latent, { nGen: cell.steps, onProgress });
       const y = tf.tidy(() => tf.clipByValue(r.images, -1, 1)) as tf.Tensor4D;
-      const mae = tf.tidy(() => Array.from(tf.mean(tf.abs(y.sub(x)), [1, 2, 3]).div(2).dataSync()).map(r4));
+      const mae = tf.tidy(() =>
+        Array.from(
+          tf
+            .mean(tf.abs(y.sub(x)), [1, 2, 3])
+            .div(2)
+            .dataSync(),
+        ).map(r4),
+      );
       const out = { mae, ssim: ssim(y, x).map(r4), judgeLpips: lpips(y, x, net).map(r4), samples: sheet([x, y]) };
       tf.dispose([x, latent.latent, r.images, y]);
       return out;
@@ -219,7 +286,16 @@ const exp: Experiment<Cell, Result, Shared> = {
       const e = st.edits[k];
       const xs = images(e.train);
       try {
-        return await dclip.finetune(unet, clip, xs, { source: e.source, target: e.target, t0: st.finetune.t0, nInv: st.finetune.nInv, nTrain: st.finetune.nTrain, iters: st.finetune.iters, mode: 'full', onProgress });
+        return await dclip.finetune(unet, clip, xs, {
+          source: e.source,
+          target: e.target,
+          t0: st.finetune.t0,
+          nInv: st.finetune.nInv,
+          nTrain: st.finetune.nTrain,
+          iters: st.finetune.iters,
+          mode: 'full',
+          onProgress,
+        });
       } finally {
         xs.dispose();
       }
@@ -262,7 +338,18 @@ const exp: Experiment<Cell, Result, Shared> = {
       const onlyA = (await dclip.edit(unet, fa.model, x, eo)).images;
       const onlyB = (await dclip.edit(unet, fb.model, x, eo)).images;
       const half = (await dclip.mixEdit(unet, [fa.model, fb.model], [{ minT: 0, weights: [0.5, 0.5] }], x, eo)).images;
-      const byTime = (await dclip.mixEdit(unet, [fa.model, fb.model], [{ minT: eo.t0 / 2, weights: [1, 0] }, { minT: 0, weights: [0, 1] }], x, eo)).images;
+      const byTime = (
+        await dclip.mixEdit(
+          unet,
+          [fa.model, fb.model],
+          [
+            { minT: eo.t0 / 2, weights: [1, 0] },
+            { minT: 0, weights: [0, 1] },
+          ],
+          x,
+          eo,
+        )
+      ).images;
       const score = (y: tf.Tensor4D) => ({ a: judged(y, ta), b: judged(y, tb), ...identity(y, x) });
       const out = {
         a: `${a.from} -> ${a.to}`,
@@ -282,37 +369,81 @@ const exp: Experiment<Cell, Result, Shared> = {
     }
   },
   merge(results, info) {
-    const s = info.settings as { recon: { t0s: number[]; steps: number[] }; data: { reconInputs: string[] }; finetune: { trainImages: number; iters: number; nTrain: number }; edit: { nGen: number }; edits: { from: string; to: string }[] };
-    const fmt = (v: number | null | undefined, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? '–' : v.toFixed(d));
+    const s = info.settings as {
+      recon: { t0s: number[]; steps: number[] };
+      data: { reconInputs: string[] };
+      finetune: { trainImages: number; iters: number; nTrain: number };
+      edit: { nGen: number };
+      edits: { from: string; to: string }[];
+    };
+    const fmt = (v: number | null | undefined, d = 3) =>
+      v === null || v === undefined || Number.isNaN(v) ? '–' : v.toFixed(d);
     const M = (v: unknown) => mean(v as number[]);
-    const recon = results.filter((r) => r.cell.part === 'recon').map((r) => ({ t0: r.cell.t0, steps: r.cell.steps, enc: r.cell.enc, mae: M(r.result.mae), ssim: M(r.result.ssim), judgeLpips: M(r.result.judgeLpips) }));
+    const recon = results
+      .filter((r) => r.cell.part === 'recon')
+      .map((r) => ({
+        t0: r.cell.t0,
+        steps: r.cell.steps,
+        enc: r.cell.enc,
+        mae: M(r.result.mae),
+        ssim: M(r.result.ssim),
+        judgeLpips: M(r.result.judgeLpips),
+      }));
     type Judged = { hit: number[]; p: number[] };
     type Scored = Judged & { ssim: number[]; cos: number[]; directional?: number[] };
-    const edits = results.filter((r) => r.cell.part === 'edit').map((r) => {
-      const res = r.result as unknown as { edit: string; input: Judged; regenerated: Scored; edited: Scored };
-      return {
-        edit: res.edit,
-        inputs: res.input.hit.length,
-        inputSuccess: M(res.input.hit),
-        inputP: M(res.input.p),
-        regenSuccess: M(res.regenerated.hit),
-        regenP: M(res.regenerated.p),
-        regenSsim: M(res.regenerated.ssim),
-        regenCos: M(res.regenerated.cos),
-        success: M(res.edited.hit),
-        p: M(res.edited.p),
-        ssim: M(res.edited.ssim),
-        cos: M(res.edited.cos),
-        directional: M(res.edited.directional ?? []),
-      };
-    });
+    const edits = results
+      .filter((r) => r.cell.part === 'edit')
+      .map((r) => {
+        const res = r.result as unknown as { edit: string; input: Judged; regenerated: Scored; edited: Scored };
+        return {
+          edit: res.edit,
+          inputs: res.input.hit.length,
+          inputSuccess: M(res.input.hit),
+          inputP: M(res.input.p),
+          regenSuccess: M(res.regenerated.hit),
+          regenP: M(res.regenerated.p),
+          regenSsim: M(res.regenerated.ssim),
+          regenCos: M(res.regenerated.cos),
+          success: M(res.edited.hit),
+          p: M(res.edited.p),
+          ssim: M(res.edited.ssim),
+          cos: M(res.edited.cos),
+          directional: M(res.edited.directional ?? []),
+        };
+      });
     const mixRec = results.find((r) => r.cell.part === 'mix');
     type MixScore = { a: Judged; b: Judged; ssim: number[]; cos: number[] };
     const mix = mixRec
       ? (() => {
-          const m = mixRec.result as unknown as { a: string; b: string; input: { a: Judged; b: Judged }; onlyA: MixScore; onlyB: MixScore; half: MixScore; byTime: MixScore };
-          const row = (name: string, v: MixScore | { a: Judged; b: Judged }) => ({ name, pA: M(v.a.p), successA: M(v.a.hit), pB: M(v.b.p), successB: M(v.b.hit), ssim: 'ssim' in v ? M(v.ssim) : 1, cos: 'cos' in v ? M(v.cos) : 1 });
-          return { a: m.a, b: m.b, rows: [row('input', m.input), row(`model A only (${m.a})`, m.onlyA), row(`model B only (${m.b})`, m.onlyB), row('A + B, eps mixed 50/50 every step', m.half), row('A for t >= t0/2, then B', m.byTime)] };
+          const m = mixRec.result as unknown as {
+            a: string;
+            b: string;
+            input: { a: Judged; b: Judged };
+            onlyA: MixScore;
+            onlyB: MixScore;
+            half: MixScore;
+            byTime: MixScore;
+          };
+          const row = (name: string, v: MixScore | { a: Judged; b: Judged }) => ({
+            name,
+            pA: M(v.a.p),
+            successA: M(v.a.hit),
+            pB: M(v.b.p),
+            successB: M(v.b.hit),
+            ssim: 'ssim' in v ? M(v.ssim) : 1,
+            cos: 'cos' in v ? M(v.cos) : 1,
+          });
+          return {
+            a: m.a,
+            b: m.b,
+            rows: [
+              row('input', m.input),
+              row(`model A only (${m.a})`, m.onlyA),
+              row(`model B only (${m.b})`, m.onlyB),
+              row('A + B, eps mixed 50/50 every step', m.half),
+              row('A for t >= t0/2, then B', m.byTime),
+            ],
+          };
         })()
       : null;
     const lines = [
@@ -320,13 +451,19 @@ const exp: Experiment<Cell, Result, Shared> = {
       '',
       '| t0 | S | encoding | MAE | SSIM | judge-LPIPS |',
       '| ---: | ---: | --- | ---: | ---: | ---: |',
-      ...recon.map((r) => `| ${r.t0} | ${r.steps} | ${r.enc === 'ddim' ? 'DDIM inversion' : 'stochastic (q sample)'} | ${fmt(r.mae, 4)} | ${fmt(r.ssim)} | ${fmt(r.judgeLpips)} |`),
+      ...recon.map(
+        (r) =>
+          `| ${r.t0} | ${r.steps} | ${r.enc === 'ddim' ? 'DDIM inversion' : 'stochastic (q sample)'} | ${fmt(r.mae, 4)} | ${fmt(r.ssim)} | ${fmt(r.judgeLpips)} |`,
+      ),
       '',
       `Manipulation after fine-tuning (${s.finetune.trainImages} training images of the source category, ${s.finetune.iters} passes, ${s.finetune.nTrain} generative steps with the gradient through the chain), edits of held-out images at t0 = 0.5 with ${s.edit.nGen} steps. Success = the judge's top category is the target; identity = SSIM and judge-feature cosine to the input.`,
       '',
       '| edit | inputs | success: input / regenerated / edited | P(target): input / regenerated / edited | SSIM to input: regenerated / edited | judge cos to input: regenerated / edited | directional CLIP |',
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-      ...edits.map((e) => `| ${e.edit} | ${e.inputs} | ${fmt(e.inputSuccess, 2)} / ${fmt(e.regenSuccess, 2)} / ${fmt(e.success, 2)} | ${fmt(e.inputP)} / ${fmt(e.regenP)} / ${fmt(e.p)} | ${fmt(e.regenSsim)} / ${fmt(e.ssim)} | ${fmt(e.regenCos)} / ${fmt(e.cos)} | ${fmt(e.directional)} |`),
+      ...edits.map(
+        (e) =>
+          `| ${e.edit} | ${e.inputs} | ${fmt(e.inputSuccess, 2)} / ${fmt(e.regenSuccess, 2)} / ${fmt(e.success, 2)} | ${fmt(e.inputP)} / ${fmt(e.regenP)} / ${fmt(e.p)} | ${fmt(e.regenSsim)} / ${fmt(e.ssim)} | ${fmt(e.regenCos)} / ${fmt(e.cos)} | ${fmt(e.directional)} |`,
+      ),
     ];
     if (mix) {
       lines.push(
@@ -335,31 +472,62 @@ const exp: Experiment<Cell, Result, Shared> = {
         '',
         '| output | P(A target) | A success | P(B target) | B success | SSIM to input | judge cos to input |',
         '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-        ...mix.rows.map((r) => `| ${r.name} | ${fmt(r.pA)} | ${fmt(r.successA, 2)} | ${fmt(r.pB)} | ${fmt(r.successB, 2)} | ${fmt(r.ssim)} | ${fmt(r.cos)} |`),
+        ...mix.rows.map(
+          (r) =>
+            `| ${r.name} | ${fmt(r.pA)} | ${fmt(r.successA, 2)} | ${fmt(r.pB)} | ${fmt(r.successB, 2)} | ${fmt(r.ssim)} | ${fmt(r.cos)} |`,
+        ),
       );
     }
     const json = { recon, edits, mix };
     const files: Record<string, string | Uint8Array> = plotFiles({ reconstruction: reconPlot(recon, edits) });
-    const pick = (part: string) => results.filter((r) => r.cell.part === part && typeof r.result.samples === 'string') as CellRecord<Cell, Result>[];
+    const pick = (part: string) =>
+      results.filter((r) => r.cell.part === part && typeof r.result.samples === 'string') as CellRecord<Cell, Result>[];
     const rs = pick('recon');
-    if (rs.length) files['recon.png'] = stackRows(rs.map((r) => ({ label: `t0 ${r.cell.t0}, S ${r.cell.steps}, ${r.cell.enc}: inputs, then reconstructions`, png: r.result.samples as string })), { title: 'DIFFUSIONCLIP RECONSTRUCTION' });
+    if (rs.length)
+      files['recon.png'] = stackRows(
+        rs.map((r) => ({
+          label: `t0 ${r.cell.t0}, S ${r.cell.steps}, ${r.cell.enc}: inputs, then reconstructions`,
+          png: r.result.samples as string,
+        })),
+        { title: 'DIFFUSIONCLIP RECONSTRUCTION' },
+      );
     const es = [...pick('edit'), ...pick('mix')];
-    if (es.length) files['edit.png'] = stackRows(es.map((r) => ({ label: r.cell.part === 'edit' ? `${r.result.edit}: inputs, regenerated, edited` : 'mix: inputs, A, B, 50/50, A then B', png: r.result.samples as string })), { title: 'DIFFUSIONCLIP EDITS AND MIXING' });
+    if (es.length)
+      files['edit.png'] = stackRows(
+        es.map((r) => ({
+          label:
+            r.cell.part === 'edit'
+              ? `${r.result.edit}: inputs, regenerated, edited`
+              : 'mix: inputs, A, B, 50/50, A then B',
+          png: r.result.samples as string,
+        })),
+        { title: 'DIFFUSIONCLIP EDITS AND MIXING' },
+      );
     return { table: lines.join('\n'), json, files };
   },
 };
 export default exp;
 
 /** Reconstruction error vs steps (per t0 and encoding), and each edit's success vs identity. */
-function reconPlot(recon: { t0: number; steps: number; enc: string; mae: number; ssim: number }[], edits: { edit: string; p: number; ssim: number; regenP: number; regenSsim: number }[]): PlotSpec {
-  const pts = recon.map((r) => ({ ...r, series: `${r.enc === 'ddim' ? 'DDIM inversion' : 'stochastic'}, t0 = ${r.t0}` }));
+function reconPlot(
+  recon: { t0: number; steps: number; enc: string; mae: number; ssim: number }[],
+  edits: { edit: string; p: number; ssim: number; regenP: number; regenSsim: number }[],
+): PlotSpec {
+  const pts = recon.map((r) => ({
+    ...r,
+    series: `${r.enc === 'ddim' ? 'DDIM inversion' : 'stochastic'}, t0 = ${r.t0}`,
+  }));
   const ed = edits.flatMap((e) => [
     { edit: e.edit, kind: 'regenerated (no edit)', p: e.regenP, ssim: e.regenSsim },
     { edit: e.edit, kind: 'edited (fine-tuned)', p: e.p, ssim: e.ssim },
   ]);
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: 'DiffusionCLIP on held-out emoji', subtitle: 'left: reconstruction MAE vs steps S (inversion and regeneration both S steps); right: edits, judge P(target) vs SSIM to the input' },
+    title: {
+      text: 'DiffusionCLIP on held-out emoji',
+      subtitle:
+        'left: reconstruction MAE vs steps S (inversion and regeneration both S steps); right: edits, judge P(target) vs SSIM to the input',
+    },
     hconcat: [
       {
         data: { values: pts },
@@ -367,7 +535,13 @@ function reconPlot(recon: { t0: number; steps: number; enc: string; mae: number;
         height: 220,
         mark: { type: 'line', point: true },
         encoding: {
-          x: { field: 'steps', type: 'quantitative', scale: { type: 'log' }, axis: { values: [6, 10, 20, 40] }, title: 'steps S (log)' },
+          x: {
+            field: 'steps',
+            type: 'quantitative',
+            scale: { type: 'log' },
+            axis: { values: [6, 10, 20, 40] },
+            title: 'steps S (log)',
+          },
           y: { field: 'mae', type: 'quantitative', title: 'MAE to the input ([0, 1] pixels)' },
           color: { field: 'series', type: 'nominal', title: 'encoding' },
         },

@@ -23,7 +23,13 @@
 import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { fileHash, type CellRecord, type Experiment, type GridOptions, type JsonObject } from '../lib/experiments/grid.js';
+import {
+  fileHash,
+  type CellRecord,
+  type Experiment,
+  type GridOptions,
+  type JsonObject,
+} from '../lib/experiments/grid.js';
 import { Dataset } from '../lib/data/dataset.js';
 import { testSubsetPath } from '../lib/data/index.js';
 import { loadClipModel, loadCondDiffuser, resolveWeights } from '../lib/models/load.js';
@@ -102,7 +108,10 @@ function readPairs(): Pair[] {
 function plan(opts: GridOptions) {
   const all = readPairs();
   const n = Number(opts.params.pairs ?? (opts.quick ? 2 : FULL_PAIRS));
-  if (!Number.isInteger(n) || n < 1 || n > all.length) throw new Error(`experiment imagic: --param pairs=${opts.params.pairs} must be an integer in 1..${all.length} (${PAIRS_FILE})`);
+  if (!Number.isInteger(n) || n < 1 || n > all.length)
+    throw new Error(
+      `experiment imagic: --param pairs=${opts.params.pairs} must be an integer in 1..${all.length} (${PAIRS_FILE})`,
+    );
   return {
     pairs: all.slice(0, n),
     etas: opts.quick ? [0, 0.6, 1.2] : ETAS,
@@ -110,7 +119,11 @@ function plan(opts: GridOptions) {
     // half of lib/methods/imagic.ts's default schedule (100 / 120 / 50), so that 20 pairs fit ~25 min on
     // a busy 2-core machine; --param full-schedule=1 runs the defaults. Guidance scale: the method's default 1.
     imagic: {
-      ...(opts.quick ? { embSteps: 20, ftSteps: 30, steps: 15 } : opts.params['full-schedule'] === '1' ? { embSteps: 100, ftSteps: 120, steps: 50 } : { embSteps: 50, ftSteps: 60, steps: 25 }),
+      ...(opts.quick
+        ? { embSteps: 20, ftSteps: 30, steps: 15 }
+        : opts.params['full-schedule'] === '1'
+          ? { embSteps: 100, ftSteps: 120, steps: 50 }
+          : { embSteps: 50, ftSteps: 60, steps: 25 }),
       guidanceScale: Number(opts.params.guidance ?? 1),
     },
     sdeditSteps: opts.quick ? 10 : 25,
@@ -125,21 +138,46 @@ const rel = (p: string) => relative(packageRoot(), p) || p;
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
 /** Per-image figures of outputs [N] against inputs [N] with target category ids and texts. */
-function measure(s: Shared, out: tf.Tensor4D, inp: tf.Tensor4D, targets: number[], texts: string[]): { clip: number[]; pTarget: number[]; ssim: number[]; lpips: number[] } {
+function measure(
+  s: Shared,
+  out: tf.Tensor4D,
+  inp: tf.Tensor4D,
+  targets: number[],
+  texts: string[],
+): { clip: number[]; pTarget: number[]; ssim: number[]; lpips: number[] } {
   const clip = clipScore(out, texts, clipExtractor(s.clip)).values ?? [];
   const probs = tf.tidy(() => tf.softmax(s.judge.apply(out).category).arraySync() as number[][]);
-  return { clip, pTarget: probs.map((p, i) => p[targets[i]]), ssim: ssim(out, inp), lpips: lpips(out, inp, judgeLpips(s.judge)) };
+  return {
+    clip,
+    pTarget: probs.map((p, i) => p[targets[i]]),
+    ssim: ssim(out, inp),
+    lpips: lpips(out, inp, judgeLpips(s.judge)),
+  };
 }
 
 /** SDEdit with the text-conditional model: x(t0) = q(x_t0 | x), DDPM steps down conditioned on emb [N, D]. */
-async function sdeditText(d: Diffuser, x: tf.Tensor4D, emb: tf.Tensor2D, t0: number, steps: number, seed: number, progress: (s: number, n: number) => Promise<void>): Promise<tf.Tensor4D> {
+async function sdeditText(
+  d: Diffuser,
+  x: tf.Tensor4D,
+  emb: tf.Tensor2D,
+  t0: number,
+  steps: number,
+  seed: number,
+  progress: (s: number, n: number) => Promise<void>,
+): Promise<tf.Tensor4D> {
   const sched = subChain(d.schedule, indexOfFraction(d.schedule, t0), steps);
   const rng = new Rng(seed);
   const noise = rng.normal<tf.Rank.R4>(x.shape);
   const start = sched.length - 1;
   const xt = qSample(x, sched, start, noise);
   try {
-    const out = await sampleDdpm(diffusionModelOf(d), xt, sched, { cond: { emb }, seed: rng.nextSeed(), clipDenoised: true, startIndex: start, callback: (s) => void progress(s.step + 1, s.total) });
+    const out = await sampleDdpm(diffusionModelOf(d), xt, sched, {
+      cond: { emb },
+      seed: rng.nextSeed(),
+      clipDenoised: true,
+      startIndex: start,
+      callback: (s) => void progress(s.step + 1, s.total),
+    });
     const img = tf.tidy(() => tf.clipByValue(out, -1, 1)) as tf.Tensor4D;
     out.dispose();
     return img;
@@ -150,36 +188,52 @@ async function sdeditText(d: Diffuser, x: tf.Tensor4D, emb: tf.Tensor2D, t0: num
 
 const exp: Experiment<Cell, Result, Shared> = {
   name: 'imagic',
-  summary: 'Imagic eta sweep on 20 (of 27) held-out emoji edits: CLIP score / judge P(target) vs SSIM / judge-LPIPS to the input, and SDEdit (t0) on the same pairs',
+  summary:
+    'Imagic eta sweep on 20 (of 27) held-out emoji edits: CLIP score / judge P(target) vs SSIM / judge-LPIPS to the input, and SDEdit (t0) on the same pairs',
   settings(opts) {
     const p = plan(opts);
     const judgeFile = `${p.judgeDir}/judge.safetensors`;
     return {
-      method: 'imagic (lib/methods/imagic.ts: stage 1 embedding optimisation, stage 2 fine-tune, stage 3 eta interpolation, DDIM, guidance scale 1) vs sdedit with the same text-conditional model (DDPM steps from t0, conditioned on the target text)',
+      method:
+        'imagic (lib/methods/imagic.ts: stage 1 embedding optimisation, stage 2 fine-tune, stage 3 eta interpolation, DDIM, guidance scale 1) vs sdedit with the same text-conditional model (DDPM steps from t0, conditioned on the target text)',
       imagic: p.imagic,
       sdeditSteps: p.sdeditSteps,
       etas: p.etas,
       t0s: p.t0s,
       seed: p.seed,
-      benchmark: { file: PAIRS_FILE, sha256: fileHash(join(packageRoot(), PAIRS_FILE)), source: rel(testSubsetPath(packageRoot())), split: 'test', n: p.pairs.length, ids: p.pairs.map((x) => x.id) },
+      benchmark: {
+        file: PAIRS_FILE,
+        sha256: fileHash(join(packageRoot(), PAIRS_FILE)),
+        source: rel(testSubsetPath(packageRoot())),
+        split: 'test',
+        n: p.pairs.length,
+        ids: p.pairs.map((x) => x.id),
+      },
       weights: {
         condUnet: { file: rel(p.condFile), sha256: fileHash(p.condFile) },
         clip: { file: rel(p.clipFile), sha256: fileHash(p.clipFile) },
         judge: { file: rel(judgeFile), sha256: fileHash(judgeFile) },
       },
-      extractor: 'CLIP score: shipped CLIP (weights/clip), cosine of image and target-text embeddings; P(target): the judge (weights/judge) softmax; judge-LPIPS: the LPIPS formula over the judge\'s block features with unit heads (a stand-in, not comparable with published LPIPS); SSIM: Gaussian 11x11, sigma 1.5, data range 2',
+      extractor:
+        "CLIP score: shipped CLIP (weights/clip), cosine of image and target-text embeddings; P(target): the judge (weights/judge) softmax; judge-LPIPS: the LPIPS formula over the judge's block features with unit heads (a stand-in, not comparable with published LPIPS); SSIM: Gaussian 11x11, sigma 1.5, data range 2",
     } satisfies JsonObject;
   },
   cells(opts) {
     const p = plan(opts);
-    return [...p.pairs.map((_, k) => ({ method: 'imagic' as const, pair: k, t0: -1 })), ...p.t0s.map((t0) => ({ method: 'sdedit' as const, pair: -1, t0 }))];
+    return [
+      ...p.pairs.map((_, k) => ({ method: 'imagic' as const, pair: k, t0: -1 })),
+      ...p.t0s.map((t0) => ({ method: 'sdedit' as const, pair: -1, t0 })),
+    ];
   },
   async setup(settings, opts) {
     const p = plan(opts);
     const ds = Dataset.load(testSubsetPath(packageRoot()));
     const idx = p.pairs.map((x) => {
       const i = ds.items.findIndex((it) => it.id === x.id);
-      if (i < 0) throw new Error(`experiment imagic: ${PAIRS_FILE} names ${x.id}, which ${testSubsetPath(packageRoot())} lacks; restore both with git`);
+      if (i < 0)
+        throw new Error(
+          `experiment imagic: ${PAIRS_FILE} names ${x.id}, which ${testSubsetPath(packageRoot())} lacks; restore both with git`,
+        );
       return i;
     });
     const cond = await loadCondDiffuser(p.condFile);
@@ -187,7 +241,10 @@ const exp: Experiment<Cell, Result, Shared> = {
     const judge = await loadJudge(p.judgeDir);
     const targets = p.pairs.map((x) => {
       const t = judge.config.categories.indexOf(x.to);
-      if (t < 0) throw new Error(`experiment imagic: the judge has no category '${x.to}' (${PAIRS_FILE}); use the shipped judge`);
+      if (t < 0)
+        throw new Error(
+          `experiment imagic: the judge has no category '${x.to}' (${PAIRS_FILE}); use the shipped judge`,
+        );
       return t;
     });
     return { cond, clip, judge, inputs: ds.images(idx, { rgb: true }), pairs: p.pairs, targets };
@@ -200,14 +257,24 @@ const exp: Experiment<Cell, Result, Shared> = {
   },
   async runCell(cell, ctx) {
     const s = ctx.shared;
-    const st = ctx.settings as { etas: number[]; seed: number; imagic: { embSteps: number; ftSteps: number; steps: number; guidanceScale: number }; sdeditSteps: number };
+    const st = ctx.settings as {
+      etas: number[];
+      seed: number;
+      imagic: { embSteps: number; ftSteps: number; steps: number; guidanceScale: number };
+      sdeditSteps: number;
+    };
     if (cell.method === 'imagic') {
       const k = cell.pair;
       const pr = s.pairs[k];
       const x = tf.tidy(() => s.inputs.slice(k, 1)) as tf.Tensor4D;
       let done = 0;
       const total = st.imagic.embSteps + st.imagic.ftSteps + st.imagic.steps;
-      const r = await imagic(s.cond, s.clip, x, pr.text, { etas: st.etas, ...st.imagic, seed: st.seed + k, onProgress: () => void ctx.progress(++done, total) });
+      const r = await imagic(s.cond, s.clip, x, pr.text, {
+        etas: st.etas,
+        ...st.imagic,
+        seed: st.seed + k,
+        onProgress: () => void ctx.progress(++done, total),
+      });
       const n = st.etas.length;
       const xs = tf.tidy(() => tf.tile(x, [n, 1, 1, 1])) as tf.Tensor4D;
       try {
@@ -217,7 +284,13 @@ const exp: Experiment<Cell, Result, Shared> = {
         const samples = samplesPng(both);
         both.dispose();
         return {
-          points: st.etas.map((eta, j) => ({ knob: eta, clip: m.clip[j], pTarget: m.pTarget[j], ssim: m.ssim[j], lpips: m.lpips[j] })),
+          points: st.etas.map((eta, j) => ({
+            knob: eta,
+            clip: m.clip[j],
+            pTarget: m.pTarget[j],
+            ssim: m.ssim[j],
+            lpips: m.lpips[j],
+          })),
           input: [m0.clip[0], m0.pTarget[0]],
           samples,
         };
@@ -226,22 +299,62 @@ const exp: Experiment<Cell, Result, Shared> = {
       }
     }
     const emb = tf.tidy(() => decoderEmb(s.cond, s.clip.encodeText(s.pairs.map((p) => p.text))));
-    const out = await sdeditText(s.cond, s.inputs, emb, cell.t0, st.sdeditSteps, st.seed + Math.round(cell.t0 * 1000), ctx.progress);
+    const out = await sdeditText(
+      s.cond,
+      s.inputs,
+      emb,
+      cell.t0,
+      st.sdeditSteps,
+      st.seed + Math.round(cell.t0 * 1000),
+      ctx.progress,
+    );
     try {
-      const m = measure(s, out, s.inputs, s.targets, s.pairs.map((p) => p.text));
+      const m = measure(
+        s,
+        out,
+        s.inputs,
+        s.targets,
+        s.pairs.map((p) => p.text),
+      );
       const first = tf.tidy(() => out.slice(0, Math.min(SHEET_PAIRS, out.shape[0]))) as tf.Tensor4D;
       const samples = samplesPng(first);
       first.dispose();
-      return { points: s.pairs.map((_, i) => ({ knob: cell.t0, clip: m.clip[i], pTarget: m.pTarget[i], ssim: m.ssim[i], lpips: m.lpips[i] })), input: [], samples };
+      return {
+        points: s.pairs.map((_, i) => ({
+          knob: cell.t0,
+          clip: m.clip[i],
+          pTarget: m.pTarget[i],
+          ssim: m.ssim[i],
+          lpips: m.lpips[i],
+        })),
+        input: [],
+        samples,
+      };
     } finally {
       tf.dispose([emb, out]);
     }
   },
   merge(results, info) {
-    const s = info.settings as unknown as { etas: number[]; t0s: number[]; imagic: { embSteps: number; ftSteps: number; steps: number }; sdeditSteps: number; benchmark: { n: number }; weights: { condUnet: { file: string } } };
+    const s = info.settings as unknown as {
+      etas: number[];
+      t0s: number[];
+      imagic: { embSteps: number; ftSteps: number; steps: number };
+      sdeditSteps: number;
+      benchmark: { n: number };
+      weights: { condUnet: { file: string } };
+    };
     const im = results.filter((r) => r.cell.method === 'imagic');
     const sd = results.filter((r) => r.cell.method === 'sdedit');
-    type Row = { method: string; knob: number; pairs: number; clip: number; pTarget: number; success: number; ssim: number; lpips: number };
+    type Row = {
+      method: string;
+      knob: number;
+      pairs: number;
+      clip: number;
+      pTarget: number;
+      success: number;
+      ssim: number;
+      lpips: number;
+    };
     const avg = (pts: Point[], base: number[][], method: string, knob: number): Row => ({
       method,
       knob,
@@ -257,54 +370,129 @@ const exp: Experiment<Cell, Result, Shared> = {
     const inputOf = new Map(im.map((r) => [r.cell.pair, r.result.input]));
     const imBase = im.map((r) => r.result.input);
     const rows: Row[] = [
-      ...s.etas.map((eta, j) => avg(im.map((r) => r.result.points[j]), imBase, 'imagic', eta)),
+      ...s.etas.map((eta, j) =>
+        avg(
+          im.map((r) => r.result.points[j]),
+          imBase,
+          'imagic',
+          eta,
+        ),
+      ),
       ...sd.map((r) => {
         const pts = r.result.points.filter((_, i) => inputOf.has(i));
-        return avg(pts, r.result.points.map((_, i) => inputOf.get(i)).filter((v): v is number[] => !!v), 'sdedit', r.cell.t0);
+        return avg(
+          pts,
+          r.result.points.map((_, i) => inputOf.get(i)).filter((v): v is number[] => !!v),
+          'sdedit',
+          r.cell.t0,
+        );
       }),
     ];
     const inputRow = { clip: mean(imBase.map((b) => b[0])), pTarget: mean(imBase.map((b) => b[1])) };
     const f = (v: number) => v.toFixed(3);
-    const paper = (r: Row) => (r.method === 'imagic' ? (r.knob === 0 ? 'reconstructs the input' : r.knob >= 0.6 && r.knob <= 0.8 ? 'sweet spot (Imagen)' : '') : '');
+    const paper = (r: Row) =>
+      r.method === 'imagic'
+        ? r.knob === 0
+          ? 'reconstructs the input'
+          : r.knob >= 0.6 && r.knob <= 0.8
+            ? 'sweet spot (Imagen)'
+            : ''
+        : '';
     const table = [
       `Imagic vs SDEdit on ${s.benchmark.n} held-out emoji edits (${PAIRS_FILE}; ${s.weights.condUnet.file}). Imagic: ${s.imagic.embSteps} embedding steps, ${s.imagic.ftSteps} fine-tune steps, ${s.imagic.steps} DDIM steps; SDEdit: ${s.sdeditSteps} DDPM steps from t0 with the same model conditioned on the target text. Means over pairs. CLIP score: shipped CLIP; P(target): the judge; judge-LPIPS is a stand-in for LPIPS (judge features), not comparable with the paper's LPIPS. success = P(target) +0.3 over the input with SSIM >= 0.5.`,
       info.missing.length ? `\nPartial: ${info.missing.length} cells missing.\n` : '',
       '| method | eta / t0 | pairs | CLIP score | judge P(target) | success | SSIM to input | judge-LPIPS to input | paper (Imagen, Fig. 7) |',
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
       `| input (no edit) | – | ${im.length} | ${f(inputRow.clip)} | ${f(inputRow.pTarget)} | 0 | 1 | 0 | |`,
-      ...rows.map((r) => `| ${r.method} | ${r.knob.toFixed(1)} | ${r.pairs} | ${f(r.clip)} | ${f(r.pTarget)} | ${f(r.success)} | ${f(r.ssim)} | ${f(r.lpips)} | ${paper(r)} |`),
+      ...rows.map(
+        (r) =>
+          `| ${r.method} | ${r.knob.toFixed(1)} | ${r.pairs} | ${f(r.clip)} | ${f(r.pTarget)} | ${f(r.success)} | ${f(r.ssim)} | ${f(r.lpips)} | ${paper(r)} |`,
+      ),
       '',
       'Paper: CLIP score rises and fidelity falls (LPIPS to the input rises) as eta grows from 0 to 1+; the best edits at eta 0.6-0.8; human raters prefer Imagic over SDEdit (> 70%).',
     ].join('\n');
     const json = { input: inputRow, rows };
-    const files: Record<string, string | Uint8Array> = plotFiles({ tradeoff: tradeoffPlot(rows, inputRow, s.benchmark.n) });
+    const files: Record<string, string | Uint8Array> = plotFiles({
+      tradeoff: tradeoffPlot(rows, inputRow, s.benchmark.n),
+    });
     const sheet = [
-      ...im.filter((r) => r.cell.pair < SHEET_PAIRS).map((r) => ({ label: `imagic pair ${r.cell.pair}: input, then eta ${s.etas.join(' ')}`, png: r.result.samples })),
+      ...im
+        .filter((r) => r.cell.pair < SHEET_PAIRS)
+        .map((r) => ({
+          label: `imagic pair ${r.cell.pair}: input, then eta ${s.etas.join(' ')}`,
+          png: r.result.samples,
+        })),
       ...sd.map((r) => ({ label: `sdedit t0 = ${r.cell.t0}, pairs 0-${SHEET_PAIRS - 1}`, png: r.result.samples })),
     ];
-    if (sheet.length) files['samples.png'] = stackRows(sheet, { title: 'IMAGIC: INPUT AND ETA SWEEP PER PAIR; SDEDIT BY T0' });
+    if (sheet.length)
+      files['samples.png'] = stackRows(sheet, { title: 'IMAGIC: INPUT AND ETA SWEEP PER PAIR; SDEDIT BY T0' });
     return { table, json, files };
   },
 };
 export default exp;
 
 /** Two panels: CLIP score vs judge-LPIPS, judge P(target) vs 1 - SSIM; a line per method, points labelled by eta / t0. */
-function tradeoffPlot(rows: { method: string; knob: number; clip: number; pTarget: number; ssim: number; lpips: number }[], input: { clip: number; pTarget: number }, n: number): PlotSpec {
+function tradeoffPlot(
+  rows: { method: string; knob: number; clip: number; pTarget: number; ssim: number; lpips: number }[],
+  input: { clip: number; pTarget: number },
+  n: number,
+): PlotSpec {
   const pts = rows.map((r) => ({ ...r, dssim: 1 - r.ssim, label: `${r.method === 'imagic' ? 'η' : 't0'}=${r.knob}` }));
   const ref = [{ lpips: 0, dssim: 0, clip: input.clip, pTarget: input.pTarget, label: 'input' }];
   const panel = (x: string, xTitle: string, y: string, yTitle: string) => ({
     width: 340,
     height: 280,
     layer: [
-      { data: { values: pts }, mark: { type: 'line', point: true }, encoding: { x: { field: x, type: 'quantitative', title: xTitle }, y: { field: y, type: 'quantitative', title: yTitle, scale: { zero: false } }, color: { field: 'method', type: 'nominal', title: 'method' }, order: { field: 'knob' } } },
-      { data: { values: pts }, mark: { type: 'text', dx: 5, dy: -7, align: 'left', fontSize: 9 }, encoding: { x: { field: x, type: 'quantitative' }, y: { field: y, type: 'quantitative' }, text: { field: 'label' }, color: { field: 'method', type: 'nominal' } } },
-      { data: { values: ref }, mark: { type: 'point', shape: 'square', color: 'gray', filled: true, size: 60 }, encoding: { x: { field: x, type: 'quantitative' }, y: { field: y, type: 'quantitative' } } },
-      { data: { values: ref }, mark: { type: 'text', dx: 6, dy: 10, align: 'left', fontSize: 10, color: 'gray' }, encoding: { x: { field: x, type: 'quantitative' }, y: { field: y, type: 'quantitative' }, text: { field: 'label' } } },
+      {
+        data: { values: pts },
+        mark: { type: 'line', point: true },
+        encoding: {
+          x: { field: x, type: 'quantitative', title: xTitle },
+          y: { field: y, type: 'quantitative', title: yTitle, scale: { zero: false } },
+          color: { field: 'method', type: 'nominal', title: 'method' },
+          order: { field: 'knob' },
+        },
+      },
+      {
+        data: { values: pts },
+        mark: { type: 'text', dx: 5, dy: -7, align: 'left', fontSize: 9 },
+        encoding: {
+          x: { field: x, type: 'quantitative' },
+          y: { field: y, type: 'quantitative' },
+          text: { field: 'label' },
+          color: { field: 'method', type: 'nominal' },
+        },
+      },
+      {
+        data: { values: ref },
+        mark: { type: 'point', shape: 'square', color: 'gray', filled: true, size: 60 },
+        encoding: { x: { field: x, type: 'quantitative' }, y: { field: y, type: 'quantitative' } },
+      },
+      {
+        data: { values: ref },
+        mark: { type: 'text', dx: 6, dy: 10, align: 'left', fontSize: 10, color: 'gray' },
+        encoding: {
+          x: { field: x, type: 'quantitative' },
+          y: { field: y, type: 'quantitative' },
+          text: { field: 'label' },
+        },
+      },
     ],
   });
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: 'Imagic vs SDEdit: text alignment vs fidelity to the input', subtitle: `${n} held-out emoji edits; Imagic over eta, SDEdit over t0 (means over pairs)` },
-    hconcat: [panel('lpips', 'judge-LPIPS to the input (stand-in; lower = more faithful)', 'clip', 'CLIP score to the target text'), panel('dssim', '1 - SSIM to the input', 'pTarget', 'judge P(target category)')],
+    title: {
+      text: 'Imagic vs SDEdit: text alignment vs fidelity to the input',
+      subtitle: `${n} held-out emoji edits; Imagic over eta, SDEdit over t0 (means over pairs)`,
+    },
+    hconcat: [
+      panel(
+        'lpips',
+        'judge-LPIPS to the input (stand-in; lower = more faithful)',
+        'clip',
+        'CLIP score to the target text',
+      ),
+      panel('dssim', '1 - SSIM to the input', 'pTarget', 'judge P(target category)'),
+    ],
   } as PlotSpec;
 }

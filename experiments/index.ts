@@ -22,8 +22,13 @@ export async function loadExperiment(nameOrPath: string): Promise<AnyExperiment>
   if (load) return load();
   if (/\.(m?js|ts)$/.test(nameOrPath)) {
     const mod = (await import(pathToFileURL(resolve(nameOrPath)).href)) as { default?: AnyExperiment };
-    if (!mod.default || typeof mod.default.runCell !== 'function') throw new Error(`${nameOrPath} does not default-export an experiment ({ name, summary, settings, cells, runCell, merge })`);
+    if (!mod.default || typeof mod.default.runCell !== 'function')
+      throw new Error(
+        `${nameOrPath} does not default-export an experiment ({ name, summary, settings, cells, runCell, merge })`,
+      );
     return mod.default;
   }
-  throw new Error(`unknown experiment '${nameOrPath}'; experiments: ${Object.keys(EXPERIMENTS).join(', ')} (or a path to a module default-exporting one)`);
+  throw new Error(
+    `unknown experiment '${nameOrPath}'; experiments: ${Object.keys(EXPERIMENTS).join(', ')} (or a path to a module default-exporting one)`,
+  );
 }

@@ -16,7 +16,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { fileHash, type CellRecord, type Experiment, type GridOptions, type JsonObject } from '../lib/experiments/grid.js';
+import {
+  fileHash,
+  type CellRecord,
+  type Experiment,
+  type GridOptions,
+  type JsonObject,
+} from '../lib/experiments/grid.js';
 import { Dataset } from '../lib/data/dataset.js';
 import { testSubsetPath } from '../lib/data/index.js';
 import { simulateStrokes } from '../lib/image/strokes.js';
@@ -62,7 +68,8 @@ const T0S = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
 function plan(opts: GridOptions) {
   const n = Number(opts.params.n ?? (opts.quick ? 4 : 32));
-  if (!Number.isInteger(n) || n < 1) throw new Error(`experiment sdedit: --param n=${opts.params.n} must be a positive integer`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`experiment sdedit: --param n=${opts.params.n} must be a positive integer`);
   return {
     n,
     t0s: opts.quick ? [0.3, 0.6, 0.9] : T0S,
@@ -76,7 +83,8 @@ function plan(opts: GridOptions) {
 /** Held-out items: the first n of the test split of the committed subset. */
 function testItems(n: number): { path: string; ids: string[] } {
   const path = testSubsetPath(packageRoot());
-  if (!existsSync(path)) throw new Error(`experiment sdedit needs the committed test subset ${path}; restore it with git`);
+  if (!existsSync(path))
+    throw new Error(`experiment sdedit needs the committed test subset ${path}; restore it with git`);
   const index = JSON.parse(readFileSync(path, 'utf8')) as { items: { id: string; split: string }[] };
   const ids = index.items.filter((i) => i.split === 'test').map((i) => i.id);
   if (ids.length < n) throw new Error(`experiment sdedit: --param n=${n} but ${path} has ${ids.length} test images`);
@@ -91,7 +99,10 @@ const exp: Experiment<Cell, Result, Shared> = {
   settings(opts) {
     const p = plan(opts);
     const judgeFile = `${p.judgeDir}/judge.safetensors`;
-    if (!existsSync(judgeFile)) throw new Error(`experiment sdedit needs the judge: ${judgeFile} is missing (diffguide train judge, or --param judge=DIR)`);
+    if (!existsSync(judgeFile))
+      throw new Error(
+        `experiment sdedit needs the judge: ${judgeFile} is missing (diffguide train judge, or --param judge=DIR)`,
+      );
     const items = testItems(p.n);
     return {
       method: 'sdedit (VP, DDPM ancestral steps from t0)',
@@ -130,7 +141,8 @@ const exp: Experiment<Cell, Result, Shared> = {
   },
   async runCell(cell, ctx) {
     const { unet, judge, real, guides, labels } = ctx.shared;
-    const rms = (a: tf.Tensor4D, b: tf.Tensor4D) => tf.tidy(() => mean(Array.from(tf.sqrt(tf.mean(tf.square(a.sub(b)), [1, 2, 3])).dataSync())));
+    const rms = (a: tf.Tensor4D, b: tf.Tensor4D) =>
+      tf.tidy(() => mean(Array.from(tf.sqrt(tf.mean(tf.square(a.sub(b)), [1, 2, 3])).dataSync())));
     const judged = (x: tf.Tensor4D) =>
       tf.tidy(() => {
         const p = tf.softmax(judge.apply(x).category);
@@ -160,7 +172,16 @@ const exp: Experiment<Cell, Result, Shared> = {
           both.dispose();
         }
       })();
-      return { n, l2Guide: 0, l2Source: rms(guides, real), judgeConfidence: g.confidence, judgeAgreement: g.agreement, realConfidence: r.confidence, realAgreement: r.agreement, samples };
+      return {
+        n,
+        l2Guide: 0,
+        l2Source: rms(guides, real),
+        judgeConfidence: g.confidence,
+        judgeAgreement: g.agreement,
+        realConfidence: r.confidence,
+        realAgreement: r.agreement,
+        samples,
+      };
     }
     const out = await sdedit(unet, guides, {
       t0: cell.t0,
@@ -170,13 +191,27 @@ const exp: Experiment<Cell, Result, Shared> = {
     });
     try {
       const j = judged(out.images);
-      return { n, l2Guide: rms(out.images, guides), l2Source: rms(out.images, real), judgeConfidence: j.confidence, judgeAgreement: j.agreement, realConfidence: null, realAgreement: null, samples: row(out.images) };
+      return {
+        n,
+        l2Guide: rms(out.images, guides),
+        l2Source: rms(out.images, real),
+        judgeConfidence: j.confidence,
+        judgeAgreement: j.agreement,
+        realConfidence: null,
+        realAgreement: null,
+        samples: row(out.images),
+      };
     } finally {
       out.images.dispose();
     }
   },
   merge(results, info) {
-    const s = info.settings as { t0s: number[]; steps: number; guides: { n: number }; weights: { unet: { file: string } } };
+    const s = info.settings as {
+      t0s: number[];
+      steps: number;
+      guides: { n: number };
+      weights: { unet: { file: string } };
+    };
     const by = (t0: number) => results.filter((r) => r.cell.t0 === t0);
     const f = (rs: CellRecord<Cell, Result>[], k: keyof Result) => {
       if (!rs.length) return '–';
@@ -203,16 +238,38 @@ const exp: Experiment<Cell, Result, Shared> = {
       rows: [0, ...s.t0s].map((t0) => {
         const rs = by(t0);
         const m = (k: keyof Result) => (rs.length ? mean(rs.map((r) => r.result[k] as number)) : null);
-        return { t0, seeds: rs.length, l2Guide: m('l2Guide'), l2Source: m('l2Source'), judgeConfidence: m('judgeConfidence'), judgeAgreement: m('judgeAgreement') };
+        return {
+          t0,
+          seeds: rs.length,
+          l2Guide: m('l2Guide'),
+          l2Source: m('l2Source'),
+          judgeConfidence: m('judgeConfidence'),
+          judgeAgreement: m('judgeAgreement'),
+        };
       }),
-      real: ref.length ? { judgeConfidence: ref[0].result.realConfidence, judgeAgreement: ref[0].result.realAgreement } : null,
+      real: ref.length
+        ? { judgeConfidence: ref[0].result.realConfidence, judgeAgreement: ref[0].result.realAgreement }
+        : null,
     };
-    const files: Record<string, string | Uint8Array> = plotFiles({ tradeoff: tradeoffPlot(json.rows.filter((r) => r.t0 > 0), json.rows[0], json.real, s.guides.n, s.steps) });
+    const files: Record<string, string | Uint8Array> = plotFiles({
+      tradeoff: tradeoffPlot(
+        json.rows.filter((r) => r.t0 > 0),
+        json.rows[0],
+        json.real,
+        s.guides.n,
+        s.steps,
+      ),
+    });
     const sheet = [
-      ...ref.filter((r) => r.result.samples).map((r) => ({ label: 'guides (strokes), then their source emoji', png: r.result.samples })),
-      ...results.filter((r) => r.cell.t0 > 0 && r.cell.seed === 0 && r.result.samples).map((r) => ({ label: `sdedit t0 = ${r.cell.t0}`, png: r.result.samples })),
+      ...ref
+        .filter((r) => r.result.samples)
+        .map((r) => ({ label: 'guides (strokes), then their source emoji', png: r.result.samples })),
+      ...results
+        .filter((r) => r.cell.t0 > 0 && r.cell.seed === 0 && r.result.samples)
+        .map((r) => ({ label: `sdedit t0 = ${r.cell.t0}`, png: r.result.samples })),
     ];
-    if (sheet.length) files['samples.png'] = stackRows(sheet, { title: `SDEDIT: STROKE GUIDES AND EDITS (SEED 0, ${s.steps} STEPS)` });
+    if (sheet.length)
+      files['samples.png'] = stackRows(sheet, { title: `SDEDIT: STROKE GUIDES AND EDITS (SEED 0, ${s.steps} STEPS)` });
     return { table, json, files };
   },
 };
@@ -221,23 +278,88 @@ export default exp;
 type Row = { t0: number; l2Guide: number | null; judgeConfidence: number | null; judgeAgreement: number | null };
 
 /** The realism / faithfulness trade-off: L2 to the guide (x) against the judge's confidence (y), one point per t0. */
-function tradeoffPlot(rows: Row[], guide: Row | undefined, real: { judgeConfidence: number | string | null } | null, n: number, steps: number): PlotSpec {
-  const pts = rows.filter((r) => r.l2Guide !== null).map((r) => ({ t0: r.t0, l2: r.l2Guide, conf: r.judgeConfidence, agree: r.judgeAgreement, label: `t0=${r.t0}` }));
+function tradeoffPlot(
+  rows: Row[],
+  guide: Row | undefined,
+  real: { judgeConfidence: number | string | null } | null,
+  n: number,
+  steps: number,
+): PlotSpec {
+  const pts = rows
+    .filter((r) => r.l2Guide !== null)
+    .map((r) => ({ t0: r.t0, l2: r.l2Guide, conf: r.judgeConfidence, agree: r.judgeAgreement, label: `t0=${r.t0}` }));
   const refs = [
-    ...(guide && guide.judgeConfidence !== null ? [{ l2: 0, conf: guide.judgeConfidence, label: 'guides (no edit)' }] : []),
+    ...(guide && guide.judgeConfidence !== null
+      ? [{ l2: 0, conf: guide.judgeConfidence, label: 'guides (no edit)' }]
+      : []),
   ];
   const realConf = real && typeof real.judgeConfidence === 'number' ? real.judgeConfidence : null;
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: 'SDEdit: faithfulness vs realism over t0', subtitle: `${n} stroke guides of held-out emoji, ${steps} steps; realism = judge confidence (dashed: real images)` },
+    title: {
+      text: 'SDEdit: faithfulness vs realism over t0',
+      subtitle: `${n} stroke guides of held-out emoji, ${steps} steps; realism = judge confidence (dashed: real images)`,
+    },
     width: 420,
     height: 300,
     layer: [
-      { data: { values: pts }, mark: { type: 'line', point: true }, encoding: { x: { field: 'l2', type: 'quantitative', title: 'L2 to the guide (RMS, [-1, 1] units; lower = more faithful)' }, y: { field: 'conf', type: 'quantitative', title: 'judge confidence (higher = more realistic)', scale: { zero: false } }, order: { field: 't0' } } },
-      { data: { values: pts }, mark: { type: 'text', dx: 6, dy: -8, align: 'left', fontSize: 10 }, encoding: { x: { field: 'l2', type: 'quantitative' }, y: { field: 'conf', type: 'quantitative' }, text: { field: 'label' } } },
-      ...(refs.length ? [{ data: { values: refs }, mark: { type: 'point' as const, shape: 'square', color: 'gray', filled: true, size: 60 }, encoding: { x: { field: 'l2', type: 'quantitative' as const }, y: { field: 'conf', type: 'quantitative' as const } } },
-        { data: { values: refs }, mark: { type: 'text' as const, dx: 6, dy: 10, align: 'left' as const, fontSize: 10, color: 'gray' }, encoding: { x: { field: 'l2', type: 'quantitative' as const }, y: { field: 'conf', type: 'quantitative' as const }, text: { field: 'label' } } }] : []),
-      ...(realConf !== null ? [{ data: { values: [{ conf: realConf }] }, mark: { type: 'rule' as const, strokeDash: [4, 3], color: 'gray' }, encoding: { y: { field: 'conf', type: 'quantitative' as const } } }] : []),
+      {
+        data: { values: pts },
+        mark: { type: 'line', point: true },
+        encoding: {
+          x: {
+            field: 'l2',
+            type: 'quantitative',
+            title: 'L2 to the guide (RMS, [-1, 1] units; lower = more faithful)',
+          },
+          y: {
+            field: 'conf',
+            type: 'quantitative',
+            title: 'judge confidence (higher = more realistic)',
+            scale: { zero: false },
+          },
+          order: { field: 't0' },
+        },
+      },
+      {
+        data: { values: pts },
+        mark: { type: 'text', dx: 6, dy: -8, align: 'left', fontSize: 10 },
+        encoding: {
+          x: { field: 'l2', type: 'quantitative' },
+          y: { field: 'conf', type: 'quantitative' },
+          text: { field: 'label' },
+        },
+      },
+      ...(refs.length
+        ? [
+            {
+              data: { values: refs },
+              mark: { type: 'point' as const, shape: 'square', color: 'gray', filled: true, size: 60 },
+              encoding: {
+                x: { field: 'l2', type: 'quantitative' as const },
+                y: { field: 'conf', type: 'quantitative' as const },
+              },
+            },
+            {
+              data: { values: refs },
+              mark: { type: 'text' as const, dx: 6, dy: 10, align: 'left' as const, fontSize: 10, color: 'gray' },
+              encoding: {
+                x: { field: 'l2', type: 'quantitative' as const },
+                y: { field: 'conf', type: 'quantitative' as const },
+                text: { field: 'label' },
+              },
+            },
+          ]
+        : []),
+      ...(realConf !== null
+        ? [
+            {
+              data: { values: [{ conf: realConf }] },
+              mark: { type: 'rule' as const, strokeDash: [4, 3], color: 'gray' },
+              encoding: { y: { field: 'conf', type: 'quantitative' as const } },
+            },
+          ]
+        : []),
     ],
   } as PlotSpec;
 }

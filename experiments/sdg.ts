@@ -25,7 +25,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { fileHash, type CellRecord, type Experiment, type GridOptions, type JsonObject } from '../lib/experiments/grid.js';
+import {
+  fileHash,
+  type CellRecord,
+  type Experiment,
+  type GridOptions,
+  type JsonObject,
+} from '../lib/experiments/grid.js';
 import { plotFiles, type PlotSpec } from '../lib/experiments/plot.js';
 import { samplesPng, stackRows } from '../lib/experiments/samples.js';
 import { Dataset } from '../lib/data/dataset.js';
@@ -36,7 +42,14 @@ import { sample, startNoise } from '../lib/methods/sample.js';
 import { diffusionModelOf, fullChain, type Diffuser } from '../lib/methods/common.js';
 import { sampleDdpm } from '../samplers/ddpm.js';
 import { ilvr } from '../guidance/ilvr.js';
-import { frechetDistance, judgeLpips, lpips, pairwiseLpips, topKRetrieval, cosineMatrix } from '../lib/metrics/index.js';
+import {
+  frechetDistance,
+  judgeLpips,
+  lpips,
+  pairwiseLpips,
+  topKRetrieval,
+  cosineMatrix,
+} from '../lib/metrics/index.js';
 import { loadJudge } from '../lib/eval/unet.js';
 import { categoryPrompt } from '../lib/train/tasks/clip.js';
 import type { Judge } from '../nets/judge/model.js';
@@ -69,11 +82,15 @@ function plan(opts: GridOptions) {
   const q = opts.quick;
   const int = (k: string, d: number) => {
     const v = Number(opts.params[k] ?? d);
-    if (!Number.isInteger(v) || v < 1) throw new Error(`experiment sdg: --param ${k}=${opts.params[k]} must be a positive integer`);
+    if (!Number.isInteger(v) || v < 1)
+      throw new Error(`experiment sdg: --param ${k}=${opts.params[k]} must be a positive integer`);
     return v;
   };
   const data = opts.params.data ?? (q ? 'subset' : 'emoji32');
-  if (data !== 'subset' && data !== 'emoji32') throw new Error(`experiment sdg: --param data=${data}: use emoji32 (the full prepared dataset) or subset (test/data/emoji32-subset.json)`);
+  if (data !== 'subset' && data !== 'emoji32')
+    throw new Error(
+      `experiment sdg: --param data=${data}: use emoji32 (the full prepared dataset) or subset (test/data/emoji32-subset.json)`,
+    );
   return {
     data,
     refs: int('refs', q ? 2 : 8),
@@ -114,11 +131,15 @@ const mean = (v: number[]) => (v.length ? v.reduce((a, b) => a + b, 0) / v.lengt
 
 const exp: Experiment<Cell, Result, Shared> = {
   name: 'sdg',
-  summary: 'SDG image-content guidance vs ILVR (FD, judge-LPIPS diversity, top-k retrieval), text guidance with noisy vs plain CLIP, style and text+image grids',
+  summary:
+    'SDG image-content guidance vs ILVR (FD, judge-LPIPS diversity, top-k retrieval), text guidance with noisy vs plain CLIP, style and text+image grids',
   settings(opts) {
     const p = plan(opts);
     const judgeFile = `${p.judgeDir}/judge.safetensors`;
-    if (!existsSync(judgeFile)) throw new Error(`experiment sdg needs the judge: ${judgeFile} is missing (diffguide train judge, or --param judge=DIR)`);
+    if (!existsSync(judgeFile))
+      throw new Error(
+        `experiment sdg needs the judge: ${judgeFile} is missing (diffguide train judge, or --param judge=DIR)`,
+      );
     const clipFile = resolveWeights('clip');
     const noisyFile = resolveWeights('noisy-clip');
     const ds = openData(p.data);
@@ -126,13 +147,20 @@ const exp: Experiment<Cell, Result, Shared> = {
     const styleIds = spread(ds, p.styleRefs, 3).map((i) => ds.items[i].id);
     const judgeCfg = JSON.parse(readFileSync(`${p.judgeDir}/config.json`, 'utf8')) as { categories: string[] };
     return {
-      method: 'sdg (DDPM ancestral, gradient shifts the mean) vs ILVR (low-pass replacement) vs unguided, same x_T per reference',
+      method:
+        'sdg (DDPM ancestral, gradient shifts the mean) vs ILVR (low-pass replacement) vs unguided, same x_T per reference',
       steps: p.steps,
       scale: p.scale,
       samplesPerReference: p.k,
       samplesPerCategory: p.textK,
       ilvrFactors: p.factors,
-      data: { dataset: p.data === 'subset' ? rel(testSubsetPath(packageRoot())) : 'emoji32 (lib/data loadDataset)', split: 'test', references: refIds, styleReferences: styleIds, realN: p.realN },
+      data: {
+        dataset: p.data === 'subset' ? rel(testSubsetPath(packageRoot())) : 'emoji32 (lib/data loadDataset)',
+        split: 'test',
+        references: refIds,
+        styleReferences: styleIds,
+        realN: p.realN,
+      },
       categories: judgeCfg.categories.slice(0, p.categories),
       weights: {
         unet: { file: rel(p.unetFile), sha256: fileHash(p.unetFile) },
@@ -140,7 +168,8 @@ const exp: Experiment<Cell, Result, Shared> = {
         noisyClip: { file: rel(noisyFile), sha256: fileHash(noisyFile) },
         judge: { file: rel(judgeFile), sha256: fileHash(judgeFile) },
       },
-      extractor: 'judge (weights/judge): pooled features for FD and retrieval, categories for success; judge-LPIPS (LPIPS formula over the judge block outputs, unit weights; not LPIPS) for diversity',
+      extractor:
+        'judge (weights/judge): pooled features for FD and retrieval, categories for success; judge-LPIPS (LPIPS formula over the judge block outputs, unit weights; not LPIPS) for diversity',
     } satisfies JsonObject;
   },
   cells(opts) {
@@ -148,7 +177,8 @@ const exp: Experiment<Cell, Result, Shared> = {
     const methods = ['sdg', ...p.factors.map((f) => `ilvr-${f}`), 'unguided'];
     const out: Cell[] = [{ part: 'real', method: 'held-out', index: 0 }];
     for (const m of methods) for (let r = 0; r < p.refs; r++) out.push({ part: 'image', method: m, index: r });
-    for (const m of ['xt', 'x0', 'unguided']) for (let c = 0; c < p.categories; c++) out.push({ part: 'text', method: m, index: c });
+    for (const m of ['xt', 'x0', 'unguided'])
+      for (let c = 0; c < p.categories; c++) out.push({ part: 'text', method: m, index: c });
     for (let r = 0; r < p.styleRefs; r++) {
       out.push({ part: 'style', method: 'gram', index: r });
       out.push({ part: 'multi', method: 'text+image', index: r });
@@ -173,11 +203,21 @@ const exp: Experiment<Cell, Result, Shared> = {
   },
   async runCell(cell, ctx) {
     const { unet, clip, noisy, judge, ds } = ctx.shared;
-    const st = ctx.settings as { steps: number; scale: number; samplesPerReference: number; samplesPerCategory: number; categories: string[]; data: { references: string[]; styleReferences: string[]; realN: number } };
+    const st = ctx.settings as {
+      steps: number;
+      scale: number;
+      samplesPerReference: number;
+      samplesPerCategory: number;
+      categories: string[];
+      data: { references: string[]; styleReferences: string[]; realN: number };
+    };
     const net = judgeLpips(judge);
     const byId = (id: string) => {
       const i = ds.items.findIndex((it) => it.id === id);
-      if (i < 0) throw new Error(`experiment sdg: held-out item ${id} is not in ${ds.name}; the settings were made with another dataset`);
+      if (i < 0)
+        throw new Error(
+          `experiment sdg: held-out item ${id} is not in ${ds.name}; the settings were made with another dataset`,
+        );
       return i;
     };
     const onProgress = (q: { step: number; total: number }) => void ctx.progress(q.step, q.total);
@@ -213,11 +253,23 @@ const exp: Experiment<Cell, Result, Shared> = {
       const seed = 100 + cell.index;
       let images: tf.Tensor4D;
       if (cell.method === 'sdg') {
-        images = (await sdg(unet, { noisy, image: clip, text: clip }, { image: ref, imageMode: 'content', n, steps: st.steps, scale: st.scale, seed, onProgress })).images;
+        images = (
+          await sdg(
+            unet,
+            { noisy, image: clip, text: clip },
+            { image: ref, imageMode: 'content', n, steps: st.steps, scale: st.scale, seed, onProgress },
+          )
+        ).images;
       } else if (cell.method.startsWith('ilvr-')) {
         const factor = Number(cell.method.slice(5));
         const x = startNoise(unet, n, seed);
-        const out = await sampleDdpm(diffusionModelOf(unet), x, fullChain(unet.schedule, st.steps), { seed: seed + 1, refSeed: seed + 2, clipDenoised: true, stepHook: ilvr(ref, factor), callback: (s) => onProgress({ step: s.step + 1, total: s.total }) });
+        const out = await sampleDdpm(diffusionModelOf(unet), x, fullChain(unet.schedule, st.steps), {
+          seed: seed + 1,
+          refSeed: seed + 2,
+          clipDenoised: true,
+          stepHook: ilvr(ref, factor),
+          callback: (s) => onProgress({ step: s.step + 1, total: s.total }),
+        });
         images = tf.tidy(() => tf.clipByValue(out, -1, 1)) as tf.Tensor4D;
         tf.dispose([x, out]);
       } else {
@@ -245,9 +297,29 @@ const exp: Experiment<Cell, Result, Shared> = {
       const images =
         cell.method === 'unguided'
           ? (await sample(unet, { n, steps: st.steps, sampler: 'ddpm', seed, onProgress })).images
-          : (await sdg(unet, { noisy, image: clip, text: clip }, { text: categoryPrompt(cat), on: cell.method as 'xt' | 'x0', n, steps: st.steps, scale: st.scale, seed, onProgress })).images;
+          : (
+              await sdg(
+                unet,
+                { noisy, image: clip, text: clip },
+                {
+                  text: categoryPrompt(cat),
+                  on: cell.method as 'xt' | 'x0',
+                  n,
+                  steps: st.steps,
+                  scale: st.scale,
+                  seed,
+                  onProgress,
+                },
+              )
+            ).images;
       const p = probs(images);
-      const out = { category: cat, prompt: categoryPrompt(cat), pTarget: p.map((q) => r4(q[target])), hit: p.map((q) => (q.indexOf(Math.max(...q)) === target ? 1 : 0)), samples: keepSheet(null, images) };
+      const out = {
+        category: cat,
+        prompt: categoryPrompt(cat),
+        pTarget: p.map((q) => r4(q[target])),
+        hit: p.map((q) => (q.indexOf(Math.max(...q)) === target ? 1 : 0)),
+        samples: keepSheet(null, images),
+      };
       images.dispose();
       return out;
     }
@@ -260,8 +332,25 @@ const exp: Experiment<Cell, Result, Shared> = {
     const other = cats[(cats.indexOf(refCat) + 1) % cats.length];
     const r =
       cell.part === 'style'
-        ? await sdg(unet, { noisy, image: clip, text: clip }, { image: ref, imageMode: 'style', n, steps: st.steps, scale: st.scale, seed, onProgress })
-        : await sdg(unet, { noisy, image: clip, text: clip }, { image: ref, imageMode: 'content', text: categoryPrompt(other), n, steps: st.steps, scale: st.scale, seed, onProgress });
+        ? await sdg(
+            unet,
+            { noisy, image: clip, text: clip },
+            { image: ref, imageMode: 'style', n, steps: st.steps, scale: st.scale, seed, onProgress },
+          )
+        : await sdg(
+            unet,
+            { noisy, image: clip, text: clip },
+            {
+              image: ref,
+              imageMode: 'content',
+              text: categoryPrompt(other),
+              n,
+              steps: st.steps,
+              scale: st.scale,
+              seed,
+              onProgress,
+            },
+          );
     const base = (await sample(unet, { n, steps: st.steps, sampler: 'ddpm', seed })).images;
     const p = probs(r.images);
     const pb = probs(base);
@@ -282,11 +371,21 @@ const exp: Experiment<Cell, Result, Shared> = {
     return out;
   },
   merge(results, info) {
-    const s = info.settings as { steps: number; scale: number; samplesPerReference: number; samplesPerCategory: number; ilvrFactors: number[]; categories: string[]; data: { references: string[] } };
-    const pick = (part: string, method?: string) => results.filter((r) => r.cell.part === part && (method === undefined || r.cell.method === method));
+    const s = info.settings as {
+      steps: number;
+      scale: number;
+      samplesPerReference: number;
+      samplesPerCategory: number;
+      ilvrFactors: number[];
+      categories: string[];
+      data: { references: string[] };
+    };
+    const pick = (part: string, method?: string) =>
+      results.filter((r) => r.cell.part === part && (method === undefined || r.cell.method === method));
     const real = pick('real')[0]?.result as { n: number; features: number[][] } | undefined;
     const methods = ['sdg', ...s.ilvrFactors.map((f) => `ilvr-${f}`), 'unguided'];
-    const label = (m: string) => (m === 'sdg' ? 'SDG (image content)' : m === 'unguided' ? 'unguided (same x_T)' : `ILVR, N = ${m.slice(5)}`);
+    const label = (m: string) =>
+      m === 'sdg' ? 'SDG (image content)' : m === 'unguided' ? 'unguided (same x_T)' : `ILVR, N = ${m.slice(5)}`;
     const imageRows = methods.map((m) => {
       const rs = pick('image', m);
       const feats: number[][] = [];
@@ -302,7 +401,10 @@ const exp: Experiment<Cell, Result, Shared> = {
       const fd = real && feats.length > 1 ? frechetDistance(feats, real.features) : null;
       const div = mean(rs.flatMap((r) => r.result.diversityPairs as number[]));
       const ks = [1, 5].filter((k) => k <= feats.length);
-      const ret = refFeats.length && feats.length ? topKRetrieval(refFeats, feats, { queryLabels: refOf, galleryLabels: owner }, ks) : [];
+      const ret =
+        refFeats.length && feats.length
+          ? topKRetrieval(refFeats, feats, { queryLabels: refOf, galleryLabels: owner }, ks)
+          : [];
       return {
         method: m,
         label: label(m),
@@ -316,16 +418,51 @@ const exp: Experiment<Cell, Result, Shared> = {
         cosToRef: mean(rs.flatMap((r) => r.result.cosToRef as number[])),
       };
     });
-    const fmt = (v: number | null | undefined, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? '–' : v.toFixed(d));
+    const fmt = (v: number | null | undefined, d = 3) =>
+      v === null || v === undefined || Number.isNaN(v) ? '–' : v.toFixed(d);
     const paperOf = (m: string) => (m === 'sdg' ? PAPER.sdgImage : m === 'ilvr-4' ? PAPER.ilvr : null);
     const textModes = ['xt', 'x0', 'unguided'];
-    const textLabel = (m: string) => (m === 'xt' ? 'SDG text, noisy CLIP on x_t' : m === 'x0' ? 'SDG text, plain CLIP on predicted x0' : 'unguided (same x_T)');
+    const textLabel = (m: string) =>
+      m === 'xt'
+        ? 'SDG text, noisy CLIP on x_t'
+        : m === 'x0'
+          ? 'SDG text, plain CLIP on predicted x0'
+          : 'unguided (same x_T)';
     const textRows = textModes.map((m) => {
       const rs = pick('text', m);
-      return { mode: m, label: textLabel(m), categories: rs.length, samples: rs.reduce((a, r) => a + (r.result.hit as number[]).length, 0), success: mean(rs.flatMap((r) => r.result.hit as number[])), pTarget: mean(rs.flatMap((r) => r.result.pTarget as number[])) };
+      return {
+        mode: m,
+        label: textLabel(m),
+        categories: rs.length,
+        samples: rs.reduce((a, r) => a + (r.result.hit as number[]).length, 0),
+        success: mean(rs.flatMap((r) => r.result.hit as number[])),
+        pTarget: mean(rs.flatMap((r) => r.result.pTarget as number[])),
+      };
     });
-    const perCategory = s.categories.map((c, i) => ({ category: c, ...Object.fromEntries(textModes.map((m) => [m, (() => { const r = pick('text', m).find((x) => x.cell.index === i); return r ? mean(r.result.hit as number[]) : null; })()])) }));
-    const extra = (part: string) => pick(part).map((r) => ({ index: r.cell.index, reference: r.result.reference, text: r.result.text, pText: r.result.pText ? mean(r.result.pText as number[]) : null, pTextUnguided: r.result.pTextUnguided ? mean(r.result.pTextUnguided as number[]) : null, cosToRef: mean(r.result.cosToRef as number[]), cosToRefUnguided: mean(r.result.cosToRefUnguided as number[]), lpipsToRef: mean(r.result.lpipsToRef as number[]), lpipsToRefUnguided: mean(r.result.lpipsToRefUnguided as number[]) }));
+    const perCategory = s.categories.map((c, i) => ({
+      category: c,
+      ...Object.fromEntries(
+        textModes.map((m) => [
+          m,
+          (() => {
+            const r = pick('text', m).find((x) => x.cell.index === i);
+            return r ? mean(r.result.hit as number[]) : null;
+          })(),
+        ]),
+      ),
+    }));
+    const extra = (part: string) =>
+      pick(part).map((r) => ({
+        index: r.cell.index,
+        reference: r.result.reference,
+        text: r.result.text,
+        pText: r.result.pText ? mean(r.result.pText as number[]) : null,
+        pTextUnguided: r.result.pTextUnguided ? mean(r.result.pTextUnguided as number[]) : null,
+        cosToRef: mean(r.result.cosToRef as number[]),
+        cosToRefUnguided: mean(r.result.cosToRefUnguided as number[]),
+        lpipsToRef: mean(r.result.lpipsToRef as number[]),
+        lpipsToRefUnguided: mean(r.result.lpipsToRefUnguided as number[]),
+      }));
     const style = extra('style');
     const multi = extra('multi');
     const R = s.data.references.length;
@@ -351,18 +488,42 @@ const exp: Experiment<Cell, Result, Shared> = {
       '',
       '| guidance | reference | text | judge cos to ref (guided / unguided) | judge-LPIPS to ref (guided / unguided) | judge P(text category) (guided / unguided) |',
       '| --- | --- | --- | ---: | ---: | ---: |',
-      ...[...style.map((r) => ({ ...r, g: 'style (Gram)' })), ...multi.map((r) => ({ ...r, g: 'text + image content' }))].map((r) => `| ${r.g} | ${r.reference} | ${r.text ?? '–'} | ${fmt(r.cosToRef)} / ${fmt(r.cosToRefUnguided)} | ${fmt(r.lpipsToRef)} / ${fmt(r.lpipsToRefUnguided)} | ${r.pText === null ? '–' : `${fmt(r.pText)} / ${fmt(r.pTextUnguided)}`} |`),
+      ...[
+        ...style.map((r) => ({ ...r, g: 'style (Gram)' })),
+        ...multi.map((r) => ({ ...r, g: 'text + image content' })),
+      ].map(
+        (r) =>
+          `| ${r.g} | ${r.reference} | ${r.text ?? '–'} | ${fmt(r.cosToRef)} / ${fmt(r.cosToRefUnguided)} | ${fmt(r.lpipsToRef)} / ${fmt(r.lpipsToRefUnguided)} | ${r.pText === null ? '–' : `${fmt(r.pText)} / ${fmt(r.pTextUnguided)}`} |`,
+      ),
     ].join('\n');
     const json = { image: imageRows, text: textRows, perCategory, style, multi, paper: PAPER, realN: real?.n ?? null };
     const files: Record<string, string | Uint8Array> = plotFiles({ comparison: comparisonPlot(imageRows, textRows) });
     const sheet = (part: string, lab: (r: CellRecord<Cell, Result>) => string, title: string) => {
       const rs = pick(part).filter((r) => typeof r.result.samples === 'string');
-      if (rs.length) files[`${part}.png`] = stackRows(rs.map((r) => ({ label: lab(r), png: r.result.samples as string })), { title });
+      if (rs.length)
+        files[`${part}.png`] = stackRows(
+          rs.map((r) => ({ label: lab(r), png: r.result.samples as string })),
+          { title },
+        );
     };
-    sheet('image', (r) => `${label(r.cell.method)}: ref ${r.cell.index} (first tile), samples`, 'SDG IMAGE GUIDANCE VS ILVR');
+    sheet(
+      'image',
+      (r) => `${label(r.cell.method)}: ref ${r.cell.index} (first tile), samples`,
+      'SDG IMAGE GUIDANCE VS ILVR',
+    );
     sheet('text', (r) => `${textLabel(r.cell.method)}: ${r.result.category}`, 'SDG TEXT GUIDANCE');
     const sm = [...pick('style'), ...pick('multi')].filter((r) => typeof r.result.samples === 'string');
-    if (sm.length) files['style.png'] = stackRows(sm.map((r) => ({ label: r.cell.part === 'style' ? `style (gram) of ref (first), then ${s.samplesPerReference} guided, ${s.samplesPerReference} unguided` : `content of ref + "${r.result.text}", then guided, unguided`, png: r.result.samples as string })), { title: 'SDG STYLE AND TEXT+IMAGE GUIDANCE' });
+    if (sm.length)
+      files['style.png'] = stackRows(
+        sm.map((r) => ({
+          label:
+            r.cell.part === 'style'
+              ? `style (gram) of ref (first), then ${s.samplesPerReference} guided, ${s.samplesPerReference} unguided`
+              : `content of ref + "${r.result.text}", then guided, unguided`,
+          png: r.result.samples as string,
+        })),
+        { title: 'SDG STYLE AND TEXT+IMAGE GUIDANCE' },
+      );
     return { table, json, files };
   },
 };
@@ -377,12 +538,17 @@ function chanceTopK(n: number, rel: number, k: number): number {
 }
 
 /** The plot: per method FD, diversity, top-1 (image guidance), and the text-guidance success rates. */
-function comparisonPlot(image: { label: string; fd: number | null; diversity: number | null; top1: number | null }[], text: { label: string; success: number }[]): PlotSpec {
-  const long = image.flatMap((r) => [
-    { method: r.label, metric: 'FD, judge (lower = better)', value: r.fd },
-    { method: r.label, metric: 'diversity, judge-LPIPS', value: r.diversity },
-    { method: r.label, metric: 'top-1 retrieval of the ref', value: r.top1 },
-  ]).filter((d) => d.value !== null && Number.isFinite(d.value));
+function comparisonPlot(
+  image: { label: string; fd: number | null; diversity: number | null; top1: number | null }[],
+  text: { label: string; success: number }[],
+): PlotSpec {
+  const long = image
+    .flatMap((r) => [
+      { method: r.label, metric: 'FD, judge (lower = better)', value: r.fd },
+      { method: r.label, metric: 'diversity, judge-LPIPS', value: r.diversity },
+      { method: r.label, metric: 'top-1 retrieval of the ref', value: r.top1 },
+    ])
+    .filter((d) => d.value !== null && Number.isFinite(d.value));
   const bar = (title: string, values: object[], y: string) => ({
     title: { text: title, fontSize: 12 },
     data: { values },
@@ -398,10 +564,28 @@ function comparisonPlot(image: { label: string; fd: number | null; diversity: nu
   const metrics = [...new Set(long.map((d) => d.metric))];
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: 'SDG vs ILVR (image guidance) and text guidance on held-out emoji', subtitle: 'judge features; diversity is judge-LPIPS, not LPIPS' },
+    title: {
+      text: 'SDG vs ILVR (image guidance) and text guidance on held-out emoji',
+      subtitle: 'judge features; diversity is judge-LPIPS, not LPIPS',
+    },
     vconcat: [
-      { hconcat: metrics.map((m) => bar(m, long.filter((d) => d.metric === m), 'method')), resolve: { axis: { y: 'independent' } } },
-      bar('text guidance: judge success (top category = prompt)', text.filter((t) => Number.isFinite(t.success)).map((t) => ({ mode: t.label.replace('SDG text, ', ''), value: t.success })), 'mode'),
+      {
+        hconcat: metrics.map((m) =>
+          bar(
+            m,
+            long.filter((d) => d.metric === m),
+            'method',
+          ),
+        ),
+        resolve: { axis: { y: 'independent' } },
+      },
+      bar(
+        'text guidance: judge success (top category = prompt)',
+        text
+          .filter((t) => Number.isFinite(t.success))
+          .map((t) => ({ mode: t.label.replace('SDG text, ', ''), value: t.success })),
+        'mode',
+      ),
     ],
   } as PlotSpec;
 }

@@ -23,7 +23,8 @@ function intParam(opts: GridOptions, name: string, fallback: number): number {
   const v = opts.params[name];
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`experiment toy: --param ${name}=${v} must be a non-negative integer`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new Error(`experiment toy: --param ${name}=${v} must be a non-negative integer`);
   return n;
 }
 
@@ -32,7 +33,11 @@ const GAINS = [1.1, 1.5, 2.5];
 const toy: Experiment<ToyCell, ToyResult> = {
   name: 'toy',
   summary: 'engine check: seeded tanh(A x) iterations (cost set by --param iters=N, d=N, seeds=N)',
-  settings: (opts) => ({ d: intParam(opts, 'd', 128), iters: intParam(opts, 'iters', opts.quick ? 20 : 500), seeds: intParam(opts, 'seeds', opts.quick ? 2 : 4) }),
+  settings: (opts) => ({
+    d: intParam(opts, 'd', 128),
+    iters: intParam(opts, 'iters', opts.quick ? 20 : 500),
+    seeds: intParam(opts, 'seeds', opts.quick ? 2 : 4),
+  }),
   cells(opts) {
     const seeds = intParam(opts, 'seeds', opts.quick ? 2 : 4);
     return GAINS.flatMap((gain) => Array.from({ length: seeds }, (_, seed) => ({ gain, seed })));

@@ -100,7 +100,12 @@ function spread(ds: Dataset, k: number, offset = 0): number[] {
   return Array.from({ length: k }, (_, j) => test[(Math.floor((j * test.length) / k) + offset) % test.length]);
 }
 
-async function guidanceCell(cell: Cell, s: Shared, p: Plan, progress: (a: number, b: number) => Promise<void>): Promise<Result> {
+async function guidanceCell(
+  cell: Cell,
+  s: Shared,
+  p: Plan,
+  progress: (a: number, b: number) => Promise<void>,
+): Promise<Result> {
   const cats = s.ds.categoryNames;
   const labels = cats.flatMap((_, c) => new Array<number>(p.perPrompt).fill(c));
   const prompts = labels.map((c) => categoryPrompt(cats[c]));
@@ -108,13 +113,25 @@ async function guidanceCell(cell: Cell, s: Shared, p: Plan, progress: (a: number
   let z: tf.Tensor2D;
   if (cell.kind === 'unclip') {
     // the same prior draw at every scale: only the decoder guidance changes along the curve
-    if (!s.priorZ) s.priorZ = (await samplePrior(s.m.prior, s.m.priorSchedule, zt, { ...p.prior, seed: p.seed, onProgress: (q) => void progress(q.step, q.total) })).embeddings;
+    if (!s.priorZ)
+      s.priorZ = (
+        await samplePrior(s.m.prior, s.m.priorSchedule, zt, {
+          ...p.prior,
+          seed: p.seed,
+          onProgress: (q) => void progress(q.step, q.total),
+        })
+      ).embeddings;
     zt.dispose();
     z = tf.clone(s.priorZ);
   } else {
     z = zt;
   }
-  const images = await decode(s.m.decoder, z, { decoderScale: cell.scale, steps: p.steps, seed: p.seed + 100, onProgress: (q) => void progress(q.step, q.total) });
+  const images = await decode(s.m.decoder, z, {
+    decoderScale: cell.scale,
+    steps: p.steps,
+    seed: p.seed + 100,
+    onProgress: (q) => void progress(q.step, q.total),
+  });
   z.dispose();
   try {
     const net = judgeLpips(s.judge);
@@ -128,10 +145,23 @@ async function guidanceCell(cell: Cell, s: Shared, p: Plan, progress: (a: number
     const fd = frechetDistanceOf(images, s.real, judge).value;
     const agree = categoryAgreement(images, labels, judge).value;
     const cs = clipScore(images, prompts, clipExtractor(s.m.clip)).value;
-    const first = tf.tidy(() => tf.gather(images, cats.map((_, c) => c * p.perPrompt))) as tf.Tensor4D;
+    const first = tf.tidy(() =>
+      tf.gather(
+        images,
+        cats.map((_, c) => c * p.perPrompt),
+      ),
+    ) as tf.Tensor4D;
     const samples = samplesPng(first);
     first.dispose();
-    return { diversity: mean(perPrompt), diversityPerPrompt: perPrompt, fd, categoryRate: agree, clipScore: cs, n: labels.length, samples };
+    return {
+      diversity: mean(perPrompt),
+      diversityPerPrompt: perPrompt,
+      fd,
+      categoryRate: agree,
+      clipScore: cs,
+      n: labels.length,
+      samples,
+    };
   } finally {
     images.dispose();
   }
@@ -149,7 +179,12 @@ async function variationsCell(s: Shared, p: Plan, progress: (a: number, b: numbe
   try {
     for (let j = 0; j < src.length; j++) {
       const xi = tf.tidy(() => x.slice(j, 1)) as tf.Tensor4D;
-      const v = await variations(s.m, xi, { n: p.variationsEach, steps: p.steps, seed: p.seed + j, onProgress: (q) => void progress(q.step, q.total) });
+      const v = await variations(s.m, xi, {
+        n: p.variationsEach,
+        steps: p.steps,
+        seed: p.seed + j,
+        onProgress: (q) => void progress(q.step, q.total),
+      });
       agree.push(categoryAgreement(v.images, [want[j]], judge).value);
       div.push(meanPairwiseDistance(v.images, judgeLpips(s.judge)).value);
       if (rows.length < 6) {
@@ -162,10 +197,21 @@ async function variationsCell(s: Shared, p: Plan, progress: (a: number, b: numbe
   } finally {
     x.dispose();
   }
-  return { sources: src.length, each: p.variationsEach, categoryAgreement: mean(agree), sourceAgreement: srcAgree, diversity: mean(div), rows };
+  return {
+    sources: src.length,
+    each: p.variationsEach,
+    categoryAgreement: mean(agree),
+    sourceAgreement: srcAgree,
+    diversity: mean(div),
+    rows,
+  };
 }
 
-async function interpolationCell(s: Shared, p: Plan, progress: (a: number, b: number) => Promise<void>): Promise<Result> {
+async function interpolationCell(
+  s: Shared,
+  p: Plan,
+  progress: (a: number, b: number) => Promise<void>,
+): Promise<Result> {
   const a = spread(s.ds, p.interpolations, 0);
   const b = spread(s.ds, p.interpolations, 3 * 6 + 2); // three categories on: a different category
   const rows: string[] = [];
@@ -173,7 +219,12 @@ async function interpolationCell(s: Shared, p: Plan, progress: (a: number, b: nu
   for (let k = 0; k < a.length; k++) {
     const xa = s.ds.images([a[k]], { rgb: true });
     const xb = s.ds.images([b[k]], { rgb: true });
-    const r = await interpolate(s.m, xa, xb, { frames: p.frames, steps: p.steps, seed: p.seed + k, onProgress: (q) => void progress(q.step, q.total) });
+    const r = await interpolate(s.m, xa, xb, {
+      frames: p.frames,
+      steps: p.steps,
+      seed: p.seed + k,
+      onProgress: (q) => void progress(q.step, q.total),
+    });
     const all = tf.concat([xa, r.images, xb]) as tf.Tensor4D;
     rows.push(samplesPng(all));
     labels.push(`${s.ds.items[a[k]].name} -> ${s.ds.items[b[k]].name}`);
@@ -193,7 +244,14 @@ async function textDiffCell(s: Shared, p: Plan, progress: (a: number, b: number)
     const from = cats[s.ds.categoryIds[i]];
     const to = cats[(s.ds.categoryIds[i] + 1) % cats.length];
     const x = s.ds.images([i], { rgb: true });
-    const r = await textDiff(s.m, x, { source: categoryPrompt(from), target: categoryPrompt(to), thetas, steps: p.steps, seed: p.seed + k, onProgress: (q) => void progress(q.step, q.total) });
+    const r = await textDiff(s.m, x, {
+      source: categoryPrompt(from),
+      target: categoryPrompt(to),
+      thetas,
+      steps: p.steps,
+      seed: p.seed + k,
+      onProgress: (q) => void progress(q.step, q.total),
+    });
     const ti = s.judge.config.categories.indexOf(to);
     const probs = tf.tidy(() => tf.softmax(s.judge.apply(r.images).category).arraySync() as number[][]);
     probs.forEach((q, j) => pByTheta[j].push(q[ti]));
@@ -207,13 +265,15 @@ async function textDiffCell(s: Shared, p: Plan, progress: (a: number, b: number)
 
 const exp: Experiment<Cell, Result, Shared> = {
   name: 'unclip',
-  summary: 'unCLIP: diversity (judge-LPIPS) and FD vs decoder guidance scale, prior + decoder vs the decoder on text embeddings; variations, interpolations, text diffs',
+  summary:
+    'unCLIP: diversity (judge-LPIPS) and FD vs decoder guidance scale, prior + decoder vs the decoder on text embeddings; variations, interpolations, text diffs',
   settings(opts) {
     const p = plan(opts);
     const judgeFile = `${p.judgeDir}/judge.safetensors`;
     return {
-      method: 'unclip (lib/methods/unclip.ts): prior -> decoder; baseline: the same decoder on the prompt\'s CLIP text embedding (stand-in for GLIDE; no text-conditioned decoder trained)',
-      prompts: 'an emoji of <category>, the judge\'s 9 categories',
+      method:
+        "unclip (lib/methods/unclip.ts): prior -> decoder; baseline: the same decoder on the prompt's CLIP text embedding (stand-in for GLIDE; no text-conditioned decoder trained)",
+      prompts: "an emoji of <category>, the judge's 9 categories",
       perPrompt: p.perPrompt,
       scales: p.scales,
       decoderSteps: p.steps,
@@ -229,12 +289,18 @@ const exp: Experiment<Cell, Result, Shared> = {
         clip: { file: rel(p.clipFile), sha256: fileHash(p.clipFile) },
         judge: { file: rel(judgeFile), sha256: fileHash(judgeFile) },
       },
-      extractor: "diversity: judge-LPIPS (the LPIPS formula over the judge's block features, unit heads; a stand-in, not comparable with published LPIPS); FD: judge penultimate features (not Inception); category rate: the judge; CLIP score: shipped CLIP",
+      extractor:
+        "diversity: judge-LPIPS (the LPIPS formula over the judge's block features, unit heads; a stand-in, not comparable with published LPIPS); FD: judge penultimate features (not Inception); category rate: the judge; CLIP score: shipped CLIP",
     } satisfies JsonObject;
   },
   cells(opts) {
     const p = plan(opts);
-    return [...['unclip', 'text'].flatMap((kind) => p.scales.map((scale) => ({ kind, scale }))), { kind: 'variations', scale: 0 }, { kind: 'interpolation', scale: 0 }, { kind: 'textdiff', scale: 0 }];
+    return [
+      ...['unclip', 'text'].flatMap((kind) => p.scales.map((scale) => ({ kind, scale }))),
+      { kind: 'variations', scale: 0 },
+      { kind: 'interpolation', scale: 0 },
+      { kind: 'textdiff', scale: 0 },
+    ];
   },
   async setup(_settings, opts) {
     const p = plan(opts);
@@ -243,7 +309,12 @@ const exp: Experiment<Cell, Result, Shared> = {
     const clip = await loadClipModel(p.clipFile);
     const judge = await loadJudge(p.judgeDir);
     const ds = Dataset.load(testSubsetPath(packageRoot()));
-    return { m: { decoder, prior, priorSchedule: schedule, clip }, judge, ds, real: ds.images(undefined, { rgb: true }) };
+    return {
+      m: { decoder, prior, priorSchedule: schedule, clip },
+      judge,
+      ds,
+      real: ds.images(undefined, { rgb: true }),
+    };
   },
   dispose(s) {
     s.m.decoder.unet.dispose();
@@ -254,8 +325,26 @@ const exp: Experiment<Cell, Result, Shared> = {
     s.priorZ?.dispose();
   },
   async runCell(cell, ctx) {
-    const st = ctx.settings as unknown as { perPrompt: number; decoderSteps: number; prior: Plan['prior']; variations: { sources: number; each: number }; interpolations: number; textDiffs: number; seed: number };
-    const q = { perPrompt: st.perPrompt, steps: st.decoderSteps, prior: st.prior, variationSources: st.variations.sources, variationsEach: st.variations.each, interpolations: st.interpolations, textDiffs: st.textDiffs, frames: 5, seed: st.seed };
+    const st = ctx.settings as unknown as {
+      perPrompt: number;
+      decoderSteps: number;
+      prior: Plan['prior'];
+      variations: { sources: number; each: number };
+      interpolations: number;
+      textDiffs: number;
+      seed: number;
+    };
+    const q = {
+      perPrompt: st.perPrompt,
+      steps: st.decoderSteps,
+      prior: st.prior,
+      variationSources: st.variations.sources,
+      variationsEach: st.variations.each,
+      interpolations: st.interpolations,
+      textDiffs: st.textDiffs,
+      frames: 5,
+      seed: st.seed,
+    };
     if (cell.kind === 'unclip' || cell.kind === 'text') return guidanceCell(cell, ctx.shared, q, ctx.progress);
     if (cell.kind === 'variations') return variationsCell(ctx.shared, q, ctx.progress);
     if (cell.kind === 'interpolation') return interpolationCell(ctx.shared, q, ctx.progress);
@@ -263,7 +352,13 @@ const exp: Experiment<Cell, Result, Shared> = {
     throw new Error(`experiment unclip: unknown cell kind '${cell.kind}'`);
   },
   merge(results, info) {
-    const s = info.settings as unknown as { perPrompt: number; scales: number[]; decoderSteps: number; prior: { priorSteps: number; priorScale: number }; weights: { decoder: { file: string } } };
+    const s = info.settings as unknown as {
+      perPrompt: number;
+      scales: number[];
+      decoderSteps: number;
+      prior: { priorSteps: number; priorScale: number };
+      weights: { decoder: { file: string } };
+    };
     const g = results.filter((r) => r.cell.kind === 'unclip' || r.cell.kind === 'text');
     const f = (v: unknown) => (typeof v === 'number' ? v.toFixed(3) : '–');
     const get = (kind: string, scale: number) => g.find((r) => r.cell.kind === kind && r.cell.scale === scale)?.result;
@@ -281,23 +376,72 @@ const exp: Experiment<Cell, Result, Shared> = {
       '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...rows,
       '',
-      'Paper (Fig. 9, MS-COCO): as guidance grows GLIDE\'s samples collapse to one mode while unCLIP keeps its semantic diversity; zero-shot FID 10.39 (unCLIP, diffusion prior) vs 12.24 (GLIDE).',
+      "Paper (Fig. 9, MS-COCO): as guidance grows GLIDE's samples collapse to one mode while unCLIP keeps its semantic diversity; zero-shot FID 10.39 (unCLIP, diffusion prior) vs 12.24 (GLIDE).",
       '',
       '| manipulation | ours | paper |',
       '| --- | ---: | --- |',
-      v ? `| variations: judged the source's category (${v.sources} held-out sources x ${v.each}, DDIM eta 1, scale 3) | ${f(v.categoryAgreement)} (sources themselves: ${f(v.sourceAgreement)}) | keep the semantics (qualitative, Fig. 3) |` : '| variations | – | |',
-      v ? `| variations: mean pairwise judge-LPIPS among a source's variations | ${f(v.diversity)} | vary non-essential details |` : null,
-      td ? `| text diff: judge P(target) at theta ${(td.thetas as number[]).join(' / ')} (${(td.rows as string[]).length} images) | ${(td.pTarget as number[]).map(f).join(' / ')} | moves toward the target text (qualitative, Fig. 5) |` : '| text diff | – | |',
-    ].filter((l) => l !== null).join('\n').replace(/\n{3,}/g, '\n\n');
-    const curve = g.map((r) => ({ mode: r.cell.kind === 'unclip' ? 'unCLIP (prior + decoder)' : 'decoder on text embedding (GLIDE stand-in)', scale: r.cell.scale, diversity: r.result.diversity as number, fd: r.result.fd as number, categoryRate: r.result.categoryRate as number, clipScore: r.result.clipScore as number }));
-    const json = { guidance: curve, variations: v ? { categoryAgreement: v.categoryAgreement, sourceAgreement: v.sourceAgreement, diversity: v.diversity, sources: v.sources, each: v.each } : null, textDiff: td ? { thetas: td.thetas, pTarget: td.pTarget } : null };
-    const files: Record<string, string | Uint8Array> = curve.length ? plotFiles({ guidance: guidancePlot(curve, s.perPrompt) }) : {};
-    const sheet = g.map((r) => ({ label: `${r.cell.kind === 'unclip' ? 'unclip' : 'text emb'} scale ${r.cell.scale}: first sample per category prompt`, png: r.result.samples as string }));
-    if (sheet.length) files['samples.png'] = stackRows(sheet, { title: 'UNCLIP VS DECODER ON TEXT EMBEDDING, BY DECODER SCALE' });
-    if (v) files['variations.png'] = stackRows((v.rows as string[]).map((png, i) => ({ label: `source ${i}, then ${v.each} variations`, png })), { title: 'UNCLIP VARIATIONS OF HELD-OUT EMOJI' });
+      v
+        ? `| variations: judged the source's category (${v.sources} held-out sources x ${v.each}, DDIM eta 1, scale 3) | ${f(v.categoryAgreement)} (sources themselves: ${f(v.sourceAgreement)}) | keep the semantics (qualitative, Fig. 3) |`
+        : '| variations | – | |',
+      v
+        ? `| variations: mean pairwise judge-LPIPS among a source's variations | ${f(v.diversity)} | vary non-essential details |`
+        : null,
+      td
+        ? `| text diff: judge P(target) at theta ${(td.thetas as number[]).join(' / ')} (${(td.rows as string[]).length} images) | ${(td.pTarget as number[]).map(f).join(' / ')} | moves toward the target text (qualitative, Fig. 5) |`
+        : '| text diff | – | |',
+    ]
+      .filter((l) => l !== null)
+      .join('\n')
+      .replace(/\n{3,}/g, '\n\n');
+    const curve = g.map((r) => ({
+      mode: r.cell.kind === 'unclip' ? 'unCLIP (prior + decoder)' : 'decoder on text embedding (GLIDE stand-in)',
+      scale: r.cell.scale,
+      diversity: r.result.diversity as number,
+      fd: r.result.fd as number,
+      categoryRate: r.result.categoryRate as number,
+      clipScore: r.result.clipScore as number,
+    }));
+    const json = {
+      guidance: curve,
+      variations: v
+        ? {
+            categoryAgreement: v.categoryAgreement,
+            sourceAgreement: v.sourceAgreement,
+            diversity: v.diversity,
+            sources: v.sources,
+            each: v.each,
+          }
+        : null,
+      textDiff: td ? { thetas: td.thetas, pTarget: td.pTarget } : null,
+    };
+    const files: Record<string, string | Uint8Array> = curve.length
+      ? plotFiles({ guidance: guidancePlot(curve, s.perPrompt) })
+      : {};
+    const sheet = g.map((r) => ({
+      label: `${r.cell.kind === 'unclip' ? 'unclip' : 'text emb'} scale ${r.cell.scale}: first sample per category prompt`,
+      png: r.result.samples as string,
+    }));
+    if (sheet.length)
+      files['samples.png'] = stackRows(sheet, { title: 'UNCLIP VS DECODER ON TEXT EMBEDDING, BY DECODER SCALE' });
+    if (v)
+      files['variations.png'] = stackRows(
+        (v.rows as string[]).map((png, i) => ({ label: `source ${i}, then ${v.each} variations`, png })),
+        { title: 'UNCLIP VARIATIONS OF HELD-OUT EMOJI' },
+      );
     const it = results.find((r) => r.cell.kind === 'interpolation')?.result;
-    if (it) files['interpolation.png'] = stackRows((it.rows as string[]).map((png, i) => ({ label: `a, slerp frames, b: ${(it.labels as string[])[i]}`, png })), { title: 'UNCLIP INTERPOLATIONS' });
-    if (td) files['textdiff.png'] = stackRows((td.rows as string[]).map((png, i) => ({ label: `input, theta ${(td.thetas as number[]).join(' ')}: ${(td.labels as string[])[i]}`, png })), { title: 'UNCLIP TEXT DIFFS' });
+    if (it)
+      files['interpolation.png'] = stackRows(
+        (it.rows as string[]).map((png, i) => ({ label: `a, slerp frames, b: ${(it.labels as string[])[i]}`, png })),
+        { title: 'UNCLIP INTERPOLATIONS' },
+      );
+    if (td)
+      files['textdiff.png'] = stackRows(
+        (td.rows as string[]).map((png, i) => ({
+          label: `input, theta ${(td.thetas as number[]).join(' ')}: ${(td.labels as string[])[i]}`,
+          png,
+        })),
+        { title: 'UNCLIP TEXT DIFFS' },
+      );
     return { table, json, files };
   },
 };
@@ -309,12 +453,21 @@ function guidancePlot(pts: { mode: string; scale: number; diversity: number; fd:
     height: 260,
     data: { values: pts },
     mark: { type: 'line', point: true },
-    encoding: { x: { field: 'scale', type: 'quantitative', title: 'decoder guidance scale' }, y: { field: y, type: 'quantitative', title, scale: { zero: false } }, color: { field: 'mode', type: 'nominal', title: null, legend: { orient: 'bottom' } } },
+    encoding: {
+      x: { field: 'scale', type: 'quantitative', title: 'decoder guidance scale' },
+      y: { field: y, type: 'quantitative', title, scale: { zero: false } },
+      color: { field: 'mode', type: 'nominal', title: null, legend: { orient: 'bottom' } },
+    },
   });
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: 'unCLIP: diversity and FD vs decoder guidance', subtitle: `9 category prompts x ${per} samples; judge features (stand-ins for LPIPS and Inception)` },
-    hconcat: [panel('diversity', 'diversity: mean pairwise judge-LPIPS'), panel('fd', 'FD to real emoji (judge features)')],
+    title: {
+      text: 'unCLIP: diversity and FD vs decoder guidance',
+      subtitle: `9 category prompts x ${per} samples; judge features (stand-ins for LPIPS and Inception)`,
+    },
+    hconcat: [
+      panel('diversity', 'diversity: mean pairwise judge-LPIPS'),
+      panel('fd', 'FD to real emoji (judge features)'),
+    ],
   } as PlotSpec;
 }
-

@@ -24,14 +24,26 @@ export interface EncoderGuidanceOptions {
   onX0?: boolean;
 }
 
-function encodeInput(encoder: ImageEncoder, x: tf.Tensor4D, t: tf.Tensor1D, ctx: GuidanceContext, onX0: boolean, features = false) {
+function encodeInput(
+  encoder: ImageEncoder,
+  x: tf.Tensor4D,
+  t: tf.Tensor1D,
+  ctx: GuidanceContext,
+  onX0: boolean,
+  features = false,
+) {
   return onX0 ? encoder.encodeImage(ctx.x0, { features }) : encoder.encodeImage(x, { t, features });
 }
 
 /**
  * cos(E_I(image), text) per sample: [N]. `text`: [D] or [1 or N, D] (not necessarily normalised).
  */
-export function clipTextScore(encoder: ImageEncoder, image: tf.Tensor4D, text: tf.Tensor, t?: tf.Tensor1D): tf.Tensor1D {
+export function clipTextScore(
+  encoder: ImageEncoder,
+  image: tf.Tensor4D,
+  text: tf.Tensor,
+  t?: tf.Tensor1D,
+): tf.Tensor1D {
   return tf.tidy(() => cosine(encoder.encodeImage(image, t ? { t } : {}).embedding, asRow(text)));
 }
 
@@ -40,7 +52,11 @@ export function clipTextScore(encoder: ImageEncoder, image: tf.Tensor4D, text: t
  * Default on x_t with the time-conditioned encoder; `onX0: true` for plain CLIP on predicted x0.
  * @param textEmbedding [D] or [1 or N, D]
  */
-export function clipText(encoder: ImageEncoder, textEmbedding: tf.Tensor, opts: EncoderGuidanceOptions = {}): GuidanceFn {
+export function clipText(
+  encoder: ImageEncoder,
+  textEmbedding: tf.Tensor,
+  opts: EncoderGuidanceOptions = {},
+): GuidanceFn {
   const onX0 = opts.onX0 ?? false;
   return (x, t, ctx) =>
     tf.tidy(() => tf.sum(cosine(encodeInput(encoder, x, t, ctx, onX0).embedding, asRow(textEmbedding))) as tf.Scalar);
@@ -52,7 +68,11 @@ export function clipText(encoder: ImageEncoder, textEmbedding: tf.Tensor, opts: 
  * t. With `onX0`, cosine between E(x0) and E(reference).
  * @param reference [1 or N, H, W, 3] in [-1, 1]
  */
-export function imageContent(encoder: ImageEncoder, reference: tf.Tensor4D, opts: EncoderGuidanceOptions = {}): GuidanceFn {
+export function imageContent(
+  encoder: ImageEncoder,
+  reference: tf.Tensor4D,
+  opts: EncoderGuidanceOptions = {},
+): GuidanceFn {
   const onX0 = opts.onX0 ?? false;
   return (x, t, ctx) =>
     tf.tidy(() => {
@@ -89,9 +109,11 @@ export interface StyleOptions extends EncoderGuidanceOptions {
 export function styleScore(featsA: tf.Tensor[], featsB: tf.Tensor[], layers?: number[], gramScale = 1e10): tf.Tensor1D {
   return tf.tidy(() => {
     const use = layers ?? featsA.map((_, i) => i);
-    if (use.length === 0) throw new Error('imageStyle: the encoder returned no features; it must support encodeImage(x, {features: true})');
+    if (use.length === 0)
+      throw new Error('imageStyle: the encoder returned no features; it must support encodeImage(x, {features: true})');
     const per = use.map((l) => {
-      if (!featsA[l] || !featsB[l]) throw new Error(`imageStyle: feature layer ${l} missing (encoder gave ${featsA.length})`);
+      if (!featsA[l] || !featsB[l])
+        throw new Error(`imageStyle: feature layer ${l} missing (encoder gave ${featsA.length})`);
       const ga = gramMatrix(featsA[l]);
       const gb = gramMatrix(featsB[l]);
       return tf.mean(tf.square(ga.sub(gb)), [1, 2]);
@@ -142,7 +164,12 @@ export const PROMPT_TEMPLATES: readonly string[] = [
  * DiffusionCLIP's text direction: mean over templates of (normalised E_T(target) - normalised
  * E_T(source)), normalised. Returns [1, D].
  */
-export function textDirection(textEncoder: TextEncoder, source: string, target: string, templates: readonly string[] = PROMPT_TEMPLATES): tf.Tensor2D {
+export function textDirection(
+  textEncoder: TextEncoder,
+  source: string,
+  target: string,
+  templates: readonly string[] = PROMPT_TEMPLATES,
+): tf.Tensor2D {
   return tf.tidy(() => {
     const fill = (s: string) => templates.map((tp) => tp.replace('{}', s));
     const es = l2normalize(textEncoder.encodeText(fill(source)));
@@ -156,7 +183,12 @@ export function textDirection(textEncoder: TextEncoder, source: string, target: 
  * loss), with image embeddings normalised before the difference and the difference normalised with
  * +1e-7, as in DiffusionCLIP. x: [N, H, W, 3]; src: [1 or N, H, W, 3]; direction [1, D]. Returns [N].
  */
-export function directionalScore(encoder: ImageEncoder, x: tf.Tensor4D, src: tf.Tensor4D, direction: tf.Tensor2D): tf.Tensor1D {
+export function directionalScore(
+  encoder: ImageEncoder,
+  x: tf.Tensor4D,
+  src: tf.Tensor4D,
+  direction: tf.Tensor2D,
+): tf.Tensor1D {
   return tf.tidy(() => {
     const ex = l2normalize(encoder.encodeImage(x).embedding);
     const es = l2normalize(encoder.encodeImage(src).embedding); // constant: no path to x
@@ -181,7 +213,11 @@ export interface DirectionalOptions {
  * The direction is computed once (when texts are given) and owned by the returned function
  * (`.dispose()` frees it).
  */
-export function directionalClip(encoder: ImageEncoder, srcImage: tf.Tensor4D, opts: DirectionalOptions): GuidanceFn & { dispose(): void } {
+export function directionalClip(
+  encoder: ImageEncoder,
+  srcImage: tf.Tensor4D,
+  opts: DirectionalOptions,
+): GuidanceFn & { dispose(): void } {
   let dir = opts.direction;
   let owned = false;
   if (!dir) {
@@ -194,7 +230,9 @@ export function directionalClip(encoder: ImageEncoder, srcImage: tf.Tensor4D, op
   const d = dir;
   const onX0 = opts.onX0 ?? true;
   const fn = ((x: tf.Tensor4D, _t: tf.Tensor1D, ctx: GuidanceContext) =>
-    tf.tidy(() => tf.sum(directionalScore(encoder, onX0 ? ctx.x0 : x, srcImage, d)) as tf.Scalar)) as GuidanceFn & { dispose(): void };
+    tf.tidy(() => tf.sum(directionalScore(encoder, onX0 ? ctx.x0 : x, srcImage, d)) as tf.Scalar)) as GuidanceFn & {
+    dispose(): void;
+  };
   fn.dispose = () => {
     if (owned) d.dispose();
   };

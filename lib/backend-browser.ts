@@ -28,9 +28,14 @@ export interface BrowserBackendInfo {
  * Start a backend. `wasmPath`: the URL prefix of the folder holding tfjs-backend-wasm's `.wasm` files
  * (copied next to the bundle; default `./`).
  */
-export async function initBrowserBackend(opts: { backend?: BrowserBackendName | 'auto'; wasmPath?: string } = {}): Promise<BrowserBackendInfo> {
+export async function initBrowserBackend(
+  opts: { backend?: BrowserBackendName | 'auto'; wasmPath?: string } = {},
+): Promise<BrowserBackendInfo> {
   const want = opts.backend ?? 'auto';
-  const order: BrowserBackendName[] = want === 'auto' ? ['wasm', 'webgl', 'cpu'] : [want, ...(['wasm', 'cpu'] as BrowserBackendName[]).filter((b) => b !== want)];
+  const order: BrowserBackendName[] =
+    want === 'auto'
+      ? ['wasm', 'webgl', 'cpu']
+      : [want, ...(['wasm', 'cpu'] as BrowserBackendName[]).filter((b) => b !== want)];
   const skipped: BrowserBackendInfo['skipped'] = [];
   for (const name of order) {
     try {
@@ -48,7 +53,7 @@ export async function initBrowserBackend(opts: { backend?: BrowserBackendName | 
       let threads = 1;
       let ours = false;
       if (name === 'wasm') {
-        simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT') as boolean;
+        simd = (await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) as boolean;
         const wasm = await import('@tensorflow/tfjs-backend-wasm');
         threads = wasm.getThreadsCount();
         ours = (await loadSimdKernels(tf.backend() as unknown as WasmBackend)) !== null;

@@ -95,8 +95,15 @@ function vulkanLoaderFound(): boolean {
   if (process.platform !== 'linux') return true; // Dawn uses Metal / D3D12 there
   const dirs = [
     ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
-    '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/lib/x86_64-linux-gnu', '/lib/aarch64-linux-gnu',
-    '/usr/lib64', '/lib64', '/usr/lib', '/lib', '/usr/local/lib',
+    '/usr/lib/x86_64-linux-gnu',
+    '/usr/lib/aarch64-linux-gnu',
+    '/lib/x86_64-linux-gnu',
+    '/lib/aarch64-linux-gnu',
+    '/usr/lib64',
+    '/lib64',
+    '/usr/lib',
+    '/lib',
+    '/usr/local/lib',
   ];
   return dirs.some((d) => existsSync(`${d}/libvulkan.so.1`));
 }
@@ -125,9 +132,15 @@ export function defaultWasmThreads(cpus: number, load: number): { threads: numbe
   const idle = Math.round(cpus - Math.max(0, load));
   const threads = Math.max(1, Math.min(DEFAULT_MAX_WASM_THREADS, cpus, idle));
   if (threads === 1) {
-    return { threads, why: `machine busy: load ${load.toFixed(1)} on ${cpus} CPUs, threads would only contend; DIFFGUIDE_WASM_THREADS=2 forces them` };
+    return {
+      threads,
+      why: `machine busy: load ${load.toFixed(1)} on ${cpus} CPUs, threads would only contend; DIFFGUIDE_WASM_THREADS=2 forces them`,
+    };
   }
-  return { threads, why: `default: idle CPUs (${cpus} CPUs, load ${load.toFixed(1)}), at most ${DEFAULT_MAX_WASM_THREADS}` };
+  return {
+    threads,
+    why: `default: idle CPUs (${cpus} CPUs, load ${load.toFixed(1)}), at most ${DEFAULT_MAX_WASM_THREADS}`,
+  };
 }
 
 /**
@@ -142,11 +155,15 @@ export function wasmThreadsRequest(option?: number, from?: string): { threads: n
   if (option !== undefined) {
     n = option;
     why = from ?? `initBackend({threads: ${option}})`;
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${from ? from.split(' ')[0] : 'threads'} must be a positive integer, got ${option}`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new Error(`${from ? from.split(' ')[0] : 'threads'} must be a positive integer, got ${option}`);
   } else if (env !== undefined && env !== '') {
     n = Number(env);
     why = `DIFFGUIDE_WASM_THREADS=${env}`;
-    if (!Number.isInteger(n) || n < 1) throw new Error(`DIFFGUIDE_WASM_THREADS=${env} is not a positive integer; use 1 for single-threaded wasm, 2..${MAX_WASM_THREADS} for threads`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new Error(
+        `DIFFGUIDE_WASM_THREADS=${env} is not a positive integer; use 1 for single-threaded wasm, 2..${MAX_WASM_THREADS} for threads`,
+      );
   } else {
     ({ threads: n, why } = defaultWasmThreads(availableCpus(), os.loadavg()[0]));
   }
@@ -167,7 +184,10 @@ let threadsDetail = '';
  * call Emscripten's exit(), the only thing those handlers exist for.
  */
 async function withoutEmscriptenHandlers<T>(init: () => Promise<T>): Promise<T> {
-  const listeners = () => [...process.listeners('uncaughtException'), ...process.listeners('unhandledRejection')] as ((...a: unknown[]) => void)[];
+  const listeners = () =>
+    [...process.listeners('uncaughtException'), ...process.listeners('unhandledRejection')] as ((
+      ...a: unknown[]
+    ) => void)[];
   const before = new Set(listeners());
   try {
     return await init();
@@ -184,14 +204,20 @@ async function tryWasm(threads: number | undefined, verbose: boolean, from?: str
   return withoutEmscriptenHandlers(() => startWasm(threads, verbose, from));
 }
 
-async function startWasm(threads: number | undefined, verbose: boolean, from?: string): Promise<Record<string, string>> {
+async function startWasm(
+  threads: number | undefined,
+  verbose: boolean,
+  from?: string,
+): Promise<Record<string, string>> {
   await import('@tensorflow/tfjs-backend-wasm');
   const req = wasmThreadsRequest(threads, from);
   const details: Record<string, string> = {};
   const optOut = 'DIFFGUIDE_WASM_THREADS=1 or --threads 1 for one';
   if (wasmThreadsEnabled()) {
-    details.threads = req.threads > 1 && threadsDetail ? threadsDetail
-      : `${wasmThreadsEnabled()}, threaded wasm build (started earlier in this process; ${req.why} cannot undo that)`;
+    details.threads =
+      req.threads > 1 && threadsDetail
+        ? threadsDetail
+        : `${wasmThreadsEnabled()}, threaded wasm build (started earlier in this process; ${req.why} cannot undo that)`;
   } else if (req.threads > 1) {
     try {
       const n = await enableWasmThreads(req.threads);
@@ -211,10 +237,14 @@ async function startWasm(threads: number | undefined, verbose: boolean, from?: s
 
 async function start(name: BackendName, opts: InitBackendOptions): Promise<Record<string, string>> {
   switch (name) {
-    case 'tensorflow-gpu': return tryTensorflow(true);
-    case 'tensorflow': return tryTensorflow(false);
-    case 'webgpu': return tryWebgpu(opts.allowSoftwareWebgpu ?? opts.backend === 'webgpu');
-    case 'wasm': return tryWasm(opts.threads, opts.verbose ?? true, opts.threadsFrom);
+    case 'tensorflow-gpu':
+      return tryTensorflow(true);
+    case 'tensorflow':
+      return tryTensorflow(false);
+    case 'webgpu':
+      return tryWebgpu(opts.allowSoftwareWebgpu ?? opts.backend === 'webgpu');
+    case 'wasm':
+      return tryWasm(opts.threads, opts.verbose ?? true, opts.threadsFrom);
     case 'cpu': {
       if (!(await tf.setBackend('cpu'))) throw new Error('cpu backend did not start');
       return {};
@@ -232,7 +262,9 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<Backen
   let chosenBy: BackendInfo['chosenBy'] = 'auto';
   if (opts.backend) {
     if (opts.backend !== 'auto' && !isBackendName(opts.backend)) {
-      throw new Error(`backend '${opts.backend as string}' is not a backend; use one of: auto, ${BACKEND_ORDER.join(', ')}`);
+      throw new Error(
+        `backend '${opts.backend as string}' is not a backend; use one of: auto, ${BACKEND_ORDER.join(', ')}`,
+      );
     }
     requested = opts.backend;
     chosenBy = opts.backend === 'auto' ? 'auto' : 'option';
@@ -247,7 +279,8 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<Backen
   const current = state.current;
   if (current && !opts.backend && !env) return current;
   if (current && (requested === 'auto' ? chosenBy === current.chosenBy : requested === current.name)) return current;
-  const candidates = requested === 'auto' ? BACKEND_ORDER : [requested, ...BACKEND_ORDER.slice(BACKEND_ORDER.indexOf(requested) + 1)];
+  const candidates =
+    requested === 'auto' ? BACKEND_ORDER : [requested, ...BACKEND_ORDER.slice(BACKEND_ORDER.indexOf(requested) + 1)];
   const skipped: BackendInfo['skipped'] = [];
   const verbose = opts.verbose ?? process.env.DIFFGUIDE_QUIET !== '1';
   if (candidates.includes('wasm')) wasmThreadsRequest(opts.threads, opts.threadsFrom); // a bad threads value is an error, not a fallback
@@ -266,18 +299,24 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<Backen
       const chosen: BackendInfo = { name, tfBackend, chosenBy, skipped, threads, simd, details };
       state.current = chosen;
       if (verbose) {
-        const why = name !== requested && requested !== 'auto' ? ` (requested ${requested} failed: ${skipped[0]?.reason})` : '';
-        const threadWhy = tfBackend === 'wasm' && threads === 1 && details.threads ? ` ${details.threads.replace(/^1,? ?/, '')}` : '';
-        process.stderr.write(`diffguide: backend ${name}${simd ? ' (SIMD)' : ''}, ${threads} thread${threads === 1 ? '' : 's'}${threadWhy}${why}\n`);
+        const why =
+          name !== requested && requested !== 'auto' ? ` (requested ${requested} failed: ${skipped[0]?.reason})` : '';
+        const threadWhy =
+          tfBackend === 'wasm' && threads === 1 && details.threads ? ` ${details.threads.replace(/^1,? ?/, '')}` : '';
+        process.stderr.write(
+          `diffguide: backend ${name}${simd ? ' (SIMD)' : ''}, ${threads} thread${threads === 1 ? '' : 's'}${threadWhy}${why}\n`,
+        );
       }
       return chosen;
     } catch (e) {
       const reason = e instanceof Error ? e.message.split('\n')[0] : String(e);
-      const quietSkip = requested === 'auto' && (
-        ((name === 'tensorflow-gpu' || name === 'tensorflow') && /Cannot find (module|package)/.test(reason)) ||
-        (name === 'webgpu' && reason === NO_VULKAN));
+      const quietSkip =
+        requested === 'auto' &&
+        (((name === 'tensorflow-gpu' || name === 'tensorflow') && /Cannot find (module|package)/.test(reason)) ||
+          (name === 'webgpu' && reason === NO_VULKAN));
       skipped.push({ name, reason: quietSkip && name !== 'webgpu' ? 'not installed' : reason });
-      if (verbose && !quietSkip) process.stderr.write(`diffguide: backend ${name} unavailable: ${reason}; falling back\n`);
+      if (verbose && !quietSkip)
+        process.stderr.write(`diffguide: backend ${name} unavailable: ${reason}; falling back\n`);
     }
   }
   throw new Error(`no tfjs backend could start: ${skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')}`);

@@ -8,7 +8,10 @@
 /** A bad option value (the CLI exits with status 2 and points at --help). */
 export class OptionError extends RangeError {
   override name = 'OptionError';
-  constructor(readonly option: string, message: string) {
+  constructor(
+    readonly option: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -28,7 +31,11 @@ export interface Range {
 export const ETA_RANGE: Range = { min: 0, max: 1, why: '0 = deterministic DDIM, 1 = DDPM-like noise' };
 
 /** A noise level as a fraction of the schedule (SDEdit's, DiffusionCLIP's and inversion's t0). */
-export const T0_RANGE: Range = { above: 0, max: 1, why: 'a fraction of the schedule: small = faithful, large = realistic' };
+export const T0_RANGE: Range = {
+  above: 0,
+  max: 1,
+  why: 'a fraction of the schedule: small = faithful, large = realistic',
+};
 
 /** Seeds are 32-bit: every integer in [0, 2^32) is a distinct seed, anything else is refused. */
 export const SEED_MAX = 2 ** 32 - 1;
@@ -48,7 +55,9 @@ function fail(option: string, value: unknown, r: Range, integer: boolean): never
 }
 
 function inRange(v: number, r: Range): boolean {
-  return (r.min === undefined || v >= r.min) && (r.max === undefined || v <= r.max) && (r.above === undefined || v > r.above);
+  return (
+    (r.min === undefined || v >= r.min) && (r.max === undefined || v <= r.max) && (r.above === undefined || v > r.above)
+  );
 }
 
 /** `v` if it is a finite number in `range`; else an OptionError. `shown` is what the user wrote (default v). */

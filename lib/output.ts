@@ -114,7 +114,8 @@ export function checkWritableDir(dir: string, label = `output folder ${dir}`): s
   try {
     writeFileSync(probe, '', { flag: 'wx' });
   } catch (e) {
-    const where = base === abs ? `cannot write into ${abs}` : `cannot create ${abs}: ${base} does not accept new entries`;
+    const where =
+      base === abs ? `cannot write into ${abs}` : `cannot create ${abs}: ${base} does not accept new entries`;
     throw new OutputError(`${label}: ${where} (${code(e)}); choose a folder you can write to`);
   }
   unlinkSync(probe);

@@ -20,9 +20,11 @@ export function xorshiftUniform(n: number, seed: number): Float32Array {
   const out = new Float32Array(n);
   let s = seed >>> 0 || 1;
   for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
     s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
+    s ^= s << 5;
+    s >>>= 0;
     out[i] = (s / 4294967296) * 2 - 1;
   }
   return out;
@@ -44,7 +46,7 @@ export class Rng {
   }
   /** Uniform [lo, hi) tensor of `shape`. */
   uniform<R extends tf.Rank>(shape: number[], lo = 0, hi = 1): tf.Tensor<R> {
-    return tf.randomUniform(shape as never, lo, hi, "float32", this.nextSeed()) as unknown as tf.Tensor<R>;
+    return tf.randomUniform(shape as never, lo, hi, 'float32', this.nextSeed()) as unknown as tf.Tensor<R>;
   }
   /** A JS float in [0, 1) (mulberry32 on a derived seed). */
   float(): number {

@@ -125,7 +125,11 @@ function unaryProgram(shape: number[], name: string, lib: string, call: string):
 function unaryKernel(name: string, lib: string, call: string): tf.KernelFunc {
   return ({ inputs, backend }) => {
     const x = (inputs as { x: tf.TensorInfo }).x;
-    return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(unaryProgram(x.shape, name, lib, call), [x], 'float32');
+    return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(
+      unaryProgram(x.shape, name, lib, call),
+      [x],
+      'float32',
+    );
   };
 }
 

@@ -61,7 +61,12 @@ function hookDawnCallbacks(): Set<Callback> {
   const pending = new Set<Callback>();
   const real = globalThis.setImmediate;
   const wrapped = function setImmediate(fn: unknown, ...args: unknown[]) {
-    if (typeof fn === 'function' && args.length === 0 && fn.name === '' && Function.prototype.toString.call(fn).includes('[native code]')) {
+    if (
+      typeof fn === 'function' &&
+      args.length === 0 &&
+      fn.name === '' &&
+      Function.prototype.toString.call(fn).includes('[native code]')
+    ) {
       const cb = fn as Callback;
       pending.add(cb);
       return real(() => {
@@ -86,14 +91,19 @@ function waitMappedSync(buffer: GPUBuffer, done: () => boolean): void {
   const pending = (globalThis as Hooked)[HOOK];
   while (!done()) {
     if (!pending || pending.size === 0) {
-      throw new Error('webgpu synchronous read: Dawn has no event callback queued through diffguide\'s hook (the `webgpu` package was started before initBackend); use `await tensor.data()` or start webgpu through initBackend');
+      throw new Error(
+        "webgpu synchronous read: Dawn has no event callback queued through diffguide's hook (the `webgpu` package was started before initBackend); use `await tensor.data()` or start webgpu through initBackend",
+      );
     }
     const now = [...pending];
     pending.clear();
     for (const cb of now) cb();
     if (!done()) Atomics.wait(sleeper, 0, 0, 0.1);
   }
-  if (buffer.mapState !== 'mapped') throw new Error(`webgpu synchronous read: mapping the staging buffer failed (mapState ${buffer.mapState}; device lost?)`);
+  if (buffer.mapState !== 'mapped')
+    throw new Error(
+      `webgpu synchronous read: mapping the staging buffer failed (mapState ${buffer.mapState}; device lost?)`,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -102,7 +112,16 @@ function waitMappedSync(buffer: GPUBuffer, done: () => boolean): void {
 /** The parts of tfjs-backend-webgpu's WebGPUBackend that the synchronous read uses. */
 interface WebGPUBackendLike {
   device: GPUDevice;
-  tensorMap: { get(dataId: object): { values: tf.backend_util.BackendValues | null; dtype: tf.DataType; resource: GPUBuffer; complexTensorInfos?: unknown } | undefined };
+  tensorMap: {
+    get(dataId: object):
+      | {
+          values: tf.backend_util.BackendValues | null;
+          dtype: tf.DataType;
+          resource: GPUBuffer;
+          complexTensorInfos?: unknown;
+        }
+      | undefined;
+  };
   bufferManager: { acquireBuffer(size: number, usage: number): GPUBuffer; releaseBuffer(b: GPUBuffer): void };
   commandEncoder: GPUCommandEncoder | null;
   ensureCommandEncoderReady(): void;
@@ -123,7 +142,14 @@ function readBufferSync(b: WebGPUBackendLike, buffer: GPUBuffer): ArrayBuffer {
   b.commandEncoder!.copyBufferToBuffer(buffer, 0, staging, 0, size);
   b.submitQueue();
   let settled = false;
-  staging.mapAsync(GPUMapMode.READ).then(() => { settled = true; }, () => { settled = true; });
+  staging.mapAsync(GPUMapMode.READ).then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
   waitMappedSync(staging, () => settled || staging.mapState !== 'pending');
   const values = staging.getMappedRange().slice(0);
   staging.unmap();
@@ -159,8 +185,12 @@ interface WebgpuModule {
 
 function describeAdapter(adapter: GPUAdapter): { desc: string; software: boolean } {
   const info = (adapter as unknown as { info?: GPUAdapterInfo & { isFallbackAdapter?: boolean } }).info;
-  const desc = info ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ').trim() || 'unknown' : 'unknown';
-  const fallback = info?.isFallbackAdapter === true || (adapter as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
+  const desc = info
+    ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ').trim() || 'unknown'
+    : 'unknown';
+  const fallback =
+    info?.isFallbackAdapter === true ||
+    (adapter as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
   return { desc, software: fallback || /llvmpipe|lavapipe|swiftshader|\bcpu\b/i.test(desc) };
 }
 
@@ -178,12 +208,17 @@ export async function startWebgpu(allowSoftware: boolean): Promise<Record<string
   const webgpu = (await import('webgpu' as string)) as WebgpuModule;
   Object.assign(globalThis, webgpu.globals);
   const userDrivers = process.env.VK_ICD_FILENAMES || process.env.VK_DRIVER_FILES;
-  let driver = userDrivers ? `Vulkan drivers from ${process.env.VK_ICD_FILENAMES ? 'VK_ICD_FILENAMES' : 'VK_DRIVER_FILES'}=${userDrivers} (set by the user)` : 'the system\'s drivers';
+  let driver = userDrivers
+    ? `Vulkan drivers from ${process.env.VK_ICD_FILENAMES ? 'VK_ICD_FILENAMES' : 'VK_DRIVER_FILES'}=${userDrivers} (set by the user)`
+    : "the system's drivers";
   let gpu = webgpu.create([]);
   let adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   const icd = findSwiftShaderIcd();
   if (!adapter && !userDrivers && icd) {
-    if (!allowSoftware) throw new Error(`no hardware WebGPU adapter (SwiftShader's software Vulkan at ${icd} would run: --backend webgpu; wasm is faster on CPU)`);
+    if (!allowSoftware)
+      throw new Error(
+        `no hardware WebGPU adapter (SwiftShader's software Vulkan at ${icd} would run: --backend webgpu; wasm is faster on CPU)`,
+      );
     process.env.VK_ICD_FILENAMES = icd; // read by the Vulkan loader when the next Dawn instance starts
     gpu = webgpu.create([]);
     adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
@@ -194,7 +229,9 @@ export async function startWebgpu(allowSoftware: boolean): Promise<Record<string
     driver = `SwiftShader (software Vulkan, ${icd}; VK_ICD_FILENAMES set by diffguide: no hardware adapter)`;
   }
   if (!adapter) {
-    throw new Error(`no WebGPU adapter (the system's Vulkan drivers give none Dawn accepts; for a GPU install its vendor's Vulkan driver, for software Vulkan: ${SOFTWARE_VULKAN_HINT})`);
+    throw new Error(
+      `no WebGPU adapter (the system's Vulkan drivers give none Dawn accepts; for a GPU install its vendor's Vulkan driver, for software Vulkan: ${SOFTWARE_VULKAN_HINT})`,
+    );
   }
   const { desc, software } = describeAdapter(adapter);
   if (software && !allowSoftware) throw new Error(`only a software adapter (${desc}); wasm is faster on CPU`);

@@ -69,7 +69,8 @@ export function emoji(...names: string[]): tf.Tensor4D {
   const ds = Dataset.load(testSubsetPath(packageRoot()));
   const idx = names.map((name) => {
     const code = SHOWCASE_EMOJI[name];
-    if (code === undefined) throw new Error(`'${name}' is not a showcase emoji; use one of: ${Object.keys(SHOWCASE_EMOJI).join(', ')}`);
+    if (code === undefined)
+      throw new Error(`'${name}' is not a showcase emoji; use one of: ${Object.keys(SHOWCASE_EMOJI).join(', ')}`);
     const i = ds.items.findIndex((it) => it.group === code && it.vendor === 'google');
     return i >= 0 ? i : ds.items.findIndex((it) => it.group === code);
   });

@@ -35,7 +35,11 @@ export interface AnalyticNetOptions {
  * @param base the schedule whose original timesteps the net receives (`modelT` values; rescaled
  *   timesteps are mapped back when base.rescaleTimesteps)
  */
-export function gaussianMixtureNet(base: Schedule, components: GaussianComponent[], opts: AnalyticNetOptions = {}): NetFn {
+export function gaussianMixtureNet(
+  base: Schedule,
+  components: GaussianComponent[],
+  opts: AnalyticNetOptions = {},
+): NetFn {
   if (components.length === 0) throw new Error('gaussianMixtureNet: need at least one component');
   const totalW = components.reduce((a, c) => a + (c.weight ?? 1), 0);
   const abarByT = new Map<number, number>();
@@ -47,7 +51,9 @@ export function gaussianMixtureNet(base: Schedule, components: GaussianComponent
     tf.tidy(() => {
       const [n, h, w, c] = x.shape;
       const d = h * w * c;
-      const tv = Array.from(t.dataSync(), (v) => Math.round(base.rescaleTimesteps ? (v * base.originalLength) / 1000 : v));
+      const tv = Array.from(t.dataSync(), (v) =>
+        Math.round(base.rescaleTimesteps ? (v * base.originalLength) / 1000 : v),
+      );
       const abars = tv.map((tt) => {
         const a = abarByT.get(tt);
         if (a === undefined) throw new Error(`gaussianMixtureNet: timestep ${tt} not in the base schedule`);
@@ -56,15 +62,22 @@ export function gaussianMixtureNet(base: Schedule, components: GaussianComponent
       const ab = tf.tensor4d(abars, [n, 1, 1, 1]);
       const sab = tf.sqrt(ab);
       const s1 = tf.sqrt(tf.scalar(1).sub(ab));
-      const meanOf = (m: number | number[]) => (typeof m === 'number' ? tf.fill([1, 1, 1, c], m) : tf.tensor4d(m, [1, 1, 1, c]));
+      const meanOf = (m: number | number[]) =>
+        typeof m === 'number' ? tf.fill([1, 1, 1, c], m) : tf.tensor4d(m, [1, 1, 1, c]);
       const terms = components.map((comp) => {
         const varT = ab.mul(comp.std * comp.std).add(tf.scalar(1).sub(ab)); // [n,1,1,1]
         const diff = x.sub(sab.mul(meanOf(comp.mean))); // [n,h,w,c]
         const sq = tf.sum(tf.square(diff), [1, 2, 3], true); // [n,1,1,1]
-        const logp = sq.div(varT.mul(-2)).sub(tf.log(varT).mul(d / 2)).add(Math.log((comp.weight ?? 1) / totalW));
+        const logp = sq
+          .div(varT.mul(-2))
+          .sub(tf.log(varT).mul(d / 2))
+          .add(Math.log((comp.weight ?? 1) / totalW));
         return { logp, eps: diff.div(varT) };
       });
-      const logps = tf.concat(terms.map((tt) => tt.logp.reshape([n, 1])), 1); // [n, K]
+      const logps = tf.concat(
+        terms.map((tt) => tt.logp.reshape([n, 1])),
+        1,
+      ); // [n, K]
       const r = tf.softmax(logps, 1);
       let eps = tf.zerosLike(x) as tf.Tensor4D;
       terms.forEach((tt, k) => {
@@ -88,7 +101,12 @@ export function gaussianMixtureNet(base: Schedule, components: GaussianComponent
         const maxLog = Math.log(lr.betas[i]);
         return maxLog === minLog ? 0 : (Math.log(opt) - minLog) / (maxLog - minLog);
       });
-      const vchan = tf.tensor4d(frac.map((f) => 2 * f - 1), [n, 1, 1, 1]).mul(tf.onesLike(x));
+      const vchan = tf
+        .tensor4d(
+          frac.map((f) => 2 * f - 1),
+          [n, 1, 1, 1],
+        )
+        .mul(tf.onesLike(x));
       return tf.concat([out, vchan], 3) as tf.Tensor4D;
     });
 }

@@ -19,8 +19,12 @@ function matchBatch(u: Cond, c: Cond | undefined): Cond {
 }
 
 function concatCond(a: Cond | undefined, b: Cond | undefined): Cond | undefined | null {
-  const ka = Object.keys(a ?? {}).filter((k) => (a as Record<string, unknown>)[k] !== undefined).sort();
-  const kb = Object.keys(b ?? {}).filter((k) => (b as Record<string, unknown>)[k] !== undefined).sort();
+  const ka = Object.keys(a ?? {})
+    .filter((k) => (a as Record<string, unknown>)[k] !== undefined)
+    .sort();
+  const kb = Object.keys(b ?? {})
+    .filter((k) => (b as Record<string, unknown>)[k] !== undefined)
+    .sort();
   if (ka.join() !== kb.join()) return null; // cannot batch: different keys
   if (ka.length === 0) return undefined;
   const out: Record<string, tf.Tensor> = {};
@@ -74,7 +78,8 @@ export function classifierFree(net: NetFn, opts: ClassifierFreeOptions): NetFn {
 
 /** Weighted sum of several nets' raw outputs (weights normalised to sum 1). */
 export function blendNets(nets: NetFn[], weights: number[]): NetFn {
-  if (nets.length === 0 || nets.length !== weights.length) throw new Error(`blendNets: ${nets.length} nets and ${weights.length} weights`);
+  if (nets.length === 0 || nets.length !== weights.length)
+    throw new Error(`blendNets: ${nets.length} nets and ${weights.length} weights`);
   const total = weights.reduce((a, b) => a + b, 0);
   if (!(Math.abs(total) > 0)) throw new Error('blendNets: weights sum to 0');
   const w = weights.map((v) => v / total);
@@ -113,7 +118,9 @@ export interface TimeSegment {
  * batch must share one timestep (read from t[0]).
  */
 export function mixByTime(segments: TimeSegment[]): NetFn {
-  const segs = [...segments].sort((a, b) => b.minT - a.minT).map((s) => ({ minT: s.minT, net: blendNets(s.nets, s.weights) }));
+  const segs = [...segments]
+    .sort((a, b) => b.minT - a.minT)
+    .map((s) => ({ minT: s.minT, net: blendNets(s.nets, s.weights) }));
   return (x, t, cond) => {
     const t0 = t.dataSync()[0];
     const seg = segs.find((s) => t0 >= s.minT);

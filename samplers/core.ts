@@ -6,7 +6,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../lib/random.js';
 import type { GuidanceContext, GuidanceFn } from '../guidance/types.js';
-import { DiffusionModel, timestepTensor, x0FromEps, type Cond, type Parameterization, type Prediction } from './model.js';
+import {
+  DiffusionModel,
+  timestepTensor,
+  x0FromEps,
+  type Cond,
+  type Parameterization,
+  type Prediction,
+} from './model.js';
 import type { Schedule } from './schedule.js';
 
 /** What a per-step callback sees. Tensors are disposed after the callback returns: clone to keep. */
@@ -118,20 +125,34 @@ function randomSeed(): number {
  * (per sample): eps -> noise; x0 -> x0; v -> sqrt(abar) noise - sqrt(1 - abar) x0 (Salimans & Ho
  * 2022; well conditioned at every noise level, where eps-prediction's x0 estimate is not at the top).
  */
-export function diffusionTarget(prediction: Parameterization, x0: tf.Tensor4D, schedule: Schedule, index: ArrayLike<number>, noise: tf.Tensor4D): tf.Tensor4D {
+export function diffusionTarget(
+  prediction: Parameterization,
+  x0: tf.Tensor4D,
+  schedule: Schedule,
+  index: ArrayLike<number>,
+  noise: tf.Tensor4D,
+): tf.Tensor4D {
   if (prediction === 'eps') return noise;
   if (prediction === 'x0') return x0;
   return tf.tidy(() => {
     const a = Array.from(index, (i) => schedule.alphaBar(i));
     const n = a.length;
     const sa = tf.tensor4d(a.map(Math.sqrt), [n, 1, 1, 1]);
-    const s1 = tf.tensor4d(a.map((v) => Math.sqrt(1 - v)), [n, 1, 1, 1]);
+    const s1 = tf.tensor4d(
+      a.map((v) => Math.sqrt(1 - v)),
+      [n, 1, 1, 1],
+    );
     return noise.mul(sa).sub(x0.mul(s1)) as tf.Tensor4D;
   });
 }
 
 /** x0 noised to level `index` with given noise: sqrt(abar) x0 + sqrt(1 - abar) noise (index -1: x0). */
-export function qSample(x0: tf.Tensor4D, schedule: Schedule, index: number | ArrayLike<number>, noise: tf.Tensor4D): tf.Tensor4D {
+export function qSample(
+  x0: tf.Tensor4D,
+  schedule: Schedule,
+  index: number | ArrayLike<number>,
+  noise: tf.Tensor4D,
+): tf.Tensor4D {
   return tf.tidy(() => {
     if (typeof index === 'number') {
       const a = schedule.alphaBar(index);
@@ -141,7 +162,10 @@ export function qSample(x0: tf.Tensor4D, schedule: Schedule, index: number | Arr
     const a = Array.from(index, (i) => schedule.alphaBar(i));
     if (a.length !== n) throw new Error(`qSample: ${a.length} indices for batch ${n}`);
     const sa = tf.tensor4d(a.map(Math.sqrt), [n, 1, 1, 1]);
-    const s1 = tf.tensor4d(a.map((v) => Math.sqrt(1 - v)), [n, 1, 1, 1]);
+    const s1 = tf.tensor4d(
+      a.map((v) => Math.sqrt(1 - v)),
+      [n, 1, 1, 1],
+    );
     return x0.mul(sa).add(noise.mul(s1)) as tf.Tensor4D;
   });
 }
@@ -161,7 +185,9 @@ export function assertFinite(x: tf.Tensor, what: string): void {
   const v = bad.dataSync()[0];
   bad.dispose();
   if (v) {
-    throw new Error(`${what}: NaN or Inf in x; the model diverged (try clipDenoised: true, a smaller guidanceScale, clipGradNorm, or check the weights and schedule)`);
+    throw new Error(
+      `${what}: NaN or Inf in x; the model diverged (try clipDenoised: true, a smaller guidanceScale, clipGradNorm, or check the weights and schedule)`,
+    );
   }
 }
 
@@ -178,7 +204,11 @@ export class Run {
   private readonly refRng: Rng;
   private readonly noiseBank = new Map<tf.Tensor, tf.Tensor4D>();
 
-  constructor(readonly model: DiffusionModel, readonly schedule: Schedule, opts: SamplerOptions) {
+  constructor(
+    readonly model: DiffusionModel,
+    readonly schedule: Schedule,
+    opts: SamplerOptions,
+  ) {
     this.opts = opts;
     this.rng = opts.rng ?? new Rng(opts.seed ?? randomSeed());
     this.refRng = new Rng(opts.refSeed ?? this.rng.nextSeed());
@@ -192,7 +222,8 @@ export class Run {
     if (!Number.isInteger(start) || start < 0 || start >= this.schedule.length) {
       throw new Error(`startIndex ${start} out of range 0..${this.schedule.length - 1} for ${this.schedule}`);
     }
-    if (!Number.isInteger(end) || end < -1 || end >= start) throw new Error(`endIndex ${end} must be in -1..${start - 1} (below startIndex ${start})`);
+    if (!Number.isInteger(end) || end < -1 || end >= start)
+      throw new Error(`endIndex ${end} must be in -1..${start - 1} (below startIndex ${start})`);
     return { start, end };
   }
 
@@ -225,10 +256,17 @@ export class Run {
    * The prediction at `index` and, with guidance, the scaled guidance gradient g [N, H, W, C]
    * (already multiplied by guidanceScale, normalised/clipped as asked). Call inside a tidy.
    */
-  predict(x: tf.Tensor4D, index: number, step: number, total: number, epsOnly = false): { pred: Prediction; grad: tf.Tensor4D | null } {
+  predict(
+    x: tf.Tensor4D,
+    index: number,
+    step: number,
+    total: number,
+    epsOnly = false,
+  ): { pred: Prediction; grad: tf.Tensor4D | null } {
     const { guidance } = this.opts;
     const popts = { clipDenoised: this.opts.clipDenoised, cond: this.opts.cond, epsOnly };
-    if (!guidance || this.opts.guidanceScale === 0) return { pred: this.model.predict(x, this.schedule, index, popts), grad: null };
+    if (!guidance || this.opts.guidanceScale === 0)
+      return { pred: this.model.predict(x, this.schedule, index, popts), grad: null };
     const abar = this.schedule.alphaBar(index);
     const t = timestepTensor(this.schedule, index, x.shape[0]);
     const mode = this.opts.guidanceX0 ?? 'linear';
@@ -256,7 +294,8 @@ export class Run {
         ctx = { ...ctxBase, x0: x0FromEps(xt, eps, abar), eps };
       }
       const val = guidance(xt, t, ctx);
-      if (val.rank !== 0) throw new Error(`guidance must return a scalar (sum over the batch), got shape [${val.shape}]`);
+      if (val.rank !== 0)
+        throw new Error(`guidance must return a scalar (sum over the batch), got shape [${val.shape}]`);
       return val;
     };
     let g = tf.grad(f)(x) as tf.Tensor4D;
@@ -285,8 +324,13 @@ export class Run {
    * NaN/Inf checks and the callback follow; intermediate x are disposed. Returns the final x
    * (a new tensor; the input x is not disposed).
    */
-  async run(xIn: tf.Tensor4D, moves: Move[], body: (x: tf.Tensor4D, move: Move, k: number) => MoveResult): Promise<tf.Tensor4D> {
-    if (xIn.rank !== 4) throw new Error(`samplers take x as [N, H, W, C] (got shape [${xIn.shape}]); reshape vectors to [N, 1, 1, D]`);
+  async run(
+    xIn: tf.Tensor4D,
+    moves: Move[],
+    body: (x: tf.Tensor4D, move: Move, k: number) => MoveResult,
+  ): Promise<tf.Tensor4D> {
+    if (xIn.rank !== 4)
+      throw new Error(`samplers take x as [N, H, W, C] (got shape [${xIn.shape}]); reshape vectors to [N, 1, 1, D]`);
     const total = moves.length;
     const check = this.opts.checkFinite ?? true;
     let x = xIn;
@@ -324,7 +368,15 @@ export class Run {
       x = res.x;
       try {
         if (this.opts.callback) {
-          await this.opts.callback({ step: k, total, index: move.index, to: move.to, t: this.schedule.modelT(move.index), x, x0: res.x0 });
+          await this.opts.callback({
+            step: k,
+            total,
+            index: move.index,
+            to: move.to,
+            t: this.schedule.modelT(move.index),
+            x,
+            x0: res.x0,
+          });
         }
       } finally {
         res.x0?.dispose();

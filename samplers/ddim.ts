@@ -27,7 +27,15 @@ export interface DdimOptions extends SamplerOptions {
  * x_to = sqrt(abTo) x0 + sqrt(1 - abTo - sigma^2) eps + sigma z, sigma = eta sqrt((1 - abTo) / (1 - ab)) sqrt(1 - ab / abTo).
  * `noise` is called (drawn) only when the step adds noise (sigma > 0 and `to` >= 0). Call inside a tidy.
  */
-export function ddimUpdate(x0: tf.Tensor4D, eps: tf.Tensor4D, ab: number, abTo: number, to: number, eta: number, noise: () => tf.Tensor4D): tf.Tensor4D {
+export function ddimUpdate(
+  x0: tf.Tensor4D,
+  eps: tf.Tensor4D,
+  ab: number,
+  abTo: number,
+  to: number,
+  eta: number,
+  noise: () => tf.Tensor4D,
+): tf.Tensor4D {
   const sigma = eta * Math.sqrt((1 - abTo) / (1 - ab)) * Math.sqrt(1 - ab / abTo);
   const xn = x0.mul(Math.sqrt(abTo)).add(eps.mul(Math.sqrt(Math.max(0, 1 - abTo - sigma * sigma)))) as tf.Tensor4D;
   return sigma > 0 && to >= 0 ? (xn.add(noise().mul(sigma)) as tf.Tensor4D) : xn;
@@ -43,19 +51,29 @@ export function ddimMove(run: Run, x: tf.Tensor4D, move: Move, k: number, total:
   const ab = s.alphasCumprod[i];
   if (grad) {
     if (run.opts.guidanceMode === 'mean') {
-      throw new Error("DDIM has no sampling variance to scale a 'mean' guidance shift by; use guidanceMode: 'eps' (the default for DDIM) or sampleDdpm");
+      throw new Error(
+        "DDIM has no sampling variance to scale a 'mean' guidance shift by; use guidanceMode: 'eps' (the default for DDIM) or sampleDdpm",
+      );
     }
     eps = eps.sub(grad.mul(Math.sqrt(1 - ab)));
     x0 = x.sub(eps.mul(Math.sqrt(1 - ab))).div(Math.sqrt(ab)) as tf.Tensor4D;
   }
-  return { x: ddimUpdate(x0, eps, ab, s.alphaBar(move.to), move.to, eta, () => run.rng.normal<tf.Rank.R4>(x.shape)), x0 };
+  return {
+    x: ddimUpdate(x0, eps, ab, s.alphaBar(move.to), move.to, eta, () => run.rng.normal<tf.Rank.R4>(x.shape)),
+    x0,
+  };
 }
 
 /**
  * DDIM sampling from x at `startIndex` (default last) down to `endIndex` (default -1, clean).
  * @param x [N, H, W, C]
  */
-export async function sampleDdim(model: DiffusionModel, x: tf.Tensor4D, schedule: Schedule, opts: DdimOptions = {}): Promise<tf.Tensor4D> {
+export async function sampleDdim(
+  model: DiffusionModel,
+  x: tf.Tensor4D,
+  schedule: Schedule,
+  opts: DdimOptions = {},
+): Promise<tf.Tensor4D> {
   const eta = checkNumber('eta', opts.eta ?? 0, ETA_RANGE);
   const run = new Run(model, schedule, opts);
   try {
@@ -83,15 +101,27 @@ export interface DdimInversionOptions {
  * @param x [N, H, W, C] (a clean image in [-1, 1] by default)
  * @returns [N, H, W, C] the latent at toIndex
  */
-export async function ddimInvert(model: DiffusionModel, x: tf.Tensor4D, schedule: Schedule, opts: DdimInversionOptions = {}): Promise<tf.Tensor4D> {
+export async function ddimInvert(
+  model: DiffusionModel,
+  x: tf.Tensor4D,
+  schedule: Schedule,
+  opts: DdimInversionOptions = {},
+): Promise<tf.Tensor4D> {
   const from = opts.fromIndex ?? -1;
   const to = opts.toIndex ?? schedule.length - 1;
-  if (!(from >= -1 && to < schedule.length && to > from)) throw new Error(`ddimInvert: need -1 <= fromIndex < toIndex <= ${schedule.length - 1}, got ${from} -> ${to}`);
+  if (!(from >= -1 && to < schedule.length && to > from))
+    throw new Error(`ddimInvert: need -1 <= fromIndex < toIndex <= ${schedule.length - 1}, got ${from} -> ${to}`);
   const iters = opts.fixedPointIters ?? 0;
-  const run = new Run(model, schedule, { cond: opts.cond, callback: opts.callback, checkFinite: opts.checkFinite, seed: 0 });
+  const run = new Run(model, schedule, {
+    cond: opts.cond,
+    callback: opts.callback,
+    checkFinite: opts.checkFinite,
+    seed: 0,
+  });
   const moves: Move[] = [];
   for (let i = from + 1; i <= to; i++) moves.push({ index: i, from: i - 1, to: i, hooks: false });
-  const predictEps = (xv: tf.Tensor4D, i: number) => model.predict(xv, schedule, i, { cond: opts.cond, epsOnly: true }).eps;
+  const predictEps = (xv: tf.Tensor4D, i: number) =>
+    model.predict(xv, schedule, i, { cond: opts.cond, epsOnly: true }).eps;
   try {
     return await run.run(x, moves, (xp, m) => {
       const i = m.index;
@@ -127,11 +157,21 @@ export interface DdimStepOptions {
  * @param x [N, H, W, C] at `index`
  * @returns x at `to` [N, H, W, C] and the predicted x0
  */
-export function ddimStep(model: DiffusionModel, x: tf.Tensor4D, schedule: Schedule, index: number, opts: DdimStepOptions = {}): { x: tf.Tensor4D; x0: tf.Tensor4D } {
+export function ddimStep(
+  model: DiffusionModel,
+  x: tf.Tensor4D,
+  schedule: Schedule,
+  index: number,
+  opts: DdimStepOptions = {},
+): { x: tf.Tensor4D; x0: tf.Tensor4D } {
   const to = opts.to ?? index - 1;
   if (!(to >= -1 && to < index)) throw new Error(`ddimStep: target index ${to} must be in -1..${index - 1}`);
   return tf.tidy(() => {
-    const { eps, x0 } = model.predict(x, schedule, index, { cond: opts.cond, clipDenoised: opts.clipDenoised, epsOnly: true });
+    const { eps, x0 } = model.predict(x, schedule, index, {
+      cond: opts.cond,
+      clipDenoised: opts.clipDenoised,
+      epsOnly: true,
+    });
     const noise = () => {
       if (!opts.noise) throw new Error('ddimStep: eta > 0 needs opts.noise');
       return opts.noise;
@@ -159,7 +199,12 @@ export interface DdimChainOptions {
  * the whole chain in one function).
  * @param xT [N, H, W, C]
  */
-export function ddimChainSync(model: DiffusionModel, xT: tf.Tensor4D, schedule: Schedule, opts: DdimChainOptions = {}): tf.Tensor4D {
+export function ddimChainSync(
+  model: DiffusionModel,
+  xT: tf.Tensor4D,
+  schedule: Schedule,
+  opts: DdimChainOptions = {},
+): tf.Tensor4D {
   let x = xT;
   for (let i = schedule.length - 1; i >= 0; i--) {
     const step = ddimStep(model, x, schedule, i, { cond: opts.cond, clipDenoised: opts.clipDenoised });

@@ -21,7 +21,10 @@ export function ddpmMove(run: Run, x: tf.Tensor4D, move: Move, k: number, total:
     } else {
       const ab = s.alphasCumprod[i];
       const eps = pred.eps.sub(grad.mul(Math.sqrt(1 - ab)));
-      x0 = eps.mul(-Math.sqrt(1 - ab)).add(x).div(Math.sqrt(ab)) as tf.Tensor4D;
+      x0 = eps
+        .mul(-Math.sqrt(1 - ab))
+        .add(x)
+        .div(Math.sqrt(ab)) as tf.Tensor4D;
       mean = x0.mul(s.posteriorMeanCoef1[i]).add(x.mul(s.posteriorMeanCoef2[i])) as tf.Tensor4D;
     }
   }
@@ -36,7 +39,12 @@ export function ddpmMove(run: Run, x: tf.Tensor4D, move: Move, k: number, total:
  * @param x [N, H, W, C] x_t at startIndex (pure noise for full sampling; a noised guide for SDEdit)
  * @returns [N, H, W, C]
  */
-export async function sampleDdpm(model: DiffusionModel, x: tf.Tensor4D, schedule: Schedule, opts: SamplerOptions = {}): Promise<tf.Tensor4D> {
+export async function sampleDdpm(
+  model: DiffusionModel,
+  x: tf.Tensor4D,
+  schedule: Schedule,
+  opts: SamplerOptions = {},
+): Promise<tf.Tensor4D> {
   const run = new Run(model, schedule, opts);
   try {
     const moves = run.downMoves();

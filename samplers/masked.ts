@@ -49,9 +49,17 @@ export function repaintMoves(start: number, end: number, jumpLength: number, res
  * Masked DDPM sampling with optional RePaint resampling.
  * @param x [N, H, W, C] x_t at startIndex (noise, or the reference noised to startIndex for SDEdit)
  */
-export async function sampleMasked(model: DiffusionModel, x: tf.Tensor4D, schedule: Schedule, opts: MaskedOptions): Promise<tf.Tensor4D> {
+export async function sampleMasked(
+  model: DiffusionModel,
+  x: tf.Tensor4D,
+  schedule: Schedule,
+  opts: MaskedOptions,
+): Promise<tf.Tensor4D> {
   if (!opts.reference || !opts.mask) throw new Error('sampleMasked: give reference and mask');
-  const hooks = [maskHook(opts.reference, opts.mask), ...(opts.stepHook ? (Array.isArray(opts.stepHook) ? opts.stepHook : [opts.stepHook]) : [])];
+  const hooks = [
+    maskHook(opts.reference, opts.mask),
+    ...(opts.stepHook ? (Array.isArray(opts.stepHook) ? opts.stepHook : [opts.stepHook]) : []),
+  ];
   const run = new Run(model, schedule, { ...opts, stepHook: hooks });
   try {
     const { start, end } = run.range();

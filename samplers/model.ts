@@ -86,7 +86,10 @@ export function indexArray(schedule: Schedule, index: number | ArrayLike<number>
 /** [N] float32 model-scale timesteps for the given indices. */
 export function timestepTensor(schedule: Schedule, index: number | ArrayLike<number>, n: number): tf.Tensor1D {
   const idx = indexArray(schedule, index, n);
-  return tf.tensor1d(idx.map((i) => schedule.modelT(i)), 'float32');
+  return tf.tensor1d(
+    idx.map((i) => schedule.modelT(i)),
+    'float32',
+  );
 }
 
 /** x0 from eps at noise level abar: (x - sqrt(1 - abar) eps) / sqrt(abar). Coefs: number or [N,1,1,1]. */
@@ -113,11 +116,15 @@ export class DiffusionModel {
   readonly variance: VarianceType;
   readonly cond?: Cond;
 
-  constructor(readonly net: NetFn, opts: DiffusionModelOptions = {}) {
+  constructor(
+    readonly net: NetFn,
+    opts: DiffusionModelOptions = {},
+  ) {
     this.prediction = opts.prediction ?? 'eps';
     this.variance = opts.variance ?? 'fixedSmall';
     this.cond = opts.cond;
-    if (!['eps', 'x0', 'v'].includes(this.prediction)) throw new Error(`prediction '${this.prediction}' unknown; use eps | x0 | v`);
+    if (!['eps', 'x0', 'v'].includes(this.prediction))
+      throw new Error(`prediction '${this.prediction}' unknown; use eps | x0 | v`);
     if (!['fixedSmall', 'fixedLarge', 'learnedRange', 'learned'].includes(this.variance)) {
       throw new Error(`variance '${this.variance}' unknown; use fixedSmall | fixedLarge | learnedRange | learned`);
     }
@@ -135,11 +142,18 @@ export class DiffusionModel {
       const out = this.net(x, t, cond ?? this.cond);
       const c = x.shape[3];
       const want = this.learnsVariance ? 2 * c : c;
-      if (out.shape[3] !== want || out.shape[0] !== x.shape[0] || out.shape[1] !== x.shape[1] || out.shape[2] !== x.shape[2]) {
+      if (
+        out.shape[3] !== want ||
+        out.shape[0] !== x.shape[0] ||
+        out.shape[1] !== x.shape[1] ||
+        out.shape[2] !== x.shape[2]
+      ) {
         throw new Error(
           `net output shape [${out.shape}] does not fit input [${x.shape}] with variance '${this.variance}': expected ${want} channels` +
             (out.shape[3] === 2 * c ? " (the net predicts a variance: use variance: 'learnedRange')" : '') +
-            (out.shape[3] === c && this.learnsVariance ? " (the net has no variance channels: use variance: 'fixedSmall' or 'fixedLarge')" : ''),
+            (out.shape[3] === c && this.learnsVariance
+              ? " (the net has no variance channels: use variance: 'fixedSmall' or 'fixedLarge')"
+              : ''),
         );
       }
       return out;
@@ -150,7 +164,12 @@ export class DiffusionModel {
    * Predictions at schedule index `index` for x: [N, H, W, C] (x is x_t at that index).
    * With `epsOnly`, mean/variance/logVariance are omitted (undefined) to save work.
    */
-  predict(x: tf.Tensor4D, schedule: Schedule, index: number | ArrayLike<number>, opts: PredictOptions = {}): Prediction {
+  predict(
+    x: tf.Tensor4D,
+    schedule: Schedule,
+    index: number | ArrayLike<number>,
+    opts: PredictOptions = {},
+  ): Prediction {
     return tf.tidy(() => {
       const out = this.raw(x, schedule, index, opts.cond);
       return this.fromOutput(x, out, schedule, index, opts);
@@ -158,13 +177,20 @@ export class DiffusionModel {
   }
 
   /** Interpret a raw net output (see `predict`). */
-  fromOutput(x: tf.Tensor4D, out: tf.Tensor4D, schedule: Schedule, index: number | ArrayLike<number>, opts: PredictOptions = {}): Prediction {
+  fromOutput(
+    x: tf.Tensor4D,
+    out: tf.Tensor4D,
+    schedule: Schedule,
+    index: number | ArrayLike<number>,
+    opts: PredictOptions = {},
+  ): Prediction {
     return tf.tidy(() => {
       const n = x.shape[0];
       const c = x.shape[3];
       const idx = indexArray(schedule, index, n);
       const uniform = idx.every((i) => i === idx[0]);
-      const coef = (arr: Float64Array): number | tf.Tensor4D => (uniform ? arr[idx[0]] : coefTensor(gatherCoef(arr, idx), n));
+      const coef = (arr: Float64Array): number | tf.Tensor4D =>
+        uniform ? arr[idx[0]] : coefTensor(gatherCoef(arr, idx), n);
       const abar = coef(schedule.alphasCumprod);
       const main = (this.learnsVariance ? out.slice([0, 0, 0, 0], [-1, -1, -1, c]) : out) as tf.Tensor4D;
       let x0: tf.Tensor4D;
@@ -193,7 +219,9 @@ export class DiffusionModel {
         eps = epsFromX0(x, x0, abar);
       }
       if (opts.epsOnly) return { eps, x0 } as Prediction;
-      const mean = x0.mul(coef(schedule.posteriorMeanCoef1)).add(x.mul(coef(schedule.posteriorMeanCoef2))) as tf.Tensor4D;
+      const mean = x0
+        .mul(coef(schedule.posteriorMeanCoef1))
+        .add(x.mul(coef(schedule.posteriorMeanCoef2))) as tf.Tensor4D;
       let logVariance: tf.Tensor4D;
       let variance: tf.Tensor4D | null = null;
       switch (this.variance) {
@@ -204,14 +232,19 @@ export class DiffusionModel {
           break;
         case 'fixedLarge': {
           // guided-diffusion: variance = append(posterior_variance[1], betas[1:])
-          const v = idx.map((i) => Math.log(i === 0 ? schedule.posteriorVariance[Math.min(1, schedule.length - 1)] : schedule.betas[i]));
+          const v = idx.map((i) =>
+            Math.log(i === 0 ? schedule.posteriorVariance[Math.min(1, schedule.length - 1)] : schedule.betas[i]),
+          );
           logVariance = coefTensor(v, n);
           break;
         }
         case 'learnedRange': {
           const frac = out.slice([0, 0, 0, c], [-1, -1, -1, c]).add(1).div(2);
           const minLog = coefTensor(gatherCoef(schedule.posteriorLogVarianceClipped, idx), n);
-          const maxLog = coefTensor(idx.map((i) => Math.log(schedule.betas[i])), n);
+          const maxLog = coefTensor(
+            idx.map((i) => Math.log(schedule.betas[i])),
+            n,
+          );
           logVariance = frac.mul(maxLog).add(tf.scalar(1).sub(frac).mul(minLog)) as tf.Tensor4D;
           break;
         }

@@ -105,7 +105,8 @@ export class Schedule {
   /** Index whose original timestep is closest to `t` (original scale, e.g. SDEdit's t0 = 500 of 1000). */
   nearestIndex(t: number): number {
     let best = 0;
-    for (let i = 1; i < this.length; i++) if (Math.abs(this.timestepMap[i] - t) < Math.abs(this.timestepMap[best] - t)) best = i;
+    for (let i = 1; i < this.length; i++)
+      if (Math.abs(this.timestepMap[i] - t) < Math.abs(this.timestepMap[best] - t)) best = i;
     return best;
   }
 
@@ -116,7 +117,11 @@ export class Schedule {
 
   /** The same betas and map with another `rescaleTimesteps` setting. */
   withRescale(rescaleTimesteps: boolean): Schedule {
-    return new Schedule(this.betas, { timestepMap: this.timestepMap, originalLength: this.originalLength, rescaleTimesteps });
+    return new Schedule(this.betas, {
+      timestepMap: this.timestepMap,
+      originalLength: this.originalLength,
+      rescaleTimesteps,
+    });
   }
 
   /** Summary for logs: `Schedule(100 of 1000 steps, t 0..990)`. */
@@ -158,7 +163,7 @@ export function betasForAlphaBar(T: number, alphaBar: (t: number) => number, max
 
 /** guided-diffusion's cosine schedule (Nichol & Dhariwal), s = 0.008, betas capped at 0.999. */
 export function cosineBetas(T: number, maxBeta = 0.999): Float64Array {
-  return betasForAlphaBar(T, (t) => Math.cos(((t + 0.008) / 1.008) * Math.PI / 2) ** 2, maxBeta);
+  return betasForAlphaBar(T, (t) => Math.cos((((t + 0.008) / 1.008) * Math.PI) / 2) ** 2, maxBeta);
 }
 
 export type ScheduleName = 'linear' | 'scaled-linear' | 'cosine';
@@ -167,13 +172,24 @@ export type ScheduleName = 'linear' | 'scaled-linear' | 'cosine';
  * A named schedule: 'linear' = DDPM 1e-4..0.02 over T (SDEdit/DiffusionCLIP/pytorch_diffusion),
  * 'scaled-linear' = guided-diffusion's "linear" (equal to 'linear' at T = 1000), 'cosine'.
  */
-export function makeSchedule(name: ScheduleName, T = 1000, opts: Omit<ScheduleOptions, 'timestepMap' | 'originalLength'> = {}): Schedule {
+export function makeSchedule(
+  name: ScheduleName,
+  T = 1000,
+  opts: Omit<ScheduleOptions, 'timestepMap' | 'originalLength'> = {},
+): Schedule {
   let betas: Float64Array;
   switch (name) {
-    case 'linear': betas = linearBetas(T); break;
-    case 'scaled-linear': betas = scaledLinearBetas(T); break;
-    case 'cosine': betas = cosineBetas(T); break;
-    default: throw new Error(`unknown schedule '${name as string}'; use one of: linear, scaled-linear, cosine`);
+    case 'linear':
+      betas = linearBetas(T);
+      break;
+    case 'scaled-linear':
+      betas = scaledLinearBetas(T);
+      break;
+    case 'cosine':
+      betas = cosineBetas(T);
+      break;
+    default:
+      throw new Error(`unknown schedule '${name as string}'; use one of: linear, scaled-linear, cosine`);
   }
   return new Schedule(betas, opts);
 }
@@ -202,7 +218,9 @@ export function spaceTimesteps(numTimesteps: number, sections: string | number |
       for (let stride = 1; stride < numTimesteps; stride++) {
         if (Math.ceil(numTimesteps / stride) === want) return Array.from({ length: want }, (_, k) => k * stride);
       }
-      throw new Error(`spaceTimesteps: cannot create exactly ${want} steps with an integer stride from ${numTimesteps}; use a section count like '${want}' instead`);
+      throw new Error(
+        `spaceTimesteps: cannot create exactly ${want} steps with an integer stride from ${numTimesteps}; use a section count like '${want}' instead`,
+      );
     }
     counts = sections.split(',').map((s) => {
       const v = Number.parseInt(s.trim(), 10);
@@ -259,7 +277,11 @@ export function respace(base: Schedule, use: Iterable<number> | string): Schedul
     last = a;
     map.push(base.timestepMap[i]);
   }
-  return new Schedule(betas, { timestepMap: map, originalLength: base.originalLength, rescaleTimesteps: base.rescaleTimesteps });
+  return new Schedule(betas, {
+    timestepMap: map,
+    originalLength: base.originalLength,
+    rescaleTimesteps: base.rescaleTimesteps,
+  });
 }
 
 /** A base schedule respaced to `steps` evenly spaced steps (guided-diffusion section count). */

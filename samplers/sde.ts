@@ -22,7 +22,12 @@ export interface EulerMaruyamaOptions extends SamplerOptions {
  * Euler-Maruyama sampling from x at startIndex down to endIndex.
  * @param x [N, H, W, C] x_t (VP scale) at startIndex
  */
-export async function sampleEulerMaruyama(model: DiffusionModel, x: tf.Tensor4D, schedule: Schedule, opts: EulerMaruyamaOptions = {}): Promise<tf.Tensor4D> {
+export async function sampleEulerMaruyama(
+  model: DiffusionModel,
+  x: tf.Tensor4D,
+  schedule: Schedule,
+  opts: EulerMaruyamaOptions = {},
+): Promise<tf.Tensor4D> {
   const sde = opts.sde ?? 'vp';
   if (sde !== 'vp' && sde !== 've') throw new Error(`sde '${sde as string}' unknown; use 'vp' or 've'`);
   const run = new Run(model, schedule, opts);

@@ -29,15 +29,22 @@ export const PLAYGROUND_MODELS = ['unet', 'cond-unet', 'clip', 'noisy-clip', 'pr
 const nodeOnlyDynamic: esbuild.Plugin = {
   name: 'node-only-dynamic-imports',
   setup(b) {
-    b.onResolve({ filter: /lib\/io\/index\.js$/ }, (args) => (args.kind === 'dynamic-import' ? { path: args.path, external: true } : undefined));
+    b.onResolve({ filter: /lib\/io\/index\.js$/ }, (args) =>
+      args.kind === 'dynamic-import' ? { path: args.path, external: true } : undefined,
+    );
   },
 };
 
 function listFiles(dir: string): string[] {
-  return readdirSync(dir).flatMap((f) => (statSync(join(dir, f)).isDirectory() ? listFiles(join(dir, f)) : [join(dir, f)]));
+  return readdirSync(dir).flatMap((f) =>
+    statSync(join(dir, f)).isDirectory() ? listFiles(join(dir, f)) : [join(dir, f)],
+  );
 }
 
-export async function buildPlayground(out = join(src, 'dist'), log: (s: string) => void = (s) => console.error(s)): Promise<string> {
+export async function buildPlayground(
+  out = join(src, 'dist'),
+  log: (s: string) => void = (s) => console.error(s),
+): Promise<string> {
   const t0 = Date.now();
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
@@ -53,7 +60,12 @@ export async function buildPlayground(out = join(src, 'dist'), log: (s: string) 
     plugins: [nodeOnlyDynamic],
     logLevel: 'warning',
   };
-  await esbuild.build({ ...common, format: 'esm', entryPoints: { main: join(src, 'src', 'main.ts'), worker: join(src, 'src', 'worker.ts') }, outdir: out });
+  await esbuild.build({
+    ...common,
+    format: 'esm',
+    entryPoints: { main: join(src, 'src', 'main.ts'), worker: join(src, 'src', 'worker.ts') },
+    outdir: out,
+  });
   for (const f of ['index.html', 'style.css']) copyFileSync(join(src, f), join(out, f));
   const wasmDir = join(root, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 'dist');
   for (const f of readdirSync(wasmDir).filter((f) => f.endsWith('.wasm'))) copyFileSync(join(wasmDir, f), join(out, f));
@@ -85,13 +97,26 @@ export async function buildPlayground(out = join(src, 'dist'), log: (s: string) 
   writeFileSync(join(out, 'examples', 'index.json'), JSON.stringify(examples));
 
   // the service worker precaches everything but the weights (the worker keeps those in IndexedDB)
-  const shell = listFiles(out).map((f) => relative(out, f)).filter((f) => !/^weights\/[^/]+\//.test(f) && !f.endsWith('.map'));
+  const shell = listFiles(out)
+    .map((f) => relative(out, f))
+    .filter((f) => !/^weights\/[^/]+\//.test(f) && !f.endsWith('.map'));
   const id = createHash('sha256');
   for (const f of shell.sort()) id.update(f).update(readFileSync(join(out, f)));
   for (const m of Object.values(index)) id.update(m.sha256);
-  await esbuild.build({ ...common, format: 'iife', entryPoints: { sw: join(src, 'src', 'sw.ts') }, outdir: out, define: { ...common.define, __BUILD__: JSON.stringify({ id: id.digest('hex').slice(0, 16), files: ['./', ...shell] }) } });
+  await esbuild.build({
+    ...common,
+    format: 'iife',
+    entryPoints: { sw: join(src, 'src', 'sw.ts') },
+    outdir: out,
+    define: {
+      ...common.define,
+      __BUILD__: JSON.stringify({ id: id.digest('hex').slice(0, 16), files: ['./', ...shell] }),
+    },
+  });
   const size = listFiles(out).reduce((a, f) => a + statSync(f).size, 0);
-  log(`playground built in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${relative(process.cwd(), out) || '.'} (${(size / 1e6).toFixed(1)} MB, weights ${PLAYGROUND_MODELS.join(', ')})`);
+  log(
+    `playground built in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${relative(process.cwd(), out) || '.'} (${(size / 1e6).toFixed(1)} MB, weights ${PLAYGROUND_MODELS.join(', ')})`,
+  );
   return out;
 }
 

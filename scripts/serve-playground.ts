@@ -9,8 +9,15 @@ import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.json': 'application/json',
-  '.wasm': 'application/wasm', '.png': 'image/png', '.bin': 'application/octet-stream', '.gz': 'application/gzip', '.map': 'application/json',
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.png': 'image/png',
+  '.bin': 'application/octet-stream',
+  '.gz': 'application/gzip',
+  '.map': 'application/json',
 };
 
 /** Serve `dir` on 127.0.0.1:`port` (0: any free port). */
@@ -22,7 +29,11 @@ export async function servePlayground(dir: string, port = 8080): Promise<{ url: 
     if (file !== rootDir && !file.startsWith(rootDir + sep)) return void res.writeHead(403).end();
     if (existsSync(file) && statSync(file).isDirectory()) file = join(file, 'index.html');
     if (!existsSync(file)) return void res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${path}`);
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-cache', 'content-length': statSync(file).size });
+    res.writeHead(200, {
+      'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
+      'cache-control': 'no-cache',
+      'content-length': statSync(file).size,
+    });
     if (req.method === 'HEAD') return void res.end();
     createReadStream(file).pipe(res);
   });

@@ -27,7 +27,14 @@ function runFresh(args: string[], env: Record<string, string>) {
   }
 }
 
-const lastJson = (out: string) => JSON.parse(out.trim().split('\n').pop()!) as { threads: number; details: Record<string, string>; center?: number; gradBits?: string; sameAfterGrowth?: boolean };
+const lastJson = (out: string) =>
+  JSON.parse(out.trim().split('\n').pop()!) as {
+    threads: number;
+    details: Record<string, string>;
+    center?: number;
+    gradBits?: string;
+    sameAfterGrowth?: boolean;
+  };
 
 describe('wasm threads: request parsing', () => {
   const saved = process.env.DIFFGUIDE_WASM_THREADS;
@@ -50,7 +57,9 @@ describe('wasm threads: request parsing', () => {
     expect(t(8, 0.5)).to.equal(4);
     expect(t(8, 5.2)).to.equal(3);
     expect(t(16, 0)).to.equal(4);
-    expect(defaultWasmThreads(2, 6.6).why).to.match(/machine busy: load 6\.6 on 2 CPUs.*DIFFGUIDE_WASM_THREADS=2 forces them/);
+    expect(defaultWasmThreads(2, 6.6).why).to.match(
+      /machine busy: load 6\.6 on 2 CPUs.*DIFFGUIDE_WASM_THREADS=2 forces them/,
+    );
     expect(defaultWasmThreads(1, 0).why).to.equal('one CPU core available');
     delete process.env.DIFFGUIDE_WASM_THREADS;
     const { threads } = wasmThreadsRequest();
@@ -80,7 +89,9 @@ describe('wasm threads: build guard and self-check', () => {
       cpSync(join(src, 'wasm-out'), join(tmp, 'wasm-out'), { recursive: true });
       const pkg = JSON.parse(readFileSync(join(src, 'package.json'), 'utf8')) as { version: string };
       writeFileSync(join(tmp, 'package.json'), JSON.stringify({ ...pkg, version: '4.23.0' }));
-      expect(threadedBuildMismatch(tmp)).to.match(/tfjs-backend-wasm 4\.23\.0 is installed; the thread shim is written for 4\.22\.0/);
+      expect(threadedBuildMismatch(tmp)).to.match(
+        /tfjs-backend-wasm 4\.23\.0 is installed; the thread shim is written for 4\.22\.0/,
+      );
       writeFileSync(join(tmp, 'package.json'), JSON.stringify(pkg));
       expect(threadedBuildMismatch(tmp)).to.equal(null);
       const js = join(tmp, 'wasm-out', 'tfjs-backend-wasm-threaded-simd.js');
@@ -97,7 +108,10 @@ describe('wasm threads: build guard and self-check', () => {
 
 describe('wasm threads in a fresh process', () => {
   it('DIFFGUIDE_WASM_THREADS=2 starts the threaded build, says so, and leaves no temp files', async () => {
-    const { r, leftInTmp } = runFresh(['lib/cli/run.ts', 'info', '--json'], { DIFFGUIDE_BACKEND: 'wasm', DIFFGUIDE_WASM_THREADS: '2' });
+    const { r, leftInTmp } = runFresh(['lib/cli/run.ts', 'info', '--json'], {
+      DIFFGUIDE_BACKEND: 'wasm',
+      DIFFGUIDE_WASM_THREADS: '2',
+    });
     expect(r.status, r.stderr).to.equal(0);
     const info = lastJson(r.stdout);
     expect(info.threads).to.equal(2);
@@ -114,11 +128,17 @@ describe('wasm threads in a fresh process', () => {
     expect(r.status, r.stderr).to.equal(0);
     const info = lastJson(r.stdout);
     expect(info.threads).to.be.within(1, Math.min(availableCpus(), 4));
-    if (info.threads === 1) expect(info.details.threads).to.match(/^1 \((one CPU core available|machine busy: load [\d.]+ on \d+ CPUs.*)\)$/);
-    else expect(info.details.threads).to.match(/^\d, threaded wasm build .*\(default: idle CPUs .*; DIFFGUIDE_WASM_THREADS=1 or --threads 1 for one\)$/);
+    if (info.threads === 1)
+      expect(info.details.threads).to.match(/^1 \((one CPU core available|machine busy: load [\d.]+ on \d+ CPUs.*)\)$/);
+    else
+      expect(info.details.threads).to.match(
+        /^\d, threaded wasm build .*\(default: idle CPUs .*; DIFFGUIDE_WASM_THREADS=1 or --threads 1 for one\)$/,
+      );
   });
   it('--threads 1 opts out and info says why', () => {
-    const { r } = runFresh(['lib/cli/run.ts', 'info', '--json', '--backend', 'wasm', '--threads', '1'], { DIFFGUIDE_WASM_THREADS: '2' });
+    const { r } = runFresh(['lib/cli/run.ts', 'info', '--json', '--backend', 'wasm', '--threads', '1'], {
+      DIFFGUIDE_WASM_THREADS: '2',
+    });
     expect(r.status, r.stderr).to.equal(0);
     const info = lastJson(r.stdout);
     expect(info.threads).to.equal(1);
@@ -141,7 +161,9 @@ describe('wasm threads in a fresh process', () => {
     expect(lastJson(one.r.stdout).threads).to.equal(1);
     expect(lastJson(one.r.stdout).winograd).to.equal(true);
     expect(out.gradBits).to.be.a('string');
-    expect(out.gradBits, 'conv + matmul gradients differ between 1 and 2 threads').to.equal(lastJson(one.r.stdout).gradBits);
+    expect(out.gradBits, 'conv + matmul gradients differ between 1 and 2 threads').to.equal(
+      lastJson(one.r.stdout).gradBits,
+    );
     const bad = runFresh(['test/threads_child.ts', '--throw'], { DIFFGUIDE_WASM_THREADS: '2' });
     expect(bad.r.signal, 'killed by the timeout: the process hung').to.equal(null);
     expect(bad.r.status, 'exit code 7: an Emscripten error handler is still installed').to.equal(1); // Node's own handling: the error printed, exit 1
@@ -154,16 +176,23 @@ describe('wasm threads in a fresh process', () => {
   it('a threaded start that fails falls back to one thread with a one-line note, exits, and cleans up', () => {
     // A 1 ms start-up deadline: the pool's workers cannot load in time, so the start fails while
     // they are loading (the hardest moment to clean up after).
-    const { r, leftInTmp } = runFresh(['test/threads_child.ts'], { DIFFGUIDE_WASM_THREADS: '2', DIFFGUIDE_WASM_THREADS_TIMEOUT_MS: '1' });
+    const { r, leftInTmp } = runFresh(['test/threads_child.ts'], {
+      DIFFGUIDE_WASM_THREADS: '2',
+      DIFFGUIDE_WASM_THREADS_TIMEOUT_MS: '1',
+    });
     expect(r.signal, 'killed by the timeout: the process hung').to.equal(null);
     expect(r.status, r.stderr).to.equal(0);
     const out = lastJson(r.stdout);
     expect(out.threads).to.equal(1);
     expect(out.center).to.equal(72);
-    expect(out.details.threads).to.match(/^1, because the threaded build is unavailable: the threaded wasm module did not start within 0\.001 s/);
+    expect(out.details.threads).to.match(
+      /^1, because the threaded build is unavailable: the threaded wasm module did not start within 0\.001 s/,
+    );
     const notes = r.stderr.split('\n').filter((l) => /wasm threads/.test(l));
     expect(notes).to.have.length(1);
-    expect(notes[0]).to.match(/^diffguide: wasm threads off \(the threaded wasm module did not start within 0\.001 s\); running single-threaded$/);
+    expect(notes[0]).to.match(
+      /^diffguide: wasm threads off \(the threaded wasm module did not start within 0\.001 s\); running single-threaded$/,
+    );
     expect(leftInTmp).to.deep.equal([]);
   });
 });

@@ -50,10 +50,19 @@ describe('backend selection in a fresh process', () => {
       timeout: 120000,
     });
     expect(r.status, r.stderr).to.equal(0);
-    return { info: JSON.parse(r.stdout.trim().split('\n').pop()!) as { backend: string; threads: number; skipped: { name: string; reason: string }[] }, stderr: r.stderr };
+    return {
+      info: JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+        backend: string;
+        threads: number;
+        skipped: { name: string; reason: string }[];
+      },
+      stderr: r.stderr,
+    };
   };
   it('auto mode without a Vulkan loader skips webgpu quietly (no Dawn warning)', function () {
-    const hasVulkan = ['/usr/lib/x86_64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/x86_64-linux-gnu'].some((d) => existsSync(`${d}/libvulkan.so.1`));
+    const hasVulkan = ['/usr/lib/x86_64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/x86_64-linux-gnu'].some((d) =>
+      existsSync(`${d}/libvulkan.so.1`),
+    );
     if (hasVulkan || process.platform !== 'linux') this.skip();
     const { info, stderr } = run({});
     expect(stderr).to.not.match(/Couldn't load Vulkan/);

@@ -21,7 +21,10 @@ export type CaseResult = Record<string, Float32Array>;
 /** Host data [shape] in [-amp, amp) from a seed (no tfjs RNG). */
 function data(shape: number[], seed: number, amp = 1): tf.Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
-  return tf.tensor(xorshiftUniform(n, seed).map((v) => v * amp), shape);
+  return tf.tensor(
+    xorshiftUniform(n, seed).map((v) => v * amp),
+    shape,
+  );
 }
 
 function host(t: tf.Tensor): Float32Array {
@@ -56,17 +59,27 @@ async function oneStep(run: 'ddpm' | 'ddim' | 'em' | 'masked' | 'invert'): Promi
   const one = { startIndex: 6, endIndex: 5, seed: 7 };
   let y: tf.Tensor4D;
   switch (run) {
-    case 'ddpm': y = await sampleDdpm(model, x, s, one); break;
-    case 'ddim': y = await sampleDdim(model, x, s, { ...one, eta: 0.5 }); break;
-    case 'em': y = await sampleEulerMaruyama(model, x, s, { ...one, sde: 'vp' }); break;
+    case 'ddpm':
+      y = await sampleDdpm(model, x, s, one);
+      break;
+    case 'ddim':
+      y = await sampleDdim(model, x, s, { ...one, eta: 0.5 });
+      break;
+    case 'em':
+      y = await sampleEulerMaruyama(model, x, s, { ...one, sde: 'vp' });
+      break;
     case 'masked': {
       const reference = image(32);
-      const mask = tf.tidy(() => tf.concat([tf.ones([1, SIZE, SIZE / 2, 1]), tf.zeros([1, SIZE, SIZE / 2, 1])], 2)) as tf.Tensor4D;
+      const mask = tf.tidy(() =>
+        tf.concat([tf.ones([1, SIZE, SIZE / 2, 1]), tf.zeros([1, SIZE, SIZE / 2, 1])], 2),
+      ) as tf.Tensor4D;
       y = await sampleMasked(model, x, s, { ...one, reference, mask });
       tf.dispose([reference, mask]);
       break;
     }
-    case 'invert': y = await ddimInvert(model, x, s, { fromIndex: 5, toIndex: 6 }); break;
+    case 'invert':
+      y = await ddimInvert(model, x, s, { fromIndex: 5, toIndex: 6 });
+      break;
   }
   const out = { x: host(y) };
   tf.dispose([x, y]);
@@ -115,7 +128,10 @@ export const CASES: Record<string, () => Promise<CaseResult>> = {
     const t = tf.tensor1d([400]);
     const w = data([1, SIZE, SIZE, 3], 7);
     const vars = [...unet.params.values()];
-    const { grads, value } = tf.variableGrads(() => tf.sum(tf.mul(unet.apply(x as tf.Tensor4D, t), w)) as tf.Scalar, vars);
+    const { grads, value } = tf.variableGrads(
+      () => tf.sum(tf.mul(unet.apply(x as tf.Tensor4D, t), w)) as tf.Scalar,
+      vars,
+    );
     const out: CaseResult = {};
     for (const [k, v] of unet.params) out[k] = host(grads[v.name]);
     tf.dispose([x, t, w, value, ...Object.values(grads)]);
@@ -126,7 +142,9 @@ export const CASES: Record<string, () => Promise<CaseResult>> = {
     const t = tf.tensor1d([100, 700]);
     const emb = data([2, 32], 9);
     const w = data([2, SIZE, SIZE, 3], 10);
-    const g = tf.grad((e: tf.Tensor) => tf.sum(tf.mul(m().cond.unet.apply(x as tf.Tensor4D, t, { emb: e as tf.Tensor2D }), w)))(emb);
+    const g = tf.grad((e: tf.Tensor) =>
+      tf.sum(tf.mul(m().cond.unet.apply(x as tf.Tensor4D, t, { emb: e as tf.Tensor2D }), w)),
+    )(emb);
     const out = { demb: host(g) };
     tf.dispose([x, t, emb, w, g]);
     return out;
@@ -142,12 +160,14 @@ export const CASES: Record<string, () => Promise<CaseResult>> = {
   'CLIP image gradient (cosine to a text)': async () => {
     const x = data([2, 32, 32, 3], 5) as tf.Tensor4D;
     const txt = m().clip.encodeText(['a cat']);
-    const g = tf.grad((xx: tf.Tensor) => tf.tidy(() => {
-      const e = m().clip.encodeImage(xx as tf.Tensor4D).embedding;
-      const en = tf.div(e, tf.norm(e, 'euclidean', 1, true));
-      const tn = tf.div(txt, tf.norm(txt, 'euclidean', 1, true));
-      return tf.sum(tf.mul(en, tn));
-    }))(x);
+    const g = tf.grad((xx: tf.Tensor) =>
+      tf.tidy(() => {
+        const e = m().clip.encodeImage(xx as tf.Tensor4D).embedding;
+        const en = tf.div(e, tf.norm(e, 'euclidean', 1, true));
+        const tn = tf.div(txt, tf.norm(txt, 'euclidean', 1, true));
+        return tf.sum(tf.mul(en, tn));
+      }),
+    )(x);
     const out = { dx: host(g) };
     tf.dispose([x, txt, g]);
     return out;

@@ -9,7 +9,9 @@ import { initBackend, type BackendName } from '../lib/backend.js';
 import { CASES, disposeCaseModels } from './backend_cases.js';
 
 const [name, outPath] = process.argv.slice(2);
-const report: { backend?: string; details?: Record<string, string>; error?: string; cases: Record<string, unknown> } = { cases: {} };
+const report: { backend?: string; details?: Record<string, string>; error?: string; cases: Record<string, unknown> } = {
+  cases: {},
+};
 try {
   const b = await initBackend({ backend: name as BackendName | 'auto', verbose: false });
   report.backend = b.name;
@@ -19,12 +21,16 @@ try {
     writeFileSync(outPath, JSON.stringify({ ...report, skipped: b.skipped }));
     process.exit(0);
   }
-  if (b.name !== name) throw new Error(`asked for ${name}, got ${b.name} (${b.skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')})`);
+  if (b.name !== name)
+    throw new Error(`asked for ${name}, got ${b.name} (${b.skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')})`);
   for (const [c, run] of Object.entries(CASES)) {
     const t0 = performance.now();
     try {
       const outputs = await run();
-      report.cases[c] = { ms: Math.round(performance.now() - t0), outputs: Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, Array.from(v)])) };
+      report.cases[c] = {
+        ms: Math.round(performance.now() - t0),
+        outputs: Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, Array.from(v)])),
+      };
     } catch (e) {
       report.cases[c] = { error: e instanceof Error ? `${e.message}\n${e.stack ?? ''}` : String(e) };
     }

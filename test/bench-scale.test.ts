@@ -25,7 +25,9 @@ describe('bench scale: the 256 px guided-diffusion UNet and the wasm fit check',
   it('on wasm: weights beyond the 4 GB heap are refused before any allocation, naming tensorflow and webgpu; what fits passes', function () {
     if (tf.getBackend() !== 'wasm') this.skip();
     const before = tf.memory().numBytes;
-    expect(() => assertFitsWasm(4 * 2 ** 30, 'a 1.07G-parameter net')).to.throw(/a 1\.07G-parameter net needs 4096 MB.*--backend tensorflow.*--backend webgpu/);
+    expect(() => assertFitsWasm(4 * 2 ** 30, 'a 1.07G-parameter net')).to.throw(
+      /a 1\.07G-parameter net needs 4096 MB.*--backend tensorflow.*--backend webgpu/,
+    );
     expect(() => assertFitsWasm(64 * 2 ** 20, 'a small net')).not.to.throw();
     expect(tf.memory().numBytes).to.equal(before);
   });

@@ -29,9 +29,11 @@ const ROOT = packageRoot();
 const SUBSET = ['--data', 'test/data/emoji32-subset.json'];
 const HAVE_PROC = existsSync('/proc/self');
 
-
 /** Run the CLI from sources in a child process (cpu backend: nothing here computes much). */
-function cliProcess(argv: string[], timeoutMs = 120000): { status: number | null; signal: NodeJS.Signals | null; stderr: string } {
+function cliProcess(
+  argv: string[],
+  timeoutMs = 120000,
+): { status: number | null; signal: NodeJS.Signals | null; stderr: string } {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli/run.ts', ...argv], {
     cwd: ROOT,
     encoding: 'utf8',
@@ -75,7 +77,9 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
       const r = cliProcess(['train', 'judge', ...SUBSET, '--out', '/proc/x', '--steps', '2', '--batch', '4']);
       expect(r.signal, 'killed on the timeout: the hang is back').to.equal(null);
       expect(r.status, r.stderr).to.equal(2);
-      expect(r.stderr).to.include('diffguide train: --out /proc/x: cannot create /proc/x: /proc does not accept new entries');
+      expect(r.stderr).to.include(
+        'diffguide train: --out /proc/x: cannot create /proc/x: /proc does not accept new entries',
+      );
       expect(r.stderr).to.include('choose a folder you can write to');
       expect(r.stderr).to.not.match(/train judge: emoji/); // refused before the dataset loaded
     });
@@ -94,7 +98,12 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
       const code = `import { train } from './lib/train/loop.ts';
         const task = { params: new Map(), nextBatch: () => 0, loss: () => { throw new Error('no'); } };
         train(task, { out: '/proc/x', steps: 1, lr: 1 }).then(() => process.exit(0), (e) => { console.error(e.name + ': ' + e.message); process.exit(3); });`;
-      const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: ROOT, encoding: 'utf8', timeout: 120000, killSignal: 'SIGKILL' });
+      const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        timeout: 120000,
+        killSignal: 'SIGKILL',
+      });
       expect(r.signal, 'killed on the timeout: the hang is back').to.equal(null);
       expect(r.status, r.stderr).to.equal(3);
       expect(r.stderr).to.include('OutputError: training output folder /proc/x: cannot create the folder /proc/x');
@@ -118,7 +127,11 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
       expect(readdirSync(deep)).to.deep.equal([]); // no probe file left
       expect(ensureWritableDir(deep)).to.equal(deep);
       expect(readdirSync(deep)).to.deep.equal([]);
-      if (HAVE_PROC) expect(() => checkWritableDir('/proc/x/y', '--out /proc/x/y')).to.throw(OutputError, /--out \/proc\/x\/y: cannot create \/proc\/x\/y: \/proc does not accept new entries/);
+      if (HAVE_PROC)
+        expect(() => checkWritableDir('/proc/x/y', '--out /proc/x/y')).to.throw(
+          OutputError,
+          /--out \/proc\/x\/y: cannot create \/proc\/x\/y: \/proc does not accept new entries/,
+        );
     });
   });
 
@@ -128,12 +141,16 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
       for (const c of [['sample', '--random-weights'], ['info']]) {
         const r = await cli([...c, '--backend', 'bogus']);
         expect(r.code, r.err).to.equal(2);
-        expect(r.err).to.include(`diffguide ${c[0]}: --backend "bogus" is not a backend; use one of: auto, tensorflow-gpu, tensorflow, webgpu, wasm, cpu`);
+        expect(r.err).to.include(
+          `diffguide ${c[0]}: --backend "bogus" is not a backend; use one of: auto, tensorflow-gpu, tensorflow, webgpu, wasm, cpu`,
+        );
         expect(r.err).to.not.include('Cannot convert undefined');
       }
       expect(describeBackend()).to.equal(before);
       const e = await rejects(initBackend({ backend: 'bogus' as never }));
-      expect(e.message).to.equal("backend 'bogus' is not a backend; use one of: auto, tensorflow-gpu, tensorflow, webgpu, wasm, cpu");
+      expect(e.message).to.equal(
+        "backend 'bogus' is not a backend; use one of: auto, tensorflow-gpu, tensorflow, webgpu, wasm, cpu",
+      );
     });
 
     it('--threads 0 names the flag, not an environment variable the user did not set', async () => {
@@ -165,13 +182,36 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
     });
 
     it('seeds that 32 bits cannot hold are refused, both option forms; the largest one works', async () => {
-      for (const [args, shown] of [[['--seed', '4294967297'], '4294967297'], [['--seed', '1e99'], '1e99'], [['--seed', '9007199254740993'], '9007199254740993'], [['--seed', '-1'], '-1'], [['--seed=-1'], '-1'], [['--seed', '1.5'], '1.5'], [['--seed='], '']] as const) {
+      for (const [args, shown] of [
+        [['--seed', '4294967297'], '4294967297'],
+        [['--seed', '1e99'], '1e99'],
+        [['--seed', '9007199254740993'], '9007199254740993'],
+        [['--seed', '-1'], '-1'],
+        [['--seed=-1'], '-1'],
+        [['--seed', '1.5'], '1.5'],
+        [['--seed='], ''],
+      ] as const) {
         const r = await cli(['sample', '--random-weights', ...args]);
         expect(r.code, args.join(' ')).to.equal(2);
-        expect(r.err, args.join(' ')).to.match(new RegExp(`--seed must be an integer( in \\[0, 4294967295\\] \\(seeds are 32-bit\\))?, got "${shown.replace('.', '\\.')}"`));
+        expect(r.err, args.join(' ')).to.match(
+          new RegExp(
+            `--seed must be an integer( in \\[0, 4294967295\\] \\(seeds are 32-bit\\))?, got "${shown.replace('.', '\\.')}"`,
+          ),
+        );
       }
       const out = join(dir, 'seed-max');
-      const ok = await cli(['sample', '--random-weights', '--n', '1', '--steps', '1', '--seed', '4294967295', '-o', out]);
+      const ok = await cli([
+        'sample',
+        '--random-weights',
+        '--n',
+        '1',
+        '--steps',
+        '1',
+        '--seed',
+        '4294967295',
+        '-o',
+        out,
+      ]);
       expect(ok.code, ok.err).to.equal(0);
       expect(JSON.parse(readFileSync(join(out, 'sample-settings.json'), 'utf8')).seed).to.equal(4294967295);
     });
@@ -179,13 +219,17 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
     it('eta outside [0, 1] is refused (sample, unclip, the API and the sampler)', async () => {
       const r = await cli(['sample', '--random-weights', '--eta', '1e30']);
       expect(r.code).to.equal(2);
-      expect(r.err).to.include('diffguide sample: --eta must be a number in [0, 1] (0 = deterministic DDIM, 1 = DDPM-like noise), got "1e30"');
+      expect(r.err).to.include(
+        'diffguide sample: --eta must be a number in [0, 1] (0 = deterministic DDIM, 1 = DDPM-like noise), got "1e30"',
+      );
       const r2 = await cli(['unclip', '--random-weights', '--text', 'x', '--eta', '-0.5']);
       expect(r2.code).to.equal(2);
       expect(r2.err).to.include('diffguide unclip: --eta must be a number in [0, 1]');
       const d = makeDiffuser(UNet.random(tinyUNetConfig({ imageSize: 16 }), 0), makeSchedule('linear', 100));
       const n0 = tf.memory().numTensors;
-      expect((await rejects(sample(d, { n: 1, steps: 2, eta: 1e30 }))).message).to.equal('eta must be a number in [0, 1] (0 = deterministic DDIM, 1 = DDPM-like noise), got 1e+30');
+      expect((await rejects(sample(d, { n: 1, steps: 2, eta: 1e30 }))).message).to.equal(
+        'eta must be a number in [0, 1] (0 = deterministic DDIM, 1 = DDPM-like noise), got 1e+30',
+      );
       const x = tf.zeros([1, 16, 16, 3]) as tf.Tensor4D;
       const e = await rejects(sampleDdim(diffusionModelOf(d), x, makeSchedule('linear', 100), { eta: 2 }));
       expect(e).to.be.instanceOf(OptionError);
@@ -197,12 +241,28 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
     it('--steps beyond the schedule is refused; sdedit records the steps that ran for a small t0', async () => {
       const r = await cli(['sample', '--random-weights', '--steps', '1e9']);
       expect(r.code).to.equal(2);
-      expect(r.err).to.include("diffguide sample: steps must be an integer in [1, 1000] (the model's schedule has 1000 steps), got 1000000000");
+      expect(r.err).to.include(
+        "diffguide sample: steps must be an integer in [1, 1000] (the model's schedule has 1000 steps), got 1000000000",
+      );
       const r2 = await cli(['sdedit', guide, '--random-weights', '--t0', '0.01', '--steps', '1000000000']);
       expect(r2.code).to.equal(2);
-      expect(r2.err).to.include("steps must be an integer in [1, 1000] (the model's schedule has 1000 steps), got 1000000000");
+      expect(r2.err).to.include(
+        "steps must be an integer in [1, 1000] (the model's schedule has 1000 steps), got 1000000000",
+      );
       const out = join(dir, 'small-t0');
-      const ok = await cli(['sdedit', guide, '--random-weights', '--t0', '0.01', '--steps', '1000', '--repeats', '1', '-o', out]);
+      const ok = await cli([
+        'sdedit',
+        guide,
+        '--random-weights',
+        '--t0',
+        '0.01',
+        '--steps',
+        '1000',
+        '--repeats',
+        '1',
+        '-o',
+        out,
+      ]);
       expect(ok.code, ok.err).to.equal(0);
       expect(ok.err).to.include("t0=0.01 spans 10 of the schedule's 1000 levels: 10 steps run instead of 1000");
       const s = JSON.parse(readFileSync(join(out, 'sdedit-settings.json'), 'utf8'));
@@ -211,7 +271,10 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
 
     it('negative values after an option get the range error in both forms (not "ambiguous")', async () => {
       const cases: [string[], RegExp][] = [
-        [['sdedit', guide, '--random-weights', '--t0', '-0.2'], /--t0 must be a number in \(0, 1\] \(a fraction of the schedule: small = faithful, large = realistic\), got "-0\.2"/],
+        [
+          ['sdedit', guide, '--random-weights', '--t0', '-0.2'],
+          /--t0 must be a number in \(0, 1\] \(a fraction of the schedule: small = faithful, large = realistic\), got "-0\.2"/,
+        ],
         [['sdedit', guide, '--random-weights', '--t0=-0.2'], /--t0 must be a number in \(0, 1\]/],
         [['sample', '--random-weights', '--steps', '-3'], /--steps must be an integer >= 1, got "-3"/],
         [['sample', '--random-weights', '--steps=-3'], /--steps must be an integer >= 1, got "-3"/],
@@ -224,8 +287,14 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
         expect(r.err).to.not.include('ambiguous');
       }
       // only a value-taking option takes a negative number; a flag and a positional are left alone
-      const opts = { ...GLOBAL_OPTIONS, t0: { type: 'string' as const, help: '' }, out: { type: 'string' as const, short: 'o', help: '' } };
-      expect(joinNegativeValues(['--t0', '-0.2', '-o', '-1', '--quiet', '-5', 'x.png', '--', '--t0', '-1'], opts)).to.deep.equal(['--t0=-0.2', '-o-1', '--quiet', '-5', 'x.png', '--', '--t0', '-1']);
+      const opts = {
+        ...GLOBAL_OPTIONS,
+        t0: { type: 'string' as const, help: '' },
+        out: { type: 'string' as const, short: 'o', help: '' },
+      };
+      expect(
+        joinNegativeValues(['--t0', '-0.2', '-o', '-1', '--quiet', '-5', 'x.png', '--', '--t0', '-1'], opts),
+      ).to.deep.equal(['--t0=-0.2', '-o-1', '--quiet', '-5', 'x.png', '--', '--t0', '-1']);
     });
 
     it('train --steps 0 / --steps=-5 / --steps -5 are range errors, before the dataset loads', async () => {
@@ -246,7 +315,13 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
       const base = ['train', 'judge', ...SUBSET, '--out', run, '--sample-every', '0'];
       const first = await cli([...base, '--steps', '4', '--batch', '4', '--seed', '3', '--max-steps-this-run', '2']);
       expect(first.code, first.err).to.equal(0);
-      const state = () => JSON.parse(readFileSync(join(run, 'state.json'), 'utf8')) as { step: number; seed: number; config: { batch: number }; run: { steps: number; lr: number } };
+      const state = () =>
+        JSON.parse(readFileSync(join(run, 'state.json'), 'utf8')) as {
+          step: number;
+          seed: number;
+          config: { batch: number };
+          run: { steps: number; lr: number };
+        };
       expect(state()).to.deep.include({ step: 2, seed: 3 });
       expect(state().run).to.deep.include({ steps: 4, lr: 2e-3 });
       // a write killed mid-way by a process that is gone leaves <checkpoint>.tmp-<pid>
@@ -256,7 +331,9 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
       // the resume hint's command: no --steps (the run keeps its target of 4, not the default 3000); --batch 8 and --seed 1 are ignored, said so
       const again = await cli(['train', 'judge', ...SUBSET, '--out', run, '--resume', '--batch', '8', '--seed', '1']);
       expect(again.code, again.err).to.equal(0);
-      expect(again.err).to.include('train judge: --batch 8 ignored: the run was trained with batch 4, kept on resume (use a new --out for a run with --batch 8)');
+      expect(again.err).to.include(
+        'train judge: --batch 8 ignored: the run was trained with batch 4, kept on resume (use a new --out for a run with --batch 8)',
+      );
       expect(again.err).to.include('train judge: --seed 1 ignored: the run was trained with seed 3');
       expect(again.err).to.include(`removed ${stale}: a checkpoint write that never finished`);
       expect(existsSync(stale)).to.equal(false);
@@ -271,10 +348,28 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
       expect(state().step).to.equal(5);
     });
 
-    it('the resume hint printed after SIGTERM continues to the run\'s target (it used to fall back to the default --steps)', async () => {
+    it("the resume hint printed after SIGTERM continues to the run's target (it used to fall back to the default --steps)", async () => {
       const run = join(dir, 'term-run');
-      const argv = ['train', 'judge', ...SUBSET, '--out', run, '--steps', '2000', '--batch', '4', '--sample-every', '0', '--ckpt-every', '1'];
-      const proc = spawn(process.execPath, ['--import', 'tsx', 'lib/cli/run.ts', ...argv], { cwd: ROOT, env: { ...process.env, DIFFGUIDE_BACKEND: 'wasm', DIFFGUIDE_WASM_THREADS: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
+      const argv = [
+        'train',
+        'judge',
+        ...SUBSET,
+        '--out',
+        run,
+        '--steps',
+        '2000',
+        '--batch',
+        '4',
+        '--sample-every',
+        '0',
+        '--ckpt-every',
+        '1',
+      ];
+      const proc = spawn(process.execPath, ['--import', 'tsx', 'lib/cli/run.ts', ...argv], {
+        cwd: ROOT,
+        env: { ...process.env, DIFFGUIDE_BACKEND: 'wasm', DIFFGUIDE_WASM_THREADS: '1' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       let err = '';
       proc.stderr.on('data', (b: Buffer) => (err += b.toString()));
       const exited = new Promise<number | null>((r) => proc.on('exit', (c) => r(c)));
@@ -282,7 +377,9 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
       while (!existsSync(join(run, 'state.json')) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
       proc.kill('SIGTERM');
       expect(await exited, err).to.equal(143);
-      const m = err.match(/stopped at step (\d+) of 2000 by SIGTERM; checkpoint written\. Resume \(keeps the run's settings, --steps included\): diffguide (train judge --out \S+ --resume)\n/);
+      const m = err.match(
+        /stopped at step (\d+) of 2000 by SIGTERM; checkpoint written\. Resume \(keeps the run's settings, --steps included\): diffguide (train judge --out \S+ --resume)\n/,
+      );
       expect(m, err).to.not.equal(null);
       const r = await cli([...m![2].split(' '), '--max-steps-this-run', '1']);
       expect(r.code, r.err).to.equal(0);
@@ -291,7 +388,7 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
       expect(st.step).to.equal(Number(m![1]) + 1);
     });
 
-    it('removeStaleTemporaries keeps this process\'s and a live process\'s temporaries', () => {
+    it("removeStaleTemporaries keeps this process's and a live process's temporaries", () => {
       const d2 = join(dir, 'tmps');
       mkdirSync(d2);
       const ck = join(d2, 'checkpoint.safetensors');
@@ -299,7 +396,13 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
       for (const pid of [gone, process.pid, process.ppid]) writeFileSync(`${ck}.tmp-${pid}`, 'x');
       writeFileSync(join(d2, 'other.tmp-1'), 'x');
       expect(removeStaleTemporaries(ck)).to.deep.equal([`${ck}.tmp-${gone}`]);
-      expect(readdirSync(d2).sort()).to.deep.equal([`checkpoint.safetensors.tmp-${process.pid}`, `checkpoint.safetensors.tmp-${process.ppid}`, 'other.tmp-1'].sort());
+      expect(readdirSync(d2).sort()).to.deep.equal(
+        [
+          `checkpoint.safetensors.tmp-${process.pid}`,
+          `checkpoint.safetensors.tmp-${process.ppid}`,
+          'other.tmp-1',
+        ].sort(),
+      );
     });
   });
 
@@ -313,14 +416,20 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
       const n0 = tf.memory().numTensors;
       const fails: [Promise<unknown>, RegExp][] = [
         [sdedit(d, huge, { steps: 2 }), /^guide has values in \[1\.00e\+30, 1\.00e\+30\]; images are in \[-1, 1\]/],
-        [sdedit(d, bytes, { steps: 2 }), /^guide has values in \[255, 255\]; images are in \[-1, 1\] \(from \[0, 255\]: x \/ 127\.5 - 1/],
+        [
+          sdedit(d, bytes, { steps: 2 }),
+          /^guide has values in \[255, 255\]; images are in \[-1, 1\] \(from \[0, 255\]: x \/ 127\.5 - 1/,
+        ],
         [sdedit(d, nan, { steps: 2 }), /^guide has NaN or Inf values/],
         [sdedit(d, ok, { t0: 0 }), /^t0 must be a number in \(0, 1\]/],
         [sdedit(d, ok, { t0: 1.5 }), /^t0 must be a number in \(0, 1\]/],
         [sdedit(d, ok, { steps: 0 }), /^steps must be an integer in \[1, 100\]/],
         [sdedit(d, ok, { steps: 1e9 }), /^steps must be an integer in \[1, 100\]/],
         [sdedit(d, ok, { steps: 2, seed: 2 ** 32 }), /^seed must be an integer in \[0, 4294967295\]/],
-        [sdeditComposite(d, ok, huge, tf.ones([1, 16, 16, 1]) as tf.Tensor4D, { steps: 2 }), /^overlay has values in \[1\.00e\+30, 1\.00e\+30\]/],
+        [
+          sdeditComposite(d, ok, huge, tf.ones([1, 16, 16, 1]) as tf.Tensor4D, { steps: 2 }),
+          /^overlay has values in \[1\.00e\+30, 1\.00e\+30\]/,
+        ],
       ];
       for (const [p, want] of fails) {
         const e = await rejects(p);

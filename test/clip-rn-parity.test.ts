@@ -16,7 +16,14 @@ import { CLIP, clipReferenceOutputs, visionHeads } from '../nets/clip/index.js';
 const DIR = join(packageRoot(), 'test', 'fixtures', 'clip_rn');
 const WEIGHTS = join(DIR, 'clip_rn_tiny.pt');
 const IO = join(DIR, 'clip_rn_tiny_io.json');
-const NAMES = ['image_features', 'visual_stem_out', 'visual_layer1_out', 'visual_layer2_out', 'visual_layer3_out', 'visual_layer4_out'];
+const NAMES = [
+  'image_features',
+  'visual_stem_out',
+  'visual_layer1_out',
+  'visual_layer2_out',
+  'visual_layer3_out',
+  'visual_layer4_out',
+];
 
 function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
@@ -43,12 +50,19 @@ describe('CLIP ModifiedResNet parity (test/fixtures/clip_rn, openai/CLIP semanti
   after(() => model?.dispose());
 
   it('loads the image-only state_dict and infers the tower the fixture was built with', () => {
-    const args = JSON.parse(readFileSync(join(DIR, 'clip_rn_tiny.vision_args.json'), 'utf8')) as Record<string, unknown>;
+    const args = JSON.parse(readFileSync(join(DIR, 'clip_rn_tiny.vision_args.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
     expect(model.towers).to.deep.equal({ image: true, text: false });
     expect(model.loadReport).to.deep.equal({ missing: [], unexpected: [] });
     const c = model.config;
     expect([c.embedDim, c.imageResolution, c.visionWidth, c.visionLayers, visionHeads(c)]).to.deep.equal([
-      args.embed_dim, args.image_resolution, args.vision_width, args.vision_layers, args.vision_heads,
+      args.embed_dim,
+      args.image_resolution,
+      args.vision_width,
+      args.vision_layers,
+      args.vision_heads,
     ]);
   });
 
@@ -68,7 +82,9 @@ describe('CLIP ModifiedResNet parity (test/fixtures/clip_rn, openai/CLIP semanti
     const img = io.get('image')!;
     const x = tf.tensor4d(img.data as Float32Array, img.shape as [number, number, number, number]);
     const enc = model.encodeImagePixels(x.transpose([0, 2, 3, 1]) as tf.Tensor4D, { features: true });
-    const grad = tf.grad((im: tf.Tensor) => model.encodeImagePixels(im.transpose([0, 2, 3, 1]) as tf.Tensor4D).embedding.sum())(x);
+    const grad = tf.grad((im: tf.Tensor) =>
+      model.encodeImagePixels(im.transpose([0, 2, 3, 1]) as tf.Tensor4D).embedding.sum(),
+    )(x);
     try {
       expect(enc.features.length).to.equal(4);
       enc.features.forEach((f, i) => {

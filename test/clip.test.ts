@@ -5,14 +5,32 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readStateDict, detectArchitecture, type HostTensor } from '../lib/io/index.js';
 import {
-  CLIP, NoisyCLIPImageEncoder, loadCLIP, loadNoisyCLIP, clipContrastiveLoss, type CLIPConfig, clipConfigFromJson, clipParamSpecs, clipPreprocess, clipReferenceOutputs,
-  inferClipConfig, inferVisionConfig, resampleMatrix, resizeShorterAndCenterCrop, CLIP_MEAN, CLIP_STD, normLayers,
+  CLIP,
+  NoisyCLIPImageEncoder,
+  loadCLIP,
+  loadNoisyCLIP,
+  clipContrastiveLoss,
+  type CLIPConfig,
+  clipConfigFromJson,
+  clipParamSpecs,
+  clipPreprocess,
+  clipReferenceOutputs,
+  inferClipConfig,
+  inferVisionConfig,
+  resampleMatrix,
+  resizeShorterAndCenterCrop,
+  CLIP_MEAN,
+  CLIP_STD,
+  normLayers,
 } from '../nets/clip/index.js';
 import { BENCH, HAVE_PARITY, parity } from './fixtures.js';
 
 /** Named tensors of a reference io file (json index + little-endian bin), PyTorch layout. */
 function readIo(jsonPath: string): Map<string, HostTensor> {
-  const meta = JSON.parse(readFileSync(jsonPath, 'utf8')) as Record<string, { dtype: string; shape: number[]; offset: number; nbytes: number }>;
+  const meta = JSON.parse(readFileSync(jsonPath, 'utf8')) as Record<
+    string,
+    { dtype: string; shape: number[]; offset: number; nbytes: number }
+  >;
   const bin = readFileSync(jsonPath.replace(/\.json$/, '.bin'));
   const out = new Map<string, HostTensor>();
   for (const [k, m] of Object.entries(meta)) {
@@ -41,20 +59,48 @@ function maxErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 const TINY: CLIPConfig = {
-  embedDim: 64, imageResolution: 32, visionLayers: 2, visionWidth: 128, visionPatchSize: 8,
-  contextLength: 77, vocabSize: 1000, transformerWidth: 128, transformerHeads: 2, transformerLayers: 2,
+  embedDim: 64,
+  imageResolution: 32,
+  visionLayers: 2,
+  visionWidth: 128,
+  visionPatchSize: 8,
+  contextLength: 77,
+  vocabSize: 1000,
+  transformerWidth: 128,
+  transformerHeads: 2,
+  transformerLayers: 2,
 };
 
 const RN_TINY: CLIPConfig = {
-  embedDim: 24, imageResolution: 64, visionLayers: [1, 2, 1, 1], visionWidth: 16, visionPatchSize: null, visionHeads: 4,
-  contextLength: 16, vocabSize: 600, transformerWidth: 32, transformerHeads: 2, transformerLayers: 1,
+  embedDim: 24,
+  imageResolution: 64,
+  visionLayers: [1, 2, 1, 1],
+  visionWidth: 16,
+  visionPatchSize: null,
+  visionHeads: 4,
+  contextLength: 16,
+  vocabSize: 600,
+  transformerWidth: 32,
+  transformerHeads: 2,
+  transformerLayers: 1,
 };
 
-const OUTPUTS = ['image_features', 'text_features', 'logits_per_image', 'logits_per_text', 'visual_after_ln_pre', 'visual_block0_out'];
+const OUTPUTS = [
+  'image_features',
+  'text_features',
+  'logits_per_image',
+  'logits_per_text',
+  'visual_after_ln_pre',
+  'visual_block0_out',
+];
 
 (HAVE_PARITY ? describe : describe.skip)('CLIP parity (clip_tiny fixtures)', () => {
   const io = HAVE_PARITY ? readIo(parity('clip_tiny_io.json')) : new Map<string, HostTensor>();
-  const files: [string, 'fp32' | 'fp16'][] = [['clip_tiny.pt', 'fp32'], ['clip_tiny_fp16.pt', 'fp16'], ['clip_tiny_fp16.safetensors', 'fp16']];
+  const files: [string, 'fp32' | 'fp16'][] = [
+    ['clip_tiny.pt', 'fp32'],
+    ['clip_tiny_fp16.pt', 'fp16'],
+    ['clip_tiny_fp16.safetensors', 'fp16'],
+  ];
   for (const [file, kind] of files) {
     it(`${file}: every output and intermediate within ${kind === 'fp32' ? '1e-4 x max(1, max|ref|)' : '2e-3 relative'}`, async () => {
       const sd = await readStateDict(parity(file));
@@ -80,7 +126,12 @@ const OUTPUTS = ['image_features', 'text_features', 'logits_per_image', 'logits_
   it('the pooled-only last block (no features/intermediates asked) gives the reference image features too', async () => {
     const model = CLIP.fromStateDict(await readStateDict(parity('clip_tiny.pt')));
     const img = io.get('image')!;
-    const px = tf.tidy(() => tf.tensor4d(img.data as Float32Array, img.shape as [number, number, number, number]).transpose([0, 2, 3, 1]) as tf.Tensor4D);
+    const px = tf.tidy(
+      () =>
+        tf
+          .tensor4d(img.data as Float32Array, img.shape as [number, number, number, number])
+          .transpose([0, 2, 3, 1]) as tf.Tensor4D,
+    );
     const pooled = model.encodeImagePixels(px).embedding;
     const full = model.encodeImagePixels(px, { features: true });
     const ref = io.get('image_features')!;
@@ -141,11 +192,22 @@ const OUTPUTS = ['image_features', 'text_features', 'logits_per_image', 'logits_
 
 (HAVE_PARITY ? describe : describe.skip)('CLIP ViT-B/32 architecture (from shapes only)', () => {
   it('infers ViT-B/32 from clip_vit_b32.full.keys.json and reproduces its exact key set and shapes', () => {
-    const keys = JSON.parse(readFileSync(parity('clip_vit_b32.full.keys.json'), 'utf8')) as Record<string, { shape: number[] }>;
+    const keys = JSON.parse(readFileSync(parity('clip_vit_b32.full.keys.json'), 'utf8')) as Record<
+      string,
+      { shape: number[] }
+    >;
     const cfg = inferClipConfig(keys);
     expect(cfg).to.deep.equal({
-      embedDim: 512, imageResolution: 224, visionLayers: 12, visionWidth: 768, visionPatchSize: 32,
-      contextLength: 77, vocabSize: 49408, transformerWidth: 512, transformerHeads: 8, transformerLayers: 12,
+      embedDim: 512,
+      imageResolution: 224,
+      visionLayers: 12,
+      visionWidth: 768,
+      visionPatchSize: 32,
+      contextLength: 77,
+      vocabSize: 49408,
+      transformerWidth: 512,
+      transformerHeads: 8,
+      transformerLayers: 12,
     });
     // clipParamSpecs is what CLIP.random / fromStateDict allocate: same keys and shapes, nothing allocated here.
     const specs = clipParamSpecs(cfg);
@@ -157,42 +219,50 @@ const OUTPUTS = ['image_features', 'text_features', 'logits_per_image', 'logits_
   });
 });
 
-(existsSync(join(BENCH, 'clip_bench_io.json')) ? describe : describe.skip)('CLIP bench model (config.json with 4 text heads)', () => {
-  it('matches image/text features and d sum(image_features)/d image of the reference', async () => {
-    const cfg = clipConfigFromJson(JSON.parse(readFileSync(join(BENCH, 'clip_bench.config.json'), 'utf8')));
-    expect(cfg.transformerHeads).to.equal(4);
-    const model = CLIP.fromStateDict(await readStateDict(join(BENCH, 'clip_bench.pt')), cfg);
-    const io = readIo(join(BENCH, 'clip_bench_io.json'));
-    const out = clipReferenceOutputs(model, io);
-    for (const name of ['image_features', 'text_features']) {
-      const ref = io.get(name)!;
-      const err = maxErr(out.get(name)!.dataSync(), ref.data);
-      expect(err, name).to.be.at.most(1e-4 * Math.max(1, maxAbs(ref.data)));
-    }
-    const img = io.get('image')!;
-    const x = tf.tensor4d(img.data as Float32Array, img.shape as [number, number, number, number]);
-    const grad = tf.grad((im: tf.Tensor) => model.encodeImagePixels(im.transpose([0, 2, 3, 1]) as tf.Tensor4D).embedding.sum())(x);
-    const gref = io.get('grad_image')!;
-    const gerr = maxErr(grad.dataSync(), gref.data);
-    expect(gerr, 'grad_image').to.be.at.most(1e-4 * Math.max(1, maxAbs(gref.data)));
-    tf.dispose([...out.values(), x, grad]);
-    model.dispose();
-  });
-
-  it('the traced one-tower files (clip_bench_image/text.jit.pt, TorchScript) load as image-/text-only CLIPs and match', async () => {
-    const cfg = clipConfigFromJson(JSON.parse(readFileSync(join(BENCH, 'clip_bench.config.json'), 'utf8')));
-    const io = readIo(join(BENCH, 'clip_bench_io.json'));
-    for (const [file, name] of [['clip_bench_image.jit.pt', 'image_features'], ['clip_bench_text.jit.pt', 'text_features']]) {
-      const model = CLIP.fromStateDict(await readStateDict(join(BENCH, file)), cfg);
+(existsSync(join(BENCH, 'clip_bench_io.json')) ? describe : describe.skip)(
+  'CLIP bench model (config.json with 4 text heads)',
+  () => {
+    it('matches image/text features and d sum(image_features)/d image of the reference', async () => {
+      const cfg = clipConfigFromJson(JSON.parse(readFileSync(join(BENCH, 'clip_bench.config.json'), 'utf8')));
+      expect(cfg.transformerHeads).to.equal(4);
+      const model = CLIP.fromStateDict(await readStateDict(join(BENCH, 'clip_bench.pt')), cfg);
+      const io = readIo(join(BENCH, 'clip_bench_io.json'));
       const out = clipReferenceOutputs(model, io);
-      expect([...out.keys()].filter((k) => k.endsWith('_features'))).to.deep.equal([name]);
-      const ref = io.get(name)!;
-      expect(maxErr(out.get(name)!.dataSync(), ref.data), file).to.be.at.most(1e-4 * Math.max(1, maxAbs(ref.data)));
-      tf.dispose([...out.values()]);
+      for (const name of ['image_features', 'text_features']) {
+        const ref = io.get(name)!;
+        const err = maxErr(out.get(name)!.dataSync(), ref.data);
+        expect(err, name).to.be.at.most(1e-4 * Math.max(1, maxAbs(ref.data)));
+      }
+      const img = io.get('image')!;
+      const x = tf.tensor4d(img.data as Float32Array, img.shape as [number, number, number, number]);
+      const grad = tf.grad((im: tf.Tensor) =>
+        model.encodeImagePixels(im.transpose([0, 2, 3, 1]) as tf.Tensor4D).embedding.sum(),
+      )(x);
+      const gref = io.get('grad_image')!;
+      const gerr = maxErr(grad.dataSync(), gref.data);
+      expect(gerr, 'grad_image').to.be.at.most(1e-4 * Math.max(1, maxAbs(gref.data)));
+      tf.dispose([...out.values(), x, grad]);
       model.dispose();
-    }
-  });
-});
+    });
+
+    it('the traced one-tower files (clip_bench_image/text.jit.pt, TorchScript) load as image-/text-only CLIPs and match', async () => {
+      const cfg = clipConfigFromJson(JSON.parse(readFileSync(join(BENCH, 'clip_bench.config.json'), 'utf8')));
+      const io = readIo(join(BENCH, 'clip_bench_io.json'));
+      for (const [file, name] of [
+        ['clip_bench_image.jit.pt', 'image_features'],
+        ['clip_bench_text.jit.pt', 'text_features'],
+      ]) {
+        const model = CLIP.fromStateDict(await readStateDict(join(BENCH, file)), cfg);
+        const out = clipReferenceOutputs(model, io);
+        expect([...out.keys()].filter((k) => k.endsWith('_features'))).to.deep.equal([name]);
+        const ref = io.get(name)!;
+        expect(maxErr(out.get(name)!.dataSync(), ref.data), file).to.be.at.most(1e-4 * Math.max(1, maxAbs(ref.data)));
+        tf.dispose([...out.values()]);
+        model.dispose();
+      }
+    });
+  },
+);
 
 describe('CLIP (no fixtures needed)', () => {
   it('random init allocates exactly the spec keys/shapes and round-trips through toStateDict/fromStateDict', () => {
@@ -203,7 +273,14 @@ describe('CLIP (no fixtures needed)', () => {
     for (const [k, t] of sd) expect(t.shape, k).to.deep.equal(specs.get(k)!.shape);
     const b = CLIP.fromStateDict(sd);
     const px = tf.randomNormal([2, 32, 32, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
-    const ids = tf.tensor2d([[998, 3, 999, 0], [998, 999, 0, 0]], [2, 4], 'int32');
+    const ids = tf.tensor2d(
+      [
+        [998, 3, 999, 0],
+        [998, 999, 0, 0],
+      ],
+      [2, 4],
+      'int32',
+    );
     const fa = a.forward(px, ids);
     const fb = b.forward(px, ids);
     expect(maxErr(fa.logitsPerImage.dataSync(), fb.logitsPerImage.dataSync())).to.equal(0);
@@ -225,7 +302,12 @@ describe('CLIP (no fixtures needed)', () => {
     expect(text.config.transformerWidth).to.equal(128);
     const px = tf.randomNormal([1, 32, 32, 3], 0, 1, 'float32', 3) as tf.Tensor4D;
     const ids = tf.tensor2d([[998, 7, 999]], [1, 3], 'int32');
-    const [a, b, c, d] = [full.encodeImagePixels(px).embedding, img.encodeImagePixels(px).embedding, full.encodeTokens(ids), text.encodeTokens(ids)];
+    const [a, b, c, d] = [
+      full.encodeImagePixels(px).embedding,
+      img.encodeImagePixels(px).embedding,
+      full.encodeTokens(ids),
+      text.encodeTokens(ids),
+    ];
     expect(maxErr(a.dataSync(), b.dataSync())).to.equal(0);
     expect(maxErr(c.dataSync(), d.dataSync())).to.equal(0);
     expect(() => img.encodeText(['x'])).to.throw(/no text tower/);
@@ -238,14 +320,21 @@ describe('CLIP (no fixtures needed)', () => {
 
   it('logits are exp(logit_scale) * cosine similarity; logits_per_text is the transpose', () => {
     const m = CLIP.random(TINY, 1);
-    const img = tf.tensor2d([[3, 4], [1, 0]]);
-    const txt = tf.tensor2d([[0, 2], [-1, 0], [1, 1]]);
+    const img = tf.tensor2d([
+      [3, 4],
+      [1, 0],
+    ]);
+    const txt = tf.tensor2d([
+      [0, 2],
+      [-1, 0],
+      [1, 1],
+    ]);
     const { logitsPerImage, logitsPerText } = m.logits(img, txt);
     const s = 1 / 0.07;
-    const expected = [0.8 * s, -0.6 * s, 1.4 / Math.SQRT2 * s, 0, -s, Math.SQRT1_2 * s];
+    const expected = [0.8 * s, -0.6 * s, (1.4 / Math.SQRT2) * s, 0, -s, Math.SQRT1_2 * s];
     expect(maxErr(logitsPerImage.dataSync(), expected)).to.be.below(1e-4);
     expect(logitsPerText.shape).to.deep.equal([3, 2]);
-    expect(logitsPerText.arraySync()[2][0]).to.be.closeTo(1.4 / Math.SQRT2 * s, 1e-4);
+    expect(logitsPerText.arraySync()[2][0]).to.be.closeTo((1.4 / Math.SQRT2) * s, 1e-4);
     tf.dispose([img, txt, logitsPerImage, logitsPerText]);
     m.dispose();
   });
@@ -257,7 +346,16 @@ describe('CLIP (no fixtures needed)', () => {
     expect(d.dataSync()[0]).to.be.below(1e-6);
     const m = CLIP.random({ ...TINY, visionLayers: 1, transformerLayers: 1 }, 12);
     const px = tf.randomNormal([4, 32, 32, 3], 0, 1, 'float32', 8) as tf.Tensor4D;
-    const ids = tf.tensor2d([[998, 1, 999], [998, 2, 999], [998, 3, 999], [998, 4, 999]], [4, 3], 'int32');
+    const ids = tf.tensor2d(
+      [
+        [998, 1, 999],
+        [998, 2, 999],
+        [998, 3, 999],
+        [998, 4, 999],
+      ],
+      [4, 3],
+      'int32',
+    );
     const lossOf = () => {
       const f = m.forward(px, ids);
       const l = clipContrastiveLoss(f.logitsPerImage);
@@ -275,7 +373,9 @@ describe('CLIP (no fixtures needed)', () => {
   });
 
   it('gives a clear error for a state_dict that is not CLIP and for mismatched shapes', () => {
-    expect(() => CLIP.fromStateDict(new Map([['foo', { shape: [1], data: new Float32Array(1) }]]))).to.throw(/not a CLIP state_dict.*text_projection/);
+    expect(() => CLIP.fromStateDict(new Map([['foo', { shape: [1], data: new Float32Array(1) }]]))).to.throw(
+      /not a CLIP state_dict.*text_projection/,
+    );
     const m = CLIP.random(TINY, 0);
     const sd = m.toStateDict();
     expect(() => CLIP.fromStateDict(sd, { ...TINY, transformerWidth: 64 })).to.throw(/shape mismatch/);
@@ -307,7 +407,10 @@ describe('CLIP (no fixtures needed)', () => {
     const x = tf.zeros([1, 32, 32, 3]) as tf.Tensor4D;
     const { embedding, features } = m.encodeImage(x, { features: true });
     expect(embedding.shape).to.deep.equal([1, 64]);
-    expect(features.map((f) => f.shape)).to.deep.equal([[1, 17, 128], [1, 17, 128]]);
+    expect(features.map((f) => f.shape)).to.deep.equal([
+      [1, 17, 128],
+      [1, 17, 128],
+    ]);
     tf.dispose([x, embedding, ...features]);
     m.dispose();
   });
@@ -331,19 +434,47 @@ describe('CLIP (no fixtures needed)', () => {
   });
 
   it('config JSON in the reference snake_case form parses; impossible configs are rejected', () => {
-    const c = clipConfigFromJson({ embed_dim: 64, image_resolution: 32, vision_layers: 2, vision_width: 128, vision_patch_size: 8, context_length: 77, vocab_size: 1000, transformer_width: 128, transformer_heads: 2, transformer_layers: 2 });
+    const c = clipConfigFromJson({
+      embed_dim: 64,
+      image_resolution: 32,
+      vision_layers: 2,
+      vision_width: 128,
+      vision_patch_size: 8,
+      context_length: 77,
+      vocab_size: 1000,
+      transformer_width: 128,
+      transformer_heads: 2,
+      transformer_layers: 2,
+    });
     expect(c).to.deep.equal(TINY);
     expect(() => clipConfigFromJson({ ...c, imageResolution: 30 })).to.throw(/not a multiple of visionPatchSize/);
   });
 
   it('config JSON nested under one key is accepted; without one object holding the arguments the error says how to give them', () => {
-    const args = { embed_dim: 64, image_resolution: 32, vision_layers: 2, vision_width: 128, vision_patch_size: 8, context_length: 77, vocab_size: 1000, transformer_width: 128, transformer_heads: 2, transformer_layers: 2 };
+    const args = {
+      embed_dim: 64,
+      image_resolution: 32,
+      vision_layers: 2,
+      vision_width: 128,
+      vision_patch_size: 8,
+      context_length: 77,
+      vocab_size: 1000,
+      transformer_width: 128,
+      transformer_heads: 2,
+      transformer_layers: 2,
+    };
     expect(clipConfigFromJson({ constructor: args })).to.deep.equal(TINY);
     expect(clipConfigFromJson({ model: 'clip', step: 3, clip: { ...TINY } })).to.deep.equal(TINY); // the shipped config.json's shape
     expect(clipConfigFromJson({ model: { kwargs: args } })).to.deep.equal(TINY);
-    expect(() => clipConfigFromJson({ a: args, b: args })).to.throw(/none of CLIP's constructor arguments \(embed_dim, .*\) found, and 2 nested objects \(a, b\) could hold them; give them at the top level or nested under one key/);
-    expect(() => clipConfigFromJson({ name: 'clip' })).to.throw(/none of CLIP's constructor arguments .* found; give them/);
-    expect(() => clipConfigFromJson({ constructor: { ...args, transformer_heads: '4' } })).to.throw(/'transformer_heads' must be a positive integer, got "4"/);
+    expect(() => clipConfigFromJson({ a: args, b: args })).to.throw(
+      /none of CLIP's constructor arguments \(embed_dim, .*\) found, and 2 nested objects \(a, b\) could hold them; give them at the top level or nested under one key/,
+    );
+    expect(() => clipConfigFromJson({ name: 'clip' })).to.throw(
+      /none of CLIP's constructor arguments .* found; give them/,
+    );
+    expect(() => clipConfigFromJson({ constructor: { ...args, transformer_heads: '4' } })).to.throw(
+      /'transformer_heads' must be a positive integer, got "4"/,
+    );
   });
 
   it('a head count inferred rather than read is reported (stderr by default), and says when the guess is likely wrong', () => {
@@ -354,7 +485,9 @@ describe('CLIP (no fixtures needed)', () => {
     const notes: string[] = [];
     const guessed = CLIP.fromStateDict(sd as never, undefined, { onInferred: (l) => notes.push(l) });
     expect(notes).to.have.length(1);
-    expect(notes[0]).to.match(/^no CLIP config was given: transformer_heads = 1 was inferred as transformer_width 96 \/ 64 .*; 96 is not a multiple of 64, so the guess is probably wrong and the text features with it: give a config JSON with transformer_heads/);
+    expect(notes[0]).to.match(
+      /^no CLIP config was given: transformer_heads = 1 was inferred as transformer_width 96 \/ 64 .*; 96 is not a multiple of 64, so the guess is probably wrong and the text features with it: give a config JSON with transformer_heads/,
+    );
     expect(guessed.config.transformerHeads).to.equal(1);
     const ids = tf.tensor2d([[998, 5, 7, 999, ...new Array(73).fill(0)]], [1, 77], 'int32');
     const [right, wrong] = [m.encodeTokens(ids), guessed.encodeTokens(ids)];
@@ -368,13 +501,27 @@ describe('CLIP (no fixtures needed)', () => {
     try {
       CLIP.fromStateDict(sd as never).dispose();
       CLIP.fromStateDict(sd as never, cfg).dispose(); // read from a config: nothing to say
-      clipConfigFromJson({ constructor: { embed_dim: 64, image_resolution: 32, vision_layers: 2, vision_width: 128, vision_patch_size: 8, context_length: 77, vocab_size: 1000, transformer_width: 128, transformer_layers: 2 } });
+      clipConfigFromJson({
+        constructor: {
+          embed_dim: 64,
+          image_resolution: 32,
+          vision_layers: 2,
+          vision_width: 128,
+          vision_patch_size: 8,
+          context_length: 77,
+          vocab_size: 1000,
+          transformer_width: 128,
+          transformer_layers: 2,
+        },
+      });
     } finally {
       console.warn = orig;
     }
     expect(warned).to.have.length(2);
     expect(warned[0]).to.match(/^diffguide: no CLIP config was given: transformer_heads = 1 was inferred/);
-    expect(warned[1]).to.match(/^diffguide: the CLIP config JSON has no transformer_heads: transformer_heads = 2 was inferred as transformer_width 128 \/ 64 .*; give a config JSON with transformer_heads if the model was built with another head count/);
+    expect(warned[1]).to.match(
+      /^diffguide: the CLIP config JSON has no transformer_heads: transformer_heads = 2 was inferred as transformer_width 128 \/ 64 .*; give a config JSON with transformer_heads if the model was built with another head count/,
+    );
     m.dispose();
   });
 });
@@ -396,7 +543,12 @@ describe('CLIP ModifiedResNet tower', () => {
     const ea = a.encodeImagePixels(px, { features: true });
     const eb = b.encodeImagePixels(px);
     expect(ea.embedding.shape).to.deep.equal([2, 24]);
-    expect(ea.features.map((f) => f.shape)).to.deep.equal([[2, 16, 16, 64], [2, 8, 8, 128], [2, 4, 4, 256], [2, 2, 2, 512]]);
+    expect(ea.features.map((f) => f.shape)).to.deep.equal([
+      [2, 16, 16, 64],
+      [2, 8, 8, 128],
+      [2, 4, 4, 256],
+      [2, 2, 2, 512],
+    ]);
     expect(maxErr(ea.embedding.dataSync(), eb.embedding.dataSync())).to.equal(0);
     // running stats are buffers, not trainable
     expect(a.params.get('visual.bn1.running_mean')!.trainable).to.equal(false);
@@ -413,7 +565,8 @@ describe('CLIP ModifiedResNet tower', () => {
     const normalised = new Map<string, { mean: number[]; variance: number[] }>();
     const before = tf.memory().numTensors;
     const out = clip.encodeImagePixels(px, {
-      batchStats: (name, mean, variance, count) => void given.set(name, { mean: mean.arraySync(), variance: variance.arraySync(), count }),
+      batchStats: (name, mean, variance, count) =>
+        void given.set(name, { mean: mean.arraySync(), variance: variance.arraySync(), count }),
       film: (name, y) => {
         const m = tf.moments(y, [0, 1, 2]);
         normalised.set(name, { mean: m.mean.arraySync() as number[], variance: m.variance.arraySync() as number[] });
@@ -430,7 +583,9 @@ describe('CLIP ModifiedResNet tower', () => {
     expect(given.get('visual.bn1')!.count).to.equal(3 * 32 * 32);
     expect(given.size).to.equal(normalised.size);
     // the update rule, through encodeImage({training: true}): running = 0.9 running + 0.1 batch (var unbiased)
-    const hook = (clip as unknown as { runningStatsHook(): (n: string, m: tf.Tensor1D, v: tf.Tensor1D, c: number) => void }).runningStatsHook();
+    const hook = (
+      clip as unknown as { runningStatsHook(): (n: string, m: tf.Tensor1D, v: tf.Tensor1D, c: number) => void }
+    ).runningStatsHook();
     const g = given.get('visual.layer1.0.bn2')!;
     const rm0 = clip.params.get('visual.layer1.0.bn2.running_mean')!.arraySync() as number[];
     const rv0 = clip.params.get('visual.layer1.0.bn2.running_var')!.arraySync() as number[];
@@ -438,7 +593,9 @@ describe('CLIP ModifiedResNet tower', () => {
     const rm1 = clip.params.get('visual.layer1.0.bn2.running_mean')!.arraySync() as number[];
     const rv1 = clip.params.get('visual.layer1.0.bn2.running_var')!.arraySync() as number[];
     rm1.forEach((v, i) => expect(v).to.be.closeTo(0.9 * rm0[i] + 0.1 * g.mean[i], 1e-6));
-    rv1.forEach((v, i) => expect(v).to.be.closeTo(0.9 * rv0[i] + (0.1 * g.variance[i] * g.count) / (g.count - 1), 1e-5));
+    rv1.forEach((v, i) =>
+      expect(v).to.be.closeTo(0.9 * rv0[i] + (0.1 * g.variance[i] * g.count) / (g.count - 1), 1e-5),
+    );
     // eval mode is the default and uses (and leaves) the running statistics
     const x = tf.randomUniform([2, 64, 64, 3], -1, 1, 'float32', 5) as tf.Tensor4D;
     const e0 = clip.encodeImage(x).embedding;
@@ -455,7 +612,12 @@ describe('CLIP ModifiedResNet tower', () => {
 
 describe('CLIP preprocessing', () => {
   it('resampling rows sum to 1 and a same-size resize is the identity', () => {
-    for (const [i, o] of [[7, 3], [224, 224], [32, 77], [100, 33]]) {
+    for (const [i, o] of [
+      [7, 3],
+      [224, 224],
+      [32, 77],
+      [100, 33],
+    ]) {
       const m = resampleMatrix(i, o);
       for (let r = 0; r < o; r++) {
         let s = 0;
@@ -490,7 +652,12 @@ describe('CLIP preprocessing', () => {
 describe('noisy (time-conditioned) CLIP image encoder', () => {
   it('lists its norm layers: ln_pre, ln_1/ln_2 per block, ln_post', () => {
     expect(normLayers(TINY).map((n) => n.name)).to.deep.equal([
-      'ln_pre', 'transformer.resblocks.0.ln_1', 'transformer.resblocks.0.ln_2', 'transformer.resblocks.1.ln_1', 'transformer.resblocks.1.ln_2', 'ln_post',
+      'ln_pre',
+      'transformer.resblocks.0.ln_1',
+      'transformer.resblocks.0.ln_2',
+      'transformer.resblocks.1.ln_1',
+      'transformer.resblocks.1.ln_2',
+      'ln_post',
     ]);
   });
 
@@ -546,7 +713,10 @@ describe('noisy (time-conditioned) CLIP image encoder', () => {
     const n = NoisyCLIPImageEncoder.random(RN_TINY, 1);
     const x = tf.randomUniform([2, 64, 64, 3], -1, 1) as tf.Tensor4D;
     const t = tf.tensor1d([3, 700]);
-    const { value, grads } = tf.variableGrads(() => n.encodeImage(x, { t }).embedding.square().sum() as tf.Scalar, n.trainableVariables());
+    const { value, grads } = tf.variableGrads(
+      () => n.encodeImage(x, { t }).embedding.square().sum() as tf.Scalar,
+      n.trainableVariables(),
+    );
     const gFilm = grads[n.params.get('visual.film.layer2.0.bn3.weight')!.name];
     expect(gFilm).to.not.equal(undefined);
     expect(maxAbs(gFilm.dataSync())).to.be.greaterThan(0);

@@ -4,7 +4,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../lib/paths.js';
 import {
-  Dataset, BatchSampler, ensurePackage, ensurePackages, emojiPackage, prepareDataset, SHOWCASE_EMOJI, writeDataset, readDataset, loadFolder, buildEmoji, splitOf, emojiCaption, testSubsetPath,
+  Dataset,
+  BatchSampler,
+  ensurePackage,
+  ensurePackages,
+  emojiPackage,
+  prepareDataset,
+  SHOWCASE_EMOJI,
+  writeDataset,
+  readDataset,
+  loadFolder,
+  buildEmoji,
+  splitOf,
+  emojiCaption,
+  testSubsetPath,
 } from '../lib/data/index.js';
 import { encodePng } from '../lib/image/index.js';
 
@@ -82,7 +95,21 @@ describe('lib/data', () => {
   it('round-trips the format and rejects truncated pixel files with the fix', () => {
     const p = join(dir, 'tiny.json');
     const items = [{ id: 'a', group: 'a', category: 'x', caption: 'a', split: 'train' as const }];
-    writeDataset(p, { name: 'tiny', height: 2, width: 2, channels: 3, categories: ['x'], vendors: [''], source: 't', license: 't', items }, new Uint8Array(12).fill(7));
+    writeDataset(
+      p,
+      {
+        name: 'tiny',
+        height: 2,
+        width: 2,
+        channels: 3,
+        categories: ['x'],
+        vendors: [''],
+        source: 't',
+        license: 't',
+        items,
+      },
+      new Uint8Array(12).fill(7),
+    );
     const { pixels } = readDataset(p);
     expect(Array.from(pixels)).to.deep.equal(new Array(12).fill(7));
     truncateSync(join(dir, 'tiny.bin'), 5);
@@ -112,7 +139,10 @@ describe('lib/data', () => {
   });
 
   it('builds captions from name, short names, category, subcategory and vendor style', () => {
-    const c = emojiCaption({ name: 'grinning face', shortNames: ['grinning'], category: 'Smileys & Emotion', subcategory: 'face-smiling' }, 'twitter');
+    const c = emojiCaption(
+      { name: 'grinning face', shortNames: ['grinning'], category: 'Smileys & Emotion', subcategory: 'face-smiling' },
+      'twitter',
+    );
     expect(c).to.equal('grinning face (grinning), smileys & emotion, face smiling, twemoji style');
   });
 
@@ -120,7 +150,9 @@ describe('lib/data', () => {
     const old = process.env.DIFFGUIDE_CACHE;
     process.env.DIFFGUIDE_CACHE = join(dir, 'cache');
     try {
-      expect(() => ensurePackage('emoji-datasource-google', '16', { noInstall: true })).to.throw(/not in the cache .*npm install .*--prefix .*emoji-datasource-google@16/);
+      expect(() => ensurePackage('emoji-datasource-google', '16', { noInstall: true })).to.throw(
+        /not in the cache .*npm install .*--prefix .*emoji-datasource-google@16/,
+      );
     } finally {
       if (old === undefined) delete process.env.DIFFGUIDE_CACHE;
       else process.env.DIFFGUIDE_CACHE = old;
@@ -154,7 +186,10 @@ describe('lib/data', () => {
       expect(existsSync(join(g, 'img', 'google', '64', '1f600.png')), 'google kept').to.equal(true);
       expect(existsSync(join(t, 'img', 'twitter', '64', '1f600.png'))).to.equal(true);
       const manifest = JSON.parse(readFileSync(join(cache, 'pkgs', 'package.json'), 'utf8'));
-      expect(Object.keys(manifest.dependencies).sort()).to.deep.equal(['emoji-datasource-google', 'emoji-datasource-twitter']);
+      expect(Object.keys(manifest.dependencies).sort()).to.deep.equal([
+        'emoji-datasource-google',
+        'emoji-datasource-twitter',
+      ]);
       expect(log.filter((l) => /installing data package/.test(l))).to.have.length(2);
     });
 
@@ -163,9 +198,14 @@ describe('lib/data', () => {
       rmSync(join(g, 'img', 'google', '64', '1f600.png'));
       log.length = 0;
       ensurePackages([emojiPackage('google'), emojiPackage('twitter')], quiet);
-      expect(log.join('\n')).to.match(/emoji-datasource-google .* is incomplete \(missing img\/google\/64\/1f600\.png\); installing it again/);
+      expect(log.join('\n')).to.match(
+        /emoji-datasource-google .* is incomplete \(missing img\/google\/64\/1f600\.png\); installing it again/,
+      );
       expect(existsSync(join(g, 'img', 'google', '64', '1f600.png'))).to.equal(true);
-      expect(existsSync(join(cache, 'pkgs', 'node_modules', 'emoji-datasource-twitter', 'emoji.json')), 'twitter kept').to.equal(true);
+      expect(
+        existsSync(join(cache, 'pkgs', 'node_modules', 'emoji-datasource-twitter', 'emoji.json')),
+        'twitter kept',
+      ).to.equal(true);
     });
 
     it('prepares the full emoji set: ~1,900 emoji per vendor, ~10% held out; a truncated one is rebuilt', () => {
@@ -184,7 +224,13 @@ describe('lib/data', () => {
 
   it('the committed subset holds every showcase emoji, both vendors', () => {
     for (const [name, code] of Object.entries(SHOWCASE_EMOJI)) {
-      expect(ds.items.filter((it) => it.group === code).map((it) => it.vendor).sort(), name).to.deep.equal(['google', 'twitter']);
+      expect(
+        ds.items
+          .filter((it) => it.group === code)
+          .map((it) => it.vendor)
+          .sort(),
+        name,
+      ).to.deep.equal(['google', 'twitter']);
     }
   });
 });

@@ -35,8 +35,14 @@ describe('eval/clip metrics on hand-made similarities', () => {
   });
 
   it('cosineMatrix normalises rows', () => {
-    const a = tf.tensor2d([[3, 0], [0, 2]]);
-    const b = tf.tensor2d([[1, 1], [0, 5]]);
+    const a = tf.tensor2d([
+      [3, 0],
+      [0, 2],
+    ]);
+    const b = tf.tensor2d([
+      [1, 1],
+      [0, 5],
+    ]);
     const c = Array.from(cosineMatrix(a, b));
     expect(c[0]).to.be.closeTo(Math.SQRT1_2, 1e-6);
     expect(c[1]).to.be.closeTo(0, 1e-6);
@@ -53,12 +59,19 @@ describe('eval/clip metrics on hand-made similarities', () => {
 
 describe('CLIP training objective pieces', () => {
   it('softClipLoss with identity positives equals clipContrastiveLoss', () => {
-    const logits = tf.tensor2d([[3, 1, 0], [0.5, 2, -1], [1, 1, 4]]);
+    const logits = tf.tensor2d([
+      [3, 1, 0],
+      [0.5, 2, -1],
+      [1, 1, 4],
+    ]);
     const a = softClipLoss(logits, tf.eye(3) as tf.Tensor2D).dataSync()[0];
     const b = clipContrastiveLoss(logits).dataSync()[0];
     expect(a).to.be.closeTo(b, 1e-5);
     // by hand for a 2x2: rows CE and column CE
-    const l2 = tf.tensor2d([[2, 0], [1, 1]]);
+    const l2 = tf.tensor2d([
+      [2, 0],
+      [1, 1],
+    ]);
     const lse = (x: number[]) => Math.log(x.reduce((s, v) => s + Math.exp(v), 0));
     const row = (lse([2, 0]) - 2 + lse([1, 1]) - 1) / 2;
     const col = (lse([2, 1]) - 2 + lse([0, 1]) - 1) / 2;
@@ -68,8 +81,14 @@ describe('CLIP training objective pieces', () => {
 
   it('softClipLoss spreads the target over several positives (by hand)', () => {
     // image 0 fits texts 0 and 1; image 1 fits text 1 only
-    const logits = tf.tensor2d([[2, 0], [1, 3]]);
-    const pos = tf.tensor2d([[1, 1], [0, 1]]);
+    const logits = tf.tensor2d([
+      [2, 0],
+      [1, 3],
+    ]);
+    const pos = tf.tensor2d([
+      [1, 1],
+      [0, 1],
+    ]);
     const lse = (x: number[]) => Math.log(x.reduce((s, v) => s + Math.exp(v), 0));
     const rows = (lse([2, 0]) - (2 + 0) / 2 + (lse([1, 3]) - 3)) / 2;
     const cols = (lse([2, 1]) - 2 + (lse([0, 3]) - (0 + 3) / 2)) / 2;
@@ -78,7 +97,17 @@ describe('CLIP training objective pieces', () => {
   });
 
   it('captions: sampled deterministically and matched to the right images', () => {
-    const item: DatasetItem = { id: '1f436/google', group: '1f436', category: 'Animals & Nature', subcategory: 'animal-mammal', vendor: 'google', name: 'dog face', shortNames: ['dog'], caption: '', split: 'train' };
+    const item: DatasetItem = {
+      id: '1f436/google',
+      group: '1f436',
+      category: 'Animals & Nature',
+      subcategory: 'animal-mammal',
+      vendor: 'google',
+      name: 'dog face',
+      shortNames: ['dog'],
+      caption: '',
+      split: 'train',
+    };
     const other: DatasetItem = { ...item, id: '1f431/google', group: '1f431', name: 'cat face', shortNames: ['cat'] };
     const a = Array.from({ length: 50 }, (_, i) => sampleCaption(item, new Rng(i)));
     const b = Array.from({ length: 50 }, (_, i) => sampleCaption(item, new Rng(i)));
@@ -134,7 +163,11 @@ describe('eval/unclip runs end to end on tiny random models', function () {
     const decoder = makeDiffuser(unet, makeSchedule('cosine', 50), { embScale: Math.sqrt(32) });
     const judge = Judge.random(judgeConfigFor(ds), 0);
     const n0 = tf.memory().numTensors;
-    const r = await evalUnclipPrompts(decoder, prior, makeSchedule('cosine', 50), clip, judge, ds, { perCategory: 1, steps: 2, priorSteps: 2 });
+    const r = await evalUnclipPrompts(decoder, prior, makeSchedule('cosine', 50), clip, judge, ds, {
+      perCategory: 1,
+      steps: 2,
+      priorSteps: 2,
+    });
     expect(r.samples).to.equal(ds.categoryNames.length);
     expect(r.promptCategoryRate).to.be.within(0, 1);
     expect(r.priorNearestCategory).to.be.within(0, 1);

@@ -37,7 +37,12 @@ describe('experiments (--quick)', function () {
       title: 'a test plot',
       width: 200,
       height: 100,
-      data: { values: [{ x: 1, y: 2 }, { x: 2, y: 3 }] },
+      data: {
+        values: [
+          { x: 1, y: 2 },
+          { x: 2, y: 3 },
+        ],
+      },
       mark: 'line',
       encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'y', type: 'quantitative' } },
     } as const;
@@ -63,12 +68,23 @@ describe('experiments (--quick)', function () {
       merge: (rs) => ({ table: `| n |\n| --- |\n| ${rs.length} |`, json: rs.length, files }),
     });
     const root = join(tmp, 'files');
-    const r = await runGrid(mk({ 'plot.svg': '<svg/>', 'sheets/a.png': 'x' }), { quick: true, params: {} }, { resultsRoot: root });
+    const r = await runGrid(
+      mk({ 'plot.svg': '<svg/>', 'sheets/a.png': 'x' }),
+      { quick: true, params: {} },
+      { resultsRoot: root },
+    );
     expect(r.merged!.files).to.deep.equal(['plot.svg', 'sheets/a.png']);
     expect(readFileSync(join(r.dir, 'plot.svg'), 'utf8')).to.equal('<svg/>');
-    expect(JSON.parse(readFileSync(join(r.dir, 'results.json'), 'utf8')).files).to.deep.equal(['plot.svg', 'sheets/a.png']);
-    expect(() => mergeGrid(mk({ '../escape.svg': 'x' }), { quick: true, params: {} }, root)).to.throw(/relative name inside the results folder/);
-    expect(() => mergeGrid(mk({ 'results.json': 'x' }), { quick: true, params: {} }, root)).to.throw(/not table.md, results.json/);
+    expect(JSON.parse(readFileSync(join(r.dir, 'results.json'), 'utf8')).files).to.deep.equal([
+      'plot.svg',
+      'sheets/a.png',
+    ]);
+    expect(() => mergeGrid(mk({ '../escape.svg': 'x' }), { quick: true, params: {} }, root)).to.throw(
+      /relative name inside the results folder/,
+    );
+    expect(() => mergeGrid(mk({ 'results.json': 'x' }), { quick: true, params: {} }, root)).to.throw(
+      /not table.md, results.json/,
+    );
     expect(existsSync(join(root, 'escape.svg'))).to.equal(false);
   });
 
@@ -78,7 +94,16 @@ describe('experiments (--quick)', function () {
     const root = join(tmp, 'sdg');
     const r = await runGrid(sdgExp, { quick: true, params: {} }, { resultsRoot: root });
     expect(r.missing).to.deep.equal([]);
-    for (const f of ['table.md', 'results.json', 'comparison.svg', 'comparison.png', 'image.png', 'text.png', 'style.png']) expect(existsSync(join(r.dir, f)), f).to.equal(true);
+    for (const f of [
+      'table.md',
+      'results.json',
+      'comparison.svg',
+      'comparison.png',
+      'image.png',
+      'text.png',
+      'style.png',
+    ])
+      expect(existsSync(join(r.dir, f)), f).to.equal(true);
     expect([...readFileSync(join(r.dir, 'comparison.png')).subarray(0, 4)]).to.deep.equal(PNG_SIG);
     const res = JSON.parse(readFileSync(join(r.dir, 'results.json'), 'utf8'));
     expect(res.commit === null || /^[0-9a-f]{40}$/.test(res.commit)).to.equal(true);
@@ -120,7 +145,8 @@ describe('experiments (--quick)', function () {
     if (!have.unet || !have.clip || !have.judge) return this.skip();
     const r = await runGrid(dclipExp, { quick: true, params: {} }, { resultsRoot: join(tmp, 'dclip') });
     expect(r.missing).to.deep.equal([]);
-    for (const f of ['table.md', 'results.json', 'reconstruction.svg', 'reconstruction.png', 'recon.png', 'edit.png']) expect(existsSync(join(r.dir, f)), f).to.equal(true);
+    for (const f of ['table.md', 'results.json', 'reconstruction.svg', 'reconstruction.png', 'recon.png', 'edit.png'])
+      expect(existsSync(join(r.dir, f)), f).to.equal(true);
     const res = JSON.parse(readFileSync(join(r.dir, 'results.json'), 'utf8')).results;
     const recon = res.recon as { t0: number; steps: number; enc: string; mae: number; ssim: number }[];
     for (const steps of [6, 10]) {
@@ -130,7 +156,10 @@ describe('experiments (--quick)', function () {
       expect(d.ssim).to.be.greaterThan(s.ssim);
     }
     expect(recon.find((x) => x.steps === 10 && x.enc === 'ddim')!.ssim).to.be.greaterThan(0.9);
-    expect((res.edits as Row[]).map((e) => e.edit)).to.deep.equal(['Smileys & Emotion -> Animals & Nature', 'Animals & Nature -> Food & Drink']);
+    expect((res.edits as Row[]).map((e) => e.edit)).to.deep.equal([
+      'Smileys & Emotion -> Animals & Nature',
+      'Animals & Nature -> Food & Drink',
+    ]);
     for (const e of res.edits as Row[]) {
       expect(e.ssim as number).to.be.within(0, 1);
       expect(e.p as number).to.be.within(0, 1);
@@ -140,7 +169,9 @@ describe('experiments (--quick)', function () {
   it('imagic --quick: the benchmark has >= 20 judge-scorable pairs; Imagic over eta and SDEdit over t0 are scored; SDEdit drifts from the input as t0 grows', async function () {
     const have = shippedModels();
     if (!have['cond-unet'] || !have.clip || !have.judge) return this.skip();
-    const bench = JSON.parse(readFileSync(join(packageRoot(), 'experiments/imagic-pairs.json'), 'utf8')) as { pairs: { id: string; from: string; to: string; text: string }[] };
+    const bench = JSON.parse(readFileSync(join(packageRoot(), 'experiments/imagic-pairs.json'), 'utf8')) as {
+      pairs: { id: string; from: string; to: string; text: string }[];
+    };
     expect(bench.pairs.length).to.be.at.least(20);
     expect(new Set(bench.pairs.map((p) => p.id)).size).to.equal(bench.pairs.length);
     for (const p of bench.pairs) {
@@ -149,13 +180,28 @@ describe('experiments (--quick)', function () {
     }
     const r = await runGrid(imagicExp, { quick: true, params: {} }, { resultsRoot: join(tmp, 'imagic') });
     expect(r.missing).to.deep.equal([]);
-    for (const f of ['table.md', 'results.json', 'tradeoff.svg', 'tradeoff.png', 'samples.png']) expect(existsSync(join(r.dir, f)), f).to.equal(true);
+    for (const f of ['table.md', 'results.json', 'tradeoff.svg', 'tradeoff.png', 'samples.png'])
+      expect(existsSync(join(r.dir, f)), f).to.equal(true);
     expect([...readFileSync(join(r.dir, 'tradeoff.png')).subarray(0, 4)]).to.deep.equal(PNG_SIG);
     const res = JSON.parse(readFileSync(join(r.dir, 'results.json'), 'utf8'));
     expect(res.settings.weights.condUnet.sha256).to.match(/^[0-9a-f]{16}$/);
     expect(res.settings.extractor).to.match(/judge-LPIPS/);
-    const rows = res.results.rows as { method: string; knob: number; pairs: number; clip: number; pTarget: number; ssim: number; lpips: number }[];
-    expect(rows.map((x) => `${x.method} ${x.knob}`)).to.deep.equal(['imagic 0', 'imagic 0.6', 'imagic 1.2', 'sdedit 0.4', 'sdedit 0.8']);
+    const rows = res.results.rows as {
+      method: string;
+      knob: number;
+      pairs: number;
+      clip: number;
+      pTarget: number;
+      ssim: number;
+      lpips: number;
+    }[];
+    expect(rows.map((x) => `${x.method} ${x.knob}`)).to.deep.equal([
+      'imagic 0',
+      'imagic 0.6',
+      'imagic 1.2',
+      'sdedit 0.4',
+      'sdedit 0.8',
+    ]);
     for (const x of rows) {
       expect(x.pairs).to.equal(2);
       expect(x.clip).to.be.within(-1, 1);
@@ -174,10 +220,26 @@ describe('experiments (--quick)', function () {
     if (!have['cond-unet'] || !have.prior || !have.clip || !have.judge) return this.skip();
     const r = await runGrid(unclipExp, { quick: true, params: {} }, { resultsRoot: join(tmp, 'unclip') });
     expect(r.missing).to.deep.equal([]);
-    for (const f of ['table.md', 'results.json', 'guidance.svg', 'guidance.png', 'samples.png', 'variations.png', 'interpolation.png', 'textdiff.png']) expect(existsSync(join(r.dir, f)), f).to.equal(true);
+    for (const f of [
+      'table.md',
+      'results.json',
+      'guidance.svg',
+      'guidance.png',
+      'samples.png',
+      'variations.png',
+      'interpolation.png',
+      'textdiff.png',
+    ])
+      expect(existsSync(join(r.dir, f)), f).to.equal(true);
     const res = JSON.parse(readFileSync(join(r.dir, 'results.json'), 'utf8'));
     expect(res.settings.weights.prior.sha256).to.match(/^[0-9a-f]{16}$/);
-    const g = res.results.guidance as { mode: string; scale: number; diversity: number; fd: number; categoryRate: number }[];
+    const g = res.results.guidance as {
+      mode: string;
+      scale: number;
+      diversity: number;
+      fd: number;
+      categoryRate: number;
+    }[];
     expect(g.map((x) => x.scale)).to.deep.equal([1, 4, 1, 4]);
     for (const x of g) {
       expect(x.diversity).to.be.greaterThan(0);

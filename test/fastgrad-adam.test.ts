@@ -16,10 +16,14 @@ async function run(backend: string, weightDecay: number): Promise<Map<string, Fl
   const prev = tf.getBackend();
   await tf.setBackend(backend);
   try {
-    const params = new Map(SHAPES.map((s, i) => [`p${i}`, tf.variable(tf.tensor(data(tf.util.sizeFromShape(s), 10 + i), s))] as const));
+    const params = new Map(
+      SHAPES.map((s, i) => [`p${i}`, tf.variable(tf.tensor(data(tf.util.sizeFromShape(s), 10 + i), s))] as const),
+    );
     const adam = new Adam(params, { weightDecay });
     for (let step = 0; step < 4; step++) {
-      const grads = new Map([...params].map(([k, p], i) => [k, tf.tensor(data(p.size, 100 * step + i), p.shape)] as const));
+      const grads = new Map(
+        [...params].map(([k, p], i) => [k, tf.tensor(data(p.size, 100 * step + i), p.shape)] as const),
+      );
       adam.step(grads, 1e-2 * (step + 1));
       tf.dispose([...grads.values()]);
     }

@@ -11,7 +11,14 @@ import { data, relErr } from './fastgrad_util.js';
 const TOL = 1e-5;
 
 /** [rows, k]·[k, n] in float64 on plain arrays (the reference; no backend involved). */
-function refMatMul(a: Float32Array, b: Float32Array, rows: number, k: number, n: number, transposeB = false): Float32Array {
+function refMatMul(
+  a: Float32Array,
+  b: Float32Array,
+  rows: number,
+  k: number,
+  n: number,
+  transposeB = false,
+): Float32Array {
   const out = new Float32Array(rows * n);
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < n; j++) {
@@ -26,7 +33,15 @@ function refMatMul(a: Float32Array, b: Float32Array, rows: number, k: number, n:
 const onWasm = () => tf.getBackend() === 'wasm';
 const numDataIds = () => tf.engine().backend.numDataIds();
 
-function expectProduct(y: tf.Tensor, a: Float32Array, b: Float32Array, rows: number, k: number, n: number, transposeB = false): void {
+function expectProduct(
+  y: tf.Tensor,
+  a: Float32Array,
+  b: Float32Array,
+  rows: number,
+  k: number,
+  n: number,
+  transposeB = false,
+): void {
   expect(relErr(y.dataSync() as Float32Array, refMatMul(a, b, rows, k, n, transposeB))).to.be.lessThan(TOL);
 }
 
@@ -59,12 +74,18 @@ describe('fastgrad: cached weights on wasm never go stale', () => {
     const xt = tf.tensor2d(x, [rows, k]);
     const dyt = tf.tensor2d(dy, [rows, n]);
     try {
-      const run = () => tf.tidy(() => {
-        const y = tf.matMul(xt, w);
-        const dx = tf.grad((t: tf.Tensor) => tf.matMul(t, w).mul(dyt).sum())(xt); // dy·Wᵀ on the backward path
-        return [y.dataSync() as Float32Array, dx.dataSync() as Float32Array];
-      });
-      for (const [wv, seed] of [[w1, 0], [w2, 1], [w1, 2], [w2, 3]] as const) {
+      const run = () =>
+        tf.tidy(() => {
+          const y = tf.matMul(xt, w);
+          const dx = tf.grad((t: tf.Tensor) => tf.matMul(t, w).mul(dyt).sum())(xt); // dy·Wᵀ on the backward path
+          return [y.dataSync() as Float32Array, dx.dataSync() as Float32Array];
+        });
+      for (const [wv, seed] of [
+        [w1, 0],
+        [w2, 1],
+        [w1, 2],
+        [w2, 3],
+      ] as const) {
         if (seed > 0) w.assign(tf.tensor2d(wv, [k, n]));
         const [y, dx] = run();
         expect(relErr(y, refMatMul(x, wv, rows, k, n))).to.be.lessThan(TOL);
@@ -133,7 +154,11 @@ describe('fastgrad: cached weights on wasm never go stale', () => {
     const a = tf.tensor2d(x, [rows, k]);
     const d = tf.tensor2d(dy, [rows, n]);
     const before = numDataIds();
-    const out = tf.tidy(() => [tf.matMul(a, d, true, false), tf.matMul(d, a, true, false), tf.matMul(d, tf.transpose(a), true, true)]);
+    const out = tf.tidy(() => [
+      tf.matMul(a, d, true, false),
+      tf.matMul(d, a, true, false),
+      tf.matMul(d, tf.transpose(a), true, true),
+    ]);
     expect(numDataIds()).to.equal(before + 3); // the three results only
     const xT = new Float32Array(k * rows);
     for (let r = 0; r < rows; r++) for (let c = 0; c < k; c++) xT[c * rows + r] = x[r * k + c];
@@ -151,12 +176,13 @@ describe('fastgrad: cached weights on wasm never go stale', () => {
     const w = tf.variable(tf.tensor2d(w1, [k, n]));
     const b = tf.variable(tf.zeros([n]));
     const xt = tf.tensor3d(x, [3, rows / 3, k]);
-    const step = () => tf.tidy(() => {
-      const { value, grads } = tf.variableGrads(() => tf.matMul(xt, w).add(b).square().mean() as tf.Scalar, [w, b]);
-      w.assign(w.sub(grads[w.name].mul(0.1)));
-      b.assign(b.sub(grads[b.name].mul(0.1)));
-      return value;
-    });
+    const step = () =>
+      tf.tidy(() => {
+        const { value, grads } = tf.variableGrads(() => tf.matMul(xt, w).add(b).square().mean() as tf.Scalar, [w, b]);
+        w.assign(w.sub(grads[w.name].mul(0.1)));
+        b.assign(b.sub(grads[b.name].mul(0.1)));
+        return value;
+      });
     try {
       step().dispose();
       const tensors = tf.memory().numTensors;
@@ -215,7 +241,14 @@ describe('fastgrad: Identity on wasm shares the buffer', () => {
       return { value: y, gradFunc: (d: tf.Tensor, [s]: tf.Tensor[]) => d.mul(s).mul(2) };
     });
     const a = tf.tensor1d([1, -2, 3]);
-    const run = () => tf.tidy(() => Array.from(tf.grad((t: tf.Tensor) => (f(t) as tf.Tensor).sum())(a).dataSync()));
+    const run = () =>
+      tf.tidy(() =>
+        Array.from(
+          tf
+            .grad((t: tf.Tensor) => (f(t) as tf.Tensor).sum())(a)
+            .dataSync(),
+        ),
+      );
     expect(run()).to.deep.equal([2, -4, 6]);
     const tensors = tf.memory().numTensors;
     const buffers = numDataIds();

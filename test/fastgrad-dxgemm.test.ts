@@ -14,7 +14,17 @@ const cases: { name: string; x: number[]; w: number[]; pad: Pad }[] = [
   { name: '3x3 valid, batch 2, rectangular input', x: [2, 5, 7, 8], w: [3, 3, 8, 12], pad: 'valid' },
   { name: '1x1', x: [2, 3, 4, 12], w: [1, 1, 12, 20], pad: 'valid' },
   { name: '5x5 same on a 4x4 input (taps reach past every side)', x: [1, 4, 4, 6], w: [5, 5, 6, 10], pad: 'same' },
-  { name: '3x2 kernel, asymmetric explicit pad', x: [2, 6, 5, 4], w: [3, 2, 4, 9], pad: [[0, 0], [2, 0], [0, 1], [0, 0]] },
+  {
+    name: '3x2 kernel, asymmetric explicit pad',
+    x: [2, 6, 5, 4],
+    w: [3, 2, 4, 9],
+    pad: [
+      [0, 0],
+      [2, 0],
+      [0, 1],
+      [0, 0],
+    ],
+  },
   { name: '2x2 same (pad after only)', x: [3, 5, 6, 5], w: [2, 2, 5, 7], pad: 'same' },
 ];
 
@@ -38,18 +48,30 @@ describe('fastgrad: conv input gradient as W · dyᵀ and col2im (DIFFGUIDE_DX_G
         compareWithCpu(() => {
           const x = rand(c.x, 11) as tf.Tensor4D;
           const w = rand(c.w, 12) as tf.Tensor4D;
-          return [tf.grad((a: tf.Tensor) => {
-            const y = tf.conv2d(a as tf.Tensor4D, w, 1, c.pad as 'same');
-            return y.mul(rand(y.shape, 13)).sum();
-          })(x)];
-        }));
+          return [
+            tf.grad((a: tf.Tensor) => {
+              const y = tf.conv2d(a as tf.Tensor4D, w, 1, c.pad as 'same');
+              return y.mul(rand(y.shape, 13)).sum();
+            })(x),
+          ];
+        }),
+      );
       expect(err).to.be.lessThan(TOL);
     });
   }
 
   it('conv2dTranspose (Conv2DBackpropInput called directly) on that path', async () => {
     const err = await withDxGemm('1', () =>
-      compareWithCpu(() => [tf.conv2dTranspose(rand([2, 6, 6, 10], 21) as tf.Tensor4D, rand([3, 3, 7, 10], 22) as tf.Tensor4D, [2, 6, 6, 7], 1, 'same')]));
+      compareWithCpu(() => [
+        tf.conv2dTranspose(
+          rand([2, 6, 6, 10], 21) as tf.Tensor4D,
+          rand([3, 3, 7, 10], 22) as tf.Tensor4D,
+          [2, 6, 6, 7],
+          1,
+          'same',
+        ),
+      ]),
+    );
     expect(err).to.be.lessThan(TOL);
   });
 

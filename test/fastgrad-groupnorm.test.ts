@@ -24,7 +24,14 @@ describe('fastgrad: fused forward GroupNorm on wasm matches the cpu backend', ()
   });
 
   const cases: { name: string; shape: number[]; groups: number; scale: number; ss: boolean; silu: boolean }[] = [
-    { name: 'UNet norm: 32 groups of 2, scale-shift, SiLU', shape: [2, 6, 5, 64], groups: 32, scale: 1, ss: true, silu: true },
+    {
+      name: 'UNet norm: 32 groups of 2, scale-shift, SiLU',
+      shape: [2, 6, 5, 64],
+      groups: 32,
+      scale: 1,
+      ss: true,
+      silu: true,
+    },
     { name: 'one channel per group, SiLU', shape: [1, 4, 4, 32], groups: 32, scale: 1, ss: false, silu: true },
     { name: 'groups of 8 over [N, L, C], plain', shape: [3, 7, 24], groups: 3, scale: 1, ss: false, silu: false },
     { name: 'large activations (sigmoid clamps)', shape: [2, 5, 5, 16], groups: 4, scale: 1, ss: true, silu: true },

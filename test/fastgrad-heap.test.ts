@@ -49,7 +49,18 @@ describe('fastgrad: wasm heap guard', () => {
     if (tf.getBackend() !== 'wasm') this.skip();
     const v = tf.variable(tf.ones([2, 4, 4, 3]));
     try {
-      const e = thrown(() => tf.variableGrads(() => tf.sum(tf.mul(v, tf.fill([2 ** 30 + 16], 1)).reshape([-1]).slice(0, 1)) as tf.Scalar, [v]));
+      const e = thrown(() =>
+        tf.variableGrads(
+          () =>
+            tf.sum(
+              tf
+                .mul(v, tf.fill([2 ** 30 + 16], 1))
+                .reshape([-1])
+                .slice(0, 1),
+            ) as tf.Scalar,
+          [v],
+        ),
+      );
       expectAdvice(e);
     } finally {
       v.dispose();
@@ -83,7 +94,7 @@ describe('fastgrad: wasm heap guard', () => {
     expect(e.message).to.match(/could not allocate 5 MB: the heap has grown to 0 MB of at most 4096 MB/);
   });
 
-  it("an Emscripten abort with the heap past half its limit becomes WasmHeapError; other aborts are left alone", () => {
+  it('an Emscripten abort with the heap past half its limit becomes WasmHeapError; other aborts are left alone', () => {
     const seen: unknown[] = [];
     const stand = (heap: number) => ({
       HEAPU8: new Uint8Array(heap),
@@ -96,7 +107,9 @@ describe('fastgrad: wasm heap guard', () => {
     const full = guardWasmMalloc(stand(3 << 18), 1 << 20); // 768 KiB of 1 MiB
     const e = expectAdvice(thrown(() => full.onAbort('')));
     expect(e.requestedBytes).to.equal(null);
-    expect(e.message).to.match(/allocation inside a wasm kernel failed .* heap grown to 1 MB of at most 1 MB; the wasm backend cannot be used again/);
+    expect(e.message).to.match(
+      /allocation inside a wasm kernel failed .* heap grown to 1 MB of at most 1 MB; the wasm backend cannot be used again/,
+    );
     expect(seen).to.deep.equal(['x', '']); // an earlier onAbort still runs
   });
 

@@ -27,7 +27,9 @@ describe('fastgrad: sum over leading and middle axes on wasm', () => {
     [[4, 6, 5, 8], [0, 2], true], // stock
   ];
   it('a sum over every axis (axis null) equals the cpu backend', async () => {
-    expect(await compareWithCpu(() => [tf.sum(rand([3, 4, 8], 7)), tf.sum(rand([3, 4, 8], 8), null, true)])).to.be.lessThan(1e-5);
+    expect(
+      await compareWithCpu(() => [tf.sum(rand([3, 4, 8], 7)), tf.sum(rand([3, 4, 8], 8), null, true)]),
+    ).to.be.lessThan(1e-5);
   });
   for (const [shape, axes, keepDims] of cases) {
     it(`sum of ${JSON.stringify(shape)} over ${JSON.stringify(axes)}${keepDims ? ' (keepDims)' : ''} equals the cpu backend`, async () => {

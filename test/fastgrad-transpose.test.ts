@@ -22,12 +22,30 @@ describe('fastgrad: transpose on wasm', () => {
   });
 
   const cases: [number[], number[]][] = [
-    [[16, 64, 40], [0, 2, 1]], // blocks only
-    [[7, 13], [1, 0]], // edges on both sides
-    [[3, 5, 6, 9], [3, 0, 1, 2]], // channels first
-    [[2, 9, 6, 5], [0, 3, 1, 2]], // batched, edges
-    [[5, 1, 7, 2], [2, 1, 0, 3]], // the stock kernel
-    [[2, 3, 4], [2, 1, 0]], // the stock kernel
+    [
+      [16, 64, 40],
+      [0, 2, 1],
+    ], // blocks only
+    [
+      [7, 13],
+      [1, 0],
+    ], // edges on both sides
+    [
+      [3, 5, 6, 9],
+      [3, 0, 1, 2],
+    ], // channels first
+    [
+      [2, 9, 6, 5],
+      [0, 3, 1, 2],
+    ], // batched, edges
+    [
+      [5, 1, 7, 2],
+      [2, 1, 0, 3],
+    ], // the stock kernel
+    [
+      [2, 3, 4],
+      [2, 1, 0],
+    ], // the stock kernel
   ];
   for (const [shape, perm] of cases) {
     it(`float32 and int32 ${JSON.stringify(shape)} by ${JSON.stringify(perm)} equal the cpu backend exactly`, async () => {

@@ -19,13 +19,44 @@ const CASES: [number, number, number, number, number, Pad][] = [
   [2, 16, 16, 8, 16, 'same'],
   [1, 17, 19, 12, 8, 'same'],
   [4, 11, 10, 16, 12, 'valid'],
-  [1, 18, 15, 8, 8, [[0, 0], [0, 1], [2, 1], [0, 0]]],
+  [
+    1,
+    18,
+    15,
+    8,
+    8,
+    [
+      [0, 0],
+      [0, 1],
+      [2, 1],
+      [0, 0],
+    ],
+  ],
 ];
 
 function applies(c: (typeof CASES)[number]): boolean {
   const [n, h, w, cin, cout, pad] = c;
-  const info = tf.backend_util.computeConv2DInfo([n, h, w, cin], [3, 3, cin, cout], 1, 1, pad, undefined, false, 'channelsLast');
-  return winogradApplies(tf.backend() as unknown as WasmBackend, [n, h, w, cin], [3, 3, cin, cout], 1, 1, 1, 1, info.outHeight, info.outWidth);
+  const info = tf.backend_util.computeConv2DInfo(
+    [n, h, w, cin],
+    [3, 3, cin, cout],
+    1,
+    1,
+    pad,
+    undefined,
+    false,
+    'channelsLast',
+  );
+  return winogradApplies(
+    tf.backend() as unknown as WasmBackend,
+    [n, h, w, cin],
+    [3, 3, cin, cout],
+    1,
+    1,
+    1,
+    1,
+    info.outHeight,
+    info.outWidth,
+  );
 }
 
 describe('fastgrad: Winograd 3x3 convolutions on wasm match the cpu backend', () => {
@@ -37,8 +68,11 @@ describe('fastgrad: Winograd 3x3 convolutions on wasm match the cpu backend', ()
     for (const c of CASES) expect(applies(c), JSON.stringify(c)).to.equal(true);
     // The weight gradient too where Cout % 8 == 0 (our GEMM's blocks); the 12-channel case checks the fallback.
     const be = tf.backend() as unknown as WasmBackend;
-    expect(CASES.map(([n, h, w, cin, cout]) => winogradFilterGradApplies(be, [n, h, w, cin], [3, 3, cin, cout], 1, 1, 1, 1, h, w)))
-      .to.deep.equal([true, true, false, true]);
+    expect(
+      CASES.map(([n, h, w, cin, cout]) =>
+        winogradFilterGradApplies(be, [n, h, w, cin], [3, 3, cin, cout], 1, 1, 1, 1, h, w),
+      ),
+    ).to.deep.equal([true, true, false, true]);
     expect(applies([1, 4, 4, 8, 8, 'same']), 'too few tiles').to.equal(false);
     expect(applies([4, 16, 16, 3, 8, 'same']), 'Cin not a multiple of 4').to.equal(false);
   });
@@ -65,7 +99,12 @@ describe('fastgrad: Winograd 3x3 convolutions on wasm match the cpu backend', ()
         const f = rand([3, 3, cin, cout], 5, 0.3) as tf.Tensor4D;
         const info = tf.backend_util.computeConv2DInfo(x.shape, f.shape, 1, 1, pad, undefined, false, 'channelsLast');
         const dy = rand([n, info.outHeight, info.outWidth, cout], 6);
-        const [dx, df] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, pad).mul(dy).sum())([x, f]);
+        const [dx, df] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+          tf
+            .conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, pad)
+            .mul(dy)
+            .sum(),
+        )([x, f]);
         return [dx, df];
       });
       expect(err).to.be.lessThan(TOL);
@@ -96,11 +135,17 @@ describe('fastgrad: Winograd 3x3 convolutions on wasm match the cpu backend', ()
     const w2 = rand([3, 3, 8, 8], 11, 0.3) as tf.Tensor4D;
     const v = tf.variable(w1);
     try {
-      const run = (w: tf.Tensor4D) => tf.tidy(() => {
-        const y = tf.conv2d(x, w, 1, 'same');
-        const dx = tf.grad((t: tf.Tensor) => tf.conv2d(t as tf.Tensor4D, w, 1, 'same').square().sum())(x);
-        return [y.dataSync() as Float32Array, dx.dataSync() as Float32Array];
-      });
+      const run = (w: tf.Tensor4D) =>
+        tf.tidy(() => {
+          const y = tf.conv2d(x, w, 1, 'same');
+          const dx = tf.grad((t: tf.Tensor) =>
+            tf
+              .conv2d(t as tf.Tensor4D, w, 1, 'same')
+              .square()
+              .sum(),
+          )(x);
+          return [y.dataSync() as Float32Array, dx.dataSync() as Float32Array];
+        });
       for (const w of [w1, w2, w1, w2]) {
         if (w !== w1 || v.dataId !== w1.dataId) v.assign(w);
         const [y, dx] = run(v);
@@ -119,12 +164,16 @@ describe('fastgrad: Winograd 3x3 convolutions on wasm match the cpu backend', ()
   it('neither tensors nor backend buffers grow over repeated forward and backward calls with fresh weights', () => {
     const x = rand([2, 16, 16, 8], 12) as tf.Tensor4D;
     const numDataIds = () => tf.engine().backend.numDataIds();
-    const step = (i: number) => tf.tidy(() => {
-      const w = rand([3, 3, 8, 8], 100 + i, 0.3) as tf.Tensor4D;
-      const b = rand([8], 200 + i) as tf.Tensor1D;
-      tf.fused.conv2d({ x, filter: w, strides: 1, pad: 'same', bias: b, activation: 'relu' }).dataSync();
-      tf.grads((a: tf.Tensor, f: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, f as tf.Tensor4D, 1, 'same').sum())([x, w]).forEach((g) => g.dataSync());
-    });
+    const step = (i: number) =>
+      tf.tidy(() => {
+        const w = rand([3, 3, 8, 8], 100 + i, 0.3) as tf.Tensor4D;
+        const b = rand([8], 200 + i) as tf.Tensor1D;
+        tf.fused.conv2d({ x, filter: w, strides: 1, pad: 'same', bias: b, activation: 'relu' }).dataSync();
+        tf.grads((a: tf.Tensor, f: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, f as tf.Tensor4D, 1, 'same').sum())([
+          x,
+          w,
+        ]).forEach((g) => g.dataSync());
+      });
     try {
       step(0);
       const tensors = tf.memory().numTensors;

@@ -6,7 +6,14 @@ const TOL = 1e-5;
 
 type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
 
-interface ConvCase { name: string; x: number[]; w: number[]; stride: number; pad: Pad; dilation?: number }
+interface ConvCase {
+  name: string;
+  x: number[];
+  w: number[];
+  stride: number;
+  pad: Pad;
+  dilation?: number;
+}
 
 const convCases: ConvCase[] = [
   { name: '3x3 s1 same', x: [2, 9, 8, 5], w: [3, 3, 5, 7], stride: 1, pad: 'same' },
@@ -15,17 +22,61 @@ const convCases: ConvCase[] = [
   { name: '3x3 s2 same (odd)', x: [2, 9, 7, 4], w: [3, 3, 4, 6], stride: 2, pad: 'same' },
   { name: '3x3 s2 valid', x: [2, 9, 8, 4], w: [3, 3, 4, 6], stride: 2, pad: 'valid' },
   { name: '3x3 s2 explicit 1', x: [2, 8, 8, 4], w: [3, 3, 4, 6], stride: 2, pad: 1 },
-  { name: 'DDPM down: pad (0,1,0,1) then 3x3 s2 valid', x: [2, 8, 8, 4], w: [3, 3, 4, 6], stride: 2, pad: [[0, 0], [0, 1], [0, 1], [0, 0]] },
+  {
+    name: 'DDPM down: pad (0,1,0,1) then 3x3 s2 valid',
+    x: [2, 8, 8, 4],
+    w: [3, 3, 4, 6],
+    stride: 2,
+    pad: [
+      [0, 0],
+      [0, 1],
+      [0, 1],
+      [0, 0],
+    ],
+  },
   { name: '1x1 s1', x: [2, 6, 6, 8], w: [1, 1, 8, 3], stride: 1, pad: 'valid' },
-  { name: '4x4 s2 explicit', x: [1, 10, 10, 3], w: [4, 4, 3, 5], stride: 2, pad: [[0, 0], [1, 2], [2, 1], [0, 0]] },
+  {
+    name: '4x4 s2 explicit',
+    x: [1, 10, 10, 3],
+    w: [4, 4, 3, 5],
+    stride: 2,
+    pad: [
+      [0, 0],
+      [1, 2],
+      [2, 1],
+      [0, 0],
+    ],
+  },
   { name: '3x3 dilation 2 same', x: [2, 9, 9, 3], w: [3, 3, 3, 4], stride: 1, pad: 'same', dilation: 2 },
   { name: '3x3 dilation 2 valid', x: [1, 10, 9, 3], w: [3, 3, 3, 4], stride: 1, pad: 'valid', dilation: 2 },
   { name: '5x5 s1 same', x: [1, 7, 7, 3], w: [5, 5, 3, 2], stride: 1, pad: 'same' },
   { name: '1x1 s2 (phases without taps)', x: [2, 7, 6, 3], w: [1, 1, 3, 4], stride: 2, pad: 'valid' },
   { name: '2x2 s2 valid (odd input)', x: [1, 7, 9, 3], w: [2, 2, 3, 4], stride: 2, pad: 'valid' },
   { name: '3x3 s3 same', x: [1, 10, 11, 2], w: [3, 3, 2, 3], stride: 3, pad: 'same' },
-  { name: '3x3 s2 large explicit pad', x: [1, 6, 6, 2], w: [3, 3, 2, 3], stride: 2, pad: [[0, 0], [3, 4], [4, 3], [0, 0]] },
-  { name: '3x3 s1 explicit asymmetric pad', x: [2, 7, 9, 3], w: [3, 3, 3, 4], stride: 1, pad: [[0, 0], [0, 2], [1, 0], [0, 0]] },
+  {
+    name: '3x3 s2 large explicit pad',
+    x: [1, 6, 6, 2],
+    w: [3, 3, 2, 3],
+    stride: 2,
+    pad: [
+      [0, 0],
+      [3, 4],
+      [4, 3],
+      [0, 0],
+    ],
+  },
+  {
+    name: '3x3 s1 explicit asymmetric pad',
+    x: [2, 7, 9, 3],
+    w: [3, 3, 3, 4],
+    stride: 1,
+    pad: [
+      [0, 0],
+      [0, 2],
+      [1, 0],
+      [0, 0],
+    ],
+  },
   { name: '2x2 s1 same (pad after only)', x: [2, 6, 7, 3], w: [2, 2, 3, 5], stride: 1, pad: 'same' },
   { name: '3x2 s1 valid (rectangular kernel)', x: [3, 8, 6, 4], w: [3, 2, 4, 3], stride: 1, pad: 'valid' },
 ];
@@ -57,7 +108,12 @@ describe('fastgrad: conv2d gradients match the cpu backend', () => {
         const err = await compareWithCpu(() => {
           const x = rand([2, 6, 6, 4], 91) as tf.Tensor4D;
           const w = rand([3, 3, 4, 5], 92) as tf.Tensor4D;
-          return tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same').mul(rand([2, 6, 6, 5], 93)).sum())([x, w]);
+          return tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+            tf
+              .conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same')
+              .mul(rand([2, 6, 6, 5], 93))
+              .sum(),
+          )([x, w]);
         });
         expect(err).to.be.lessThan(TOL);
       } finally {
@@ -71,7 +127,12 @@ describe('fastgrad: conv2d gradients match the cpu backend', () => {
       const x = rand([2, 8, 8, 4], 4);
       const w = rand([3, 3, 4, 6], 5);
       const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => {
-        const p = tf.pad(a, [[0, 0], [0, 1], [0, 1], [0, 0]]) as tf.Tensor4D;
+        const p = tf.pad(a, [
+          [0, 0],
+          [0, 1],
+          [0, 1],
+          [0, 0],
+        ]) as tf.Tensor4D;
         const y = tf.conv2d(p, b as tf.Tensor4D, 2, 'valid');
         return y.mul(rand(y.shape, 6)).sum();
       })([x, w]);
@@ -83,9 +144,14 @@ describe('fastgrad: conv2d gradients match the cpu backend', () => {
     const err = await compareWithCpu(() => {
       const x = rand([2, 5, 5, 6], 7) as tf.Tensor4D;
       const w = rand([3, 3, 4, 6], 8) as tf.Tensor4D; // [KH, KW, outC, inC]
-      const f = (a: tf.Tensor, b: tf.Tensor) => tf.conv2dTranspose(a as tf.Tensor4D, b as tf.Tensor4D, [2, 10, 10, 4], 2, 'same');
+      const f = (a: tf.Tensor, b: tf.Tensor) =>
+        tf.conv2dTranspose(a as tf.Tensor4D, b as tf.Tensor4D, [2, 10, 10, 4], 2, 'same');
       const y = f(x, w);
-      const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => f(a, b).mul(rand([2, 10, 10, 4], 9)).sum())([x, w]);
+      const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+        f(a, b)
+          .mul(rand([2, 10, 10, 4], 9))
+          .sum(),
+      )([x, w]);
       return [y, dx, dw];
     });
     expect(err).to.be.lessThan(TOL);
@@ -96,7 +162,14 @@ describe('fastgrad: conv2d gradients match the cpu backend', () => {
       const w = rand([3, 3, 4, 5], 11) as tf.Tensor4D;
       const b = rand([5], 12) as tf.Tensor1D;
       const [dx, dw, db] = tf.grads((a: tf.Tensor, c: tf.Tensor, d: tf.Tensor) => {
-        const y = tf.fused.conv2d({ x: a as tf.Tensor4D, filter: c as tf.Tensor4D, strides: 1, pad: 'same', bias: d, activation: 'linear' });
+        const y = tf.fused.conv2d({
+          x: a as tf.Tensor4D,
+          filter: c as tf.Tensor4D,
+          strides: 1,
+          pad: 'same',
+          bias: d,
+          activation: 'linear',
+        });
         return y.mul(rand(y.shape, 13)).sum();
       })([x, w, b]);
       return [dx, dw, db];
@@ -140,11 +213,13 @@ describe('fastgrad: matMul / batchMatMul forward and gradients match the cpu bac
     const a = rand([2, 1, 4, 5], 21);
     const b = rand([1, 3, 5, 6], 22);
     const dy = rand([2, 3, 4, 6], 23);
-    const run = (tile: boolean) => tf.tidy(() => {
-      const f = (x: tf.Tensor, z: tf.Tensor) => (tile ? tf.matMul(tf.tile(x, [1, 3, 1, 1]), tf.tile(z, [2, 1, 1, 1])) : tf.matMul(x, z));
-      const [da, db] = tf.grads((x: tf.Tensor, z: tf.Tensor) => f(x, z).mul(dy).sum())([a, b]);
-      return [f(a, b), da, db].map((t) => t.dataSync() as Float32Array);
-    });
+    const run = (tile: boolean) =>
+      tf.tidy(() => {
+        const f = (x: tf.Tensor, z: tf.Tensor) =>
+          tile ? tf.matMul(tf.tile(x, [1, 3, 1, 1]), tf.tile(z, [2, 1, 1, 1])) : tf.matMul(x, z);
+        const [da, db] = tf.grads((x: tf.Tensor, z: tf.Tensor) => f(x, z).mul(dy).sum())([a, b]);
+        return [f(a, b), da, db].map((t) => t.dataSync() as Float32Array);
+      });
     const here = run(false);
     const prev = tf.getBackend();
     await tf.setBackend('cpu');
@@ -219,9 +294,21 @@ describe('fastgrad: gather (embedding lookup) gradient on wasm', () => {
   it('token embedding [vocab, width] gathered by [B, L] ids, with repeated ids', async () => {
     const err = await compareWithCpu(() => {
       const table = rand([50, 8], 41);
-      const ids = tf.tensor2d([[3, 7, 7, 0, 49], [7, 1, 2, 3, 3]], [2, 5], 'int32');
+      const ids = tf.tensor2d(
+        [
+          [3, 7, 7, 0, 49],
+          [7, 1, 2, 3, 3],
+        ],
+        [2, 5],
+        'int32',
+      );
       const y = tf.gather(table, ids);
-      const dt = tf.grad((t: tf.Tensor) => tf.gather(t, ids).mul(rand([2, 5, 8], 42)).sum())(table);
+      const dt = tf.grad((t: tf.Tensor) =>
+        tf
+          .gather(t, ids)
+          .mul(rand([2, 5, 8], 42))
+          .sum(),
+      )(table);
       return [y, dt];
     });
     expect(err).to.be.lessThan(TOL);
@@ -230,7 +317,12 @@ describe('fastgrad: gather (embedding lookup) gradient on wasm', () => {
     const err = await compareWithCpu(() => {
       const x = rand([4, 6, 3], 43);
       const ids = tf.tensor1d([5, 0, 5, 2], 'int32');
-      const dx = tf.grad((t: tf.Tensor) => tf.gather(t, ids, 1).mul(rand([4, 4, 3], 44)).sum())(x);
+      const dx = tf.grad((t: tf.Tensor) =>
+        tf
+          .gather(t, ids, 1)
+          .mul(rand([4, 4, 3], 44))
+          .sum(),
+      )(x);
       const seg = tf.unsortedSegmentSum(rand([5, 3], 45), tf.tensor1d([1, 0, 1, 3, 2], 'int32'), 3);
       return [dx, seg];
     });
@@ -244,29 +336,50 @@ describe('fastgrad: pow fast paths and rsqrt gradient', () => {
       const err = await compareWithCpu(() => {
         const x = rand([3, 17], 71).abs().add(0.5);
         const y = tf.pow(x, e);
-        const dx = tf.grad((a: tf.Tensor) => tf.pow(a, e).mul(rand([3, 17], 72)).sum())(x);
+        const dx = tf.grad((a: tf.Tensor) =>
+          tf
+            .pow(a, e)
+            .mul(rand([3, 17], 72))
+            .sum(),
+        )(x);
         return [y, dx];
       });
       expect(err).to.be.lessThan(TOL);
     });
   }
   it('pow with a tensor exponent and negative bases (stock path), int exponent', async () => {
-    const err = await compareWithCpu(() => [tf.pow(rand([4, 5], 73), tf.tensor1d([2, 3, 2, 1, 2])), tf.pow(rand([6], 74), tf.scalar(2, 'int32'))]);
+    const err = await compareWithCpu(() => [
+      tf.pow(rand([4, 5], 73), tf.tensor1d([2, 3, 2, 1, 2])),
+      tf.pow(rand([6], 74), tf.scalar(2, 'int32')),
+    ]);
     expect(err).to.be.lessThan(TOL);
   });
   it('rsqrt gradient', async () => {
-    const err = await compareWithCpu(() => [tf.grad((a: tf.Tensor) => tf.rsqrt(a).mul(rand([4, 9], 76)).sum())(rand([4, 9], 75).abs().add(0.1))]);
+    const err = await compareWithCpu(() => [
+      tf.grad((a: tf.Tensor) =>
+        tf
+          .rsqrt(a)
+          .mul(rand([4, 9], 76))
+          .sum(),
+      )(rand([4, 9], 75).abs().add(0.1)),
+    ]);
     expect(err).to.be.lessThan(TOL);
   });
   it('repeated calls give bit-identical results (no uninitialised memory)', () => {
-    const run = () => tf.tidy(() => {
-      const x = rand([2, 9, 9, 4], 77) as tf.Tensor4D;
-      const w = rand([3, 3, 4, 6], 78) as tf.Tensor4D;
-      const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 2, 'same').mul(rand([2, 5, 5, 6], 79)).sum())([x, w]);
-      const q = rand([2, 3, 7, 4], 80);
-      const dq = tf.grad((a: tf.Tensor) => tf.matMul(a, q, false, true).sum())(q);
-      return [dx, dw, dq].map((t) => Array.from(t.dataSync()));
-    });
+    const run = () =>
+      tf.tidy(() => {
+        const x = rand([2, 9, 9, 4], 77) as tf.Tensor4D;
+        const w = rand([3, 3, 4, 6], 78) as tf.Tensor4D;
+        const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+          tf
+            .conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 2, 'same')
+            .mul(rand([2, 5, 5, 6], 79))
+            .sum(),
+        )([x, w]);
+        const q = rand([2, 3, 7, 4], 80);
+        const dq = tf.grad((a: tf.Tensor) => tf.matMul(a, q, false, true).sum())(q);
+        return [dx, dw, dq].map((t) => Array.from(t.dataSync()));
+      });
     expect(run()).to.deep.equal(run());
   });
 });
@@ -283,7 +396,8 @@ describe('fastgrad: depthwise conv gradients on wasm match the cpu backend', () 
       const err = await compareWithCpu(() => {
         const x = rand(c.x, 81) as tf.Tensor4D;
         const w = rand(c.w, 82) as tf.Tensor4D;
-        const f = (a: tf.Tensor, b: tf.Tensor) => tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad as 'same');
+        const f = (a: tf.Tensor, b: tf.Tensor) =>
+          tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad as 'same');
         const y = f(x, w);
         const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => f(a, b).mul(rand(y.shape, 83)).sum())([x, w]);
         return [y, dx, dw];
@@ -293,26 +407,39 @@ describe('fastgrad: depthwise conv gradients on wasm match the cpu backend', () 
   }
 });
 
-for (const mode of ['swap', 'shift']) describe(`fastgrad: dW by DIFFGUIDE_DW=${mode} matches the cpu backend`, () => {
-  for (const [stride, pad] of [[1, 'same'], [1, 'valid'], [2, 'same'], [2, 'valid']] as [number, 'same' | 'valid'][]) {
-    it(`3x3 stride ${stride} ${pad}`, async () => {
-      const saved = process.env.DIFFGUIDE_DW;
-      process.env.DIFFGUIDE_DW = mode;
-      try {
-        const err = await compareWithCpu(() => {
-          const x = rand([2, 9, 8, 4], 94) as tf.Tensor4D;
-          const w = rand([3, 3, 4, 6], 95) as tf.Tensor4D;
-          const y = tf.conv2d(x, w, stride, pad);
-          return [tf.grad((b: tf.Tensor) => tf.conv2d(x, b as tf.Tensor4D, stride, pad).mul(rand(y.shape, 96)).sum())(w)];
-        });
-        expect(err).to.be.lessThan(TOL);
-      } finally {
-        if (saved === undefined) delete process.env.DIFFGUIDE_DW;
-        else process.env.DIFFGUIDE_DW = saved;
-      }
-    });
-  }
-});
+for (const mode of ['swap', 'shift'])
+  describe(`fastgrad: dW by DIFFGUIDE_DW=${mode} matches the cpu backend`, () => {
+    for (const [stride, pad] of [
+      [1, 'same'],
+      [1, 'valid'],
+      [2, 'same'],
+      [2, 'valid'],
+    ] as [number, 'same' | 'valid'][]) {
+      it(`3x3 stride ${stride} ${pad}`, async () => {
+        const saved = process.env.DIFFGUIDE_DW;
+        process.env.DIFFGUIDE_DW = mode;
+        try {
+          const err = await compareWithCpu(() => {
+            const x = rand([2, 9, 8, 4], 94) as tf.Tensor4D;
+            const w = rand([3, 3, 4, 6], 95) as tf.Tensor4D;
+            const y = tf.conv2d(x, w, stride, pad);
+            return [
+              tf.grad((b: tf.Tensor) =>
+                tf
+                  .conv2d(x, b as tf.Tensor4D, stride, pad)
+                  .mul(rand(y.shape, 96))
+                  .sum(),
+              )(w),
+            ];
+          });
+          expect(err).to.be.lessThan(TOL);
+        } finally {
+          if (saved === undefined) delete process.env.DIFFGUIDE_DW;
+          else process.env.DIFFGUIDE_DW = saved;
+        }
+      });
+    }
+  });
 
 describe('fastgrad: the wasm Conv2DBackpropFilter kernel with dilations (shifted GEMM)', () => {
   // tfjs's gradient never passes dilations to the kernel (diffguide's Conv2D gradient uses tf ops
@@ -326,8 +453,23 @@ describe('fastgrad: the wasm Conv2DBackpropFilter kernel with dilations (shifted
         return rand(y.shape, 99) as tf.Tensor4D;
       };
       const err = await compareWithCpu(
-        () => [tf.engine().runKernel('Conv2DBackpropFilter', { x: rand(xs, 97), dy: dyOf() }, { strides: 1, pad, dataFormat: 'NHWC', dilations: 2, filterShape: ws } as never) as tf.Tensor],
-        () => [tf.grad((b: tf.Tensor) => tf.conv2d(rand(xs, 97) as tf.Tensor4D, b as tf.Tensor4D, 1, pad, 'NHWC', 2).mul(dyOf()).sum())(rand(ws, 98))],
+        () => [
+          tf.engine().runKernel('Conv2DBackpropFilter', { x: rand(xs, 97), dy: dyOf() }, {
+            strides: 1,
+            pad,
+            dataFormat: 'NHWC',
+            dilations: 2,
+            filterShape: ws,
+          } as never) as tf.Tensor,
+        ],
+        () => [
+          tf.grad((b: tf.Tensor) =>
+            tf
+              .conv2d(rand(xs, 97) as tf.Tensor4D, b as tf.Tensor4D, 1, pad, 'NHWC', 2)
+              .mul(dyOf())
+              .sum(),
+          )(rand(ws, 98)),
+        ],
       );
       expect(err).to.be.lessThan(TOL);
     });

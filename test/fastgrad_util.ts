@@ -53,7 +53,9 @@ export async function compareWithCpu(fn: () => tf.Tensor[], refFn: () => tf.Tens
   let worst = 0;
   for (let i = 0; i < ref.values.length; i++) {
     if (JSON.stringify(here.shapes[i]) !== JSON.stringify(ref.shapes[i])) {
-      throw new Error(`output ${i}: shape ${JSON.stringify(here.shapes[i])} here vs ${JSON.stringify(ref.shapes[i])} on cpu`);
+      throw new Error(
+        `output ${i}: shape ${JSON.stringify(here.shapes[i])} here vs ${JSON.stringify(ref.shapes[i])} on cpu`,
+      );
     }
     worst = Math.max(worst, relErr(here.values[i], ref.values[i]));
   }

@@ -8,7 +8,15 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CellStore, cellId, mergeGrid, parseShard, runGrid, shardCells, type CellRecord } from '../lib/experiments/grid.js';
+import {
+  CellStore,
+  cellId,
+  mergeGrid,
+  parseShard,
+  runGrid,
+  shardCells,
+  type CellRecord,
+} from '../lib/experiments/grid.js';
 import { packageRoot } from '../lib/paths.js';
 import { shippedModels } from '../lib/methods/index.js';
 import toy from '../experiments/toy.js';
@@ -17,13 +25,27 @@ import sdeditExp from '../experiments/sdedit.js';
 const ROOT = packageRoot();
 /** The CLI from sources as one node process (a SIGKILL then kills the real process, not a wrapper). */
 const CLI = [process.execPath, '--import', 'tsx', join(ROOT, 'lib/cli/run.ts')];
-const childEnv = (extra: Record<string, string> = {}) => ({ ...process.env, DIFFGUIDE_WASM_THREADS: '1', DIFFGUIDE_QUIET: '', ...extra });
+const childEnv = (extra: Record<string, string> = {}) => ({
+  ...process.env,
+  DIFFGUIDE_WASM_THREADS: '1',
+  DIFFGUIDE_QUIET: '',
+  ...extra,
+});
 function cli(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(CLI[0], [...CLI.slice(1), ...args, '--backend', 'wasm'], { cwd: ROOT, encoding: 'utf8', env: childEnv(env) });
+  const r = spawnSync(CLI[0], [...CLI.slice(1), ...args, '--backend', 'wasm'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: childEnv(env),
+  });
   if (r.status !== 0) throw new Error(`diffguide ${args.join(' ')} exited ${r.status}:\n${r.stderr}`);
   return r;
 }
-const cellFiles = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json') && !f.startsWith('.')).sort() : []);
+const cellFiles = (dir: string) =>
+  existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith('.json') && !f.startsWith('.'))
+        .sort()
+    : [];
 
 describe('experiment grids', function () {
   this.timeout(300000);
@@ -41,10 +63,24 @@ describe('experiment grids', function () {
     expect(() => parseShard('0/4')).to.throw(/1 <= K <= N/);
     expect(() => parseShard('5/4')).to.throw(/1 <= K <= N/);
     expect(() => parseShard('x')).to.throw(/K\/N/);
-    expect(parseShard('auto', { SLURM_ARRAY_TASK_ID: '3', SLURM_ARRAY_TASK_MIN: '0', SLURM_ARRAY_TASK_COUNT: '8' })).to.deep.equal({ index: 4, count: 8 });
-    expect(parseShard('auto', { SLURM_ARRAY_TASK_ID: '6', SLURM_ARRAY_TASK_MIN: '2', SLURM_ARRAY_TASK_STEP: '2', SLURM_ARRAY_TASK_COUNT: '3' })).to.deep.equal({ index: 3, count: 3 });
-    expect(() => parseShard('auto', { SLURM_ARRAY_TASK_ID: '3', SLURM_ARRAY_TASK_MIN: '0' })).to.throw(/SLURM_ARRAY_TASK_COUNT/);
-    expect(parseShard('auto', { JOB_COMPLETION_INDEX: '0', JOB_COMPLETIONS: '5' })).to.deep.equal({ index: 1, count: 5 });
+    expect(
+      parseShard('auto', { SLURM_ARRAY_TASK_ID: '3', SLURM_ARRAY_TASK_MIN: '0', SLURM_ARRAY_TASK_COUNT: '8' }),
+    ).to.deep.equal({ index: 4, count: 8 });
+    expect(
+      parseShard('auto', {
+        SLURM_ARRAY_TASK_ID: '6',
+        SLURM_ARRAY_TASK_MIN: '2',
+        SLURM_ARRAY_TASK_STEP: '2',
+        SLURM_ARRAY_TASK_COUNT: '3',
+      }),
+    ).to.deep.equal({ index: 3, count: 3 });
+    expect(() => parseShard('auto', { SLURM_ARRAY_TASK_ID: '3', SLURM_ARRAY_TASK_MIN: '0' })).to.throw(
+      /SLURM_ARRAY_TASK_COUNT/,
+    );
+    expect(parseShard('auto', { JOB_COMPLETION_INDEX: '0', JOB_COMPLETIONS: '5' })).to.deep.equal({
+      index: 1,
+      count: 5,
+    });
     expect(() => parseShard('auto', { JOB_COMPLETION_INDEX: '0' })).to.throw(/JOB_COMPLETIONS/);
     expect(parseShard('auto', {})).to.equal(null);
     // the shards of a grid cover every cell exactly once
@@ -56,7 +92,14 @@ describe('experiment grids', function () {
 
   it('a cell file is created once: a second writer is refused and the first file kept', () => {
     const store = new CellStore(join(tmp, 'store'));
-    const rec = (v: number): CellRecord => ({ experiment: 'x', cellId: 'seed=0', cell: { seed: 0 }, settingsKey: 'k', result: v, meta: { commit: null, host: 'h', pid: 1, startedAt: '', ms: 0 } });
+    const rec = (v: number): CellRecord => ({
+      experiment: 'x',
+      cellId: 'seed=0',
+      cell: { seed: 0 },
+      settingsKey: 'k',
+      result: v,
+      meta: { commit: null, host: 'h', pid: 1, startedAt: '', ms: 0 },
+    });
     expect(store.write(rec(1))).to.equal('written');
     expect(store.write(rec(2))).to.equal('exists');
     expect(store.read('seed=0')!.result).to.equal(1);
@@ -106,7 +149,11 @@ describe('experiment grids', function () {
     const root = join(tmp, 'killed');
     const args = ['experiment', 'toy', '--param', 'iters=150', '--results', root];
     const cellsDir = join(root, 'toy', 'cells');
-    const proc = spawn(CLI[0], [...CLI.slice(1), ...args, '--backend', 'wasm'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: childEnv() });
+    const proc = spawn(CLI[0], [...CLI.slice(1), ...args, '--backend', 'wasm'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: childEnv(),
+    });
     let stderr = '';
     proc.stderr.on('data', (d) => (stderr += String(d)));
     const exited = new Promise((r) => proc.once('exit', r));
@@ -119,7 +166,16 @@ describe('experiment grids', function () {
     await exited;
     const done = cellFiles(cellsDir);
     expect(done.length, 'the run should have been killed mid-grid').to.be.within(3, 11);
-    const stamp = Object.fromEntries(done.map((f) => [f, { ino: statSync(join(cellsDir, f)).ino, mtime: statSync(join(cellsDir, f)).mtimeMs, text: readFileSync(join(cellsDir, f), 'utf8') }]));
+    const stamp = Object.fromEntries(
+      done.map((f) => [
+        f,
+        {
+          ino: statSync(join(cellsDir, f)).ino,
+          mtime: statSync(join(cellsDir, f)).mtimeMs,
+          text: readFileSync(join(cellsDir, f), 'utf8'),
+        },
+      ]),
+    );
     expect(existsSync(join(root, 'toy', 'table.md'))).to.equal(false);
 
     const r = cli(args);
@@ -129,7 +185,11 @@ describe('experiment grids', function () {
       const st = statSync(join(cellsDir, f));
       expect({ ino: st.ino, mtime: st.mtimeMs, text: readFileSync(join(cellsDir, f), 'utf8') }).to.deep.equal(stamp[f]);
     }
-    const straight = await runGrid(toy, { quick: false, params: { iters: '150' } }, { resultsRoot: join(tmp, 'straight') });
+    const straight = await runGrid(
+      toy,
+      { quick: false, params: { iters: '150' } },
+      { resultsRoot: join(tmp, 'straight') },
+    );
     expect(readFileSync(join(root, 'toy', 'table.md'), 'utf8')).to.equal(straight.merged!.table);
     expect(r.stdout).to.contain(straight.merged!.table.trimEnd());
   });
@@ -140,8 +200,17 @@ describe('experiment grids', function () {
     const cellsDir = join(root, 'toy-quick', 'cells');
     const ids = toy.cells({ quick: true, params: {} }).map(cellId);
     // Slurm: task 1 of an array 0-2 is shard 2/3
-    cli(base, { SLURM_ARRAY_TASK_ID: '1', SLURM_ARRAY_TASK_MIN: '0', SLURM_ARRAY_TASK_MAX: '2', SLURM_ARRAY_TASK_COUNT: '3' });
-    expect(cellFiles(cellsDir)).to.deep.equal(shardCells(ids, { index: 2, count: 3 }).map((id) => `${id}.json`).sort());
+    cli(base, {
+      SLURM_ARRAY_TASK_ID: '1',
+      SLURM_ARRAY_TASK_MIN: '0',
+      SLURM_ARRAY_TASK_MAX: '2',
+      SLURM_ARRAY_TASK_COUNT: '3',
+    });
+    expect(cellFiles(cellsDir)).to.deep.equal(
+      shardCells(ids, { index: 2, count: 3 })
+        .map((id) => `${id}.json`)
+        .sort(),
+    );
     const m = cli(['experiment', 'toy', '--quick', '--merge', '--results', root]);
     expect(m.stdout).to.contain('Partial: 4 of 6 cells missing');
     expect(m.stderr).to.contain('4 cell(s) missing');
@@ -181,10 +250,15 @@ describe('experiment grids', function () {
     }
     const r = await runGrid(sdeditExp, { quick: true, params: {} }, { resultsRoot: join(tmp, 'sdedit') });
     expect(r.ran).to.deep.equal(['t0=0_seed=0', 't0=0.3_seed=0', 't0=0.6_seed=0', 't0=0.9_seed=0']);
-    const res = r.merged!.results as { settings: { weights: { unet: { sha256: string } } }; results: { rows: { t0: number; l2Guide: number; judgeConfidence: number }[] } };
+    const res = r.merged!.results as {
+      settings: { weights: { unet: { sha256: string } } };
+      results: { rows: { t0: number; l2Guide: number; judgeConfidence: number }[] };
+    };
     expect(res.settings.weights.unet.sha256).to.match(/^[0-9a-f]{16}$/);
     const l2 = res.results.rows.map((x) => x.l2Guide);
-    console.log(`      L2 to guide by t0 (0, 0.3, 0.6, 0.9): ${l2.map((v) => v.toFixed(3)).join(', ')}; judge confidence ${res.results.rows.map((x) => x.judgeConfidence.toFixed(3)).join(', ')}`);
+    console.log(
+      `      L2 to guide by t0 (0, 0.3, 0.6, 0.9): ${l2.map((v) => v.toFixed(3)).join(', ')}; judge confidence ${res.results.rows.map((x) => x.judgeConfidence.toFixed(3)).join(', ')}`,
+    );
     for (let i = 1; i < l2.length; i++) expect(l2[i]).to.be.greaterThan(l2[i - 1]);
     expect(r.merged!.table).to.contain('| real source images |');
     unlinkSync(join(r.dir, 'cells', 't0=0.6_seed=0.json'));

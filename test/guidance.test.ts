@@ -114,20 +114,65 @@ describe('guidance: analytic pull toward a point moves the mean by the predicted
   const s = respace(base, '10');
   const model = diffusionModel(gaussianMixtureNet(base, [{ mean: MU, std: STD }]));
   const P = 1.5;
-  const pull = (lambda: number): GuidanceFn => (x) => tf.tidy(() => tf.sum(tf.square(x.sub(P))).mul(-lambda / 2) as tf.Scalar);
-  const pullX0 = (lambda: number): GuidanceFn => (_x, _t, ctx) => tf.tidy(() => tf.sum(tf.square(ctx.x0.sub(P))).mul(-lambda / 2) as tf.Scalar);
+  const pull =
+    (lambda: number): GuidanceFn =>
+    (x) =>
+      tf.tidy(() => tf.sum(tf.square(x.sub(P))).mul(-lambda / 2) as tf.Scalar);
+  const pullX0 =
+    (lambda: number): GuidanceFn =>
+    (_x, _t, ctx) =>
+      tf.tidy(() => tf.sum(tf.square(ctx.x0.sub(P))).mul(-lambda / 2) as tf.Scalar);
   const cases: Array<{ name: string; kind: Kind; guide: ExactGuide; opts: SamplerOptions; fn: GuidanceFn }> = [
-    { name: 'DDPM mean shift on x_t', kind: 'ddpm-small', guide: { lambda: 2, p: P, scale: 1, mode: 'mean', target: 'xt' }, opts: {}, fn: pull(2) },
-    { name: 'DDPM eps shift on x_t', kind: 'ddpm-small', guide: { lambda: 0.5, p: P, scale: 2, mode: 'eps', target: 'xt' }, opts: { guidanceMode: 'eps', guidanceScale: 2 }, fn: pull(0.5) },
-    { name: 'DDIM eps shift on x_t', kind: 'ddim', guide: { lambda: 1, p: P, scale: 1, mode: 'eps', target: 'xt' }, opts: {}, fn: pull(1) },
-    { name: 'DDPM mean shift on x0 (linear)', kind: 'ddpm-small', guide: { lambda: 1, p: P, scale: 1, mode: 'mean', target: 'x0-linear' }, opts: { guidanceX0: 'linear' }, fn: pullX0(1) },
-    { name: 'DDPM mean shift on x0 through the net', kind: 'ddpm-small', guide: { lambda: 6, p: P, scale: 1, mode: 'mean', target: 'x0-model' }, opts: { guidanceX0: 'model' }, fn: pullX0(6) },
-    { name: 'built-in l2 (sum) on x0 = pull with lambda 2', kind: 'ddpm-small', guide: { lambda: 2, p: P, scale: 0.5, mode: 'mean', target: 'x0-linear' }, opts: { guidanceScale: 0.5 }, fn: l2(tf.fill([1, 1, 1, 2], P) as tf.Tensor4D, { reduction: 'sum' }) },
+    {
+      name: 'DDPM mean shift on x_t',
+      kind: 'ddpm-small',
+      guide: { lambda: 2, p: P, scale: 1, mode: 'mean', target: 'xt' },
+      opts: {},
+      fn: pull(2),
+    },
+    {
+      name: 'DDPM eps shift on x_t',
+      kind: 'ddpm-small',
+      guide: { lambda: 0.5, p: P, scale: 2, mode: 'eps', target: 'xt' },
+      opts: { guidanceMode: 'eps', guidanceScale: 2 },
+      fn: pull(0.5),
+    },
+    {
+      name: 'DDIM eps shift on x_t',
+      kind: 'ddim',
+      guide: { lambda: 1, p: P, scale: 1, mode: 'eps', target: 'xt' },
+      opts: {},
+      fn: pull(1),
+    },
+    {
+      name: 'DDPM mean shift on x0 (linear)',
+      kind: 'ddpm-small',
+      guide: { lambda: 1, p: P, scale: 1, mode: 'mean', target: 'x0-linear' },
+      opts: { guidanceX0: 'linear' },
+      fn: pullX0(1),
+    },
+    {
+      name: 'DDPM mean shift on x0 through the net',
+      kind: 'ddpm-small',
+      guide: { lambda: 6, p: P, scale: 1, mode: 'mean', target: 'x0-model' },
+      opts: { guidanceX0: 'model' },
+      fn: pullX0(6),
+    },
+    {
+      name: 'built-in l2 (sum) on x0 = pull with lambda 2',
+      kind: 'ddpm-small',
+      guide: { lambda: 2, p: P, scale: 0.5, mode: 'mean', target: 'x0-linear' },
+      opts: { guidanceScale: 0.5 },
+      fn: l2(tf.fill([1, 1, 1, 2], P) as tf.Tensor4D, { reduction: 'sum' }),
+    },
   ];
   for (const c of cases) {
     it(c.name, async () => {
       const x = randomStart([N, 1, 1, 2], 71);
-      const run = (g?: GuidanceFn) => (c.kind === 'ddim' ? sampleDdim(model, x, s, { ...c.opts, guidance: g, seed: 3 }) : sampleDdpm(model, x, s, { ...c.opts, guidance: g, seed: 3 }));
+      const run = (g?: GuidanceFn) =>
+        c.kind === 'ddim'
+          ? sampleDdim(model, x, s, { ...c.opts, guidance: g, seed: 3 })
+          : sampleDdpm(model, x, s, { ...c.opts, guidance: g, seed: 3 });
       const y = await run(c.fn);
       const y0 = await run(undefined);
       const st = channelStats(y);
@@ -137,8 +182,13 @@ describe('guidance: analytic pull toward a point moves the mean by the predicted
         const want = gaussianChain(c.kind, s, comp, s.length - 1, 0, 1, c.guide);
         const plain = gaussianChain(c.kind, s, comp, s.length - 1, 0, 1);
         const se = Math.sqrt(want.variance / N);
-        expect(Math.abs(st.mean[ch] - want.mean), `${c.name} ch${ch}: mean ${st.mean[ch]} vs predicted ${want.mean}`).to.be.lessThan(5 * se);
-        expect(Math.abs(st.variance[ch] - want.variance), `${c.name} ch${ch}: var`).to.be.lessThan(5 * want.variance * Math.sqrt(2 / N));
+        expect(
+          Math.abs(st.mean[ch] - want.mean),
+          `${c.name} ch${ch}: mean ${st.mean[ch]} vs predicted ${want.mean}`,
+        ).to.be.lessThan(5 * se);
+        expect(Math.abs(st.variance[ch] - want.variance), `${c.name} ch${ch}: var`).to.be.lessThan(
+          5 * want.variance * Math.sqrt(2 / N),
+        );
         // the predicted shift is large, and the sampler realised it
         expect(Math.abs(want.mean - plain.mean)).to.be.greaterThan(20 * se);
         const se0 = Math.sqrt(plain.variance / N);
@@ -191,8 +241,20 @@ describe('guidance combinators', () => {
       tf.dispose([got, want]);
     };
     check(sum(a, b), ga.add(gb));
-    check(weighted([[a, 2], [b, -3]]), ga.mul(2).sub(gb.mul(3)));
-    check(weighted([[a, 0], [b, 1]]), gb.clone());
+    check(
+      weighted([
+        [a, 2],
+        [b, -3],
+      ]),
+      ga.mul(2).sub(gb.mul(3)),
+    );
+    check(
+      weighted([
+        [a, 0],
+        [b, 1],
+      ]),
+      gb.clone(),
+    );
     check(scale(a, 0.5), ga.mul(0.5));
     check(asLoss(b), gb.neg());
     tf.dispose([ga, gb]);
@@ -220,7 +282,9 @@ describe('guidance built-ins on a tiny conv encoder', () => {
   /** value and gradient of g at x with a fake context */
   const valGrad = (g: GuidanceFn, at: tf.Tensor4D = x) => {
     const ctx = fakeCtx(at, 300);
-    const { value, grad } = tf.valueAndGrad((v: tf.Tensor) => g(v as tf.Tensor4D, t, { ...ctx, x0: v.mul(0.9) as tf.Tensor4D }))(at);
+    const { value, grad } = tf.valueAndGrad((v: tf.Tensor) =>
+      g(v as tf.Tensor4D, t, { ...ctx, x0: v.mul(0.9) as tf.Tensor4D }),
+    )(at);
     tf.dispose([ctx.x0, ctx.eps]);
     return { value: value.dataSync()[0], grad, dispose: () => tf.dispose([value, grad]) };
   };
@@ -240,7 +304,9 @@ describe('guidance built-ins on a tiny conv encoder', () => {
     const g0 = clipText(enc, text, { onX0: true });
     const r0 = valGrad(g0);
     expect(enc.calls[0].t).to.equal(false);
-    const direct0 = tf.sum(cosine(enc.encodeImage(x.mul(0.9) as tf.Tensor4D).embedding, text.expandDims(0) as tf.Tensor2D)).dataSync()[0];
+    const direct0 = tf
+      .sum(cosine(enc.encodeImage(x.mul(0.9) as tf.Tensor4D).embedding, text.expandDims(0) as tf.Tensor2D))
+      .dataSync()[0];
     expect(r0.value).to.be.closeTo(direct0, 1e-5);
     r.dispose();
     r0.dispose();
@@ -295,14 +361,21 @@ describe('guidance built-ins on a tiny conv encoder', () => {
     });
     expect(tf.max(tf.abs(es.sub(dir))).dataSync()[0]).to.be.lessThan(1e-6);
     const sc = directionalScore(enc, x, ref, dir).dataSync();
-    const manual = tf.tidy(() => {
-      const n = (v: tf.Tensor2D) => v.div(tf.norm(v, 2, 1, true));
-      const edit = n(n(enc.encodeImage(x).embedding).sub(n(enc.encodeImage(ref).embedding)) as tf.Tensor2D);
-      return tf.sum(edit.mul(dir), 1).sub(1);
-    }).dataSync();
+    const manual = tf
+      .tidy(() => {
+        const n = (v: tf.Tensor2D) => v.div(tf.norm(v, 2, 1, true));
+        const edit = n(n(enc.encodeImage(x).embedding).sub(n(enc.encodeImage(ref).embedding)) as tf.Tensor2D);
+        return tf.sum(edit.mul(dir), 1).sub(1);
+      })
+      .dataSync();
     expect(sc[0]).to.be.closeTo(manual[0], 1e-4);
     expect(sc[1]).to.be.closeTo(manual[1], 1e-4);
-    const g = directionalClip(enc, ref, { textEncoder: te, source: 'cat', target: 'dog', templates: ['{}', 'a photo of a {}.'] });
+    const g = directionalClip(enc, ref, {
+      textEncoder: te,
+      source: 'cat',
+      target: 'dog',
+      templates: ['{}', 'a photo of a {}.'],
+    });
     const r = valGrad(g);
     expect(r.value).to.be.lessThan(0);
     expect(r.value).to.be.greaterThan(-4.0001);
@@ -337,7 +410,14 @@ describe('guidance built-ins on a tiny conv encoder', () => {
     const xT = randomStart([2, 8, 8, 3], 12);
     const once = async () => {
       (await sampleDdpm(model, xT, s, { seed: 1, guidance: g, guidanceScale: 10 })).dispose();
-      (await sampleDdpm(model, xT, s, { seed: 1, guidance: clipText(enc, text, { onX0: true }), guidanceX0: 'model', stepHook: ilvr(ref, 2) })).dispose();
+      (
+        await sampleDdpm(model, xT, s, {
+          seed: 1,
+          guidance: clipText(enc, text, { onX0: true }),
+          guidanceX0: 'model',
+          stepHook: ilvr(ref, 2),
+        })
+      ).dispose();
       (await sampleDdim(model, xT, s, { seed: 1, guidance: g })).dispose();
     };
     await once();
@@ -386,7 +466,14 @@ describe('step hooks: masks (SDEdit / RePaint) and ILVR', function () {
     }
     expect(level).to.equal(-1);
     let steps = 0;
-    const y2 = await sampleMasked(model, x, s, { reference, mask, seed: 2, jumpLength: 5, resample: 3, callback: () => void steps++ });
+    const y2 = await sampleMasked(model, x, s, {
+      reference,
+      mask,
+      seed: 2,
+      jumpLength: 5,
+      resample: 3,
+      callback: () => void steps++,
+    });
     expect(steps).to.equal(moves.length);
     const d2 = y2.dataSync();
     for (let k = 0; k < n; k++) maxErr = Math.max(maxErr, Math.abs(d2[2 * k] - 2));
@@ -396,11 +483,19 @@ describe('step hooks: masks (SDEdit / RePaint) and ILVR', function () {
 
   it('SDEdit masked editing from a noised guide keeps the kept region within 1/255', async () => {
     const guide = tf.randomUniform([2, 4, 4, 2], -1, 1, 'float32', 3) as tf.Tensor4D;
-    const mask = tf.tensor4d(Array.from({ length: 16 }, (_, k) => (k % 4 < 2 ? 1 : 0)), [1, 4, 4, 1]);
+    const mask = tf.tensor4d(
+      Array.from({ length: 16 }, (_, k) => (k % 4 < 2 ? 1 : 0)),
+      [1, 4, 4, 1],
+    );
     const noise = randomStart([2, 4, 4, 2], 4);
     const start = 12;
     const xt = qSample(guide, s, start, noise);
-    const y = await sampleDdpm(model, xt, s, { startIndex: start, stepHook: (await import('../samplers/hooks.js')).maskHook(guide, mask), refNoise: noise, seed: 5 });
+    const y = await sampleDdpm(model, xt, s, {
+      startIndex: start,
+      stepHook: (await import('../samplers/hooks.js')).maskHook(guide, mask),
+      refNoise: noise,
+      seed: 5,
+    });
     const err = tf.max(tf.abs(y.sub(guide).mul(mask))).dataSync()[0];
     expect(err).to.be.lessThan(1 / 255);
     const free = tf.max(tf.abs(y.sub(guide).mul(tf.scalar(1).sub(mask)))).dataSync()[0];
@@ -412,16 +507,35 @@ describe('step hooks: masks (SDEdit / RePaint) and ILVR', function () {
     const ref = tf.randomUniform([1, 4, 4, 2], -1, 1, 'float32', 6) as tf.Tensor4D;
     const xx = tf.randomNormal([3, 4, 4, 2], 0, 1, 'float32', 7) as tf.Tensor4D;
     const hook = ilvr(ref, 2);
-    const out = hook(xx, { step: 0, total: 1, schedule: s, from: 1, to: 0, alphaBar: 1, x0: xx, noised: (r) => r.clone() });
+    const out = hook(xx, {
+      step: 0,
+      total: 1,
+      schedule: s,
+      from: 1,
+      to: 0,
+      alphaBar: 1,
+      x0: xx,
+      noised: (r) => r.clone(),
+    });
     // not applied on the final step to the clean image (ILVR conditions while t > 0)
-    const last = hook(xx, { step: 0, total: 1, schedule: s, from: 0, to: -1, alphaBar: 1, x0: xx, noised: (r) => r.clone() });
+    const last = hook(xx, {
+      step: 0,
+      total: 1,
+      schedule: s,
+      from: 0,
+      to: -1,
+      alphaBar: 1,
+      x0: xx,
+      noised: (r) => r.clone(),
+    });
     expect(last).to.equal(xx);
     const want = xx.sub(lowPass(xx, 2)).add(lowPass(ref, 2));
     expect(tf.max(tf.abs(out.sub(want))).dataSync()[0]).to.be.lessThan(1e-6);
     const xT = randomStart([200, 4, 4, 2], 8);
     const a = await sampleDdpm(model, xT, s, { seed: 1, stepHook: ilvr(ref, 2) });
     const b = await sampleDdpm(model, xT, s, { seed: 1 });
-    const dist = (y: tf.Tensor4D) => tf.mean(tf.abs(tf.avgPool(y, 2, 2, 'valid').sub(tf.avgPool(ref, 2, 2, 'valid')))).dataSync()[0];
+    const dist = (y: tf.Tensor4D) =>
+      tf.mean(tf.abs(tf.avgPool(y, 2, 2, 'valid').sub(tf.avgPool(ref, 2, 2, 'valid')))).dataSync()[0];
     expect(dist(a)).to.be.lessThan(dist(b) / 3);
     tf.dispose([ref, xx, out, want, xT, a, b]);
   });
@@ -439,12 +553,15 @@ describe('integration with nets/unet and nets/clip (parity fixtures)', function 
     const clip = CLIP.fromStateDict(await readStateDict(parity('clip_tiny.pt')));
     const c = unet.config;
     const size = c.imageSize ?? 32;
-    const model = diffusionModel((x, t, cond) => unet.apply(x, t, cond ?? {}), { variance: c.outChannels === 2 * c.inChannels ? 'learnedRange' : 'fixedSmall' });
+    const model = diffusionModel((x, t, cond) => unet.apply(x, t, cond ?? {}), {
+      variance: c.outChannels === 2 * c.inChannels ? 'learnedRange' : 'fixedSmall',
+    });
     const s = respace(makeSchedule('linear', 1000), '3');
     const xT = randomStart([1, size, size, c.inChannels], 1);
     const text = tf.randomNormal([1, clip.embedDim], 0, 1, 'float32', 2);
     const g = clipText(clip, text, { onX0: true });
-    const run = (guided: boolean) => sampleDdpm(model, xT, s, { seed: 3, clipDenoised: true, guidance: guided ? g : undefined, guidanceScale: 50 });
+    const run = (guided: boolean) =>
+      sampleDdpm(model, xT, s, { seed: 3, clipDenoised: true, guidance: guided ? g : undefined, guidanceScale: 50 });
     (await run(true)).dispose();
     (await run(false)).dispose();
     const before = tf.memory().numTensors;

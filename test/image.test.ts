@@ -6,19 +6,36 @@ import { join } from 'node:path';
 import ndarray from 'ndarray';
 import { PNG } from 'pngjs';
 import {
-  decodePng, encodePng, readPng, writePng, imageToTensor, tensorToImage, resize, resizeMatrix, areaDownsample,
-  areaDownsampleBytes, makeGrid, toNdarray, fromNdarray, plotLines, simulateStrokes,
+  decodePng,
+  encodePng,
+  readPng,
+  writePng,
+  imageToTensor,
+  tensorToImage,
+  resize,
+  resizeMatrix,
+  areaDownsample,
+  areaDownsampleBytes,
+  makeGrid,
+  toNdarray,
+  fromNdarray,
+  plotLines,
+  simulateStrokes,
 } from '../lib/image/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dg-image-'));
 
 function rgbaPng(w: number, h: number, f: (x: number, y: number) => [number, number, number, number]): Buffer {
   const png = new PNG({ width: w, height: h });
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    const i = (y * w + x) * 4;
-    const [r, g, b, a] = f(x, y);
-    png.data[i] = r; png.data[i + 1] = g; png.data[i + 2] = b; png.data[i + 3] = a;
-  }
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      const i = (y * w + x) * 4;
+      const [r, g, b, a] = f(x, y);
+      png.data[i] = r;
+      png.data[i + 1] = g;
+      png.data[i + 2] = b;
+      png.data[i + 3] = a;
+    }
   return PNG.sync.write(png);
 }
 
@@ -51,7 +68,14 @@ describe('lib/image', () => {
   });
 
   it('reads gray PNGs as RGB', () => {
-    const png = new PNG({ width: 2, height: 2, colorType: 0, inputColorType: 0, bitDepth: 8, inputHasAlpha: false } as never);
+    const png = new PNG({
+      width: 2,
+      height: 2,
+      colorType: 0,
+      inputColorType: 0,
+      bitDepth: 8,
+      inputHasAlpha: false,
+    } as never);
     png.data = Buffer.from([0, 100, 200, 255]);
     const buf = PNG.sync.write(png, { colorType: 0, inputColorType: 0, inputHasAlpha: false } as never);
     const img = decodePng(buf, 'gray');
@@ -103,7 +127,11 @@ describe('lib/image', () => {
 
   it('bilinear matches tf.image.resizeBilinear with half-pixel centers', () => {
     const x = tf.randomUniform([1, 6, 5, 2], -1, 1, 'float32', 2) as tf.Tensor4D;
-    for (const size of [[12, 10], [3, 4], [7, 9]] as [number, number][]) {
+    for (const size of [
+      [12, 10],
+      [3, 4],
+      [7, 9],
+    ] as [number, number][]) {
       const a = resize(x, size, 'bilinear');
       const b = tf.image.resizeBilinear(x, size, false, true);
       expect(tf.abs(a.sub(b)).max().dataSync()[0], String(size)).to.be.below(1e-5);
@@ -127,15 +155,18 @@ describe('lib/image', () => {
 
   it('simulateStrokes: flat blocks of the mean colour, quantised to the given levels; bad sizes named', () => {
     // a 4x4 image: left half -1, right half a ramp whose 2x2 means are 0.3 and 0.9
-    const x = tf.tensor4d([
-      -1, -1, 0.2, 0.4,
-      -1, -1, 0.2, 0.4,
-      -1, -1, 0.8, 1,
-      -1, -1, 0.8, 1,
-    ].flatMap((v) => [v, v, -v]), [1, 4, 4, 3]);
+    const x = tf.tensor4d(
+      [-1, -1, 0.2, 0.4, -1, -1, 0.2, 0.4, -1, -1, 0.8, 1, -1, -1, 0.8, 1].flatMap((v) => [v, v, -v]),
+      [1, 4, 4, 3],
+    );
     const y = simulateStrokes(x, { cell: 2, levels: 3 }); // levels -1, 0, 1
     const v = y.arraySync()[0];
-    expect(v.map((row) => row.map((p) => p[0]))).to.deep.equal([[-1, -1, 0, 0], [-1, -1, 0, 0], [-1, -1, 1, 1], [-1, -1, 1, 1]]);
+    expect(v.map((row) => row.map((p) => p[0]))).to.deep.equal([
+      [-1, -1, 0, 0],
+      [-1, -1, 0, 0],
+      [-1, -1, 1, 1],
+      [-1, -1, 1, 1],
+    ]);
     expect(Math.abs(v[0][3][2])).to.equal(0); // -0.3 rounds to the 0 level
     expect(v[3][3][2]).to.equal(-1);
     expect(() => simulateStrokes(x, { cell: 3 })).to.throw(/cell 3 .*4x4/);

@@ -25,8 +25,18 @@ describe('io: inspect and convert commands', () => {
   const data = (f: string) => join(packageRoot(), 'test', 'data', 'io', f);
 
   it('inspect --json --keys reports format, counts, dtypes and keys', async () => {
-    const { out } = await capture(() => inspect.run({ values: { json: true, keys: true }, positionals: [data('wrapped_zip.pt')] }));
-    const r = JSON.parse(out) as { format: string; unwrapped: string; tensors: number; params: number; dtypes: Record<string, number>; architecture: string; keys: { name: string; shape: number[]; dtype: string }[] };
+    const { out } = await capture(() =>
+      inspect.run({ values: { json: true, keys: true }, positionals: [data('wrapped_zip.pt')] }),
+    );
+    const r = JSON.parse(out) as {
+      format: string;
+      unwrapped: string;
+      tensors: number;
+      params: number;
+      dtypes: Record<string, number>;
+      architecture: string;
+      keys: { name: string; shape: number[]; dtype: string }[];
+    };
     expect(r.format).to.equal('torch-zip');
     expect(r.unwrapped).to.equal('state_dict');
     expect(r.tensors).to.equal(6);
@@ -38,7 +48,9 @@ describe('io: inspect and convert commands', () => {
 
   it('inspect detects a registered architecture when the nets recognise the keys', async function () {
     if (!HAVE_PARITY) this.skip();
-    const { out } = await capture(() => inspect.run({ values: { json: true }, positionals: [join(PARITY, 'ddpm_tiny.pt')] }));
+    const { out } = await capture(() =>
+      inspect.run({ values: { json: true }, positionals: [join(PARITY, 'ddpm_tiny.pt')] }),
+    );
     const r = JSON.parse(out) as { architecture: string; config: object | null; detector_error?: string };
     if (r.detector_error) this.skip(); // nets under construction
     expect(r.architecture).to.not.equal('unknown');
@@ -49,11 +61,18 @@ describe('io: inspect and convert commands', () => {
     const dir = mkdtempSync(join(tmpdir(), 'diffguide-io-cli-'));
     try {
       const out = join(dir, 'w.safetensors');
-      const { status } = await capture(() => convert.run({ values: { quiet: true }, positionals: [data('wrapped_legacy.pth'), out] }));
+      const { status } = await capture(() =>
+        convert.run({ values: { quiet: true }, positionals: [data('wrapped_legacy.pth'), out] }),
+      );
       expect(status ?? 0).to.equal(0);
       const a = await readCheckpoint(data('wrapped_legacy.pth'));
       const b = await readCheckpoint(out);
-      expect(b.metadata).to.include({ format: 'pt', source_format: 'torch-legacy', unwrapped: 'state_dict', source_epoch: '3' });
+      expect(b.metadata).to.include({
+        format: 'pt',
+        source_format: 'torch-legacy',
+        unwrapped: 'state_dict',
+        source_epoch: '3',
+      });
       expect(new Set(b.tensors.keys())).to.deep.equal(new Set(a.tensors.keys()));
       for (const [k, t] of a.tensors) {
         expect(b.tensors.get(k)!.shape, k).to.deep.equal(t.shape);
@@ -61,11 +80,15 @@ describe('io: inspect and convert commands', () => {
       }
       expect(b.tensors.get('emb.position_ids')!.sourceDtype).to.equal('int64');
       const out16 = join(dir, 'w16.safetensors');
-      await capture(() => convert.run({ values: { quiet: true, fp16: true }, positionals: [data('tiny_fp16.jit.pt'), out16] }));
+      await capture(() =>
+        convert.run({ values: { quiet: true, fp16: true }, positionals: [data('tiny_fp16.jit.pt'), out16] }),
+      );
       const c = await readCheckpoint(out16);
       expect(c.metadata.source_format).to.equal('torchscript');
       expect([...c.tensors.values()].every((t) => t.sourceDtype === 'float16')).to.equal(true);
-      const bad = await capture(() => convert.run({ values: {}, positionals: [data('tiny_fp16.jit.pt'), join(dir, 'x.bin')] }));
+      const bad = await capture(() =>
+        convert.run({ values: {}, positionals: [data('tiny_fp16.jit.pt'), join(dir, 'x.bin')] }),
+      );
       expect(bad.status).to.equal(2);
       expect(readdirSync(dir).sort()).to.deep.equal(['w.safetensors', 'w16.safetensors']);
     } finally {

@@ -163,7 +163,16 @@ describe('io: checkpoints built byte by byte', () => {
     return p;
   };
   const torchZip = (pkl: Uint8Array, storages: Record<string, Uint8Array>, zip64 = false) =>
-    put(zip([['archive/data.pkl', pkl], ...Object.entries(storages).map(([k, v]) => [`archive/data/${k}`, v] as [string, Uint8Array]), ['archive/version', Buffer.from('3\n')]], zip64));
+    put(
+      zip(
+        [
+          ['archive/data.pkl', pkl],
+          ...Object.entries(storages).map(([k, v]) => [`archive/data/${k}`, v] as [string, Uint8Array]),
+          ['archive/version', Buffer.from('3\n')],
+        ],
+        zip64,
+      ),
+    );
   const errorOf = async (p: Promise<unknown>) => {
     try {
       await p;
@@ -211,7 +220,9 @@ describe('io: checkpoints built byte by byte', () => {
     expect(raw.unwrapped).to.equal('model');
     expect([...raw.tensors.keys()]).to.deep.equal(['module.w']);
     expect([...raw.tensors.get('module.w')!.data]).to.deep.equal([1]);
-    expect(await errorOf(readCheckpoint(p, { wrapper: 'ema' }))).to.match(/no top-level entry 'ema'.*model, model_ema, optimizer/);
+    expect(await errorOf(readCheckpoint(p, { wrapper: 'ema' }))).to.match(
+      /no top-level entry 'ema'.*model, model_ema, optimizer/,
+    );
   });
 
   it('reads strided views, storage offsets, shared storages and _rebuild_from_type_v2 parameters', async () => {
@@ -265,7 +276,9 @@ describe('io: checkpoints built byte by byte', () => {
     expect([...t.get('m')!.data]).to.deep.equal([1, 0, 1]);
 
     const big = new Pk().odict((q) => q.str('position_ids').tensor('LongStorage', '0', 1, 0, [1], [1])).stop();
-    const msg = await errorOf(readCheckpoint(torchZip(big, { 0: new Uint8Array(new BigInt64Array([1n << 40n]).buffer) })));
+    const msg = await errorOf(
+      readCheckpoint(torchZip(big, { 0: new Uint8Array(new BigInt64Array([1n << 40n]).buffer) })),
+    );
     expect(msg).to.match(/tensor 'position_ids' \(int64\) holds 1099511627776 .* does not fit int32/);
   });
 
@@ -283,10 +296,14 @@ describe('io: checkpoints built byte by byte', () => {
         q.str('x').str('builtins').str('eval').raw(0x93).mark().str('1+1').tuple().raw(0x52);
       })
       .stop();
-    expect(await errorOf(readCheckpoint(torchZip(hidden, { 0: f32bytes([1]) })))).to.match(/refusing pickle global builtins\.eval/);
+    expect(await errorOf(readCheckpoint(torchZip(hidden, { 0: f32bytes([1]) })))).to.match(
+      /refusing pickle global builtins\.eval/,
+    );
     // a whole pickled model object: the error says how to re-save
     const model = new Pk().global('torch.nn.modules.conv', 'Conv2d').raw(0x29, 0x81).stop();
-    expect(await errorOf(readCheckpoint(torchZip(model, {})))).to.match(/refusing pickle global torch\.nn\.modules\.conv\.Conv2d.*state_dict/);
+    expect(await errorOf(readCheckpoint(torchZip(model, {})))).to.match(
+      /refusing pickle global torch\.nn\.modules\.conv\.Conv2d.*state_dict/,
+    );
     // the same in a legacy-format stream
     const legacy = Buffer.concat([
       Buffer.from(new Pk().raw(0x8a, 10, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19).stop()),
@@ -294,19 +311,27 @@ describe('io: checkpoints built byte by byte', () => {
       Buffer.from(new Pk().raw(0x7d).stop()),
       Buffer.from(new Pk().global('subprocess', 'Popen').mark().str('ls').tuple().raw(0x52).stop()),
     ]);
-    expect(await errorOf(readCheckpoint(put(new Uint8Array(legacy), '.pth')))).to.match(/refusing pickle global subprocess\.Popen/);
+    expect(await errorOf(readCheckpoint(put(new Uint8Array(legacy), '.pth')))).to.match(
+      /refusing pickle global subprocess\.Popen/,
+    );
   });
 
   it('rejects malformed pickles and archives with clear messages', async () => {
-    expect(await errorOf(readCheckpoint(torchZip(Uint8Array.from([0x80, 2, 0xff]), {})))).to.match(/not a valid pickle \(unknown opcode 0xff/);
+    expect(await errorOf(readCheckpoint(torchZip(Uint8Array.from([0x80, 2, 0xff]), {})))).to.match(
+      /not a valid pickle \(unknown opcode 0xff/,
+    );
     expect(await errorOf(readCheckpoint(torchZip(Uint8Array.from([0x80, 2, 0x52]), {})))).to.match(/malformed pickle/);
     expect(await errorOf(readCheckpoint(torchZip(Uint8Array.from([0x80, 2, 0x7d]), {})))).to.match(/ends unexpectedly/);
     const list = new Pk().raw(0x5d).stop();
     expect(await errorOf(readCheckpoint(torchZip(list, {})))).to.match(/pickled object is a list, not a state_dict/);
     const missing = new Pk().odict((q) => q.str('w').tensor('FloatStorage', '9', 4, 0, [4], [1])).stop();
-    expect(await errorOf(readCheckpoint(torchZip(missing, {})))).to.match(/tensor 'w' uses storage 9, but its record archive\/data\/9 in the archive is missing; the file is truncated or corrupt/);
+    expect(await errorOf(readCheckpoint(torchZip(missing, {})))).to.match(
+      /tensor 'w' uses storage 9, but its record archive\/data\/9 in the archive is missing; the file is truncated or corrupt/,
+    );
     const short = new Pk().odict((q) => q.str('w').tensor('FloatStorage', '0', 4, 0, [4], [1])).stop();
-    expect(await errorOf(readCheckpoint(torchZip(short, { 0: f32bytes([1, 2]) })))).to.match(/tensor 'w' uses storage 0: its record archive\/data\/0 in the archive has 8 bytes, but the storage holds 4 float32 elements \(16 bytes\)/);
+    expect(await errorOf(readCheckpoint(torchZip(short, { 0: f32bytes([1, 2]) })))).to.match(
+      /tensor 'w' uses storage 0: its record archive\/data\/0 in the archive has 8 bytes, but the storage holds 4 float32 elements \(16 bytes\)/,
+    );
     const nopkl = put(zip([['a/readme.txt', Buffer.from('hi')]]));
     expect(await errorOf(readCheckpoint(nopkl))).to.match(/zip archive without data\.pkl: not a PyTorch checkpoint/);
   });
@@ -322,12 +347,24 @@ describe('io: checkpoints built byte by byte', () => {
     const good = torchZip(pkl, { 0: f32bytes([1, 2]), 1: f32bytes([1, 2, 3, 4]) });
     expect((await inspectCheckpoint(good)).count).to.equal(3);
     const cases: [string, string, RegExp][] = [
-      ['missing', torchZip(pkl, { 0: f32bytes([1, 2]) }), /tensor 'b' uses storage 1, but its record archive\/data\/1 in the archive is missing; the file is truncated or corrupt: save it again with torch\.save, or download it again/],
-      ['short', torchZip(pkl, { 0: f32bytes([1, 2]), 1: f32bytes([1, 2, 3]) }), /tensor 'b' uses storage 1: its record archive\/data\/1 in the archive has 12 bytes, but the storage holds 4 float32 elements \(16 bytes\); the file is truncated/],
+      [
+        'missing',
+        torchZip(pkl, { 0: f32bytes([1, 2]) }),
+        /tensor 'b' uses storage 1, but its record archive\/data\/1 in the archive is missing; the file is truncated or corrupt: save it again with torch\.save, or download it again/,
+      ],
+      [
+        'short',
+        torchZip(pkl, { 0: f32bytes([1, 2]), 1: f32bytes([1, 2, 3]) }),
+        /tensor 'b' uses storage 1: its record archive\/data\/1 in the archive has 12 bytes, but the storage holds 4 float32 elements \(16 bytes\); the file is truncated/,
+      ],
     ];
     // a view past its storage's declared elements: caught at open too
     const past = new Pk().odict((q) => q.str('v').tensor('FloatStorage', '0', 2, 1, [2], [1])).stop();
-    cases.push(['view past its storage', torchZip(past, { 0: f32bytes([1, 2]) }), /tensor 'v' needs elements 1\.\.3 of storage 0, which holds 2; the file is truncated or corrupt/]);
+    cases.push([
+      'view past its storage',
+      torchZip(past, { 0: f32bytes([1, 2]) }),
+      /tensor 'v' needs elements 1\.\.3 of storage 0, which holds 2; the file is truncated or corrupt/,
+    ]);
     for (const [what, file, re] of cases) {
       expect(await errorOf(inspectCheckpoint(file)), what).to.match(re);
       expect(await errorOf(inspect.run({ values: { json: true }, positionals: [file] })), what).to.match(re);
@@ -357,16 +394,26 @@ describe('io: checkpoints built byte by byte', () => {
       expect(await errorOf(readCheckpoint(st(len(0xffffffffffffffffn, '{}'), ext))), ext).to.match(
         /invalid safetensors file: header length 18446744073709551615 exceeds the 100 MB limit and the 10-byte file \(bytes 0\.\.8, a little-endian u64, are corrupt/,
       );
-      expect(await errorOf(readCheckpoint(st(len(1n << 50n, '{}'), ext))), ext).to.match(/header length 1125899906842624 exceeds the 100 MB limit/);
+      expect(await errorOf(readCheckpoint(st(len(1n << 50n, '{}'), ext))), ext).to.match(
+        /header length 1125899906842624 exceeds the 100 MB limit/,
+      );
     }
     expect(await errorOf(readCheckpoint(st(len(0n, '{}'))))).to.match(/header length 0 is too small for a JSON header/);
-    expect(await errorOf(readCheckpoint(st(len(2n, '[]'))))).to.match(/invalid safetensors file: header does not start with '\{'/);
+    expect(await errorOf(readCheckpoint(st(len(2n, '[]'))))).to.match(
+      /invalid safetensors file: header does not start with '\{'/,
+    );
     // reversed offsets, where sorting by begin would make them look like an overlap
     const t = (dtype: string, shape: number[], offs: [number, number]) => ({ dtype, shape, data_offsets: offs });
-    expect(await errorOf(readCheckpoint(st(safetensors({ a: t('F32', [2], [0, 8]), b: t('F32', [1], [8, 4]) }, new Uint8Array(12)))))).to.match(
-      /tensor 'b' has reversed data_offsets \[8, 4\]: the end lies before the begin/,
-    );
-    expect(await errorOf(readCheckpoint(st(safetensors({ a: t('F32', [2], [0, 8]), b: t('F32', [1], [4, 0]) }, new Uint8Array(8)))))).to.not.match(/overlap/);
+    expect(
+      await errorOf(
+        readCheckpoint(st(safetensors({ a: t('F32', [2], [0, 8]), b: t('F32', [1], [8, 4]) }, new Uint8Array(12)))),
+      ),
+    ).to.match(/tensor 'b' has reversed data_offsets \[8, 4\]: the end lies before the begin/);
+    expect(
+      await errorOf(
+        readCheckpoint(st(safetensors({ a: t('F32', [2], [0, 8]), b: t('F32', [1], [4, 0]) }, new Uint8Array(8)))),
+      ),
+    ).to.not.match(/overlap/);
   });
 
   it('rejects random bytes, empty files and truncated files quickly', async () => {
@@ -374,26 +421,38 @@ describe('io: checkpoints built byte by byte', () => {
     for (let i = 0; i < rnd.length; i++) rnd[i] = (i * 2654435761) >>> 24;
     expect(await errorOf(readCheckpoint(put(rnd)))).to.match(/unrecognised checkpoint format/);
     expect(await errorOf(readCheckpoint(put(new Uint8Array(0))))).to.match(/empty file \(0 bytes\), not a checkpoint/);
-    expect(await errorOf(readCheckpoint(put(Uint8Array.from([1, 2, 3]))))).to.match(/unrecognised checkpoint format \(only 3 bytes; first bytes 01 02 03\)/);
+    expect(await errorOf(readCheckpoint(put(Uint8Array.from([1, 2, 3]))))).to.match(
+      /unrecognised checkpoint format \(only 3 bytes; first bytes 01 02 03\)/,
+    );
     expect(await errorOf(readCheckpoint(join(dir, 'nope.pt')))).to.match(/does not exist/);
     if (!HAVE_PARITY) return;
     const full = readFileSync(join(PARITY, 'clip_tiny.pt'));
     for (const cut of [full.length >> 1, full.length - 30, 100]) {
-      expect(await errorOf(readCheckpoint(put(full.subarray(0, cut))))).to.match(/not a readable zip archive: .*truncated/);
+      expect(await errorOf(readCheckpoint(put(full.subarray(0, cut))))).to.match(
+        /not a readable zip archive: .*truncated/,
+      );
     }
     const legacy = readFileSync(join(PARITY, 'real', 'alex.pth'));
     expect(await errorOf(readCheckpoint(put(legacy.subarray(0, legacy.length - 100), '.pth')))).to.match(/truncated/);
     expect(await errorOf(readCheckpoint(put(legacy.subarray(0, 200), '.pth')))).to.match(/truncated/);
     const st = readFileSync(join(PARITY, 'ddpm_tiny.safetensors'));
-    expect(await errorOf(readCheckpoint(put(st.subarray(0, st.length - 4), '.safetensors')))).to.match(/ends at byte \d+ of the buffer but the file holds only/);
+    expect(await errorOf(readCheckpoint(put(st.subarray(0, st.length - 4), '.safetensors')))).to.match(
+      /ends at byte \d+ of the buffer but the file holds only/,
+    );
   });
 
   it('writeSafetensors is atomic: a failed write leaves the old file and no temp file', async () => {
     const sub = mkdtempSync(join(dir, 'atomic-'));
     const p = join(sub, 'w.safetensors');
-    await writeSafetensors(p, { a: { shape: [2], dtype: 'float32', data: Float32Array.from([1, 2]), sourceDtype: 'float32' } });
+    await writeSafetensors(p, {
+      a: { shape: [2], dtype: 'float32', data: Float32Array.from([1, 2]), sourceDtype: 'float32' },
+    });
     const before = readFileSync(p);
-    const msg = await errorOf(writeSafetensors(p, { a: { shape: [3], dtype: 'float32', data: Float32Array.from([1, 2]), sourceDtype: 'float32' } }));
+    const msg = await errorOf(
+      writeSafetensors(p, {
+        a: { shape: [3], dtype: 'float32', data: Float32Array.from([1, 2]), sourceDtype: 'float32' },
+      }),
+    );
     expect(msg).to.match(/tensor 'a' has shape \[3\] \(3 elements\) but 2 data elements/);
     expect(readFileSync(p).equals(before)).to.equal(true);
     expect(readdirSync(sub)).to.deep.equal(['w.safetensors']);
@@ -402,18 +461,50 @@ describe('io: checkpoints built byte by byte', () => {
   describe('safetensors headers that lie', () => {
     const t = (dtype: string, shape: number[], offs: [number, number]) => ({ dtype, shape, data_offsets: offs });
     const cases: [string, Uint8Array, RegExp][] = [
-      ['offsets past the end', safetensors({ a: t('F32', [4], [0, 16]) }, new Uint8Array(8)), /ends at byte 16 of the buffer but the file holds only 8/],
-      ['overlapping tensors', safetensors({ a: t('F32', [2], [0, 8]), b: t('F32', [2], [4, 12]) }, new Uint8Array(12)), /tensor 'b' data_offsets \[4, 12\] overlap the previous tensor/],
-      ['a gap', safetensors({ a: t('F32', [1], [0, 4]), b: t('F32', [1], [8, 12]) }, new Uint8Array(12)), /gap in the data buffer before tensor 'b'/],
-      ['bytes not covered', safetensors({ a: t('F32', [1], [0, 4]) }, new Uint8Array(8)), /buffer has 8 bytes but the tensors cover only 4/],
-      ['shape/dtype vs byte count', safetensors({ a: t('F16', [4], [0, 16]) }, new Uint8Array(16)), /tensor 'a' F16\[4\] needs 8 bytes but data_offsets \[0, 16\] span 16/],
-      ['end before begin', safetensors({ a: t('F32', [0], [4, 0]) }, new Uint8Array(4)), /tensor 'a' has reversed data_offsets \[4, 0\]: the end lies before the begin/],
+      [
+        'offsets past the end',
+        safetensors({ a: t('F32', [4], [0, 16]) }, new Uint8Array(8)),
+        /ends at byte 16 of the buffer but the file holds only 8/,
+      ],
+      [
+        'overlapping tensors',
+        safetensors({ a: t('F32', [2], [0, 8]), b: t('F32', [2], [4, 12]) }, new Uint8Array(12)),
+        /tensor 'b' data_offsets \[4, 12\] overlap the previous tensor/,
+      ],
+      [
+        'a gap',
+        safetensors({ a: t('F32', [1], [0, 4]), b: t('F32', [1], [8, 12]) }, new Uint8Array(12)),
+        /gap in the data buffer before tensor 'b'/,
+      ],
+      [
+        'bytes not covered',
+        safetensors({ a: t('F32', [1], [0, 4]) }, new Uint8Array(8)),
+        /buffer has 8 bytes but the tensors cover only 4/,
+      ],
+      [
+        'shape/dtype vs byte count',
+        safetensors({ a: t('F16', [4], [0, 16]) }, new Uint8Array(16)),
+        /tensor 'a' F16\[4\] needs 8 bytes but data_offsets \[0, 16\] span 16/,
+      ],
+      [
+        'end before begin',
+        safetensors({ a: t('F32', [0], [4, 0]) }, new Uint8Array(4)),
+        /tensor 'a' has reversed data_offsets \[4, 0\]: the end lies before the begin/,
+      ],
       ['unknown dtype', safetensors({ a: t('F7', [1], [0, 4]) }, new Uint8Array(4)), /unsupported dtype F7/],
       ['negative shape', safetensors({ a: t('F32', [-1], [0, 4]) }, new Uint8Array(4)), /invalid shape \[-1\]/],
       ['header length past the end', safetensors({}, new Uint8Array(0), 1000n), /header length 1000 runs past the end/],
-      ['header over 100 MB', safetensors({}, new Uint8Array(0), 100_000_001n), /header length 100000001 exceeds the 100 MB limit/],
+      [
+        'header over 100 MB',
+        safetensors({}, new Uint8Array(0), 100_000_001n),
+        /header length 100000001 exceeds the 100 MB limit/,
+      ],
       ['not JSON', safetensors('{"a": [', new Uint8Array(0)), /header is not valid JSON|unrecognised/],
-      ['metadata not strings', safetensors({ __metadata__: { a: 1 } }, new Uint8Array(0)), /__metadata__\.a must be a string/],
+      [
+        'metadata not strings',
+        safetensors({ __metadata__: { a: 1 } }, new Uint8Array(0)),
+        /__metadata__\.a must be a string/,
+      ],
     ];
     for (const [name, bytes, re] of cases) {
       it(name, async () => {

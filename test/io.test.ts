@@ -4,8 +4,16 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  checkKeys, detectFormat, formatKeyReport, inspectCheckpoint, openCheckpoint, readCheckpoint, readStateDict,
-  writeSafetensors, type HostTensor, type StateDict,
+  checkKeys,
+  detectFormat,
+  formatKeyReport,
+  inspectCheckpoint,
+  openCheckpoint,
+  readCheckpoint,
+  readStateDict,
+  writeSafetensors,
+  type HostTensor,
+  type StateDict,
 } from '../lib/io/index.js';
 import { BENCH, HAVE_PARITY, PARITY } from './fixtures.js';
 import { packageRoot } from '../lib/paths.js';
@@ -29,9 +37,19 @@ describe('io: shared fixtures', function () {
   const cases: { file: string; keys: string; fmt: string; dtypeFromKeys: boolean }[] = [
     { file: 'parity/clip_tiny.pt', keys: 'parity/clip_tiny.keys.json', fmt: 'torch-zip', dtypeFromKeys: true },
     { file: 'parity/clip_tiny_fp16.pt', keys: 'parity/clip_tiny.keys.json', fmt: 'torch-zip', dtypeFromKeys: false },
-    { file: 'parity/clip_tiny_fp16.safetensors', keys: 'parity/clip_tiny.keys.json', fmt: 'safetensors', dtypeFromKeys: false },
+    {
+      file: 'parity/clip_tiny_fp16.safetensors',
+      keys: 'parity/clip_tiny.keys.json',
+      fmt: 'safetensors',
+      dtypeFromKeys: false,
+    },
     { file: 'parity/ddpm_tiny.pt', keys: 'parity/ddpm_tiny.keys.json', fmt: 'torch-zip', dtypeFromKeys: true },
-    { file: 'parity/ddpm_tiny.safetensors', keys: 'parity/ddpm_tiny.keys.json', fmt: 'safetensors', dtypeFromKeys: true },
+    {
+      file: 'parity/ddpm_tiny.safetensors',
+      keys: 'parity/ddpm_tiny.keys.json',
+      fmt: 'safetensors',
+      dtypeFromKeys: true,
+    },
     { file: 'parity/gd_tiny_a.pt', keys: 'parity/gd_tiny_a.keys.json', fmt: 'torch-zip', dtypeFromKeys: true },
     { file: 'bench/clip_bench.pt', keys: 'bench/clip_bench.keys.json', fmt: 'torch-zip', dtypeFromKeys: true },
     { file: 'bench/ddpm_bench32.pt', keys: 'bench/ddpm_bench32.keys.json', fmt: 'torch-zip', dtypeFromKeys: true },
@@ -53,7 +71,8 @@ describe('io: shared fixtures', function () {
         expect(t.data.length, k).to.equal(t.shape.reduce((a, b) => a * b, 1));
         if (c.dtypeFromKeys) expect(t.sourceDtype, k).to.equal(expected[k].dtype);
         if (t.sourceDtype.startsWith('float')) expect(t.dtype).to.equal('float32');
-        if (t.dtype === 'float32') for (const v of t.data) if (!Number.isFinite(v)) throw new Error(`${k} has a non-finite value`);
+        if (t.dtype === 'float32')
+          for (const v of t.data) if (!Number.isFinite(v)) throw new Error(`${k} has a non-finite value`);
       }
     });
   }
@@ -71,7 +90,8 @@ describe('io: shared fixtures', function () {
         halves++;
         for (let i = 0; i < a.data.length; i++) {
           const tol = Math.abs(a.data[i]) * 2 ** -11 + 2 ** -25;
-          if (Math.abs(a.data[i] - b.data[i]) > tol) throw new Error(`${k}[${i}]: fp32 ${a.data[i]} vs fp16 ${b.data[i]}`);
+          if (Math.abs(a.data[i] - b.data[i]) > tol)
+            throw new Error(`${k}[${i}]: fp32 ${a.data[i]} vs fp16 ${b.data[i]}`);
         }
       } else expect(maxAbsDiff(a.data, b.data), k).to.equal(0);
     }
@@ -147,15 +167,25 @@ describe('io: shared fixtures', function () {
     expect(info.dtypes.float16 + info.dtypes.float32).to.equal(info.count);
     const params = Object.values(keys).reduce((a, k) => a + k.shape.reduce((x, y) => x * y, 1), 0);
     expect(info.params).to.equal(params);
-    expect(info.totalBytes).to.be.lessThan(params * 4).and.greaterThan(params * 2);
+    expect(info.totalBytes)
+      .to.be.lessThan(params * 4)
+      .and.greaterThan(params * 2);
     const jit = await inspectCheckpoint(join(BENCH, 'gd_bench32.jit.pt'));
     expect(jit.format).to.equal('torchscript');
   });
 
   it('filter and stripPrefix select keys before reading; colliding stripped keys are an error', async () => {
-    const ck = await openCheckpoint(join(PARITY, 'clip_tiny.pt'), { stripPrefix: 'visual.', filter: (k) => k.startsWith('ln_p') });
+    const ck = await openCheckpoint(join(PARITY, 'clip_tiny.pt'), {
+      stripPrefix: 'visual.',
+      filter: (k) => k.startsWith('ln_p'),
+    });
     try {
-      expect(ck.tensors.map((t) => t.name)).to.deep.equal(['ln_pre.weight', 'ln_pre.bias', 'ln_post.weight', 'ln_post.bias']);
+      expect(ck.tensors.map((t) => t.name)).to.deep.equal([
+        'ln_pre.weight',
+        'ln_pre.bias',
+        'ln_post.weight',
+        'ln_post.bias',
+      ]);
     } finally {
       await ck.close();
     }
@@ -180,7 +210,9 @@ describe('io: shared fixtures', function () {
       for (const [k, t] of src.tensors) {
         const h = b16.get(k)!;
         expect(h.sourceDtype).to.equal('float16');
-        for (let i = 0; i < t.data.length; i++) if (Math.abs(t.data[i] - h.data[i]) > Math.abs(t.data[i]) * 2 ** -11 + 2 ** -25) throw new Error(`${k}[${i}]`);
+        for (let i = 0; i < t.data.length; i++)
+          if (Math.abs(t.data[i] - h.data[i]) > Math.abs(t.data[i]) * 2 ** -11 + 2 ** -25)
+            throw new Error(`${k}[${i}]`);
       }
       expect(readdirSync(dir).sort()).to.deep.equal(['gd.safetensors', 'gd16.safetensors']); // no temp files left
     } finally {
@@ -237,7 +269,10 @@ describe('io: safetensors write/read round trip (no fixtures)', () => {
       const f = new Float32Array(60).map((_, i) => Math.sin(i) * 100);
       const sd: StateDict = new Map<string, HostTensor>([
         ['w', { shape: [3, 4, 5], dtype: 'float32', data: f, sourceDtype: 'float32' }],
-        ['ids', { shape: [4], dtype: 'int32', data: Int32Array.from([0, -1, 2147483647, -2147483648]), sourceDtype: 'int64' }],
+        [
+          'ids',
+          { shape: [4], dtype: 'int32', data: Int32Array.from([0, -1, 2147483647, -2147483648]), sourceDtype: 'int64' },
+        ],
         ['i32', { shape: [2], dtype: 'int32', data: Int32Array.from([5, -6]), sourceDtype: 'int32' }],
         ['u8', { shape: [3], dtype: 'uint8', data: Uint8Array.from([0, 128, 255]), sourceDtype: 'uint8' }],
         ['mask', { shape: [2, 2], dtype: 'bool', data: Uint8Array.from([1, 0, 0, 1]), sourceDtype: 'bool' }],
@@ -271,12 +306,49 @@ describe('io: safetensors write/read round trip (no fixtures)', () => {
   it('fp16 writing rounds to nearest even, keeps inf/nan/subnormals', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'diffguide-io-'));
     try {
-      const vals = [0, -0, 1, -2.5, 65504, 65520, 1e-7, 5.960464477539063e-8, 2 ** -14, 1 + 2 ** -11, 1 + 3 * 2 ** -11, Infinity, -Infinity, NaN];
-      const want = [0, -0, 1, -2.5, 65504, Infinity, 1.1920928955078125e-7, 5.960464477539063e-8, 2 ** -14, 1, 1 + 2 ** -9, Infinity, -Infinity, NaN];
+      const vals = [
+        0,
+        -0,
+        1,
+        -2.5,
+        65504,
+        65520,
+        1e-7,
+        5.960464477539063e-8,
+        2 ** -14,
+        1 + 2 ** -11,
+        1 + 3 * 2 ** -11,
+        Infinity,
+        -Infinity,
+        NaN,
+      ];
+      const want = [
+        0,
+        -0,
+        1,
+        -2.5,
+        65504,
+        Infinity,
+        1.1920928955078125e-7,
+        5.960464477539063e-8,
+        2 ** -14,
+        1,
+        1 + 2 ** -9,
+        Infinity,
+        -Infinity,
+        NaN,
+      ];
       const p = join(dir, 'h.safetensors');
-      await writeSafetensors(p, { x: { shape: [vals.length], dtype: 'float32', data: Float32Array.from(vals), sourceDtype: 'float32' } }, undefined, { dtype: 'float16' });
+      await writeSafetensors(
+        p,
+        { x: { shape: [vals.length], dtype: 'float32', data: Float32Array.from(vals), sourceDtype: 'float32' } },
+        undefined,
+        { dtype: 'float16' },
+      );
       const got = [...(await readStateDict(p)).get('x')!.data];
-      expect(got.map((v) => (Object.is(v, -0) ? '-0' : String(v)))).to.deep.equal(want.map((v) => (Object.is(v, -0) ? '-0' : String(v))));
+      expect(got.map((v) => (Object.is(v, -0) ? '-0' : String(v)))).to.deep.equal(
+        want.map((v) => (Object.is(v, -0) ? '-0' : String(v))),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -297,7 +369,10 @@ describe('io: small checkpoints saved by PyTorch (test/data/io, see make.py ther
     }
   };
 
-  for (const [file, fmt] of [['wrapped_legacy.pth', 'torch-legacy'], ['wrapped_zip.pt', 'torch-zip']] as const) {
+  for (const [file, fmt] of [
+    ['wrapped_legacy.pth', 'torch-legacy'],
+    ['wrapped_zip.pt', 'torch-zip'],
+  ] as const) {
     it(`${file}: unwraps state_dict (not ema), fp16/int64/bool, transposed views and shared storages`, async () => {
       const ck = await readCheckpoint(data(file));
       expect(ck.format).to.equal(fmt);

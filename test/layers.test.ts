@@ -119,7 +119,13 @@ export function importsOf(file: string, src: string): Edge[] {
     const clause = m[3];
     // `import { type A, type B } from` is type-only too; `import X, { type A }` is not
     const braces = /^\{([\s\S]*)\}$/.exec(clause.trim());
-    const allTypes = !!braces && braces[1].split(',').map((s) => s.trim()).filter(Boolean).every((s) => s.startsWith('type '));
+    const allTypes =
+      !!braces &&
+      braces[1]
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .every((s) => s.startsWith('type '));
     add(m[4], !!m[2] || allTypes, m[0]);
   }
   for (const m of text.matchAll(BARE)) add(m[1], false, m[0]);
@@ -131,7 +137,8 @@ export function importsOf(file: string, src: string): Edge[] {
 export function layerOf(path: string): string | undefined {
   const p = path.replace(/\.ts$/, '');
   let best: string | undefined;
-  for (const k of Object.keys(RANK)) if ((p === k || p.startsWith(k + '/')) && (!best || k.length > best.length)) best = k;
+  for (const k of Object.keys(RANK))
+    if ((p === k || p.startsWith(k + '/')) && (!best || k.length > best.length)) best = k;
   return best;
 }
 
@@ -142,7 +149,9 @@ export function layerViolations(edges: Edge[]): string[] {
     const a = layerOf(e.from);
     const b = layerOf(e.to);
     if (!a || !b) {
-      bad.push(`${e.from}: '${!a ? e.from : e.to}' is in no layer; add its folder to RANK in test/layers.test.ts (${e.text})`);
+      bad.push(
+        `${e.from}: '${!a ? e.from : e.to}' is in no layer; add its folder to RANK in test/layers.test.ts (${e.text})`,
+      );
       continue;
     }
     if (a === b) continue;
@@ -153,7 +162,9 @@ export function layerViolations(edges: Edge[]): string[] {
     if (UPWARD_SHIMS.has(e.from)) continue;
     const peer = PEERS.some(([x, y]) => x === a && y === b) && e.typeOnly;
     if (RANK[b] < RANK[a] || peer) continue;
-    bad.push(`${e.from} (${a}, rank ${RANK[a]}) imports ${e.to} (${b}, rank ${RANK[b]}): a layer imports only lower ones; move the shared code down (${e.text})`);
+    bad.push(
+      `${e.from} (${a}, rank ${RANK[a]}) imports ${e.to} (${b}, rank ${RANK[b]}): a layer imports only lower ones; move the shared code down (${e.text})`,
+    );
   }
   return bad;
 }
@@ -185,7 +196,8 @@ export function cyclesOf(edges: Edge[]): string[][] {
 
 function allEdges(): Edge[] {
   const edges: Edge[] = [];
-  for (const root of SCANNED) for (const f of sources(root)) edges.push(...importsOf(f, readFileSync(join(ROOT, f), 'utf8')));
+  for (const root of SCANNED)
+    for (const f of sources(root)) edges.push(...importsOf(f, readFileSync(join(ROOT, f), 'utf8')));
   return edges;
 }
 
@@ -208,7 +220,15 @@ describe('layers: the import graph of lib/, nets/, samplers/, guidance/', () => 
     ].join('\n');
     const got = importsOf('lib/x/y.ts', src).map((e) => `${e.to}${e.typeOnly ? ' (type)' : ''}`);
     expect(got.sort()).to.deep.equal(
-      ['lib/samplers/model.ts (type)', 'lib/x/b.ts (type)', 'lib/x/d.ts', 'lib/models/diffuser.ts', 'lib/x/g.ts', 'lib/x/side.ts', 'lib/h.ts'].sort(),
+      [
+        'lib/samplers/model.ts (type)',
+        'lib/x/b.ts (type)',
+        'lib/x/d.ts',
+        'lib/models/diffuser.ts',
+        'lib/x/g.ts',
+        'lib/x/side.ts',
+        'lib/h.ts',
+      ].sort(),
     );
   });
 
@@ -219,15 +239,22 @@ describe('layers: the import graph of lib/, nets/, samplers/, guidance/', () => 
   it('flags an upward import (lib/train -> lib/methods) and a code import of nets from guidance', () => {
     const up = importsOf('lib/train/loop.ts', "import { sdg } from '../methods/sdg.js';");
     expect(layerViolations(up)).to.have.length(1);
-    expect(layerViolations(up)[0]).to.match(/lib\/train\/loop\.ts \(lib\/train, rank 7\) imports lib\/methods\/sdg\.ts \(lib\/methods, rank 7\)/);
+    expect(layerViolations(up)[0]).to.match(
+      /lib\/train\/loop\.ts \(lib\/train, rank 7\) imports lib\/methods\/sdg\.ts \(lib\/methods, rank 7\)/,
+    );
     const code = importsOf('guidance/x.ts', "import { UNet } from '../nets/unet/index.js';");
     expect(layerViolations(code)[0]).to.match(/only with `import type`/);
-    expect(layerViolations(importsOf('guidance/x.ts', "import type { UNet } from '../nets/unet/index.js';"))).to.deep.equal([]);
+    expect(
+      layerViolations(importsOf('guidance/x.ts', "import type { UNet } from '../nets/unet/index.js';")),
+    ).to.deep.equal([]);
   });
 
   it('the upward re-exports left at old paths hold nothing but re-exports', () => {
     for (const f of UPWARD_SHIMS) {
-      const body = stripComments(readFileSync(join(ROOT, f), 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean);
+      const body = stripComments(readFileSync(join(ROOT, f), 'utf8'))
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
       expect(body.length, f).to.be.greaterThan(0);
       for (const l of body) expect(l, f).to.match(/^export (\*|\{[^}]*\}|type \{[^}]*\}) from '[^']+';$/);
     }
@@ -237,7 +264,10 @@ describe('layers: the import graph of lib/, nets/, samplers/, guidance/', () => 
     const cycles = cyclesOf(edges).map((c) => c.join(' -> '));
     expect(cycles).to.deep.equal([]);
     // the check finds one when there is one
-    const loop = [...importsOf('lib/a.ts', "import './b.js';"), ...importsOf('lib/b.ts', "import { x } from './a.js';")];
+    const loop = [
+      ...importsOf('lib/a.ts', "import './b.js';"),
+      ...importsOf('lib/b.ts', "import { x } from './a.js';"),
+    ];
     expect(cyclesOf(loop).map((c) => c.join(' -> '))).to.deep.equal(['lib/a.ts -> lib/b.ts -> lib/a.ts']);
   });
 

@@ -15,7 +15,6 @@ import { describeBackend } from '../lib/backend.js';
 
 const METHOD_COMMANDS = ['sample', 'sdg', 'sdedit', 'diffusionclip', 'unclip', 'imagic', 'invert', 'demo'];
 
-
 describe('method commands', function () {
   this.timeout(300000);
   let dir: string;
@@ -46,28 +45,68 @@ describe('method commands', function () {
 
   it('eval judge --weights evaluates that judge (not the shipped one)', async () => {
     const missing = join(dir, 'no-judge-here');
-    const err = await cli(['eval', 'judge', '--weights', missing, '--data', 'test/data/emoji32-subset.json', '--json']).then(() => null, (e: Error) => e);
+    const err = await cli([
+      'eval',
+      'judge',
+      '--weights',
+      missing,
+      '--data',
+      'test/data/emoji32-subset.json',
+      '--json',
+    ]).then(
+      () => null,
+      (e: Error) => e,
+    );
     expect(err?.message).to.include(join(missing, 'config.json'));
   });
 
   it('train --ship writes weights, config and card, and refuses an --eval-json of another step', async () => {
     const run = join(dir, 'judge-run');
     const data = ['--data', 'test/data/emoji32-subset.json'];
-    expect(await cli(['train', 'judge', ...data, '--out', run, '--steps', '2', '--batch', '4'])).to.include({ code: 0 });
+    expect(await cli(['train', 'judge', ...data, '--out', run, '--steps', '2', '--batch', '4'])).to.include({
+      code: 0,
+    });
     const report = (step: number) => {
       const f = join(dir, `eval-${step}.json`);
-      writeFileSync(f, JSON.stringify({ model: 'judge', step, bars: { test_category_accuracy: { value: 0.5, goal: 'x', pass: false } } }));
+      writeFileSync(
+        f,
+        JSON.stringify({
+          model: 'judge',
+          step,
+          bars: { test_category_accuracy: { value: 0.5, goal: 'x', pass: false } },
+        }),
+      );
       return f;
     };
     const ship = join(dir, 'judge-ship');
-    const err = await cli(['train', 'judge', ...data, '--out', run, '--export-only', '--ship', ship, '--eval-json', report(1)]).then(() => null, (e: Error) => e);
+    const err = await cli([
+      'train',
+      'judge',
+      ...data,
+      '--out',
+      run,
+      '--export-only',
+      '--ship',
+      ship,
+      '--eval-json',
+      report(1),
+    ]).then(
+      () => null,
+      (e: Error) => e,
+    );
     expect(err?.message).to.match(/measured step 1, but .* is at step 2/);
     expect(existsSync(join(ship, 'MODEL_CARD.md'))).to.equal(false);
-    expect(await cli(['train', 'judge', ...data, '--out', run, '--export-only', '--ship', ship, '--eval-json', report(2)])).to.include({ code: 0 });
-    for (const f of ['judge.safetensors', 'config.json', 'MODEL_CARD.md']) expect(existsSync(join(ship, f))).to.equal(true);
+    expect(
+      await cli(['train', 'judge', ...data, '--out', run, '--export-only', '--ship', ship, '--eval-json', report(2)]),
+    ).to.include({ code: 0 });
+    for (const f of ['judge.safetensors', 'config.json', 'MODEL_CARD.md'])
+      expect(existsSync(join(ship, f))).to.equal(true);
     expect(readFileSync(join(ship, 'MODEL_CARD.md'), 'utf8')).to.include('test_category_accuracy');
     const card = readFileSync(join(ship, 'MODEL_CARD.md'), 'utf8');
-    expect(card, card.split('\n').find((l) => l.startsWith('- Hardware'))).to.include(`trained on tfjs ${describeBackend()}`);
+    expect(
+      card,
+      card.split('\n').find((l) => l.startsWith('- Hardware')),
+    ).to.include(`trained on tfjs ${describeBackend()}`);
   });
 
   it('every method command is registered', async () => {
@@ -98,7 +137,9 @@ describe('method commands', function () {
   it('an incompatible weights file is refused with the expected model and the fix', async () => {
     const bad = join(dir, 'bad.safetensors');
     const { writeSafetensors } = await import('../lib/io/index.js');
-    await writeSafetensors(bad, { 'foo.weight': { shape: [2], dtype: 'float32', data: new Float32Array(2), sourceDtype: 'float32' } });
+    await writeSafetensors(bad, {
+      'foo.weight': { shape: [2], dtype: 'float32', data: new Float32Array(2), sourceDtype: 'float32' },
+    });
     const img = join(dir, 'g.png');
     const r = await cli(['sdedit', img, '--weights', bad, '--backend', 'wasm']);
     expect(r.code).to.equal(1);
@@ -112,7 +153,21 @@ describe('method commands', function () {
     writePng(img, x);
     x.dispose();
     const out = join(dir, 'o');
-    const r = await cli(['sdedit', img, '--random-weights', '--steps', '3', '--repeats', '2', '--t0', '0.3,0.6', '--out', out, '--backend', 'wasm']);
+    const r = await cli([
+      'sdedit',
+      img,
+      '--random-weights',
+      '--steps',
+      '3',
+      '--repeats',
+      '2',
+      '--t0',
+      '0.3,0.6',
+      '--out',
+      out,
+      '--backend',
+      'wasm',
+    ]);
     expect(r.code, r.err).to.equal(0);
     expect(r.err).to.match(/resized to 32x32/);
     expect(r.out.trim().split('\n').at(-1)).to.equal(join(out, 'sdedit-grid.png'));

@@ -41,7 +41,9 @@ const have = shippedModels();
 function need(ctx: Mocha.Context, models: ModelName[]): void {
   const missing = models.filter((m) => !have[m]);
   if (missing.length) {
-    console.log(`      (skipped: shipped weights missing for ${missing.join(', ')}; make them with diffguide train ${missing.join(' / ')})`);
+    console.log(
+      `      (skipped: shipped weights missing for ${missing.join(', ')}; make them with diffguide train ${missing.join(' / ')})`,
+    );
     ctx.skip();
   }
   // DIFFGUIDE_TRAINED_TESTS=skip skips them (e.g. while replacing a model with one still in training).
@@ -109,7 +111,9 @@ describe('methods on the shipped weights (judge-based)', function () {
     const conf = (x: tf.Tensor4D) => mean(judgeProbs(judge!, x).map((p) => Math.max(...p)));
     const c3 = conf(r3.images);
     const c8 = conf(r8.images);
-    console.log(`      ${2 * n} edits per t0: MAE to guide t0=0.3 ${d3.toFixed(3)}, t0=0.8 ${d8.toFixed(3)}; judge confidence guides ${conf(g).toFixed(3)}, t0=0.3 ${c3.toFixed(3)}, t0=0.8 ${c8.toFixed(3)}`);
+    console.log(
+      `      ${2 * n} edits per t0: MAE to guide t0=0.3 ${d3.toFixed(3)}, t0=0.8 ${d8.toFixed(3)}; judge confidence guides ${conf(g).toFixed(3)}, t0=0.3 ${c3.toFixed(3)}, t0=0.8 ${c8.toFixed(3)}`,
+    );
     expect(d3).to.be.below(d8);
     expect(c8).to.be.greaterThan(c3);
     tf.dispose([g, gg, r3.images, r8.images]);
@@ -129,7 +133,11 @@ describe('methods on the shipped weights (judge-based)', function () {
     const ci = catIndex(judge!, 'Animals & Nature');
     // Toward a category, as the issue asks: the category prompt. ("cat face" pulls toward the cat
     // faces of Smileys & Emotion as much as toward Animals & Nature.)
-    const g = await sdg(unet!, { noisy, image: clip, text: clip }, { text: categoryPrompt('Animals & Nature'), n, seed: 5 });
+    const g = await sdg(
+      unet!,
+      { noisy, image: clip, text: clip },
+      { text: categoryPrompt('Animals & Nature'), n, seed: 5 },
+    );
     const pBase = mean(judgeProbs(judge!, base.images).map((p) => p[ci]));
     const pGuided = mean(judgeProbs(judge!, g.images).map((p) => p[ci]));
     console.log(`      P(Animals & Nature): unguided ${pBase.toFixed(3)}, guided ${pGuided.toFixed(3)}`);
@@ -137,10 +145,15 @@ describe('methods on the shipped weights (judge-based)', function () {
     // the last input found (the committed test subset lacks some of the names asked for)
     const ref = inputs ? inputs.images.slice(inputs.images.shape[0] - 1, 1) : strokeGuides(32).slice(1, 1);
     const c = await sdg(unet!, { noisy, image: clip, text: clip }, { image: ref, imageMode: 'content', n, seed: 5 });
-    const sim = (x: tf.Tensor4D) => tf.tidy(() => mean(Array.from(cosine(clip!.encodeImage(x).embedding, clip!.encodeImage(ref).embedding).dataSync())));
+    const sim = (x: tf.Tensor4D) =>
+      tf.tidy(() =>
+        mean(Array.from(cosine(clip!.encodeImage(x).embedding, clip!.encodeImage(ref).embedding).dataSync())),
+      );
     const sBase = sim(base.images);
     const sGuided = sim(c.images);
-    console.log(`      CLIP similarity to the reference: unguided ${sBase.toFixed(3)}, content-guided ${sGuided.toFixed(3)}`);
+    console.log(
+      `      CLIP similarity to the reference: unguided ${sBase.toFixed(3)}, content-guided ${sGuided.toFixed(3)}`,
+    );
     expect(sGuided).to.be.greaterThan(sBase);
     tf.dispose([base.images, g.images, c.images, ref]);
   });
@@ -154,7 +167,11 @@ describe('methods on the shipped weights (judge-based)', function () {
     console.log(`      reconstruction MAE at t0 = 0.5, 40 steps: ${err.toFixed(4)}`);
     expect(err).to.be.below(0.05);
     const ti = catIndex(judge!, 'Animals & Nature');
-    const ft = await dclip.finetune(unet!, clip!, x, { source: 'grinning face, smileys & emotion', target: 'cat face, animals & nature', iters: 5 });
+    const ft = await dclip.finetune(unet!, clip!, x, {
+      source: 'grinning face, smileys & emotion',
+      target: 'cat face, animals & nature',
+      iters: 5,
+    });
     const e = await dclip.edit(unet!, ft.model, x, {});
     const before = judgeProbs(judge!, r.images)[0][ti];
     const after = judgeProbs(judge!, e.images)[0][ti];
@@ -187,7 +204,8 @@ describe('methods on the shipped weights (judge-based)', function () {
       const e = l2normalize(clip!.encodeImage(srcs).embedding);
       const sim = tf.matMul(e, e, false, true).arraySync() as number[][];
       let best: [number, number] = [0, 1];
-      for (let i = 0; i < sim.length; i++) for (let j = i + 1; j < sim.length; j++) if (sim[i][j] < sim[best[0]][best[1]]) best = [i, j];
+      for (let i = 0; i < sim.length; i++)
+        for (let j = i + 1; j < sim.length; j++) if (sim[i][j] < sim[best[0]][best[1]]) best = [i, j];
       return best;
     });
     const a = srcs.slice(ia, 1);
@@ -200,7 +218,9 @@ describe('methods on the shipped weights (judge-based)', function () {
       cosine(back.slice(2, 1), it.endpoints.slice(0, 1)).dataSync()[0],
       cosine(back.slice(2, 1), it.endpoints.slice(1, 1)).dataSync()[0],
     ]);
-    console.log(`      frame 0: cos to A ${c0a.toFixed(3)} / B ${c0b.toFixed(3)}; last frame: cos to A ${c2a.toFixed(3)} / B ${c2b.toFixed(3)}`);
+    console.log(
+      `      frame 0: cos to A ${c0a.toFixed(3)} / B ${c0b.toFixed(3)}; last frame: cos to A ${c2a.toFixed(3)} / B ${c2b.toFixed(3)}`,
+    );
     expect(c0a).to.be.greaterThan(c0b);
     expect(c2b).to.be.greaterThan(c2a);
     tf.dispose([a, b, it.images, it.embeddings, it.endpoints, back]);
@@ -220,7 +240,9 @@ describe('methods on the shipped weights (judge-based)', function () {
       const t = clip!.encodeText([target]);
       return Array.from(cosine(clip!.encodeImage(r.images).embedding, t).dataSync());
     });
-    console.log(`      MAE to input eta 0 ${m0.toFixed(3)}, eta 1 ${m1.toFixed(3)}; CLIP score eta 0 ${score[0].toFixed(3)}, eta 1 ${score[1].toFixed(3)}`);
+    console.log(
+      `      MAE to input eta 0 ${m0.toFixed(3)}, eta 1 ${m1.toFixed(3)}; CLIP score eta 0 ${score[0].toFixed(3)}, eta 1 ${score[1].toFixed(3)}`,
+    );
     expect(m0).to.be.below(m1);
     expect(score[1]).to.be.greaterThan(score[0]);
     tf.dispose([x, i0, i1, r.images, r.embeddings, r.eOpt, r.eTarget]);

@@ -40,7 +40,11 @@ function testImage(size: number, seed = 0): tf.Tensor4D {
 
 /** A 16x16 unconditional diffuser with a random net (small init so the chain stays tame). */
 function tinyDiffuser(seed = 0): Diffuser {
-  return makeDiffuser(UNet.random(tinyUNetConfig({ imageSize: 16, modelChannels: 32 }), seed, { referenceInit: false }), makeSchedule('linear', 1000), { source: 'random' });
+  return makeDiffuser(
+    UNet.random(tinyUNetConfig({ imageSize: 16, modelChannels: 32 }), seed, { referenceInit: false }),
+    makeSchedule('linear', 1000),
+    { source: 'random' },
+  );
 }
 
 describe('methods: maths', () => {
@@ -92,7 +96,8 @@ describe('nets/prior (unCLIP prior)', () => {
     const p = Prior.random({ embedDim: 8, width: 16, depth: 2 }, 3);
     // give the zero-initialised output layers values so the test sees them
     tf.tidy(() => {
-      for (const [k, v] of p.params) if (/out_proj|fc2/.test(k)) v.assign(tf.randomNormal(v.shape, 0, 0.1, 'float32', k.length));
+      for (const [k, v] of p.params)
+        if (/out_proj|fc2/.test(k)) v.assign(tf.randomNormal(v.shape, 0, 0.1, 'float32', k.length));
     });
     const q = Prior.fromStateDict(p.toStateDict());
     const x = tf.randomNormal([3, 8], 0, 1, 'float32', 1) as tf.Tensor2D;
@@ -168,7 +173,14 @@ describe('methods: SDEdit (random net)', function () {
     expect(diff).to.be.greaterThan(1e-3);
     r.images.dispose();
     const over = tf.fill([1, 16, 16, 3], 0.9) as tf.Tensor4D;
-    const region = tf.tidy(() => tf.pad(tf.ones([1, 6, 6, 1]), [[0, 0], [5, 5], [5, 5], [0, 0]])) as tf.Tensor4D;
+    const region = tf.tidy(() =>
+      tf.pad(tf.ones([1, 6, 6, 1]), [
+        [0, 0],
+        [5, 5],
+        [5, 5],
+        [0, 0],
+      ]),
+    ) as tf.Tensor4D;
     const c = await sdeditComposite(d, guide, over, region, { t0: 0.4, steps: 5, seed: 3 });
     const bgErr = tf.tidy(() => tf.max(tf.abs(c.images.sub(guide)).mul(tf.scalar(1).sub(region))).dataSync()[0]);
     expect(bgErr).to.be.at.most(1 / 255);
@@ -219,7 +231,8 @@ describe('methods: DiffusionCLIP (random net)', function () {
     const ft = dclip.cloneUNet(base);
     // perturb the copy as a fine-tune would
     tf.tidy(() => {
-      for (const [k, v] of ft.params) if (!k.includes('norm')) v.assign(v.add(tf.randomNormal(v.shape, 0, 0.01, 'float32', k.length)));
+      for (const [k, v] of ft.params)
+        if (!k.includes('norm')) v.assign(v.add(tf.randomNormal(v.shape, 0, 0.01, 'float32', k.length)));
     });
     const dir = mkdtempSync(join(tmpdir(), 'dg-delta-'));
     try {
@@ -269,7 +282,8 @@ describe('methods: no tensor growth over whole runs (tiny random models)', funct
   async function noGrowth(name: string, run: () => Promise<tf.Tensor[]>, kept = 0): Promise<void> {
     const before = tf.memory().numTensors;
     const outs = await run();
-    for (const o of outs) expect(Array.from(o.dataSync()).every(Number.isFinite), `${name}: finite output`).to.equal(true);
+    for (const o of outs)
+      expect(Array.from(o.dataSync()).every(Number.isFinite), `${name}: finite output`).to.equal(true);
     tf.dispose(outs);
     expect(tf.memory().numTensors, name).to.equal(before + kept);
   }
@@ -283,14 +297,20 @@ describe('methods: no tensor growth over whole runs (tiny random models)', funct
   it('SDG (text, content, style, on x0, DDIM)', async () => {
     const enc = { noisy: m.noisy, image: m.clip, text: m.clip };
     await noGrowth('sdg text', async () => [(await sdg(m.unet, enc, { text: 'a red heart', n: 2, steps: 3 })).images]);
-    await noGrowth('sdg content+text', async () => [(await sdg(m.unet, enc, { text: 'a cat', image: img, n: 1, steps: 3 })).images]);
-    await noGrowth('sdg x0 ddim', async () => [(await sdg(m.unet, enc, { text: 'a cat', on: 'x0', sampler: 'ddim', n: 1, steps: 3 })).images]);
+    await noGrowth('sdg content+text', async () => [
+      (await sdg(m.unet, enc, { text: 'a cat', image: img, n: 1, steps: 3 })).images,
+    ]);
+    await noGrowth('sdg x0 ddim', async () => [
+      (await sdg(m.unet, enc, { text: 'a cat', on: 'x0', sampler: 'ddim', n: 1, steps: 3 })).images,
+    ]);
   });
 
   it('SDG style guidance (Gram matrices of encoder features)', async () => {
     // fails while nets/clip's visionTransformer tf.keep()s requested features (they escape every tidy)
     const enc = { noisy: m.noisy, image: m.clip, text: m.clip };
-    await noGrowth('sdg style', async () => [(await sdg(m.unet, enc, { image: img, imageMode: 'style', n: 1, steps: 3 })).images]);
+    await noGrowth('sdg style', async () => [
+      (await sdg(m.unet, enc, { image: img, imageMode: 'style', n: 1, steps: 3 })).images,
+    ]);
   });
 
   it('SDG guidance changes the sample (same noise, scale 0 vs > 0)', async () => {
@@ -306,14 +326,36 @@ describe('methods: no tensor growth over whole runs (tiny random models)', funct
   it('DiffusionCLIP: fine-tune (full chain and per-step), edit with modelRatio, mix, latent optimisation', async () => {
     let ft: dclip.FinetuneResult | null = null;
     let ft2: dclip.FinetuneResult | null = null;
-    await noGrowth('finetune full', async () => {
-      ft = await dclip.finetune(m.unet, m.clip, img, { source: 'a cat', target: 'a dog', nInv: 4, nTrain: 2, iters: 2, mode: 'full' });
-      return [];
-    }, m.unet.unet.params.size);
-    await noGrowth('finetune perstep', async () => {
-      ft2 = await dclip.finetune(m.unet, m.clip, img, { source: 'a cat', target: 'a dog', nInv: 4, nTrain: 2, iters: 1, mode: 'perstep' });
-      return [];
-    }, m.unet.unet.params.size);
+    await noGrowth(
+      'finetune full',
+      async () => {
+        ft = await dclip.finetune(m.unet, m.clip, img, {
+          source: 'a cat',
+          target: 'a dog',
+          nInv: 4,
+          nTrain: 2,
+          iters: 2,
+          mode: 'full',
+        });
+        return [];
+      },
+      m.unet.unet.params.size,
+    );
+    await noGrowth(
+      'finetune perstep',
+      async () => {
+        ft2 = await dclip.finetune(m.unet, m.clip, img, {
+          source: 'a cat',
+          target: 'a dog',
+          nInv: 4,
+          nTrain: 2,
+          iters: 1,
+          mode: 'perstep',
+        });
+        return [];
+      },
+      m.unet.unet.params.size,
+    );
     const f1 = ft as unknown as dclip.FinetuneResult;
     const f2 = ft2 as unknown as dclip.FinetuneResult;
     expect(f1.losses.length).to.equal(2);
@@ -338,17 +380,41 @@ describe('methods: no tensor growth over whole runs (tiny random models)', funct
     expect(mae(r0.images, rgc)).to.be.below(1e-6);
     tf.dispose([r0.images, inv.latent, rg.images, rgc]);
     await noGrowth('mix', async () => [
-      (await dclip.mixEdit(m.unet, [f1.model, f2.model], [{ minT: 0.3, weights: [1, 0] }, { minT: 0, weights: [0.5, 0.5] }], img, { nInv: 4, nGen: 3 })).images,
+      (
+        await dclip.mixEdit(
+          m.unet,
+          [f1.model, f2.model],
+          [
+            { minT: 0.3, weights: [1, 0] },
+            { minT: 0, weights: [0.5, 0.5] },
+          ],
+          img,
+          { nInv: 4, nGen: 3 },
+        )
+      ).images,
     ]);
     await noGrowth('latent optim', async () => [
-      (await dclip.latentOptimize(m.unet, m.clip, img, { source: 'a cat', target: 'a dog', nInv: 4, nGen: 2, iters: 2 })).images,
+      (
+        await dclip.latentOptimize(m.unet, m.clip, img, {
+          source: 'a cat',
+          target: 'a dog',
+          nInv: 4,
+          nGen: 2,
+          iters: 2,
+        })
+      ).images,
     ]);
     f1.model.unet.dispose();
     f2.model.unet.dispose();
   });
 
   it('unCLIP: text -> image (best of 2), variations, interpolation endpoints, text diffs', async () => {
-    const models: unclip.UnclipModels = { decoder: m.cond, prior: m.prior.prior, priorSchedule: m.prior.schedule, clip: m.clip };
+    const models: unclip.UnclipModels = {
+      decoder: m.cond,
+      prior: m.prior.prior,
+      priorSchedule: m.prior.schedule,
+      clip: m.clip,
+    };
     await noGrowth('text2image', async () => {
       const r = await unclip.textToImage(models, ['a cat', 'a heart'], { priorSteps: 4, steps: 3 });
       expect(r.images.shape).to.deep.equal([2, 16, 16, 3]);
@@ -387,7 +453,13 @@ describe('methods: no tensor growth over whole runs (tiny random models)', funct
 
   it('Imagic: stages 1-3; eta 0 / 1 use exactly e_opt / e_tgt; the sweep reuses one model', async () => {
     await noGrowth('imagic', async () => {
-      const r = await imagic(m.cond, m.clip, img, 'a dog', { etas: [0, 0.5, 1], embSteps: 3, ftSteps: 2, steps: 3, batch: 2 });
+      const r = await imagic(m.cond, m.clip, img, 'a dog', {
+        etas: [0, 0.5, 1],
+        embSteps: 3,
+        ftSteps: 2,
+        steps: 3,
+        batch: 2,
+      });
       expect(r.images.shape).to.deep.equal([3, 16, 16, 3]);
       const e = r.embeddings.arraySync();
       expect(e[0]).to.deep.equal(r.eOpt.arraySync()[0]);

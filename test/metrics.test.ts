@@ -48,17 +48,43 @@ import {
 } from '../lib/metrics/index.js';
 import { Rng } from '../lib/random.js';
 
-interface ImageCase { name: string; shape: [number, number, number, number]; a: number[]; b: number[]; ssim: number[]; psnr: number[] }
-interface KidCase { a: number[][]; b: number[][]; full: number; subsetSize: number; subsets: [number[], number[]][]; mmds: number[]; mean: number; std: number }
+interface ImageCase {
+  name: string;
+  shape: [number, number, number, number];
+  a: number[];
+  b: number[];
+  ssim: number[];
+  psnr: number[];
+}
+interface KidCase {
+  a: number[][];
+  b: number[][];
+  full: number;
+  subsetSize: number;
+  subsets: [number[], number[]][];
+  mmds: number[];
+  mean: number;
+  std: number;
+}
 interface Cases {
   images: ImageCase[];
   kid: KidCase[];
   kidUnequal: { a: number[][]; b: number[][]; mmd2: number };
-  lpips: { shapes: [number, number, number, number][]; a: number[][]; b: number[][]; weights: number[][]; lpips: number[]; unit: number[] };
+  lpips: {
+    shapes: [number, number, number, number][];
+    a: number[][];
+    b: number[][];
+    weights: number[][];
+    lpips: number[];
+    unit: number[];
+  };
 }
-const CASES = JSON.parse(readFileSync(join(packageRoot(), 'test', 'fixtures', 'metrics', 'metrics_cases.json'), 'utf8')) as Cases;
+const CASES = JSON.parse(
+  readFileSync(join(packageRoot(), 'test', 'fixtures', 'metrics', 'metrics_cases.json'), 'utf8'),
+) as Cases;
 
-const images = (c: ImageCase) => [tf.tensor4d(Float32Array.from(c.a), c.shape), tf.tensor4d(Float32Array.from(c.b), c.shape)] as const;
+const images = (c: ImageCase) =>
+  [tf.tensor4d(Float32Array.from(c.a), c.shape), tf.tensor4d(Float32Array.from(c.b), c.shape)] as const;
 
 /** The closed-form unbiased MMD² of two whole sets, written out here independently of lib/metrics. */
 function closedFormMmd2(x: number[][], y: number[][]): number {
@@ -81,16 +107,22 @@ function smoothImages(n: number, seed: number, noise = 0): tf.Tensor4D {
   const out = new Float32Array(n * s * s * 3);
   const r = xorshiftUniform(n * 6, seed);
   const z = noise ? xorshiftUniform(out.length, seed + 999) : null;
-  for (let i = 0; i < n; i++) for (let y = 0; y < s; y++) for (let x = 0; x < s; x++) for (let c = 0; c < 3; c++) {
-    const k = ((i * s + y) * s + x) * 3 + c;
-    const v = 0.6 * Math.sin((x / s) * Math.PI * (1 + 2 * Math.abs(r[i * 6 + c])) + r[i * 6 + 3]) * Math.cos((y / s) * Math.PI * (1 + Math.abs(r[i * 6 + 4])) + c);
-    out[k] = Math.max(-1, Math.min(1, v + (z ? noise * z[k] : 0)));
-  }
+  for (let i = 0; i < n; i++)
+    for (let y = 0; y < s; y++)
+      for (let x = 0; x < s; x++)
+        for (let c = 0; c < 3; c++) {
+          const k = ((i * s + y) * s + x) * 3 + c;
+          const v =
+            0.6 *
+            Math.sin((x / s) * Math.PI * (1 + 2 * Math.abs(r[i * 6 + c])) + r[i * 6 + 3]) *
+            Math.cos((y / s) * Math.PI * (1 + Math.abs(r[i * 6 + 4])) + c);
+          out[k] = Math.max(-1, Math.min(1, v + (z ? noise * z[k] : 0)));
+        }
   return tf.tensor4d(out, [n, s, s, 3]);
 }
 
 describe('metrics: ssim and psnr (scikit-image)', () => {
-  it('Gaussian taps are scipy.ndimage\'s: 11 taps for sigma 1.5, truncate 3.5, summing to 1', () => {
+  it("Gaussian taps are scipy.ndimage's: 11 taps for sigma 1.5, truncate 3.5, summing to 1", () => {
     const w = gaussianTaps(1.5);
     expect(w.length).to.equal(11);
     expect(w.reduce((a, b) => a + b, 0)).to.be.closeTo(1, 1e-15);
@@ -124,7 +156,11 @@ describe('metrics: ssim and psnr (scikit-image)', () => {
 describe('metrics: Fréchet distance (pytorch-fid)', () => {
   it("matches pytorch-fid's formula on the parity feature sets, as rows and as tensors", function () {
     if (!HAVE_PARITY) return this.skip();
-    const c = JSON.parse(readFileSync(parity('fid_cases.json'), 'utf8')) as { feats1: number[][]; feats2: number[][]; fid: number };
+    const c = JSON.parse(readFileSync(parity('fid_cases.json'), 'utf8')) as {
+      feats1: number[][];
+      feats2: number[][];
+      fid: number;
+    };
     const fd = frechetDistance(c.feats1, c.feats2);
     expect(fd).to.be.closeTo(c.fid, 1e-6 * Math.max(1, Math.abs(c.fid)));
     const t1 = tf.tensor2d(c.feats1);
@@ -134,14 +170,28 @@ describe('metrics: Fréchet distance (pytorch-fid)', () => {
   });
 
   it('the Gaussian form agrees with the feature form', () => {
-    const a = [[1, 2], [3, 1], [0, 0], [2, 5]];
-    const b = [[0, 1], [4, 4], [1, 3]];
+    const a = [
+      [1, 2],
+      [3, 1],
+      [0, 0],
+      [2, 5],
+    ];
+    const b = [
+      [0, 1],
+      [4, 4],
+      [1, 3],
+    ];
     const ga = meanCov(a.flat(), 4, 2);
     const gb = meanCov(b.flat(), 3, 2);
     const g = frechetDistanceOfGaussians(ga.mean, ga.cov, gb.mean, gb.cov);
     expect(frechetDistance(a, b)).to.be.closeTo(g, 1e-12);
     expect(frechetDistance(ga.mean, ga.cov, gb.mean, gb.cov)).to.equal(g);
-    expect(() => frechetDistance(a, [[1, 2, 3], [4, 5, 6]])).to.throw(/widths differ/);
+    expect(() =>
+      frechetDistance(a, [
+        [1, 2, 3],
+        [4, 5, 6],
+      ]),
+    ).to.throw(/widths differ/);
   });
 });
 
@@ -188,7 +238,8 @@ describe('metrics: KID (torch-fidelity / clean-fid estimator)', () => {
     // the same draws, replayed
     const rng = new Rng(11);
     const subsets: [number[], number[]][] = [];
-    for (let s = 0; s < 6; s++) subsets.push([sampleWithoutReplacement(c.a.length, 20, rng), sampleWithoutReplacement(c.b.length, 20, rng)]);
+    for (let s = 0; s < 6; s++)
+      subsets.push([sampleWithoutReplacement(c.a.length, 20, rng), sampleWithoutReplacement(c.b.length, 20, rng)]);
     for (const [ia, ib] of subsets) {
       expect(new Set(ia).size).to.equal(20);
       expect(new Set(ib).size).to.equal(20);
@@ -201,7 +252,11 @@ describe('metrics: KID (torch-fidelity / clean-fid estimator)', () => {
     expect(() => kid(c.a, c.b, { subsetSize: 41 })).to.throw(/larger than a feature set/);
     // a shifted distribution is farther than a fresh draw of the same one
     const same = kid(c.a.slice(0, 20), c.a.slice(20), { subsets: 1, subsetSize: 20 }).mean;
-    const far = kid(c.a, c.a.map((r) => r.map((v) => v + 1)), { subsets: 1, subsetSize: 40 }).mean;
+    const far = kid(
+      c.a,
+      c.a.map((r) => r.map((v) => v + 1)),
+      { subsets: 1, subsetSize: 40 },
+    ).mean;
     expect(far).to.be.above(same + 0.1);
   });
 });
@@ -220,16 +275,25 @@ describe('metrics: LPIPS', () => {
     Array.from(u.dataSync()).forEach((v, i) => expect(v).to.be.closeTo(L.unit[i], 1e-5 * Math.max(1, L.unit[i])));
     const z = lpipsOfFeatures(fa, fa, heads);
     expect(Math.max(...z.dataSync())).to.be.below(1e-6);
-    expect(() => lpipsOfFeatures(fa, fb, { source: 'two', weights: heads.weights.slice(0, 2) })).to.throw(/heads \(two\) have 2/);
+    expect(() => lpipsOfFeatures(fa, fb, { source: 'two', weights: heads.weights.slice(0, 2) })).to.throw(
+      /heads \(two\) have 2/,
+    );
     tf.dispose([...fa, ...fb, d, u, z]);
   });
 
   it('reads the released v0.1 heads (alex, vgg, squeeze: legacy torch format) with their shapes', async function () {
     if (!HAVE_PARITY || !existsSync(parity('real/alex.pth'))) return this.skip();
-    const expected: Record<string, number[]> = { alex: [64, 192, 384, 256, 256], vgg: [64, 128, 256, 512, 512], squeeze: [64, 128, 256, 384, 384, 512, 512] };
+    const expected: Record<string, number[]> = {
+      alex: [64, 192, 384, 256, 256],
+      vgg: [64, 128, 256, 512, 512],
+      squeeze: [64, 128, 256, 384, 384, 512, 512],
+    };
     for (const [net, channels] of Object.entries(expected)) {
       const h = await loadLpipsHeads(parity(`real/${net}.pth`));
-      expect(h.weights.map((w) => w.length), net).to.deep.equal(channels);
+      expect(
+        h.weights.map((w) => w.length),
+        net,
+      ).to.deep.equal(channels);
       for (const w of h.weights) {
         expect(Math.min(...w)).to.be.at.least(0);
         expect(Math.max(...w)).to.be.above(0);
@@ -255,7 +319,12 @@ describe('metrics: LPIPS', () => {
     // a fixed two-layer trunk: the image and its 2x2 average pool scaled by a channel ramp
     const ramp = tf.tensor1d([1, 0.5, 2]);
     const trunk = (x: tf.Tensor4D) => [x, tf.avgPool(x, 2, 2, 'valid').mul(ramp) as tf.Tensor4D];
-    const net: LpipsNet = { name: 'toy', trunk, heads: { source: 'toy', weights: [Float32Array.from([1, 2, 3]), Float32Array.from([0.5, 0.5, 0])] }, batch: 2 };
+    const net: LpipsNet = {
+      name: 'toy',
+      trunk,
+      heads: { source: 'toy', weights: [Float32Array.from([1, 2, 3]), Float32Array.from([0.5, 0.5, 0])] },
+      batch: 2,
+    };
     const x = smoothImages(5, 7, 0.2);
     const perm = tf.gather(x, tf.tensor1d([1, 2, 3, 4, 0], 'int32')) as tf.Tensor4D;
     const d = lpips(x, perm, net);
@@ -264,10 +333,11 @@ describe('metrics: LPIPS', () => {
     const pairs = pairwiseLpips(x, { ...net, batch: 3 }, { pairBatch: 4 });
     expect(pairs).to.have.length(10);
     let k = 0;
-    for (let i = 0; i < 5; i++) for (let j = i + 1; j < 5; j++) {
-      const one = lpips(x.slice(i, 1), x.slice(j, 1), net)[0];
-      expect(pairs[k++]).to.be.closeTo(one, 1e-6);
-    }
+    for (let i = 0; i < 5; i++)
+      for (let j = i + 1; j < 5; j++) {
+        const one = lpips(x.slice(i, 1), x.slice(j, 1), net)[0];
+        expect(pairs[k++]).to.be.closeTo(one, 1e-6);
+      }
     const div = meanPairwiseDistance(x, net);
     expect(div.extractor).to.equal('toy');
     expect(div.value).to.be.closeTo(pairs.reduce((a, b) => a + b, 0) / 10, 1e-9);
@@ -278,8 +348,19 @@ describe('metrics: LPIPS', () => {
 describe('metrics: retrieval and diversity on features', () => {
   it('topKRetrieval: cosine nearest gallery items, by predicate or labels, one k or several', () => {
     // queries: the axes of R^3; gallery: 6 items, two near each axis (the second farther)
-    const q = [[1, 0, 0], [0, 1, 0], [0, 0, 1]];
-    const g = [[0.9, 0.1, 0], [0.2, 1, 0], [0, 0.3, 1], [1, 0, 0.8], [0.1, 0.1, 1], [0, 1, 0.9]];
+    const q = [
+      [1, 0, 0],
+      [0, 1, 0],
+      [0, 0, 1],
+    ];
+    const g = [
+      [0.9, 0.1, 0],
+      [0.2, 1, 0],
+      [0, 0.3, 1],
+      [1, 0, 0.8],
+      [0.1, 0.1, 1],
+      [0, 1, 0.9],
+    ];
     const owner = [0, 1, 2, 0, 2, 1];
     // cosines: q0 ranks g0 (.99), g3 (.78), ...; q1 ranks g1 (.98), g5 (.74), ...; q2 ranks g4 (.99), g2 (.96), g5 (.67), g3 (.62), ...
     expect(topKRetrieval(q, g, { queryLabels: [0, 1, 2], galleryLabels: owner }, 1)).to.equal(1);
@@ -293,8 +374,23 @@ describe('metrics: retrieval and diversity on features', () => {
   });
 
   it('meanPairwiseDistance: l2 and cosine on hand-checked points', () => {
-    expect(meanPairwiseDistance([[0, 0], [3, 4], [0, 4]])).to.be.closeTo(4, 1e-12); // 5, 4, 3
-    expect(meanPairwiseDistance([[1, 0], [0, 2], [-3, 0]], 'cosine')).to.be.closeTo((1 + 2 + 1) / 3, 1e-9);
+    expect(
+      meanPairwiseDistance([
+        [0, 0],
+        [3, 4],
+        [0, 4],
+      ]),
+    ).to.be.closeTo(4, 1e-12); // 5, 4, 3
+    expect(
+      meanPairwiseDistance(
+        [
+          [1, 0],
+          [0, 2],
+          [-3, 0],
+        ],
+        'cosine',
+      ),
+    ).to.be.closeTo((1 + 2 + 1) / 3, 1e-9);
     expect(() => meanPairwiseDistance([[1, 2]])).to.throw(/at least 2 rows/);
   });
 });
@@ -324,7 +420,10 @@ function solid(colors: number[][]): tf.Tensor4D {
 describe('metrics: CLIP score, directional similarity, category agreement', () => {
   it('clipScore and directionalClipSimilarity: the cosines computed by hand, named by the extractor', () => {
     const ext = channelMeanExtractor();
-    const x = solid([[1, -1, -1], [-1, 1, 0]]); // features [2, 0, 0], [0, 2, 1]
+    const x = solid([
+      [1, -1, -1],
+      [-1, 1, 0],
+    ]); // features [2, 0, 0], [0, 2, 1]
     const s = clipScore(x, ['red', 'green'], ext);
     expect(s.extractor).to.equal('channel-means');
     expect(s.values![0]).to.be.closeTo(1, 1e-6);
@@ -349,7 +448,11 @@ describe('metrics: CLIP score, directional similarity, category agreement', () =
 
   it('categoryAgreement: by index, by name and by reference images', () => {
     const ext = channelMeanExtractor();
-    const x = solid([[1, -1, -1], [-1, 1, 0], [0, 0, 1]]); // classified red, green, blue
+    const x = solid([
+      [1, -1, -1],
+      [-1, 1, 0],
+      [0, 0, 1],
+    ]); // classified red, green, blue
     expect(categoryAgreement(x, [0, 1, 2], ext).value).to.equal(1);
     const byName = categoryAgreement(x, ['red', 'red', 'blue'], ext);
     expect(byName.value).to.be.closeTo(2 / 3, 1e-12);
@@ -371,7 +474,9 @@ describe('metrics: extractors', () => {
       await loadExtractor('inception-test:/nowhere.pth');
       expect.fail('loaded an unknown kind');
     } catch (e) {
-      expect((e as Error).message).to.match(/no feature extractor of kind 'inception-test'; known kinds: .*judge.*clip/);
+      expect((e as Error).message).to.match(
+        /no feature extractor of kind 'inception-test'; known kinds: .*judge.*clip/,
+      );
     }
     registerExtractor('pool-test', async (cfg) => ({
       name: cfg.name ?? `pool-test:${cfg.path}`,
@@ -411,7 +516,14 @@ describe('metrics: extractors', () => {
     const net = judgeLpips(ext.judge);
     expect(net.name).to.equal('judge-LPIPS');
     const maps = ext.judge.featureMaps(x);
-    expect(maps.map((m) => m.shape.slice(1))).to.deep.equal([[32, 32, 32], [16, 16, 64], [16, 16, 64], [8, 8, 128], [8, 8, 128], [4, 4, 128]]);
+    expect(maps.map((m) => m.shape.slice(1))).to.deep.equal([
+      [32, 32, 32],
+      [16, 16, 64],
+      [16, 16, 64],
+      [8, 8, 128],
+      [8, 8, 128],
+      [4, 4, 128],
+    ]);
     tf.dispose(maps);
     expect(Math.max(...lpips(x, x, net))).to.be.below(1e-6);
     const means = [0.05, 0.2, 0.6].map((s) => {
@@ -432,7 +544,7 @@ describe('metrics: extractors', () => {
 
   it('the shipped CLIP: clipScore and the directional similarity equal the cosines of its own embeddings', async function () {
     if (!haveClip) return this.skip();
-    const ext = await loadExtractor('clip') as ImageTextExtractor;
+    const ext = (await loadExtractor('clip')) as ImageTextExtractor;
     expect(ext.name).to.equal('clip');
     const x = smoothImages(2, 9);
     const y = smoothImages(2, 10);
@@ -440,7 +552,8 @@ describe('metrics: extractors', () => {
     const ei = ext.images(x);
     const et = ext.texts(['an emoji of a face']);
     const [vi, vt] = [ei.arraySync(), et.arraySync()[0]];
-    const cos = (u: number[], v: number[]) => u.reduce((a, ui, i) => a + ui * v[i], 0) / (Math.hypot(...u) * Math.hypot(...v));
+    const cos = (u: number[], v: number[]) =>
+      u.reduce((a, ui, i) => a + ui * v[i], 0) / (Math.hypot(...u) * Math.hypot(...v));
     vi.forEach((u, i) => expect(s.values![i]).to.be.closeTo(cos(u, vt), 1e-5));
     const r = directionalClipSimilarity(x, y, 'an emoji of a cat', 'an emoji of a dog', ext);
     const ey = ext.images(y).arraySync();
@@ -467,7 +580,12 @@ describe('metrics: tensor counts do not grow', () => {
     const x = smoothImages(4, 3);
     const y = smoothImages(4, 4, 0.2);
     const ramp = tf.tensor1d([1, 0.5, 2]);
-    const net: LpipsNet = { name: 'toy', trunk: (t) => [t, tf.avgPool(t, 2, 2, 'valid').mul(ramp) as tf.Tensor4D], heads: 'unit', batch: 3 };
+    const net: LpipsNet = {
+      name: 'toy',
+      trunk: (t) => [t, tf.avgPool(t, 2, 2, 'valid').mul(ramp) as tf.Tensor4D],
+      heads: 'unit',
+      batch: 3,
+    };
     const judge = existsSync(join(weightsPath('judge'), 'judge.safetensors')) ? await loadJudgeExtractor() : null;
     const run = () => {
       ssim(a, b);

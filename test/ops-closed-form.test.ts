@@ -15,7 +15,11 @@ function maxDiff(a: tf.Tensor, b: tf.Tensor): number {
 
 /** Gradients of sum(f(xs) * w) w.r.t. every input. */
 function grads(f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[], w: tf.Tensor): tf.Tensor[] {
-  return tf.grads((...a: tf.Tensor[]) => f(...a).mul(w).sum())(xs);
+  return tf.grads((...a: tf.Tensor[]) =>
+    f(...a)
+      .mul(w)
+      .sum(),
+  )(xs);
 }
 
 describe('lib/ops closed-form gradients equal autodiff of the formula', () => {
@@ -32,7 +36,9 @@ describe('lib/ops closed-form gradients equal autodiff of the formula', () => {
       const w = rand([3, 7, 16], 4);
       const a = grads(ours as never, xs, w);
       const r = grads(plain as never, xs, w);
-      a.forEach((g, i) => expect(maxDiff(g, r[i]), `grad ${i}`).to.be.below(1e-4 * Math.max(1, r[i].abs().max().dataSync()[0])));
+      a.forEach((g, i) =>
+        expect(maxDiff(g, r[i]), `grad ${i}`).to.be.below(1e-4 * Math.max(1, r[i].abs().max().dataSync()[0])),
+      );
     });
   });
 
@@ -49,11 +55,22 @@ describe('lib/ops closed-form gradients equal autodiff of the formula', () => {
   it('linear: fused forward (no tape) equals matMul + add; gradients under a tape match too', () => {
     tf.tidy(() => {
       const [x, wt, b] = [rand([2, 5, 12], 7), rand([12, 7], 8), rand([7], 9)];
-      const ref = tf.matMul(x.reshape([10, 12]), wt).add(b).reshape([2, 5, 7]);
+      const ref = tf
+        .matMul(x.reshape([10, 12]), wt)
+        .add(b)
+        .reshape([2, 5, 7]);
       expect(maxDiff(linear(x, wt as tf.Tensor2D, b as tf.Tensor1D), ref)).to.be.below(1e-5);
       const w = rand([2, 5, 7], 10);
       const a = grads((xx, ww, bb) => linear(xx, ww as tf.Tensor2D, bb as tf.Tensor1D), [x, wt, b], w);
-      const r = grads((xx, ww, bb) => tf.matMul(xx.reshape([10, 12]), ww).add(bb).reshape([2, 5, 7]), [x, wt, b], w);
+      const r = grads(
+        (xx, ww, bb) =>
+          tf
+            .matMul(xx.reshape([10, 12]), ww)
+            .add(bb)
+            .reshape([2, 5, 7]),
+        [x, wt, b],
+        w,
+      );
       a.forEach((g, i) => expect(maxDiff(g, r[i]), `grad ${i}`).to.be.below(1e-4));
     });
   });
@@ -77,11 +94,16 @@ describe('lib/ops closed-form gradients equal autodiff of the formula', () => {
       const x5 = x.reshape([2, 6 * 5, 32, 2]);
       const mean = x5.mean([1, 3], true);
       const variance = x5.sub(mean).square().mean([1, 3], true);
-      const ref = x5.sub(mean).div(variance.add(1e-5).sqrt()).reshape([2, 6, 5, 64]).mul(g).add(b)
-        .mul(scale1.reshape([2, 1, 1, 64])).add(shift.reshape([2, 1, 1, 64]));
+      const ref = x5
+        .sub(mean)
+        .div(variance.add(1e-5).sqrt())
+        .reshape([2, 6, 5, 64])
+        .mul(g)
+        .add(b)
+        .mul(scale1.reshape([2, 1, 1, 64]))
+        .add(shift.reshape([2, 1, 1, 64]));
       expect(maxDiff(taped!, ref.mul(tf.sigmoid(ref)))).to.be.below(1e-5);
       tf.dispose(taped!);
     });
   });
 });
-

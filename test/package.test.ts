@@ -18,12 +18,21 @@ describe('the published package in a consumer project', function () {
 
   before(function () {
     // `npm pack` runs `prepare` (tsc), so dist/ is built from the sources under test.
-    execFileSync(npm, ['pack', '--pack-destination', dir, '--silent'], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync(npm, ['pack', '--pack-destination', dir, '--silent'], {
+      cwd: root,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'));
     if (!tgz) throw new Error(`npm pack wrote no tarball into ${dir}`);
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
-    const ts = (JSON.parse(execFileSync(npm, ['pkg', 'get', 'devDependencies.typescript'], { cwd: root, encoding: 'utf8' })) as string) || 'latest';
-    execFileSync(npm, ['install', '--no-audit', '--no-fund', '--ignore-scripts', `./${tgz}`, `typescript@${ts}`], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+    const ts =
+      (JSON.parse(
+        execFileSync(npm, ['pkg', 'get', 'devDependencies.typescript'], { cwd: root, encoding: 'utf8' }),
+      ) as string) || 'latest';
+    execFileSync(npm, ['install', '--no-audit', '--no-fund', '--ignore-scripts', `./${tgz}`, `typescript@${ts}`], {
+      cwd: dir,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
   });
 
   it('type-checks under tsc --strict with only the package and TypeScript installed', () => {
@@ -42,7 +51,16 @@ describe('the published package in a consumer project', function () {
     );
     writeFileSync(
       join(dir, 'tsconfig.json'),
-      JSON.stringify({ compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', noEmit: true }, files: ['index.ts'] }),
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          module: 'nodenext',
+          moduleResolution: 'nodenext',
+          target: 'es2022',
+          noEmit: true,
+        },
+        files: ['index.ts'],
+      }),
     );
     let out = '';
     try {
@@ -57,10 +75,18 @@ describe('the published package in a consumer project', function () {
   });
 
   it('imports at run time from a fresh install', () => {
-    const out = execFileSync(process.execPath, ['--input-type=module', '-e', "const m = await import('diffguide'); const mt = await import('diffguide/metrics'); console.log(typeof m.initBackend, typeof m.sdedit, typeof mt.kid)"], {
-      cwd: dir,
-      encoding: 'utf8',
-    });
+    const out = execFileSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        "const m = await import('diffguide'); const mt = await import('diffguide/metrics'); console.log(typeof m.initBackend, typeof m.sdedit, typeof mt.kid)",
+      ],
+      {
+        cwd: dir,
+        encoding: 'utf8',
+      },
+    );
     expect(out.trim()).to.equal('function function function');
   });
 });

@@ -32,7 +32,23 @@ class WorkerProc {
   constructor(url: string, results: string, name: string) {
     this.proc = spawn(
       process.execPath,
-      ['--import', 'tsx', join(ROOT, 'lib/cli/run.ts'), 'worker', '--queue', url, '--results', results, '--lock-ms', '2000', '--events', '--id', name, '--backend', 'wasm'],
+      [
+        '--import',
+        'tsx',
+        join(ROOT, 'lib/cli/run.ts'),
+        'worker',
+        '--queue',
+        url,
+        '--results',
+        results,
+        '--lock-ms',
+        '2000',
+        '--events',
+        '--id',
+        name,
+        '--backend',
+        'wasm',
+      ],
       { cwd: ROOT, env: { ...process.env, DIFFGUIDE_WASM_THREADS: '1' } },
     );
     let buf = '';
@@ -57,14 +73,19 @@ class WorkerProc {
     const hit = this.events.find(pred);
     if (hit) return Promise.resolve(hit);
     return new Promise((res, rej) => {
-      const t = setTimeout(() => rej(new Error(`worker ${this.proc.pid}: no ${what} within ${ms} ms:\n${this.stderr}`)), ms);
+      const t = setTimeout(
+        () => rej(new Error(`worker ${this.proc.pid}: no ${what} within ${ms} ms:\n${this.stderr}`)),
+        ms,
+      );
       this.on((e) => {
         if (pred(e)) {
           clearTimeout(t);
           res(e);
         }
       });
-      this.proc.once('exit', (code) => rej(new Error(`worker ${this.proc.pid} exited (${code}) before ${what}:\n${this.stderr}`)));
+      this.proc.once('exit', (code) =>
+        rej(new Error(`worker ${this.proc.pid} exited (${code}) before ${what}:\n${this.stderr}`)),
+      );
     });
   }
   stop(): Promise<void> {
@@ -80,25 +101,65 @@ describe('experiment grids on a BullMQ queue', function () {
   this.timeout(300000);
 
   it('redis URLs become connection options; bad ones are named', () => {
-    expect(redisConnection('redis://10.0.0.5:6380/2')).to.deep.include({ host: '10.0.0.5', port: 6380, db: 2, maxRetriesPerRequest: null });
-    expect(redisConnection('rediss://u:p%40ss@h')).to.deep.include({ host: 'h', port: 6379, username: 'u', password: 'p@ss', tls: {} });
+    expect(redisConnection('redis://10.0.0.5:6380/2')).to.deep.include({
+      host: '10.0.0.5',
+      port: 6380,
+      db: 2,
+      maxRetriesPerRequest: null,
+    });
+    expect(redisConnection('rediss://u:p%40ss@h')).to.deep.include({
+      host: 'h',
+      port: 6379,
+      username: 'u',
+      password: 'p@ss',
+      tls: {},
+    });
     expect(() => redisConnection('http://h:1')).to.throw(/redis:\/\//);
     expect(() => redisConnection('nonsense')).to.throw(/Redis URL/);
-    expect(jobIdOf({ experiment: 'toy', quick: true, settingsKey: 'abc', cellId: 'gain=1_seed=0' })).to.equal('toy-quick.abc.gain=1_seed=0').and.not.contain(':');
+    expect(jobIdOf({ experiment: 'toy', quick: true, settingsKey: 'abc', cellId: 'gain=1_seed=0' }))
+      .to.equal('toy-quick.abc.gain=1_seed=0')
+      .and.not.contain(':');
   });
 
   it('importing diffguide and running an experiment locally need neither bullmq nor ioredis; --queue without them says what to install', function () {
     const tmp = mkdtempSync(join(tmpdir(), 'diffguide-nobull-'));
     try {
       const node = (args: string[]) =>
-        spawnSync(process.execPath, ['--import', 'tsx', '--import', join(ROOT, 'test/no_bullmq.mjs'), ...args], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, DIFFGUIDE_WASM_THREADS: '1' } });
-      const imp = node(['-e', "import('./lib/index.ts').then(() => import('./lib/experiments/grid.ts')).then(() => import('./experiments/index.ts')).then(() => console.log('core loaded')).then(() => import('bullmq')).then(() => console.log('bullmq loaded'), (e) => console.log(e.message))"]);
+        spawnSync(process.execPath, ['--import', 'tsx', '--import', join(ROOT, 'test/no_bullmq.mjs'), ...args], {
+          cwd: ROOT,
+          encoding: 'utf8',
+          env: { ...process.env, DIFFGUIDE_WASM_THREADS: '1' },
+        });
+      const imp = node([
+        '-e',
+        "import('./lib/index.ts').then(() => import('./lib/experiments/grid.ts')).then(() => import('./experiments/index.ts')).then(() => console.log('core loaded')).then(() => import('bullmq')).then(() => console.log('bullmq loaded'), (e) => console.log(e.message))",
+      ]);
       expect(imp.stdout).to.contain('core loaded');
       expect(imp.stdout).to.contain('no bullmq here'); // the hook works
-      const run = node([join(ROOT, 'lib/cli/run.ts'), 'experiment', 'toy', '--quick', '--results', tmp, '--backend', 'wasm']);
+      const run = node([
+        join(ROOT, 'lib/cli/run.ts'),
+        'experiment',
+        'toy',
+        '--quick',
+        '--results',
+        tmp,
+        '--backend',
+        'wasm',
+      ]);
       expect(run.status, run.stderr).to.equal(0);
       expect(run.stdout).to.contain('| gain | seeds |');
-      const q = node([join(ROOT, 'lib/cli/run.ts'), 'experiment', 'toy', '--quick', '--results', tmp, '--backend', 'wasm', '--queue', 'redis://127.0.0.1:1']);
+      const q = node([
+        join(ROOT, 'lib/cli/run.ts'),
+        'experiment',
+        'toy',
+        '--quick',
+        '--results',
+        tmp,
+        '--backend',
+        'wasm',
+        '--queue',
+        'redis://127.0.0.1:1',
+      ]);
       expect(q.status).to.equal(1);
       expect(q.stderr).to.contain('npm install bullmq ioredis');
     } finally {
@@ -153,14 +214,21 @@ describe('experiment grids on a BullMQ queue', function () {
       const counts = new Map<string, number>();
       for (const id of stored) counts.set(id, (counts.get(id) ?? 0) + 1);
       expect([...counts.keys()].sort()).to.deep.equal(files.map((f) => f.slice(0, -5)).sort());
-      expect([...counts.values()].every((c) => c === 1), `stored counts: ${JSON.stringify([...counts])}`).to.equal(true);
+      expect(
+        [...counts.values()].every((c) => c === 1),
+        `stored counts: ${JSON.stringify([...counts])}`,
+      ).to.equal(true);
       // the killed worker's cell was finished by another worker
       const rec = JSON.parse(readFileSync(join(cellsDir, `${victim!.cellId}.json`), 'utf8')) as CellRecord;
       expect(rec.meta.pid).to.not.equal(victim!.w.proc.pid);
       expect(victim!.w.events.some((e) => e.event === 'stored' && e.cellId === victim!.cellId)).to.equal(false);
       const survivors = workers.filter((w) => w !== victim!.w);
-      expect(survivors.some((w) => w.events.some((e) => e.event === 'stored' && e.cellId === victim!.cellId))).to.equal(true);
-      console.log(`      cells stored per worker: ${workers.map((w) => `${w === victim!.w ? 'killed ' : ''}${w.events.filter((e) => e.event === 'stored').length}`).join(', ')}; grid wall ${(r.wallMs / 1000).toFixed(1)} s`);
+      expect(survivors.some((w) => w.events.some((e) => e.event === 'stored' && e.cellId === victim!.cellId))).to.equal(
+        true,
+      );
+      console.log(
+        `      cells stored per worker: ${workers.map((w) => `${w === victim!.w ? 'killed ' : ''}${w.events.filter((e) => e.event === 'stored').length}`).join(', ')}; grid wall ${(r.wallMs / 1000).toFixed(1)} s`,
+      );
 
       const single = await runGrid(toy, opts, { resultsRoot: join(tmp, 'single') });
       expect(r.merged!.missing).to.deep.equal([]);

@@ -38,26 +38,51 @@ const N = 6000;
 
 function gaussModel(kind: Kind, s: Schedule): DiffusionModel {
   const comps = [{ mean: MU, std: STD }];
-  if (kind === 'ddpm-lr') return diffusionModel(gaussianMixtureNet(base, comps, { learnedRangeFor: s }), { variance: 'learnedRange' });
-  return diffusionModel(gaussianMixtureNet(base, comps), { variance: kind === 'ddpm-large' ? 'fixedLarge' : 'fixedSmall' });
+  if (kind === 'ddpm-lr')
+    return diffusionModel(gaussianMixtureNet(base, comps, { learnedRangeFor: s }), { variance: 'learnedRange' });
+  return diffusionModel(gaussianMixtureNet(base, comps), {
+    variance: kind === 'ddpm-large' ? 'fixedLarge' : 'fixedSmall',
+  });
 }
 
-async function runKind(kind: Kind, model: DiffusionModel, x: tf.Tensor4D, s: Schedule, opts: SamplerOptions = {}): Promise<tf.Tensor4D> {
+async function runKind(
+  kind: Kind,
+  model: DiffusionModel,
+  x: tf.Tensor4D,
+  s: Schedule,
+  opts: SamplerOptions = {},
+): Promise<tf.Tensor4D> {
   switch (kind) {
-    case 'ddim': return sampleDdim(model, x, s, { ...opts, eta: 0 });
-    case 'ddim-eta1': return sampleDdim(model, x, s, { ...opts, eta: 1 });
-    case 'em-vp': return sampleEulerMaruyama(model, x, s, { ...opts, sde: 'vp' });
-    case 'em-ve': return sampleEulerMaruyama(model, x, s, { ...opts, sde: 've' });
-    default: return sampleDdpm(model, x, s, opts);
+    case 'ddim':
+      return sampleDdim(model, x, s, { ...opts, eta: 0 });
+    case 'ddim-eta1':
+      return sampleDdim(model, x, s, { ...opts, eta: 1 });
+    case 'em-vp':
+      return sampleEulerMaruyama(model, x, s, { ...opts, sde: 'vp' });
+    case 'em-ve':
+      return sampleEulerMaruyama(model, x, s, { ...opts, sde: 've' });
+    default:
+      return sampleDdpm(model, x, s, opts);
   }
 }
 
 /** |sample mean - m| within z standard errors, |sample var - v| within z standard errors. */
-function expectMoments(label: string, got: { mean: number; variance: number }, want: { mean: number; variance: number }, n: number, z = 5) {
+function expectMoments(
+  label: string,
+  got: { mean: number; variance: number },
+  want: { mean: number; variance: number },
+  n: number,
+  z = 5,
+) {
   const seMean = Math.sqrt(want.variance / n);
   const seVar = want.variance * Math.sqrt(2 / (n - 1));
-  expect(Math.abs(got.mean - want.mean), `${label}: mean ${got.mean} vs ${want.mean} (se ${seMean})`).to.be.lessThan(z * seMean);
-  expect(Math.abs(got.variance - want.variance), `${label}: variance ${got.variance} vs ${want.variance} (se ${seVar})`).to.be.lessThan(z * seVar);
+  expect(Math.abs(got.mean - want.mean), `${label}: mean ${got.mean} vs ${want.mean} (se ${seMean})`).to.be.lessThan(
+    z * seMean,
+  );
+  expect(
+    Math.abs(got.variance - want.variance),
+    `${label}: variance ${got.variance} vs ${want.variance} (se ${seVar})`,
+  ).to.be.lessThan(z * seVar);
 }
 
 const KINDS: Kind[] = ['ddpm-small', 'ddpm-large', 'ddpm-lr', 'ddim', 'ddim-eta1', 'em-vp', 'em-ve'];
@@ -79,7 +104,12 @@ describe('samplers: Gaussian data, exact chain moments', function () {
             // the 1000-step chain is itself close to the data distribution
             expect(Math.abs(exact.mean - MU[c])).to.be.lessThan(0.01);
             expect(Math.abs(exact.variance / (STD * STD) - 1)).to.be.lessThan(0.03);
-            expectMoments(`${kind}/${steps} ch${c} vs data`, { mean: st.mean[c], variance: st.variance[c] }, { mean: MU[c], variance: STD * STD }, N);
+            expectMoments(
+              `${kind}/${steps} ch${c} vs data`,
+              { mean: st.mean[c], variance: st.variance[c] },
+              { mean: MU[c], variance: STD * STD },
+              N,
+            );
           }
           if (kind === 'ddpm-lr') {
             // optimal (learned-range) variance reproduces the data exactly at any step count
@@ -95,7 +125,13 @@ describe('samplers: Gaussian data, exact chain moments', function () {
     const s = sched(10);
     const comps = [{ mean: MU, std: STD }];
     const x = randomStart([64, 1, 1, 2], 3);
-    const ys = await Promise.all((['eps', 'x0', 'v'] as const).map((p) => sampleDdpm(diffusionModel(gaussianMixtureNet(base, comps, { prediction: p }), { prediction: p }), x, s, { seed: 9 })));
+    const ys = await Promise.all(
+      (['eps', 'x0', 'v'] as const).map((p) =>
+        sampleDdpm(diffusionModel(gaussianMixtureNet(base, comps, { prediction: p }), { prediction: p }), x, s, {
+          seed: 9,
+        }),
+      ),
+    );
     expect(tf.max(tf.abs(ys[1].sub(ys[0]))).dataSync()[0]).to.be.lessThan(1e-4);
     expect(tf.max(tf.abs(ys[2].sub(ys[0]))).dataSync()[0]).to.be.lessThan(1e-4);
     tf.dispose([x, ...ys]);
@@ -161,7 +197,10 @@ describe('samplers: starting point, inversion, seeds, hygiene', function () {
   it('DDIM inversion followed by DDIM sampling returns the input', async () => {
     const x0 = randomStart([2000, 1, 1, 2], 41).mul(STD).add(tf.tensor1d(MU)) as tf.Tensor4D;
     // exact pairing + fixed-point refinement: identity for any step count
-    for (const [steps, iters, tol] of [[50, 6, 1e-3], [1000, 2, 1e-3]] as const) {
+    for (const [steps, iters, tol] of [
+      [50, 6, 1e-3],
+      [1000, 2, 1e-3],
+    ] as const) {
       const s = sched(steps);
       const lat = await ddimInvert(model, x0, s, { fixedPointIters: iters });
       const back = await sampleDdim(model, lat, s);
@@ -213,10 +252,21 @@ describe('samplers: starting point, inversion, seeds, hygiene', function () {
       const st = channelStats(y);
       for (let c = 0; c < 2; c++) {
         const aT = s.alphaBar(s.length - 1);
-        const exact = gaussianChain('ddpm-small', s, { mean: MU[c], std: STD, weight: 1 }, s.length - 1, Math.sqrt(aT) * g, 1 - aT);
+        const exact = gaussianChain(
+          'ddpm-small',
+          s,
+          { mean: MU[c], std: STD, weight: 1 },
+          s.length - 1,
+          Math.sqrt(aT) * g,
+          1 - aT,
+        );
         expectMoments(`sdedit guide ${g} ch${c}`, { mean: st.mean[c], variance: st.variance[c] }, exact, N);
         // and the exact chain from this guide is the data distribution up to 1e-3
-        expect(Math.abs(exact.mean - gaussianChain('ddpm-small', s, { mean: MU[c], std: STD, weight: 1 }, s.length - 1, 0, 1).mean)).to.be.lessThan(1e-3);
+        expect(
+          Math.abs(
+            exact.mean - gaussianChain('ddpm-small', s, { mean: MU[c], std: STD, weight: 1 }, s.length - 1, 0, 1).mean,
+          ),
+        ).to.be.lessThan(1e-3);
       }
       tf.dispose([gd, xt, y]);
     }
@@ -288,7 +338,13 @@ describe('samplers: starting point, inversion, seeds, hygiene', function () {
     const s = sched(10);
     const x = randomStart([8, 2, 2, 2], 64);
     const once = async () => {
-      for (const kind of KINDS) (await runKind(kind, kind === 'ddpm-lr' ? gaussModel('ddpm-lr', s) : model, x, s, { seed: 1, callback: () => {} })).dispose();
+      for (const kind of KINDS)
+        (
+          await runKind(kind, kind === 'ddpm-lr' ? gaussModel('ddpm-lr', s) : model, x, s, {
+            seed: 1,
+            callback: () => {},
+          })
+        ).dispose();
       (await ddimInvert(model, x, s, { fixedPointIters: 1 })).dispose();
     };
     await once();
@@ -352,8 +408,15 @@ describe('samplers: starting point, inversion, seeds, hygiene', function () {
 
 describe('model wrapper and net combinators', () => {
   // a tiny conditional net: out = tanh(x W) + emb-dependent per-channel offset, t-dependent scale
-  const w = tf.tensor2d([[0.3, -0.2], [0.5, 0.1]]);
-  const e = tf.tensor2d([[0.7, -0.4], [0.2, 0.9], [-0.3, 0.5]]); // emb dim 3 -> 2 channels
+  const w = tf.tensor2d([
+    [0.3, -0.2],
+    [0.5, 0.1],
+  ]);
+  const e = tf.tensor2d([
+    [0.7, -0.4],
+    [0.2, 0.9],
+    [-0.3, 0.5],
+  ]); // emb dim 3 -> 2 channels
   const net: NetFn = (x, t, cond) =>
     tf.tidy(() => {
       const [n, h, ww, c] = x.shape;
@@ -415,7 +478,8 @@ describe('model wrapper and net combinators', () => {
   it('learned-range variance interpolates between the clipped posterior and beta log variances', () => {
     const s = sched(10);
     const frac = 0.25;
-    const lrNet: NetFn = (xx) => tf.tidy(() => tf.concat([xx.mul(0.1), tf.onesLike(xx).mul(2 * frac - 1)], 3) as tf.Tensor4D);
+    const lrNet: NetFn = (xx) =>
+      tf.tidy(() => tf.concat([xx.mul(0.1), tf.onesLike(xx).mul(2 * frac - 1)], 3) as tf.Tensor4D);
     const m = diffusionModel(lrNet, { variance: 'learnedRange' });
     const p = m.predict(x, s, 4);
     const want = frac * Math.log(s.betas[4]) + (1 - frac) * s.posteriorLogVarianceClipped[4];
@@ -443,13 +507,16 @@ describe('samplers: training targets agree with the samplers parameterisations',
       });
     });
   }
-  it("v is sqrt(abar) noise - sqrt(1 - abar) x0", () => {
+  it('v is sqrt(abar) noise - sqrt(1 - abar) x0', () => {
     tf.tidy(() => {
       const schedule = makeSchedule('cosine', 1000);
       const x0 = tf.ones([1, 1, 1, 1]) as tf.Tensor4D;
       const noise = tf.fill([1, 1, 1, 1], 2) as tf.Tensor4D;
       const a = schedule.alphaBar(500);
-      expect(diffusionTarget('v', x0, schedule, [500], noise).dataSync()[0]).to.be.closeTo(2 * Math.sqrt(a) - Math.sqrt(1 - a), 1e-6);
+      expect(diffusionTarget('v', x0, schedule, [500], noise).dataSync()[0]).to.be.closeTo(
+        2 * Math.sqrt(a) - Math.sqrt(1 - a),
+        1e-6,
+      );
     });
   });
 });

@@ -142,7 +142,15 @@ export function exactStep(kind: Kind, s: Schedule, i: number, comps: Comp[], gui
 }
 
 /** Exact mean/variance after running the chain from N(m0, v0) at startIndex down to -1, for single-Gaussian data (affine steps). */
-export function gaussianChain(kind: Kind, s: Schedule, comp: Comp, start: number, m0: number, v0: number, guide?: ExactGuide): { mean: number; variance: number } {
+export function gaussianChain(
+  kind: Kind,
+  s: Schedule,
+  comp: Comp,
+  start: number,
+  m0: number,
+  v0: number,
+  guide?: ExactGuide,
+): { mean: number; variance: number } {
   let m = m0;
   let P = v0;
   for (let i = start; i >= 0; i--) {
@@ -159,7 +167,15 @@ export function gaussianChain(kind: Kind, s: Schedule, comp: Comp, start: number
  * Exact mean/variance of a nonlinear 1-D chain, by propagating the density on a grid (mass deposited
  * by linear interpolation, then convolved with the step's Gaussian). Starts from N(0, 1).
  */
-export function gridChain(kind: Kind, s: Schedule, comps: Comp[], start: number, lo = -6, hi = 6, n = 3001): { mean: number; variance: number } {
+export function gridChain(
+  kind: Kind,
+  s: Schedule,
+  comps: Comp[],
+  start: number,
+  lo = -6,
+  hi = 6,
+  n = 3001,
+): { mean: number; variance: number } {
   const dx = (hi - lo) / (n - 1);
   const xs = Float64Array.from({ length: n }, (_, k) => lo + k * dx);
   let p = xs.map((x) => Math.exp(-0.5 * x * x));

@@ -23,7 +23,12 @@ function maxRel(a: ArrayLike<number>, b: number[]): number {
 describe('schedules: guided-diffusion parity (gd_schedules.json)', function () {
   const file = parity('gd_schedules.json');
   const have = existsSync(file);
-  type Table = { betas: number[]; alphas_cumprod?: number[]; timestep_map?: number[]; posterior_log_variance_clipped?: number[] };
+  type Table = {
+    betas: number[];
+    alphas_cumprod?: number[];
+    timestep_map?: number[];
+    posterior_log_variance_clipped?: number[];
+  };
   const tables: Record<string, Table> = have ? JSON.parse(readFileSync(file, 'utf8')) : {};
   before(function () {
     if (!have) {
@@ -92,7 +97,9 @@ describe('schedules: derived quantities and respacing rules', () => {
 
   it('respacing keeps alpha_bar at kept steps, composes maps, and rescales timesteps', () => {
     const r = respace(s, [0, 250, 500, 750, 999]);
-    [0, 250, 500, 750, 999].forEach((i, k) => expect(r.alphasCumprod[k] / s.alphasCumprod[i] - 1).to.be.closeTo(0, 1e-12));
+    [0, 250, 500, 750, 999].forEach((i, k) =>
+      expect(r.alphasCumprod[k] / s.alphasCumprod[i] - 1).to.be.closeTo(0, 1e-12),
+    );
     const rr = respace(r, [1, 3]);
     expect(Array.from(rr.timestepMap)).to.deep.equal([250, 750]);
     expect(rr.alphasCumprod[1] / s.alphasCumprod[750] - 1).to.be.closeTo(0, 1e-12);
@@ -116,7 +123,10 @@ describe('schedules: derived quantities and respacing rules', () => {
   it("DiffusionCLIP's uniform skip matches [int(s) for s in np.linspace(0, 1, n) * t0]", () => {
     // expected lists computed with numpy 2.4
     expect(uniformSkip(300, 7)).to.deep.equal([0, 50, 100, 150, 200, 249, 300]);
-    expect(uniformSkip(500, 40)).to.deep.equal([0, 12, 25, 38, 51, 64, 76, 89, 102, 115, 128, 141, 153, 166, 179, 192, 205, 217, 230, 243, 256, 269, 282, 294, 307, 320, 333, 346, 358, 371, 384, 397, 410, 423, 435, 448, 461, 474, 487, 500]);
+    expect(uniformSkip(500, 40)).to.deep.equal([
+      0, 12, 25, 38, 51, 64, 76, 89, 102, 115, 128, 141, 153, 166, 179, 192, 205, 217, 230, 243, 256, 269, 282, 294,
+      307, 320, 333, 346, 358, 371, 384, 397, 410, 423, 435, 448, 461, 474, 487, 500,
+    ]);
     const u = uniformSkip(600, 100);
     expect(u.slice(15, 20)).to.deep.equal([90, 96, 103, 109, 115]);
     expect(u.slice(-3)).to.deep.equal([587, 593, 600]);

@@ -13,7 +13,13 @@ import { encodeTfjsWeights, loadTfjsWeights, TFJS_WEIGHTS_FORMAT } from '../lib/
 import { tfjsFileHandler } from '../lib/io/tfjs-file.js';
 import { convertToTfjs } from '../lib/models/tfjs-convert.js';
 import { loadClipTfjs, loadDiffuserTfjs, loadNoisyClipTfjs, loadPriorTfjs } from '../lib/models/tfjs.js';
-import { loadClipModel, loadNoisyClipModel, loadPriorModel, loadUNetDiffuser, WeightsError } from '../lib/models/load.js';
+import {
+  loadClipModel,
+  loadNoisyClipModel,
+  loadPriorModel,
+  loadUNetDiffuser,
+  WeightsError,
+} from '../lib/models/load.js';
 import { weightsPath } from '../lib/paths.js';
 import { Rng } from '../lib/random.js';
 import convert from '../lib/cli/commands/convert.js';
@@ -26,7 +32,12 @@ function expectSameStateDict(a: StateDict, b: StateDict): void {
     const u = b.get(k)!;
     expect(u.shape, k).to.deep.equal(t.shape);
     expect(u.dtype, k).to.equal(t.dtype);
-    expect(Buffer.from(u.data.buffer, u.data.byteOffset, u.data.byteLength).equals(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)), `${k} bytes`).to.equal(true);
+    expect(
+      Buffer.from(u.data.buffer, u.data.byteOffset, u.data.byteLength).equals(
+        Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+      ),
+      `${k} bytes`,
+    ).to.equal(true);
   }
 }
 
@@ -90,7 +101,13 @@ describe('TF.js weights format (convert --to tfjs, tf.io handlers)', () => {
     expect(shards.length).to.be.greaterThan(40);
     const sub = join(dir, 'small-shards');
     const h = tfjsFileHandler(sub);
-    await h.save!({ ...tf.io.getModelArtifactsForJSONSync(modelJSON, modelJSON.weightsManifest[0].weights, new Uint8Array(Buffer.concat(shards.map((s) => s.data))).buffer) });
+    await h.save!({
+      ...tf.io.getModelArtifactsForJSONSync(
+        modelJSON,
+        modelJSON.weightsManifest[0].weights,
+        new Uint8Array(Buffer.concat(shards.map((s) => s.data))).buffer,
+      ),
+    });
     const back = await loadTfjsWeights(tfjsFileHandler(sub));
     expectSameStateDict(sd, back.stateDict);
   });
@@ -101,7 +118,9 @@ describe('TF.js weights format (convert --to tfjs, tf.io handlers)', () => {
     try {
       expect(fromTfjs.prediction).to.equal(fromSafetensors.prediction);
       expect(fromTfjs.schedule.length).to.equal(fromSafetensors.schedule.length);
-      expect(Array.from(fromTfjs.schedule.alphasCumprod)).to.deep.equal(Array.from(fromSafetensors.schedule.alphasCumprod));
+      expect(Array.from(fromTfjs.schedule.alphasCumprod)).to.deep.equal(
+        Array.from(fromSafetensors.schedule.alphasCumprod),
+      );
       const x = new Rng(7).normal<tf.Rank.R4>([2, 32, 32, 3]);
       const t = tf.tensor1d([900, 250], 'int32');
       const a = fromSafetensors.unet.apply(x, t);
@@ -148,11 +167,19 @@ describe('TF.js weights format (convert --to tfjs, tf.io handlers)', () => {
   it('refuses other models, foreign model.json files and missing shards, naming the fix', async () => {
     let err = await loadDiffuserTfjs(tfjsFileHandler(join(dir, 'clip'))).catch((e: Error) => e);
     expect(err).to.be.instanceOf(WeightsError);
-    expect((err as Error).message).to.match(/holds the 'clip' weights, expected 'unet'.*convert --to tfjs weights\/unet/s);
+    expect((err as Error).message).to.match(
+      /holds the 'clip' weights, expected 'unet'.*convert --to tfjs weights\/unet/s,
+    );
     const foreign = join(dir, 'foreign');
-    await tfjsFileHandler(foreign).save!({ modelTopology: { class_name: 'Sequential' }, weightSpecs: [], weightData: new ArrayBuffer(0) });
+    await tfjsFileHandler(foreign).save!({
+      modelTopology: { class_name: 'Sequential' },
+      weightSpecs: [],
+      weightData: new ArrayBuffer(0),
+    });
     err = await loadTfjsWeights(tfjsFileHandler(foreign)).catch((e: Error) => e);
-    expect((err as Error).message).to.match(/not diffguide weights \(modelTopology.format is 'unknown'.*diffguide convert --to tfjs/s);
+    expect((err as Error).message).to.match(
+      /not diffguide weights \(modelTopology.format is 'unknown'.*diffguide convert --to tfjs/s,
+    );
     const lonely = mkdtempSync(join(dir, 'lonely-'));
     writeFileSync(join(lonely, 'model.json'), readFileSync(join(dir, 'prior', 'model.json'))); // lists shards that are not there
     err = await loadTfjsWeights(tfjsFileHandler(lonely)).catch((e: Error) => e);
@@ -174,7 +201,10 @@ describe('TF.js weights format (convert --to tfjs, tf.io handlers)', () => {
     }
     expect(rc).to.equal(undefined);
     expect(logs.join('\n')).to.match(/'judge', \d+ tensors/);
-    expectSameStateDict(await readStateDict(join(weightsPath('judge'), 'judge.safetensors')), (await loadTfjsWeights(tfjsFileHandler(out))).stateDict);
+    expectSameStateDict(
+      await readStateDict(join(weightsPath('judge'), 'judge.safetensors')),
+      (await loadTfjsWeights(tfjsFileHandler(out))).stateDict,
+    );
     const errs: string[] = [];
     const origE = console.error;
     console.error = (s: string) => void errs.push(s);

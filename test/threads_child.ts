@@ -18,7 +18,11 @@ const w = tf.randomNormal([3, 3, 16, 32], 0, 0.1, 'float32', 2);
 const m = tf.randomNormal([32, 48], 0, 0.1, 'float32', 3);
 const gradBits = () => {
   const grads = tf.grads((a: tf.Tensor, f: tf.Tensor, n: tf.Tensor) =>
-    tf.matMul(tf.conv2d(a as tf.Tensor4D, f as tf.Tensor4D, 1, 'same').reshape([512, 32]), n).tanh().sum())([x, w, m]);
+    tf
+      .matMul(tf.conv2d(a as tf.Tensor4D, f as tf.Tensor4D, 1, 'same').reshape([512, 32]), n)
+      .tanh()
+      .sum(),
+  )([x, w, m]);
   const hash = createHash('sha256');
   for (const g of grads) hash.update(Buffer.from((g.dataSync() as Float32Array).buffer));
   tf.dispose(grads);
@@ -29,5 +33,7 @@ const before = gradBits();
 const big = tf.zeros([64 * 1024 * 1024]);
 const after = gradBits();
 big.dispose();
-process.stdout.write(`${JSON.stringify({ threads: b.threads, details: b.details, center: y.dataSync()[(8 * 16 + 8) * 8], gradBits: before, sameAfterGrowth: after === before, winograd: winogradEnabled(tf.backend() as unknown as WasmBackend) })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ threads: b.threads, details: b.details, center: y.dataSync()[(8 * 16 + 8) * 8], gradBits: before, sameAfterGrowth: after === before, winograd: winogradEnabled(tf.backend() as unknown as WasmBackend) })}\n`,
+);
 if (process.argv.includes('--throw')) throw new Error('deliberate error after the threaded backend started');

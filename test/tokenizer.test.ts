@@ -5,7 +5,12 @@ import '../nets/clip/tokenizer-file.js'; // the Node merges-file reader
 import { weightsPath } from '../lib/paths.js';
 import { HAVE_PARITY, parity } from './fixtures.js';
 
-interface Case { text: string; ids: number[]; padded77: number[]; decoded: string }
+interface Case {
+  text: string;
+  ids: number[];
+  padded77: number[];
+  decoded: string;
+}
 
 describe('CLIP BPE tokenizer', () => {
   it('ships the merges file and its licence', () => {
@@ -32,7 +37,15 @@ describe('CLIP BPE tokenizer', () => {
   });
 
   (HAVE_PARITY ? describe : describe.skip)('reference cases (clip_tokenizer_cases.json)', () => {
-    const cases = HAVE_PARITY ? (JSON.parse(readFileSync(parity('clip_tokenizer_cases.json'), 'utf8')) as { sot: number; eot: number; vocab_size: number; n_merges_used: number; cases: Case[] }) : null;
+    const cases = HAVE_PARITY
+      ? (JSON.parse(readFileSync(parity('clip_tokenizer_cases.json'), 'utf8')) as {
+          sot: number;
+          eot: number;
+          vocab_size: number;
+          n_merges_used: number;
+          cases: Case[];
+        })
+      : null;
     it('matches the fixture header', () => {
       const t = clipTokenizer();
       expect(t.sot).to.equal(cases!.sot);

@@ -83,7 +83,15 @@ describe('training the CLIP family (tiny models, committed emoji subset)', funct
     const out = mkdtempSync(join(tmpdir(), 'dg-clip-'));
     const clip = CLIP.random(TINY, 1);
     const task = new ClipTask(clip, ds, { batch: 8, seed: 1 });
-    const r = await train(task, { out, steps: 4, lr: 1e-3, warmup: 1, sampleEvery: 4, checkpointEvery: 2, onProgress: () => {} });
+    const r = await train(task, {
+      out,
+      steps: 4,
+      lr: 1e-3,
+      warmup: 1,
+      sampleEvery: 4,
+      checkpointEvery: 2,
+      onProgress: () => {},
+    });
     expect(r.step).to.equal(4);
     expect(existsSync(join(out, 'checkpoint.safetensors'))).to.equal(true);
     const ev = JSON.parse(readFileSync(join(out, 'evals.jsonl'), 'utf8').trim().split('\n').pop()!);
@@ -94,7 +102,13 @@ describe('training the CLIP family (tiny models, committed emoji subset)', funct
 
   it('CLIP with a ModifiedResNet tower: training-mode BatchNorm statistics are checkpointed, resumed and exported', async () => {
     const out = mkdtempSync(join(tmpdir(), 'dg-clip-rn-'));
-    const cfg: CLIPConfig = { ...TINY, visionLayers: [1, 1, 1, 1], visionWidth: 8, visionPatchSize: null, visionHeads: 2 };
+    const cfg: CLIPConfig = {
+      ...TINY,
+      visionLayers: [1, 1, 1, 1],
+      visionWidth: 8,
+      visionPatchSize: null,
+      visionHeads: 2,
+    };
     const make = () => {
       const clip = CLIP.random(cfg, 1);
       return { clip, task: new ClipTask(clip, ds, { batch: 8, seed: 1 }) };
@@ -102,12 +116,29 @@ describe('training the CLIP family (tiny models, committed emoji subset)', funct
     const a = make();
     expect([...a.task.buffers.keys()]).to.include('visual.bn1.running_mean');
     expect([...a.task.params.keys()]).to.not.include('visual.bn1.running_mean');
-    await train(a.task, { out, steps: 2, lr: 1e-3, warmup: 1, sampleEvery: 100, checkpointEvery: 2, onProgress: () => {} });
+    await train(a.task, {
+      out,
+      steps: 2,
+      lr: 1e-3,
+      warmup: 1,
+      sampleEvery: 100,
+      checkpointEvery: 2,
+      onProgress: () => {},
+    });
     const moved = a.clip.params.get('visual.bn1.running_mean')!.arraySync() as number[];
     expect(Math.max(...moved.map(Math.abs))).to.be.greaterThan(0);
     // a fresh model resumed from the checkpoint gets the statistics back; export-style loading too
     const b = make();
-    await train(b.task, { out, steps: 2, lr: 1e-3, warmup: 1, sampleEvery: 100, checkpointEvery: 2, resume: true, onProgress: () => {} });
+    await train(b.task, {
+      out,
+      steps: 2,
+      lr: 1e-3,
+      warmup: 1,
+      sampleEvery: 100,
+      checkpointEvery: 2,
+      resume: true,
+      onProgress: () => {},
+    });
     expect(b.clip.params.get('visual.bn1.running_mean')!.arraySync()).to.deep.equal(moved);
     const c = make();
     loadTrainedWeights(join(out, 'checkpoint.safetensors'), c.task.params, 'ema', c.task.buffers);
@@ -120,7 +151,15 @@ describe('training the CLIP family (tiny models, committed emoji subset)', funct
     const noisy = NoisyCLIPImageEncoder.fromStateDict(teacher.toHostStateDict() as never, teacher.config, { seed: 0 });
     // identity FiLM at init: same features as the teacher at any t
     const x = ds.images([0, 1], { rgb: true });
-    const d = tf.tidy(() => noisy.encodeImage(x, { t: tf.tensor1d([700, 700]) }).embedding.sub(teacher.encodeImage(x).embedding).abs().max().dataSync()[0]);
+    const d = tf.tidy(
+      () =>
+        noisy
+          .encodeImage(x, { t: tf.tensor1d([700, 700]) })
+          .embedding.sub(teacher.encodeImage(x).embedding)
+          .abs()
+          .max()
+          .dataSync()[0],
+    );
     expect(d).to.be.lessThan(1e-4);
     x.dispose();
     const task = new NoisyClipTask(noisy, teacher, makeSchedule('cosine', 1000), ds, { batch: 16, seed: 0 });
@@ -145,10 +184,23 @@ describe('training the CLIP family (tiny models, committed emoji subset)', funct
 
   it('cond-unet: embedding-conditioned eps loss decreases; init copies an unconditional UNet', () => {
     const clip = CLIP.random(TINY, 4);
-    const cfg = { kind: 'guided-diffusion' as const, imageSize: 32, inChannels: 3, outChannels: 3, modelChannels: 32, channelMult: [1, 2], numResBlocks: 1, attentionDs: [2], numHeadChannels: -1, numHeads: 2 };
+    const cfg = {
+      kind: 'guided-diffusion' as const,
+      imageSize: 32,
+      inChannels: 3,
+      outChannels: 3,
+      modelChannels: 32,
+      channelMult: [1, 2],
+      numResBlocks: 1,
+      attentionDs: [2],
+      numHeadChannels: -1,
+      numHeads: 2,
+    };
     const uncond = UNet.random({ ...cfg, embCondDim: null }, 5);
     const net = UNet.random({ ...cfg, embCondDim: 32 }, 6);
-    const sd = new Map([...uncond.toStateDict()].map(([k, v]) => [k, { shape: v.shape, data: v.data as Float32Array }]));
+    const sd = new Map(
+      [...uncond.toStateDict()].map(([k, v]) => [k, { shape: v.shape, data: v.data as Float32Array }]),
+    );
     const copied = initFromUnconditional(net, { layout: 'reference', tensors: sd, source: 'test' });
     expect(copied).to.equal(sd.size);
     const k = 'input_blocks.0.0.weight';
@@ -156,10 +208,14 @@ describe('training the CLIP family (tiny models, committed emoji subset)', funct
     expect(Array.from(a.slice(0, 5))).to.deep.equal(Array.from(sd.get(k)!.data.slice(0, 5)));
     // a training checkpoint holds our layout (conv HWIO, linear [in, out]): every tensor is copied too
     const net2 = UNet.random({ ...cfg, embCondDim: 32 }, 7);
-    const ours = new Map([...uncond.params].map(([key, v]) => [key, { shape: v.shape, data: v.dataSync() as Float32Array }]));
+    const ours = new Map(
+      [...uncond.params].map(([key, v]) => [key, { shape: v.shape, data: v.dataSync() as Float32Array }]),
+    );
     expect(initFromUnconditional(net2, { layout: 'ours', tensors: ours, source: 'test' })).to.equal(uncond.params.size);
     for (const key of ['input_blocks.0.0.weight', 'time_embed.2.weight', 'middle_block.1.qkv.weight']) {
-      expect(Array.from(net2.params.get(key)!.dataSync())).to.deep.equal(Array.from(uncond.params.get(key)!.dataSync()));
+      expect(Array.from(net2.params.get(key)!.dataSync())).to.deep.equal(
+        Array.from(uncond.params.get(key)!.dataSync()),
+      );
     }
     net2.dispose();
     const task = new CondUNetTask(net, clip, ds, { batch: 4, seed: 0 });

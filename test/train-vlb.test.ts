@@ -17,7 +17,11 @@ const scalar = (t: tf.Tensor) => t.dataSync()[0];
 function normalCdf(z: number): number {
   const x = Math.abs(z) / Math.SQRT2;
   const t = 1 / (1 + 0.3275911 * x);
-  const erf = 1 - t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))) * Math.exp(-x * x);
+  const erf =
+    1 -
+    t *
+      (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))) *
+      Math.exp(-x * x);
   return z >= 0 ? 0.5 * (1 + erf) : 0.5 * (1 - erf);
 }
 
@@ -36,7 +40,11 @@ describe('lib/train/vlb: the variational-bound term', () => {
       const got = approxStandardNormalCdf(tf.tensor1d([0, 1, -1, 2])).arraySync() as number[];
       [0.5, 0.841345, 0.158655, 0.97725].forEach((v, i) => expect(got[i]).to.be.closeTo(v, 1e-3));
       const levels = tf.linspace(-1, 1, 256);
-      for (const [mean, logScale] of [[0.1, Math.log(0.05)], [-0.9, Math.log(0.5)], [0.999, Math.log(0.002)]]) {
+      for (const [mean, logScale] of [
+        [0.1, Math.log(0.05)],
+        [-0.9, Math.log(0.5)],
+        [0.999, Math.log(0.002)],
+      ]) {
         const p = tf.exp(discretizedGaussianLogLikelihood(levels, tf.scalar(mean), tf.scalar(logScale))).sum();
         expect(scalar(p), `mean ${mean}`).to.be.closeTo(1, 2e-3);
       }
@@ -52,7 +60,9 @@ describe('lib/train/vlb: the variational-bound term', () => {
       const xt = qSample(x0, schedule, idx, tf.randomNormal([3, 4, 4, 3], 0, 1, 'float32', 2) as tf.Tensor4D);
       // x0-prediction of the true x0 gives the true posterior mean; frac -1 gives its (clipped) variance
       const exact = tf.concat([x0, tf.fill([3, 4, 4, 3], -1)], 3) as tf.Tensor4D;
-      (vlbTerms(model, schedule, x0, xt, idx, exact).arraySync() as number[]).forEach((v) => expect(v).to.be.closeTo(0, 1e-5));
+      (vlbTerms(model, schedule, x0, xt, idx, exact).arraySync() as number[]).forEach((v) =>
+        expect(v).to.be.closeTo(0, 1e-5),
+      );
       // frac +1: variance beta_t instead; KL of two zero-mean-difference Gaussians per element
       const wide = tf.concat([x0, tf.fill([3, 4, 4, 3], 1)], 3) as tf.Tensor4D;
       const got = vlbTerms(model, schedule, x0, xt, idx, wide).arraySync() as number[];
@@ -63,7 +73,14 @@ describe('lib/train/vlb: the variational-bound term', () => {
       // t = 0: the decoder NLL in bits/dim of x0 on the 8-bit grid, mean x0, std sigma: -log2 P(bin), the
       // end levels taking the tails (exact normal CDF here, the tanh form in the library)
       const grid = tf.round(x0.add(1).mul(127.5)).div(127.5).sub(1) as tf.Tensor4D;
-      const at0 = vlbTerms(model, schedule, grid, grid, [0, 0, 0], tf.concat([grid, tf.fill([3, 4, 4, 3], -1)], 3) as tf.Tensor4D).arraySync() as number[];
+      const at0 = vlbTerms(
+        model,
+        schedule,
+        grid,
+        grid,
+        [0, 0, 0],
+        tf.concat([grid, tf.fill([3, 4, 4, 3], -1)], 3) as tf.Tensor4D,
+      ).arraySync() as number[];
       const sigma = Math.exp(0.5 * schedule.posteriorLogVarianceClipped[0]);
       const inBin = normalCdf(1 / 255 / sigma) - normalCdf(-1 / 255 / sigma);
       const atEnd = normalCdf(1 / 255 / sigma);
@@ -74,7 +91,9 @@ describe('lib/train/vlb: the variational-bound term', () => {
         expect(at0[k], `sample ${k}`).to.be.closeTo(bits.reduce((a, b) => a + b, 0) / px.length, 0.01);
       });
       // the mean half gets no gradient from the bound
-      const g = tf.grad((out: tf.Tensor) => vlbTerms(model, schedule, x0, xt, idx, out as tf.Tensor4D).sum())(wide.add(tf.randomNormal(wide.shape, 0, 0.1, 'float32', 3)));
+      const g = tf.grad((out: tf.Tensor) => vlbTerms(model, schedule, x0, xt, idx, out as tf.Tensor4D).sum())(
+        wide.add(tf.randomNormal(wide.shape, 0, 0.1, 'float32', 3)),
+      );
       expect(scalar(tf.abs(g.slice([0, 0, 0, 0], [-1, -1, -1, 3])).max())).to.equal(0);
       expect(scalar(tf.abs(g.slice([0, 0, 0, 3], [-1, -1, -1, 3])).max())).to.be.greaterThan(0);
     });
@@ -83,7 +102,16 @@ describe('lib/train/vlb: the variational-bound term', () => {
   it('vlbTerms refuses a fixed-variance model', () => {
     const schedule = makeSchedule('cosine', 10);
     const x = tf.zeros([1, 2, 2, 3]) as tf.Tensor4D;
-    expect(() => vlbTerms(diffusionModel((y) => y), schedule, x, x, [1], x)).to.throw(/learnedRange/);
+    expect(() =>
+      vlbTerms(
+        diffusionModel((y) => y),
+        schedule,
+        x,
+        x,
+        [1],
+        x,
+      ),
+    ).to.throw(/learnedRange/);
     x.dispose();
   });
 });
@@ -100,18 +128,38 @@ describe('train unet --learn-sigma', function () {
     console.log = (...a: unknown[]) => void logs.push(a.join(' '));
     let code: number;
     try {
-      code = await main(['train', 'unet', '--data', 'test/data/emoji32-subset.json', '--learn-sigma', '--steps', '3', '--batch', '2', '--sample-every', '0', '--out', out]);
+      code = await main([
+        'train',
+        'unet',
+        '--data',
+        'test/data/emoji32-subset.json',
+        '--learn-sigma',
+        '--steps',
+        '3',
+        '--batch',
+        '2',
+        '--sample-every',
+        '0',
+        '--out',
+        out,
+      ]);
     } finally {
       process.stderr.write = quiet;
       console.log = log;
     }
     expect(code, logs.join('')).to.equal(0);
-    const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { outChannels: number; learnSigma: boolean };
+    const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as {
+      outChannels: number;
+      learnSigma: boolean;
+    };
     expect(cfg).to.include({ outChannels: 6, learnSigma: true });
     // the logged loss is L_simple + the bound: finite and positive
     const rows = readFileSync(join(out, 'loss.csv'), 'utf8').trim().split('\n').slice(1);
     expect(rows.length).to.be.at.least(1);
-    for (const r of rows) expect(Number(r.split(',')[1])).to.be.greaterThan(0).and.lessThan(1e3);
+    for (const r of rows)
+      expect(Number(r.split(',')[1]))
+        .to.be.greaterThan(0)
+        .and.lessThan(1e3);
     const d = await loadUNetDiffuser(join(out, 'unet.safetensors'));
     expect(d.variance).to.equal('learnedRange');
     const s = await sample(d, { n: 2, steps: 3, sampler: 'ddpm', seed: 1 });

@@ -6,8 +6,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../lib/paths.js';
 import { describeBackend } from '../lib/backend.js';
-import { Adam, Ema, clipByGlobalNorm, lrAt, withWeights, writeCheckpoint, readCheckpoint, train, type TrainTask } from '../lib/train/index.js';
-import { meanCov, symmetricEigen, sqrtmPsd, frechetDistance, frechetDistanceOfFeatures, totalVariation } from '../lib/metrics/frechet.js';
+import {
+  Adam,
+  Ema,
+  clipByGlobalNorm,
+  lrAt,
+  withWeights,
+  writeCheckpoint,
+  readCheckpoint,
+  train,
+  type TrainTask,
+} from '../lib/train/index.js';
+import {
+  meanCov,
+  symmetricEigen,
+  sqrtmPsd,
+  frechetDistance,
+  frechetDistanceOfFeatures,
+  totalVariation,
+} from '../lib/metrics/frechet.js';
 import { Judge } from '../nets/judge/model.js';
 import { Dataset, testSubsetPath } from '../lib/data/index.js';
 import { HAVE_PARITY, parity } from './fixtures.js';
@@ -42,8 +59,20 @@ describe('lib/train: optimiser pieces', () => {
   it('AdamW decays weights but not biases', () => {
     const w = tf.variable(tf.ones([2, 2]), true, 'wd-w');
     const b = tf.variable(tf.ones([2]), true, 'wd-b');
-    const adam = new Adam(new Map([['w', w], ['b', b]]), { weightDecay: 0.5 });
-    adam.step(new Map([['w', tf.zeros([2, 2])], ['b', tf.zeros([2])]]), 0.1);
+    const adam = new Adam(
+      new Map([
+        ['w', w],
+        ['b', b],
+      ]),
+      { weightDecay: 0.5 },
+    );
+    adam.step(
+      new Map([
+        ['w', tf.zeros([2, 2])],
+        ['b', tf.zeros([2])],
+      ]),
+      0.1,
+    );
     expect(w.dataSync()[0]).to.be.closeTo(0.95, 1e-6);
     expect(b.dataSync()[0]).to.be.closeTo(1, 1e-6);
     adam.dispose();
@@ -69,7 +98,10 @@ describe('lib/train: optimiser pieces', () => {
   });
 
   it('clips gradients to a global norm', () => {
-    const g = new Map<string, tf.Tensor>([['a', tf.tensor1d([3, 0])], ['b', tf.tensor1d([4])]]);
+    const g = new Map<string, tf.Tensor>([
+      ['a', tf.tensor1d([3, 0])],
+      ['b', tf.tensor1d([4])],
+    ]);
     const { grads, norm } = clipByGlobalNorm(g, 1);
     expect(norm).to.be.closeTo(5, 1e-6);
     const a = grads.get('a')!.dataSync();
@@ -102,8 +134,15 @@ describe('lib/train: optimiser pieces', () => {
 describe('lib/train: checkpoints', () => {
   it('round-trips groups and state; refuses truncated or foreign files with the reason', () => {
     const path = join(dir, 'ck.safetensors');
-    const a = tf.tensor2d([[1, 2], [3, 4]]);
-    writeCheckpoint(path, { params: new Map([['x.weight', a]]), ema: new Map([['x.weight', a.mul(2)]]) }, { step: 7, note: 'hi' });
+    const a = tf.tensor2d([
+      [1, 2],
+      [3, 4],
+    ]);
+    writeCheckpoint(
+      path,
+      { params: new Map([['x.weight', a]]), ema: new Map([['x.weight', a.mul(2)]]) },
+      { step: 7, note: 'hi' },
+    );
     const ck = readCheckpoint(path);
     expect(ck.state).to.deep.equal({ step: 7, note: 'hi' });
     expect(Array.from(ck.groups.params.get('x.weight')!.data)).to.deep.equal([1, 2, 3, 4]);
@@ -140,7 +179,17 @@ describe('lib/train: the loop', () => {
     const { task, dispose } = regressionTask('reg-w', 16);
     const out = join(dir, 'reg');
     const before = tf.memory().numTensors;
-    const r = await train(task, { out, steps: 150, lr: 0.05, warmup: 5, seed: 1, sampleEvery: 0, logEvery: 10, checkpointEvery: 50, onProgress: () => {} });
+    const r = await train(task, {
+      out,
+      steps: 150,
+      lr: 0.05,
+      warmup: 5,
+      seed: 1,
+      sampleEvery: 0,
+      logEvery: 10,
+      checkpointEvery: 50,
+      onProgress: () => {},
+    });
     expect(tf.memory().numTensors).to.equal(before);
     expect(r.step).to.equal(150);
     expect(r.avgLoss).to.be.below(0.05);
@@ -154,7 +203,15 @@ describe('lib/train: the loop', () => {
       () => expect.fail('should refuse'),
       (e: Error) => expect(e.message).to.match(/exists; pass --resume/),
     );
-    await train(task, { out, steps: 160, lr: 0.05, resume: true, seed: 1, config: { other: 1 }, onProgress: () => {} }).then(
+    await train(task, {
+      out,
+      steps: 160,
+      lr: 0.05,
+      resume: true,
+      seed: 1,
+      config: { other: 1 },
+      onProgress: () => {},
+    }).then(
       () => expect.fail('should refuse'),
       (e: Error) => expect(e.message).to.match(/cannot resume .*config/),
     );
@@ -171,11 +228,15 @@ describe('lib/train: the loop', () => {
     // a plain resume (asking for 1000 steps) keeps the cooldown and stops at its end
     const r = await train(task, { ...base, steps: 1000, resume: true });
     expect(r.step).to.equal(40);
-    const rows = readFileSync(join(out, 'loss.csv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split(',').map(Number));
+    const rows = readFileSync(join(out, 'loss.csv'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(',').map(Number));
     const lrOf = (step: number) => rows.find((row) => row[0] === step)![3];
     expect(lrOf(20)).to.be.closeTo(0.01, 1e-9); // lr of 0-based step 19 (rows are logged after the step)
-    expect(lrOf(31)).to.be.closeTo(0.01 * (40 - 30) / 20, 1e-9);
-    expect(lrOf(40)).to.be.closeTo(0.01 * 1 / 20, 1e-9);
+    expect(lrOf(31)).to.be.closeTo((0.01 * (40 - 30)) / 20, 1e-9);
+    expect(lrOf(40)).to.be.closeTo((0.01 * 1) / 20, 1e-9);
     // the state (read by model cards) names the cooldown and the backend of the three processes, once
     const st = JSON.parse(readFileSync(join(out, 'state.json'), 'utf8')) as { cooldown: unknown; backends: string[] };
     expect(st.cooldown).to.deep.equal({ steps: 20, end: 40 });
@@ -188,12 +249,29 @@ describe('lib/train: the loop', () => {
     const out = join(dir, 'stop');
     const ctl = new AbortController();
     const r = await train(task, {
-      out, steps: 100, lr: 0.01, seed: 1, sampleEvery: 0, checkpointEvery: 50, signal: ctl.signal,
-      onProgress: (p) => { if (p.step === 7) ctl.abort(); },
+      out,
+      steps: 100,
+      lr: 0.01,
+      seed: 1,
+      sampleEvery: 0,
+      checkpointEvery: 50,
+      signal: ctl.signal,
+      onProgress: (p) => {
+        if (p.step === 7) ctl.abort();
+      },
     });
     expect(r).to.include({ step: 7, stopped: true });
     expect((readCheckpoint(join(out, 'checkpoint.safetensors')).state as { step: number }).step).to.equal(7);
-    const done = await train(task, { out, steps: 12, lr: 0.01, seed: 1, sampleEvery: 0, resume: true, signal: new AbortController().signal, onProgress: () => {} });
+    const done = await train(task, {
+      out,
+      steps: 12,
+      lr: 0.01,
+      seed: 1,
+      sampleEvery: 0,
+      resume: true,
+      signal: new AbortController().signal,
+      onProgress: () => {},
+    });
     expect(done).to.include({ step: 12, stopped: false, resumedFrom: 7 });
     dispose();
   });
@@ -202,11 +280,18 @@ describe('lib/train: the loop', () => {
     this.timeout(300000);
     const child = join(ROOT, 'test', 'train_child.ts');
     const out = join(dir, 'sigterm');
-    const proc = spawn(process.execPath, ['--import', 'tsx', child, out, '200', '-', '-', '150'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, ['--import', 'tsx', child, out, '200', '-', '-', '150'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
-    proc.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
-    proc.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+    proc.stdout.on('data', (b: Buffer) => {
+      stdout += b.toString();
+    });
+    proc.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
     const code = await new Promise<number | null>((res) => {
       const t = setInterval(() => {
         if (/step 7\n/.test(stdout)) {
@@ -214,7 +299,10 @@ describe('lib/train: the loop', () => {
           proc.kill('SIGTERM');
         }
       }, 20);
-      proc.on('exit', (c) => { clearInterval(t); res(c); });
+      proc.on('exit', (c) => {
+        clearInterval(t);
+        res(c);
+      });
     });
     expect(code, stderr).to.equal(143);
     expect(stderr).to.match(/SIGTERM: stopping after this step/);
@@ -234,7 +322,10 @@ describe('lib/train: the loop', () => {
     const node = (args: string[]) => [process.execPath, ['--import', 'tsx', ...args]] as const;
     const killed = join(dir, 'killed');
     // 1. start a run of 30 steps, slowed down, kill -9 once a checkpoint beyond step 5 exists
-    const proc = spawn(...node([child, killed, '30', '-', '-', '150']), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(...node([child, killed, '30', '-', '-', '150']), {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let lastStep = 0;
     proc.stdout.on('data', (b: Buffer) => {
       const m = /step (\d+)\n(?![\s\S]*step)/.exec(b.toString());
@@ -275,7 +366,12 @@ describe('lib/train: the loop', () => {
     const res1 = JSON.parse(r1.stdout.trim().split('\n').pop()!) as { step: number; resumedFrom: number };
     expect(res1.resumedFrom).to.equal(ckStep);
     expect(res1.step).to.equal(30);
-    const firstLogged = Number(r1.stdout.split('\n').find((l) => l.startsWith('step '))!.slice(5));
+    const firstLogged = Number(
+      r1.stdout
+        .split('\n')
+        .find((l) => l.startsWith('step '))!
+        .slice(5),
+    );
     expect(firstLogged).to.equal(ckStep + 1);
     const dump2 = join(dir, 'dump2.json');
     const r2 = spawnSync(...node([child, join(dir, 'straight'), '30', '-', dump2]), { cwd: ROOT, encoding: 'utf8' });
@@ -284,7 +380,11 @@ describe('lib/train: the loop', () => {
     const b = JSON.parse(readFileSync(dump2, 'utf8')) as Record<string, number[]>;
     for (const k of Object.keys(b)) a[k].forEach((x, i) => expect(x, k).to.be.closeTo(b[k][i], 1e-6));
     // the CSV has one row per step, none duplicated by the resume
-    const steps = readFileSync(join(killed, 'loss.csv'), 'utf8').trim().split('\n').slice(1).map((l) => Number(l.split(',')[0]));
+    const steps = readFileSync(join(killed, 'loss.csv'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => Number(l.split(',')[0]));
     expect(steps).to.deep.equal(Array.from({ length: 30 }, (_, i) => i + 1));
   });
 });
@@ -293,13 +393,15 @@ describe('lib/train: metrics', () => {
   it('Jacobi eigen-decomposition reconstructs a symmetric matrix', () => {
     const d = 6;
     const a = new Float64Array(d * d);
-    for (let i = 0; i < d; i++) for (let j = 0; j <= i; j++) a[i * d + j] = a[j * d + i] = Math.sin(i * 7 + j * 3) + (i === j ? 3 : 0);
+    for (let i = 0; i < d; i++)
+      for (let j = 0; j <= i; j++) a[i * d + j] = a[j * d + i] = Math.sin(i * 7 + j * 3) + (i === j ? 3 : 0);
     const { values, vectors } = symmetricEigen(a, d);
-    for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) {
-      let s = 0;
-      for (let k = 0; k < d; k++) s += vectors[i * d + k] * values[k] * vectors[j * d + k];
-      expect(s).to.be.closeTo(a[i * d + j], 1e-10);
-    }
+    for (let i = 0; i < d; i++)
+      for (let j = 0; j < d; j++) {
+        let s = 0;
+        for (let k = 0; k < d; k++) s += vectors[i * d + k] * values[k] * vectors[j * d + k];
+        expect(s).to.be.closeTo(a[i * d + j], 1e-10);
+      }
     const r = sqrtmPsd([4, 0, 0, 9], 2);
     expect(Array.from(r).map((x) => +x.toFixed(12))).to.deep.equal([2, 0, 0, 3]);
   });
@@ -314,7 +416,11 @@ describe('lib/train: metrics', () => {
 
   it("matches pytorch-fid's Frechet distance on the parity feature sets", function () {
     if (!HAVE_PARITY) this.skip();
-    const c = JSON.parse(readFileSync(parity('fid_cases.json'), 'utf8')) as { feats1: number[][]; feats2: number[][]; fid: number };
+    const c = JSON.parse(readFileSync(parity('fid_cases.json'), 'utf8')) as {
+      feats1: number[][];
+      feats2: number[][];
+      fid: number;
+    };
     const d = c.feats1[0].length;
     const fd = frechetDistanceOfFeatures(c.feats1.flat(), c.feats1.length, c.feats2.flat(), c.feats2.length, d);
     expect(fd).to.be.closeTo(c.fid, 1e-8 * Math.max(1, c.fid));
@@ -330,7 +436,14 @@ describe('lib/train: metrics', () => {
 describe('nets/judge', () => {
   it('round-trips through a PyTorch-layout state_dict and gives features and logits of the right shapes', () => {
     const ds = Dataset.load(testSubsetPath(ROOT));
-    const cfg = { imageSize: 32, widths: [8, 16], strides: [2, 2], groups: 4, categories: ds.categoryNames, vendors: ds.vendorNames };
+    const cfg = {
+      imageSize: 32,
+      widths: [8, 16],
+      strides: [2, 2],
+      groups: 4,
+      categories: ds.categoryNames,
+      vendors: ds.vendorNames,
+    };
     const j = Judge.random(cfg, 1);
     const sd = j.toStateDict();
     expect(sd.get('blocks.0.conv.weight')!.shape).to.deep.equal([8, 3, 3, 3]);
@@ -350,7 +463,19 @@ describe('nets/judge', () => {
     expect(() => j.apply(tf.zeros([1, 30, 30, 3]) as tf.Tensor4D)).to.throw(/32x32 or an integer multiple/);
     sd.delete('head_vendor.bias');
     expect(() => Judge.fromStateDict(cfg, sd, 'x.safetensors')).to.throw(/x\.safetensors has no key head_vendor\.bias/);
-    tf.dispose([x, up, a.category, a.vendor, a.features, b.category, b.vendor, b.features, c.category, c.vendor, c.features]);
+    tf.dispose([
+      x,
+      up,
+      a.category,
+      a.vendor,
+      a.features,
+      b.category,
+      b.vendor,
+      b.features,
+      c.category,
+      c.vendor,
+      c.features,
+    ]);
     j.dispose();
     j2.dispose();
   });
@@ -362,8 +487,30 @@ describe('lib/train: evaluation bars', () => {
     const { evalUNet, evalJudge } = await import('../lib/eval/unet.js');
     const { UNet } = await import('../nets/unet/index.js');
     const ds = Dataset.load(testSubsetPath(ROOT));
-    const judge = Judge.random({ imageSize: 32, widths: [8, 16], strides: [2, 2], groups: 4, categories: ds.categoryNames, vendors: ds.vendorNames }, 2);
-    const net = UNet.random({ kind: 'guided-diffusion', imageSize: 32, inChannels: 3, outChannels: 3, modelChannels: 32, channelMult: [1, 2], numResBlocks: 1, attentionDs: [] }, 0);
+    const judge = Judge.random(
+      {
+        imageSize: 32,
+        widths: [8, 16],
+        strides: [2, 2],
+        groups: 4,
+        categories: ds.categoryNames,
+        vendors: ds.vendorNames,
+      },
+      2,
+    );
+    const net = UNet.random(
+      {
+        kind: 'guided-diffusion',
+        imageSize: 32,
+        inChannels: 3,
+        outChannels: 3,
+        modelChannels: 32,
+        channelMult: [1, 2],
+        numResBlocks: 1,
+        attentionDs: [],
+      },
+      0,
+    );
     const before = tf.memory().numTensors;
     const r = await evalUNet(net, 'cosine', 1000, judge, ds, { n: 6, steps: 2, seed: 1 });
     expect(tf.memory().numTensors).to.equal(before);
@@ -384,7 +531,10 @@ describe('lib/train: evaluation bars', () => {
     const K = ds.categoryNames.length;
     const called = new Array<number>(K).fill(0);
     const labelled = new Array<number>(K).fill(0);
-    test.forEach((i, k) => { called[calls[k]]++; labelled[ds.categoryIds[i]]++; });
+    test.forEach((i, k) => {
+      called[calls[k]]++;
+      labelled[ds.categoryIds[i]]++;
+    });
     const { totalVariation } = await import('../lib/metrics/frechet.js');
     expect(r.judgeTvOnHeldOut as number).to.be.closeTo(totalVariation(called, labelled), 1e-12);
     // the x0 diagnostic: one row per noise level, up to the last index; a random net is no better than the mean image near t = T
@@ -403,7 +553,7 @@ describe('lib/train: evaluation bars', () => {
   });
 });
 
-describe('lib/train: the unet task\'s loss weights', () => {
+describe("lib/train: the unet task's loss weights", () => {
   it('min-snr weighs every step as min(SNR, 5) on the x0 error, for eps and for v', async () => {
     const { minSnrWeight } = await import('../lib/train/tasks/unet.js');
     for (const abar of [0.999, 0.9, 0.5, 0.1, 0.001]) {

@@ -29,7 +29,8 @@ describe('verify', function () {
       expect(r.tolerance).to.equal(tol);
       expect(r.pass, JSON.stringify(r.outputs)).to.equal(true);
       const names = r.outputs.map((o) => o.name);
-      if (w.startsWith('clip')) expect(names).to.include.members(['image_features', 'text_features', 'logits_per_image', 'logits_per_text']);
+      if (w.startsWith('clip'))
+        expect(names).to.include.members(['image_features', 'text_features', 'logits_per_image', 'logits_per_text']);
       else expect(names).to.include('out');
       for (const o of r.outputs) expect(o.maxRelErr).to.be.at.most(tol);
     });
@@ -53,13 +54,29 @@ describe('verify', function () {
     try {
       // same keys, different head split (64 channels per head instead of 16): wrong numbers, not a load error
       const cfg = join(dir, 'wrong.config.json');
-      writeFileSync(cfg, JSON.stringify({ image_size: 32, num_channels: 32, num_res_blocks: 1, channel_mult: '1,2,2', attention_resolutions: '16,8', num_head_channels: 64, learn_sigma: true, use_scale_shift_norm: true, resblock_updown: true }));
+      writeFileSync(
+        cfg,
+        JSON.stringify({
+          image_size: 32,
+          num_channels: 32,
+          num_res_blocks: 1,
+          channel_mult: '1,2,2',
+          attention_resolutions: '16,8',
+          num_head_channels: 64,
+          learn_sigma: true,
+          use_scale_shift_norm: true,
+          resblock_updown: true,
+        }),
+      );
       const logs: string[] = [];
       const orig = console.log;
       console.log = (...a: unknown[]) => void logs.push(a.join(' '));
       let status: number | void;
       try {
-        status = await verifyCommand.run({ values: { weights: parity('gd_tiny_a.pt'), io: parity('gd_tiny_a_io.json'), config: cfg, json: true }, positionals: [] });
+        status = await verifyCommand.run({
+          values: { weights: parity('gd_tiny_a.pt'), io: parity('gd_tiny_a_io.json'), config: cfg, json: true },
+          positionals: [],
+        });
       } finally {
         console.log = orig;
       }
@@ -80,7 +97,10 @@ describe('verify', function () {
     expect(io.get('t')!.data).to.be.instanceOf(Int32Array);
     const dir = mkdtempSync(join(tmpdir(), 'dg-verify-'));
     try {
-      writeFileSync(join(dir, 'bad_io.json'), JSON.stringify({ x: { dtype: 'float32', shape: [4], offset: 0, nbytes: 16 } }));
+      writeFileSync(
+        join(dir, 'bad_io.json'),
+        JSON.stringify({ x: { dtype: 'float32', shape: [4], offset: 0, nbytes: 16 } }),
+      );
       writeFileSync(join(dir, 'bad_io.bin'), Buffer.alloc(8));
       let err: Error | null = null;
       await readIoFile(join(dir, 'bad_io.json')).catch((e) => (err = e));
@@ -91,12 +111,18 @@ describe('verify', function () {
   });
 
   /** Write NAME_io.json + NAME_io.bin (float32 or int64 entries). */
-  const writeIo = (jsonPath: string, entries: Record<string, { shape: number[]; dtype: 'float32' | 'int64'; data: ArrayLike<number> }>) => {
+  const writeIo = (
+    jsonPath: string,
+    entries: Record<string, { shape: number[]; dtype: 'float32' | 'int64'; data: ArrayLike<number> }>,
+  ) => {
     const meta: Record<string, object> = {};
     const parts: Buffer[] = [];
     let off = 0;
     for (const [k, e] of Object.entries(entries)) {
-      const b = e.dtype === 'int64' ? Buffer.from(BigInt64Array.from(Array.from(e.data), (v) => BigInt(v)).buffer) : Buffer.from(Float32Array.from(e.data).buffer);
+      const b =
+        e.dtype === 'int64'
+          ? Buffer.from(BigInt64Array.from(Array.from(e.data), (v) => BigInt(v)).buffer)
+          : Buffer.from(Float32Array.from(e.data).buffer);
       meta[k] = { dtype: e.dtype, shape: e.shape, offset: off, nbytes: b.length };
       parts.push(b);
       off += b.length;
@@ -130,12 +156,24 @@ describe('verify', function () {
       writeFileSync(join(dir, 'gd_cc.config.json'), JSON.stringify({ ...cfg, class_cond: true, num_classes: classes }));
       const ref = await readIoFile(parity('gd_tiny_a_io.json'));
       const y = [2, 1];
-      const entry = (k: string) => ({ shape: ref.get(k)!.shape, dtype: (ref.get(k)!.dtype === 'int64' ? 'int64' : 'float32') as 'int64' | 'float32', data: ref.get(k)!.data });
+      const entry = (k: string) => ({
+        shape: ref.get(k)!.shape,
+        dtype: (ref.get(k)!.dtype === 'int64' ? 'int64' : 'float32') as 'int64' | 'float32',
+        data: ref.get(k)!.data,
+      });
       const io = join(dir, 'gd_cc_io.json');
       writeIo(io, {
-        x: entry('x'), t: entry('t'), y: { shape: [2], dtype: 'int64', data: y },
-        timestep_embedding: entry('timestep_embedding'), emb: entry('emb'), input_block0: entry('input_block0'),
-        label_emb: { shape: [2, 128], dtype: 'float32', data: [...table.subarray(y[0] * 128, y[0] * 128 + 128), ...table.subarray(y[1] * 128, y[1] * 128 + 128)] },
+        x: entry('x'),
+        t: entry('t'),
+        y: { shape: [2], dtype: 'int64', data: y },
+        timestep_embedding: entry('timestep_embedding'),
+        emb: entry('emb'),
+        input_block0: entry('input_block0'),
+        label_emb: {
+          shape: [2, 128],
+          dtype: 'float32',
+          data: [...table.subarray(y[0] * 128, y[0] * 128 + 128), ...table.subarray(y[1] * 128, y[1] * 128 + 128)],
+        },
       });
       const r = await verify({ weights, io });
       expect(r.net).to.match(/classes 3|guided/);
@@ -153,14 +191,27 @@ describe('verify', function () {
     const dir = mkdtempSync(join(tmpdir(), 'dg-verify-'));
     try {
       const ref = await readIoFile(parity('gd_tiny_a_io.json'));
-      const entry = (k: string) => ({ shape: ref.get(k)!.shape, dtype: (ref.get(k)!.dtype === 'int64' ? 'int64' : 'float32') as 'int64' | 'float32', data: ref.get(k)!.data });
+      const entry = (k: string) => ({
+        shape: ref.get(k)!.shape,
+        dtype: (ref.get(k)!.dtype === 'int64' ? 'int64' : 'float32') as 'int64' | 'float32',
+        data: ref.get(k)!.data,
+      });
       const io = join(dir, 'gd_io.json');
-      writeIo(io, { x: entry('x'), t: entry('t'), out: entry('out'), emb: entry('emb'), attn_probs0: { shape: [2, 4], dtype: 'float32', data: new Float32Array(8) }, h_after_hooks: { shape: [3], dtype: 'float32', data: [1, 2, 3] } });
+      writeIo(io, {
+        x: entry('x'),
+        t: entry('t'),
+        out: entry('out'),
+        emb: entry('emb'),
+        attn_probs0: { shape: [2, 4], dtype: 'float32', data: new Float32Array(8) },
+        h_after_hooks: { shape: [3], dtype: 'float32', data: [1, 2, 3] },
+      });
       const text = await runCommand({ weights: parity('gd_tiny_a.pt'), io });
       expect(text.status).to.equal(0);
       expect(text.out).to.match(/skip attn_probs0 +\[2, 4\] +not produced by this unet: not compared/);
       expect(text.out).to.match(/skip h_after_hooks +\[3\] +not produced by this unet: not compared/);
-      expect(text.out.trim().split('\n').pop()).to.equal('PASS (2 of 4 reference outputs compared; skipped: attn_probs0, h_after_hooks)');
+      expect(text.out.trim().split('\n').pop()).to.equal(
+        'PASS (2 of 4 reference outputs compared; skipped: attn_probs0, h_after_hooks)',
+      );
       const json = await runCommand({ weights: parity('gd_tiny_a.pt'), io, json: true });
       const report = JSON.parse(json.out);
       expect(report.skipped).to.deep.equal([
@@ -179,19 +230,54 @@ describe('verify', function () {
     const r = await verify({ weights: parity('clip_tiny.pt'), io: parity('clip_tiny_io.json') });
     expect(r.config).to.equal(null);
     expect(r.inferred).to.have.length(1);
-    expect(r.inferred[0]).to.match(/^no CLIP config was given: transformer_heads = 2 was inferred as transformer_width 128 \/ 64/);
+    expect(r.inferred[0]).to.match(
+      /^no CLIP config was given: transformer_heads = 2 was inferred as transformer_width 128 \/ 64/,
+    );
     const text = await runCommand({ weights: parity('clip_tiny.pt'), io: parity('clip_tiny_io.json') });
     expect(text.out).to.match(/note: no CLIP config was given: transformer_heads = 2 was inferred/);
     const dir = mkdtempSync(join(tmpdir(), 'dg-verify-'));
     try {
       const cfg = join(dir, 'clip.json');
       // the README's clip_tiny constructor arguments, nested as some exporters write them
-      writeFileSync(cfg, JSON.stringify({ name: 'clip_tiny', constructor: { embed_dim: 64, image_resolution: 32, vision_layers: 2, vision_width: 128, vision_patch_size: 8, context_length: 77, vocab_size: 1000, transformer_width: 128, transformer_heads: 2, transformer_layers: 2 } }));
+      writeFileSync(
+        cfg,
+        JSON.stringify({
+          name: 'clip_tiny',
+          constructor: {
+            embed_dim: 64,
+            image_resolution: 32,
+            vision_layers: 2,
+            vision_width: 128,
+            vision_patch_size: 8,
+            context_length: 77,
+            vocab_size: 1000,
+            transformer_width: 128,
+            transformer_heads: 2,
+            transformer_layers: 2,
+          },
+        }),
+      );
       const nested = await verify({ weights: parity('clip_tiny.pt'), io: parity('clip_tiny_io.json'), config: cfg });
       expect(nested.pass).to.equal(true);
       expect(nested.inferred).to.deep.equal([]);
       // the wrong head count read from the config is used (and fails), so the nesting really is read
-      writeFileSync(cfg, JSON.stringify({ constructor: { embed_dim: 64, image_resolution: 32, vision_layers: 2, vision_width: 128, vision_patch_size: 8, context_length: 77, vocab_size: 1000, transformer_width: 128, transformer_heads: 4, transformer_layers: 2 } }));
+      writeFileSync(
+        cfg,
+        JSON.stringify({
+          constructor: {
+            embed_dim: 64,
+            image_resolution: 32,
+            vision_layers: 2,
+            vision_width: 128,
+            vision_patch_size: 8,
+            context_length: 77,
+            vocab_size: 1000,
+            transformer_width: 128,
+            transformer_heads: 4,
+            transformer_layers: 2,
+          },
+        }),
+      );
       const wrong = await verify({ weights: parity('clip_tiny.pt'), io: parity('clip_tiny_io.json'), config: cfg });
       expect(wrong.outputs.find((o) => o.name === 'text_features')!.pass).to.equal(false);
     } finally {

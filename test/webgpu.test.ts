@@ -37,27 +37,38 @@ function runChild(backend: string, dir: string): Promise<{ report: ChildReport; 
   const out = join(dir, `${backend}.json`);
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', join('test', 'backend_child.ts'), backend, out], { timeout: CHILD_TIMEOUT_MS, maxBuffer: 16 << 20, env: { ...process.env, DIFFGUIDE_QUIET: '1' } }, (err, _stdout, stderr) => {
-      let report: ChildReport;
-      try {
-        report = JSON.parse(readFileSync(out, 'utf8')) as ChildReport;
-      } catch {
-        reject(new Error(`backend_child ${backend} wrote no report (${err?.message ?? 'no error'}); stderr:\n${stderr.slice(-4000)}`));
-        return;
-      }
-      resolve({ report, stderr, ms: performance.now() - t0 });
-    });
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', join('test', 'backend_child.ts'), backend, out],
+      { timeout: CHILD_TIMEOUT_MS, maxBuffer: 16 << 20, env: { ...process.env, DIFFGUIDE_QUIET: '1' } },
+      (err, _stdout, stderr) => {
+        let report: ChildReport;
+        try {
+          report = JSON.parse(readFileSync(out, 'utf8')) as ChildReport;
+        } catch {
+          reject(
+            new Error(
+              `backend_child ${backend} wrote no report (${err?.message ?? 'no error'}); stderr:\n${stderr.slice(-4000)}`,
+            ),
+          );
+          return;
+        }
+        resolve({ report, stderr, ms: performance.now() - t0 });
+      },
+    );
   });
 }
 
 /** Why webgpu may be skipped here (it cannot be installed), or null when its absence is a failure. */
 function skipReason(error: string): string | null {
-  if (/Cannot find (module|package) '(webgpu|@tensorflow\/tfjs-backend-webgpu)'/.test(error)) return `the optional webgpu packages are not installed (${error.split('\n')[0]})`;
-  if (process.platform !== 'linux') return `no WebGPU adapter on ${process.platform} (${error}); SwiftShader via apt is a Linux fallback`;
+  if (/Cannot find (module|package) '(webgpu|@tensorflow\/tfjs-backend-webgpu)'/.test(error))
+    return `the optional webgpu packages are not installed (${error.split('\n')[0]})`;
+  if (process.platform !== 'linux')
+    return `no WebGPU adapter on ${process.platform} (${error}); SwiftShader via apt is a Linux fallback`;
   return null;
 }
 
-describe('webgpu (SwiftShader or a GPU) against wasm: the library\'s paths', function () {
+describe("webgpu (SwiftShader or a GPU) against wasm: the library's paths", function () {
   this.timeout(CHILD_TIMEOUT_MS + 60000);
   let dir: string;
   let gpu: ChildReport | null = null;
@@ -79,12 +90,18 @@ describe('webgpu (SwiftShader or a GPU) against wasm: the library\'s paths', fun
         console.log(`    skipping the webgpu subset: ${why}`);
         this.skip();
       }
-      throw new Error(`webgpu did not start: ${r.report.error}. On Linux without a GPU install SwiftShader's software Vulkan: ${SOFTWARE_VULKAN_HINT}`);
+      throw new Error(
+        `webgpu did not start: ${r.report.error}. On Linux without a GPU install SwiftShader's software Vulkan: ${SOFTWARE_VULKAN_HINT}`,
+      );
     }
     gpu = r.report;
     auto = (await autoChild).report;
-    const per = Object.entries(gpu.cases).filter(([, c]) => c.ms !== undefined).map(([n, c]) => `${n} ${(c.ms! / 1000).toFixed(1)}s`);
-    console.log(`    webgpu child: ${(gpuMs / 1000).toFixed(1)} s in all on ${gpu.details?.adapter}; ${per.join(', ')}`);
+    const per = Object.entries(gpu.cases)
+      .filter(([, c]) => c.ms !== undefined)
+      .map(([n, c]) => `${n} ${(c.ms! / 1000).toFixed(1)}s`);
+    console.log(
+      `    webgpu child: ${(gpuMs / 1000).toFixed(1)} s in all on ${gpu.details?.adapter}; ${per.join(', ')}`,
+    );
   });
 
   after(() => {
@@ -102,7 +119,7 @@ describe('webgpu (SwiftShader or a GPU) against wasm: the library\'s paths', fun
     }
   });
 
-  it('Sin, Cos and Log are accurate on webgpu (diffguide\'s kernels, not the drivers\' builtins)', () => {
+  it("Sin, Cos and Log are accurate on webgpu (diffguide's kernels, not the drivers' builtins)", () => {
     const c = gpu!.cases['Sin, Cos, Log'];
     expect(c.error, c.error).to.equal(undefined);
     const { trig, log } = mathInputs();
@@ -134,7 +151,9 @@ describe('webgpu (SwiftShader or a GPU) against wasm: the library\'s paths', fun
           scale = Math.max(scale, Math.abs(want[i]));
         }
         expect(Number.isFinite(err), `${k}: finite`).to.equal(true);
-        expect(err, `${k}: max|webgpu - wasm| (max|wasm| ${scale.toExponential(3)})`).to.be.at.most(REL * Math.max(scale, caseMax / 100));
+        expect(err, `${k}: max|webgpu - wasm| (max|wasm| ${scale.toExponential(3)})`).to.be.at.most(
+          REL * Math.max(scale, caseMax / 100),
+        );
       }
     });
   }

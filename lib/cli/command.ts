@@ -32,10 +32,16 @@ export interface Command {
 
 /** Options every command accepts (handled in main before `run`). */
 export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
-  backend: { type: 'string', help: 'tfjs backend: auto|tensorflow-gpu|tensorflow|webgpu|wasm|cpu (default auto, or $DIFFGUIDE_BACKEND)' },
+  backend: {
+    type: 'string',
+    help: 'tfjs backend: auto|tensorflow-gpu|tensorflow|webgpu|wasm|cpu (default auto, or $DIFFGUIDE_BACKEND)',
+  },
   help: { type: 'boolean', short: 'h', help: 'show help for this command' },
   quiet: { type: 'boolean', short: 'q', help: 'no progress output on stderr' },
-  threads: { type: 'string', help: 'wasm threads, 1..8 (default $DIFFGUIDE_WASM_THREADS, else the idle CPUs, at most 4); 1 = single-threaded' },
+  threads: {
+    type: 'string',
+    help: 'wasm threads, 1..8 (default $DIFFGUIDE_WASM_THREADS, else the idle CPUs, at most 4); 1 = single-threaded',
+  },
 };
 
 /** Bad command-line input: main and `guarded` print it with a pointer to --help and exit with status 2. */
@@ -48,7 +54,11 @@ export class UsageError extends Error {
  * checks). By name as well as class: a module loaded twice (CommonJS and ESM copies) has two classes.
  */
 export function isUsageError(e: unknown): boolean {
-  return e instanceof UsageError || e instanceof OptionError || (e instanceof Error && (e.name === 'UsageError' || e.name === 'OptionError'));
+  return (
+    e instanceof UsageError ||
+    e instanceof OptionError ||
+    (e instanceof Error && (e.name === 'UsageError' || e.name === 'OptionError'))
+  );
 }
 
 /**
@@ -65,7 +75,11 @@ export function str(args: ParsedArgs, name: string, fallback?: string): string {
 /** The number written in `v` ("" and "  " are not 0). */
 function parseNumber(name: string, v: unknown, integer: boolean): number {
   const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-  if (Number.isNaN(n)) throw new OptionError(`--${name}`, `--${name} must be ${integer ? 'an integer' : 'a number'}, got ${JSON.stringify(v)}`);
+  if (Number.isNaN(n))
+    throw new OptionError(
+      `--${name}`,
+      `--${name} must be ${integer ? 'an integer' : 'a number'}, got ${JSON.stringify(v)}`,
+    );
   return n;
 }
 
@@ -107,7 +121,8 @@ export function numList(args: ParsedArgs, name: string, fallback: number[], rang
   if (v === undefined) return fallback;
   const parts = String(v).split(',');
   const xs = parts.map((s) => (s.trim() === '' ? NaN : Number(s.trim())));
-  if (xs.some((x) => Number.isNaN(x))) throw new OptionError(`--${name}`, `--${name} must be comma-separated numbers, got ${JSON.stringify(v)}`);
+  if (xs.some((x) => Number.isNaN(x)))
+    throw new OptionError(`--${name}`, `--${name} must be comma-separated numbers, got ${JSON.stringify(v)}`);
   xs.forEach((x, i) => checkNumber(`--${name}`, x, range, parts[i].trim()));
   return xs;
 }
@@ -116,7 +131,8 @@ export function numList(args: ParsedArgs, name: string, fallback: number[], rang
 export function choice<T extends string>(args: ParsedArgs, name: string, options: readonly T[], fallback: T): T {
   const v = args.values[name];
   if (v === undefined) return fallback;
-  if (!options.includes(v as T)) throw new OptionError(`--${name}`, `--${name} must be one of ${options.join(', ')}, got ${JSON.stringify(v)}`);
+  if (!options.includes(v as T))
+    throw new OptionError(`--${name}`, `--${name} must be one of ${options.join(', ')}, got ${JSON.stringify(v)}`);
   return v as T;
 }
 
@@ -129,7 +145,10 @@ export function backend(args: ParsedArgs): BackendName | 'auto' | undefined {
   const v = args.values.backend;
   if (v === undefined) return undefined;
   if (v !== 'auto' && !(BACKEND_ORDER as readonly string[]).includes(v as string)) {
-    throw new OptionError('--backend', `--backend ${JSON.stringify(v)} is not a backend; use one of: auto, ${BACKEND_ORDER.join(', ')}`);
+    throw new OptionError(
+      '--backend',
+      `--backend ${JSON.stringify(v)} is not a backend; use one of: auto, ${BACKEND_ORDER.join(', ')}`,
+    );
   }
   return v as BackendName | 'auto';
 }
@@ -141,7 +160,12 @@ export function backend(args: ParsedArgs): BackendName | 'auto' | undefined {
 export function outDir(args: ParsedArgs, name: string, fallback: string): string {
   const given = typeof args.values[name] === 'string' ? (args.values[name] as string) : undefined;
   const dir = given ?? fallback;
-  return writable(() => checkWritableDir(dir, given !== undefined ? `--${name} ${dir}` : `the output folder ${dir} (default; choose another with --${name})`));
+  return writable(() =>
+    checkWritableDir(
+      dir,
+      given !== undefined ? `--${name} ${dir}` : `the output folder ${dir} (default; choose another with --${name})`,
+    ),
+  );
 }
 
 /** An output file from option `name` (undefined when not given), proved writable now (nothing is created). */
@@ -160,7 +184,8 @@ function writable(fn: () => string): string {
   try {
     return fn();
   } catch (e) {
-    if (e instanceof OutputError || (e instanceof Error && e.name === 'OutputError')) throw new UsageError((e as Error).message);
+    if (e instanceof OutputError || (e instanceof Error && e.name === 'OutputError'))
+      throw new UsageError((e as Error).message);
     throw e;
   }
 }

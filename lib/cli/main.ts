@@ -1,12 +1,24 @@
 /** `diffguide` entry point: global options, help, and dispatch to lib/cli/commands/*. */
 import { parseArgs } from 'node:util';
 import { COMMANDS } from './commands.js';
-import { GLOBAL_OPTIONS, backend, count, isUsageError, joinNegativeValues, type Command, type OptionSpec, type ParsedArgs } from './command.js';
+import {
+  GLOBAL_OPTIONS,
+  backend,
+  count,
+  isUsageError,
+  joinNegativeValues,
+  type Command,
+  type OptionSpec,
+  type ParsedArgs,
+} from './command.js';
 import { initBackend } from '../backend.js';
 import { packageVersion } from '../paths.js';
 
 function optionLines(options: Record<string, OptionSpec>): string {
-  const rows = Object.entries(options).map(([k, o]) => [`  ${o.short ? `-${o.short}, ` : '    '}--${k}${o.type === 'string' ? ' VALUE' : ''}`, o.help]);
+  const rows = Object.entries(options).map(([k, o]) => [
+    `  ${o.short ? `-${o.short}, ` : '    '}--${k}${o.type === 'string' ? ' VALUE' : ''}`,
+    o.help,
+  ]);
   const width = Math.max(30, ...rows.map(([flag]) => flag.length + 2)); // a column that fits the longest flag
   return rows.map(([flag, help]) => flag.padEnd(width) + help).join('\n');
 }
@@ -50,14 +62,24 @@ export async function main(argv: string[]): Promise<number> {
   const options = { ...GLOBAL_OPTIONS, ...cmd.options };
   let parsed;
   try {
-    parsed = parseArgs({ args: joinNegativeValues(rest, options), options: options as never, allowPositionals: true, strict: true });
+    parsed = parseArgs({
+      args: joinNegativeValues(rest, options),
+      options: options as never,
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    console.error(`diffguide ${name}: ${msg}\nValid options: ${Object.keys(options).map((k) => `--${k}`).join(' ')}\nSee 'diffguide ${name} --help'.`);
+    console.error(
+      `diffguide ${name}: ${msg}\nValid options: ${Object.keys(options)
+        .map((k) => `--${k}`)
+        .join(' ')}\nSee 'diffguide ${name} --help'.`,
+    );
     return 2;
   }
   const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
-  for (const [k, o] of Object.entries(options)) if (values[k] === undefined && o.default !== undefined) values[k] = o.default;
+  for (const [k, o] of Object.entries(options))
+    if (values[k] === undefined && o.default !== undefined) values[k] = o.default;
   if (values.help) {
     console.log(commandHelp(cmd));
     return 0;
@@ -68,7 +90,12 @@ export async function main(argv: string[]): Promise<number> {
     // the global options are checked before anything starts: a bad --backend or --threads is refused, not guessed
     const requested = backend(args);
     const threads = values.threads === undefined ? undefined : count(args, 'threads');
-    await initBackend({ backend: requested, threads, threadsFrom: threads === undefined ? undefined : `--threads ${threads}`, verbose: name === 'info' ? false : undefined });
+    await initBackend({
+      backend: requested,
+      threads,
+      threadsFrom: threads === undefined ? undefined : `--threads ${threads}`,
+      verbose: name === 'info' ? false : undefined,
+    });
     const status = await cmd.run(args);
     return status ?? 0;
   } catch (e) {

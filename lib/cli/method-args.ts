@@ -7,14 +7,34 @@ import { writeFileSync } from 'node:fs';
 import { makeDirs } from '../output.js';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { UsageError, choice, count, int, isUsageError, num, numList, outDir as cliOutDir, seed, type OptionSpec, type ParsedArgs } from './command.js';
+import {
+  UsageError,
+  choice,
+  count,
+  int,
+  isUsageError,
+  num,
+  numList,
+  outDir as cliOutDir,
+  seed,
+  type OptionSpec,
+  type ParsedArgs,
+} from './command.js';
 import { note } from './progress.js';
 import { readPng, writePng } from '../image/png.js';
 import type { CLIP, NoisyCLIPImageEncoder } from '../../nets/clip/index.js';
 import type { Prior } from '../../nets/prior/index.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import { writeLabelledGrid } from '../image/labels.js';
-import { WeightsError, loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel, loadUNetDiffuser, randomModels } from '../models/load.js';
+import {
+  WeightsError,
+  loadClipModel,
+  loadCondDiffuser,
+  loadNoisyClipModel,
+  loadPriorModel,
+  loadUNetDiffuser,
+  randomModels,
+} from '../models/load.js';
 import type { Diffuser } from '../models/diffuser.js';
 
 /** Options every method command takes (plus the global --backend/--quiet/--help). */
@@ -23,7 +43,10 @@ export const METHOD_OPTIONS: Record<string, OptionSpec> = {
   steps: { type: 'string', help: 'sampling steps (respaced; default per method)' },
   weights: { type: 'string', help: "the main model's weights (file or folder; default: the shipped weights/)" },
   out: { type: 'string', short: 'o', help: 'output folder (default diffguide-out/<command>)' },
-  'random-weights': { type: 'boolean', help: 'DEV/TEST ONLY: tiny random models instead of weights (outputs are noise)' },
+  'random-weights': {
+    type: 'boolean',
+    help: 'DEV/TEST ONLY: tiny random models instead of weights (outputs are noise)',
+  },
 };
 
 export function seedOf(args: ParsedArgs): number {
@@ -83,18 +106,25 @@ export async function loadModels(args: ParsedArgs, roles: Role[]): Promise<CliMo
     const r = randomModels(seedOf(args));
     const keep = new Set(roles);
     const out: CliModels = { dispose: () => undefined };
-    if (keep.has('unet')) out.unet = r.unet; else r.unet.unet.dispose();
-    if (keep.has('cond')) out.cond = r.cond; else r.cond.unet.dispose();
-    if (keep.has('clip')) out.clip = r.clip; else r.clip.dispose();
-    if (keep.has('noisy')) out.noisy = r.noisy; else r.noisy.dispose();
-    if (keep.has('prior')) out.prior = r.prior; else r.prior.prior.dispose();
+    if (keep.has('unet')) out.unet = r.unet;
+    else r.unet.unet.dispose();
+    if (keep.has('cond')) out.cond = r.cond;
+    else r.cond.unet.dispose();
+    if (keep.has('clip')) out.clip = r.clip;
+    else r.clip.dispose();
+    if (keep.has('noisy')) out.noisy = r.noisy;
+    else r.noisy.dispose();
+    if (keep.has('prior')) out.prior = r.prior;
+    else r.prior.prior.dispose();
     out.dispose = () => disposeCli(out);
     return out;
   }
   const main = roles[0];
   const pathFor = (role: Role): string | undefined => {
     if (role === main) return strOpt(args, 'weights');
-    const flagName = { unet: 'unet-weights', cond: 'cond-weights', clip: 'clip', noisy: 'noisy-clip', prior: 'prior' }[role];
+    const flagName = { unet: 'unet-weights', cond: 'cond-weights', clip: 'clip', noisy: 'noisy-clip', prior: 'prior' }[
+      role
+    ];
     return strOpt(args, flagName);
   };
   const out: CliModels = { dispose: () => disposeCli(out) };
@@ -145,7 +175,9 @@ export function writeOutputs(
   }
   const grid = join(dir, `${name}-grid.png`);
   const all = inputs ? (tf.concat([inputs.images, images]) as tf.Tensor4D) : images;
-  writeLabelledGrid(grid, all, inputs ? [...inputs.labels, ...labels] : labels, { title: `${name}: ${summarise(settings)}` });
+  writeLabelledGrid(grid, all, inputs ? [...inputs.labels, ...labels] : labels, {
+    title: `${name}: ${summarise(settings)}`,
+  });
   if (all !== images) all.dispose();
   writeFileSync(join(dir, `${name}-settings.json`), JSON.stringify(settings, null, 2) + '\n');
   console.log(grid);

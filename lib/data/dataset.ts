@@ -33,7 +33,9 @@ export class Dataset {
     this.width = shape.width;
     this.channels = shape.channels;
     if (pixels.length !== this.size * this.height * this.width * this.channels) {
-      throw new Error(`Dataset ${name}: ${pixels.length} pixel bytes for ${this.size} items of ${this.height}x${this.width}x${this.channels}`);
+      throw new Error(
+        `Dataset ${name}: ${pixels.length} pixel bytes for ${this.size} items of ${this.height}x${this.width}x${this.channels}`,
+      );
     }
     this.captions = items.map((i) => i.caption);
     this.categories = items.map((i) => i.category);
@@ -52,7 +54,10 @@ export class Dataset {
   }
 
   static fromIndex(index: DatasetIndex, pixels: Uint8Array): Dataset {
-    return new Dataset(index.name, index.items, pixels, index, { categories: index.categories, vendors: index.vendors });
+    return new Dataset(index.name, index.items, pixels, index, {
+      categories: index.categories,
+      vendors: index.vendors,
+    });
   }
 
   private get pixelsPer(): number {
@@ -147,7 +152,12 @@ export class BatchSampler {
   private perm: number[] = [];
   private state: SamplerState;
 
-  constructor(readonly indices: number[], readonly batchSize: number, seed: number, state?: SamplerState) {
+  constructor(
+    readonly indices: number[],
+    readonly batchSize: number,
+    seed: number,
+    state?: SamplerState,
+  ) {
     if (indices.length === 0) throw new Error('BatchSampler: no items to sample from (empty split?)');
     if (!(batchSize >= 1)) throw new Error(`BatchSampler: batch size must be >= 1, got ${batchSize}`);
     this.state = state ? { ...state } : { seed, epoch: 0, pos: 0 };

@@ -41,7 +41,11 @@ interface EmojiRecord {
 
 /** The npm package of one vendor's images, with the files a complete install has. */
 export function emojiPackage(vendor: EmojiVendor): DataPackage {
-  return { name: `emoji-datasource-${vendor}`, range: EMOJI_PACKAGE_VERSION, verify: ['emoji.json', `img/${vendor}/64/1f600.png`, `img/${vendor}/64/2764-fe0f.png`] };
+  return {
+    name: `emoji-datasource-${vendor}`,
+    range: EMOJI_PACKAGE_VERSION,
+    verify: ['emoji.json', `img/${vendor}/64/1f600.png`, `img/${vendor}/64/2764-fe0f.png`],
+  };
 }
 
 /** FNV-1a 32-bit hash of a string. */
@@ -60,7 +64,10 @@ export function splitOf(group: string, testFraction = EMOJI_TEST_FRACTION): Spli
 }
 
 /** The caption of one emoji image. */
-export function emojiCaption(e: { name: string; shortNames: string[]; category: string; subcategory: string }, vendor: EmojiVendor): string {
+export function emojiCaption(
+  e: { name: string; shortNames: string[]; category: string; subcategory: string },
+  vendor: EmojiVendor,
+): string {
   const shorts = e.shortNames.map((s) => s.replace(/_/g, ' ')).filter((s) => s !== e.name.toLowerCase());
   return `${e.name.toLowerCase()}${shorts.length ? ` (${shorts.join(', ')})` : ''}, ${e.category.toLowerCase()}, ${e.subcategory.replace(/-/g, ' ')}, ${VENDOR_STYLE[vendor]} style`;
 }
@@ -73,13 +80,18 @@ export interface PrepareEmojiOptions extends EnsurePackageOptions {
 }
 
 /** Build the emoji dataset in memory: index + uint8 RGB pixels. */
-export function buildEmoji(opts: PrepareEmojiOptions = {}): { index: Omit<DatasetIndex, 'pixels' | 'format' | 'version'>; pixels: Uint8Array } {
+export function buildEmoji(opts: PrepareEmojiOptions = {}): {
+  index: Omit<DatasetIndex, 'pixels' | 'format' | 'version'>;
+  pixels: Uint8Array;
+} {
   const size = opts.size ?? 32;
   if (size !== 32 && size !== 64) throw new Error(`emoji size must be 32 or 64, got ${size}`);
   const vendors = opts.vendors ?? [...EMOJI_VENDORS];
   for (const v of vendors) {
     if (!EMOJI_VENDORS.includes(v)) {
-      throw new Error(`emoji vendor '${v}' is not supported: use ${EMOJI_VENDORS.join(' or ')} (Apple's images are not licensed for this use and Facebook's have no clear licence)`);
+      throw new Error(
+        `emoji vendor '${v}' is not supported: use ${EMOJI_VENDORS.join(' or ')} (Apple's images are not licensed for this use and Facebook's have no clear licence)`,
+      );
     }
   }
   const recs: { vendor: EmojiVendor; dir: string; e: EmojiRecord }[] = [];
@@ -98,9 +110,13 @@ export function buildEmoji(opts: PrepareEmojiOptions = {}): { index: Omit<Datase
   const items: DatasetItem[] = [];
   recs.forEach(({ vendor, dir, e }, k) => {
     const file = join(dir, 'img', vendor, '64', e.image);
-    if (!existsSync(file)) throw new Error(`emoji image ${file} is missing; the package install is incomplete (delete ${dir}; the next run installs it again)`);
+    if (!existsSync(file))
+      throw new Error(
+        `emoji image ${file} is missing; the package install is incomplete (delete ${dir}; the next run installs it again)`,
+      );
     const img = decodePng(readFileSync(file), file, 'white');
-    if (img.width !== 64 || img.height !== 64) throw new Error(`${file}: expected 64x64, got ${img.width}x${img.height}`);
+    if (img.width !== 64 || img.height !== 64)
+      throw new Error(`${file}: expected 64x64, got ${img.width}x${img.height}`);
     pixels.set(size === 64 ? img.data : areaDownsampleBytes(img.data, 64, 64, 3, 64 / size), k * per);
     const name = (e.name ?? e.short_name.replace(/_/g, ' ')).toLowerCase();
     const meta = { name, shortNames: e.short_names, category: e.category, subcategory: e.subcategory };
@@ -126,7 +142,9 @@ export function buildEmoji(opts: PrepareEmojiOptions = {}): { index: Omit<Datase
       channels: 3,
       categories,
       vendors: [...vendors].sort(),
-      source: vendors.map((v) => `emoji-datasource-${v}@${EMOJI_PACKAGE_VERSION} img/${v}/64`).join(', ') + (size !== 64 ? `, area-downsampled to ${size}x${size}` : ''),
+      source:
+        vendors.map((v) => `emoji-datasource-${v}@${EMOJI_PACKAGE_VERSION} img/${v}/64`).join(', ') +
+        (size !== 64 ? `, area-downsampled to ${size}x${size}` : ''),
       license: EMOJI_LICENSE,
       items,
     },

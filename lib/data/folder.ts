@@ -27,16 +27,19 @@ function resizeBytes(data: Uint8Array, h: number, w: number, oh: number, ow: num
   const mh = resizeMatrix(h, oh, 'area');
   const mw = resizeMatrix(w, ow, 'area');
   const tmp = new Float64Array(oh * w * 3);
-  for (let o = 0; o < oh; o++) for (let i = 0; i < h; i++) {
-    const f = mh[o * h + i];
-    if (f) for (let j = 0; j < w * 3; j++) tmp[o * w * 3 + j] += f * data[i * w * 3 + j];
-  }
+  for (let o = 0; o < oh; o++)
+    for (let i = 0; i < h; i++) {
+      const f = mh[o * h + i];
+      if (f) for (let j = 0; j < w * 3; j++) tmp[o * w * 3 + j] += f * data[i * w * 3 + j];
+    }
   const out = new Uint8Array(oh * ow * 3);
-  for (let y = 0; y < oh; y++) for (let o = 0; o < ow; o++) for (let c = 0; c < 3; c++) {
-    let s = 0;
-    for (let i = 0; i < w; i++) s += mw[o * w + i] * tmp[(y * w + i) * 3 + c];
-    out[(y * ow + o) * 3 + c] = Math.min(255, Math.max(0, Math.round(s)));
-  }
+  for (let y = 0; y < oh; y++)
+    for (let o = 0; o < ow; o++)
+      for (let c = 0; c < 3; c++) {
+        let s = 0;
+        for (let i = 0; i < w; i++) s += mw[o * w + i] * tmp[(y * w + i) * 3 + c];
+        out[(y * ow + o) * 3 + c] = Math.min(255, Math.max(0, Math.round(s)));
+      }
   return out;
 }
 
@@ -64,7 +67,13 @@ export function loadFolder(dir: string, opts: FolderOptions = {}): Dataset {
     const rel = relative(dir, f);
     const parts = rel.split(sep);
     const category = parts.length > 1 ? parts[0] : 'none';
-    return { id: rel, group: rel, category, caption: parts[parts.length - 1].replace(/\.png$/i, '').replace(/[_-]+/g, ' '), split: splitOf(`folder:${rel}`, opts.testFraction ?? 0.1) };
+    return {
+      id: rel,
+      group: rel,
+      category,
+      caption: parts[parts.length - 1].replace(/\.png$/i, '').replace(/[_-]+/g, ' '),
+      split: splitOf(`folder:${rel}`, opts.testFraction ?? 0.1),
+    };
   });
   return new Dataset(`folder:${dir}`, items, pixels, { height: size, width: size, channels: 3 });
 }

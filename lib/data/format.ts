@@ -42,10 +42,18 @@ export interface DatasetIndex {
 }
 
 /** Write an index + pixel file atomically. `path` is the index path (ends in .json). */
-export function writeDataset(path: string, index: Omit<DatasetIndex, 'pixels' | 'format' | 'version'>, pixels: Uint8Array, gzip = false): void {
+export function writeDataset(
+  path: string,
+  index: Omit<DatasetIndex, 'pixels' | 'format' | 'version'>,
+  pixels: Uint8Array,
+  gzip = false,
+): void {
   const n = index.items.length;
   const per = index.height * index.width * index.channels;
-  if (pixels.length !== n * per) throw new Error(`writeDataset: ${pixels.length} bytes for ${n} items of ${index.height}x${index.width}x${index.channels}`);
+  if (pixels.length !== n * per)
+    throw new Error(
+      `writeDataset: ${pixels.length} bytes for ${n} items of ${index.height}x${index.width}x${index.channels}`,
+    );
   makeDirs(dirname(path));
   const stem = basename(path).replace(/\.json$/, '');
   const pixName = `${stem}.bin${gzip ? '.gz' : ''}`;
@@ -66,16 +74,22 @@ export function readDataset(path: string): { index: DatasetIndex; pixels: Uint8A
   try {
     index = JSON.parse(readFileSync(path, 'utf8')) as DatasetIndex;
   } catch (e) {
-    throw new Error(`dataset index ${path} is not valid JSON (${e instanceof Error ? e.message : e}); rebuild it with: diffguide data prepare`);
+    throw new Error(
+      `dataset index ${path} is not valid JSON (${e instanceof Error ? e.message : e}); rebuild it with: diffguide data prepare`,
+    );
   }
-  if (index.format !== 'diffguide-dataset') throw new Error(`${path} is not a diffguide dataset index (format ${JSON.stringify(index.format)})`);
+  if (index.format !== 'diffguide-dataset')
+    throw new Error(`${path} is not a diffguide dataset index (format ${JSON.stringify(index.format)})`);
   const pixPath = join(dirname(path), index.pixels);
-  if (!existsSync(pixPath)) throw new Error(`dataset pixels ${pixPath} (named by ${path}) are missing; rebuild with: diffguide data prepare`);
+  if (!existsSync(pixPath))
+    throw new Error(`dataset pixels ${pixPath} (named by ${path}) are missing; rebuild with: diffguide data prepare`);
   let raw: Uint8Array = readFileSync(pixPath);
   if (index.pixels.endsWith('.gz')) raw = gunzipSync(raw);
   const want = index.items.length * index.height * index.width * index.channels;
   if (raw.length !== want) {
-    throw new Error(`dataset pixels ${pixPath}: ${raw.length} bytes, expected ${want} (${index.items.length} x ${index.height}x${index.width}x${index.channels}); the file is truncated or stale, rebuild with: diffguide data prepare`);
+    throw new Error(
+      `dataset pixels ${pixPath}: ${raw.length} bytes, expected ${want} (${index.items.length} x ${index.height}x${index.width}x${index.channels}); the file is truncated or stale, rebuild with: diffguide data prepare`,
+    );
   }
   return { index, pixels: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength) };
 }

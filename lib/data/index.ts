@@ -55,7 +55,9 @@ export function prepareDataset(name: DatasetName, opts: PrepareOptions = {}): st
   const path = preparedPath(name, size, opts.out);
   if (existsSync(path) && !opts.force) {
     if (isCompleteDataset(path)) return path;
-    (opts.log ?? ((l: string) => process.stderr.write(l + '\n')))(`diffguide: prepared dataset ${path} is incomplete (its pixels are missing or short); building it again`);
+    (opts.log ?? ((l: string) => process.stderr.write(l + '\n')))(
+      `diffguide: prepared dataset ${path} is incomplete (its pixels are missing or short); building it again`,
+    );
   }
   if (name === 'emoji') {
     const { index, pixels } = buildEmoji({ ...opts, size });
@@ -64,7 +66,9 @@ export function prepareDataset(name: DatasetName, opts: PrepareOptions = {}): st
     const { index, pixels } = buildMnist(opts);
     writeDataset(path, index, pixels);
   } else {
-    throw new Error(`unknown dataset '${name as string}'; use emoji, mnist, a folder of PNGs, or a prepared .json index`);
+    throw new Error(
+      `unknown dataset '${name as string}'; use emoji, mnist, a folder of PNGs, or a prepared .json index`,
+    );
   }
   return path;
 }
@@ -75,11 +79,16 @@ export function prepareDataset(name: DatasetName, opts: PrepareOptions = {}): st
  */
 export function loadDataset(spec: string, opts: PrepareOptions = {}): Dataset {
   const m = /^emoji(32|64)?$/.exec(spec);
-  if (m) return Dataset.load(prepareDataset('emoji', { ...opts, size: (m[1] ? Number(m[1]) : opts.size ?? 32) as 32 | 64 }));
+  if (m)
+    return Dataset.load(
+      prepareDataset('emoji', { ...opts, size: (m[1] ? Number(m[1]) : (opts.size ?? 32)) as 32 | 64 }),
+    );
   if (spec === 'mnist') return Dataset.load(prepareDataset('mnist', opts));
   if (spec.endsWith('.json')) return Dataset.load(spec);
   if (existsSync(spec) && statSync(spec).isDirectory()) return loadFolder(spec, { size: opts.size });
-  throw new Error(`unknown dataset '${spec}': use emoji32, emoji64, mnist, a prepared .json index, or a folder of PNGs`);
+  throw new Error(
+    `unknown dataset '${spec}': use emoji32, emoji64, mnist, a prepared .json index, or a folder of PNGs`,
+  );
 }
 
 /**

@@ -21,10 +21,17 @@ export function buildMnist(opts: EnsurePackageOptions & { onProgress?: (d: numbe
     const n = Math.floor(raw.length / 784);
     for (let k = 0; k < n; k++) {
       const px = new Uint8Array(32 * 32);
-      for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) px[(y + 2) * 32 + x + 2] = Math.round(raw[k * 784 + y * 28 + x] * 255);
+      for (let y = 0; y < 28; y++)
+        for (let x = 0; x < 28; x++) px[(y + 2) * 32 + x + 2] = Math.round(raw[k * 784 + y * 28 + x] * 255);
       chunks.push(px);
       const id = `${d}/${k}`;
-      items.push({ id, group: id, category: String(d), caption: `a handwritten digit ${d}`, split: splitOf(`mnist:${id}`) });
+      items.push({
+        id,
+        group: id,
+        category: String(d),
+        caption: `a handwritten digit ${d}`,
+        split: splitOf(`mnist:${id}`),
+      });
     }
     opts.onProgress?.(d + 1, 10);
   }
@@ -32,9 +39,15 @@ export function buildMnist(opts: EnsurePackageOptions & { onProgress?: (d: numbe
   chunks.forEach((c, i) => pixels.set(c, i * 1024));
   return {
     index: {
-      name: 'mnist-32', height: 32, width: 32, channels: 1,
-      categories: Array.from({ length: 10 }, (_, i) => String(i)), vendors: [''],
-      source: 'mnist@1 src/digits/*.json, padded 28->32', license: MNIST_LICENSE, items,
+      name: 'mnist-32',
+      height: 32,
+      width: 32,
+      channels: 1,
+      categories: Array.from({ length: 10 }, (_, i) => String(i)),
+      vendors: [''],
+      source: 'mnist@1 src/digits/*.json, padded 28->32',
+      license: MNIST_LICENSE,
+      items,
     },
     pixels,
   };

@@ -47,13 +47,24 @@ export function sampleCaption(item: DatasetItem, rng: Rng): Caption {
   if (u < 0.6 && name) {
     const shorts = (item.shortNames ?? []).map((s) => s.replace(/_/g, ' ').toLowerCase()).filter((s) => s !== name);
     const style = VENDOR_WORD[item.vendor ?? ''] ?? '';
-    const opts = [name, namePrompt(name), namePrompt(name), style ? `a ${style} emoji of ${name}` : namePrompt(name), `${name}, ${categoryPhrase(item.category ?? '')}`];
+    const opts = [
+      name,
+      namePrompt(name),
+      namePrompt(name),
+      style ? `a ${style} emoji of ${name}` : namePrompt(name),
+      `${name}, ${categoryPhrase(item.category ?? '')}`,
+    ];
     for (const s of shorts) opts.push(namePrompt(s));
     return { text: opts[rng.int(opts.length)], kind: 'name', key: item.group ?? item.id };
   }
   if (u < 0.85 || !item.subcategory) {
     const c = categoryPhrase(item.category ?? '');
-    const opts = [c, categoryPrompt(item.category ?? ''), categoryPrompt(item.category ?? ''), `an emoji from the ${c} category`];
+    const opts = [
+      c,
+      categoryPrompt(item.category ?? ''),
+      categoryPrompt(item.category ?? ''),
+      `an emoji from the ${c} category`,
+    ];
     return { text: opts[rng.int(opts.length)], kind: 'category', key: item.category ?? '' };
   }
   const s = subcategoryPhrase(item.subcategory);
@@ -67,4 +78,3 @@ export function captionFits(c: Caption, item: DatasetItem): boolean {
   if (c.kind === 'category') return item.category === c.key;
   return item.subcategory === c.key;
 }
-

@@ -33,7 +33,10 @@ function fig(img: DemoImage): string {
 function settingsTable(s: Record<string, unknown>): string {
   const rows = Object.entries(s)
     .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toPrecision(4)) : typeof v === 'object' ? JSON.stringify(v) : String(v))}</td></tr>`)
+    .map(
+      ([k, v]) =>
+        `<tr><th>${esc(k)}</th><td>${esc(typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toPrecision(4)) : typeof v === 'object' ? JSON.stringify(v) : String(v))}</td></tr>`,
+    )
     .join('');
   return `<table class="settings">${rows}</table>`;
 }

@@ -13,7 +13,17 @@ import { Dataset } from '../data/dataset.js';
 import { testSubsetPath, preparedPath, SHOWCASE_EMOJI } from '../data/index.js';
 import { imageSizeOf, type ProgressFn } from '../methods/common.js';
 import { type Diffuser } from '../models/diffuser.js';
-import { WeightsError, disposeModels, loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel, loadUNetDiffuser, randomModels, type ModelSet } from '../models/load.js';
+import {
+  WeightsError,
+  disposeModels,
+  loadClipModel,
+  loadCondDiffuser,
+  loadNoisyClipModel,
+  loadPriorModel,
+  loadUNetDiffuser,
+  randomModels,
+  type ModelSet,
+} from '../models/load.js';
 import { sample } from '../methods/sample.js';
 import { sdedit } from '../methods/sdedit.js';
 import { sdg } from '../methods/sdg.js';
@@ -48,9 +58,37 @@ export interface DemoResult {
 /** Step budgets: full (the real demo) and quick (tests). */
 function budget(quick: boolean) {
   return quick
-    ? { sampleSteps: 3, sdeditSteps: 3, sdgSteps: 3, nInv: 3, nTrain: 2, iters: 1, nGen: 3, priorSteps: 3, decSteps: 3, embSteps: 2, ftSteps: 2, imagicSteps: 3, imagicBatch: 2 }
+    ? {
+        sampleSteps: 3,
+        sdeditSteps: 3,
+        sdgSteps: 3,
+        nInv: 3,
+        nTrain: 2,
+        iters: 1,
+        nGen: 3,
+        priorSteps: 3,
+        decSteps: 3,
+        embSteps: 2,
+        ftSteps: 2,
+        imagicSteps: 3,
+        imagicBatch: 2,
+      }
     : // sized for < 10 min on 2 cores with the shipped 32x32 models (UNet forward ~0.17 s at batch 1 on wasm, 1 thread)
-      { sampleSteps: 20, sdeditSteps: 20, sdgSteps: 50, nInv: 20, nTrain: 4, iters: 3, nGen: 20, priorSteps: 64, decSteps: 20, embSteps: 40, ftSteps: 50, imagicSteps: 20, imagicBatch: 1 };
+      {
+        sampleSteps: 20,
+        sdeditSteps: 20,
+        sdgSteps: 50,
+        nInv: 20,
+        nTrain: 4,
+        iters: 3,
+        nGen: 20,
+        priorSteps: 64,
+        decSteps: 20,
+        embSteps: 40,
+        ftSteps: 50,
+        imagicSteps: 20,
+        imagicBatch: 1,
+      };
 }
 
 /** Procedural stroke paintings (SDEdit guides) at `size`: [3, S, S, 3] in [-1, 1]. */
@@ -61,7 +99,12 @@ export function strokeGuides(size: number): tf.Tensor4D {
     const Y = tf.tile(c.reshape([size, 1]), [1, size]);
     const paint = (mask: tf.Tensor, rgb: [number, number, number], base: tf.Tensor3D) => {
       const m = mask.toFloat().expandDims(2);
-      return base.mul(tf.scalar(1).sub(m)).add(tf.tensor1d(rgb.map((v) => v / 127.5 - 1)).reshape([1, 1, 3]).mul(m)) as tf.Tensor3D;
+      return base.mul(tf.scalar(1).sub(m)).add(
+        tf
+          .tensor1d(rgb.map((v) => v / 127.5 - 1))
+          .reshape([1, 1, 3])
+          .mul(m),
+      ) as tf.Tensor3D;
     };
     const white = tf.ones([size, size, 3]) as tf.Tensor3D;
     // a yellow face with two eyes and a mouth
@@ -70,11 +113,18 @@ export function strokeGuides(size: number): tf.Tensor4D {
     face = paint(X.sub(0.3).square().add(Y.add(0.25).square()).less(0.02), [60, 40, 20], face);
     face = paint(tf.logicalAnd(X.abs().less(0.4), Y.sub(0.35).abs().less(0.06)), [120, 40, 30], face);
     // a red heart: two discs and a triangle
-    const lobes = tf.logicalOr(X.add(0.35).square().add(Y.add(0.25).square()).less(0.16), X.sub(0.35).square().add(Y.add(0.25).square()).less(0.16));
+    const lobes = tf.logicalOr(
+      X.add(0.35).square().add(Y.add(0.25).square()).less(0.16),
+      X.sub(0.35).square().add(Y.add(0.25).square()).less(0.16),
+    );
     const tri = tf.logicalAnd(Y.greater(-0.25), Y.less(X.abs().mul(-1.2).add(0.75)));
     const heart = paint(tf.logicalOr(lobes, tri), [220, 30, 50], white);
     // a green tree on a brown trunk
-    let tree = paint(tf.logicalAnd(Y.greater(-0.8), Y.less(X.abs().mul(-1.6).add(0.4)).logicalAnd(Y.less(0.4))), [40, 160, 60], white);
+    let tree = paint(
+      tf.logicalAnd(Y.greater(-0.8), Y.less(X.abs().mul(-1.6).add(0.4)).logicalAnd(Y.less(0.4))),
+      [40, 160, 60],
+      white,
+    );
     tree = paint(tf.logicalAnd(X.abs().less(0.12), Y.greaterEqual(0.4).logicalAnd(Y.less(0.85))), [120, 80, 40], tree);
     return tf.stack([face, heart, tree]) as tf.Tensor4D;
   });
@@ -115,7 +165,9 @@ export function emojiInputs(names: string[], size: number): { images: tf.Tensor4
 }
 
 /** Load each shipped model that exists; the ones missing are reported (with the command that makes them), not fatal. */
-async function loadShipped(log: (msg: string) => void): Promise<{ models: ModelSet; missing: Map<keyof ModelSet, string> }> {
+async function loadShipped(
+  log: (msg: string) => void,
+): Promise<{ models: ModelSet; missing: Map<keyof ModelSet, string> }> {
   const models: ModelSet = {};
   const missing = new Map<keyof ModelSet, string>();
   const loaders: [keyof ModelSet, () => Promise<unknown>][] = [
@@ -151,7 +203,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const seed = opts.seed ?? 0;
   const log = opts.log ?? (() => undefined);
   const own = !opts.models;
-  const loaded = opts.models || opts.randomWeights ? { models: opts.models ?? randomModels(seed), missing: new Map<keyof ModelSet, string>() } : await loadShipped(log);
+  const loaded =
+    opts.models || opts.randomWeights
+      ? { models: opts.models ?? randomModels(seed), missing: new Map<keyof ModelSet, string>() }
+      : await loadShipped(log);
   const m = loaded.models as Required<ModelSet>;
   const sections: DemoSection[] = [];
   /** True when the method's models are all there; otherwise the page gets a section saying what to make. */
@@ -159,7 +214,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const absent = keys.filter((k) => !m[k]);
     if (!absent.length) return true;
     const why = absent.map((k) => loaded.missing.get(k) ?? `${k} is not loaded`).join(' ');
-    sections.push({ method, blurb: `Skipped: this method needs models that are not in weights/ yet. ${why}`, rows: [] });
+    sections.push({
+      method,
+      blurb: `Skipped: this method needs models that are not in weights/ yet. ${why}`,
+      rows: [],
+    });
     log(`demo: ${method} skipped (missing ${absent.join(', ')})`);
     return false;
   };
@@ -183,14 +242,20 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const onProgress = opts.onProgress;
   const unet = m.unet as Diffuser;
   const anyDiffuser = (m.unet ?? m.cond) as Diffuser | undefined;
-  if (!anyDiffuser) throw new WeightsError(`the demo needs at least the unconditional UNet (weights/unet) or the conditional one (weights/cond-unet): ${[...loaded.missing.values()].join(' ')}`);
+  if (!anyDiffuser)
+    throw new WeightsError(
+      `the demo needs at least the unconditional UNet (weights/unet) or the conditional one (weights/cond-unet): ${[...loaded.missing.values()].join(' ')}`,
+    );
   const size = imageSizeOf(anyDiffuser);
   try {
     // inputs: real held-out emoji when available, else the model's own samples
     const names = ['grinning face', 'cat face', 'red heart', 'dog face'];
     let real = emojiInputs(names, size);
     if (!real) {
-      if (!m.unet) throw new WeightsError('no input images: the emoji test subset is missing and weights/unet is not there to sample inputs');
+      if (!m.unet)
+        throw new WeightsError(
+          'no input images: the emoji test subset is missing and weights/unet is not there to sample inputs',
+        );
       const s = await sample(unet, { n: 4, steps: B.sampleSteps, seed: seed + 99 });
       real = { images: s.images, captions: names.map((_, i) => `sample #${i}`) };
     }
@@ -203,11 +268,19 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     if (needs('Sampling', ['unet'])) {
       const row = await timed('unguided DDIM samples', async () => {
         const r = await sample(unet, { n: 6, steps: B.sampleSteps, seed, onProgress });
-        const o = save(r.images, Array.from({ length: 6 }, (_, i) => `#${i}`), 'sample');
+        const o = save(
+          r.images,
+          Array.from({ length: 6 }, (_, i) => `#${i}`),
+          'sample',
+        );
         r.images.dispose();
         return { inputs: [], outputs: o, settings: { ...r.settings, weights: unet.source } };
       });
-      sections.push({ method: 'Sampling', blurb: 'Unguided samples of the unconditional UNet: the baseline every method starts from.', rows: [row] });
+      sections.push({
+        method: 'Sampling',
+        blurb: 'Unguided samples of the unconditional UNet: the baseline every method starts from.',
+        rows: [row],
+      });
     }
 
     // 1. SDEdit
@@ -220,7 +293,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         rows.push(
           await timed(`stroke-to-image, t0 = ${t}`, async () => {
             const r = await sdedit(unet, guides, { t0: t, steps: B.sdeditSteps, repeats: 2, seed, onProgress });
-            const o = save(r.images, ['face #0', 'face #1', 'heart #0', 'heart #1', 'tree #0', 'tree #1'], `sdedit-${t}`);
+            const o = save(
+              r.images,
+              ['face #0', 'face #1', 'heart #0', 'heart #1', 'tree #0', 'tree #1'],
+              `sdedit-${t}`,
+            );
             r.images.dispose();
             return { inputs: gIn, outputs: o, settings: r.settings };
           }),
@@ -229,7 +306,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       rows.push(
         await timed('masked editing: regenerate the right half, keep the left exactly', async () => {
           const x = inputAt(0);
-          const mask = tf.tidy(() => tf.concat([tf.ones([1, size, size / 2, 1]), tf.zeros([1, size, size / 2, 1])], 2)) as tf.Tensor4D;
+          const mask = tf.tidy(() =>
+            tf.concat([tf.ones([1, size, size / 2, 1]), tf.zeros([1, size, size / 2, 1])], 2),
+          ) as tf.Tensor4D;
           const vis = tf.tidy(() => x.mul(mask).add(tf.scalar(1).sub(mask).mul(-0.2))) as tf.Tensor4D;
           const ins = [...save(x, [capAt(0)], 'sdedit-mask-in'), ...save(vis, ['kept region'], 'sdedit-mask')];
           const r = await sdedit(unet, x, { t0: 0.6, steps: B.sdeditSteps, repeats: 3, mask, seed, onProgress });
@@ -238,7 +317,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
           return { inputs: ins, outputs: o, settings: r.settings };
         }),
       );
-      sections.push({ method: 'SDEdit', blurb: 'Noise a guide to t0 and denoise: small t0 stays faithful to the strokes, large t0 is more realistic. With a mask, the kept region is reproduced exactly.', rows });
+      sections.push({
+        method: 'SDEdit',
+        blurb:
+          'Noise a guide to t0 and denoise: small t0 stays faithful to the strokes, large t0 is more realistic. With a mask, the kept region is reproduced exactly.',
+        rows,
+      });
     }
 
     // 2. SDG
@@ -263,13 +347,25 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         await timed('image content guidance', async () => {
           const ref = inputAt(2);
           const ins = save(ref, [capAt(2)], 'sdg-ref');
-          const r = await sdg(unet, enc, { image: ref, imageMode: 'content', n: 3, steps: B.sdgSteps, seed, onProgress });
+          const r = await sdg(unet, enc, {
+            image: ref,
+            imageMode: 'content',
+            n: 3,
+            steps: B.sdgSteps,
+            seed,
+            onProgress,
+          });
           const o = save(r.images, ['#0', '#1', '#2'], 'sdg-content');
           tf.dispose([ref, r.images]);
           return { inputs: ins, outputs: o, settings: r.settings };
         }),
       );
-      sections.push({ method: 'SDG', blurb: 'Semantic diffusion guidance: the gradient of a time-conditioned CLIP score on x_t shifts each DDPM step toward a text or a reference image.', rows });
+      sections.push({
+        method: 'SDG',
+        blurb:
+          'Semantic diffusion guidance: the gradient of a time-conditioned CLIP score on x_t shifts each DDPM step toward a text or a reference image.',
+        rows,
+      });
     }
 
     // 3. DiffusionCLIP
@@ -295,33 +391,80 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       try {
         rows.push(
           await timed(`fine-tune "${source}" -> "${target}" and edit (model ratios 0.5, 1)`, async () => {
-            ft = await dclip.finetune(unet, m.clip, x, { source, target, t0: 0.5, nInv: B.nInv, nTrain: B.nTrain, iters: B.iters, onProgress });
+            ft = await dclip.finetune(unet, m.clip, x, {
+              source,
+              target,
+              t0: 0.5,
+              nInv: B.nInv,
+              nTrain: B.nTrain,
+              iters: B.iters,
+              onProgress,
+            });
             const outs: DemoImage[] = [];
             for (const ratio of [0.5, 1]) {
-              const r = await dclip.edit(unet, ft.model, x, { t0: 0.5, nInv: B.nInv, nGen: B.nGen, modelRatio: ratio, onProgress });
+              const r = await dclip.edit(unet, ft.model, x, {
+                t0: 0.5,
+                nInv: B.nInv,
+                nGen: B.nGen,
+                modelRatio: ratio,
+                onProgress,
+              });
               outs.push(...save(r.images, [`ratio ${ratio}`], `dclip-edit-${ratio}`));
               r.images.dispose();
             }
-            return { inputs: ins, outputs: outs, settings: { ...ft.settings, nGen: B.nGen, firstLoss: ft.losses[0], finalLoss: ft.losses[ft.losses.length - 1] } };
+            return {
+              inputs: ins,
+              outputs: outs,
+              settings: {
+                ...ft.settings,
+                nGen: B.nGen,
+                firstLoss: ft.losses[0],
+                finalLoss: ft.losses[ft.losses.length - 1],
+              },
+            };
           }),
         );
       } finally {
         (ft as dclip.FinetuneResult | null)?.model.unet.dispose();
       }
-      sections.push({ method: 'DiffusionCLIP', blurb: 'Invert with deterministic DDIM, fine-tune a copy of the UNet with a directional CLIP loss, regenerate with the fine-tuned (or blended) model.', rows });
+      sections.push({
+        method: 'DiffusionCLIP',
+        blurb:
+          'Invert with deterministic DDIM, fine-tune a copy of the UNet with a directional CLIP loss, regenerate with the fine-tuned (or blended) model.',
+        rows,
+      });
     }
 
     // 4. unCLIP
     if (needs('unCLIP', ['cond', 'prior', 'clip'])) {
       const rows: DemoRow[] = [];
-      const um: unclip.UnclipModels = { decoder: m.cond, prior: m.prior.prior, priorSchedule: m.prior.schedule, clip: m.clip };
+      const um: unclip.UnclipModels = {
+        decoder: m.cond,
+        prior: m.prior.prior,
+        priorSchedule: m.prior.schedule,
+        clip: m.clip,
+      };
       rows.push(
         await timed('text -> prior -> decoder (best of 2)', async () => {
           const prompts = ['red heart', 'cat face', 'grinning face'];
-          const r = await unclip.textToImage(um, prompts, { n: 2, priorSteps: B.priorSteps, steps: B.decSteps, seed, onProgress });
-          const o = save(r.images, prompts.flatMap((p) => [`${p} #0`, `${p} #1`]), 'unclip-text');
+          const r = await unclip.textToImage(um, prompts, {
+            n: 2,
+            priorSteps: B.priorSteps,
+            steps: B.decSteps,
+            seed,
+            onProgress,
+          });
+          const o = save(
+            r.images,
+            prompts.flatMap((p) => [`${p} #0`, `${p} #1`]),
+            'unclip-text',
+          );
           tf.dispose([r.images, r.imageEmbeddings]);
-          return { inputs: [], outputs: o, settings: { ...r.settings, similarity: r.similarity.map((s) => Number(s.toFixed(3))) } };
+          return {
+            inputs: [],
+            outputs: o,
+            settings: { ...r.settings, similarity: r.similarity.map((s) => Number(s.toFixed(3))) },
+          };
         }),
       );
       rows.push(
@@ -340,7 +483,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
           const b = inputAt(1);
           const ins = [...save(a, [capAt(0)], 'unclip-int-a'), ...save(b, [capAt(1)], 'unclip-int-b')];
           const r = await unclip.interpolate(um, a, b, { frames: 5, steps: B.decSteps, seed, onProgress });
-          const o = save(r.images, r.thetas.map((t) => `theta ${t}`), 'unclip-int');
+          const o = save(
+            r.images,
+            r.thetas.map((t) => `theta ${t}`),
+            'unclip-int',
+          );
           tf.dispose([a, b, r.images, r.embeddings, r.endpoints]);
           return { inputs: ins, outputs: o, settings: { frames: 5, steps: B.decSteps } };
         }),
@@ -349,13 +496,32 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         await timed('text diff "cat face" -> "dog face"', async () => {
           const x = inputAt(1);
           const ins = save(x, [capAt(1)], 'unclip-diff-in');
-          const r = await unclip.textDiff(um, x, { source: 'cat face', target: 'dog face', steps: B.decSteps, seed, onProgress });
-          const o = save(r.images, r.thetas.map((t) => `theta ${t}`), 'unclip-diff');
+          const r = await unclip.textDiff(um, x, {
+            source: 'cat face',
+            target: 'dog face',
+            steps: B.decSteps,
+            seed,
+            onProgress,
+          });
+          const o = save(
+            r.images,
+            r.thetas.map((t) => `theta ${t}`),
+            'unclip-diff',
+          );
           tf.dispose([x, r.images, r.embeddings]);
-          return { inputs: ins, outputs: o, settings: { source: 'cat face', target: 'dog face', thetas: r.thetas.join(','), steps: B.decSteps } };
+          return {
+            inputs: ins,
+            outputs: o,
+            settings: { source: 'cat face', target: 'dog face', thetas: r.thetas.join(','), steps: B.decSteps },
+          };
         }),
       );
-      sections.push({ method: 'unCLIP', blurb: 'A prior maps a CLIP text embedding to an image embedding; a decoder UNet conditioned on that embedding draws the image. Variations, interpolations and text diffs edit in embedding space.', rows });
+      sections.push({
+        method: 'unCLIP',
+        blurb:
+          'A prior maps a CLIP text embedding to an image embedding; a decoder UNet conditioned on that embedding draws the image. Variations, interpolations and text diffs edit in embedding space.',
+        rows,
+      });
     }
 
     // 5. Imagic
@@ -364,14 +530,35 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       const target = 'cat face';
       const row = await timed(`edit "${capAt(0)}" toward "${target}" (eta sweep, stages 1-2 shared)`, async () => {
         const ins = save(x, [capAt(0)], 'imagic-in');
-        const r = await imagic(m.cond, m.clip, x, target, { etas: [0, 0.5, 0.7, 0.9, 1], embSteps: B.embSteps, ftSteps: B.ftSteps, batch: B.imagicBatch, steps: B.imagicSteps, seed, onProgress });
-        const o = save(r.images, r.etas.map((e) => `eta ${e}`), 'imagic');
-        const settings = { ...r.settings, finalEmbLoss: r.losses.embedding.at(-1), finalFtLoss: r.losses.finetune.at(-1) };
+        const r = await imagic(m.cond, m.clip, x, target, {
+          etas: [0, 0.5, 0.7, 0.9, 1],
+          embSteps: B.embSteps,
+          ftSteps: B.ftSteps,
+          batch: B.imagicBatch,
+          steps: B.imagicSteps,
+          seed,
+          onProgress,
+        });
+        const o = save(
+          r.images,
+          r.etas.map((e) => `eta ${e}`),
+          'imagic',
+        );
+        const settings = {
+          ...r.settings,
+          finalEmbLoss: r.losses.embedding.at(-1),
+          finalFtLoss: r.losses.finetune.at(-1),
+        };
         tf.dispose([r.images, r.embeddings, r.eOpt, r.eTarget]);
         return { inputs: ins, outputs: o, settings };
       });
       x.dispose();
-      sections.push({ method: 'Imagic', blurb: 'Optimise a text embedding to reconstruct the input, fine-tune the conditional UNet on it, then interpolate e = eta * e_target + (1 - eta) * e_opt: eta 0 reconstructs, eta 1 follows the text.', rows: [row] });
+      sections.push({
+        method: 'Imagic',
+        blurb:
+          'Optimise a text embedding to reconstruct the input, fine-tune the conditional UNet on it, then interpolate e = eta * e_target + (1 - eta) * e_opt: eta 0 reconstructs, eta 1 follows the text.',
+        rows: [row],
+      });
     }
   } finally {
     tf.dispose(keep);
@@ -381,14 +568,19 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const info = backendInfo();
   const intro = {
     package: `diffguide ${packageVersion()}`,
-    weights: opts.randomWeights ? 'TINY RANDOM MODELS (--random-weights: development only, outputs are noise)' : `shipped weights/: ${(['unet', 'cond', 'clip', 'noisy', 'prior'] as const).filter((k) => m[k]).join(', ')}${loaded.missing.size ? ` (missing: ${[...loaded.missing.keys()].join(', ')})` : ''}`,
+    weights: opts.randomWeights
+      ? 'TINY RANDOM MODELS (--random-weights: development only, outputs are noise)'
+      : `shipped weights/: ${(['unet', 'cond', 'clip', 'noisy', 'prior'] as const).filter((k) => m[k]).join(', ')}${loaded.missing.size ? ` (missing: ${[...loaded.missing.keys()].join(', ')})` : ''}`,
     backend: info ? `${info.name}${info.simd ? ' (SIMD)' : ''}, ${info.threads} thread(s)` : tf.getBackend(),
     seed,
     'wall time': `${(wallMs / 1000).toFixed(1)} s`,
     date: new Date().toISOString(),
   };
   const page = join(out, 'index.html');
-  writeFileSync(page, renderDemoPage('diffguide showcase: SDG, SDEdit, DiffusionCLIP, unCLIP, Imagic', intro, sections));
+  writeFileSync(
+    page,
+    renderDemoPage('diffguide showcase: SDG, SDEdit, DiffusionCLIP, unCLIP, Imagic', intro, sections),
+  );
   writeFileSync(join(out, 'demo.json'), JSON.stringify({ intro, sections }, null, 2) + '\n');
   return { page, sections, wallMs };
 }

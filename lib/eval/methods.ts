@@ -9,7 +9,13 @@ import * as tf from '@tensorflow/tfjs';
 import type { Dataset } from '../data/dataset.js';
 import { weightsPath } from '../paths.js';
 import type { Judge } from '../../nets/judge/model.js';
-import { loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel, loadUNetDiffuser } from '../models/load.js';
+import {
+  loadClipModel,
+  loadCondDiffuser,
+  loadNoisyClipModel,
+  loadPriorModel,
+  loadUNetDiffuser,
+} from '../models/load.js';
 import type { Diffuser } from '../models/diffuser.js';
 import { sample } from '../methods/sample.js';
 import { sdg } from '../methods/sdg.js';
@@ -103,11 +109,19 @@ function heldOutOf(ds: Dataset, category: string, n: number): number[] {
  * `n` unguided samples, 64 at a time (one batch of 512 holds every activation of a step at once and
  * runs out of wasm's 4 GB heap); chunk k uses seed `seed + k`.
  */
-async function sampleInChunks(unet: Diffuser, n: number, opts: { steps: number; seed: number; sampler?: 'ddim' | 'ddpm' }, log: (m: string) => void): Promise<tf.Tensor4D> {
+async function sampleInChunks(
+  unet: Diffuser,
+  n: number,
+  opts: { steps: number; seed: number; sampler?: 'ddim' | 'ddpm' },
+  log: (m: string) => void,
+): Promise<tf.Tensor4D> {
   const parts: tf.Tensor4D[] = [];
   try {
     for (let i = 0, k = 0; i < n; i += 64, k++) {
-      parts.push((await sample(unet, { n: Math.min(64, n - i), steps: opts.steps, sampler: opts.sampler, seed: opts.seed + k })).images);
+      parts.push(
+        (await sample(unet, { n: Math.min(64, n - i), steps: opts.steps, sampler: opts.sampler, seed: opts.seed + k }))
+          .images,
+      );
       log(`  sampled ${Math.min(n, i + 64)}/${n}`);
     }
     return tf.concat(parts) as tf.Tensor4D;
@@ -124,7 +138,11 @@ function judgeFd(judge: Judge, a: tf.Tensor4D, b: tf.Tensor4D): number {
 }
 
 /** Unconditional samples: FD to held-out over the real-vs-real floor, and category TV. */
-async function unetBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => void): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
+async function unetBars(
+  a: MethodsEvalArgs,
+  judge: Judge,
+  log: (m: string) => void,
+): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
   const P = METHODS_PROTOCOL.unet;
   const unet = await loadUNetDiffuser(a.weights);
   const ds = a.ds;
@@ -135,7 +153,10 @@ async function unetBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => vo
     const held = ds.images(test, { rgb: true });
     // the floor: as many training images as samples, against the same held-out set
     const train = ds.indicesOf('train');
-    const pick = Array.from({ length: Math.min(P.n, train.length) }, (_, j) => train[Math.floor((j * train.length) / Math.min(P.n, train.length))]);
+    const pick = Array.from(
+      { length: Math.min(P.n, train.length) },
+      (_, j) => train[Math.floor((j * train.length) / Math.min(P.n, train.length))],
+    );
     const real = ds.images(pick, { rgb: true });
     const fdSamples = judgeFd(judge, s.images, held);
     const fdFloor = judgeFd(judge, real, held);
@@ -146,8 +167,16 @@ async function unetBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => vo
     const ratio = fdSamples / fdFloor;
     return {
       bars: {
-        unet_fd_over_floor: { value: ratio, goal: `<= 1.5: FD(${P.n} samples, ${test.length} held-out) / FD(${pick.length} training images, same held-out), judge features (FD ${fdSamples.toFixed(3)} vs floor ${fdFloor.toFixed(3)})`, pass: ratio <= 1.5 },
-        unet_category_tv: { value: tv, goal: `<= 0.10: TV of the judge's category distribution of ${P.n} samples vs the data's`, pass: tv <= 0.1 },
+        unet_fd_over_floor: {
+          value: ratio,
+          goal: `<= 1.5: FD(${P.n} samples, ${test.length} held-out) / FD(${pick.length} training images, same held-out), judge features (FD ${fdSamples.toFixed(3)} vs floor ${fdFloor.toFixed(3)})`,
+          pass: ratio <= 1.5,
+        },
+        unet_category_tv: {
+          value: tv,
+          goal: `<= 0.10: TV of the judge's category distribution of ${P.n} samples vs the data's`,
+          pass: tv <= 0.1,
+        },
       },
       details: { unet: { n: P.n, steps: P.steps, fdSamples, fdFloor, heldOut: test.length } },
     };
@@ -157,7 +186,11 @@ async function unetBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => vo
 }
 
 /** SDG text guidance toward each category prompt: judged that category; FD vs unguided samples. */
-async function sdgBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => void): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
+async function sdgBars(
+  a: MethodsEvalArgs,
+  judge: Judge,
+  log: (m: string) => void,
+): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
   const P = METHODS_PROTOCOL.sdg;
   const unet = await loadUNetDiffuser(a.weights);
   const clip = await loadClipModel(a.clip);
@@ -168,13 +201,19 @@ async function sdgBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => voi
   try {
     for (const [k, c] of cats.entries()) {
       log(`eval methods: SDG "${categoryPrompt(c)}" (${k + 1}/${cats.length})`);
-      const g = await sdg(unet, { noisy, image: clip, text: clip }, { text: categoryPrompt(c), n: P.perCategory, steps: P.steps, seed: P.seed + k });
+      const g = await sdg(
+        unet,
+        { noisy, image: clip, text: clip },
+        { text: categoryPrompt(c), n: P.perCategory, steps: P.steps, seed: P.seed + k },
+      );
       const hits = judge.predict(g.images).category.filter((j) => j === k).length;
       perCategory[c] = hits / P.perCategory;
       guided.push(g.images);
     }
     const all = tf.concat(guided) as tf.Tensor4D;
-    const base = { images: await sampleInChunks(unet, all.shape[0], { steps: P.steps, sampler: 'ddpm', seed: P.seed }, log) };
+    const base = {
+      images: await sampleInChunks(unet, all.shape[0], { steps: P.steps, sampler: 'ddpm', seed: P.seed }, log),
+    };
     const held = a.ds.images(a.ds.indicesOf('test'), { rgb: true });
     const fdGuided = judgeFd(judge, all, held);
     const fdBase = judgeFd(judge, base.images, held);
@@ -183,8 +222,16 @@ async function sdgBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => voi
     const ratio = fdGuided / fdBase;
     return {
       bars: {
-        sdg_text_category_rate: { value: rate, goal: `>= 0.6: SDG samples (${P.perCategory} per prompt, ${cats.length} category prompts) judged the prompt's category, mean over prompts (chance ${(1 / cats.length).toFixed(2)})`, pass: rate >= 0.6 },
-        sdg_fd_guided_over_unguided: { value: ratio, goal: `<= 1.5: FD(guided, held-out) / FD(as many unguided DDPM samples, held-out) (FD ${fdGuided.toFixed(3)} vs ${fdBase.toFixed(3)}; ${cats.length * P.perCategory} each)`, pass: ratio <= 1.5 },
+        sdg_text_category_rate: {
+          value: rate,
+          goal: `>= 0.6: SDG samples (${P.perCategory} per prompt, ${cats.length} category prompts) judged the prompt's category, mean over prompts (chance ${(1 / cats.length).toFixed(2)})`,
+          pass: rate >= 0.6,
+        },
+        sdg_fd_guided_over_unguided: {
+          value: ratio,
+          goal: `<= 1.5: FD(guided, held-out) / FD(as many unguided DDPM samples, held-out) (FD ${fdGuided.toFixed(3)} vs ${fdBase.toFixed(3)}; ${cats.length * P.perCategory} each)`,
+          pass: ratio <= 1.5,
+        },
       },
       details: { sdg: { perCategory, steps: P.steps } },
     };
@@ -197,7 +244,11 @@ async function sdgBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => voi
 }
 
 /** DiffusionCLIP: fine-tune on a few training images per edit, edit held-out inputs; target rate and SSIM. */
-async function diffusionclipBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => void): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
+async function diffusionclipBars(
+  a: MethodsEvalArgs,
+  judge: Judge,
+  log: (m: string) => void,
+): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
   const P = METHODS_PROTOCOL.diffusionclip;
   const unet = await loadUNetDiffuser(a.weights);
   const clip = await loadClipModel(a.clip);
@@ -207,17 +258,32 @@ async function diffusionclipBars(a: MethodsEvalArgs, judge: Judge, log: (m: stri
     for (const e of P.edits) {
       const ti = categoryIndex(judge, e.to);
       const trainIdx = ds.indicesOf('train').filter((i) => ds.categoryNames[ds.categoryIds[i]] === e.from);
-      const fitIdx = Array.from({ length: P.trainImages }, (_, j) => trainIdx[Math.floor((j * trainIdx.length) / P.trainImages)]);
+      const fitIdx = Array.from(
+        { length: P.trainImages },
+        (_, j) => trainIdx[Math.floor((j * trainIdx.length) / P.trainImages)],
+      );
       const xs = ds.images(fitIdx, { rgb: true });
-      log(`eval methods: DiffusionCLIP ${e.from} -> ${e.to}: fine-tune on ${P.trainImages} training images, ${P.iters} passes`);
-      const ft = await dclip.finetune(unet, clip, xs, { source: categoryPrompt(e.from), target: categoryPrompt(e.to), iters: P.iters });
+      log(
+        `eval methods: DiffusionCLIP ${e.from} -> ${e.to}: fine-tune on ${P.trainImages} training images, ${P.iters} passes`,
+      );
+      const ft = await dclip.finetune(unet, clip, xs, {
+        source: categoryPrompt(e.from),
+        target: categoryPrompt(e.to),
+        iters: P.iters,
+      });
       xs.dispose();
       try {
         const x = ds.images(heldOutOf(ds, e.from, P.inputs), { rgb: true });
         const out = await dclip.edit(unet, ft.model, x, {});
         const before = judge.predict(x).category.filter((c) => c === ti).length / x.shape[0];
         const rate = judge.predict(out.images).category.filter((c) => c === ti).length / x.shape[0];
-        rows.push({ edit: `${e.from} -> ${e.to}`, targetRate: rate, ssim: mean(ssim(out.images, x)), inputs: x.shape[0], inputTargetRate: before });
+        rows.push({
+          edit: `${e.from} -> ${e.to}`,
+          targetRate: rate,
+          ssim: mean(ssim(out.images, x)),
+          inputs: x.shape[0],
+          inputTargetRate: before,
+        });
         tf.dispose([x, out.images]);
       } finally {
         ft.model.unet.dispose();
@@ -232,15 +298,27 @@ async function diffusionclipBars(a: MethodsEvalArgs, judge: Judge, log: (m: stri
   const n = rows.reduce((t, r) => t + r.inputs, 0);
   return {
     bars: {
-      diffusionclip_target_rate: { value: rate, goal: `>= 0.7: edited held-out inputs judged the target category, mean over ${rows.length} edits (${n} inputs)`, pass: rate >= 0.7 },
-      diffusionclip_ssim: { value: s, goal: `>= 0.5: mean SSIM of each edit to its input (same ${n} inputs)`, pass: s >= 0.5 },
+      diffusionclip_target_rate: {
+        value: rate,
+        goal: `>= 0.7: edited held-out inputs judged the target category, mean over ${rows.length} edits (${n} inputs)`,
+        pass: rate >= 0.7,
+      },
+      diffusionclip_ssim: {
+        value: s,
+        goal: `>= 0.5: mean SSIM of each edit to its input (same ${n} inputs)`,
+        pass: s >= 0.5,
+      },
     },
     details: { diffusionclip: { edits: rows, trainImages: P.trainImages, iters: P.iters } },
   };
 }
 
 /** unCLIP: category prompts through prior + decoder; variations of held-out images keep the category. */
-async function unclipBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => void): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
+async function unclipBars(
+  a: MethodsEvalArgs,
+  judge: Judge,
+  log: (m: string) => void,
+): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
   const P = METHODS_PROTOCOL.unclip;
   const clip = await loadClipModel(a.clip);
   const decoder = await loadCondDiffuser();
@@ -248,22 +326,40 @@ async function unclipBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => 
   const ds = a.ds;
   try {
     log(`eval methods: unCLIP, ${P.perCategory} samples per category prompt`);
-    const r = await evalUnclipPrompts(decoder, prior, schedule, clip, judge, ds, { perCategory: P.perCategory, seed: P.seed, onProgress: log });
+    const r = await evalUnclipPrompts(decoder, prior, schedule, clip, judge, ds, {
+      perCategory: P.perCategory,
+      seed: P.seed,
+      onProgress: log,
+    });
     const test = ds.indicesOf('test');
-    const srcIdx = Array.from({ length: P.variationSources }, (_, j) => test[Math.floor((j * test.length) / P.variationSources)]);
+    const srcIdx = Array.from(
+      { length: P.variationSources },
+      (_, j) => test[Math.floor((j * test.length) / P.variationSources)],
+    );
     let same = 0;
     log(`eval methods: unCLIP variations of ${srcIdx.length} held-out images`);
     for (const [j, i] of srcIdx.entries()) {
       const x = ds.images([i], { rgb: true });
-      const v = await unclip.variations({ decoder, prior, priorSchedule: schedule, clip }, x, { n: P.variationsEach, seed: P.seed + j });
+      const v = await unclip.variations({ decoder, prior, priorSchedule: schedule, clip }, x, {
+        n: P.variationsEach,
+        seed: P.seed + j,
+      });
       same += judge.predict(v.images).category.filter((c) => c === ds.categoryIds[i]).length;
       tf.dispose([x, v.images, v.embedding]);
     }
     const keep = same / (srcIdx.length * P.variationsEach);
     return {
       bars: {
-        unclip_prompt_category_rate: { value: r.promptCategoryRate, goal: `>= 0.85: ${r.samples} samples for the category prompts (prior -> decoder) judged that category`, pass: r.promptCategoryRate >= 0.85 },
-        unclip_variations_keep_category: { value: keep, goal: `>= 0.75: ${P.variationsEach} variations of each of ${srcIdx.length} held-out images judged the source's category`, pass: keep >= 0.75 },
+        unclip_prompt_category_rate: {
+          value: r.promptCategoryRate,
+          goal: `>= 0.85: ${r.samples} samples for the category prompts (prior -> decoder) judged that category`,
+          pass: r.promptCategoryRate >= 0.85,
+        },
+        unclip_variations_keep_category: {
+          value: keep,
+          goal: `>= 0.75: ${P.variationsEach} variations of each of ${srcIdx.length} held-out images judged the source's category`,
+          pass: keep >= 0.75,
+        },
       },
       details: { unclip: { priorNearestCategory: r.priorNearestCategory } },
     };
@@ -284,7 +380,7 @@ export function imagicPairs(ds: Dataset, n: number): { index: number; from: stri
   for (let k = 0; out.length < n && k < n * cats.length; k++) {
     const from = cats[k % cats.length];
     const pool = ds.indicesOf('test').filter((i) => cats[ds.categoryIds[i]] === from);
-    const index = pool[Math.floor(k / cats.length) * 7 % Math.max(1, pool.length)];
+    const index = pool[(Math.floor(k / cats.length) * 7) % Math.max(1, pool.length)];
     if (index === undefined) continue;
     out.push({ index, from, to: cats[(k + 1) % cats.length] });
   }
@@ -292,11 +388,20 @@ export function imagicPairs(ds: Dataset, n: number): { index: number; from: stri
 }
 
 /** Imagic: best eta per pair; success = judge P(target) +0.3 over the input with SSIM >= 0.5. */
-async function imagicBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => void): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
+async function imagicBars(
+  a: MethodsEvalArgs,
+  judge: Judge,
+  log: (m: string) => void,
+): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
   const P = METHODS_PROTOCOL.imagic;
   const cond = await loadCondDiffuser();
   const clip = await loadClipModel(a.clip);
-  const rows: { from: string; to: string; pInput: number; best: { eta: number; pTarget: number; ssim: number } | null }[] = [];
+  const rows: {
+    from: string;
+    to: string;
+    pInput: number;
+    best: { eta: number; pTarget: number; ssim: number } | null;
+  }[] = [];
   try {
     for (const [k, p] of imagicPairs(a.ds, P.pairs).entries()) {
       log(`eval methods: Imagic pair ${k + 1}/${P.pairs}: ${p.from} -> ${p.to}`);
@@ -322,13 +427,23 @@ async function imagicBars(a: MethodsEvalArgs, judge: Judge, log: (m: string) => 
   const rate = ok / rows.length;
   return {
     bars: {
-      imagic_success_rate: { value: rate, goal: `>= 0.6: pairs (of ${rows.length}) where some eta in [${P.etas.join(', ')}] with SSIM to the input >= 0.5 raises the judge's P(target category) by >= 0.3`, pass: rate >= 0.6 },
+      imagic_success_rate: {
+        value: rate,
+        goal: `>= 0.6: pairs (of ${rows.length}) where some eta in [${P.etas.join(', ')}] with SSIM to the input >= 0.5 raises the judge's P(target category) by >= 0.3`,
+        pass: rate >= 0.6,
+      },
     },
     details: { imagic: { pairs: rows, argmaxTargetAtBest: rows.filter((r) => r.best).length } },
   };
 }
 
-const SECTION_FNS: Record<MethodSection, typeof unetBars> = { unet: unetBars, sdg: sdgBars, diffusionclip: diffusionclipBars, unclip: unclipBars, imagic: imagicBars };
+const SECTION_FNS: Record<MethodSection, typeof unetBars> = {
+  unet: unetBars,
+  sdg: sdgBars,
+  diffusionclip: diffusionclipBars,
+  unclip: unclipBars,
+  imagic: imagicBars,
+};
 
 /** Every method's bars (or the sections in `only`), with timings per section. */
 export async function evalMethods(a: MethodsEvalArgs): Promise<MethodsEvalReport> {
@@ -342,7 +457,8 @@ export async function evalMethods(a: MethodsEvalArgs): Promise<MethodsEvalReport
       const t = Date.now();
       const r = await SECTION_FNS[s](a, judge, log);
       // each section's bars as soon as they exist: a later section that fails loses nothing measured
-      for (const [k, b] of Object.entries(r.bars)) log(`eval methods: ${b.pass ? 'PASS' : 'FAIL'} ${k} = ${b.value.toFixed(4)} (${b.goal})`);
+      for (const [k, b] of Object.entries(r.bars))
+        log(`eval methods: ${b.pass ? 'PASS' : 'FAIL'} ${k} = ${b.value.toFixed(4)} (${b.goal})`);
       Object.assign(bars, r.bars);
       Object.assign(details, r.details);
       seconds[s] = Math.round((Date.now() - t) / 100) / 10;
@@ -350,5 +466,12 @@ export async function evalMethods(a: MethodsEvalArgs): Promise<MethodsEvalReport
   } finally {
     judge.dispose();
   }
-  return { model: 'methods', extractor: 'judge (weights/judge) features and categories', protocol: METHODS_PROTOCOL, seconds, ...details, bars };
+  return {
+    model: 'methods',
+    extractor: 'judge (weights/judge) features and categories',
+    protocol: METHODS_PROTOCOL,
+    seconds,
+    ...details,
+    bars,
+  };
 }

@@ -7,7 +7,13 @@ import { weightsPath } from '../paths.js';
 import { makeSchedule } from '../../samplers/schedule.js';
 import { loadClipModel, loadCondDiffuser, loadNoisyClipModel, loadPriorModel } from '../models/load.js';
 import { loadJudge } from './unet.js';
-import { clipBars, evalClipOnDataset, evalNoisyClipOnDataset, noisyClipBars, type Bar } from '../metrics/clip-dataset.js';
+import {
+  clipBars,
+  evalClipOnDataset,
+  evalNoisyClipOnDataset,
+  noisyClipBars,
+  type Bar,
+} from '../metrics/clip-dataset.js';
 import { decoderReconstructionCategory, evalUnclipPrompts, unclipBars } from './unclip.js';
 
 export interface ModelEvalArgs {
@@ -38,9 +44,17 @@ async function promptBars(model: 'cond-unet' | 'prior', a: ModelEvalArgs): Promi
   const judge = await loadJudge(a.judge ?? weightsPath('judge'));
   const decoder = await loadCondDiffuser(model === 'cond-unet' ? a.weights : a.partner);
   const { prior, schedule } = await loadPriorModel(model === 'prior' ? a.weights : a.partner);
-  const opts = { perCategory: a.n ? Math.max(1, Math.round(a.n / a.ds.categoryNames.length)) : 4, steps: a.steps ?? 25, seed: a.seed ?? 0, onProgress: a.onProgress };
+  const opts = {
+    perCategory: a.n ? Math.max(1, Math.round(a.n / a.ds.categoryNames.length)) : 4,
+    steps: a.steps ?? 25,
+    seed: a.seed ?? 0,
+    onProgress: a.onProgress,
+  };
   const r = await evalUnclipPrompts(decoder, prior, schedule, clip, judge, a.ds, opts);
-  const recon = model === 'cond-unet' ? await decoderReconstructionCategory(decoder, clip, judge, a.ds, { ...opts, n: 72 }) : undefined;
+  const recon =
+    model === 'cond-unet'
+      ? await decoderReconstructionCategory(decoder, clip, judge, a.ds, { ...opts, n: 72 })
+      : undefined;
   const out: ModelEvalReport = { model, samples: r.samples, decoderSteps: opts.steps, bars: unclipBars(r, recon) };
   clip.dispose();
   decoder.unet.dispose();
@@ -64,11 +78,26 @@ export const MODEL_EVALS: Record<string, (a: ModelEvalArgs) => Promise<ModelEval
     const diagnostics: Record<string, { noisyTop5: number; plainTop5: number; ratio: number; alphaBar: number }> = {};
     for (const t of [0, 250, 750, 900]) {
       const d = evalNoisyClipOnDataset(noisy, clip, schedule, a.ds, { t, seed: a.seed ?? 0 });
-      diagnostics[`t${t}`] = { noisyTop5: d.noisyTop5, plainTop5: d.plainTop5, ratio: d.ratio, alphaBar: schedule.alphaBar(t) };
+      diagnostics[`t${t}`] = {
+        noisyTop5: d.noisyTop5,
+        plainTop5: d.plainTop5,
+        ratio: d.ratio,
+        alphaBar: schedule.alphaBar(t),
+      };
     }
     noisy.dispose();
     clip.dispose();
-    return { model: 'noisy-clip', t: r.t, schedule: 'cosine', alphaBar: schedule.alphaBar(500), images: r.images, noisyTop5: r.noisyTop5, plainTop5: r.plainTop5, bars: noisyClipBars(r), diagnostics };
+    return {
+      model: 'noisy-clip',
+      t: r.t,
+      schedule: 'cosine',
+      alphaBar: schedule.alphaBar(500),
+      images: r.images,
+      noisyTop5: r.noisyTop5,
+      plainTop5: r.plainTop5,
+      bars: noisyClipBars(r),
+      diagnostics,
+    };
   },
   'cond-unet': (a) => promptBars('cond-unet', a),
   prior: (a) => promptBars('prior', a),

@@ -50,11 +50,24 @@ function promptLabels(ds: Dataset, per: number): number[] {
 }
 
 /** Prior samples for the category prompts: unit-norm [K * per, D] and their labels. */
-export async function priorCategorySamples(prior: Prior, schedule: Schedule, clip: CLIP, ds: Dataset, opts: UnclipEvalOptions = {}): Promise<{ z: tf.Tensor2D; labels: number[] }> {
+export async function priorCategorySamples(
+  prior: Prior,
+  schedule: Schedule,
+  clip: CLIP,
+  ds: Dataset,
+  opts: UnclipEvalOptions = {},
+): Promise<{ z: tf.Tensor2D; labels: number[] }> {
   const per = opts.perCategory ?? 4;
   const labels = promptLabels(ds, per);
-  const zt = unitTexts(clip, labels.map((c) => categoryPrompt(ds.categoryNames[c])));
-  const r = await samplePrior(prior, schedule, zt, { priorSteps: opts.priorSteps ?? 64, priorScale: opts.priorScale ?? 2, seed: opts.seed ?? 0 });
+  const zt = unitTexts(
+    clip,
+    labels.map((c) => categoryPrompt(ds.categoryNames[c])),
+  );
+  const r = await samplePrior(prior, schedule, zt, {
+    priorSteps: opts.priorSteps ?? 64,
+    priorScale: opts.priorScale ?? 2,
+    seed: opts.seed ?? 0,
+  });
   zt.dispose();
   return { z: r.embeddings, labels };
 }
@@ -63,18 +76,29 @@ export async function priorCategorySamples(prior: Prior, schedule: Schedule, cli
 export function nearestHeldOutCategory(clip: CLIP, ds: Dataset, z: tf.Tensor2D): number[] {
   const test = ds.indicesOf('test');
   const gal = embedImages((x) => clip.encodeImage(x).embedding, ds, test);
-  const nn = tf.tidy(() => tf.argMax(tf.matMul(z, gal.div(tf.norm(gal, 'euclidean', 1, true)), false, true), 1).dataSync());
+  const nn = tf.tidy(() =>
+    tf.argMax(tf.matMul(z, gal.div(tf.norm(gal, 'euclidean', 1, true)), false, true), 1).dataSync(),
+  );
   gal.dispose();
   return Array.from(nn, (j) => ds.categoryIds[test[j]]);
 }
 
 /** Decode in chunks and judge. */
-async function decodeAndJudge(decoder: Diffuser, judge: Judge, z: tf.Tensor2D, opts: UnclipEvalOptions): Promise<number[]> {
+async function decodeAndJudge(
+  decoder: Diffuser,
+  judge: Judge,
+  z: tf.Tensor2D,
+  opts: UnclipEvalOptions,
+): Promise<number[]> {
   const out: number[] = [];
   const n = z.shape[0];
   for (let i = 0; i < n; i += 48) {
     const zi = z.slice([i, 0], [Math.min(48, n - i), z.shape[1]]);
-    const img = await decode(decoder, zi, { steps: opts.steps ?? 25, decoderScale: opts.decoderScale ?? 3, seed: (opts.seed ?? 0) * 1000 + i + 1 });
+    const img = await decode(decoder, zi, {
+      steps: opts.steps ?? 25,
+      decoderScale: opts.decoderScale ?? 3,
+      seed: (opts.seed ?? 0) * 1000 + i + 1,
+    });
     out.push(...judgeCategories(judge, img));
     tf.dispose([zi, img]);
     opts.onProgress?.(`decoded ${Math.min(n, i + 48)}/${n}`);
@@ -83,14 +107,23 @@ async function decodeAndJudge(decoder: Diffuser, judge: Judge, z: tf.Tensor2D, o
 }
 
 /** Decoder diagnostic: decode held-out images' CLIP embeddings; fraction judged the source's category. */
-export async function decoderReconstructionCategory(decoder: Diffuser, clip: CLIP, judge: Judge, ds: Dataset, opts: UnclipEvalOptions & { n?: number } = {}): Promise<number> {
+export async function decoderReconstructionCategory(
+  decoder: Diffuser,
+  clip: CLIP,
+  judge: Judge,
+  ds: Dataset,
+  opts: UnclipEvalOptions & { n?: number } = {},
+): Promise<number> {
   const test = ds.indicesOf('test');
   const n = Math.min(opts.n ?? 72, test.length);
   const pick = Array.from({ length: n }, (_, i) => test[Math.floor((i * test.length) / n)]);
   const z = embedImages((x) => clip.encodeImage(x).embedding, ds, pick);
   const pred = await decodeAndJudge(decoder, judge, z, opts);
   z.dispose();
-  return matchRate(pick.map((i) => ds.categoryIds[i]), pred);
+  return matchRate(
+    pick.map((i) => ds.categoryIds[i]),
+    pred,
+  );
 }
 
 export interface UnclipEvalResult {
@@ -102,19 +135,44 @@ export interface UnclipEvalResult {
 }
 
 /** The joint bar: category prompt -> prior -> decoder -> judge. */
-export async function evalUnclipPrompts(decoder: Diffuser, prior: Prior, priorSchedule: Schedule, clip: CLIP, judge: Judge, ds: Dataset, opts: UnclipEvalOptions = {}): Promise<UnclipEvalResult> {
+export async function evalUnclipPrompts(
+  decoder: Diffuser,
+  prior: Prior,
+  priorSchedule: Schedule,
+  clip: CLIP,
+  judge: Judge,
+  ds: Dataset,
+  opts: UnclipEvalOptions = {},
+): Promise<UnclipEvalResult> {
   const { z, labels } = await priorCategorySamples(prior, priorSchedule, clip, ds, opts);
   const nn = nearestHeldOutCategory(clip, ds, z);
   const pred = await decodeAndJudge(decoder, judge, z, opts);
   z.dispose();
-  return { promptCategoryRate: matchRate(labels, pred), priorNearestCategory: matchRate(labels, nn), samples: labels.length };
+  return {
+    promptCategoryRate: matchRate(labels, pred),
+    priorNearestCategory: matchRate(labels, nn),
+    samples: labels.length,
+  };
 }
 
 export function unclipBars(r: UnclipEvalResult, decoderRecon?: number): Record<string, Bar> {
   const bars: Record<string, Bar> = {
-    prompt_category_rate: { value: r.promptCategoryRate, goal: `>= 0.5 of ${r.samples} samples for "an emoji of <category>" (prior -> decoder) judged that category (chance 0.11)`, pass: r.promptCategoryRate >= 0.5 },
+    prompt_category_rate: {
+      value: r.promptCategoryRate,
+      goal: `>= 0.5 of ${r.samples} samples for "an emoji of <category>" (prior -> decoder) judged that category (chance 0.11)`,
+      pass: r.promptCategoryRate >= 0.5,
+    },
   };
-  if (decoderRecon !== undefined) bars.decoder_reconstruction_category = { value: decoderRecon, goal: 'diagnostic: decodes of held-out image embeddings judged the source category (no goal)', pass: true };
-  bars.prior_nearest_category = { value: r.priorNearestCategory, goal: 'diagnostic: prior samples whose nearest held-out image embedding has the prompt category (no goal)', pass: true };
+  if (decoderRecon !== undefined)
+    bars.decoder_reconstruction_category = {
+      value: decoderRecon,
+      goal: 'diagnostic: decodes of held-out image embeddings judged the source category (no goal)',
+      pass: true,
+    };
+  bars.prior_nearest_category = {
+    value: r.priorNearestCategory,
+    goal: 'diagnostic: prior samples whose nearest held-out image embedding has the prompt category (no goal)',
+    pass: true,
+  };
   return bars;
 }

@@ -33,7 +33,10 @@ export interface EvalReport {
 
 function readConfig(dir: string, model: string): Record<string, unknown> {
   const p = join(dir, 'config.json');
-  if (!existsSync(p)) throw new Error(`${p} is missing; train and export the ${model} first (diffguide train ${model}) or pass --weights DIR`);
+  if (!existsSync(p))
+    throw new Error(
+      `${p} is missing; train and export the ${model} first (diffguide train ${model}) or pass --weights DIR`,
+    );
   return JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
 }
 
@@ -45,11 +48,18 @@ export async function loadJudge(dir: string): Promise<Judge> {
 }
 
 /** Load an exported UNet (unet.safetensors + config.json) and its schedule name. */
-export async function loadUNet(dir: string): Promise<{ net: UNet; schedule: ScheduleName; timesteps: number; config: Record<string, unknown> }> {
+export async function loadUNet(
+  dir: string,
+): Promise<{ net: UNet; schedule: ScheduleName; timesteps: number; config: Record<string, unknown> }> {
   const cfg = readConfig(dir, 'unet');
   const path = join(dir, 'unet.safetensors');
   const net = UNet.fromStateDict(await readStateDict(path), cfg as never);
-  return { net, schedule: (cfg.schedule as ScheduleName) ?? 'cosine', timesteps: (cfg.timesteps as number) ?? 1000, config: cfg };
+  return {
+    net,
+    schedule: (cfg.schedule as ScheduleName) ?? 'cosine',
+    timesteps: (cfg.timesteps as number) ?? 1000,
+    config: cfg,
+  };
 }
 
 /** The judge's held-out accuracy. Goals: category >= 0.6 (chance 0.11), vendor >= 0.9 (chance 0.5). */
@@ -59,7 +69,11 @@ export function evalJudge(judge: Judge, ds: Dataset): EvalReport {
     model: 'judge',
     n: a.n,
     bars: {
-      test_category_accuracy: { value: a.category, goal: '>= 0.6 on held-out emoji (chance 0.11)', pass: a.category >= 0.6 },
+      test_category_accuracy: {
+        value: a.category,
+        goal: '>= 0.6 on held-out emoji (chance 0.11)',
+        pass: a.category >= 0.6,
+      },
       test_vendor_accuracy: { value: a.vendor, goal: '>= 0.9 on held-out emoji (chance 0.5)', pass: a.vendor >= 0.9 },
     },
   };
@@ -99,16 +113,31 @@ export interface X0ErrorRow {
  * by sqrt(alpha-bar), so small models lose to the mean image near t = T; samplers start there.
  * @param images held-out images [N, H, W, C] in [-1, 1]
  */
-export function x0ErrorByNoiseLevel(net: UNet, schedule: Schedule, prediction: Parameterization, images: tf.Tensor4D, meanImage: tf.Tensor, indices = [100, 500, 800, 900, 950, 980, schedule.length - 1], seed = 0): X0ErrorRow[] {
+export function x0ErrorByNoiseLevel(
+  net: UNet,
+  schedule: Schedule,
+  prediction: Parameterization,
+  images: tf.Tensor4D,
+  meanImage: tf.Tensor,
+  indices = [100, 500, 800, 900, 950, 980, schedule.length - 1],
+  seed = 0,
+): X0ErrorRow[] {
   const model = diffusionModel((x, t) => net.apply(x, t, {}), { prediction, variance: unetVariance(net) });
   const n = images.shape[0];
-  return indices.map((i, k) => tf.tidy(() => {
-    const noise = tf.randomNormal(images.shape, 0, 1, 'float32', seed + k) as tf.Tensor4D;
-    const xt = qSample(images, schedule, new Array(n).fill(i), noise);
-    const p = model.predict(xt, schedule, new Array(n).fill(i), { clipDenoised: true });
-    const mse = (a: tf.Tensor) => a.sub(images).square().mean().dataSync()[0];
-    return { index: i, alphaBar: schedule.alphaBar(i), model: mse(p.x0), meanImage: mse(tf.broadcastTo(meanImage, images.shape)) };
-  }));
+  return indices.map((i, k) =>
+    tf.tidy(() => {
+      const noise = tf.randomNormal(images.shape, 0, 1, 'float32', seed + k) as tf.Tensor4D;
+      const xt = qSample(images, schedule, new Array(n).fill(i), noise);
+      const p = model.predict(xt, schedule, new Array(n).fill(i), { clipDenoised: true });
+      const mse = (a: tf.Tensor) => a.sub(images).square().mean().dataSync()[0];
+      return {
+        index: i,
+        alphaBar: schedule.alphaBar(i),
+        model: mse(p.x0),
+        meanImage: mse(tf.broadcastTo(meanImage, images.shape)),
+      };
+    }),
+  );
 }
 
 /**
@@ -118,13 +147,26 @@ export function x0ErrorByNoiseLevel(net: UNet, schedule: Schedule, prediction: P
  * Also reports `judgeTvOnHeldOut`, the same distance for the judge's calls on real held-out images
  * against their labels: what a perfect sampler would score under this judge.
  */
-export async function evalUNet(net: UNet, scheduleName: ScheduleName, timesteps: number, judge: Judge, ds: Dataset, opts: UNetEvalOptions = {}): Promise<EvalReport> {
+export async function evalUNet(
+  net: UNet,
+  scheduleName: ScheduleName,
+  timesteps: number,
+  judge: Judge,
+  ds: Dataset,
+  opts: UNetEvalOptions = {},
+): Promise<EvalReport> {
   const n = opts.n ?? 1000;
   const steps = opts.steps ?? 50;
   const seed = opts.seed ?? 0;
   const d = judge.featureDim;
   const schedule = makeSchedule(scheduleName, timesteps);
-  const samples = await sampleUNet(net, schedule, n, { steps, seed, size: ds.height, prediction: opts.prediction, onProgress: opts.onProgress });
+  const samples = await sampleUNet(net, schedule, n, {
+    steps,
+    seed,
+    size: ds.height,
+    prediction: opts.prediction,
+    onProgress: opts.onProgress,
+  });
   const s = judgeOf(judge, samples);
   samples.dispose();
   const testIdx = ds.indicesOf('test');
@@ -176,8 +218,16 @@ export async function evalUNet(net: UNet, scheduleName: ScheduleName, timesteps:
     judgeTvOnHeldOut: judgeFloorTv,
     x0ErrorByNoiseLevel: x0Rows,
     bars: {
-      fid_ratio_vs_gaussian_baseline: { value: ratio, goal: `FID(samples, held-out) <= 0.5 x FID(Gaussian baseline, held-out) in the judge's feature space (FID ${fidSamples.toFixed(3)} vs baseline ${fidBaseline.toFixed(3)})`, pass: ratio <= 0.5 },
-      category_tv_distance: { value: tv, goal: "<= 0.2 total-variation distance between the judge's category distribution of samples and the data's", pass: tv <= 0.2 },
+      fid_ratio_vs_gaussian_baseline: {
+        value: ratio,
+        goal: `FID(samples, held-out) <= 0.5 x FID(Gaussian baseline, held-out) in the judge's feature space (FID ${fidSamples.toFixed(3)} vs baseline ${fidBaseline.toFixed(3)})`,
+        pass: ratio <= 0.5,
+      },
+      category_tv_distance: {
+        value: tv,
+        goal: "<= 0.2 total-variation distance between the judge's category distribution of samples and the data's",
+        pass: tv <= 0.2,
+      },
     },
   };
 }

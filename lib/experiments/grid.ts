@@ -19,7 +19,19 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { packageRoot } from '../paths.js';
@@ -57,7 +69,15 @@ export interface CellRecord<C extends CellKey = CellKey, R extends Json = Json> 
   cell: C;
   settingsKey: string;
   result: R;
-  meta: { commit: string | null; dirty?: boolean; host: string; pid: number; worker?: string; startedAt: string; ms: number };
+  meta: {
+    commit: string | null;
+    dirty?: boolean;
+    host: string;
+    pid: number;
+    worker?: string;
+    startedAt: string;
+    ms: number;
+  };
 }
 
 export interface MergeInfo {
@@ -87,7 +107,10 @@ export interface Experiment<C extends CellKey = CellKey, R extends Json = Json, 
    * files (plots from lib/experiments/plot.ts `plotFiles`, sample sheets), by name relative to the
    * results folder, which the engine writes atomically beside table.md.
    */
-  merge(results: CellRecord<C, R>[], info: MergeInfo): { table: string; json: Json; files?: Record<string, string | Uint8Array> };
+  merge(
+    results: CellRecord<C, R>[],
+    info: MergeInfo,
+  ): { table: string; json: Json; files?: Record<string, string | Uint8Array> };
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -103,7 +126,11 @@ export function cellId(cell: CellKey): string {
 /** JSON with object keys sorted (for hashing). */
 export function stableJson(v: Json): string {
   if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
-  if (v && typeof v === 'object') return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${stableJson(v[k])}`).join(',')}}`;
+  if (v && typeof v === 'object')
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableJson(v[k])}`)
+      .join(',')}}`;
   return JSON.stringify(v);
 }
 
@@ -127,8 +154,17 @@ export function gitCommit(): { commit: string | null; dirty: boolean; dirtyFiles
   const cwd = packageRoot();
   const r = spawnSync('git', ['rev-parse', 'HEAD'], { cwd, encoding: 'utf8' });
   const commit = r.status === 0 ? r.stdout.trim() : null;
-  const s = commit ? spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd, encoding: 'utf8' }) : null;
-  const dirtyFiles = s && s.status === 0 ? s.stdout.split('\n').filter((l) => l.trim()).map((l) => l.slice(3)).slice(0, 50) : [];
+  const s = commit
+    ? spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd, encoding: 'utf8' })
+    : null;
+  const dirtyFiles =
+    s && s.status === 0
+      ? s.stdout
+          .split('\n')
+          .filter((l) => l.trim())
+          .map((l) => l.slice(3))
+          .slice(0, 50)
+      : [];
   commitCache = { commit, dirty: dirtyFiles.length > 0, dirtyFiles };
   return commitCache;
 }
@@ -156,15 +192,27 @@ export function parseShard(spec: string | undefined, env: NodeJS.ProcessEnv = pr
       const step = Number(env.SLURM_ARRAY_TASK_STEP ?? 1);
       const count = Number(env.SLURM_ARRAY_TASK_COUNT);
       const k = (id - min) / step;
-      if (!Number.isInteger(count) || count < 1) throw new Error(`SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is ${JSON.stringify(env.SLURM_ARRAY_TASK_COUNT)}; submit with sbatch --array=0-(N-1)`);
-      if (!Number.isInteger(k) || k < 0 || k >= count) throw new Error(`Slurm array task ${id} (min ${min}, step ${step}, count ${count}) is not one of a contiguous range; submit with sbatch --array=0-${count - 1}`);
+      if (!Number.isInteger(count) || count < 1)
+        throw new Error(
+          `SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is ${JSON.stringify(env.SLURM_ARRAY_TASK_COUNT)}; submit with sbatch --array=0-(N-1)`,
+        );
+      if (!Number.isInteger(k) || k < 0 || k >= count)
+        throw new Error(
+          `Slurm array task ${id} (min ${min}, step ${step}, count ${count}) is not one of a contiguous range; submit with sbatch --array=0-${count - 1}`,
+        );
       return { index: k + 1, count };
     }
     if (env.JOB_COMPLETION_INDEX !== undefined) {
       const i = Number(env.JOB_COMPLETION_INDEX);
       const count = Number(env.JOB_COMPLETIONS);
-      if (!Number.isInteger(count) || count < 1) throw new Error(`JOB_COMPLETION_INDEX is set but JOB_COMPLETIONS is ${JSON.stringify(env.JOB_COMPLETIONS)}; set env JOB_COMPLETIONS to the Job's .spec.completions (see experiments/cluster/k8s-indexed-job.yaml)`);
-      if (!Number.isInteger(i) || i < 0 || i >= count) throw new Error(`JOB_COMPLETION_INDEX ${env.JOB_COMPLETION_INDEX} is outside 0..${count - 1} (JOB_COMPLETIONS ${count})`);
+      if (!Number.isInteger(count) || count < 1)
+        throw new Error(
+          `JOB_COMPLETION_INDEX is set but JOB_COMPLETIONS is ${JSON.stringify(env.JOB_COMPLETIONS)}; set env JOB_COMPLETIONS to the Job's .spec.completions (see experiments/cluster/k8s-indexed-job.yaml)`,
+        );
+      if (!Number.isInteger(i) || i < 0 || i >= count)
+        throw new Error(
+          `JOB_COMPLETION_INDEX ${env.JOB_COMPLETION_INDEX} is outside 0..${count - 1} (JOB_COMPLETIONS ${count})`,
+        );
       return { index: i + 1, count };
     }
     return null;
@@ -172,7 +220,10 @@ export function parseShard(spec: string | undefined, env: NodeJS.ProcessEnv = pr
   const m = /^(\d+)\/(\d+)$/.exec(spec);
   const index = m ? Number(m[1]) : NaN;
   const count = m ? Number(m[2]) : NaN;
-  if (!m || count < 1 || index < 1 || index > count) throw new Error(`--shard ${spec}: give K/N with 1 <= K <= N (e.g. --shard 2/4), or auto (Slurm array / Kubernetes Indexed Job)`);
+  if (!m || count < 1 || index < 1 || index > count)
+    throw new Error(
+      `--shard ${spec}: give K/N with 1 <= K <= N (e.g. --shard 2/4), or auto (Slurm array / Kubernetes Indexed Job)`,
+    );
   return { index, count };
 }
 
@@ -215,14 +266,18 @@ export class CellStore {
     try {
       return JSON.parse(readFileSync(p, 'utf8')) as CellRecord;
     } catch (e) {
-      throw new Error(`${p} is not a readable cell result (${(e as Error).message}); delete it and rerun to recompute that cell`);
+      throw new Error(
+        `${p} is not a readable cell result (${(e as Error).message}); delete it and rerun to recompute that cell`,
+      );
     }
   }
 
   /** Ids of the stored cells. */
   list(): string[] {
     if (!existsSync(this.cellsDir)) return [];
-    return readdirSync(this.cellsDir).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5));
+    return readdirSync(this.cellsDir)
+      .filter((f) => f.endsWith('.json') && !f.startsWith('.'))
+      .map((f) => f.slice(0, -5));
   }
 
   /**
@@ -258,7 +313,7 @@ function writeFileSynced(path: string, text: string | Uint8Array): void {
   const fd = openSync(path, 'w');
   try {
     const buf = typeof text === 'string' ? Buffer.from(text, 'utf8') : text;
-    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
+    for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
@@ -309,7 +364,10 @@ export function prepareGrid(exp: AnyExperiment, opts: GridOptions, resultsRoot =
     }
   } else {
     mkdirSync(dir, { recursive: true });
-    writeFileAtomic(gridPath, `${JSON.stringify({ experiment: exp.name, quick: opts.quick, params: opts.params, settingsKey, settings, cells: ids }, null, 1)}\n`);
+    writeFileAtomic(
+      gridPath,
+      `${JSON.stringify({ experiment: exp.name, quick: opts.quick, params: opts.params, settingsKey, settings, cells: ids }, null, 1)}\n`,
+    );
   }
   return { exp, opts, settings, settingsKey, cells, ids, store };
 }
@@ -318,7 +376,9 @@ export function prepareGrid(exp: AnyExperiment, opts: GridOptions, resultsRoot =
 function readChecked(g: PreparedGrid, id: string): CellRecord | null {
   const rec = g.store.read(id);
   if (rec && rec.settingsKey !== g.settingsKey) {
-    throw new Error(`${g.store.path(id)} was made with settings key ${rec.settingsKey}, this grid's is ${g.settingsKey}; delete it (or the folder) and rerun`);
+    throw new Error(
+      `${g.store.path(id)} was made with settings key ${rec.settingsKey}, this grid's is ${g.settingsKey}; delete it (or the folder) and rerun`,
+    );
   }
   return rec;
 }
@@ -329,7 +389,12 @@ export function yieldNow(): Promise<void> {
 }
 
 /** Run one cell and build its record (nothing stored). */
-export async function computeCell<S>(g: PreparedGrid, cell: CellKey, shared: S, opts: { worker?: string; onProgress?: (step: number, total: number) => void } = {}): Promise<CellRecord> {
+export async function computeCell<S>(
+  g: PreparedGrid,
+  cell: CellKey,
+  shared: S,
+  opts: { worker?: string; onProgress?: (step: number, total: number) => void } = {},
+): Promise<CellRecord> {
   const startedAt = new Date().toISOString();
   const t0 = performance.now();
   const result = (await g.exp.runCell(cell, {
@@ -347,7 +412,15 @@ export async function computeCell<S>(g: PreparedGrid, cell: CellKey, shared: S, 
     cell,
     settingsKey: g.settingsKey,
     result,
-    meta: { commit: gitCommit().commit, dirty: gitCommit().dirty, host: hostname(), pid: process.pid, ...(opts.worker ? { worker: opts.worker } : {}), startedAt, ms },
+    meta: {
+      commit: gitCommit().commit,
+      dirty: gitCommit().dirty,
+      host: hostname(),
+      pid: process.pid,
+      ...(opts.worker ? { worker: opts.worker } : {}),
+      startedAt,
+      ms,
+    },
   };
 }
 
@@ -380,7 +453,10 @@ export interface RunGridResult {
 export async function runGrid(exp: AnyExperiment, opts: GridOptions, ro: RunGridOptions = {}): Promise<RunGridResult> {
   const log = ro.log ?? (() => {});
   const g = prepareGrid(exp, opts, ro.resultsRoot);
-  const mine = shardCells(g.cells.map((c, i) => ({ c, id: g.ids[i] })), ro.shard ?? null);
+  const mine = shardCells(
+    g.cells.map((c, i) => ({ c, id: g.ids[i] })),
+    ro.shard ?? null,
+  );
   const skipped: string[] = [];
   const todo: { c: CellKey; id: string }[] = [];
   for (const x of mine) {
@@ -399,7 +475,8 @@ export async function runGrid(exp: AnyExperiment, opts: GridOptions, ro: RunGrid
       ro.onProgress?.({ stage: 'cells', step: 0, total: todo.length });
       let done = 0;
       for (const { c, id } of todo) {
-        if (g.store.has(id)) skipped.push(id); // another process (shard, worker) stored it meanwhile
+        if (g.store.has(id))
+          skipped.push(id); // another process (shard, worker) stored it meanwhile
         else {
           const rec = await computeCell(g, c, shared);
           if (g.store.write(rec) === 'written') ran.push(id);
@@ -413,7 +490,10 @@ export async function runGrid(exp: AnyExperiment, opts: GridOptions, ro: RunGrid
   }
   const missing = g.ids.filter((id) => !g.store.has(id));
   const merged = missing.length ? null : mergePrepared(g);
-  if (missing.length) log(`${missing.length} of ${g.cells.length} cells still missing (other shards); when they are stored: diffguide experiment ${exp.name}${opts.quick ? ' --quick' : ''} --merge`);
+  if (missing.length)
+    log(
+      `${missing.length} of ${g.cells.length} cells still missing (other shards); when they are stored: diffguide experiment ${exp.name}${opts.quick ? ' --quick' : ''} --merge`,
+    );
   return { dir: g.store.dir, ran, skipped, merged, missing };
 }
 
@@ -443,7 +523,9 @@ function mergePrepared(g: PreparedGrid): MergeResult {
   const m = g.exp.merge(records, { settings: g.settings, missing });
   const table =
     `${m.table.trimEnd()}\n` +
-    (missing.length ? `\n**Partial: ${missing.length} of ${g.ids.length} cells missing:** ${missing.join(', ')}\n` : '');
+    (missing.length
+      ? `\n**Partial: ${missing.length} of ${g.ids.length} cells missing:** ${missing.join(', ')}\n`
+      : '');
   const { commit, dirty, dirtyFiles } = gitCommit();
   const cellCommits = [...new Set(records.map((r) => r.meta.commit ?? 'unknown'))];
   const results: JsonObject = {
@@ -463,8 +545,15 @@ function mergePrepared(g: PreparedGrid): MergeResult {
   };
   const files = Object.keys(m.files ?? {});
   for (const f of files) {
-    if (!/^[A-Za-z0-9][A-Za-z0-9._+=-]*(\/[A-Za-z0-9][A-Za-z0-9._+=-]*)*$/.test(f) || /(^|\/)\.\.?(\/|$)/.test(f) || ['table.md', 'results.json', 'grid.json'].includes(f) || f.startsWith('cells/')) {
-      throw new Error(`experiment ${g.exp.name}: merge returned a file named ${JSON.stringify(f)}; give a relative name inside the results folder (letters, digits, . _ + = -), not table.md, results.json, grid.json or cells/`);
+    if (
+      !/^[A-Za-z0-9][A-Za-z0-9._+=-]*(\/[A-Za-z0-9][A-Za-z0-9._+=-]*)*$/.test(f) ||
+      /(^|\/)\.\.?(\/|$)/.test(f) ||
+      ['table.md', 'results.json', 'grid.json'].includes(f) ||
+      f.startsWith('cells/')
+    ) {
+      throw new Error(
+        `experiment ${g.exp.name}: merge returned a file named ${JSON.stringify(f)}; give a relative name inside the results folder (letters, digits, . _ + = -), not table.md, results.json, grid.json or cells/`,
+      );
     }
   }
   if (files.length) results.files = files;

@@ -32,7 +32,10 @@ const FONT_PATHS = [
 export function plotFont(env: NodeJS.ProcessEnv = process.env): string {
   const given = env.DIFFGUIDE_PLOT_FONT;
   if (given) {
-    if (!existsSync(given)) throw new Error(`DIFFGUIDE_PLOT_FONT=${given} does not exist; point it at a .ttf file (e.g. DejaVuSans.ttf) or unset it`);
+    if (!existsSync(given))
+      throw new Error(
+        `DIFFGUIDE_PLOT_FONT=${given} does not exist; point it at a .ttf file (e.g. DejaVuSans.ttf) or unset it`,
+      );
     return given;
   }
   const f = FONT_PATHS.find((p) => existsSync(p));
@@ -65,9 +68,13 @@ function rendererCommand(): string[] {
   const js = fileURLToPath(new URL('./plot-render.js', import.meta.url));
   if (existsSync(js)) return [js];
   const ts = fileURLToPath(new URL('./plot-render.ts', import.meta.url));
-  if (!existsSync(ts)) throw new Error(`the plot renderer is missing: neither ${js} nor ${ts} exists; reinstall diffguide`);
+  if (!existsSync(ts))
+    throw new Error(`the plot renderer is missing: neither ${js} nor ${ts} exists; reinstall diffguide`);
   const tsx = join(packageRoot(), 'node_modules', 'tsx', 'dist', 'loader.mjs');
-  if (!existsSync(tsx)) throw new Error(`running from sources (${ts}) needs tsx to render plots (${tsx} is missing); npm install (tsx is a dev dependency), or run the built package (npm run build)`);
+  if (!existsSync(tsx))
+    throw new Error(
+      `running from sources (${ts}) needs tsx to render plots (${tsx} is missing); npm install (tsx is a dev dependency), or run the built package (npm run build)`,
+    );
   return ['--import', pathToFileURL(tsx).href, ts];
 }
 
@@ -89,15 +96,22 @@ export function renderPlots(specs: TopLevelSpec[], opts: { scale?: number } = {}
     maxBuffer: 256 * 1024 * 1024,
   });
   if (r.error) throw new Error(`plot renderer could not start (${r.error.message})`);
-  if (r.status !== 0) throw new Error(`plot renderer failed (exit ${r.status}): ${r.stderr.trim().split('\n').slice(0, 6).join('\n')}`);
+  if (r.status !== 0)
+    throw new Error(`plot renderer failed (exit ${r.status}): ${r.stderr.trim().split('\n').slice(0, 6).join('\n')}`);
   const out = JSON.parse(r.stdout) as { plots: { svg: string; png: string }[] };
   return out.plots.map((p) => ({ svg: p.svg, png: new Uint8Array(Buffer.from(p.png, 'base64')) }));
 }
 
 /** `{ "<name>.svg": svg, "<name>.png": png }` for each named spec: what an experiment's merge returns as files. */
-export function plotFiles(plots: Record<string, TopLevelSpec>, opts: { scale?: number } = {}): Record<string, string | Uint8Array> {
+export function plotFiles(
+  plots: Record<string, TopLevelSpec>,
+  opts: { scale?: number } = {},
+): Record<string, string | Uint8Array> {
   const names = Object.keys(plots);
-  const rendered = renderPlots(names.map((n) => plots[n]), opts);
+  const rendered = renderPlots(
+    names.map((n) => plots[n]),
+    opts,
+  );
   const files: Record<string, string | Uint8Array> = {};
   names.forEach((n, i) => {
     files[`${n}.svg`] = rendered[i].svg;

@@ -18,7 +18,17 @@
  */
 import { hostname } from 'node:os';
 import type { Job, Queue as BullQueue, QueueEvents as BullQueueEvents, Worker as BullWorker } from 'bullmq';
-import { computeCell, prepareGrid, type AnyExperiment, type CellKey, type CellRecord, type GridOptions, type GridProgress, type MergeResult, type PreparedGrid } from './grid.js';
+import {
+  computeCell,
+  prepareGrid,
+  type AnyExperiment,
+  type CellKey,
+  type CellRecord,
+  type GridOptions,
+  type GridProgress,
+  type MergeResult,
+  type PreparedGrid,
+} from './grid.js';
 import { mergeGrid } from './grid.js';
 
 type BullMQ = typeof import('bullmq');
@@ -28,21 +38,33 @@ async function loadBullMQ(): Promise<BullMQ> {
     const m = (await import('bullmq')) as BullMQ & { default?: BullMQ };
     return m.Queue ? m : m.default!;
   } catch (e) {
-    throw new Error(`--queue needs the optional npm packages bullmq and ioredis (npm install bullmq ioredis); running experiments without --queue needs neither (${(e as Error).message.split('\n')[0]})`);
+    throw new Error(
+      `--queue needs the optional npm packages bullmq and ioredis (npm install bullmq ioredis); running experiments without --queue needs neither (${(e as Error).message.split('\n')[0]})`,
+    );
   }
 }
 
 /** BullMQ/ioredis connection options from `redis://[user:password@]host:port[/db]` (rediss:// for TLS). */
-export function redisConnection(url: string): { host: string; port: number; db?: number; username?: string; password?: string; tls?: object; maxRetriesPerRequest: null } {
+export function redisConnection(url: string): {
+  host: string;
+  port: number;
+  db?: number;
+  username?: string;
+  password?: string;
+  tls?: object;
+  maxRetriesPerRequest: null;
+} {
   let u: URL;
   try {
     u = new URL(url);
   } catch {
     throw new Error(`--queue ${url}: give a Redis URL such as redis://127.0.0.1:6379`);
   }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error(`--queue ${url}: the scheme must be redis:// or rediss://`);
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
+    throw new Error(`--queue ${url}: the scheme must be redis:// or rediss://`);
   const db = u.pathname && u.pathname !== '/' ? Number(u.pathname.slice(1)) : undefined;
-  if (db !== undefined && !Number.isInteger(db)) throw new Error(`--queue ${url}: the path must be a database number (redis://host:port/0)`);
+  if (db !== undefined && !Number.isInteger(db))
+    throw new Error(`--queue ${url}: the path must be a database number (redis://host:port/0)`);
   return {
     host: u.hostname || '127.0.0.1',
     port: u.port ? Number(u.port) : 6379,
@@ -141,9 +163,26 @@ export async function submitGrid(exp: AnyExperiment, opts: GridOptions, so: Subm
       });
     }
     const missing = g.ids.map((id, i) => ({ id, cell: g.cells[i] })).filter((x) => !g.store.has(x.id));
-    const toAdd: { name: string; data: CellJobData; opts: { jobId: string; attempts: number; backoff: { type: 'fixed'; delay: number }; removeOnComplete: { age: number }; removeOnFail: { age: number } } }[] = [];
+    const toAdd: {
+      name: string;
+      data: CellJobData;
+      opts: {
+        jobId: string;
+        attempts: number;
+        backoff: { type: 'fixed'; delay: number };
+        removeOnComplete: { age: number };
+        removeOnFail: { age: number };
+      };
+    }[] = [];
     for (const { id, cell } of missing) {
-      const data: CellJobData = { experiment: so.spec ?? exp.name, quick: opts.quick, params: opts.params, settingsKey: g.settingsKey, cellId: id, cell };
+      const data: CellJobData = {
+        experiment: so.spec ?? exp.name,
+        quick: opts.quick,
+        params: opts.params,
+        settingsKey: g.settingsKey,
+        cellId: id,
+        cell,
+      };
       const jobId = jobIdOf({ ...data, experiment: exp.name });
       pending.set(jobId, id);
       const old = await queue.getJob(jobId);
@@ -161,16 +200,33 @@ export async function submitGrid(exp: AnyExperiment, opts: GridOptions, so: Subm
       toAdd.push({
         name: exp.name,
         data,
-        opts: { jobId, attempts: so.attempts ?? 2, backoff: { type: 'fixed', delay: 1000 }, removeOnComplete: { age: 7 * 86400 }, removeOnFail: { age: 7 * 86400 } },
+        opts: {
+          jobId,
+          attempts: so.attempts ?? 2,
+          backoff: { type: 'fixed', delay: 1000 },
+          removeOnComplete: { age: 7 * 86400 },
+          removeOnFail: { age: 7 * 86400 },
+        },
       });
     }
     const t0 = performance.now();
     if (toAdd.length) await queue.addBulk(toAdd);
-    log(`experiment ${exp.name}${opts.quick ? ' (quick)' : ''}: ${g.ids.length} cells, ${g.ids.length - missing.length} already stored, ${missing.length} queued on ${so.url} (queue ${name}) -> ${g.store.dir}`);
+    log(
+      `experiment ${exp.name}${opts.quick ? ' (quick)' : ''}: ${g.ids.length} cells, ${g.ids.length - missing.length} already stored, ${missing.length} queued on ${so.url} (queue ${name}) -> ${g.store.dir}`,
+    );
     if (so.detach || !missing.length) {
       const merged = missing.length ? null : mergeGrid(exp, opts, so.resultsRoot);
-      if (so.detach && missing.length) log(`start workers: diffguide worker --queue ${so.url}${so.resultsRoot ? ` --results ${so.resultsRoot}` : ''}; then: diffguide experiment ${exp.name}${opts.quick ? ' --quick' : ''} --merge`);
-      return { dir: g.store.dir, enqueued: toAdd.length, alreadyStored: g.ids.length - missing.length, merged, wallMs: 0 };
+      if (so.detach && missing.length)
+        log(
+          `start workers: diffguide worker --queue ${so.url}${so.resultsRoot ? ` --results ${so.resultsRoot}` : ''}; then: diffguide experiment ${exp.name}${opts.quick ? ' --quick' : ''} --merge`,
+        );
+      return {
+        dir: g.store.dir,
+        enqueued: toAdd.length,
+        alreadyStored: g.ids.length - missing.length,
+        merged,
+        wallMs: 0,
+      };
     }
     const total = missing.length;
     so.onProgress?.({ stage: 'cells', step: 0, total });
@@ -188,7 +244,9 @@ export async function submitGrid(exp: AnyExperiment, opts: GridOptions, so: Subm
       } else if (performance.now() - lastChange > 60000 * (warned + 1)) {
         warned++;
         const n = await queue.getWorkersCount();
-        log(`no cell stored for ${warned} min; ${n} worker connection(s) on queue ${name}${n ? '' : `: start workers with diffguide worker --queue ${so.url}${name !== DEFAULT_QUEUE_NAME ? ` --queue-name ${name}` : ''}`}`);
+        log(
+          `no cell stored for ${warned} min; ${n} worker connection(s) on queue ${name}${n ? '' : `: start workers with diffguide worker --queue ${so.url}${name !== DEFAULT_QUEUE_NAME ? ` --queue-name ${name}` : ''}`}`,
+        );
       }
       if (!left.length) break;
       if (performance.now() - lastCheck > 5000) {
@@ -196,13 +254,18 @@ export async function submitGrid(exp: AnyExperiment, opts: GridOptions, so: Subm
         lastCheck = performance.now();
         const failed: string[] = [];
         for (const x of left) {
-          const job = await queue.getJob(jobIdOf({ experiment: exp.name, quick: opts.quick, settingsKey: g.settingsKey, cellId: x.id }));
+          const job = await queue.getJob(
+            jobIdOf({ experiment: exp.name, quick: opts.quick, settingsKey: g.settingsKey, cellId: x.id }),
+          );
           if (!job) continue;
           const state = await job.getState();
           if (state === 'completed') harvest(parseReturn(job.returnvalue));
           else if (state === 'failed') failed.push(`${x.id}: ${job.failedReason}`);
         }
-        if (failed.length) throw new Error(`experiment ${exp.name}: ${failed.length} cell(s) failed on the workers after all attempts:\n  ${failed.join('\n  ')}\nfix the cause and resubmit (failed cells are retried; stored ones are kept)`);
+        if (failed.length)
+          throw new Error(
+            `experiment ${exp.name}: ${failed.length} cell(s) failed on the workers after all attempts:\n  ${failed.join('\n  ')}\nfix the cause and resubmit (failed cells are retried; stored ones are kept)`,
+          );
       }
       await nap(500); // or until a 'completed' event
     }
@@ -229,7 +292,12 @@ export interface WorkerOptions {
   load: (spec: string) => Promise<AnyExperiment>;
   log?: (msg: string) => void;
   /** Machine-readable events: start / stored / duplicate / failed (tests and bench count them). */
-  onEvent?: (e: { event: 'ready' | 'start' | 'stored' | 'duplicate' | 'failed'; cellId?: string; ms?: number; error?: string }) => void;
+  onEvent?: (e: {
+    event: 'ready' | 'start' | 'stored' | 'duplicate' | 'failed';
+    cellId?: string;
+    ms?: number;
+    error?: string;
+  }) => void;
   /** Stop after this many idle ms with nothing to do (default: run until signalled). */
   idleExitMs?: number;
 }
@@ -256,7 +324,9 @@ export async function runWorker(wo: WorkerOptions): Promise<{ ran: number }> {
       const opts: GridOptions = { quick: d.quick, params: d.params };
       const g = prepareGrid(exp, opts, wo.resultsRoot);
       if (g.settingsKey !== d.settingsKey) {
-        throw new Error(`worker ${id}: experiment ${exp.name} here has settings key ${g.settingsKey}, the submitter's is ${d.settingsKey}: code, weights or data differ between hosts (compare grid.json); run the same commit and weights everywhere`);
+        throw new Error(
+          `worker ${id}: experiment ${exp.name} here has settings key ${g.settingsKey}, the submitter's is ${d.settingsKey}: code, weights or data differ between hosts (compare grid.json); run the same commit and weights everywhere`,
+        );
       }
       const shared = exp.setup ? await exp.setup(g.settings, opts) : undefined;
       e = { g, shared };
@@ -289,14 +359,18 @@ export async function runWorker(wo: WorkerOptions): Promise<{ ran: number }> {
       lastActivity = performance.now();
     }
   };
-  const worker: BullWorker<CellJobData, CellRecord> = new Worker<CellJobData, CellRecord>(wo.queueName ?? DEFAULT_QUEUE_NAME, processor, {
-    connection: redisConnection(wo.url),
-    concurrency: 1,
-    lockDuration: lockMs,
-    stalledInterval: lockMs,
-    maxStalledCount: wo.maxStalled ?? 3,
-    autorun: false,
-  });
+  const worker: BullWorker<CellJobData, CellRecord> = new Worker<CellJobData, CellRecord>(
+    wo.queueName ?? DEFAULT_QUEUE_NAME,
+    processor,
+    {
+      connection: redisConnection(wo.url),
+      concurrency: 1,
+      lockDuration: lockMs,
+      stalledInterval: lockMs,
+      maxStalledCount: wo.maxStalled ?? 3,
+      autorun: false,
+    },
+  );
   worker.on('failed', (job, err) => {
     emit({ event: 'failed', cellId: job?.data.cellId, error: err.message });
     log(`worker ${id}: ${job?.data.cellId ?? '?'} failed: ${err.message}`);

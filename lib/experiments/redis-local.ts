@@ -11,7 +11,8 @@ import { createServer } from 'node:net';
 export function findRedisServer(): string | null {
   const r = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
   if (r.status === 0 && r.stdout.trim()) return r.stdout.trim();
-  for (const p of ['/usr/bin/redis-server', '/usr/sbin/redis-server', '/usr/local/bin/redis-server']) if (existsSync(p)) return p;
+  for (const p of ['/usr/bin/redis-server', '/usr/sbin/redis-server', '/usr/local/bin/redis-server'])
+    if (existsSync(p)) return p;
   return null;
 }
 
@@ -41,7 +42,11 @@ export async function startLocalRedis(opts: { bin?: string; timeoutMs?: number }
   if (!bin) throw new Error('redis-server not found; install it (Debian/Ubuntu: apt-get install -y redis-server)');
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
-    const proc = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(
+      bin,
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     const ready = await new Promise<boolean>((res) => {
       const timer = setTimeout(() => res(false), opts.timeoutMs ?? 10000);
@@ -71,6 +76,9 @@ export async function startLocalRedis(opts: { bin?: string; timeoutMs?: number }
       return { url: `redis://127.0.0.1:${port}`, port, process: proc, stop };
     }
     proc.kill('SIGKILL');
-    if (attempt >= 2) throw new Error(`redis-server did not start on 127.0.0.1:${port}:\n${out.trim().split('\n').slice(-5).join('\n')}`);
+    if (attempt >= 2)
+      throw new Error(
+        `redis-server did not start on 127.0.0.1:${port}:\n${out.trim().split('\n').slice(-5).join('\n')}`,
+      );
   }
 }

@@ -42,7 +42,14 @@ export function stackRows(rows: SheetRow[], opts: { zoom?: number; title?: strin
   const pad = 4;
   const labelH = 9;
   const titleH = opts.title ? 12 : 0;
-  const W = Math.max(80, ...imgs.map((m) => m.width * zoom), ...rows.map((r) => r.label.length * 4), (opts.title?.length ?? 0) * 4) + 2 * pad;
+  const W =
+    Math.max(
+      80,
+      ...imgs.map((m) => m.width * zoom),
+      ...rows.map((r) => r.label.length * 4),
+      (opts.title?.length ?? 0) * 4,
+    ) +
+    2 * pad;
   const H = titleH + imgs.reduce((h, m) => h + labelH + m.height * zoom + pad, pad);
   const sheet: RgbImage = { width: W, height: H, data: new Uint8Array(W * H * 3).fill(255) };
   if (opts.title) drawText(sheet, opts.title, pad, 4, [0, 0, 0], 1, W - 2 * pad);

@@ -24,7 +24,10 @@ function adamFunc(): string {
       set(g, ld('g')),
       set(p, ld('p')),
       set(m, `(${op('add')} (${op('mul')} ${c('beta1')} ${ld('m')}) (${op('mul')} ${c('omb1')} ${get(g)}))`),
-      set(v, `(${op('add')} (${op('mul')} ${c('beta2')} ${ld('v')}) (${op('mul')} ${c('omb2')} (${op('mul')} ${get(g)} ${get(g)})))`),
+      set(
+        v,
+        `(${op('add')} (${op('mul')} ${c('beta2')} ${ld('v')}) (${op('mul')} ${c('omb2')} (${op('mul')} ${get(g)} ${get(g)})))`,
+      ),
       `(${L}.store align=4 ${at('mOut', w)} ${get(m)})`,
       `(${L}.store align=4 ${at('vOut', w)} ${get(v)})`,
       `(${L}.store align=4 ${at('pOut', w)} (${op('sub')} (${op('sub')} ${get(p)} (${op('div')} (${op('mul')} ${c('lrBc1')} ${get(m)}) (${op('add')} (${op('sqrt')} (${op('mul')} ${get(v)} ${c('invBc2')})) ${c('eps')}))) (${op('mul')} ${c('wdLr')} ${get(p)})))`,

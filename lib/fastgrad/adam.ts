@@ -23,18 +23,48 @@ export interface AdamKernelAttrs {
 
 /** Whether the fused update serves these tensors (wasm, float32, the module loaded). */
 export function fusedAdamApplies(p: tf.Tensor, g: tf.Tensor): boolean {
-  if (tf.getBackend() !== 'wasm' || p.dtype !== 'float32' || g.dtype !== 'float32' || process.env.DIFFGUIDE_SIMD_ADAM === '0') return false;
+  if (
+    tf.getBackend() !== 'wasm' ||
+    p.dtype !== 'float32' ||
+    g.dtype !== 'float32' ||
+    process.env.DIFFGUIDE_SIMD_ADAM === '0'
+  )
+    return false;
   return simdKernels(tf.backend() as unknown as WasmBackend) !== null;
 }
 
 /** inputs p, g, m, v (same shape) -> [p', m', v']. */
-export function adamKernel({ inputs, backend, attrs }: { inputs: Record<string, Info>; backend: unknown; attrs: AdamKernelAttrs }): Info[] {
+export function adamKernel({
+  inputs,
+  backend,
+  attrs,
+}: {
+  inputs: Record<string, Info>;
+  backend: unknown;
+  attrs: AdamKernelAttrs;
+}): Info[] {
   const be = backend as WasmBackend;
   const k = simdKernels(be);
   if (!k) throw new Error(`${ADAM_KERNEL}: our SIMD module is unavailable on this backend`);
   const { p, g, m, v } = inputs;
   const outs = [p, m, v].map((t) => be.makeOutput(t.shape, 'float32'));
-  k.adamStep(addr(be, p), addr(be, g), addr(be, m), addr(be, v), addr(be, outs[0]), addr(be, outs[1]), addr(be, outs[2]),
-    tf.util.sizeFromShape(p.shape), attrs.beta1, attrs.beta2, 1 - attrs.beta1, 1 - attrs.beta2, attrs.lrBc1, attrs.invBc2, attrs.eps, attrs.wdLr);
+  k.adamStep(
+    addr(be, p),
+    addr(be, g),
+    addr(be, m),
+    addr(be, v),
+    addr(be, outs[0]),
+    addr(be, outs[1]),
+    addr(be, outs[2]),
+    tf.util.sizeFromShape(p.shape),
+    attrs.beta1,
+    attrs.beta2,
+    1 - attrs.beta1,
+    1 - attrs.beta2,
+    attrs.lrBc1,
+    attrs.invBc2,
+    attrs.eps,
+    attrs.wdLr,
+  );
   return outs;
 }

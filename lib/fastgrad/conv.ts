@@ -15,11 +15,21 @@
 import * as tf from '@tensorflow/tfjs';
 import { Scratch, heapF32, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
 import { idOf, product } from './matmul.js';
-import { filterTransform, winogradApplies, winogradConv, winogradFilterGrad, winogradFilterGradApplies } from './winograd.js';
+import {
+  filterTransform,
+  winogradApplies,
+  winogradConv,
+  winogradFilterGrad,
+  winogradFilterGradApplies,
+} from './winograd.js';
 
 interface Geometry {
-  sh: number; sw: number; dh: number; dw: number;
-  padTop: number; padLeft: number;
+  sh: number;
+  sw: number;
+  dh: number;
+  dw: number;
+  padTop: number;
+  padLeft: number;
 }
 
 /** Explicit geometry of a conv from tfjs attributes (same/valid/explicit pads, rounding). */
@@ -31,10 +41,25 @@ export function convGeometry(
   pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding,
   dimRoundingMode?: 'floor' | 'round' | 'ceil',
 ): Geometry & { outH: number; outW: number } {
-  const info = tf.backend_util.computeConv2DInfo(xShape, filterShape, strides, dilations, pad, dimRoundingMode, false, 'channelsLast');
+  const info = tf.backend_util.computeConv2DInfo(
+    xShape,
+    filterShape,
+    strides,
+    dilations,
+    pad,
+    dimRoundingMode,
+    false,
+    'channelsLast',
+  );
   return {
-    sh: info.strideHeight, sw: info.strideWidth, dh: info.dilationHeight, dw: info.dilationWidth,
-    padTop: info.padInfo.top, padLeft: info.padInfo.left, outH: info.outHeight, outW: info.outWidth,
+    sh: info.strideHeight,
+    sw: info.strideWidth,
+    dh: info.dilationHeight,
+    dw: info.dilationWidth,
+    padTop: info.padInfo.top,
+    padLeft: info.padInfo.left,
+    outH: info.outHeight,
+    outW: info.outWidth,
   };
 }
 
@@ -53,7 +78,14 @@ export function convBackpropInput(s: Scratch, dy: Info, filter: Info, inH: numbe
   if (g.sh > 1 || g.sw > 1) {
     // Insert (stride - 1) zeros after every row/column: [N, OH, 1, OW, 1, C] padded, then merged.
     const r = s.reshape(dy, [n, oh, 1, ow, 1, cout]);
-    const p = s.padCrop(r, [[0, 0], [0, 0], [0, g.sh - 1], [0, 0], [0, g.sw - 1], [0, 0]]);
+    const p = s.padCrop(r, [
+      [0, 0],
+      [0, 0],
+      [0, g.sh - 1],
+      [0, 0],
+      [0, g.sw - 1],
+      [0, 0],
+    ]);
     lh = oh * g.sh;
     lw = ow * g.sw;
     d = s.reshape(p, [n, lh, lw, cout]);
@@ -64,7 +96,11 @@ export function convBackpropInput(s: Scratch, dy: Info, filter: Info, inH: numbe
     // Few pixels, many channels: W itself as the left operand of one GEMM, no rotated copy.
     return convBackpropInputGemm(s, dy, filter, inH, inW, g);
   }
-  if (lh === oh && lw === ow && winogradApplies(s.backend, dy.shape, [kh, kw, cout, filter.shape[2]], 1, 1, g.dh, g.dw, inH, inW)) {
+  if (
+    lh === oh &&
+    lw === ow &&
+    winogradApplies(s.backend, dy.shape, [kh, kw, cout, filter.shape[2]], 1, 1, g.dh, g.dw, inH, inW)
+  ) {
     // 3x3 stride 1: Winograd, with the rotated filter's transform kept per weight buffer (where the
     // cache budget has room; otherwise the rotated filter below, made and packed per call).
     const u = filterTransform(s, filter, true);
@@ -74,8 +110,16 @@ export function convBackpropInput(s: Scratch, dy: Info, filter: Info, inH: numbe
   const pr = inW - lw - pl + dkw - 1;
   // Negative pads crop dy; positive ones go to the convolution itself (XNNPACK pads implicitly,
   // no padded copy of dy).
-  const pads: [number, number][] = [[0, 0], [pt, pb], [pl, pr], [0, 0]];
-  const dc = s.padCrop(d, pads.map(([a, b]) => [Math.min(0, a), Math.min(0, b)] as [number, number]));
+  const pads: [number, number][] = [
+    [0, 0],
+    [pt, pb],
+    [pl, pr],
+    [0, 0],
+  ];
+  const dc = s.padCrop(
+    d,
+    pads.map(([a, b]) => [Math.min(0, a), Math.min(0, b)] as [number, number]),
+  );
   const explicit = pads.map(([a, b]) => [Math.max(0, a), Math.max(0, b)]) as tf.backend_util.ExplicitPadding;
   // Rotated filter with in/out swapped: [KH, KW, Cout, Cin].
   const wt = s.transpose(s.reverse(filter, [0, 1]), [0, 1, 3, 2]);
@@ -89,7 +133,14 @@ export function convBackpropInput(s: Scratch, dy: Info, filter: Info, inH: numbe
  * and no Winograd (which caches its transform per weight buffer and wins on many pixels).
  * `DIFFGUIDE_DX_GEMM=0` / `=1` forces it off / on wherever it can run (A/B, tests).
  */
-export function gemmDxApplies(backend: WasmBackend, dyShape: number[], filterShape: number[], inH: number, inW: number, g: Geometry): boolean {
+export function gemmDxApplies(
+  backend: WasmBackend,
+  dyShape: number[],
+  filterShape: number[],
+  inH: number,
+  inW: number,
+  g: Geometry,
+): boolean {
   if (g.sh !== 1 || g.sw !== 1) return false;
   const [n, oh, ow, cout] = dyShape;
   const [kh, kw, cin] = filterShape;
@@ -205,7 +256,12 @@ function convBackpropInputPhases(s: Scratch, dy: Info, filter: Info, inH: number
   }
   for (const { ah, aw, t, u, sub } of phases) {
     // G[i, j] = sum dy[i - t, j - u] W[ah + s t, aw + s u], for i in [0, ip), j in [0, jp).
-    const pads: [number, number][] = [[0, 0], [t - 1, ip - oh], [u - 1, jp - ow], [0, 0]];
+    const pads: [number, number][] = [
+      [0, 0],
+      [t - 1, ip - oh],
+      [u - 1, jp - ow],
+      [0, 0],
+    ];
     const crop = pads.map(([a, b]) => [Math.min(0, a), Math.min(0, b)] as [number, number]);
     const dyc = crop.some(([a, b]) => a < 0 || b < 0) ? s.padCrop(dy, crop) : dy;
     const explicit = pads.map(([a, b]) => [Math.max(0, a), Math.max(0, b)]) as tf.backend_util.ExplicitPadding;
@@ -244,7 +300,14 @@ function convBackpropInputPhases(s: Scratch, dy: Info, filter: Info, inH: number
  * History (quiet machine, conv_stack, 2 threads): batch/channel swap conv dxdw/fwd 4.2; im2col by
  * memmove + one GEMM 4.15 (the copy ran on one thread); views 3.5-3.6. Returns null for strided convs.
  */
-export function convBackpropFilterShifted(s: Scratch, x: Info, dy: Info, kh: number, kw: number, g: Geometry): Info | null {
+export function convBackpropFilterShifted(
+  s: Scratch,
+  x: Info,
+  dy: Info,
+  kh: number,
+  kw: number,
+  g: Geometry,
+): Info | null {
   if (g.sh !== 1 || g.sw !== 1) return null;
   const be = s.backend;
   const [n, h, w, cin] = x.shape;
@@ -255,8 +318,21 @@ export function convBackpropFilterShifted(s: Scratch, x: Info, dy: Info, kh: num
   const taps = kh * kw;
   const xt = s.transpose(x, [3, 0, 1, 2]); // [Cin, N, H, W]
   // One extra zero channel: the shifted window of the last channel runs past its plane into it.
-  const xp = s.padCrop(xt, [[0, 1], [0, 0], [g.padTop, hp - h - g.padTop], [g.padLeft, wp - w - g.padLeft]]); // [Cin + 1, N, Hp, Wp]
-  const dyp = oh === hp && ow === wp ? dy : s.padCrop(dy, [[0, 0], [0, hp - oh], [0, wp - ow], [0, 0]]);
+  const xp = s.padCrop(xt, [
+    [0, 1],
+    [0, 0],
+    [g.padTop, hp - h - g.padTop],
+    [g.padLeft, wp - w - g.padLeft],
+  ]); // [Cin + 1, N, Hp, Wp]
+  const dyp =
+    oh === hp && ow === wp
+      ? dy
+      : s.padCrop(dy, [
+          [0, 0],
+          [0, hp - oh],
+          [0, wp - ow],
+          [0, 0],
+        ]);
   // A view with its own id: XNNPACK packs the right operand once per id, then serves all taps.
   const dyg = view(be, dyp, 0, [1, plane, cout]);
   const out = s.track(be.makeOutput([taps * cin, cout], 'float32'));
@@ -306,7 +382,12 @@ export function convBackpropFilter(s: Scratch, x: Info, dy: Info, kh: number, kw
   const dyt = s.transpose(dy, [1, 2, 0, 3]); // [OH, OW, N, Cout]: a filter
   const needH = (kh - 1) * g.dh + (oh - 1) * g.sh + 1;
   const needW = (kw - 1) * g.dw + (ow - 1) * g.sw + 1;
-  const xp = s.padCrop(xt, [[0, 0], [g.padTop, needH - h - g.padTop], [g.padLeft, needW - w - g.padLeft], [0, 0]]);
+  const xp = s.padCrop(xt, [
+    [0, 0],
+    [g.padTop, needH - h - g.padTop],
+    [g.padLeft, needW - w - g.padLeft],
+    [0, 0],
+  ]);
   const out = s.conv2d(xp, dyt, [g.dh, g.dw], [g.sh, g.sw]); // [Cin, KH, KW, Cout]
   return s.transpose(out, [1, 2, 0, 3]);
 }
@@ -336,7 +417,14 @@ export function conv2DBackpropInputKernel({ inputs, backend, attrs }: KArgs<Back
     const dy = nchw ? s.transpose(inputs.dy, [0, 2, 3, 1]) : inputs.dy;
     const xs = attrs.inputShape;
     const xShape: [number, number, number, number] = nchw ? [xs[0], xs[2], xs[3], xs[1]] : xs;
-    const g = convGeometry(xShape, inputs.filter.shape as [number, number, number, number], attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode);
+    const g = convGeometry(
+      xShape,
+      inputs.filter.shape as [number, number, number, number],
+      attrs.strides,
+      attrs.dilations ?? 1,
+      attrs.pad,
+      attrs.dimRoundingMode,
+    );
     let dx = convBackpropInput(s, dy, inputs.filter, xShape[1], xShape[2], g);
     if (nchw) dx = s.transpose(dx, [0, 3, 1, 2]);
     return s.keep(dx);
@@ -352,7 +440,14 @@ export function conv2DBackpropFilterKernel({ inputs, backend, attrs }: KArgs<Bac
     const x = nchw ? s.transpose(inputs.x, [0, 2, 3, 1]) : inputs.x;
     const dy = nchw ? s.transpose(inputs.dy, [0, 2, 3, 1]) : inputs.dy;
     const fs = attrs.filterShape;
-    const g = convGeometry(x.shape as [number, number, number, number], fs, attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode);
+    const g = convGeometry(
+      x.shape as [number, number, number, number],
+      fs,
+      attrs.strides,
+      attrs.dilations ?? 1,
+      attrs.pad,
+      attrs.dimRoundingMode,
+    );
     return s.keep(convBackpropFilter(s, x, dy, fs[0], fs[1], g));
   } finally {
     s.dispose();
@@ -368,12 +463,21 @@ function padCropOps<T extends tf.Tensor>(x: T, pads: [number, number][]): T {
     const size = pads.map(([a, b], i) => t.shape[i] - Math.max(0, -a) - Math.max(0, -b));
     t = tf.slice(t, begin, size);
   }
-  if (pads.some(([a, b]) => a > 0 || b > 0)) t = tf.pad(t, pads.map(([a, b]) => [Math.max(0, a), Math.max(0, b)] as [number, number]));
+  if (pads.some(([a, b]) => a > 0 || b > 0))
+    t = tf.pad(
+      t,
+      pads.map(([a, b]) => [Math.max(0, a), Math.max(0, b)] as [number, number]),
+    );
   return t as T;
 }
 
 /** dx of an NHWC conv in tf ops. */
-export function conv2dBackpropInputOps(dy: tf.Tensor4D, filter: tf.Tensor4D, xShape: [number, number, number, number], g: Geometry): tf.Tensor4D {
+export function conv2dBackpropInputOps(
+  dy: tf.Tensor4D,
+  filter: tf.Tensor4D,
+  xShape: [number, number, number, number],
+  g: Geometry,
+): tf.Tensor4D {
   return tf.tidy(() => {
     const [n, oh, ow, cout] = dy.shape;
     const [kh, kw] = filter.shape;
@@ -384,20 +488,37 @@ export function conv2dBackpropInputOps(dy: tf.Tensor4D, filter: tf.Tensor4D, xSh
     let lh = oh;
     let lw = ow;
     if (g.sh > 1 || g.sw > 1) {
-      const p = tf.pad(dy.reshape([n, oh, 1, ow, 1, cout]), [[0, 0], [0, 0], [0, g.sh - 1], [0, 0], [0, g.sw - 1], [0, 0]]);
+      const p = tf.pad(dy.reshape([n, oh, 1, ow, 1, cout]), [
+        [0, 0],
+        [0, 0],
+        [0, g.sh - 1],
+        [0, 0],
+        [0, g.sw - 1],
+        [0, 0],
+      ]);
       lh = oh * g.sh;
       lw = ow * g.sw;
       d = p.reshape([n, lh, lw, cout]);
     }
     const pt = dkh - 1 - g.padTop;
     const pl = dkw - 1 - g.padLeft;
-    const dp = padCropOps(d, [[0, 0], [pt, xShape[1] - lh - pt + dkh - 1], [pl, xShape[2] - lw - pl + dkw - 1], [0, 0]]);
+    const dp = padCropOps(d, [
+      [0, 0],
+      [pt, xShape[1] - lh - pt + dkh - 1],
+      [pl, xShape[2] - lw - pl + dkw - 1],
+      [0, 0],
+    ]);
     return tf.conv2d(dp, wt, 1, 'valid', 'NHWC', [g.dh, g.dw]);
   });
 }
 
 /** dW of an NHWC conv in tf ops (stride or dilation must be 1, as tfjs's conv2d requires). */
-export function conv2dBackpropFilterOps(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: [number, number, number, number], g: Geometry): tf.Tensor4D {
+export function conv2dBackpropFilterOps(
+  x: tf.Tensor4D,
+  dy: tf.Tensor4D,
+  filterShape: [number, number, number, number],
+  g: Geometry,
+): tf.Tensor4D {
   return tf.tidy(() => {
     const [kh, kw] = filterShape;
     const [, h, w] = x.shape;
@@ -406,7 +527,12 @@ export function conv2dBackpropFilterOps(x: tf.Tensor4D, dy: tf.Tensor4D, filterS
     const dyt = tf.transpose(dy, [1, 2, 0, 3]);
     const needH = (kh - 1) * g.dh + (oh - 1) * g.sh + 1;
     const needW = (kw - 1) * g.dw + (ow - 1) * g.sw + 1;
-    const xp = padCropOps(xt, [[0, 0], [g.padTop, needH - h - g.padTop], [g.padLeft, needW - w - g.padLeft], [0, 0]]);
+    const xp = padCropOps(xt, [
+      [0, 0],
+      [g.padTop, needH - h - g.padTop],
+      [g.padLeft, needW - w - g.padLeft],
+      [0, 0],
+    ]);
     const out = tf.conv2d(xp, dyt, [g.dh, g.dw], 'valid', 'NHWC', [g.sh, g.sw]);
     return tf.transpose(out, [1, 2, 0, 3]);
   });
@@ -422,17 +548,47 @@ interface DepthwiseAttrs {
 }
 
 function depthwiseGeometry(xShape: number[], filterShape: number[], a: DepthwiseAttrs): Geometry {
-  const info = tf.backend_util.computeConv2DInfo(xShape as [number, number, number, number], filterShape as [number, number, number, number],
-    a.strides, a.dilations ?? 1, a.pad, a.dimRoundingMode, true, 'channelsLast');
-  return { sh: info.strideHeight, sw: info.strideWidth, dh: info.dilationHeight, dw: info.dilationWidth, padTop: info.padInfo.top, padLeft: info.padInfo.left };
+  const info = tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    a.strides,
+    a.dilations ?? 1,
+    a.pad,
+    a.dimRoundingMode,
+    true,
+    'channelsLast',
+  );
+  return {
+    sh: info.strideHeight,
+    sw: info.strideWidth,
+    dh: info.dilationHeight,
+    dw: info.dilationWidth,
+    padTop: info.padInfo.top,
+    padLeft: info.padInfo.left,
+  };
 }
 
-function depthwise(s: Scratch, x: Info, filter: Info, strides: [number, number], dilations: [number, number], pad: 'valid' | tf.backend_util.ExplicitPadding = 'valid'): Info {
-  return s.run('DepthwiseConv2dNative', { x, filter }, { strides, pad, dilations, dataFormat: 'NHWC', dimRoundingMode: undefined });
+function depthwise(
+  s: Scratch,
+  x: Info,
+  filter: Info,
+  strides: [number, number],
+  dilations: [number, number],
+  pad: 'valid' | tf.backend_util.ExplicitPadding = 'valid',
+): Info {
+  return s.run(
+    'DepthwiseConv2dNative',
+    { x, filter },
+    { strides, pad, dilations, dataFormat: 'NHWC', dimRoundingMode: undefined },
+  );
 }
 
 /** dx of a depthwise conv: a depthwise conv of dy (zero-dilated by the stride) with the rotated filter. */
-export function depthwiseBackpropInputKernel({ inputs, backend, attrs }: KArgs<DepthwiseAttrs & { inputShape: number[] }>): Info {
+export function depthwiseBackpropInputKernel({
+  inputs,
+  backend,
+  attrs,
+}: KArgs<DepthwiseAttrs & { inputShape: number[] }>): Info {
   const s = new Scratch(backend as WasmBackend);
   try {
     const { dy, filter } = inputs;
@@ -447,14 +603,26 @@ export function depthwiseBackpropInputKernel({ inputs, backend, attrs }: KArgs<D
     let lh = oh;
     let lw = ow;
     if (g.sh > 1 || g.sw > 1) {
-      const p = s.padCrop(s.reshape(dy, [n, oh, 1, ow, 1, c * m]), [[0, 0], [0, 0], [0, g.sh - 1], [0, 0], [0, g.sw - 1], [0, 0]]);
+      const p = s.padCrop(s.reshape(dy, [n, oh, 1, ow, 1, c * m]), [
+        [0, 0],
+        [0, 0],
+        [0, g.sh - 1],
+        [0, 0],
+        [0, g.sw - 1],
+        [0, 0],
+      ]);
       lh = oh * g.sh;
       lw = ow * g.sw;
       d = s.reshape(p, [n, lh, lw, c * m]);
     }
     const pt = dkh - 1 - g.padTop;
     const pl = dkw - 1 - g.padLeft;
-    const dp = s.padCrop(d, [[0, 0], [pt, inH - lh - pt + dkh - 1], [pl, inW - lw - pl + dkw - 1], [0, 0]]);
+    const dp = s.padCrop(d, [
+      [0, 0],
+      [pt, inH - lh - pt + dkh - 1],
+      [pl, inW - lw - pl + dkw - 1],
+      [0, 0],
+    ]);
     let dx = depthwise(s, dp, wr, [1, 1], [g.dh, g.dw]); // [N, H, W, C*M]
     if (m > 1) dx = s.run('Sum', { x: s.reshape(dx, [n, inH, inW, c, m]) }, { axis: [4], keepDims: false });
     return s.keep(dx);
@@ -464,7 +632,11 @@ export function depthwiseBackpropInputKernel({ inputs, backend, attrs }: KArgs<D
 }
 
 /** dW of a depthwise conv: batch folded into channels, dy as a per-channel filter, then summed over the batch. */
-export function depthwiseBackpropFilterKernel({ inputs, backend, attrs }: KArgs<DepthwiseAttrs & { filterShape: number[] }>): Info {
+export function depthwiseBackpropFilterKernel({
+  inputs,
+  backend,
+  attrs,
+}: KArgs<DepthwiseAttrs & { filterShape: number[] }>): Info {
   const s = new Scratch(backend as WasmBackend);
   try {
     const { x, dy } = inputs;
@@ -476,9 +648,18 @@ export function depthwiseBackpropFilterKernel({ inputs, backend, attrs }: KArgs<
     const f = s.reshape(s.transpose(s.reshape(dy, [n, oh, ow, c, m]), [1, 2, 0, 3, 4]), [oh, ow, n * c, m]);
     const needH = (kh - 1) * g.dh + (oh - 1) * g.sh + 1;
     const needW = (kw - 1) * g.dw + (ow - 1) * g.sw + 1;
-    const xp = s.padCrop(xt, [[0, 0], [g.padTop, needH - h - g.padTop], [g.padLeft, needW - w - g.padLeft], [0, 0]]);
+    const xp = s.padCrop(xt, [
+      [0, 0],
+      [g.padTop, needH - h - g.padTop],
+      [g.padLeft, needW - w - g.padLeft],
+      [0, 0],
+    ]);
     const out = depthwise(s, xp, f, [g.dh, g.dw], [g.sh, g.sw]); // [1, KH, KW, (n, c, m)]
-    const dw = s.run('Sum', { x: s.transpose(s.reshape(out, [kh, kw, n, c * m]), [0, 1, 3, 2]) }, { axis: [3], keepDims: false });
+    const dw = s.run(
+      'Sum',
+      { x: s.transpose(s.reshape(out, [kh, kw, n, c * m]), [0, 1, 3, 2]) },
+      { axis: [3], keepDims: false },
+    );
     return s.keep(s.reshape(dw, [kh, kw, c, m]));
   } finally {
     s.dispose();

@@ -40,10 +40,18 @@ function gemmFunc(): string {
     set('rowb', mul(get('n'), i32(4))),
     set('rowc', mul(get('n'), i32(4))),
     `(memory.fill ${get('c')} ${i32(0)} ${mul(mul(get('m'), get('n')), i32(4))})`,
-    ...loop('t0', get('t'), [
-      set('t1', `(select ${add(get('t0'), i32(CHUNK))} ${get('t')} (i32.lt_u ${add(get('t0'), i32(CHUNK))} ${get('t')}))`),
-      ...loop('i', get('m'), loop('j', get('n'), block, 8), 4),
-    ], CHUNK),
+    ...loop(
+      't0',
+      get('t'),
+      [
+        set(
+          't1',
+          `(select ${add(get('t0'), i32(CHUNK))} ${get('t')} (i32.lt_u ${add(get('t0'), i32(CHUNK))} ${get('t')}))`,
+        ),
+        ...loop('i', get('m'), loop('j', get('n'), block, 8), 4),
+      ],
+      CHUNK,
+    ),
     ')',
   ].join('\n');
 }

@@ -25,9 +25,18 @@ function sigmoidOf(y: string): string[] {
   return [
     set('z', `(f32x4.max (f32x4.min (f32x4.neg ${get(y)}) ${f4(88.3)}) ${f4(-87.3)})`),
     set('k', `(f32x4.nearest ${fmul(get('z'), f4(1.4426950408889634))})`),
-    set('r', `(f32x4.sub (f32x4.sub ${get('z')} ${fmul(get('k'), f4(0.693145751953125))}) ${fmul(get('k'), f4(1.428606765330187e-6))})`),
+    set(
+      'r',
+      `(f32x4.sub (f32x4.sub ${get('z')} ${fmul(get('k'), f4(0.693145751953125))}) ${fmul(get('k'), f4(1.428606765330187e-6))})`,
+    ),
     // 2^k: (k + 127) << 23 as float bits.
-    set('p', fmul(horner, `(i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s ${get('k')}) (v128.const i32x4 127 127 127 127)) (i32.const 23))`)),
+    set(
+      'p',
+      fmul(
+        horner,
+        `(i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s ${get('k')}) (v128.const i32x4 127 127 127 127)) (i32.const 23))`,
+      ),
+    ),
     set('p', `(f32x4.div ${f4(1)} ${fadd(f4(1), get('p'))})`),
   ];
 }
@@ -41,30 +50,53 @@ function groupNormFunc(): string {
   const vecCh = (body: string[]) => loop('j', get('c'), body, 4);
   // Per group g (channels g·cg .. g·cg + cg - 1): reduce the per-channel values at `at` and write
   // the group statistic to every channel of the group.
-  const perGroup = (at: (j: string) => string, stat: string) => loop('g', get('groups'), [
-    set('acc', '(f32.const 0)'),
-    ...loop('j', add(mul(get('g'), get('cg')), get('cg')), [set('acc', `(f32.add ${get('acc')} (f32.load ${at(get('j'))}))`)], 1, mul(get('g'), get('cg'))),
-    set('acc', stat),
-    ...loop('j', add(mul(get('g'), get('cg')), get('cg')), [`(f32.store ${at(get('j'))} ${get('acc')})`], 1, mul(get('g'), get('cg'))),
-  ]);
+  const perGroup = (at: (j: string) => string, stat: string) =>
+    loop('g', get('groups'), [
+      set('acc', '(f32.const 0)'),
+      ...loop(
+        'j',
+        add(mul(get('g'), get('cg')), get('cg')),
+        [set('acc', `(f32.add ${get('acc')} (f32.load ${at(get('j'))}))`)],
+        1,
+        mul(get('g'), get('cg')),
+      ),
+      set('acc', stat),
+      ...loop(
+        'j',
+        add(mul(get('g'), get('cg')), get('cg')),
+        [`(f32.store ${at(get('j'))} ${get('acc')})`],
+        1,
+        mul(get('g'), get('cg')),
+      ),
+    ]);
   const cnt = `(f32.convert_i32_u ${mul(get('l'), get('cg'))})`;
   const perSample = [
     set('xb', add(get('src'), mul(mul(get('b'), get('l')), get('rowb')))),
     set('yb', add(get('dst'), mul(mul(get('b'), get('l')), get('rowb')))),
     `(memory.fill ${get('tmp')} ${i32(0)} ${mul(get('rowb'), i32(2))})`,
     // Pass 1: channel sums -> group means (per channel).
-    ...row(vecCh([`(v128.store ${S(get('j'))} ${fadd(`(v128.load ${S(get('j'))})`, `(v128.load ${F('px', get('j'))})`)})`])),
+    ...row(
+      vecCh([`(v128.store ${S(get('j'))} ${fadd(`(v128.load ${S(get('j'))})`, `(v128.load ${F('px', get('j'))})`)})`]),
+    ),
     ...perGroup(S, `(f32.div ${get('acc')} ${cnt})`),
     // Pass 2: channel sums of squared deviations -> group 1/sqrt(var + eps).
-    ...row(vecCh([
-      set('d', `(f32x4.sub (v128.load ${F('px', get('j'))}) (v128.load ${S(get('j'))}))`),
-      `(v128.store ${Q(get('j'))} ${fadd(`(v128.load ${Q(get('j'))})`, fmul(get('d'), get('d')))})`,
-    ])),
+    ...row(
+      vecCh([
+        set('d', `(f32x4.sub (v128.load ${F('px', get('j'))}) (v128.load ${S(get('j'))}))`),
+        `(v128.store ${Q(get('j'))} ${fadd(`(v128.load ${Q(get('j'))})`, fmul(get('d'), get('d')))})`,
+      ]),
+    ),
     ...perGroup(Q, `(f32.div (f32.const 1) (f32.sqrt (f32.add (f32.div ${get('acc')} ${cnt}) ${get('eps')})))`),
     // Per channel: a = rstd · γ · s1, b = β · s1 + shift − mean · a.
     ...loop('j', get('c'), [
-      set('s1', `(if (result f32) ${get('scale1')} (then (f32.load ${F('scale1', add(mul(get('b'), get('c')), get('j')))})) (else (f32.const 1)))`),
-      set('sh', `(if (result f32) ${get('shift')} (then (f32.load ${F('shift', add(mul(get('b'), get('c')), get('j')))})) (else (f32.const 0)))`),
+      set(
+        's1',
+        `(if (result f32) ${get('scale1')} (then (f32.load ${F('scale1', add(mul(get('b'), get('c')), get('j')))})) (else (f32.const 1)))`,
+      ),
+      set(
+        'sh',
+        `(if (result f32) ${get('shift')} (then (f32.load ${F('shift', add(mul(get('b'), get('c')), get('j')))})) (else (f32.const 0)))`,
+      ),
       set('acc', `(f32.mul (f32.mul (f32.load ${Q(get('j'))}) (f32.load ${F('gamma', get('j'))})) ${get('s1')})`),
       `(f32.store ${B(get('j'))} (f32.sub (f32.add (f32.mul (f32.load ${F('beta', get('j'))}) ${get('s1')}) ${get('sh')}) (f32.mul (f32.load ${S(get('j'))}) ${get('acc')})))`,
       `(f32.store ${Q(get('j'))} ${get('acc')})`,
@@ -73,7 +105,10 @@ function groupNormFunc(): string {
     ...row([
       set('py', add(get('yb'), mul(get('i'), get('rowb')))),
       ...vecCh([
-        set('y', fadd(fmul(`(v128.load ${F('px', get('j'))})`, `(v128.load ${Q(get('j'))})`), `(v128.load ${B(get('j'))})`)),
+        set(
+          'y',
+          fadd(fmul(`(v128.load ${F('px', get('j'))})`, `(v128.load ${Q(get('j'))})`), `(v128.load ${B(get('j'))})`),
+        ),
         `(if ${get('silu')} (then ${[...sigmoidOf('y'), set('y', fmul(get('y'), get('p')))].join(' ')}))`,
         `(v128.store ${F('py', get('j'))} ${get('y')})`,
       ]),

@@ -31,7 +31,15 @@ export function fusedGroupNormApplies(x: tf.Tensor): boolean {
 }
 
 /** inputs: x [N, ..., C], gamma [C], beta [C], optional scale1 and shift [N, C]. */
-export function groupNormKernel({ inputs, backend, attrs }: { inputs: Record<string, Info>; backend: unknown; attrs: GroupNormAttrs }): Info {
+export function groupNormKernel({
+  inputs,
+  backend,
+  attrs,
+}: {
+  inputs: Record<string, Info>;
+  backend: unknown;
+  attrs: GroupNormAttrs;
+}): Info {
   const be = backend as WasmBackend;
   const k = simdKernels(be);
   if (!k) throw new Error(`${GROUP_NORM_KERNEL}: our SIMD module is unavailable on this backend`);
@@ -42,8 +50,21 @@ export function groupNormKernel({ inputs, backend, attrs }: { inputs: Record<str
   const out = be.makeOutput(x.shape, 'float32');
   const tmp = be.makeOutput([3 * c], 'float32');
   try {
-    k.groupNorm(addr(be, x), addr(be, out), addr(be, gamma), addr(be, beta), scale1 ? addr(be, scale1) : 0, shift ? addr(be, shift) : 0,
-      addr(be, tmp), n, l, c, attrs.groups, attrs.eps, attrs.silu ? 1 : 0);
+    k.groupNorm(
+      addr(be, x),
+      addr(be, out),
+      addr(be, gamma),
+      addr(be, beta),
+      scale1 ? addr(be, scale1) : 0,
+      shift ? addr(be, shift) : 0,
+      addr(be, tmp),
+      n,
+      l,
+      c,
+      attrs.groups,
+      attrs.eps,
+      attrs.silu ? 1 : 0,
+    );
   } finally {
     be.disposeData(tmp.dataId);
   }

@@ -58,7 +58,15 @@ import { transposeKernel } from './transpose.js';
 import { sumKernel } from './reduce.js';
 import { GROUP_NORM_KERNEL, groupNormKernel } from './groupnorm.js';
 import { ADAM_KERNEL, adamKernel } from './adam.js';
-import { conv2DBackpropFilterKernel, conv2DBackpropInputKernel, depthwiseBackpropFilterKernel, depthwiseBackpropInputKernel, conv2dBackpropFilterOps, conv2dBackpropInputOps, convGeometry } from './conv.js';
+import {
+  conv2DBackpropFilterKernel,
+  conv2DBackpropInputKernel,
+  depthwiseBackpropFilterKernel,
+  depthwiseBackpropInputKernel,
+  conv2dBackpropFilterOps,
+  conv2dBackpropInputOps,
+  convGeometry,
+} from './conv.js';
 
 type GradFunc = tf.GradConfig['gradFunc'];
 
@@ -123,8 +131,22 @@ function installGradients(): void {
     const { strides, pad, dataFormat, dimRoundingMode, dilations } = attrs as unknown as tf.Conv2DAttrs;
     if (allOne(dilations)) {
       return {
-        x: () => tf.engine().runKernel('Conv2DBackpropInput', { dy: d, filter }, { strides, pad, dataFormat, dimRoundingMode, inputShape: x.shape } as never) as tf.Tensor,
-        filter: () => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: d }, { strides, pad, dataFormat, dimRoundingMode, filterShape: filter.shape } as never) as tf.Tensor,
+        x: () =>
+          tf.engine().runKernel('Conv2DBackpropInput', { dy: d, filter }, {
+            strides,
+            pad,
+            dataFormat,
+            dimRoundingMode,
+            inputShape: x.shape,
+          } as never) as tf.Tensor,
+        filter: () =>
+          tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: d }, {
+            strides,
+            pad,
+            dataFormat,
+            dimRoundingMode,
+            filterShape: filter.shape,
+          } as never) as tf.Tensor,
       };
     }
     const nchw = dataFormat === 'NCHW';

@@ -16,34 +16,74 @@
  * folds the batch into one product for the weights of a linear layer.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Scratch, cacheAllowed, captureOriginal, derived, heapU8, releaseView, view, type Info, type WasmBackend } from './wasm.js';
+import {
+  Scratch,
+  cacheAllowed,
+  captureOriginal,
+  derived,
+  heapU8,
+  releaseView,
+  view,
+  type Info,
+  type WasmBackend,
+} from './wasm.js';
 import { addr, simdKernels } from './simd.js';
 import { transposeWasm } from './transpose.js';
 import { wasmThreadsEnabled } from './threads-count.js';
 
-type CMatMul = (aId: number, aShapePtr: number, aRank: number, bId: number, bShapePtr: number, bRank: number,
-  transposeA: number, transposeB: number, outId: number) => void;
+type CMatMul = (
+  aId: number,
+  aShapePtr: number,
+  aRank: number,
+  bId: number,
+  bShapePtr: number,
+  bRank: number,
+  transposeA: number,
+  transposeB: number,
+  outId: number,
+) => void;
 
 /**
  * The wasm backend's C++ BatchMatMul, called with its shapes in a buffer that lives as long as the
  * backend (cwrap's 'array' arguments copy them to the stack on every call, ~7 us of ~35 per call).
  */
-interface CallState { fn: CMatMul; shapes: number; view: Int32Array | null }
+interface CallState {
+  fn: CMatMul;
+  shapes: number;
+  view: Int32Array | null;
+}
 
 const states = new WeakMap<object, CallState>();
 
 /** One fully-connected product [1, rows, k]·[1, k, n] -> [1, rows, n] on tensor ids (XNNPACK). */
-export function product(backend: WasmBackend, aId: number, rows: number, k: number, bId: number, n: number, outId: number): void {
+export function product(
+  backend: WasmBackend,
+  aId: number,
+  rows: number,
+  k: number,
+  bId: number,
+  n: number,
+  outId: number,
+): void {
   let st = states.get(backend);
   if (!st) {
     const w = backend.wasm as unknown as { cwrap: (n: string, r: null, a: string[]) => CMatMul };
-    st = { fn: w.cwrap('BatchMatMul', null, new Array(9).fill('number')), shapes: backend.wasm._malloc(24) >>> 0, view: null };
+    st = {
+      fn: w.cwrap('BatchMatMul', null, new Array(9).fill('number')),
+      shapes: backend.wasm._malloc(24) >>> 0,
+      view: null,
+    };
     states.set(backend, st);
   }
   const heap = heapU8(backend).buffer;
   if (!st.view || st.view.buffer !== heap) st.view = new Int32Array(heap, st.shapes, 6);
   const v = st.view;
-  v[0] = 1; v[1] = rows; v[2] = k; v[3] = 1; v[4] = k; v[5] = n;
+  v[0] = 1;
+  v[1] = rows;
+  v[2] = k;
+  v[3] = 1;
+  v[4] = k;
+  v[5] = n;
   st.fn(aId, st.shapes, 3, bId, st.shapes + 12, 3, 0, 0, outId);
 }
 
@@ -123,10 +163,19 @@ function productTN(backend: WasmBackend, a: Info, b: Info): Info | null {
   return out;
 }
 
-export function batchMatMulKernel({ inputs, backend: be, attrs }: { inputs: Record<string, Info>; backend: unknown; attrs: { transposeA: boolean; transposeB: boolean } }): Info {
+export function batchMatMulKernel({
+  inputs,
+  backend: be,
+  attrs,
+}: {
+  inputs: Record<string, Info>;
+  backend: unknown;
+  attrs: { transposeA: boolean; transposeB: boolean };
+}): Info {
   const backend = be as WasmBackend;
   const { a, b } = inputs;
-  if (a.dtype !== 'float32' || b.dtype !== 'float32') throw new Error(`BatchMatMul on wasm needs float32 inputs, got ${a.dtype} and ${b.dtype}`);
+  if (a.dtype !== 'float32' || b.dtype !== 'float32')
+    throw new Error(`BatchMatMul on wasm needs float32 inputs, got ${a.dtype} and ${b.dtype}`);
   const s = new Scratch(backend);
   try {
     const ra = a.shape.length;
@@ -139,13 +188,20 @@ export function batchMatMulKernel({ inputs, backend: be, attrs }: { inputs: Reco
     // has transposeA, and no forward x·W or input gradient dy·Wᵀ has). So only without transposeA.
     const cache = !attrs.transposeA;
     // Shared right operand given transposed (a linear layer's dx = dy·Wᵀ): a cached copy.
-    const bT = cache && attrs.transposeB && tf.util.sizeFromShape(b.shape.slice(0, -2)) === 1 && tf.util.sizeFromShape(b.shape) > 0
-      ? cachedTranspose(backend, b, b.shape[rb - 1], b.shape[rb - 2]) : null;
+    const bT =
+      cache &&
+      attrs.transposeB &&
+      tf.util.sizeFromShape(b.shape.slice(0, -2)) === 1 &&
+      tf.util.sizeFromShape(b.shape) > 0
+        ? cachedTranspose(backend, b, b.shape[rb - 1], b.shape[rb - 2])
+        : null;
     const B = bT ?? (attrs.transposeB ? s.transpose(b, swapLast2(rb)) : b); // [..., K, N]
     const [m, k] = A.shape.slice(-2);
     const [k2, n] = B.shape.slice(-2);
     if (k !== k2) {
-      throw new Error(`Error in matMul: inner shapes (${k}) and (${k2}) of Tensors with shapes ${a.shape} and ${b.shape} and transposeA=${attrs.transposeA} and transposeB=${attrs.transposeB} must match.`);
+      throw new Error(
+        `Error in matMul: inner shapes (${k}) and (${k2}) of Tensors with shapes ${a.shape} and ${b.shape} and transposeA=${attrs.transposeA} and transposeB=${attrs.transposeB} must match.`,
+      );
     }
     const batchA = A.shape.slice(0, -2);
     const batchB = B.shape.slice(0, -2);
@@ -167,7 +223,9 @@ export function batchMatMulKernel({ inputs, backend: be, attrs }: { inputs: Reco
       // (see `cacheableRightOperand`); otherwise a view with a fresh id (packed, then dropped).
       const out = backend.makeOutput(outShape, 'float32');
       // (XNNPACK's packed copy under B's own id counts against the cache budget, wasm.ts.)
-      const own = B === bT || (cache && B === b && cacheableRightOperand(b, k) && cacheAllowed(backend, b, 'xnnpack fc', 4 * k * n));
+      const own =
+        B === bT ||
+        (cache && B === b && cacheableRightOperand(b, k) && cacheAllowed(backend, b, 'xnnpack fc', 4 * k * n));
       const bv = own ? B : view(backend, B, 0, [1, k, n]);
       try {
         // A and the output are read and written whole: their own ids (the cache is keyed by B's id only).
@@ -226,7 +284,11 @@ function unbroadcast(g: tf.Tensor, shape: number[]): tf.Tensor {
 }
 
 /** Gradient of BatchMatMul for every backend (reduces broadcast batch axes; folds shared weights). */
-export function batchMatMulGrad(dy: tf.Tensor, saved: tf.Tensor[], attrs: tf.NamedAttrMap): Record<string, () => tf.Tensor> {
+export function batchMatMulGrad(
+  dy: tf.Tensor,
+  saved: tf.Tensor[],
+  attrs: tf.NamedAttrMap,
+): Record<string, () => tf.Tensor> {
   const [a, b] = saved;
   const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
   const nA = tf.util.sizeFromShape(a.shape.slice(0, -2));
@@ -247,8 +309,12 @@ export function batchMatMulGrad(dy: tf.Tensor, saved: tf.Tensor[], attrs: tf.Nam
         return g.reshape(b.shape);
       }
       const g = transposeB
-        ? (transposeA ? tf.matMul(dy, a, true, true) : tf.matMul(dy, a, true, false))
-        : (transposeA ? tf.matMul(a, dy, false, false) : tf.matMul(a, dy, true, false));
+        ? transposeA
+          ? tf.matMul(dy, a, true, true)
+          : tf.matMul(dy, a, true, false)
+        : transposeA
+          ? tf.matMul(a, dy, false, false)
+          : tf.matMul(a, dy, true, false);
       return unbroadcast(g, b.shape);
     },
   };
@@ -261,11 +327,16 @@ export function batchMatMulGrad(dy: tf.Tensor, saved: tf.Tensor[], attrs: tf.Nam
  * the call (its operator and packed copy with it). Measured on the 256 px guided-diffusion UNet:
  * 194 MiB of packed embedding projections otherwise.
  */
-export function fusedMatMulKernel(args: { inputs: Record<string, Info>; backend: unknown; attrs: Record<string, unknown> }): Info {
+export function fusedMatMulKernel(args: {
+  inputs: Record<string, Info>;
+  backend: unknown;
+  attrs: Record<string, unknown>;
+}): Info {
   const backend = args.backend as WasmBackend;
   const { b } = args.inputs;
   const orig = captureOriginal('_FusedMatMul')!;
-  if (b.dtype !== 'float32' || cacheAllowed(backend, b, 'xnnpack fc', 4 * tf.util.sizeFromShape(b.shape))) return orig(args as never) as Info;
+  if (b.dtype !== 'float32' || cacheAllowed(backend, b, 'xnnpack fc', 4 * tf.util.sizeFromShape(b.shape)))
+    return orig(args as never) as Info;
   const bv = view(backend, b, 0, b.shape);
   try {
     return orig({ ...args, inputs: { ...args.inputs, b: bv } } as never) as Info;

@@ -5,7 +5,11 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Info } from './wasm.js';
 
-export type KernelFunc = (args: { inputs: Record<string, Info>; backend: unknown; attrs?: Record<string, unknown> }) => Info | Info[];
+export type KernelFunc = (args: {
+  inputs: Record<string, Info>;
+  backend: unknown;
+  attrs?: Record<string, unknown>;
+}) => Info | Info[];
 
 const originals = new Map<string, KernelFunc>();
 

@@ -8,11 +8,19 @@
 import * as tf from '@tensorflow/tfjs';
 import { Scratch, captureOriginal, heapF32, heapI32, type Info, type WasmBackend } from './wasm.js';
 
-export function powKernel(args: { inputs: Record<string, Info>; backend: unknown; attrs?: Record<string, unknown> }): Info {
-  const { inputs: { a, b }, backend: be } = args;
+export function powKernel(args: {
+  inputs: Record<string, Info>;
+  backend: unknown;
+  attrs?: Record<string, unknown>;
+}): Info {
+  const {
+    inputs: { a, b },
+    backend: be,
+  } = args;
   const backend = be as WasmBackend;
   const stock = () => captureOriginal('Pow')!(args as never) as Info;
-  if (a.dtype !== 'float32' || tf.util.sizeFromShape(b.shape) !== 1 || (b.dtype !== 'float32' && b.dtype !== 'int32')) return stock();
+  if (a.dtype !== 'float32' || tf.util.sizeFromShape(b.shape) !== 1 || (b.dtype !== 'float32' && b.dtype !== 'int32'))
+    return stock();
   const e = b.dtype === 'float32' ? heapF32(backend, b)[0] : heapI32(backend, b)[0];
   const unary: Record<string, string> = { '2': 'Square', '0.5': 'Sqrt', '-0.5': 'Rsqrt', '-1': 'Reciprocal' };
   if (!(String(e) in unary) && e !== 1 && e !== 3) return stock();

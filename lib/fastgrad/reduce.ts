@@ -23,8 +23,15 @@ export function colSumPlan(shape: number[], axes: number[]): { p: number; r: num
   return { p: size(0, first), r: size(first, last + 1), c };
 }
 
-export function sumKernel(args: { inputs: { x: Info }; backend: unknown; attrs: { axis: number | number[] | null; keepDims: boolean } }): Info {
-  const { inputs: { x }, attrs } = args;
+export function sumKernel(args: {
+  inputs: { x: Info };
+  backend: unknown;
+  attrs: { axis: number | number[] | null; keepDims: boolean };
+}): Info {
+  const {
+    inputs: { x },
+    attrs,
+  } = args;
   const backend = args.backend as WasmBackend;
   const axes = attrs.axis == null ? x.shape.map((_, i) => i) : tf.util.parseAxisParam(attrs.axis, x.shape); // null: every axis
   const plan = x.dtype === 'float32' ? colSumPlan(x.shape, axes) : null;

@@ -5,15 +5,26 @@
 import * as tf from '@tensorflow/tfjs';
 import { heapF32, heapI32, type Info, type WasmBackend } from './wasm.js';
 
-export function unsortedSegmentSumKernel({ inputs, backend: be, attrs }: { inputs: Record<string, Info>; backend: unknown; attrs: { numSegments: number } }): Info {
+export function unsortedSegmentSumKernel({
+  inputs,
+  backend: be,
+  attrs,
+}: {
+  inputs: Record<string, Info>;
+  backend: unknown;
+  attrs: { numSegments: number };
+}): Info {
   const backend = be as WasmBackend;
   const { x, segmentIds } = inputs;
   const { numSegments } = attrs;
-  if (x.dtype !== 'float32' && x.dtype !== 'int32') throw new Error(`UnsortedSegmentSum on wasm supports float32 and int32, got ${x.dtype}`);
+  if (x.dtype !== 'float32' && x.dtype !== 'int32')
+    throw new Error(`UnsortedSegmentSum on wasm supports float32 and int32, got ${x.dtype}`);
   const idsRank = segmentIds.shape.length;
   for (let i = 0; i < idsRank; i++) {
     if (segmentIds.shape[i] !== x.shape[i]) {
-      throw new Error(`UnsortedSegmentSum: segmentIds shape ${JSON.stringify(segmentIds.shape)} must be a prefix of x shape ${JSON.stringify(x.shape)}`);
+      throw new Error(
+        `UnsortedSegmentSum: segmentIds shape ${JSON.stringify(segmentIds.shape)} must be a prefix of x shape ${JSON.stringify(x.shape)}`,
+      );
     }
   }
   const innerShape = x.shape.slice(idsRank);

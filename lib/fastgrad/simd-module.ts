@@ -15,5 +15,15 @@ import { winogradFuncs } from './winograd-wat.js';
 /** The module's text. `shared`: import a shared memory (tfjs's threaded build) or a plain one. */
 export function simdModuleWat(shared: boolean): string {
   const memory = shared ? '(memory 1 65536 shared)' : '(memory 1)';
-  return ['(module', `(import "env" "memory" ${memory})`, ...winogradFuncs(), ...transposeFuncs(), ...gemmFuncs(), ...reduceFuncs(), ...groupNormFuncs(), ...adamFuncs(), ')'].join('\n');
+  return [
+    '(module',
+    `(import "env" "memory" ${memory})`,
+    ...winogradFuncs(),
+    ...transposeFuncs(),
+    ...gemmFuncs(),
+    ...reduceFuncs(),
+    ...groupNormFuncs(),
+    ...adamFuncs(),
+    ')',
+  ].join('\n');
 }

@@ -8,16 +8,85 @@ import { SIMD_WASM_PLAIN, SIMD_WASM_SHARED } from './simd-wasm.js';
 import type { Info, WasmBackend } from './wasm.js';
 
 export interface SimdKernels {
-  winoInput(src: number, dst: number, win: number, n: number, h: number, w: number, c: number, pt: number, pl: number, th: number, tw: number, t0: number, t1: number): void;
+  winoInput(
+    src: number,
+    dst: number,
+    win: number,
+    n: number,
+    h: number,
+    w: number,
+    c: number,
+    pt: number,
+    pl: number,
+    th: number,
+    tw: number,
+    t0: number,
+    t1: number,
+  ): void;
   winoFilter(src: number, dst: number, cin: number, cout: number, e0: number, e1: number): void;
-  winoOutput(src: number, dst: number, bias: number, n: number, oh: number, ow: number, k: number, th: number, tw: number, relu: number, t0: number, t1: number): void;
-  winoGradOutput(src: number, dst: number, n: number, oh: number, ow: number, k: number, th: number, tw: number, t0: number, t1: number): void;
+  winoOutput(
+    src: number,
+    dst: number,
+    bias: number,
+    n: number,
+    oh: number,
+    ow: number,
+    k: number,
+    th: number,
+    tw: number,
+    relu: number,
+    t0: number,
+    t1: number,
+  ): void;
+  winoGradOutput(
+    src: number,
+    dst: number,
+    n: number,
+    oh: number,
+    ow: number,
+    k: number,
+    th: number,
+    tw: number,
+    t0: number,
+    t1: number,
+  ): void;
   winoGradFilter(src: number, dst: number, cin: number, cout: number, e0: number, e1: number): void;
   transpose2d(src: number, dst: number, p: number, a: number, b: number): void;
   gemmTN(a: number, b: number, c: number, t: number, m: number, n: number): void;
   colSum(src: number, dst: number, p: number, r: number, c: number): void;
-  adamStep(p: number, g: number, m: number, v: number, pOut: number, mOut: number, vOut: number, size: number, beta1: number, beta2: number, omb1: number, omb2: number, lrBc1: number, invBc2: number, eps: number, wdLr: number): void;
-  groupNorm(src: number, dst: number, gamma: number, beta: number, scale1: number, shift: number, tmp: number, n: number, l: number, c: number, groups: number, eps: number, silu: number): void;
+  adamStep(
+    p: number,
+    g: number,
+    m: number,
+    v: number,
+    pOut: number,
+    mOut: number,
+    vOut: number,
+    size: number,
+    beta1: number,
+    beta2: number,
+    omb1: number,
+    omb2: number,
+    lrBc1: number,
+    invBc2: number,
+    eps: number,
+    wdLr: number,
+  ): void;
+  groupNorm(
+    src: number,
+    dst: number,
+    gamma: number,
+    beta: number,
+    scale1: number,
+    shift: number,
+    tmp: number,
+    n: number,
+    l: number,
+    c: number,
+    groups: number,
+    eps: number,
+    silu: number,
+  ): void;
 }
 
 const instances = new WeakMap<object, SimdKernels | null>();
@@ -65,7 +134,8 @@ export function simdKernels(backend: WasmBackend): SimdKernels | null {
   const memory = wasmMemoryOf(backend);
   if (!memory) return unavailable(backend, new Error('no wasm memory found on the backend'));
   try {
-    const k = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes(memory)), { env: { memory } }).exports as unknown as SimdKernels;
+    const k = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes(memory)), { env: { memory } })
+      .exports as unknown as SimdKernels;
     instances.set(backend, k);
     return k;
   } catch (e) {

@@ -14,7 +14,11 @@ import { captureOriginal, sliceHeap, type Info, type WasmBackend } from './wasm.
 type Args<A> = { inputs: Record<string, Info>; backend: unknown; attrs: A };
 
 export function sliceKernel(args: Args<{ begin: number | number[]; size: number | number[] }>): Info {
-  const { inputs: { x }, backend, attrs } = args;
+  const {
+    inputs: { x },
+    backend,
+    attrs,
+  } = args;
   if (x.dtype === 'string' || x.dtype === 'complex64') return captureOriginal('Slice')!(args as never) as Info;
   const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, attrs.begin, attrs.size);
   // The stock kernels check bounds; reading past the input on the heap would return garbage.
@@ -23,8 +27,13 @@ export function sliceKernel(args: Args<{ begin: number | number[]; size: number 
 }
 
 export function unpackKernel(args: Args<{ axis: number }>): Info[] {
-  const { inputs: { value }, backend, attrs } = args;
-  if (value.dtype === 'string' || value.dtype === 'complex64') return captureOriginal('Unpack')!(args as never) as Info[];
+  const {
+    inputs: { value },
+    backend,
+    attrs,
+  } = args;
+  if (value.dtype === 'string' || value.dtype === 'complex64')
+    return captureOriginal('Unpack')!(args as never) as Info[];
   const rank = value.shape.length;
   const axis = attrs.axis < 0 ? attrs.axis + rank : attrs.axis;
   const outShape = value.shape.filter((_, i) => i !== axis);
@@ -41,7 +50,11 @@ export function unpackKernel(args: Args<{ axis: number }>): Info[] {
 }
 
 export function splitVKernel(args: Args<{ numOrSizeSplits: number | number[]; axis: number }>): Info[] {
-  const { inputs: { x }, backend, attrs } = args;
+  const {
+    inputs: { x },
+    backend,
+    attrs,
+  } = args;
   if (x.dtype === 'string' || x.dtype === 'complex64') return captureOriginal('SplitV')!(args as never) as Info[];
   const axis = tf.util.parseAxisParam(attrs.axis, x.shape)[0];
   const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, attrs.numOrSizeSplits, axis);

@@ -90,11 +90,14 @@ export function threadedBuildMismatch(pkgDir?: string): string | null {
   for (const [file, want] of Object.entries(BUILD_SHA256)) {
     let got: string;
     try {
-      got = createHash('sha256').update(fs.readFileSync(path.join(dir, file))).digest('hex');
+      got = createHash('sha256')
+        .update(fs.readFileSync(path.join(dir, file)))
+        .digest('hex');
     } catch {
       return `tfjs-backend-wasm ${version} lacks wasm-out/${file}`;
     }
-    if (got !== want) return `wasm-out/${file} of tfjs-backend-wasm ${version} differs from the published build the shim was written for (modified install?)`;
+    if (got !== want)
+      return `wasm-out/${file} of tfjs-backend-wasm ${version} differs from the published build the shim was written for (modified install?)`;
   }
   return null;
 }
@@ -120,39 +123,47 @@ export function selfCheckBackend(tol = 1e-4): void {
   const xv = xorshiftUniform(n * h * w * ci, 11);
   const wv = xorshiftUniform(9 * ci * co, 12);
   const convRef = new Float64Array(n * h * w * co);
-  for (let b = 0; b < n; b++) for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) {
-    const o = ((b * h + i) * w + j) * co;
-    for (let a = 0; a < 3; a++) for (let c = 0; c < 3; c++) {
-      const ii = i + a - 1;
-      const jj = j + c - 1;
-      if (ii < 0 || ii >= h || jj < 0 || jj >= w) continue;
-      const xo = ((b * h + ii) * w + jj) * ci;
-      const wo = (a * 3 + c) * ci * co;
-      for (let k = 0; k < ci; k++) {
-        const xk = xv[xo + k];
-        for (let m = 0; m < co; m++) convRef[o + m] += xk * wv[wo + k * co + m];
+  for (let b = 0; b < n; b++)
+    for (let i = 0; i < h; i++)
+      for (let j = 0; j < w; j++) {
+        const o = ((b * h + i) * w + j) * co;
+        for (let a = 0; a < 3; a++)
+          for (let c = 0; c < 3; c++) {
+            const ii = i + a - 1;
+            const jj = j + c - 1;
+            if (ii < 0 || ii >= h || jj < 0 || jj >= w) continue;
+            const xo = ((b * h + ii) * w + jj) * ci;
+            const wo = (a * 3 + c) * ci * co;
+            for (let k = 0; k < ci; k++) {
+              const xk = xv[xo + k];
+              for (let m = 0; m < co; m++) convRef[o + m] += xk * wv[wo + k * co + m];
+            }
+          }
       }
-    }
-  }
   const [p, q, r] = [70, 90, 50];
   const av = xorshiftUniform(p * q, 13);
   const bv = xorshiftUniform(q * r, 14);
   const mmRef = new Float64Array(p * r);
-  for (let i = 0; i < p; i++) for (let k = 0; k < q; k++) {
-    const aik = av[i * q + k];
-    for (let j = 0; j < r; j++) mmRef[i * r + j] += aik * bv[k * r + j];
-  }
-  const run = () => tf.tidy(() => [
-    tf.conv2d(tf.tensor4d(xv, [n, h, w, ci]), tf.tensor4d(wv, [3, 3, ci, co]), 1, 'same').dataSync() as Float32Array,
-    tf.matMul(tf.tensor2d(av, [p, q]), tf.tensor2d(bv, [q, r])).dataSync() as Float32Array,
-  ]);
+  for (let i = 0; i < p; i++)
+    for (let k = 0; k < q; k++) {
+      const aik = av[i * q + k];
+      for (let j = 0; j < r; j++) mmRef[i * r + j] += aik * bv[k * r + j];
+    }
+  const run = () =>
+    tf.tidy(() => [
+      tf.conv2d(tf.tensor4d(xv, [n, h, w, ci]), tf.tensor4d(wv, [3, 3, ci, co]), 1, 'same').dataSync() as Float32Array,
+      tf.matMul(tf.tensor2d(av, [p, q]), tf.tensor2d(bv, [q, r])).dataSync() as Float32Array,
+    ]);
   const [conv, mm] = run();
   const [conv2, mm2] = run();
   const ec = relErr(conv, convRef);
   const em = relErr(mm, mmRef);
-  if (!(ec <= tol)) throw new Error(`self-check: conv2d differs from the reference (relative error ${ec.toExponential(2)})`);
-  if (!(em <= tol)) throw new Error(`self-check: matMul differs from the reference (relative error ${em.toExponential(2)})`);
-  if (conv.some((v, i) => v !== conv2[i]) || mm.some((v, i) => v !== mm2[i])) throw new Error('self-check: two runs of the same conv/matMul differ');
+  if (!(ec <= tol))
+    throw new Error(`self-check: conv2d differs from the reference (relative error ${ec.toExponential(2)})`);
+  if (!(em <= tol))
+    throw new Error(`self-check: matMul differs from the reference (relative error ${em.toExponential(2)})`);
+  if (conv.some((v, i) => v !== conv2[i]) || mm.some((v, i) => v !== mm2[i]))
+    throw new Error('self-check: two runs of the same conv/matMul differ');
 }
 
 /** Start-up deadline of the threaded module (loading 8 workers; seconds normally). */
@@ -167,20 +178,29 @@ const START_TIMEOUT_MS = Number(process.env.DIFFGUIDE_WASM_THREADS_TIMEOUT_MS) |
 export async function enableWasmThreads(threads: number): Promise<number> {
   if (wasmThreadsEnabled()) return wasmThreadsEnabled();
   if (!(threads > 1)) return 1;
-  if (threads > MAX_WASM_THREADS) throw new Error(`at most ${MAX_WASM_THREADS} wasm threads (Emscripten's worker pool), got ${threads}`);
+  if (threads > MAX_WASM_THREADS)
+    throw new Error(`at most ${MAX_WASM_THREADS} wasm threads (Emscripten's worker pool), got ${threads}`);
   if ((tf.engine() as unknown as { registry: Record<string, unknown> }).registry.wasm) {
-    throw new Error('the wasm backend had already started single-threaded before threads were requested (initBackend({threads}) or DIFFGUIDE_WASM_THREADS must come first)');
+    throw new Error(
+      'the wasm backend had already started single-threaded before threads were requested (initBackend({threads}) or DIFFGUIDE_WASM_THREADS must come first)',
+    );
   }
-  if (typeof SharedArrayBuffer === 'undefined') throw new Error('wasm threads need SharedArrayBuffer, which this Node lacks');
+  if (typeof SharedArrayBuffer === 'undefined')
+    throw new Error('wasm threads need SharedArrayBuffer, which this Node lacks');
   const mismatch = threadedBuildMismatch();
   if (mismatch) throw new Error(mismatch);
   // The threaded build is the SIMD one; the stock loader evaluates this flag, ours must too.
-  if (!(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'))) throw new Error('the threaded wasm build needs wasm SIMD, which this Node lacks');
+  if (!(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')))
+    throw new Error('the threaded wasm build needs wasm SIMD, which this Node lacks');
   const pkg = require('@tensorflow/tfjs-backend-wasm') as WasmPkg;
-  const dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.js'));
+  const dir = path.dirname(
+    require.resolve('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.js'),
+  );
   const mainScript = path.join(dir, 'tfjs-backend-wasm-threaded-simd.js');
   const factory = require(mainScript) as (cfg: Record<string, unknown>) => Promise<EmModule>;
-  const { wasmWorkerContents } = require(path.join(dir, 'tfjs-backend-wasm-threaded-simd.worker.js')) as { wasmWorkerContents: string };
+  const { wasmWorkerContents } = require(path.join(dir, 'tfjs-backend-wasm-threaded-simd.worker.js')) as {
+    wasmWorkerContents: string;
+  };
 
   const workers: WorkerLike[] = [];
   let phase: 'starting' | 'running' = 'starting';
@@ -200,7 +220,10 @@ export async function enableWasmThreads(threads: number): Promise<number> {
     }
     get onerror(): (e: unknown) => void {
       return (e: unknown) => {
-        if (phase === 'starting') failStart(new Error(`a wasm worker failed to load: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`));
+        if (phase === 'starting')
+          failStart(
+            new Error(`a wasm worker failed to load: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`),
+          );
         else this.emOnError?.(e);
       };
     }
@@ -233,12 +256,19 @@ export async function enableWasmThreads(threads: number): Promise<number> {
     let mod: EmModule;
     try {
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`the threaded wasm module did not start within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
+        timer = setTimeout(
+          () => reject(new Error(`the threaded wasm module did not start within ${START_TIMEOUT_MS / 1000} s`)),
+          START_TIMEOUT_MS,
+        );
       });
       mod = await Promise.race([
         factory({
           locateFile: (p: string, prefix: string) =>
-            p.endsWith('.worker.js') ? workerFile : p.endsWith('.wasm') ? path.join(dir, 'tfjs-backend-wasm-threaded-simd.wasm') : prefix + p,
+            p.endsWith('.worker.js')
+              ? workerFile
+              : p.endsWith('.wasm')
+                ? path.join(dir, 'tfjs-backend-wasm-threaded-simd.wasm')
+                : prefix + p,
           mainScriptUrlOrBlob: mainScript,
         }),
         startFailed,

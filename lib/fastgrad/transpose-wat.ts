@@ -32,10 +32,26 @@ function transposeFunc(): string {
   const batch = [
     set('s0', add(get('src'), mul(mul(get('q'), get('size')), i32(4)))),
     set('d0', add(get('dst'), mul(mul(get('q'), get('size')), i32(4)))),
-    ...loop('i', get('a4'), [...loop('j', get('b4'), block, 4), ...loop('j', get('b'), loop('i2', i32(4), [
-      // Columns past b4 of rows i..i+3 (scalar).
-      set('i', add(get('i'), get('i2'))), one, set('i', `(i32.sub ${get('i')} ${get('i2')})`),
-    ]), 1, get('b4'))], 4),
+    ...loop(
+      'i',
+      get('a4'),
+      [
+        ...loop('j', get('b4'), block, 4),
+        ...loop(
+          'j',
+          get('b'),
+          loop('i2', i32(4), [
+            // Columns past b4 of rows i..i+3 (scalar).
+            set('i', add(get('i'), get('i2'))),
+            one,
+            set('i', `(i32.sub ${get('i')} ${get('i2')})`),
+          ]),
+          1,
+          get('b4'),
+        ),
+      ],
+      4,
+    ),
     ...loop('i', get('a'), loop('j', get('b'), [one]), 1, get('a4')),
   ];
   return [

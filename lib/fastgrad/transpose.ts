@@ -37,11 +37,22 @@ export function transposeWasm(backend: WasmBackend, x: Info, perm: number[]): In
   const plan = x.dtype === 'float32' || x.dtype === 'int32' ? batched2dPlan(x.shape, perm) : null;
   const k = plan && process.env.DIFFGUIDE_SIMD_TRANSPOSE !== '0' ? simdKernels(backend) : null;
   if (!plan || !k) return captureOriginal('Transpose')!({ inputs: { x }, backend, attrs: { perm } }) as Info;
-  const out = backend.makeOutput(perm.map((ax) => x.shape[ax]), x.dtype);
+  const out = backend.makeOutput(
+    perm.map((ax) => x.shape[ax]),
+    x.dtype,
+  );
   k.transpose2d(addr(backend, x), addr(backend, out), plan.p, plan.a, plan.b);
   return out;
 }
 
-export function transposeKernel({ inputs, backend, attrs }: { inputs: { x: Info }; backend: unknown; attrs: { perm: number[] } }): Info {
+export function transposeKernel({
+  inputs,
+  backend,
+  attrs,
+}: {
+  inputs: { x: Info };
+  backend: unknown;
+  attrs: { perm: number[] };
+}): Info {
   return transposeWasm(backend as WasmBackend, inputs.x, attrs.perm);
 }

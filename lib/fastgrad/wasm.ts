@@ -37,9 +37,14 @@ export function heapU8(backend: WasmBackend): Uint8Array {
   if (mem && w.HEAPU8.buffer !== mem.buffer) {
     const m = w as unknown as Record<string, unknown>;
     const buf = mem.buffer;
-    m.HEAP8 = new Int8Array(buf); m.HEAP16 = new Int16Array(buf); m.HEAP32 = new Int32Array(buf);
-    m.HEAPU8 = new Uint8Array(buf); m.HEAPU16 = new Uint16Array(buf); m.HEAPU32 = new Uint32Array(buf);
-    m.HEAPF32 = new Float32Array(buf); m.HEAPF64 = new Float64Array(buf);
+    m.HEAP8 = new Int8Array(buf);
+    m.HEAP16 = new Int16Array(buf);
+    m.HEAP32 = new Int32Array(buf);
+    m.HEAPU8 = new Uint8Array(buf);
+    m.HEAPU16 = new Uint16Array(buf);
+    m.HEAPU32 = new Uint32Array(buf);
+    m.HEAPF32 = new Float32Array(buf);
+    m.HEAPF64 = new Float64Array(buf);
   }
   return w.HEAPU8;
 }
@@ -56,16 +61,23 @@ const fmtMB = (b: number) => `${Math.round(b / MiB)} MB`;
  * was an allocation inside a kernel (C++), seen as an Emscripten abort with a nearly full heap.
  */
 export class WasmHeapError extends Error {
-  constructor(readonly requestedBytes: number | null, readonly heapBytes: number, readonly maxBytes: number = WASM_HEAP_MAX) {
-    const what = requestedBytes === null
-      ? `an allocation inside a wasm kernel failed (Emscripten abort) with the heap grown to ${fmtMB(heapBytes)} of at most ${fmtMB(maxBytes)}; ` +
-        'the wasm backend cannot be used again in this process'
-      : requestedBytes >= maxBytes
-        ? `one tensor needs ${fmtMB(requestedBytes)}, more than the wasm heap can ever hold (${fmtMB(maxBytes)})`
-        : `could not allocate ${fmtMB(requestedBytes)}: the heap has grown to ${fmtMB(heapBytes)} of at most ${fmtMB(maxBytes)} and has no free block that large`;
-    super(`out of wasm memory: ${what}. The wasm backend is a 32-bit build (4 GB address space); ` +
-      'training keeps every activation of the step for the backward pass. Use a smaller batch (--batch; e.g. half), ' +
-      'a smaller net (fewer channels: --model-channels, modelChannels), or a backend without the limit (--backend tensorflow, needs @tensorflow/tfjs-node).');
+  constructor(
+    readonly requestedBytes: number | null,
+    readonly heapBytes: number,
+    readonly maxBytes: number = WASM_HEAP_MAX,
+  ) {
+    const what =
+      requestedBytes === null
+        ? `an allocation inside a wasm kernel failed (Emscripten abort) with the heap grown to ${fmtMB(heapBytes)} of at most ${fmtMB(maxBytes)}; ` +
+          'the wasm backend cannot be used again in this process'
+        : requestedBytes >= maxBytes
+          ? `one tensor needs ${fmtMB(requestedBytes)}, more than the wasm heap can ever hold (${fmtMB(maxBytes)})`
+          : `could not allocate ${fmtMB(requestedBytes)}: the heap has grown to ${fmtMB(heapBytes)} of at most ${fmtMB(maxBytes)} and has no free block that large`;
+    super(
+      `out of wasm memory: ${what}. The wasm backend is a 32-bit build (4 GB address space); ` +
+        'training keeps every activation of the step for the backward pass. Use a smaller batch (--batch; e.g. half), ' +
+        'a smaller net (fewer channels: --model-channels, modelChannels), or a backend without the limit (--backend tensorflow, needs @tensorflow/tfjs-node).',
+    );
     this.name = 'WasmHeapError';
   }
 }
@@ -83,12 +95,15 @@ export function assertFitsWasm(bytes: number, what: string, reserve = 512 * MiB)
   throw new Error(
     `${what} needs ${fmtMB(bytes)} of weights; with ${fmtMB(live)} of tensors already live and ${fmtMB(reserve)} kept for activations ` +
       `that exceeds the wasm backend's heap (a 32-bit build: at most ${fmtMB(WASM_HEAP_MAX)}). Backends without that limit: ` +
-      "--backend tensorflow (@tensorflow/tfjs-node, CPU), --backend tensorflow-gpu (tfjs-node-gpu, CUDA) or --backend webgpu (a GPU); or free other models first.",
+      '--backend tensorflow (@tensorflow/tfjs-node, CPU), --backend tensorflow-gpu (tfjs-node-gpu, CUDA) or --backend webgpu (a GPU); or free other models first.',
   );
 }
 
 type MallocModule = {
-  _malloc(n: number): number; _free(p: number): void; HEAPU8: Uint8Array; wasmMemory?: WebAssembly.Memory;
+  _malloc(n: number): number;
+  _free(p: number): void;
+  HEAPU8: Uint8Array;
+  wasmMemory?: WebAssembly.Memory;
   onAbort?: (what: unknown) => void;
 };
 const GUARDED = Symbol.for('diffguide.wasmHeapGuard');
@@ -142,7 +157,10 @@ export { captureOriginal } from './originals.js';
 
 function kernel(name: string): KernelFunc {
   const k = captureOriginal(name);
-  if (!k) throw new Error(`diffguide fastgrad: the wasm backend has no '${name}' kernel (tfjs-backend-wasm version mismatch? expected 4.22)`);
+  if (!k)
+    throw new Error(
+      `diffguide fastgrad: the wasm backend has no '${name}' kernel (tfjs-backend-wasm version mismatch? expected 4.22)`,
+    );
   return k;
 }
 
@@ -180,7 +198,10 @@ export function releaseView(backend: WasmBackend, v: Info): void {
  * another backend). tfjs never writes into an existing buffer, so a derived copy stays valid for
  * its source's lifetime. They live below the engine: `tf.memory()` does not count them.
  */
-export interface Derived { infos: Info[]; views: Info[] }
+export interface Derived {
+  infos: Info[];
+  views: Info[];
+}
 const derivedBySource = new WeakMap<object, Map<string, Derived>>();
 const disposalHooked = new WeakSet<object>();
 
@@ -223,13 +244,17 @@ function hookDerivedDisposal(backend: WasmBackend): void {
 // uncached weights fragments (~0.6 GiB measured on that UNet).
 export const WASM_CACHE_RESERVE = 1.5 * 2 ** 30;
 
-interface Grant { bytes: number; granted: boolean }
+interface Grant {
+  bytes: number;
+  granted: boolean;
+}
 const grants = new WeakMap<object, Map<string, Grant>>();
 const cacheState = { limit: null as number | null, used: 0, granted: 0, refused: 0, refusedBytes: 0 };
 
 /** Set the cache limit in bytes (null: the default rule above). Decisions already made stay. */
 export function setWasmCacheBudget(bytes: number | null): void {
-  if (bytes !== null && !(bytes >= 0)) throw new Error(`wasm cache budget must be a byte count >= 0 or null, got ${bytes}`);
+  if (bytes !== null && !(bytes >= 0))
+    throw new Error(`wasm cache budget must be a byte count >= 0 or null, got ${bytes}`);
   cacheState.limit = bytes;
 }
 
@@ -252,8 +277,20 @@ export function wasmCacheRoom(): number {
 }
 
 /** The caches granted and refused so far (bytes as asked for; granted bytes still held in `usedBytes`). */
-export function wasmCacheStats(): { usedBytes: number; limitBytes: number | null; granted: number; refused: number; refusedBytes: number } {
-  return { usedBytes: cacheState.used, limitBytes: configuredLimit(), granted: cacheState.granted, refused: cacheState.refused, refusedBytes: cacheState.refusedBytes };
+export function wasmCacheStats(): {
+  usedBytes: number;
+  limitBytes: number | null;
+  granted: number;
+  refused: number;
+  refusedBytes: number;
+} {
+  return {
+    usedBytes: cacheState.used,
+    limitBytes: configuredLimit(),
+    granted: cacheState.granted,
+    refused: cacheState.refused,
+    refusedBytes: cacheState.refusedBytes,
+  };
 }
 
 /**
@@ -367,11 +404,16 @@ export class Scratch {
     if (pads.some(([a, b]) => a < 0 || b < 0)) {
       const begin = pads.map(([a]) => Math.max(0, -a));
       const size = pads.map(([a, b], i) => t.shape[i] - Math.max(0, -a) - Math.max(0, -b));
-      if (size.some((s) => s <= 0)) throw new Error(`diffguide fastgrad: crop of ${JSON.stringify(x.shape)} by ${JSON.stringify(pads)} is empty`);
+      if (size.some((s) => s <= 0))
+        throw new Error(`diffguide fastgrad: crop of ${JSON.stringify(x.shape)} by ${JSON.stringify(pads)} is empty`);
       t = this.slice(t, begin, size);
     }
     if (pads.some(([a, b]) => a > 0 || b > 0)) {
-      t = this.run('PadV2', { x: t }, { paddings: pads.map(([a, b]) => [Math.max(0, a), Math.max(0, b)]), constantValue: 0 });
+      t = this.run(
+        'PadV2',
+        { x: t },
+        { paddings: pads.map(([a, b]) => [Math.max(0, a), Math.max(0, b)]), constantValue: 0 },
+      );
     }
     return t;
   }
@@ -381,8 +423,18 @@ export class Scratch {
     return this.track(sliceHeap(this.backend, x, begin, size));
   }
 
-  conv2d(x: Info, filter: Info, strides: [number, number], dilations: [number, number], pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding = 'valid'): Info {
-    return this.run('Conv2D', { x, filter }, { strides, pad, dilations, dataFormat: 'NHWC', dimRoundingMode: undefined });
+  conv2d(
+    x: Info,
+    filter: Info,
+    strides: [number, number],
+    dilations: [number, number],
+    pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding = 'valid',
+  ): Info {
+    return this.run(
+      'Conv2D',
+      { x, filter },
+      { strides, pad, dilations, dataFormat: 'NHWC', dimRoundingMode: undefined },
+    );
   }
 
   matMul(a: Info, b: Info, transposeA = false, transposeB = false): Info {

@@ -30,5 +30,4 @@ export function locals(names: string[], type: string): string {
   return names.map((n) => `(local $${n} ${type})`).join(' ');
 }
 
-
 export const range = (n: number) => Array.from({ length: n }, (_, i) => i);

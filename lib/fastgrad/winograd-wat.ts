@@ -41,7 +41,13 @@ const gTMat = (w: string[]) => {
  * The separable 2-D transform T x Tᵀ of a rows x cols block of v128 locals `x` (row-major):
  * columns into locals `tmp`, then rows; returns [lines, the output expressions row-major].
  */
-function separable(x: string[], rows: number, cols: number, t: (v: string[]) => string[], tmp: string): [string[], string[]] {
+function separable(
+  x: string[],
+  rows: number,
+  cols: number,
+  t: (v: string[]) => string[],
+  tmp: string,
+): [string[], string[]] {
   const lines: string[] = [];
   let outRows = 0;
   for (let c = 0; c < cols; c++) {
@@ -55,12 +61,18 @@ function separable(x: string[], rows: number, cols: number, t: (v: string[]) => 
 
 /** Lines loading `names` from `ptr` (an i32 local, advanced by `stride` between loads). */
 function loadPlanes(names: string[], ptr: string, stride: string): string[] {
-  return names.flatMap((v, k) => [set(v, load(get(ptr))), ...(k < names.length - 1 ? [set(ptr, add(get(ptr), get(stride)))] : [])]);
+  return names.flatMap((v, k) => [
+    set(v, load(get(ptr))),
+    ...(k < names.length - 1 ? [set(ptr, add(get(ptr), get(stride)))] : []),
+  ]);
 }
 
 /** Lines storing `exprs` at `ptr` (advanced by `stride` between stores). */
 function storePlanes(exprs: string[], ptr: string, stride: string): string[] {
-  return exprs.flatMap((e, k) => [store(get(ptr), e), ...(k < exprs.length - 1 ? [set(ptr, add(get(ptr), get(stride)))] : [])]);
+  return exprs.flatMap((e, k) => [
+    store(get(ptr), e),
+    ...(k < exprs.length - 1 ? [set(ptr, add(get(ptr), get(stride)))] : []),
+  ]);
 }
 
 const names = (prefix: string, n: number) => range(n).map((k) => `${prefix}${k}`);
@@ -70,7 +82,15 @@ const names = (prefix: string, n: number) => range(n).map((k) => `${prefix}${k}`
  * b, i, j, `perTile`, and `body` for each 4-channel group kk < `chanBytes` (a local, bytes).
  * Declares the shared locals (b, i, j, kk, tpi, tile) besides `i32s` and `v128s`.
  */
-function tileFunc(header: string, i32s: string[], v128s: string[], setup: string[], perTile: string[], chanBytes: string, body: string[]): string {
+function tileFunc(
+  header: string,
+  i32s: string[],
+  v128s: string[],
+  setup: string[],
+  perTile: string[],
+  chanBytes: string,
+  body: string[],
+): string {
   return [
     header,
     locals(['b', 'i', 'j', 'kk', 'tpi', 'tile', ...i32s], 'i32'),
@@ -88,7 +108,11 @@ const secondRowCol = [
   set('w1', `(i32.lt_u ${add(mul(get('j'), i32(2)), i32(1))} ${get('ow')})`),
 ];
 /** Address of output (b, 2i, 2j) in an [n, oh, ow, k] tensor at `base`, channel stride ks bytes. */
-const outputTileAddr = (base: string) => add(get(base), mul(add(mul(add(mul(get('b'), get('oh')), mul(get('i'), i32(2))), get('ow')), mul(get('j'), i32(2))), get('ks')));
+const outputTileAddr = (base: string) =>
+  add(
+    get(base),
+    mul(add(mul(add(mul(get('b'), get('oh')), mul(get('i'), i32(2))), get('ow')), mul(get('j'), i32(2))), get('ks')),
+  );
 
 function inputFunc(): string {
   const d = names('d', 16);
@@ -96,7 +120,8 @@ function inputFunc(): string {
   // d[r][s]: 4 rows of the window, pointer pr walks the rows (row stride rs: x's, or the scratch window's).
   body.push(set('pr', add(get('base'), get('kk'))));
   for (let r = 0; r < 4; r++) {
-    for (let c = 0; c < 4; c++) body.push(set(d[4 * r + c], load(c === 0 ? get('pr') : add(get('pr'), get(c === 1 ? 'cs' : `cs${c}`)))));
+    for (let c = 0; c < 4; c++)
+      body.push(set(d[4 * r + c], load(c === 0 ? get('pr') : add(get('pr'), get(c === 1 ? 'cs' : `cs${c}`)))));
     if (r < 3) body.push(set('pr', add(get('pr'), get('rs'))));
   }
   // V[ξ][ν] = (Bᵀ d B)[ξ][ν], stored plane by plane.
@@ -107,14 +132,18 @@ function inputFunc(): string {
   const gather = [
     // A window that reaches into the padding is first gathered into the scratch window (4 x 4 x c,
     // zeros outside x); interior windows are read in place.
-    ...loop('r', i32(4), loop('u', i32(4), [
-      set('yy', add(get('y0'), get('r'))),
-      set('xx', add(get('x0'), get('u'))),
-      set('q', add(get('win'), mul(add(mul(get('r'), i32(4)), get('u')), get('cs')))),
-      `(if (i32.and ${inside(get('yy'), get('h'))} ${inside(get('xx'), get('w'))})`,
-      `(then (memory.copy ${get('q')} ${add(get('src'), mul(add(mul(add(mul(get('b'), get('h')), get('yy')), get('w')), get('xx')), get('cs')))} ${get('cs')}))`,
-      `(else (memory.fill ${get('q')} ${i32(0)} ${get('cs')})))`,
-    ])),
+    ...loop(
+      'r',
+      i32(4),
+      loop('u', i32(4), [
+        set('yy', add(get('y0'), get('r'))),
+        set('xx', add(get('x0'), get('u'))),
+        set('q', add(get('win'), mul(add(mul(get('r'), i32(4)), get('u')), get('cs')))),
+        `(if (i32.and ${inside(get('yy'), get('h'))} ${inside(get('xx'), get('w'))})`,
+        `(then (memory.copy ${get('q')} ${add(get('src'), mul(add(mul(add(mul(get('b'), get('h')), get('yy')), get('w')), get('xx')), get('cs')))} ${get('cs')}))`,
+        `(else (memory.fill ${get('q')} ${i32(0)} ${get('cs')})))`,
+      ]),
+    ),
     set('base', get('win')),
     set('rs', get('wrs')),
   ];
@@ -139,7 +168,9 @@ function inputFunc(): string {
       set('wrs', mul(get('cs'), i32(4))),
       set('plane', mul(mul(get('n'), get('tpi')), get('cs'))),
     ],
-    perTile, 'cs', body,
+    perTile,
+    'cs',
+    body,
   );
 }
 
@@ -169,9 +200,14 @@ function outputFunc(): string {
     '(func (export "winoOutput") (param $src i32) (param $dst i32) (param $bias i32) (param $n i32) (param $oh i32) (param $ow i32) (param $k i32) (param $th i32) (param $tw i32) (param $relu i32) (param $t0 i32) (param $t1 i32)',
     ['ks', 'rowb', 'plane', 'pt', 'ot', 'p', 'o', 'h1', 'w1'],
     [...m, ...names('r', 8), ...y, 'bv'],
-    [set('ks', mul(get('k'), i32(4))), set('rowb', mul(get('ow'), get('ks'))), set('plane', mul(mul(get('n'), get('tpi')), get('ks')))],
+    [
+      set('ks', mul(get('k'), i32(4))),
+      set('rowb', mul(get('ow'), get('ks'))),
+      set('plane', mul(mul(get('n'), get('tpi')), get('ks'))),
+    ],
     [set('pt', add(get('src'), mul(get('tile'), get('ks')))), set('ot', outputTileAddr('dst')), ...secondRowCol],
-    'ks', body,
+    'ks',
+    body,
   );
 }
 
@@ -185,7 +221,10 @@ function gradOutputFunc(): string {
     set(d[0], load(get('o'))),
     set(d[1], `(if (result v128) ${get('w1')} (then ${load(add(get('o'), get('ks')))}) ${zero})`),
     set(d[2], `(if (result v128) ${get('h1')} (then ${load(add(get('o'), get('rowb')))}) ${zero})`),
-    set(d[3], `(if (result v128) (i32.and ${get('h1')} ${get('w1')}) (then ${load(add(add(get('o'), get('rowb')), get('ks')))}) ${zero})`),
+    set(
+      d[3],
+      `(if (result v128) (i32.and ${get('h1')} ${get('w1')}) (then ${load(add(add(get('o'), get('rowb')), get('ks')))}) ${zero})`,
+    ),
     ...lines,
     set('q', add(get('qt'), get('kk'))),
     ...storePlanes(yh, 'q', 'plane'),
@@ -194,9 +233,14 @@ function gradOutputFunc(): string {
     '(func (export "winoGradOutput") (param $src i32) (param $dst i32) (param $n i32) (param $oh i32) (param $ow i32) (param $k i32) (param $th i32) (param $tw i32) (param $t0 i32) (param $t1 i32)',
     ['ks', 'rowb', 'plane', 'ot', 'qt', 'o', 'q', 'h1', 'w1'],
     [...d, ...names('p', 8)],
-    [set('ks', mul(get('k'), i32(4))), set('rowb', mul(get('ow'), get('ks'))), set('plane', mul(mul(get('n'), get('tpi')), get('ks')))],
+    [
+      set('ks', mul(get('k'), i32(4))),
+      set('rowb', mul(get('ow'), get('ks'))),
+      set('plane', mul(mul(get('n'), get('tpi')), get('ks'))),
+    ],
     [set('ot', outputTileAddr('src')), set('qt', add(get('dst'), mul(get('tile'), get('ks')))), ...secondRowCol],
-    'ks', body,
+    'ks',
+    body,
   );
 }
 
@@ -207,7 +251,13 @@ function gradOutputFunc(): string {
 function filterTransformFunc(name: string, side: number, t: (v: string[]) => string[]): string {
   const x = names('x', side * side);
   const [lines, out] = separable(x, side, side, t, 'a');
-  const body = [set('p', add(get('src'), get('e'))), ...loadPlanes(x, 'p', 'tap'), ...lines, set('q', add(get('dst'), get('e'))), ...storePlanes(out, 'q', 'tap')];
+  const body = [
+    set('p', add(get('src'), get('e'))),
+    ...loadPlanes(x, 'p', 'tap'),
+    ...lines,
+    set('q', add(get('dst'), get('e'))),
+    ...storePlanes(out, 'q', 'tap'),
+  ];
   return [
     `(func (export "${name}") (param $src i32) (param $dst i32) (param $cin i32) (param $cout i32) (param $e0 i32) (param $e1 i32)`,
     locals(['e', 'tap', 'p', 'q'], 'i32'),
@@ -220,5 +270,11 @@ function filterTransformFunc(name: string, side: number, t: (v: string[]) => str
 
 /** The Winograd functions' text. */
 export function winogradFuncs(): string[] {
-  return [inputFunc(), filterTransformFunc('winoFilter', 3, gT), outputFunc(), gradOutputFunc(), filterTransformFunc('winoGradFilter', 4, gTMat)];
+  return [
+    inputFunc(),
+    filterTransformFunc('winoFilter', 3, gT),
+    outputFunc(),
+    gradOutputFunc(),
+    filterTransformFunc('winoGradFilter', 4, gTMat),
+  ];
 }

@@ -16,7 +16,18 @@
  * everything else goes to the stock kernels. `DIFFGUIDE_WINOGRAD=0` turns it off (A/B, debugging).
  */
 import * as tf from '@tensorflow/tfjs';
-import { Scratch, cacheAllowed, captureOriginal, derived, heapF32, releaseView, view, type Derived, type Info, type WasmBackend } from './wasm.js';
+import {
+  Scratch,
+  cacheAllowed,
+  captureOriginal,
+  derived,
+  heapF32,
+  releaseView,
+  view,
+  type Derived,
+  type Info,
+  type WasmBackend,
+} from './wasm.js';
 import { idOf, product } from './matmul.js';
 import { addr, simdKernels } from './simd.js';
 
@@ -32,7 +43,17 @@ export function winogradEnabled(backend: WasmBackend): boolean {
 export const WINOGRAD_MIN_TILES = 64;
 
 /** Whether a conv of this geometry goes through Winograd on this backend. */
-export function winogradApplies(backend: WasmBackend, xShape: number[], filterShape: number[], sh: number, sw: number, dh: number, dw: number, outH: number, outW: number): boolean {
+export function winogradApplies(
+  backend: WasmBackend,
+  xShape: number[],
+  filterShape: number[],
+  sh: number,
+  sw: number,
+  dh: number,
+  dw: number,
+  outH: number,
+  outW: number,
+): boolean {
   const [kh, kw, cin, cout] = filterShape;
   if (kh !== 3 || kw !== 3 || sh !== 1 || sw !== 1 || dh !== 1 || dw !== 1) return false;
   if (cin % 4 !== 0 || cout % 4 !== 0) return false;
@@ -76,7 +97,17 @@ export function filterTransform(s: Scratch, filter: Info, flipForDx = false): De
  * conv2d of x [N, H, W, Cin] with the 3x3 filter whose transform is `u` ([16, Cin, Cout] planes),
  * output [N, outH, outW, Cout] (+ bias [Cout], then ReLU when `relu`). Caller checks `winogradApplies`.
  */
-export function winogradConv(s: Scratch, x: Info, u: Derived, outH: number, outW: number, padTop: number, padLeft: number, bias: Info | null = null, relu = false): Info {
+export function winogradConv(
+  s: Scratch,
+  x: Info,
+  u: Derived,
+  outH: number,
+  outW: number,
+  padTop: number,
+  padLeft: number,
+  bias: Info | null = null,
+  relu = false,
+): Info {
   const be = s.backend;
   const k = simdKernels(be)!;
   const [n, h, w, cin] = x.shape;
@@ -90,12 +121,18 @@ export function winogradConv(s: Scratch, x: Info, u: Derived, outH: number, outW
   // UNet's first level: 512 MiB for 512 -> 256 channels) they go band by band of tile rows, each
   // band one image of `rows` tile rows (the kernels' implicit zero padding covers the band's edges).
   const perTileRow = 16 * tw * (cin + cout) * 4;
-  const rows = n * th * tw * 16 * (cin + cout) * 4 <= WINOGRAD_SCRATCH_BYTES ? th : Math.max(1, Math.floor(WINOGRAD_SCRATCH_BYTES / perTileRow));
-  const bands = rows >= th ? [{ b: -1, r0: 0, r1: th }] : Array.from({ length: n * Math.ceil(th / rows) }, (_, q) => {
-    const b = Math.floor(q / Math.ceil(th / rows));
-    const r0 = (q % Math.ceil(th / rows)) * rows;
-    return { b, r0, r1: Math.min(th, r0 + rows) };
-  });
+  const rows =
+    n * th * tw * 16 * (cin + cout) * 4 <= WINOGRAD_SCRATCH_BYTES
+      ? th
+      : Math.max(1, Math.floor(WINOGRAD_SCRATCH_BYTES / perTileRow));
+  const bands =
+    rows >= th
+      ? [{ b: -1, r0: 0, r1: th }]
+      : Array.from({ length: n * Math.ceil(th / rows) }, (_, q) => {
+          const b = Math.floor(q / Math.ceil(th / rows));
+          const r0 = (q % Math.ceil(th / rows)) * rows;
+          return { b, r0, r1: Math.min(th, r0 + rows) };
+        });
   const maxTiles = bands[0].b < 0 ? tiles : rows * tw;
   const v = s.track(be.makeOutput([16, maxTiles, cin], 'float32'));
   const m = s.track(be.makeOutput([16, maxTiles, cout], 'float32'));
@@ -142,7 +179,17 @@ export function setWinogradScratchBytes(bytes: number): number {
 }
 
 /** Whether the weight gradient of this conv goes through Winograd (`winogradApplies`, and Cout % 8 == 0 for the GEMM). */
-export function winogradFilterGradApplies(backend: WasmBackend, xShape: number[], filterShape: number[], sh: number, sw: number, dh: number, dw: number, outH: number, outW: number): boolean {
+export function winogradFilterGradApplies(
+  backend: WasmBackend,
+  xShape: number[],
+  filterShape: number[],
+  sh: number,
+  sw: number,
+  dh: number,
+  dw: number,
+  outH: number,
+  outW: number,
+): boolean {
   return filterShape[3] % 8 === 0 && winogradApplies(backend, xShape, filterShape, sh, sw, dh, dw, outH, outW);
 }
 
@@ -169,7 +216,8 @@ export function winogradFilterGrad(s: Scratch, x: Info, dy: Info, padTop: number
   const wt = s.track(be.makeOutput([16, cin, cout], 'float32'));
   // 16 products [Cin, T]·[T, Cout] with the reduction over tiles: our GEMM reads V and Ŷ as they are.
   const [va, ya, wa] = [addr(be, v), addr(be, yh), addr(be, wt)];
-  for (let p = 0; p < 16; p++) k.gemmTN(va + 4 * p * tiles * cin, ya + 4 * p * tiles * cout, wa + 4 * p * cin * cout, tiles, cin, cout);
+  for (let p = 0; p < 16; p++)
+    k.gemmTN(va + 4 * p * tiles * cin, ya + 4 * p * tiles * cout, wa + 4 * p * cin * cout, tiles, cin, cout);
   s.free(v);
   s.free(yh);
   const out = s.track(be.makeOutput([3, 3, cin, cout], 'float32'));
@@ -196,9 +244,30 @@ function tryWinograd(args: KArgs, bias: Info | null, relu: boolean): Info | null
   const a = args.attrs;
   const be = args.backend as WasmBackend;
   if (a.dataFormat === 'NCHW' || x.dtype !== 'float32' || filter.dtype !== 'float32') return null;
-  const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number],
-    a.strides, a.dilations, a.pad, a.dimRoundingMode, false, 'channelsLast');
-  if (!winogradApplies(be, x.shape, filter.shape, info.strideHeight, info.strideWidth, info.dilationHeight, info.dilationWidth, info.outHeight, info.outWidth)) return null;
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filter.shape as [number, number, number, number],
+    a.strides,
+    a.dilations,
+    a.pad,
+    a.dimRoundingMode,
+    false,
+    'channelsLast',
+  );
+  if (
+    !winogradApplies(
+      be,
+      x.shape,
+      filter.shape,
+      info.strideHeight,
+      info.strideWidth,
+      info.dilationHeight,
+      info.dilationWidth,
+      info.outHeight,
+      info.outWidth,
+    )
+  )
+    return null;
   if (bias && tf.util.sizeFromShape(bias.shape) !== filter.shape[3]) return null;
   const s = new Scratch(be);
   try {
@@ -220,7 +289,8 @@ function stockConv(name: 'Conv2D' | 'FusedConv2D', args: KArgs, bias: Info | nul
   const be = args.backend as WasmBackend;
   const { filter } = args.inputs;
   const orig = captureOriginal(name)!;
-  if (filter.dtype !== 'float32' || cacheAllowed(be, filter, 'xnnpack conv', 4 * tf.util.sizeFromShape(filter.shape))) return orig(args as never) as Info;
+  if (filter.dtype !== 'float32' || cacheAllowed(be, filter, 'xnnpack conv', 4 * tf.util.sizeFromShape(filter.shape)))
+    return orig(args as never) as Info;
   const act = args.attrs.activation ?? 'linear';
   const viaGemm = name === 'Conv2D' || act === 'linear' || act === 'relu' ? unpackedConv(args, bias, relu) : null;
   if (viaGemm) return viaGemm;
@@ -251,14 +321,23 @@ function unpackedConv(args: KArgs, bias: Info | null, relu: boolean): Info | nul
   if (a.dataFormat === 'NCHW' || x.dtype !== 'float32' || process.env.DIFFGUIDE_UNPACKED_CONV === '0') return null;
   const k = simdKernels(be);
   if (!k) return null;
-  const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number],
-    a.strides, a.dilations, a.pad, a.dimRoundingMode, false, 'channelsLast');
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filter.shape as [number, number, number, number],
+    a.strides,
+    a.dilations,
+    a.pad,
+    a.dimRoundingMode,
+    false,
+    'channelsLast',
+  );
   const [n, h, w, cin] = x.shape;
   const [kh, kw, , cout] = filter.shape;
   const oh = info.outHeight;
   const ow = info.outWidth;
   const pixels = n * oh * ow;
-  if (info.strideHeight !== 1 || info.strideWidth !== 1 || info.dilationHeight !== 1 || info.dilationWidth !== 1) return null;
+  if (info.strideHeight !== 1 || info.strideWidth !== 1 || info.dilationHeight !== 1 || info.dilationWidth !== 1)
+    return null;
   if (cout % 4 !== 0 || pixels > UNPACKED_CONV_MAX_PIXELS || pixels === 0) return null;
   if (bias && tf.util.sizeFromShape(bias.shape) !== cout) return null;
   const np = Math.ceil(pixels / 8) * 8;

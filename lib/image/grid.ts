@@ -27,10 +27,31 @@ export function makeGrid(images: tf.Tensor4D, cols?: number | GridOptions, pad?:
     let x: tf.Tensor4D = images;
     if (rows * nc > n) x = tf.concat([x, tf.fill([rows * nc - n, h, w, c], pv)]) as tf.Tensor4D;
     // pad each tile at the top/left, then the whole grid at the bottom/right
-    x = tf.pad(x, [[0, 0], [p, 0], [p, 0], [0, 0]], pv);
+    x = tf.pad(
+      x,
+      [
+        [0, 0],
+        [p, 0],
+        [p, 0],
+        [0, 0],
+      ],
+      pv,
+    );
     const th = h + p;
     const tw = w + p;
-    const g = x.reshape([rows, nc, th, tw, c]).transpose([0, 2, 1, 3, 4]).reshape([1, rows * th, nc * tw, c]);
-    return tf.pad(g, [[0, 0], [0, p], [0, p], [0, 0]], pv) as tf.Tensor4D;
+    const g = x
+      .reshape([rows, nc, th, tw, c])
+      .transpose([0, 2, 1, 3, 4])
+      .reshape([1, rows * th, nc * tw, c]);
+    return tf.pad(
+      g,
+      [
+        [0, 0],
+        [0, p],
+        [0, p],
+        [0, 0],
+      ],
+      pv,
+    ) as tf.Tensor4D;
   });
 }

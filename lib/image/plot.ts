@@ -5,10 +5,21 @@
 import type { RgbImage, Rgb } from './png.js';
 
 const FONT: Record<string, string> = {
-  '0': '111101101101111', '1': '010110010010111', '2': '111001111100111', '3': '111001111001111',
-  '4': '101101111001001', '5': '111100111001111', '6': '111100111101111', '7': '111001010010010',
-  '8': '111101111101111', '9': '111101111001111', '.': '000000000000010', '-': '000000111000000',
-  'e': '000111101110011', ' ': '000000000000000', 'k': '100101110101101',
+  '0': '111101101101111',
+  '1': '010110010010111',
+  '2': '111001111100111',
+  '3': '111001111001111',
+  '4': '101101111001001',
+  '5': '111100111001111',
+  '6': '111100111101111',
+  '7': '111001010010010',
+  '8': '111101111101111',
+  '9': '111101111001111',
+  '.': '000000000000010',
+  '-': '000000111000000',
+  e: '000111101110011',
+  ' ': '000000000000000',
+  k: '100101110101101',
 };
 
 export interface PlotSeries {
@@ -54,22 +65,33 @@ export function plotLines(series: PlotSeries[], opts: PlotOptions = {}): RgbImag
     }
   };
   const ty = (v: number) => (opts.logY ? Math.log10(v) : v);
-  let xmin = Infinity, xmax = -Infinity, ymin = Infinity, ymax = -Infinity;
+  let xmin = Infinity,
+    xmax = -Infinity,
+    ymin = Infinity,
+    ymax = -Infinity;
   for (const s of series) {
     s.y.forEach((v, i) => {
       if (!Number.isFinite(v) || (opts.logY && v <= 0)) return;
       const x = s.x ? s.x[i] : i;
-      xmin = Math.min(xmin, x); xmax = Math.max(xmax, x);
-      ymin = Math.min(ymin, ty(v)); ymax = Math.max(ymax, ty(v));
+      xmin = Math.min(xmin, x);
+      xmax = Math.max(xmax, x);
+      ymin = Math.min(ymin, ty(v));
+      ymax = Math.max(ymax, ty(v));
     });
   }
-  const L = 40, R = 8, T = 8, B = 14;
+  const L = 40,
+    R = 8,
+    T = 8,
+    B = 14;
   const axis: Rgb = [0, 0, 0];
   for (let x = L; x < W - R; x++) set(x, H - B, axis);
   for (let y = T; y <= H - B; y++) set(L, y, axis);
   if (!Number.isFinite(xmin)) return { width: W, height: H, data };
   if (xmax === xmin) xmax = xmin + 1;
-  if (ymax === ymin) { ymax += 0.5; ymin -= 0.5; }
+  if (ymax === ymin) {
+    ymax += 0.5;
+    ymin -= 0.5;
+  }
   const px = (x: number) => Math.round(L + ((x - xmin) / (xmax - xmin)) * (W - R - L - 1));
   const py = (y: number) => Math.round(H - B - ((ty(y) - ymin) / (ymax - ymin)) * (H - B - T));
   const untr = (v: number) => (opts.logY ? 10 ** v : v);
@@ -78,7 +100,12 @@ export function plotLines(series: PlotSeries[], opts: PlotOptions = {}): RgbImag
   text(fmt(xmin), L, H - B + 4, axis);
   const xs = fmt(xmax);
   text(xs, W - R - xs.length * 4, H - B + 4, axis);
-  const palette: Rgb[] = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40]];
+  const palette: Rgb[] = [
+    [31, 119, 180],
+    [255, 127, 14],
+    [44, 160, 44],
+    [214, 39, 40],
+  ];
   series.forEach((s, si) => {
     const c = s.color ?? palette[si % palette.length];
     let prev: [number, number] | null = null;
@@ -87,7 +114,8 @@ export function plotLines(series: PlotSeries[], opts: PlotOptions = {}): RgbImag
       const p: [number, number] = [px(s.x ? s.x[i] : i), py(v)];
       if (prev) {
         const n = Math.max(Math.abs(p[0] - prev[0]), Math.abs(p[1] - prev[1]), 1);
-        for (let k = 0; k <= n; k++) set(Math.round(prev[0] + ((p[0] - prev[0]) * k) / n), Math.round(prev[1] + ((p[1] - prev[1]) * k) / n), c);
+        for (let k = 0; k <= n; k++)
+          set(Math.round(prev[0] + ((p[0] - prev[0]) * k) / n), Math.round(prev[1] + ((p[1] - prev[1]) * k) / n), c);
       } else set(p[0], p[1], c);
       prev = p;
     });

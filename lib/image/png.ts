@@ -42,7 +42,9 @@ export function decodePng(bytes: Uint8Array, name = '<buffer>', background: Back
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (buf.length < 8 || !buf.subarray(0, 8).equals(PNG_SIGNATURE)) {
     const head = buf.subarray(0, 8).toString('hex');
-    throw new Error(`${name} is not a PNG file (first bytes ${head || 'none'}, expected the PNG signature 89504e470d0a1a0a)`);
+    throw new Error(
+      `${name} is not a PNG file (first bytes ${head || 'none'}, expected the PNG signature 89504e470d0a1a0a)`,
+    );
   }
   let png;
   try {
@@ -54,7 +56,9 @@ export function decodePng(bytes: Uint8Array, name = '<buffer>', background: Back
   const { width, height } = png;
   const src = png.data;
   if (src.length < width * height * 4) {
-    throw new Error(`${name}: decoded ${src.length} bytes for a ${width}x${height} image; the file is truncated or corrupt`);
+    throw new Error(
+      `${name}: decoded ${src.length} bytes for a ${width}x${height} image; the file is truncated or corrupt`,
+    );
   }
   const [br, bgc, bb] = backgroundRgb(background);
   const out = new Uint8Array(width * height * 3);
@@ -99,8 +103,8 @@ export function encodePng(data: Uint8Array, width: number, height: number, chann
 
 /** RGB bytes -> [1, H, W, 3] float32 in [-1, 1]. */
 export function rgbToTensor(img: RgbImage): tf.Tensor4D {
-  return tf.tidy(() =>
-    tf.tensor4d(img.data, [1, img.height, img.width, 3], 'int32').toFloat().div(127.5).sub(1) as tf.Tensor4D,
+  return tf.tidy(
+    () => tf.tensor4d(img.data, [1, img.height, img.width, 3], 'int32').toFloat().div(127.5).sub(1) as tf.Tensor4D,
   );
 }
 
@@ -110,12 +114,16 @@ export const imageToTensor = rgbToTensor;
 function checkImageTensor(t: tf.Tensor, what: string): { n: number; h: number; w: number; c: number } {
   if (t.rank === 3) {
     const [h, w, c] = t.shape;
-    if (c !== 1 && c !== 3) throw new Error(`${what}: expected [H, W, 3] or [N, H, W, 3], got shape [${t.shape}] (${c} channels)`);
+    if (c !== 1 && c !== 3)
+      throw new Error(`${what}: expected [H, W, 3] or [N, H, W, 3], got shape [${t.shape}] (${c} channels)`);
     return { n: 1, h, w, c };
   }
   if (t.rank === 4) {
     const [n, h, w, c] = t.shape;
-    if (c !== 1 && c !== 3) throw new Error(`${what}: expected [N, H, W, 3] (NHWC), got shape [${t.shape}] (${c} channels; NCHW input? transpose it)`);
+    if (c !== 1 && c !== 3)
+      throw new Error(
+        `${what}: expected [N, H, W, 3] (NHWC), got shape [${t.shape}] (${c} channels; NCHW input? transpose it)`,
+      );
     return { n, h, w, c };
   }
   throw new Error(`${what}: expected an image tensor [N, H, W, 3] or [H, W, 3], got rank ${t.rank} shape [${t.shape}]`);
@@ -175,7 +183,8 @@ export function readPng(path: string, opts: ReadPngOptions = {}): tf.Tensor4D {
  */
 export function writePng(path: string, t: tf.Tensor): void {
   const { n } = checkImageTensor(t, `writePng ${path}`);
-  if (n !== 1) throw new Error(`writePng ${path}: got a batch of ${n} images; write one at a time or makeGrid() them first`);
+  if (n !== 1)
+    throw new Error(`writePng ${path}: got a batch of ${n} images; write one at a time or makeGrid() them first`);
   const img = tensorToImage(t);
   writeRgbPng(path, img);
 }

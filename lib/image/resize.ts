@@ -56,7 +56,11 @@ export function resizeMatrix(inSize: number, outSize: number, method: ResizeMeth
  * @param size [outH, outW] (or a single number for square)
  * @returns [N, outH, outW, C]
  */
-export function resize(x: tf.Tensor4D, size: number | [number, number], method: ResizeMethod = 'bilinear'): tf.Tensor4D {
+export function resize(
+  x: tf.Tensor4D,
+  size: number | [number, number],
+  method: ResizeMethod = 'bilinear',
+): tf.Tensor4D {
   if (x.rank !== 4) throw new Error(`resize: expected [N, H, W, C], got shape [${x.shape}]`);
   const [oh, ow] = typeof size === 'number' ? [size, size] : size;
   const [n, h, w, c] = x.shape;
@@ -67,12 +71,18 @@ export function resize(x: tf.Tensor4D, size: number | [number, number], method: 
       const mh = tf.tensor2d(resizeMatrix(h, oh, method), [oh, h]);
       // [H, N*W*C] -> [oh, N*W*C]
       const t = y.transpose([1, 0, 2, 3]).reshape([h, n * w * c]);
-      y = tf.matMul(mh, t as tf.Tensor2D).reshape([oh, n, w, c]).transpose([1, 0, 2, 3]);
+      y = tf
+        .matMul(mh, t as tf.Tensor2D)
+        .reshape([oh, n, w, c])
+        .transpose([1, 0, 2, 3]);
     }
     if (ow !== w) {
       const mw = tf.tensor2d(resizeMatrix(w, ow, method), [ow, w]);
       const t = y.transpose([2, 0, 1, 3]).reshape([w, n * oh * c]);
-      y = tf.matMul(mw, t as tf.Tensor2D).reshape([ow, n, oh, c]).transpose([1, 2, 0, 3]);
+      y = tf
+        .matMul(mw, t as tf.Tensor2D)
+        .reshape([ow, n, oh, c])
+        .transpose([1, 2, 0, 3]);
     }
     return y as tf.Tensor4D;
   });
@@ -95,11 +105,18 @@ export function areaDownsample(x: tf.Tensor4D, factor: number): tf.Tensor4D {
  * Exact area downsampling of 8-bit interleaved pixels by an integer factor (mean rounded half up).
  * @param data H*W*C bytes -> (H/f)*(W/f)*C bytes
  */
-export function areaDownsampleBytes(data: Uint8Array, height: number, width: number, channels: number, factor: number): Uint8Array {
+export function areaDownsampleBytes(
+  data: Uint8Array,
+  height: number,
+  width: number,
+  channels: number,
+  factor: number,
+): Uint8Array {
   if (!Number.isInteger(factor) || factor < 1 || height % factor !== 0 || width % factor !== 0) {
     throw new Error(`areaDownsampleBytes: factor ${factor} must be a positive integer dividing ${height}x${width}`);
   }
-  if (data.length !== height * width * channels) throw new Error(`areaDownsampleBytes: ${data.length} bytes is not ${height}x${width}x${channels}`);
+  if (data.length !== height * width * channels)
+    throw new Error(`areaDownsampleBytes: ${data.length} bytes is not ${height}x${width}x${channels}`);
   const oh = height / factor;
   const ow = width / factor;
   const out = new Uint8Array(oh * ow * channels);

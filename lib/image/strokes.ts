@@ -23,7 +23,8 @@ export function simulateStrokes(images: tf.Tensor4D, opts: StrokeOptions = {}): 
   if (!Number.isInteger(cell) || cell < 1 || h % cell !== 0 || w % cell !== 0) {
     throw new Error(`simulateStrokes: cell ${cell} must be a positive integer dividing the image size ${h}x${w}`);
   }
-  if (!Number.isInteger(levels) || levels < 2) throw new Error(`simulateStrokes: levels must be an integer >= 2, got ${levels}`);
+  if (!Number.isInteger(levels) || levels < 2)
+    throw new Error(`simulateStrokes: levels must be an integer >= 2, got ${levels}`);
   return tf.tidy(() => {
     const mean = tf.avgPool(images, cell, cell, 'valid') as tf.Tensor4D;
     const step = (levels - 1) / 2; // [-1, 1] -> levels evenly spaced values including both ends

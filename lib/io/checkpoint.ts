@@ -3,7 +3,14 @@ import { PositionalFile } from './file.js';
 import { readSafetensorsHeader, safetensorsLazy } from './safetensors.js';
 import { checkView, lazyView } from './tensor.js';
 import { collectTensors, openTorchLegacy, openTorchZip } from './torch.js';
-import { CheckpointError, type Checkpoint, type CheckpointFormat, type LazyTensor, type ReadOptions, type StateDict } from './types.js';
+import {
+  CheckpointError,
+  type Checkpoint,
+  type CheckpointFormat,
+  type LazyTensor,
+  type ReadOptions,
+  type StateDict,
+} from './types.js';
 import { ZipArchive } from './zip.js';
 
 /**
@@ -11,7 +18,8 @@ import { ZipArchive } from './zip.js';
  * TorchScript archive is known only after reading its directory (`openCheckpoint` reports 'torchscript').
  */
 export function detectFormat(head: Uint8Array): CheckpointFormat | null {
-  if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04) return 'torch-zip';
+  if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04)
+    return 'torch-zip';
   // Legacy: pickle PROTO 2, LONG1 of 10 bytes holding the magic 0x1950a86a20f9469cfc6c.
   const magic = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
   if (head.length >= magic.length && magic.every((b, i) => head[i] === b)) return 'torch-legacy';
@@ -28,7 +36,7 @@ export function detectFormat(head: Uint8Array): CheckpointFormat | null {
  * header check then says what is wrong (too short, header length out of range, ...).
  */
 function looksLikeSafetensors(path: string, head: Uint8Array): boolean {
-  return /\.safetensors$/i.test(path) || (head.length >= 9 && head[8] === 0x7b /* "{" */);
+  return /\.safetensors$/i.test(path) || (head.length >= 9 && head[8] === 0x7b); /* "{" */
 }
 
 /** An opened checkpoint whose tensors are read on demand. Call `close()` when done. */
@@ -46,7 +54,8 @@ export interface OpenedCheckpoint {
 export async function openCheckpoint(path: string, opts: ReadOptions = {}): Promise<OpenedCheckpoint> {
   const file = await PositionalFile.open(path);
   try {
-    if (file.size === 0) throw new CheckpointError(`${path}: empty file (0 bytes), not a checkpoint; download or save it again`);
+    if (file.size === 0)
+      throw new CheckpointError(`${path}: empty file (0 bytes), not a checkpoint; download or save it again`);
     const head = await file.read(0, Math.min(file.size, 64));
     const fmt = detectFormat(head);
     let format: CheckpointFormat;
@@ -58,16 +67,23 @@ export async function openCheckpoint(path: string, opts: ReadOptions = {}): Prom
       const h = await readSafetensorsHeader(file);
       format = 'safetensors';
       metadata = h.metadata;
-      items = safetensorsLazy(file, h).map((t) => ({ name: t.name, lazy: (name) => (name === t.name ? t : { ...t, name }) }));
+      items = safetensorsLazy(file, h).map((t) => ({
+        name: t.name,
+        lazy: (name) => (name === t.name ? t : { ...t, name }),
+      }));
     } else if (fmt === 'torch-zip' || fmt === 'torch-legacy') {
-      const tf = fmt === 'torch-zip' ? await openTorchZip(file, await ZipArchive.open(file)) : await openTorchLegacy(file);
+      const tf =
+        fmt === 'torch-zip' ? await openTorchZip(file, await ZipArchive.open(file)) : await openTorchLegacy(file);
       const c = collectTensors(tf, path, opts.wrapper);
       format = tf.format;
       metadata = { ...tf.metadata, ...c.metadata };
       unwrapped = c.unwrapped;
       if (unwrapped) metadata.unwrapped = unwrapped;
       // Each described tensor is checked against its storage record here, before any byte is read (checkView).
-      items = c.views.map((v) => ({ name: v.name, lazy: (name) => (checkView(tf.source, v), lazyView(tf.source, name === v.name ? v : { ...v, name })) }));
+      items = c.views.map((v) => ({
+        name: v.name,
+        lazy: (name) => (checkView(tf.source, v), lazyView(tf.source, name === v.name ? v : { ...v, name })),
+      }));
     } else {
       const tarLike = file.size > 262 && new TextDecoder().decode(await file.read(257, 5)) === 'ustar';
       throw new CheckpointError(
@@ -82,7 +98,10 @@ export async function openCheckpoint(path: string, opts: ReadOptions = {}): Prom
       let name = t.name;
       if (opts.stripPrefix && name.startsWith(opts.stripPrefix)) name = name.slice(opts.stripPrefix.length);
       if (opts.filter && !opts.filter(name)) continue;
-      if (seen.has(name)) throw new CheckpointError(`${path}: key '${name}' occurs twice${opts.stripPrefix ? ` after stripping '${opts.stripPrefix}'` : ''}`);
+      if (seen.has(name))
+        throw new CheckpointError(
+          `${path}: key '${name}' occurs twice${opts.stripPrefix ? ` after stripping '${opts.stripPrefix}'` : ''}`,
+        );
       seen.add(name);
       tensors.push(t.lazy(name));
     }

@@ -3,9 +3,19 @@ import os from 'node:os';
 import { CheckpointError, type HostDtype } from './types.js';
 
 export type SourceDtype =
-  | 'float32' | 'float16' | 'bfloat16' | 'float64'
-  | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool'
-  | 'uint16' | 'uint32' | 'uint64';
+  | 'float32'
+  | 'float16'
+  | 'bfloat16'
+  | 'float64'
+  | 'int64'
+  | 'int32'
+  | 'int16'
+  | 'int8'
+  | 'uint8'
+  | 'bool'
+  | 'uint16'
+  | 'uint32'
+  | 'uint64';
 
 export interface DtypeInfo {
   size: number;
@@ -105,8 +115,7 @@ export function convertInto(
   count: number,
   key: string,
 ): void {
-  const aligned = (size: number) =>
-    src.byteOffset % size === 0 ? src : new Uint8Array(src); // copy to an aligned buffer if needed
+  const aligned = (size: number) => (src.byteOffset % size === 0 ? src : new Uint8Array(src)); // copy to an aligned buffer if needed
   switch (from) {
     case 'float32':
     case 'int32':
@@ -145,7 +154,8 @@ export function convertInto(
         const lo = w[2 * i];
         const hi = w[2 * i + 1];
         if (hi !== lo >> 31 || (from === 'uint64' && hi !== 0)) {
-          const v = from === 'int64' ? (BigInt(hi) << 32n) | BigInt(lo >>> 0) : (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+          const v =
+            from === 'int64' ? (BigInt(hi) << 32n) | BigInt(lo >>> 0) : (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
           throw new CheckpointError(
             `tensor '${key}' (${from}) holds ${v} at element ${i}, which does not fit int32; diffguide keeps integer tensors as int32 (filter this key out with the 'filter' option if the net does not need it)`,
           );

@@ -19,7 +19,9 @@ export class PositionalFile {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       throw new CheckpointError(
-        code === 'ENOENT' ? `checkpoint file ${path} does not exist` : `cannot open checkpoint file ${path}: ${(e as Error).message}`,
+        code === 'ENOENT'
+          ? `checkpoint file ${path} does not exist`
+          : `cannot open checkpoint file ${path}: ${(e as Error).message}`,
       );
     }
     const st = await fh.stat();

@@ -6,13 +6,33 @@ import { openCheckpoint } from './checkpoint.js';
 import { writeSafetensorsFile, type WriteOptions } from './safetensors.js';
 import type { CheckpointFormat, HostTensor, StateDict } from './types.js';
 
-export type { HostTensor, HostDtype, StateDict, CheckpointFormat, Checkpoint, ReadOptions, LazyTensor } from './types.js';
+export type {
+  HostTensor,
+  HostDtype,
+  StateDict,
+  CheckpointFormat,
+  Checkpoint,
+  ReadOptions,
+  LazyTensor,
+} from './types.js';
 export { CheckpointError } from './types.js';
 export { detectFormat, openCheckpoint, readCheckpoint, readStateDict, type OpenedCheckpoint } from './checkpoint.js';
 export { checkKeys, formatKeyReport, type KeyReport } from './keys.js';
-export { registerArchitectureDetector, detectArchitecture, architectureDetectors, type ArchitectureDetector, type ShapeMap } from './arch.js';
+export {
+  registerArchitectureDetector,
+  detectArchitecture,
+  architectureDetectors,
+  type ArchitectureDetector,
+  type ShapeMap,
+} from './arch.js';
 export { f32ToF16, f32ToF16Bits } from './dtypes.js';
-export { parseSafetensorsHeader, writeSafetensorsStreaming, MAX_HEADER_BYTES, type TensorDescriptor, type WriteOptions } from './safetensors.js';
+export {
+  parseSafetensorsHeader,
+  writeSafetensorsStreaming,
+  MAX_HEADER_BYTES,
+  type TensorDescriptor,
+  type WriteOptions,
+} from './safetensors.js';
 export { unpickle } from './pickle.js';
 
 /**

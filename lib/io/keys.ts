@@ -24,7 +24,11 @@ export function checkKeys(expected: Iterable<string>, got: StateDict | Iterable<
 export function formatKeyReport(r: KeyReport, opts: { what?: string; limit?: number } = {}): string {
   const limit = opts.limit ?? 50;
   const what = opts.what ? `${opts.what}: ` : '';
-  const list = (xs: string[]) => xs.slice(0, limit).map((k) => `  ${k}`).join('\n') + (xs.length > limit ? `\n  ... and ${xs.length - limit} more` : '');
+  const list = (xs: string[]) =>
+    xs
+      .slice(0, limit)
+      .map((k) => `  ${k}`)
+      .join('\n') + (xs.length > limit ? `\n  ... and ${xs.length - limit} more` : '');
   const parts: string[] = [];
   if (r.missing.length) parts.push(`${what}${r.missing.length} missing key(s):\n${list(r.missing)}`);
   if (r.unexpected.length) parts.push(`${what}${r.unexpected.length} unexpected key(s):\n${list(r.unexpected)}`);

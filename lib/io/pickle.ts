@@ -90,28 +90,58 @@ export const STORAGE_DTYPES: Record<string, string> = {
 
 /** torch dtype globals (torch.float16, ...) -> PyTorch dtype name. */
 const TORCH_DTYPES: Record<string, string> = {
-  float32: 'float32', float: 'float32', float16: 'float16', half: 'float16', bfloat16: 'bfloat16',
-  float64: 'float64', double: 'float64', int64: 'int64', long: 'int64', int32: 'int32', int: 'int32',
-  int16: 'int16', short: 'int16', int8: 'int8', uint8: 'uint8', bool: 'bool',
+  float32: 'float32',
+  float: 'float32',
+  float16: 'float16',
+  half: 'float16',
+  bfloat16: 'bfloat16',
+  float64: 'float64',
+  double: 'float64',
+  int64: 'int64',
+  long: 'int64',
+  int32: 'int32',
+  int: 'int32',
+  int16: 'int16',
+  short: 'int16',
+  int8: 'int8',
+  uint8: 'uint8',
+  bool: 'bool',
 };
 
 /** The allow-list: `module.name` of every global a checkpoint may reference. */
 const ALLOWED = new Set<string>([
   'collections.OrderedDict',
-  'builtins.dict', '__builtin__.dict',
-  'builtins.set', '__builtin__.set', 'builtins.frozenset', '__builtin__.frozenset',
-  'builtins.slice', '__builtin__.slice',
-  'builtins.list', '__builtin__.list', 'builtins.tuple', '__builtin__.tuple',
+  'builtins.dict',
+  '__builtin__.dict',
+  'builtins.set',
+  '__builtin__.set',
+  'builtins.frozenset',
+  '__builtin__.frozenset',
+  'builtins.slice',
+  '__builtin__.slice',
+  'builtins.list',
+  '__builtin__.list',
+  'builtins.tuple',
+  '__builtin__.tuple',
   '_codecs.encode',
-  'torch._utils._rebuild_tensor', 'torch._utils._rebuild_tensor_v2', 'torch._utils._rebuild_tensor_v3',
-  'torch._utils._rebuild_parameter', 'torch._utils._rebuild_parameter_with_state',
-  'torch._tensor._rebuild_from_type_v2', 'torch.Tensor', 'torch.nn.parameter.Parameter',
-  'torch.device', 'torch.Size',
+  'torch._utils._rebuild_tensor',
+  'torch._utils._rebuild_tensor_v2',
+  'torch._utils._rebuild_tensor_v3',
+  'torch._utils._rebuild_parameter',
+  'torch._utils._rebuild_parameter_with_state',
+  'torch._tensor._rebuild_from_type_v2',
+  'torch.Tensor',
+  'torch.nn.parameter.Parameter',
+  'torch.device',
+  'torch.Size',
   ...Object.keys(STORAGE_DTYPES).map((s) => `torch.${s}`),
-  'torch.storage.UntypedStorage', 'torch.storage._LegacyStorage',
+  'torch.storage.UntypedStorage',
+  'torch.storage._LegacyStorage',
   ...Object.keys(TORCH_DTYPES).map((s) => `torch.${s}`),
   'argparse.Namespace',
-  'numpy.core.multiarray.scalar', 'numpy._core.multiarray.scalar', 'numpy.dtype',
+  'numpy.core.multiarray.scalar',
+  'numpy._core.multiarray.scalar',
+  'numpy.dtype',
 ]);
 
 /** Whether a global may be referenced (allow-list or a TorchScript `__torch__` class). */
@@ -147,7 +177,8 @@ const MARK = Symbol('mark');
 
 function num(x: unknown, what: string): number {
   if (typeof x === 'number') return x;
-  if (typeof x === 'bigint' && x >= BigInt(Number.MIN_SAFE_INTEGER) && x <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(x);
+  if (typeof x === 'bigint' && x >= BigInt(Number.MIN_SAFE_INTEGER) && x <= BigInt(Number.MAX_SAFE_INTEGER))
+    return Number(x);
   if (typeof x === 'boolean') return x ? 1 : 0;
   throw new CheckpointError(`pickle: ${what} must be an integer, got ${describe(x)}`);
 }
@@ -167,7 +198,8 @@ function ints(x: unknown, what: string): number[] {
 /** Apply an allowed callable to its arguments (REDUCE / NEWOBJ). Data-only: nothing is executed. */
 function call(g: PyGlobal, args: unknown[], isNew: boolean): unknown {
   const q = g.qualname;
-  if (g.module === '__torch__' || g.module.startsWith('__torch__.') || q === 'argparse.Namespace') return new PyObject(q, args);
+  if (g.module === '__torch__' || g.module.startsWith('__torch__.') || q === 'argparse.Namespace')
+    return new PyObject(q, args);
   switch (q) {
     case 'collections.OrderedDict':
     case 'builtins.dict':
@@ -175,22 +207,30 @@ function call(g: PyGlobal, args: unknown[], isNew: boolean): unknown {
       const m = new Map<unknown, unknown>();
       const init = args[0];
       if (init instanceof Map) for (const [k, v] of init) m.set(k, v);
-      else if (Array.isArray(init)) for (const kv of init) if (Array.isArray(kv) && kv.length === 2) m.set(kv[0], kv[1]);
+      else if (Array.isArray(init))
+        for (const kv of init) if (Array.isArray(kv) && kv.length === 2) m.set(kv[0], kv[1]);
       return m;
     }
-    case 'builtins.set': case '__builtin__.set': case 'builtins.frozenset': case '__builtin__.frozenset':
+    case 'builtins.set':
+    case '__builtin__.set':
+    case 'builtins.frozenset':
+    case '__builtin__.frozenset':
       return new Set(Array.isArray(args[0]) ? args[0] : args[0] instanceof Set ? [...args[0]] : []);
-    case 'builtins.list': case '__builtin__.list':
+    case 'builtins.list':
+    case '__builtin__.list':
       return Array.isArray(args[0]) ? [...args[0]] : [];
-    case 'builtins.tuple': case '__builtin__.tuple':
+    case 'builtins.tuple':
+    case '__builtin__.tuple':
       return tuple(Array.isArray(args[0]) ? [...args[0]] : []);
-    case 'builtins.slice': case '__builtin__.slice':
+    case 'builtins.slice':
+    case '__builtin__.slice':
       return { start: args[0] ?? null, stop: args[1] ?? null, step: args[2] ?? null };
     case '_codecs.encode': {
       // Protocol-2 pickles write bytes as _codecs.encode(str, 'latin1').
       const [s, enc] = args;
       if (typeof s !== 'string') throw new CheckpointError('pickle: _codecs.encode needs a str');
-      if (enc === 'latin1' || enc === 'latin-1' || enc === undefined) return Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff);
+      if (enc === 'latin1' || enc === 'latin-1' || enc === undefined)
+        return Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff);
       if (enc === 'utf-8' || enc === 'utf8') return new TextEncoder().encode(s);
       throw new CheckpointError(`pickle: _codecs.encode with encoding ${String(enc)} is not supported`);
     }
@@ -202,11 +242,13 @@ function call(g: PyGlobal, args: unknown[], isNew: boolean): unknown {
         throw new CheckpointError(`pickle: ${g.name} expects a storage as first argument, got ${describe(st)}`);
       const shape = ints(args[2], 'tensor size');
       const stride = ints(args[3], 'tensor stride');
-      if (shape.length !== stride.length) throw new CheckpointError(`pickle: tensor size ${shape} and stride ${stride} differ in rank`);
+      if (shape.length !== stride.length)
+        throw new CheckpointError(`pickle: tensor size ${shape} and stride ${stride} differ in rank`);
       let dtype: string | undefined;
       if (q === 'torch._utils._rebuild_tensor_v3') {
         const d = args[6];
-        if (!(d instanceof PyGlobal) || !TORCH_DTYPES[d.name]) throw new CheckpointError(`pickle: _rebuild_tensor_v3 has an unsupported dtype ${describe(d)}`);
+        if (!(d instanceof PyGlobal) || !TORCH_DTYPES[d.name])
+          throw new CheckpointError(`pickle: _rebuild_tensor_v3 has an unsupported dtype ${describe(d)}`);
         dtype = TORCH_DTYPES[d.name];
       }
       return new TensorRef(st, num(args[1], 'storage offset'), shape, stride, dtype);
@@ -217,9 +259,15 @@ function call(g: PyGlobal, args: unknown[], isNew: boolean): unknown {
     case 'torch._tensor._rebuild_from_type_v2': {
       // (func, new_type, args, state): a tensor (or Parameter) rebuilt by an allowed func; the type is dropped.
       const [fn, type, fargs] = args;
-      if (!(fn instanceof PyGlobal) || !Array.isArray(fargs)) throw new CheckpointError('pickle: malformed _rebuild_from_type_v2');
-      if (!(type instanceof PyGlobal) || (type.qualname !== 'torch.Tensor' && type.qualname !== 'torch.nn.parameter.Parameter'))
-        throw new CheckpointError(`pickle: _rebuild_from_type_v2 with tensor type ${type instanceof PyGlobal ? type.qualname : describe(type)} is not supported`);
+      if (!(fn instanceof PyGlobal) || !Array.isArray(fargs))
+        throw new CheckpointError('pickle: malformed _rebuild_from_type_v2');
+      if (
+        !(type instanceof PyGlobal) ||
+        (type.qualname !== 'torch.Tensor' && type.qualname !== 'torch.nn.parameter.Parameter')
+      )
+        throw new CheckpointError(
+          `pickle: _rebuild_from_type_v2 with tensor type ${type instanceof PyGlobal ? type.qualname : describe(type)} is not supported`,
+        );
       return call(fn, fargs, false);
     }
     case 'torch.nn.parameter.Parameter':
@@ -234,17 +282,29 @@ function call(g: PyGlobal, args: unknown[], isNew: boolean): unknown {
     case 'numpy.core.multiarray.scalar':
     case 'numpy._core.multiarray.scalar': {
       const [dt, raw] = args;
-      const bytes = raw instanceof Uint8Array ? raw : typeof raw === 'string' ? Uint8Array.from(raw, (c) => c.charCodeAt(0) & 0xff) : null;
+      const bytes =
+        raw instanceof Uint8Array
+          ? raw
+          : typeof raw === 'string'
+            ? Uint8Array.from(raw, (c) => c.charCodeAt(0) & 0xff)
+            : null;
       if (!(dt instanceof NumpyDtype) || !bytes) throw new CheckpointError('pickle: malformed numpy scalar');
       const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       switch (dt.descr) {
-        case 'f8': return dv.getFloat64(0, true);
-        case 'f4': return dv.getFloat32(0, true);
-        case 'i8': return Number(dv.getBigInt64(0, true));
-        case 'i4': return dv.getInt32(0, true);
-        case 'u1': return dv.getUint8(0);
-        case 'b1': return dv.getUint8(0) !== 0;
-        default: return new PyObject(`numpy.${dt.descr}`, [bytes]);
+        case 'f8':
+          return dv.getFloat64(0, true);
+        case 'f4':
+          return dv.getFloat32(0, true);
+        case 'i8':
+          return Number(dv.getBigInt64(0, true));
+        case 'i4':
+          return dv.getInt32(0, true);
+        case 'u1':
+          return dv.getUint8(0);
+        case 'b1':
+          return dv.getUint8(0) !== 0;
+        default:
+          return new PyObject(`numpy.${dt.descr}`, [bytes]);
       }
     }
   }
@@ -268,7 +328,8 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
   const metastack: unknown[][] = [];
   const memo = new Map<number, unknown>();
   const need = (n: number) => {
-    if (p + n > buf.length) throw new PickleTruncated(`${src}: pickle data ends unexpectedly at byte ${buf.length} (truncated file?)`);
+    if (p + n > buf.length)
+      throw new PickleTruncated(`${src}: pickle data ends unexpectedly at byte ${buf.length} (truncated file?)`);
   };
   const u8 = () => (need(1), buf[p++]);
   const u16 = () => (need(2), (p += 2), dv.getUint16(p - 2, true));
@@ -368,7 +429,8 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
       case 0x89: // NEWFALSE
         stack.push(false);
         break;
-      case 0x49: { // INT
+      case 0x49: {
+        // INT
         const s = line();
         stack.push(s === '01' ? true : s === '00' ? false : Number.parseInt(s, 10));
         break;
@@ -382,7 +444,8 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
       case 0x4d: // BININT2
         stack.push(u16());
         break;
-      case 0x4c: { // LONG
+      case 0x4c: {
+        // LONG
         const s = line().replace(/L$/, '');
         const v = BigInt(s);
         stack.push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
@@ -402,10 +465,24 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
         stack.push(dv.getFloat64(p, false));
         p += 8;
         break;
-      case 0x53: { // STRING (repr of a py2 str)
+      case 0x53: {
+        // STRING (repr of a py2 str)
         const s = line().trim();
-        stack.push(s.slice(1, -1).replace(/\\(x[0-9a-fA-F]{2}|.)/g, (_m, e: string) =>
-          e[0] === 'x' ? String.fromCharCode(parseInt(e.slice(1), 16)) : e === 'n' ? '\n' : e === 't' ? '\t' : e === 'r' ? '\r' : e));
+        stack.push(
+          s
+            .slice(1, -1)
+            .replace(/\\(x[0-9a-fA-F]{2}|.)/g, (_m, e: string) =>
+              e[0] === 'x'
+                ? String.fromCharCode(parseInt(e.slice(1), 16))
+                : e === 'n'
+                  ? '\n'
+                  : e === 't'
+                    ? '\t'
+                    : e === 'r'
+                      ? '\r'
+                      : e,
+            ),
+        );
         break;
       }
       case 0x54: // BINSTRING (py2 str: latin1)
@@ -439,22 +516,27 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
       case 0x5d: // EMPTY_LIST
         stack.push([]);
         break;
-      case 0x61: { // APPEND
+      case 0x61: {
+        // APPEND
         const v = pop();
         const l = top();
-        if (!Array.isArray(l) || isTuple(l)) throw new CheckpointError(`${src}: malformed pickle (APPEND to ${describe(l)})`);
+        if (!Array.isArray(l) || isTuple(l))
+          throw new CheckpointError(`${src}: malformed pickle (APPEND to ${describe(l)})`);
         l.push(v);
         break;
       }
-      case 0x65: { // APPENDS
+      case 0x65: {
+        // APPENDS
         const items = popMark();
         const l = top();
         if (l instanceof Set) for (const v of items) l.add(v);
-        else if (!Array.isArray(l) || isTuple(l)) throw new CheckpointError(`${src}: malformed pickle (APPENDS to ${describe(l)})`);
+        else if (!Array.isArray(l) || isTuple(l))
+          throw new CheckpointError(`${src}: malformed pickle (APPENDS to ${describe(l)})`);
         else for (const v of items) l.push(v);
         break;
       }
-      case 0x6c: { // LIST
+      case 0x6c: {
+        // LIST
         const items = popMark(); // (popMark replaces `stack`: evaluate before pushing)
         stack.push(items);
         break;
@@ -462,7 +544,8 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
       case 0x29: // EMPTY_TUPLE
         stack.push(tuple([]));
         break;
-      case 0x74: { // TUPLE
+      case 0x74: {
+        // TUPLE
         const items = popMark();
         stack.push(tuple(items));
         break;
@@ -470,13 +553,15 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
       case 0x85: // TUPLE1
         stack.push(tuple([pop()]));
         break;
-      case 0x86: { // TUPLE2
+      case 0x86: {
+        // TUPLE2
         const b = pop();
         const a = pop();
         stack.push(tuple([a, b]));
         break;
       }
-      case 0x87: { // TUPLE3
+      case 0x87: {
+        // TUPLE3
         const c = pop();
         const b = pop();
         const a = pop();
@@ -486,20 +571,23 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
       case 0x7d: // EMPTY_DICT
         stack.push(new Map());
         break;
-      case 0x64: { // DICT
+      case 0x64: {
+        // DICT
         const items = popMark();
         const d = new Map();
         setItems(d, items);
         stack.push(d);
         break;
       }
-      case 0x73: { // SETITEM
+      case 0x73: {
+        // SETITEM
         const v = pop();
         const k = pop();
         setItems(top(), [k, v]);
         break;
       }
-      case 0x75: { // SETITEMS
+      case 0x75: {
+        // SETITEMS
         const items = popMark();
         setItems(top(), items);
         break;
@@ -507,52 +595,62 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
       case 0x8f: // EMPTY_SET
         stack.push(new Set());
         break;
-      case 0x90: { // ADDITEMS
+      case 0x90: {
+        // ADDITEMS
         const items = popMark();
         const s = top();
         if (!(s instanceof Set)) throw new CheckpointError(`${src}: malformed pickle (ADDITEMS to ${describe(s)})`);
         for (const v of items) s.add(v);
         break;
       }
-      case 0x91: { // FROZENSET
+      case 0x91: {
+        // FROZENSET
         const items = popMark();
         stack.push(new Set(items));
         break;
       }
-      case 0x63: { // GLOBAL
+      case 0x63: {
+        // GLOBAL
         const module = line();
         const name = line();
         stack.push(global(module, name));
         break;
       }
-      case 0x93: { // STACK_GLOBAL
+      case 0x93: {
+        // STACK_GLOBAL
         const name = pop();
         const module = pop();
-        if (typeof module !== 'string' || typeof name !== 'string') throw new CheckpointError(`${src}: malformed pickle (STACK_GLOBAL)`);
+        if (typeof module !== 'string' || typeof name !== 'string')
+          throw new CheckpointError(`${src}: malformed pickle (STACK_GLOBAL)`);
         stack.push(global(module, name));
         break;
       }
-      case 0x52: { // REDUCE
+      case 0x52: {
+        // REDUCE
         const args = pop();
         const f = callable(pop());
-        if (!Array.isArray(args)) throw new CheckpointError(`${src}: malformed pickle (REDUCE arguments are ${describe(args)})`);
+        if (!Array.isArray(args))
+          throw new CheckpointError(`${src}: malformed pickle (REDUCE arguments are ${describe(args)})`);
         stack.push(call(f, args, false));
         break;
       }
-      case 0x81: { // NEWOBJ
+      case 0x81: {
+        // NEWOBJ
         const args = pop();
         const cls = callable(pop());
         stack.push(call(cls, Array.isArray(args) ? args : [], true));
         break;
       }
-      case 0x92: { // NEWOBJ_EX
+      case 0x92: {
+        // NEWOBJ_EX
         pop(); // kwargs
         const args = pop();
         const cls = callable(pop());
         stack.push(call(cls, Array.isArray(args) ? args : [], true));
         break;
       }
-      case 0x62: { // BUILD
+      case 0x62: {
+        // BUILD
         const state = pop();
         const obj = top();
         if (obj instanceof PyObject || obj instanceof NumpyDtype) obj.state = state;
@@ -564,7 +662,8 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
         } else throw new CheckpointError(`${src}: malformed pickle (BUILD on ${describe(obj)})`);
         break;
       }
-      case 0x69: { // INST
+      case 0x69: {
+        // INST
         const module = line();
         const name = line();
         const args = popMark();
@@ -572,7 +671,8 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
         stack.push(call(new PyGlobal(module, name), args, true));
         break;
       }
-      case 0x6f: { // OBJ
+      case 0x6f: {
+        // OBJ
         const items = popMark();
         const cls = callable(items.shift());
         stack.push(call(cls, items, true));
@@ -592,25 +692,35 @@ export function unpickle(buf: Uint8Array, opts: PickleOptions = {}, start = 0): 
         break;
       case 0x67: // GET
       case 0x68: // BINGET
-      case 0x6a: { // LONG_BINGET
+      case 0x6a: {
+        // LONG_BINGET
         const k = op === 0x67 ? Number.parseInt(line(), 10) : op === 0x68 ? u8() : u32();
         if (!memo.has(k)) throw new CheckpointError(`${src}: malformed pickle (memo key ${k} missing)`);
         stack.push(memo.get(k));
         break;
       }
       case 0x50: // PERSID
-      case 0x51: { // BINPERSID
+      case 0x51: {
+        // BINPERSID
         const pid = op === 0x50 ? line() : pop();
-        if (!opts.persistentLoad) throw new CheckpointError(`${src}: pickle references external data (persistent id) but none is available`);
+        if (!opts.persistentLoad)
+          throw new CheckpointError(`${src}: pickle references external data (persistent id) but none is available`);
         stack.push(opts.persistentLoad(pid));
         break;
       }
-      case 0x82: case 0x83: case 0x84: // EXT1/2/4
-        throw new CheckpointError(`${src}: pickle uses the copyreg extension registry (opcode 0x${op.toString(16)}), which checkpoints never need; refusing`);
-      case 0x97: case 0x98: // NEXT_BUFFER / READONLY_BUFFER
+      case 0x82:
+      case 0x83:
+      case 0x84: // EXT1/2/4
+        throw new CheckpointError(
+          `${src}: pickle uses the copyreg extension registry (opcode 0x${op.toString(16)}), which checkpoints never need; refusing`,
+        );
+      case 0x97:
+      case 0x98: // NEXT_BUFFER / READONLY_BUFFER
         throw new CheckpointError(`${src}: pickle uses out-of-band buffers (protocol 5), which checkpoints never need`);
       default:
-        throw new CheckpointError(`${src}: not a valid pickle (unknown opcode 0x${op.toString(16).padStart(2, '0')} at byte ${p - 1})`);
+        throw new CheckpointError(
+          `${src}: not a valid pickle (unknown opcode 0x${op.toString(16).padStart(2, '0')} at byte ${p - 1})`,
+        );
     }
   }
 }

@@ -14,12 +14,38 @@ export const MAX_HEADER_BYTES = 100_000_000;
 
 /** safetensors dtype tag -> PyTorch dtype name. */
 export const ST_TO_TORCH: Record<string, SourceDtype> = {
-  F64: 'float64', F32: 'float32', F16: 'float16', BF16: 'bfloat16',
-  I64: 'int64', I32: 'int32', I16: 'int16', I8: 'int8',
-  U64: 'uint64', U32: 'uint32', U16: 'uint16', U8: 'uint8', BOOL: 'bool',
+  F64: 'float64',
+  F32: 'float32',
+  F16: 'float16',
+  BF16: 'bfloat16',
+  I64: 'int64',
+  I32: 'int32',
+  I16: 'int16',
+  I8: 'int8',
+  U64: 'uint64',
+  U32: 'uint32',
+  U16: 'uint16',
+  U8: 'uint8',
+  BOOL: 'bool',
 };
 /** The reference's dtype order (its enum order); the writer sorts tensors by it, descending. */
-const ST_RANK = ['BOOL', 'U8', 'I8', 'F8_E5M2', 'F8_E4M3', 'I16', 'U16', 'F16', 'BF16', 'I32', 'U32', 'F32', 'F64', 'I64', 'U64'];
+const ST_RANK = [
+  'BOOL',
+  'U8',
+  'I8',
+  'F8_E5M2',
+  'F8_E4M3',
+  'I16',
+  'U16',
+  'F16',
+  'BF16',
+  'I32',
+  'U32',
+  'F32',
+  'F64',
+  'I64',
+  'U64',
+];
 
 export interface SafetensorsHeader {
   /** Tensors in buffer order. */
@@ -68,11 +94,16 @@ export function parseSafetensorsHeader(path: string, headerBytes: Uint8Array, fi
     const { dtype, shape, data_offsets: offs } = info as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof dtype !== 'string') return bad(`tensor '${name}' has no dtype`);
     const torchDtype = ST_TO_TORCH[dtype];
-    if (!torchDtype) return bad(`tensor '${name}' has unsupported dtype ${dtype} (supported: ${Object.keys(ST_TO_TORCH).join(', ')})`);
-    if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 0)) return bad(`tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`);
+    if (!torchDtype)
+      return bad(`tensor '${name}' has unsupported dtype ${dtype} (supported: ${Object.keys(ST_TO_TORCH).join(', ')})`);
+    if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 0))
+      return bad(`tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`);
     if (!Array.isArray(offs) || offs.length !== 2 || offs.some((d) => !Number.isSafeInteger(d) || d < 0))
       return bad(`tensor '${name}' has invalid data_offsets ${JSON.stringify(offs)}`);
-    if (offs[1] < offs[0]) return bad(`tensor '${name}' has reversed data_offsets [${offs[0]}, ${offs[1]}]: the end lies before the begin (they are [begin, end) byte positions in the data buffer)`);
+    if (offs[1] < offs[0])
+      return bad(
+        `tensor '${name}' has reversed data_offsets [${offs[0]}, ${offs[1]}]: the end lies before the begin (they are [begin, end) byte positions in the data buffer)`,
+      );
     tensors.push({ name, dtype: torchDtype, stDtype: dtype, shape: shape as number[], begin: offs[0], end: offs[1] });
   }
   const bufferLen = fileSize - 8 - n;
@@ -87,7 +118,9 @@ export function parseSafetensorsHeader(path: string, headerBytes: Uint8Array, fi
       );
     const need = numel(t.shape) * DTYPES[t.dtype].size;
     if (!Number.isSafeInteger(need) || need !== t.end - t.begin)
-      bad(`tensor '${t.name}' ${t.stDtype}${JSON.stringify(t.shape)} needs ${need} bytes but data_offsets [${t.begin}, ${t.end}] span ${t.end - t.begin}`);
+      bad(
+        `tensor '${t.name}' ${t.stDtype}${JSON.stringify(t.shape)} needs ${need} bytes but data_offsets [${t.begin}, ${t.end}] span ${t.end - t.begin}`,
+      );
     start = t.end;
   }
   if (start !== bufferLen)
@@ -102,13 +135,23 @@ export function parseSafetensorsHeader(path: string, headerBytes: Uint8Array, fi
 /** Read and validate the header of an opened safetensors file. */
 export async function readSafetensorsHeader(file: PositionalFile): Promise<SafetensorsHeader> {
   const bad = (what: string): never => {
-    throw new CheckpointError(`${file.path}: invalid safetensors file: ${what}; download or convert it again (diffguide convert IN OUT.safetensors)`);
+    throw new CheckpointError(
+      `${file.path}: invalid safetensors file: ${what}; download or convert it again (diffguide convert IN OUT.safetensors)`,
+    );
   };
-  if (file.size < 8) bad(`only ${file.size} byte${file.size === 1 ? '' : 's'}, fewer than the 8-byte header length a safetensors file starts with (truncated file?)`);
+  if (file.size < 8)
+    bad(
+      `only ${file.size} byte${file.size === 1 ? '' : 's'}, fewer than the 8-byte header length a safetensors file starts with (truncated file?)`,
+    );
   const n = new DataView((await file.read(0, 8)).buffer).getBigUint64(0, true);
   if (n > BigInt(MAX_HEADER_BYTES))
-    bad(`header length ${n} exceeds the 100 MB limit${n + 8n > BigInt(file.size) ? ` and the ${file.size}-byte file` : ''} (bytes 0..8, a little-endian u64, are corrupt, or this is not a safetensors file)`);
-  if (n < 2n) bad(`header length ${n} is too small for a JSON header (at least 2 bytes, '{}'; bytes 0..8 hold the length as a little-endian u64)`);
+    bad(
+      `header length ${n} exceeds the 100 MB limit${n + 8n > BigInt(file.size) ? ` and the ${file.size}-byte file` : ''} (bytes 0..8, a little-endian u64, are corrupt, or this is not a safetensors file)`,
+    );
+  if (n < 2n)
+    bad(
+      `header length ${n} is too small for a JSON header (at least 2 bytes, '{}'; bytes 0..8 hold the length as a little-endian u64)`,
+    );
   if (Number(n) + 8 > file.size) bad(`header length ${n} runs past the end of the ${file.size}-byte file (truncated?)`);
   return parseSafetensorsHeader(file.path, await file.read(8, Number(n)), file.size);
 }
@@ -120,7 +163,15 @@ export function safetensorsLazy(file: PositionalFile, header: SafetensorsHeader)
     read: (key, byteStart, target) => file.readInto(target, header.dataStart + begins.get(key)! + byteStart),
   };
   return header.tensors.map((t) =>
-    lazyView(source, { name: t.name, storageKey: t.name, dtype: t.dtype, offset: 0, shape: t.shape, stride: rowMajor(t.shape), storageNumel: numel(t.shape) }),
+    lazyView(source, {
+      name: t.name,
+      storageKey: t.name,
+      dtype: t.dtype,
+      offset: 0,
+      shape: t.shape,
+      stride: rowMajor(t.shape),
+      storageNumel: numel(t.shape),
+    }),
   );
 }
 
@@ -168,17 +219,22 @@ export function planSafetensors(
 ): { header: Uint8Array; items: { d: TensorDescriptor; st: string; nbytes: number }[] } {
   const names = new Set<string>();
   const items = descriptors.map((d) => {
-    if (d.name === '__metadata__') throw new CheckpointError(`cannot write a tensor named '__metadata__' to safetensors`);
+    if (d.name === '__metadata__')
+      throw new CheckpointError(`cannot write a tensor named '__metadata__' to safetensors`);
     if (names.has(d.name)) throw new CheckpointError(`tensor name '${d.name}' occurs twice`);
     names.add(d.name);
-    if (d.shape.some((x) => !Number.isSafeInteger(x) || x < 0)) throw new CheckpointError(`tensor '${d.name}' has an invalid shape ${JSON.stringify(d.shape)}`);
+    if (d.shape.some((x) => !Number.isSafeInteger(x) || x < 0))
+      throw new CheckpointError(`tensor '${d.name}' has an invalid shape ${JSON.stringify(d.shape)}`);
     const st = stDtypeFor(d, opts);
     return { d, st, nbytes: numel(d.shape) * DTYPES[ST_TO_TORCH[st]].size };
   });
-  items.sort((a, b) => ST_RANK.indexOf(b.st) - ST_RANK.indexOf(a.st) || (a.d.name < b.d.name ? -1 : a.d.name > b.d.name ? 1 : 0));
+  items.sort(
+    (a, b) => ST_RANK.indexOf(b.st) - ST_RANK.indexOf(a.st) || (a.d.name < b.d.name ? -1 : a.d.name > b.d.name ? 1 : 0),
+  );
   const head: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) {
-    for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw new CheckpointError(`safetensors metadata '${k}' must be a string`);
+    for (const [k, v] of Object.entries(metadata))
+      if (typeof v !== 'string') throw new CheckpointError(`safetensors metadata '${k}' must be a string`);
     head.__metadata__ = metadata;
   }
   let off = 0;
@@ -198,8 +254,12 @@ export function planSafetensors(
 
 function checkData(name: string, t: HostTensor, d: TensorDescriptor): void {
   const n = numel(d.shape);
-  if (t.data.length !== n) throw new CheckpointError(`tensor '${name}' has shape ${JSON.stringify(d.shape)} (${n} elements) but ${t.data.length} data elements`);
-  if (t.dtype !== d.dtype) throw new CheckpointError(`tensor '${name}' was announced as ${d.dtype} but its data is ${t.dtype}`);
+  if (t.data.length !== n)
+    throw new CheckpointError(
+      `tensor '${name}' has shape ${JSON.stringify(d.shape)} (${n} elements) but ${t.data.length} data elements`,
+    );
+  if (t.dtype !== d.dtype)
+    throw new CheckpointError(`tensor '${name}' was announced as ${d.dtype} but its data is ${t.dtype}`);
 }
 
 const WRITE_CHUNK = 1 << 22; // elements per converted chunk
@@ -256,7 +316,8 @@ export async function writeSafetensorsStreaming(
       const t = await load(it.d.name);
       checkData(it.d.name, t, it.d);
       const n = t.data.length;
-      for (let from = 0; from < n; from += WRITE_CHUNK) await write(encode(t, it.st, from, Math.min(WRITE_CHUNK, n - from)));
+      for (let from = 0; from < n; from += WRITE_CHUNK)
+        await write(encode(t, it.st, from, Math.min(WRITE_CHUNK, n - from)));
     }
     await fh.sync();
     await fh.close();

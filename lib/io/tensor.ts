@@ -72,16 +72,27 @@ export function checkView(src: StorageSource, v: TensorView): number {
   const file = src.path ? `${src.path}: ` : '';
   const corrupt = 'the file is truncated or corrupt: save it again with torch.save, or download it again';
   if (!isSourceDtype(v.dtype)) throw new CheckpointError(`${file}tensor '${v.name}' has unsupported dtype ${v.dtype}`);
-  if (v.shape.some((d) => !Number.isSafeInteger(d) || d < 0) || v.stride.some((s) => !Number.isSafeInteger(s) || s < 0) || !Number.isSafeInteger(v.offset) || v.offset < 0)
-    throw new CheckpointError(`${file}tensor '${v.name}' has an invalid shape ${JSON.stringify(v.shape)} / stride ${JSON.stringify(v.stride)} / offset ${v.offset}; ${corrupt}`);
+  if (
+    v.shape.some((d) => !Number.isSafeInteger(d) || d < 0) ||
+    v.stride.some((s) => !Number.isSafeInteger(s) || s < 0) ||
+    !Number.isSafeInteger(v.offset) ||
+    v.offset < 0
+  )
+    throw new CheckpointError(
+      `${file}tensor '${v.name}' has an invalid shape ${JSON.stringify(v.shape)} / stride ${JSON.stringify(v.stride)} / offset ${v.offset}; ${corrupt}`,
+    );
   if (numel(v.shape) === 0) return 0;
   let span = 1;
   for (let i = 0; i < v.shape.length; i++) span += (v.shape[i] - 1) * v.stride[i];
   if (v.storageNumel >= 0 && v.offset + span > v.storageNumel)
-    throw new CheckpointError(`${file}tensor '${v.name}' needs elements ${v.offset}..${v.offset + span} of storage ${v.storageKey}, which holds ${v.storageNumel}; ${corrupt}`);
+    throw new CheckpointError(
+      `${file}tensor '${v.name}' needs elements ${v.offset}..${v.offset + span} of storage ${v.storageKey}, which holds ${v.storageNumel}; ${corrupt}`,
+    );
   const rec = src.record?.(v.storageKey);
   if (rec && rec.bytes === null)
-    throw new CheckpointError(`${file}tensor '${v.name}' uses storage ${v.storageKey}, but ${rec.where} is missing; ${corrupt}`);
+    throw new CheckpointError(
+      `${file}tensor '${v.name}' uses storage ${v.storageKey}, but ${rec.where} is missing; ${corrupt}`,
+    );
   if (rec && rec.bytes !== null) {
     const size = DTYPES[v.dtype].size;
     const need = (v.storageNumel >= 0 ? v.storageNumel : v.offset + span) * size;

@@ -16,7 +16,11 @@ async function writeAtomic(path: string, data: Uint8Array | string): Promise<voi
 }
 
 /** Write a model.json and its shards into `dir` (created), model.json last. */
-export async function writeTfjsFolder(dir: string, modelJSON: tf.io.ModelJSON, shards: { path: string; data: Uint8Array }[]): Promise<string> {
+export async function writeTfjsFolder(
+  dir: string,
+  modelJSON: tf.io.ModelJSON,
+  shards: { path: string; data: Uint8Array }[],
+): Promise<string> {
   await fsp.mkdir(dir, { recursive: true });
   for (const s of shards) await writeAtomic(join(dir, s.path), s.data);
   const file = join(dir, 'model.json');
@@ -37,7 +41,9 @@ export function tfjsFileHandler(path: string, opts: { shardBytes?: number } = {}
       try {
         json = JSON.parse(await fsp.readFile(file, 'utf8')) as tf.io.ModelJSON;
       } catch (e) {
-        throw new CheckpointError(`${file}: cannot read a TF.js model.json (${(e as Error).message}); make it with: diffguide convert --to tfjs weights/<model> ${dir}`);
+        throw new CheckpointError(
+          `${file}: cannot read a TF.js model.json (${(e as Error).message}); make it with: diffguide convert --to tfjs weights/<model> ${dir}`,
+        );
       }
       return tf.io.getModelArtifactsForJSON(json, async (manifest) => {
         const specs: tf.io.WeightsManifestEntry[] = [];
@@ -50,7 +56,9 @@ export function tfjsFileHandler(path: string, opts: { shardBytes?: number } = {}
             try {
               b = await fsp.readFile(shard);
             } catch (e) {
-              throw new CheckpointError(`${file}: shard ${p} is missing or unreadable (${(e as Error).message}); convert again with: diffguide convert --to tfjs`);
+              throw new CheckpointError(
+                `${file}: shard ${p} is missing or unreadable (${(e as Error).message}); convert again with: diffguide convert --to tfjs`,
+              );
             }
             buffers.push(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer);
           }
@@ -60,7 +68,8 @@ export function tfjsFileHandler(path: string, opts: { shardBytes?: number } = {}
     },
     async save(a: tf.io.ModelArtifacts): Promise<tf.io.SaveResult> {
       if (a.modelTopology instanceof ArrayBuffer) throw new Error('tfjsFileHandler saves JSON topologies only');
-      const bytes = a.weightData == null ? new Uint8Array(0) : new Uint8Array(new tf.io.CompositeArrayBuffer(a.weightData).slice());
+      const bytes =
+        a.weightData == null ? new Uint8Array(0) : new Uint8Array(new tf.io.CompositeArrayBuffer(a.weightData).slice());
       const shards = splitShards(bytes, opts.shardBytes ?? TFJS_SHARD_BYTES);
       const json: tf.io.ModelJSON = {
         modelTopology: a.modelTopology ?? {},

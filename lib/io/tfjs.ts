@@ -38,7 +38,12 @@ export interface TfjsWeights {
   artifacts: tf.io.ModelArtifacts;
 }
 
-const SPEC_DTYPE: Record<HostTensor['dtype'], 'float32' | 'int32' | 'bool'> = { float32: 'float32', int32: 'int32', bool: 'bool', uint8: 'int32' };
+const SPEC_DTYPE: Record<HostTensor['dtype'], 'float32' | 'int32' | 'bool'> = {
+  float32: 'float32',
+  int32: 'int32',
+  bool: 'bool',
+  uint8: 'int32',
+};
 
 /**
  * Encode a state_dict as weights-only tfjs artifacts: one weight group, its bytes split into shards of
@@ -48,10 +53,17 @@ const SPEC_DTYPE: Record<HostTensor['dtype'], 'float32' | 'int32' | 'bool'> = { 
  */
 export function encodeTfjsWeights(
   sd: StateDict,
-  meta: { model: string; config: Record<string, unknown> | null; metadata?: Record<string, string>; shardBytes?: number; generatedBy?: string },
+  meta: {
+    model: string;
+    config: Record<string, unknown> | null;
+    metadata?: Record<string, string>;
+    shardBytes?: number;
+    generatedBy?: string;
+  },
 ): { modelJSON: tf.io.ModelJSON; shards: { path: string; data: Uint8Array }[] } {
   const shardBytes = meta.shardBytes ?? TFJS_SHARD_BYTES;
-  if (!Number.isInteger(shardBytes) || shardBytes < 1) throw new Error(`encodeTfjsWeights: shardBytes must be a positive integer, got ${shardBytes}`);
+  if (!Number.isInteger(shardBytes) || shardBytes < 1)
+    throw new Error(`encodeTfjsWeights: shardBytes must be a positive integer, got ${shardBytes}`);
   const specs: tf.io.WeightsManifestEntry[] = [];
   const parts: Uint8Array[] = [];
   let total = 0;
@@ -89,7 +101,10 @@ export function encodeTfjsWeights(
 /** Bytes split into tfjs-converter's shard files `group1-shard{i}of{n}.bin` of at most `shardBytes` each. */
 export function splitShards(bytes: Uint8Array, shardBytes = TFJS_SHARD_BYTES): { path: string; data: Uint8Array }[] {
   const n = Math.max(1, Math.ceil(bytes.byteLength / shardBytes));
-  return Array.from({ length: n }, (_, i) => ({ path: `group1-shard${i + 1}of${n}.bin`, data: bytes.subarray(i * shardBytes, Math.min(bytes.byteLength, (i + 1) * shardBytes)) }));
+  return Array.from({ length: n }, (_, i) => ({
+    path: `group1-shard${i + 1}of${n}.bin`,
+    data: bytes.subarray(i * shardBytes, Math.min(bytes.byteLength, (i + 1) * shardBytes)),
+  }));
 }
 
 /** True when the artifacts are diffguide weights (`modelTopology.format`). */
@@ -105,9 +120,14 @@ export function isDiffguideArtifacts(a: tf.io.ModelArtifacts): boolean {
 export function stateDictFromArtifacts(a: tf.io.ModelArtifacts, where: string): Omit<TfjsWeights, 'artifacts'> {
   if (!isDiffguideArtifacts(a)) {
     const fmt = (a.modelTopology as { format?: string } | undefined)?.format ?? a.format ?? 'unknown';
-    throw new CheckpointError(`${where}: not diffguide weights (modelTopology.format is '${fmt}', expected '${TFJS_WEIGHTS_FORMAT}'); make them with: diffguide convert --to tfjs weights/<model> OUT`);
+    throw new CheckpointError(
+      `${where}: not diffguide weights (modelTopology.format is '${fmt}', expected '${TFJS_WEIGHTS_FORMAT}'); make them with: diffguide convert --to tfjs weights/<model> OUT`,
+    );
   }
-  if (!a.weightSpecs || a.weightData == null) throw new CheckpointError(`${where}: the model.json has no weights (weightsManifest) or its shards were not loaded; convert again with: diffguide convert --to tfjs`);
+  if (!a.weightSpecs || a.weightData == null)
+    throw new CheckpointError(
+      `${where}: the model.json has no weights (weightsManifest) or its shards were not loaded; convert again with: diffguide convert --to tfjs`,
+    );
   const topo = a.modelTopology as DiffguideTopology;
   const tensors = tf.io.decodeWeights(a.weightData, a.weightSpecs);
   const sd: StateDict = new Map();
@@ -116,13 +136,28 @@ export function stateDictFromArtifacts(a: tf.io.ModelArtifacts, where: string): 
       const t = tensors[spec.name];
       const dtype = t.dtype === 'bool' ? 'bool' : t.dtype === 'int32' ? 'int32' : 'float32';
       const raw = t.dataSync();
-      const data = dtype === 'bool' ? Uint8Array.from(raw as Uint8Array) : dtype === 'int32' ? Int32Array.from(raw as Int32Array) : Float32Array.from(raw as Float32Array);
-      sd.set(spec.name, { shape: [...t.shape], dtype, data, sourceDtype: spec.quantization?.dtype === 'float16' ? 'float16' : dtype });
+      const data =
+        dtype === 'bool'
+          ? Uint8Array.from(raw as Uint8Array)
+          : dtype === 'int32'
+            ? Int32Array.from(raw as Int32Array)
+            : Float32Array.from(raw as Float32Array);
+      sd.set(spec.name, {
+        shape: [...t.shape],
+        dtype,
+        data,
+        sourceDtype: spec.quantization?.dtype === 'float16' ? 'float16' : dtype,
+      });
     }
   } finally {
     tf.dispose(Object.values(tensors));
   }
-  return { model: topo.model, config: topo.config ?? null, stateDict: sd, metadata: (a.userDefinedMetadata ?? {}) as Record<string, unknown> };
+  return {
+    model: topo.model,
+    config: topo.config ?? null,
+    stateDict: sd,
+    metadata: (a.userDefinedMetadata ?? {}) as Record<string, unknown>,
+  };
 }
 
 /** Options for `loadTfjsWeights`. */
@@ -143,7 +178,9 @@ function handlerFor(url: string, opts?: tf.io.LoadOptions): tf.io.IOHandler {
   if (hs.length === 0) {
     // a relative URL in a page or worker: tf.io.http takes any URL fetch takes
     if (typeof fetch === 'function' && !/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) return tf.io.http(url, opts);
-    throw new CheckpointError(`no tf.io handler for '${url}': use an http(s):// URL, indexeddb://NAME in a browser, or in Node a folder through tfjsFileHandler (lib/io/tfjs-file.ts)`);
+    throw new CheckpointError(
+      `no tf.io handler for '${url}': use an http(s):// URL, indexeddb://NAME in a browser, or in Node a folder through tfjsFileHandler (lib/io/tfjs-file.ts)`,
+    );
   }
   return hs[0];
 }
@@ -152,7 +189,10 @@ function handlerFor(url: string, opts?: tf.io.LoadOptions): tf.io.IOHandler {
  * Load diffguide weights in the TF.js format through a `tf.io` handler or URL (`http(s)://...model.json`,
  * a relative URL in a browser, `indexeddb://NAME`), optionally through a cache URL (see `cache`).
  */
-export async function loadTfjsWeights(source: string | tf.io.IOHandler, opts: LoadTfjsOptions = {}): Promise<TfjsWeights> {
+export async function loadTfjsWeights(
+  source: string | tf.io.IOHandler,
+  opts: LoadTfjsOptions = {},
+): Promise<TfjsWeights> {
   const where = typeof source === 'string' ? source : 'the given tf.io handler';
   if (opts.cache) {
     let cached: tf.io.ModelArtifacts | null = null;
@@ -172,7 +212,9 @@ export async function loadTfjsWeights(source: string | tf.io.IOHandler, opts: Lo
   try {
     a = await h.load();
   } catch (e) {
-    throw new CheckpointError(`${where}: cannot load TF.js weights (${(e as Error).message}); make them with: diffguide convert --to tfjs weights/<model> OUT`);
+    throw new CheckpointError(
+      `${where}: cannot load TF.js weights (${(e as Error).message}); make them with: diffguide convert --to tfjs weights/<model> OUT`,
+    );
   }
   const out = { ...stateDictFromArtifacts(a, where), artifacts: a };
   opts.onLoaded?.('source');

@@ -76,7 +76,8 @@ export class ZipArchive {
     } else if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
       this.fail('ZIP64 sizes without a ZIP64 end record');
     }
-    if (cdOffset + cdSize > size) this.fail(`central directory (${cdOffset}+${cdSize}) lies past the end of the ${size}-byte file (truncated?)`);
+    if (cdOffset + cdSize > size)
+      this.fail(`central directory (${cdOffset}+${cdSize}) lies past the end of the ${size}-byte file (truncated?)`);
     if (cdSize > 1 << 30) this.fail(`central directory of ${cdSize} bytes is implausibly large`);
     const cd = await this.file.read(cdOffset, cdSize);
     const dv = new DataView(cd.buffer);
@@ -92,7 +93,8 @@ export class ZipArchive {
       const extraLen = dv.getUint16(p + 30, true);
       const commentLen = dv.getUint16(p + 32, true);
       let lho = dv.getUint32(p + 42, true);
-      if (p + 46 + nameLen + extraLen + commentLen > cdSize) this.fail(`central directory entry ${n} overruns the directory`);
+      if (p + 46 + nameLen + extraLen + commentLen > cdSize)
+        this.fail(`central directory entry ${n} overruns the directory`);
       const name = dec.decode(cd.subarray(p + 46, p + 46 + nameLen));
       // ZIP64 extended information extra field.
       let e = p + 46 + nameLen;
@@ -102,15 +104,17 @@ export class ZipArchive {
         const len = dv.getUint16(e + 2, true);
         if (id === 0x0001) {
           let q = e + 4;
-          if (usize === 0xffffffff) (usize = u64(dv, q)), (q += 8);
-          if (compressedSize === 0xffffffff) (compressedSize = u64(dv, q)), (q += 8);
-          if (lho === 0xffffffff) (lho = u64(dv, q)), (q += 8);
+          if (usize === 0xffffffff) ((usize = u64(dv, q)), (q += 8));
+          if (compressedSize === 0xffffffff) ((compressedSize = u64(dv, q)), (q += 8));
+          if (lho === 0xffffffff) ((lho = u64(dv, q)), (q += 8));
         }
         e += 4 + len;
       }
       if (flags & 1) this.fail(`entry ${name} is encrypted`);
-      if (method !== 0 && method !== 8) this.fail(`entry ${name} uses compression method ${method} (only stored and deflate are supported)`);
-      if (method === 0 && compressedSize !== usize) this.fail(`stored entry ${name} has different sizes ${compressedSize} and ${usize}`);
+      if (method !== 0 && method !== 8)
+        this.fail(`entry ${name} uses compression method ${method} (only stored and deflate are supported)`);
+      if (method === 0 && compressedSize !== usize)
+        this.fail(`stored entry ${name} has different sizes ${compressedSize} and ${usize}`);
       if (lho + 30 + compressedSize > size) this.fail(`entry ${name} lies past the end of the file (truncated?)`);
       this.entries.set(name, { name, method, compressedSize, size: usize, localHeaderOffset: lho });
       p += 46 + nameLen + extraLen + commentLen;
@@ -123,9 +127,11 @@ export class ZipArchive {
     if (known !== undefined) return known;
     const h = await this.file.read(entry.localHeaderOffset, 30);
     const dv = new DataView(h.buffer);
-    if (dv.getUint32(0, true) !== SIG_LFH) this.fail(`no local header for entry ${entry.name} at ${entry.localHeaderOffset}`);
+    if (dv.getUint32(0, true) !== SIG_LFH)
+      this.fail(`no local header for entry ${entry.name} at ${entry.localHeaderOffset}`);
     const off = entry.localHeaderOffset + 30 + dv.getUint16(26, true) + dv.getUint16(28, true);
-    if (off + entry.compressedSize > this.file.size) this.fail(`entry ${entry.name} lies past the end of the file (truncated?)`);
+    if (off + entry.compressedSize > this.file.size)
+      this.fail(`entry ${entry.name} lies past the end of the file (truncated?)`);
     this.dataOffsets.set(entry.name, off);
     return off;
   }
@@ -140,7 +146,8 @@ export class ZipArchive {
     const raw = await this.file.read(off, entry.compressedSize);
     if (entry.method === 0) return raw;
     const out = inflateRawSync(raw);
-    if (out.length !== entry.size) this.fail(`entry ${entry.name} inflates to ${out.length} bytes, expected ${entry.size}`);
+    if (out.length !== entry.size)
+      this.fail(`entry ${entry.name} inflates to ${out.length} bytes, expected ${entry.size}`);
     return new Uint8Array(out.buffer, out.byteOffset, out.length);
   }
 

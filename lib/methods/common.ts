@@ -10,7 +10,15 @@ import { l2normalize } from '../ops/vectors.js';
 import { ETA_RANGE, OptionError, T0_RANGE, checkCount, checkNumber } from '../options.js';
 
 // The model bundle moved to lib/models (beneath lib/train and lib/methods); re-exported for existing importers.
-export { cloneUNet, diffusionModelOf, makeDiffuser, unetNet, unetVariance, withUNet, type Diffuser } from '../models/diffuser.js';
+export {
+  cloneUNet,
+  diffusionModelOf,
+  makeDiffuser,
+  unetNet,
+  unetVariance,
+  withUNet,
+  type Diffuser,
+} from '../models/diffuser.js';
 
 /** Progress of a long method run: `stage` names the phase ("invert", "finetune", "sample", ...). */
 export interface MethodProgress {
@@ -56,7 +64,8 @@ export function slerp(a: tf.Tensor2D, b: tf.Tensor2D, t: number): tf.Tensor2D {
  * and `note` is told. Returns a new tensor (the input is not disposed).
  */
 export function fitImage(x: tf.Tensor4D, size: number, what: string, note?: (msg: string) => void): tf.Tensor4D {
-  if (x.rank !== 4 || x.shape[3] !== 3) throw new Error(`${what}: expected an image batch [N, H, W, 3], got shape [${x.shape}]`);
+  if (x.rank !== 4 || x.shape[3] !== 3)
+    throw new Error(`${what}: expected an image batch [N, H, W, 3], got shape [${x.shape}]`);
   if (x.shape[1] === size && x.shape[2] === size) return tf.clone(x);
   note?.(`${what}: resized from ${x.shape[2]}x${x.shape[1]} to ${size}x${size} (the model's size)`);
   return resize(x, size, x.shape[1] > size ? 'area' : 'bilinear');
@@ -102,7 +111,10 @@ export function checkImageRange(x: tf.Tensor, what: string, slack = 0.5): void {
   const [lo, hi, finite] = tf.tidy(() => tf.stack([tf.min(x), tf.max(x), tf.all(tf.isFinite(x)).toFloat()]).dataSync());
   if (!finite) throw new OptionError(what, `${what} has NaN or Inf values; images are finite, in [-1, 1]`);
   if (lo < -1 - slack || hi > 1 + slack) {
-    throw new OptionError(what, `${what} has values in [${lo.toPrecision(3)}, ${hi.toPrecision(3)}]; images are in [-1, 1] (from [0, 255]: x / 127.5 - 1; from [0, 1]: 2x - 1)`);
+    throw new OptionError(
+      what,
+      `${what} has values in [${lo.toPrecision(3)}, ${hi.toPrecision(3)}]; images are in [-1, 1] (from [0, 255]: x / 127.5 - 1; from [0, 1]: 2x - 1)`,
+    );
   }
 }
 
@@ -136,13 +148,22 @@ export function fullChain(schedule: Schedule, steps: number, option = 'steps'): 
  * The progress helpers: every method reports through one of these two, never a hand-written lambda.
  * `stepProgress`: a sampler callback that reports progress for `stage` (and nothing else).
  */
-export function stepProgress(stage: string, onProgress?: ProgressFn, offset = 0, grandTotal?: number): StepCallback | undefined {
+export function stepProgress(
+  stage: string,
+  onProgress?: ProgressFn,
+  offset = 0,
+  grandTotal?: number,
+): StepCallback | undefined {
   if (!onProgress) return undefined;
   return (s) => onProgress({ stage, step: offset + s.step + 1, total: grandTotal ?? s.total });
 }
 
 /** An `optimize` onStep that reports each update's loss for `stage` (1-based step of `total`). */
-export function lossProgress(stage: string, total: number, onProgress?: ProgressFn): ((step: number, loss: number) => void) | undefined {
+export function lossProgress(
+  stage: string,
+  total: number,
+  onProgress?: ProgressFn,
+): ((step: number, loss: number) => void) | undefined {
   if (!onProgress) return undefined;
   return (step, loss) => onProgress({ stage, step, total, loss });
 }
@@ -175,4 +196,3 @@ export function repeatEach<T extends tf.Tensor>(x: T, k: number): T {
     return tf.tile(x.expandDims(1), [1, k, ...rest.map(() => 1)]).reshape([n * k, ...rest]) as T;
   });
 }
-

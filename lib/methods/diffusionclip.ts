@@ -29,7 +29,16 @@ import type { DiffusionModel, NetFn } from '../../samplers/model.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import { readStateDict, writeSafetensors } from '../io/index.js';
 import type { HostTensor, StateDict } from '../io/types.js';
-import { fitImage, imageSizeOf, indexOfFraction, subChain, checkFinite, type ProgressFn, stepProgress, lossProgress } from './common.js';
+import {
+  fitImage,
+  imageSizeOf,
+  indexOfFraction,
+  subChain,
+  checkFinite,
+  type ProgressFn,
+  stepProgress,
+  lossProgress,
+} from './common.js';
 import { cloneUNet, diffusionModelOf, unetNet, withUNet, type Diffuser } from '../models/diffuser.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -79,7 +88,11 @@ export interface RegenerateOptions {
 }
 
 /** DDIM from a latent at full-schedule index t0Index down to the image. Returns [N, H, W, C] (not clipped). */
-export async function regenerate(d: Diffuser, inv: Inversion, opts: RegenerateOptions = {}): Promise<{ images: tf.Tensor4D; steps?: tf.Tensor4D[] }> {
+export async function regenerate(
+  d: Diffuser,
+  inv: Inversion,
+  opts: RegenerateOptions = {},
+): Promise<{ images: tf.Tensor4D; steps?: tf.Tensor4D[] }> {
   const sched = subChain(d.schedule, inv.t0Index, opts.nGen ?? 40);
   const steps: tf.Tensor4D[] = [];
   const progress = stepProgress('generate', opts.onProgress);
@@ -87,7 +100,11 @@ export async function regenerate(d: Diffuser, inv: Inversion, opts: RegenerateOp
     if (opts.returnSteps && s.x0) steps.push(tf.clone(s.x0));
     return progress?.(s);
   };
-  const images = await sampleDdim(diffusionModelOf(d, opts.net), inv.latent, sched, { eta: opts.eta ?? 0, seed: opts.seed ?? 0, callback });
+  const images = await sampleDdim(diffusionModelOf(d, opts.net), inv.latent, sched, {
+    eta: opts.eta ?? 0,
+    seed: opts.seed ?? 0,
+    callback,
+  });
   return opts.returnSteps ? { images, steps } : { images };
 }
 
@@ -108,7 +125,13 @@ export interface DiffusionCLIPLossOptions {
 }
 
 /** The DiffusionCLIP loss of outputs x [N,H,W,3] vs inputs x0 [N,H,W,3] (mean over the batch). */
-function editLoss(encoder: ImageEncoder, direction: tf.Tensor2D, x: tf.Tensor4D, x0: tf.Tensor4D, o: DiffusionCLIPLossOptions): tf.Scalar {
+function editLoss(
+  encoder: ImageEncoder,
+  direction: tf.Tensor2D,
+  x: tf.Tensor4D,
+  x0: tf.Tensor4D,
+  o: DiffusionCLIPLossOptions,
+): tf.Scalar {
   return tf.tidy(() => {
     const score = directionalScore(encoder, x, x0, direction); // cos - 1 = -L_dir, [N]
     const clipLoss = tf.mean(tf.neg(tf.log(score.add(2).div(2).add(1e-8))));
@@ -124,7 +147,6 @@ function editLoss(encoder: ImageEncoder, direction: tf.Tensor2D, x: tf.Tensor4D,
     return loss as tf.Scalar;
   });
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Fine-tuning.
@@ -168,7 +190,12 @@ export interface FinetuneResult {
 export { cloneUNet } from '../models/diffuser.js';
 
 /** Fine-tune a copy of the model so that regenerating the inverted inputs moves them from `source` to `target`. */
-export async function finetune(d: Diffuser, clip: ImageEncoder & TextEncoder, images: tf.Tensor4D, opts: FinetuneOptions): Promise<FinetuneResult> {
+export async function finetune(
+  d: Diffuser,
+  clip: ImageEncoder & TextEncoder,
+  images: tf.Tensor4D,
+  opts: FinetuneOptions,
+): Promise<FinetuneResult> {
   const t0 = opts.t0 ?? 0.5;
   const nInv = opts.nInv ?? 40;
   const nTrain = opts.nTrain ?? 6;
@@ -201,28 +228,38 @@ export async function finetune(d: Diffuser, clip: ImageEncoder & TextEncoder, im
         try {
           if (mode === 'full') {
             // one update per batch: the loss of the whole regenerated chain
-            optimize(ft.unet.params, () => editLoss(clip, direction, ddimChainSync(model, lat, sched), x0, opts), { steps: 1, lr, adam, what, onStep });
+            optimize(ft.unet.params, () => editLoss(clip, direction, ddimChainSync(model, lat, sched), x0, opts), {
+              steps: 1,
+              lr,
+              adam,
+              what,
+              onStep,
+            });
           } else {
             // one update per chain step: the loss of that step's x0 prediction; the chain moves on with the step's x
             let x = tf.clone(lat);
             let next: tf.Tensor4D | null = null;
             try {
-              optimize(ft.unet.params, (k) => {
-                const s = ddimStep(model, x, sched, sched.length - 1 - k);
-                next = tf.keep(s.x);
-                return editLoss(clip, direction, s.x0, x0, opts);
-              }, {
-                steps: sched.length,
-                lr,
-                adam,
-                what,
-                onStep: (k, loss) => {
-                  x.dispose();
-                  x = next!;
-                  next = null;
-                  onStep(k, loss);
+              optimize(
+                ft.unet.params,
+                (k) => {
+                  const s = ddimStep(model, x, sched, sched.length - 1 - k);
+                  next = tf.keep(s.x);
+                  return editLoss(clip, direction, s.x0, x0, opts);
                 },
-              });
+                {
+                  steps: sched.length,
+                  lr,
+                  adam,
+                  what,
+                  onStep: (k, loss) => {
+                    x.dispose();
+                    x = next!;
+                    next = null;
+                    onStep(k, loss);
+                  },
+                },
+              );
             } finally {
               x.dispose();
               (next as tf.Tensor4D | null)?.dispose();
@@ -246,7 +283,19 @@ export async function finetune(d: Diffuser, clip: ImageEncoder & TextEncoder, im
   return {
     model: ft,
     losses,
-    settings: { source: opts.source, target: opts.target, t0, nInv, nTrain, mode, iters, lr, clipWeight: opts.clipWeight ?? 3, l1Weight: opts.l1Weight ?? 1, idWeight: opts.idWeight ?? 0 },
+    settings: {
+      source: opts.source,
+      target: opts.target,
+      t0,
+      nInv,
+      nTrain,
+      mode,
+      iters,
+      lr,
+      clipWeight: opts.clipWeight ?? 3,
+      l1Weight: opts.l1Weight ?? 1,
+      idWeight: opts.idWeight ?? 0,
+    },
   };
 }
 
@@ -262,15 +311,29 @@ export interface EditOptions extends RegenerateOptions {
 }
 
 /** Invert with the original model and regenerate with the (blended) fine-tuned one. Returns [N, H, W, 3] in [-1, 1]. */
-export async function edit(original: Diffuser, finetuned: Diffuser, images: tf.Tensor4D, opts: EditOptions = {}): Promise<{ images: tf.Tensor4D; steps?: tf.Tensor4D[]; settings: Record<string, number> }> {
+export async function edit(
+  original: Diffuser,
+  finetuned: Diffuser,
+  images: tf.Tensor4D,
+  opts: EditOptions = {},
+): Promise<{ images: tf.Tensor4D; steps?: tf.Tensor4D[]; settings: Record<string, number> }> {
   const ratio = opts.modelRatio ?? 1;
-  const inv = await invert(original, images, { t0: opts.t0, nInv: opts.nInv, onProgress: opts.onProgress, onNote: opts.onNote });
+  const inv = await invert(original, images, {
+    t0: opts.t0,
+    nInv: opts.nInv,
+    onProgress: opts.onProgress,
+    onNote: opts.onNote,
+  });
   try {
     const net = blendModels(unetNet(original.unet), unetNet(finetuned.unet), ratio);
     const r = await regenerate(original, inv, { ...opts, net });
     const out = tf.tidy(() => tf.clipByValue(r.images, -1, 1)) as tf.Tensor4D;
     r.images.dispose();
-    return { images: out, steps: r.steps, settings: { t0: opts.t0 ?? 0.5, nInv: opts.nInv ?? 40, nGen: opts.nGen ?? 40, modelRatio: ratio } };
+    return {
+      images: out,
+      steps: r.steps,
+      settings: { t0: opts.t0 ?? 0.5, nInv: opts.nInv ?? 40, nGen: opts.nGen ?? 40, modelRatio: ratio },
+    };
   } finally {
     inv.latent.dispose();
   }
@@ -287,14 +350,27 @@ export interface MixSegment {
  * Multi-attribute editing by noise mixing (DiffusionCLIP's hybrid_config): at each step the eps of
  * several fine-tuned models is mixed with the weights of the segment that covers the timestep.
  */
-export async function mixEdit(original: Diffuser, models: Diffuser[], segments: MixSegment[], images: tf.Tensor4D, opts: Omit<EditOptions, 'modelRatio' | 'net'> = {}): Promise<{ images: tf.Tensor4D }> {
-  if (!segments.some((s) => s.minT <= 0)) throw new Error('mixEdit: one segment must have minT: 0 (cover the last steps)');
+export async function mixEdit(
+  original: Diffuser,
+  models: Diffuser[],
+  segments: MixSegment[],
+  images: tf.Tensor4D,
+  opts: Omit<EditOptions, 'modelRatio' | 'net'> = {},
+): Promise<{ images: tf.Tensor4D }> {
+  if (!segments.some((s) => s.minT <= 0))
+    throw new Error('mixEdit: one segment must have minT: 0 (cover the last steps)');
   const T = original.schedule.originalLength;
   const segs: TimeSegment[] = segments.map((s) => {
-    if (s.weights.length !== models.length) throw new Error(`mixEdit: a segment has ${s.weights.length} weights for ${models.length} models`);
+    if (s.weights.length !== models.length)
+      throw new Error(`mixEdit: a segment has ${s.weights.length} weights for ${models.length} models`);
     return { minT: s.minT * T, nets: models.map((m) => unetNet(m.unet)), weights: s.weights };
   });
-  const inv = await invert(original, images, { t0: opts.t0, nInv: opts.nInv, onProgress: opts.onProgress, onNote: opts.onNote });
+  const inv = await invert(original, images, {
+    t0: opts.t0,
+    nInv: opts.nInv,
+    onProgress: opts.onProgress,
+    onNote: opts.onNote,
+  });
   try {
     const r = await regenerate(original, inv, { ...opts, net: mixByTime(segs) });
     const out = tf.tidy(() => tf.clipByValue(r.images, -1, 1)) as tf.Tensor4D;
@@ -324,7 +400,12 @@ export interface LatentOptimOptions extends DiffusionCLIPLossOptions {
 }
 
 /** Optimise the inverted latent x_lat (model frozen) with the DiffusionCLIP loss; returns the edited images. */
-export async function latentOptimize(d: Diffuser, clip: ImageEncoder & TextEncoder, images: tf.Tensor4D, opts: LatentOptimOptions): Promise<{ images: tf.Tensor4D; losses: number[] }> {
+export async function latentOptimize(
+  d: Diffuser,
+  clip: ImageEncoder & TextEncoder,
+  images: tf.Tensor4D,
+  opts: LatentOptimOptions,
+): Promise<{ images: tf.Tensor4D; losses: number[] }> {
   const x0 = fitImage(images, imageSizeOf(d), 'input image', opts.onNote);
   const inv = await invert(d, x0, { t0: opts.t0, nInv: opts.nInv, onProgress: opts.onProgress });
   const direction = textDirection(clip, opts.source, opts.target, opts.templates ?? ['{}']);
@@ -361,7 +442,10 @@ export function deltaStateDict(base: UNet, finetuned: UNet): StateDict {
   const out: StateDict = new Map();
   for (const [k, tb] of b) {
     const ta = a.get(k);
-    if (!ta || ta.shape.join() !== tb.shape.join()) throw new Error(`delta: key ${k} is not in the base model with shape [${tb.shape}]; the two UNets have different configs`);
+    if (!ta || ta.shape.join() !== tb.shape.join())
+      throw new Error(
+        `delta: key ${k} is not in the base model with shape [${tb.shape}]; the two UNets have different configs`,
+      );
     const da = ta.data as Float32Array;
     const db = tb.data as Float32Array;
     const d = new Float32Array(db.length);
@@ -372,8 +456,17 @@ export function deltaStateDict(base: UNet, finetuned: UNet): StateDict {
 }
 
 /** Save fine-tuned weights as a delta (safetensors of theta_hat - theta). */
-export async function saveDelta(path: string, base: UNet, finetuned: UNet, metadata: Record<string, string> = {}): Promise<void> {
-  await writeSafetensors(path, deltaStateDict(base, finetuned), { format: 'diffguide-delta', kind: 'DiffusionCLIP fine-tune delta (fine-tuned - base)', ...metadata });
+export async function saveDelta(
+  path: string,
+  base: UNet,
+  finetuned: UNet,
+  metadata: Record<string, string> = {},
+): Promise<void> {
+  await writeSafetensors(path, deltaStateDict(base, finetuned), {
+    format: 'diffguide-delta',
+    kind: 'DiffusionCLIP fine-tune delta (fine-tuned - base)',
+    ...metadata,
+  });
 }
 
 /** base + delta as a new UNet. Throws naming the keys when the delta does not fit the base. */
@@ -383,11 +476,14 @@ export async function applyDelta(base: UNet, path: string): Promise<UNet> {
   const missing = [...sd.keys()].filter((k) => !delta.has(k));
   const extra = [...delta.keys()].filter((k) => !sd.has(k));
   if (missing.length || extra.length) {
-    throw new Error(`${path}: not a delta for this UNet (${missing.length} keys missing, e.g. ${missing.slice(0, 3).join(', ')}; ${extra.length} unexpected, e.g. ${extra.slice(0, 3).join(', ')}); make it with: diffguide diffusionclip --save-delta FILE on the same base weights`);
+    throw new Error(
+      `${path}: not a delta for this UNet (${missing.length} keys missing, e.g. ${missing.slice(0, 3).join(', ')}; ${extra.length} unexpected, e.g. ${extra.slice(0, 3).join(', ')}); make it with: diffguide diffusionclip --save-delta FILE on the same base weights`,
+    );
   }
   for (const [k, t] of sd) {
     const dt = delta.get(k)!;
-    if (dt.shape.join() !== t.shape.join()) throw new Error(`${path}: delta ${k} has shape [${dt.shape}], the base [${t.shape}]`);
+    if (dt.shape.join() !== t.shape.join())
+      throw new Error(`${path}: delta ${k} has shape [${dt.shape}], the base [${t.shape}]`);
     const a = t.data as Float32Array;
     const dd = dt.data;
     for (let i = 0; i < a.length; i++) a[i] += dd[i];

@@ -64,7 +64,14 @@ export interface ImagicResult {
 
 /** e = eta * e_tgt + (1 - eta) * e_opt for each eta: [etas.length, D]. Exact at eta 0 and 1. */
 export function interpolateEmbeddings(eTarget: tf.Tensor2D, eOpt: tf.Tensor2D, etas: number[]): tf.Tensor2D {
-  return tf.tidy(() => tf.concat(etas.map((eta) => (eta === 1 ? eTarget.clone() : eta === 0 ? eOpt.clone() : eTarget.mul(eta).add(eOpt.mul(1 - eta))))) as tf.Tensor2D);
+  return tf.tidy(
+    () =>
+      tf.concat(
+        etas.map((eta) =>
+          eta === 1 ? eTarget.clone() : eta === 0 ? eOpt.clone() : eTarget.mul(eta).add(eOpt.mul(1 - eta)),
+        ),
+      ) as tf.Tensor2D,
+  );
 }
 
 /** The diffusion loss (in the model's parameterisation) of x at random timesteps/noise for conditioning emb [1, D]. */
@@ -75,7 +82,10 @@ function diffusionLoss(d: Diffuser, x: tf.Tensor4D, emb: tf.Tensor, rng: Rng, ba
     const noise = rng.normal<tf.Rank.R4>([batch, ...x.shape.slice(1)]);
     const xb = tf.tile(x, [batch, 1, 1, 1]) as tf.Tensor4D;
     const xt = qSample(xb, d.schedule, idx, noise);
-    const t = tf.tensor1d(idx.map((i) => d.schedule.modelT(i)), 'float32');
+    const t = tf.tensor1d(
+      idx.map((i) => d.schedule.modelT(i)),
+      'float32',
+    );
     const e = tf.tile(emb, [batch, 1]) as tf.Tensor2D;
     const out = d.unet.apply(xt, t, { emb: e });
     const c = x.shape[3];
@@ -85,8 +95,15 @@ function diffusionLoss(d: Diffuser, x: tf.Tensor4D, emb: tf.Tensor, rng: Rng, ba
 }
 
 /** Edit `image` toward `text`: stages 1-2 once, stage 3 for every eta. */
-export async function imagic(d: Diffuser, text: TextEncoder, image: tf.Tensor4D, targetText: string, opts: ImagicOptions = {}): Promise<ImagicResult> {
-  if (d.unet.config.embCondDim === null) throw new Error('Imagic needs an embedding-conditioned UNet (cond-unet; make it with: diffguide train cond-unet)');
+export async function imagic(
+  d: Diffuser,
+  text: TextEncoder,
+  image: tf.Tensor4D,
+  targetText: string,
+  opts: ImagicOptions = {},
+): Promise<ImagicResult> {
+  if (d.unet.config.embCondDim === null)
+    throw new Error('Imagic needs an embedding-conditioned UNet (cond-unet; make it with: diffguide train cond-unet)');
   const etas = opts.etas ?? [0, 0.4, 0.6, 0.8, 1];
   const embSteps = opts.embSteps ?? 100;
   const ftSteps = opts.ftSteps ?? 120;
@@ -97,7 +114,9 @@ export async function imagic(d: Diffuser, text: TextEncoder, image: tf.Tensor4D,
   const eTarget = tf.tidy(() => decoderEmb(d, text.encodeText([targetText])));
   if (eTarget.shape[1] !== d.unet.config.embCondDim) {
     tf.dispose([x, eTarget]);
-    throw new Error(`text embedding width ${eTarget.shape[1]} != the UNet's embCondDim ${d.unet.config.embCondDim} (CLIP and cond-unet from different models?)`);
+    throw new Error(
+      `text embedding width ${eTarget.shape[1]} != the UNet's embCondDim ${d.unet.config.embCondDim} (CLIP and cond-unet from different models?)`,
+    );
   }
   const losses = { embedding: [] as number[], finetune: [] as number[] };
   // stage 1: optimise the embedding, model frozen
@@ -134,14 +153,20 @@ export async function imagic(d: Diffuser, text: TextEncoder, image: tf.Tensor4D,
     x1.dispose();
     const scale = opts.guidanceScale ?? 1;
     const zero = tf.zerosLike(embeddings);
-    const net = scale === 1 ? unetNet(ft.unet) : classifierFree(unetNet(ft.unet), { scale, uncond: { emb: zero }, guidedChannels: ft.unet.config.inChannels });
+    const net =
+      scale === 1
+        ? unetNet(ft.unet)
+        : classifierFree(unetNet(ft.unet), { scale, uncond: { emb: zero }, guidedChannels: ft.unet.config.inChannels });
     const model = diffusionModelOf(ft, net);
     const sched = fullChain(d.schedule, opts.steps ?? 50);
     const callback = stepProgress('imagic: sample', opts.onProgress);
     const so = { cond: { emb: embeddings }, seed: seed + 8, clipDenoised: true, callback };
     let out: tf.Tensor4D;
     try {
-      out = (opts.sampler ?? 'ddim') === 'ddpm' ? await sampleDdpm(model, xT, sched, so) : await sampleDdim(model, xT, sched, so);
+      out =
+        (opts.sampler ?? 'ddim') === 'ddpm'
+          ? await sampleDdpm(model, xT, sched, so)
+          : await sampleDdim(model, xT, sched, so);
     } finally {
       tf.dispose([xT, zero]);
     }
@@ -154,7 +179,19 @@ export async function imagic(d: Diffuser, text: TextEncoder, image: tf.Tensor4D,
       eTarget,
       eOpt,
       losses,
-      settings: { text: targetText, etas: etas.join(','), embSteps, embLr: opts.embLr ?? 1e-3, ftSteps, ftLr: opts.ftLr ?? 1e-4, batch, steps: opts.steps ?? 50, sampler: opts.sampler ?? 'ddim', guidanceScale: scale, seed },
+      settings: {
+        text: targetText,
+        etas: etas.join(','),
+        embSteps,
+        embLr: opts.embLr ?? 1e-3,
+        ftSteps,
+        ftLr: opts.ftLr ?? 1e-4,
+        batch,
+        steps: opts.steps ?? 50,
+        sampler: opts.sampler ?? 'ddim',
+        guidanceScale: scale,
+        seed,
+      },
     };
   } catch (e) {
     tf.dispose([eTarget, eOpt]);

@@ -46,10 +46,15 @@ export async function sample(d: Diffuser, opts: SampleOptions = {}): Promise<Sam
   const n = checkCount('n', opts.n ?? opts.noise?.shape[0] ?? 4);
   const steps = checkSteps(d.schedule, opts.steps ?? 50);
   const sampler = opts.sampler ?? 'ddim';
-  if (sampler !== 'ddim' && sampler !== 'ddpm') throw new OptionError('sampler', `sampler must be 'ddim' or 'ddpm', got ${JSON.stringify(sampler)}`);
+  if (sampler !== 'ddim' && sampler !== 'ddpm')
+    throw new OptionError('sampler', `sampler must be 'ddim' or 'ddpm', got ${JSON.stringify(sampler)}`);
   const eta = checkEta(opts.eta ?? 0);
   const seed = checkSeed('seed', opts.seed ?? 0);
-  if (opts.noise && opts.noise.shape[0] !== n) throw new OptionError('n', `n is ${n} but the given noise holds ${opts.noise.shape[0]} images; give one or make them agree`);
+  if (opts.noise && opts.noise.shape[0] !== n)
+    throw new OptionError(
+      'n',
+      `n is ${n} but the given noise holds ${opts.noise.shape[0]} images; give one or make them agree`,
+    );
   const sched = fullChain(d.schedule, steps);
   const model = diffusionModelOf(d);
   const x = opts.noise ? tf.clone(opts.noise) : startNoise(d, n, seed);
@@ -57,7 +62,8 @@ export async function sample(d: Diffuser, opts: SampleOptions = {}): Promise<Sam
   const so = { seed: seed + 1, refSeed: seed + 2, cond: opts.cond, clipDenoised: opts.clipDenoised ?? true, callback };
   let out: tf.Tensor4D;
   try {
-    out = sampler === 'ddpm' ? await sampleDdpm(model, x, sched, so) : await sampleDdim(model, x, sched, { ...so, eta });
+    out =
+      sampler === 'ddpm' ? await sampleDdpm(model, x, sched, so) : await sampleDdim(model, x, sched, { ...so, eta });
   } finally {
     x.dispose();
   }

@@ -21,7 +21,18 @@ import { sampleMasked } from '../../samplers/masked.js';
 import { maskHook } from '../../samplers/hooks.js';
 import { Rng } from '../random.js';
 import { OptionError, checkCount, checkSeed } from '../options.js';
-import { checkImageRange, checkSteps, checkT0, fitImage, imageSizeOf, indexOfFraction, repeatEach, subChain, type ProgressFn, stepProgress } from './common.js';
+import {
+  checkImageRange,
+  checkSteps,
+  checkT0,
+  fitImage,
+  imageSizeOf,
+  indexOfFraction,
+  repeatEach,
+  subChain,
+  type ProgressFn,
+  stepProgress,
+} from './common.js';
 import { diffusionModelOf, type Diffuser } from '../models/diffuser.js';
 
 export interface SDEditOptions {
@@ -49,7 +60,15 @@ export interface SDEditOptions {
 export interface SDEditResult {
   /** [N * K, H, W, 3] in [-1, 1]: the K samples of guide 0, then of guide 1, ... */
   images: tf.Tensor4D;
-  settings: { t0: number; t0Timestep: number; steps: number; repeats: number; sde: 'vp' | 've'; masked: boolean; seed: number };
+  settings: {
+    t0: number;
+    t0Timestep: number;
+    steps: number;
+    repeats: number;
+    sde: 'vp' | 've';
+    masked: boolean;
+    seed: number;
+  };
 }
 
 /**
@@ -67,7 +86,10 @@ export async function sdedit(d: Diffuser, guide: tf.Tensor4D, opts: SDEditOption
   checkImageRange(guide, 'guide');
   const lastIndex = indexOfFraction(d.schedule, t0);
   const sched = subChain(d.schedule, lastIndex, steps);
-  if (sched.length < steps) opts.onNote?.(`t0=${t0} spans ${lastIndex + 1} of the schedule's ${d.schedule.length} levels: ${sched.length} steps run instead of ${steps}`);
+  if (sched.length < steps)
+    opts.onNote?.(
+      `t0=${t0} spans ${lastIndex + 1} of the schedule's ${d.schedule.length} levels: ${sched.length} steps run instead of ${steps}`,
+    );
   const size = imageSizeOf(d);
   const g0 = fitImage(guide, size, 'guide', opts.onNote);
   const g = repeatEach(g0, K);
@@ -78,7 +100,10 @@ export async function sdedit(d: Diffuser, guide: tf.Tensor4D, opts: SDEditOption
   let out: tf.Tensor4D;
   try {
     if (opts.mask) {
-      const m0 = opts.mask.shape[1] === size && opts.mask.shape[2] === size ? tf.clone(opts.mask) : tf.image.resizeNearestNeighbor(opts.mask, [size, size]);
+      const m0 =
+        opts.mask.shape[1] === size && opts.mask.shape[2] === size
+          ? tf.clone(opts.mask)
+          : tf.image.resizeNearestNeighbor(opts.mask, [size, size]);
       mask = m0.shape[0] === 1 ? m0 : repeatEach(m0, K);
       if (mask !== m0) m0.dispose();
     }
@@ -89,18 +114,41 @@ export async function sdedit(d: Diffuser, guide: tf.Tensor4D, opts: SDEditOption
     // x(t0) = sqrt(abar) x^g + sqrt(1 - abar) z, with the same z the masked steps use for the guide
     xt = qSample(g, sched, start, refNoise);
     const callback = stepProgress('sdedit', opts.onProgress);
-    const common = { seed: rng.nextSeed(), clipDenoised: opts.clipDenoised ?? true, callback, refNoise, startIndex: start };
+    const common = {
+      seed: rng.nextSeed(),
+      clipDenoised: opts.clipDenoised ?? true,
+      callback,
+      refNoise,
+      startIndex: start,
+    };
     if (sde === 'vp') {
-      out = mask ? await sampleMasked(model, xt, sched, { ...common, reference: g, mask }) : await sampleDdpm(model, xt, sched, common);
+      out = mask
+        ? await sampleMasked(model, xt, sched, { ...common, reference: g, mask })
+        : await sampleDdpm(model, xt, sched, common);
     } else {
-      out = await sampleEulerMaruyama(model, xt, sched, { ...common, sde: 've', stepHook: mask ? maskHook(g, mask) : undefined });
+      out = await sampleEulerMaruyama(model, xt, sched, {
+        ...common,
+        sde: 've',
+        stepHook: mask ? maskHook(g, mask) : undefined,
+      });
     }
   } finally {
     tf.dispose([g, ...[xt, refNoise, mask].filter((t): t is tf.Tensor4D => !!t)]);
   }
   const images = tf.tidy(() => tf.clipByValue(out, -1, 1)) as tf.Tensor4D;
   out.dispose();
-  return { images, settings: { t0, t0Timestep: sched.timestepMap[sched.length - 1], steps: sched.length, repeats: K, sde, masked: !!opts.mask, seed } };
+  return {
+    images,
+    settings: {
+      t0,
+      t0Timestep: sched.timestepMap[sched.length - 1],
+      steps: sched.length,
+      repeats: K,
+      sde,
+      masked: !!opts.mask,
+      seed,
+    },
+  };
 }
 
 /**
@@ -123,7 +171,7 @@ export async function sdeditComposite(
   const ov = fitImage(overlay, size, 'overlay', opts.onNote);
   const reg = region.shape[1] === size ? tf.clone(region) : tf.image.resizeNearestNeighbor(region, [size, size]);
   const composite = tf.tidy(() => ov.mul(reg).add(bg.mul(tf.scalar(1).sub(reg)))) as tf.Tensor4D;
-  const keep = opts.keepBackground ?? true ? (tf.tidy(() => tf.scalar(1).sub(reg)) as tf.Tensor4D) : undefined;
+  const keep = (opts.keepBackground ?? true) ? (tf.tidy(() => tf.scalar(1).sub(reg)) as tf.Tensor4D) : undefined;
   try {
     const r = await sdedit(d, composite, { ...opts, mask: keep ?? opts.mask });
     return { ...r, composite };

@@ -77,10 +77,18 @@ export interface SDGResult {
 }
 
 /** The SDG objective F as a guidance function (sum of the weighted terms). Dispose the returned tensors with `dispose`. */
-export function sdgGuidance(enc: SDGEncoders, opts: SDGOptions & { image?: tf.Tensor4D }): { fn: GuidanceFn; dispose: () => void } {
+export function sdgGuidance(
+  enc: SDGEncoders,
+  opts: SDGOptions & { image?: tf.Tensor4D },
+): { fn: GuidanceFn; dispose: () => void } {
   const onX0 = (opts.on ?? 'xt') === 'x0';
   const imgEnc = onX0 ? enc.image : enc.noisy;
-  if (!imgEnc) throw new Error(onX0 ? "SDG on: 'x0' needs a plain CLIP image encoder (encoders.image)" : 'SDG needs the time-conditioned CLIP image encoder (encoders.noisy; make it with: diffguide train noisy-clip), or use on: x0');
+  if (!imgEnc)
+    throw new Error(
+      onX0
+        ? "SDG on: 'x0' needs a plain CLIP image encoder (encoders.image)"
+        : 'SDG needs the time-conditioned CLIP image encoder (encoders.noisy; make it with: diffguide train noisy-clip), or use on: x0',
+    );
   const terms: Array<[GuidanceFn, number]> = [];
   const owned: tf.Tensor[] = [];
   if (opts.text !== undefined) {
@@ -90,9 +98,10 @@ export function sdgGuidance(enc: SDGEncoders, opts: SDGOptions & { image?: tf.Te
     terms.push([clipText(imgEnc, e, { onX0 }), opts.textWeight ?? 1]);
   }
   if (opts.image) {
-    const g = (opts.imageMode ?? 'content') === 'style'
-      ? imageStyle(imgEnc, opts.image, { onX0, layers: opts.styleLayers, gramScale: opts.gramScale ?? 1e4 })
-      : imageContent(imgEnc, opts.image, { onX0 });
+    const g =
+      (opts.imageMode ?? 'content') === 'style'
+        ? imageStyle(imgEnc, opts.image, { onX0, layers: opts.styleLayers, gramScale: opts.gramScale ?? 1e4 })
+        : imageContent(imgEnc, opts.image, { onX0 });
     terms.push([g, opts.imageWeight ?? 1]);
   }
   if (terms.length === 0) throw new Error('SDG: give a text, an image, or both');
@@ -106,7 +115,11 @@ export async function sdg(d: Diffuser, enc: SDGEncoders, opts: SDGOptions): Prom
   const seed = checkSeed('seed', opts.seed ?? 0);
   const sampler = opts.sampler ?? 'ddpm';
   const scale = checkNumber('scale', opts.scale ?? 200);
-  if (opts.noise && opts.noise.shape[0] !== n) throw new OptionError('n', `n is ${n} but the given noise holds ${opts.noise.shape[0]} images; give one or make them agree`);
+  if (opts.noise && opts.noise.shape[0] !== n)
+    throw new OptionError(
+      'n',
+      `n is ${n} but the given noise holds ${opts.noise.shape[0]} images; give one or make them agree`,
+    );
   const sched = fullChain(d.schedule, steps); // checks steps before anything is allocated
   const size = imageSizeOf(d);
   const ref = opts.image ? fitFirst(opts.image, size, 'reference image', opts.onNote) : undefined;
@@ -131,7 +144,10 @@ export async function sdg(d: Diffuser, enc: SDGEncoders, opts: SDGOptions): Prom
   };
   let out: tf.Tensor4D;
   try {
-    out = sampler === 'ddpm' ? await sampleDdpm(model, x, sched, { ...so, guidanceMode: 'mean' }) : await sampleDdim(model, x, sched, { ...so, guidanceMode: 'eps' });
+    out =
+      sampler === 'ddpm'
+        ? await sampleDdpm(model, x, sched, { ...so, guidanceMode: 'mean' })
+        : await sampleDdim(model, x, sched, { ...so, guidanceMode: 'eps' });
   } finally {
     x.dispose();
     ref?.dispose();
@@ -148,6 +164,7 @@ export async function sdg(d: Diffuser, enc: SDGEncoders, opts: SDGOptions): Prom
     seed,
   };
   if (opts.text !== undefined) Object.assign(settings, { text: opts.text, textWeight: opts.textWeight ?? 1 });
-  if (opts.image) Object.assign(settings, { imageMode: opts.imageMode ?? 'content', imageWeight: opts.imageWeight ?? 1 });
+  if (opts.image)
+    Object.assign(settings, { imageMode: opts.imageMode ?? 'content', imageWeight: opts.imageWeight ?? 1 });
   return { images, settings };
 }

@@ -23,7 +23,16 @@ import { sampleDdpm } from '../../samplers/ddpm.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import { Rng } from '../random.js';
 import { checkCount, checkNumber, checkSeed } from '../options.js';
-import { checkEta, checkSteps, fitFirst, fullChain, imageSizeOf, slerp, type ProgressFn, stepProgress } from './common.js';
+import {
+  checkEta,
+  checkSteps,
+  fitFirst,
+  fullChain,
+  imageSizeOf,
+  slerp,
+  type ProgressFn,
+  stepProgress,
+} from './common.js';
 import { cosine, l2normalize } from '../ops/vectors.js';
 import { diffusionModelOf, unetNet, type Diffuser } from '../models/diffuser.js';
 import { startNoise } from './sample.js';
@@ -57,10 +66,17 @@ export function decoderEmb(d: Diffuser, z: tf.Tensor2D): tf.Tensor2D {
 }
 
 /** The decoder as a DiffusionModel with classifier-free guidance at `scale` for embeddings z [N, D] (returns the cond to pass). */
-function guidedDecoder(d: Diffuser, z: tf.Tensor2D, scale: number): { model: DiffusionModel; emb: tf.Tensor2D; zero: tf.Tensor2D } {
+function guidedDecoder(
+  d: Diffuser,
+  z: tf.Tensor2D,
+  scale: number,
+): { model: DiffusionModel; emb: tf.Tensor2D; zero: tf.Tensor2D } {
   const emb = decoderEmb(d, z);
   const zero = tf.zerosLike(emb);
-  const net: NetFn = scale === 1 ? unetNet(d.unet) : classifierFree(unetNet(d.unet), { scale, uncond: { emb: zero }, guidedChannels: d.unet.config.inChannels });
+  const net: NetFn =
+    scale === 1
+      ? unetNet(d.unet)
+      : classifierFree(unetNet(d.unet), { scale, uncond: { emb: zero }, guidedChannels: d.unet.config.inChannels });
   return { model: diffusionModelOf(d, net), emb, zero };
 }
 
@@ -82,7 +98,13 @@ export async function decode(d: Diffuser, z: tf.Tensor2D, opts: DecodeOptions = 
   const x = opts.noise ? tf.clone(opts.noise) : startNoise(d, n, seed);
   const callback = stepProgress('decoder', opts.onProgress);
   try {
-    const out = await sampleDdim(g.model, x, fullChain(d.schedule, opts.steps ?? 50), { eta: opts.eta ?? 0, cond: { emb: g.emb }, seed: seed + 1, clipDenoised: true, callback });
+    const out = await sampleDdim(g.model, x, fullChain(d.schedule, opts.steps ?? 50), {
+      eta: opts.eta ?? 0,
+      cond: { emb: g.emb },
+      seed: seed + 1,
+      clipDenoised: true,
+      callback,
+    });
     const img = tf.tidy(() => tf.clipByValue(out, -1, 1)) as tf.Tensor4D;
     out.dispose();
     return img;
@@ -106,10 +128,16 @@ export interface PriorOptions {
  * Sample image embeddings for text embeddings zt [N, D]. Returns unit-norm [N, D] and each pick's
  * similarity to its text.
  */
-export async function samplePrior(prior: Prior, priorSchedule: Schedule, zt: tf.Tensor2D, opts: PriorOptions = {}): Promise<{ embeddings: tf.Tensor2D; similarity: number[] }> {
+export async function samplePrior(
+  prior: Prior,
+  priorSchedule: Schedule,
+  zt: tf.Tensor2D,
+  opts: PriorOptions = {},
+): Promise<{ embeddings: tf.Tensor2D; similarity: number[] }> {
   const n = zt.shape[0];
   const D = prior.config.embedDim;
-  if (zt.shape[1] !== D) throw new Error(`prior takes ${D}-dim text embeddings, got [${zt.shape}] (CLIP and prior from different models?)`);
+  if (zt.shape[1] !== D)
+    throw new Error(`prior takes ${D}-dim text embeddings, got [${zt.shape}] (CLIP and prior from different models?)`);
   const k = opts.bestOf ?? 2;
   const scale = opts.priorScale ?? 2;
   const seed = opts.seed ?? 0;
@@ -130,7 +158,11 @@ export async function samplePrior(prior: Prior, priorSchedule: Schedule, zt: tf.
   const callback = stepProgress('prior', opts.onProgress);
   let out: tf.Tensor4D;
   try {
-    out = await sampleDdpm(model, x, fullChain(priorSchedule, opts.priorSteps ?? 64, 'priorSteps'), { cond: { emb: textRep, y: ones }, seed: rng.nextSeed(), callback });
+    out = await sampleDdpm(model, x, fullChain(priorSchedule, opts.priorSteps ?? 64, 'priorSteps'), {
+      cond: { emb: textRep, y: ones },
+      seed: rng.nextSeed(),
+      callback,
+    });
   } finally {
     tf.dispose([x, ones, zeros]);
   }
@@ -169,7 +201,11 @@ export interface TextToImageResult {
 }
 
 /** text -> prior -> image embedding -> decoder -> image. */
-export async function textToImage(m: UnclipModels, prompts: string[], opts: TextToImageOptions = {}): Promise<TextToImageResult> {
+export async function textToImage(
+  m: UnclipModels,
+  prompts: string[],
+  opts: TextToImageOptions = {},
+): Promise<TextToImageResult> {
   const n = checkCount('n', opts.n ?? 1);
   const seed = checkDecodeOptions(m.decoder, opts);
   checkCount('bestOf', opts.bestOf ?? 2);
@@ -213,7 +249,11 @@ export interface VariationsOptions extends Omit<DecodeOptions, 'noise'> {
 }
 
 /** Image variations: decode the image's CLIP embedding n times with DDIM eta > 0 (default eta 1). */
-export async function variations(m: UnclipModels, image: tf.Tensor4D, opts: VariationsOptions = {}): Promise<{ images: tf.Tensor4D; embedding: tf.Tensor2D }> {
+export async function variations(
+  m: UnclipModels,
+  image: tf.Tensor4D,
+  opts: VariationsOptions = {},
+): Promise<{ images: tf.Tensor4D; embedding: tf.Tensor2D }> {
   const n = checkCount('n', opts.n ?? 4);
   checkDecodeOptions(m.decoder, { ...opts, eta: opts.eta ?? 1 });
   const x = fitFirst(image, imageSizeOf(m.decoder), 'input image', opts.onNote);
@@ -238,7 +278,12 @@ export interface InterpolateOptions extends Omit<DecodeOptions, 'noise' | 'eta'>
 }
 
 /** Interpolation: decode slerp(z_a, z_b, theta) for theta in linspace(0, 1, frames) from one fixed x_T (DDIM eta 0). */
-export async function interpolate(m: UnclipModels, a: tf.Tensor4D, b: tf.Tensor4D, opts: InterpolateOptions = {}): Promise<{ images: tf.Tensor4D; embeddings: tf.Tensor2D; endpoints: tf.Tensor2D; thetas: number[] }> {
+export async function interpolate(
+  m: UnclipModels,
+  a: tf.Tensor4D,
+  b: tf.Tensor4D,
+  opts: InterpolateOptions = {},
+): Promise<{ images: tf.Tensor4D; embeddings: tf.Tensor2D; endpoints: tf.Tensor2D; thetas: number[] }> {
   const frames = opts.frames ?? 5;
   if (!(Number.isInteger(frames) && frames >= 2)) throw new Error(`frames must be an integer >= 2, got ${frames}`);
   const size = imageSizeOf(m.decoder);
@@ -280,7 +325,11 @@ export interface TextDiffOptions extends Omit<DecodeOptions, 'noise' | 'eta'> {
  * Text diffs: z_d = normalise(E_T(target) - E_T(source)); decode slerp(z_i, z_d, theta) for each theta,
  * from the x_T that DDIM inversion of the image (conditioned on z_i) gives.
  */
-export async function textDiff(m: UnclipModels, image: tf.Tensor4D, opts: TextDiffOptions): Promise<{ images: tf.Tensor4D; embeddings: tf.Tensor2D; thetas: number[] }> {
+export async function textDiff(
+  m: UnclipModels,
+  image: tf.Tensor4D,
+  opts: TextDiffOptions,
+): Promise<{ images: tf.Tensor4D; embeddings: tf.Tensor2D; thetas: number[] }> {
   const thetas = opts.thetas ?? [0, 0.125, 0.25, 0.375, 0.5];
   const x = fitFirst(image, imageSizeOf(m.decoder), 'input image', opts.onNote);
   const zi = imageEmbedding(m.clip, x);

@@ -23,7 +23,12 @@ export interface Bar {
 export { argmaxAccuracy, cosineMatrix, retrievalTopK };
 
 /** Image embeddings [N, D] of dataset items in batches. */
-export function embedImages(enc: (x: tf.Tensor4D) => tf.Tensor2D, ds: Dataset, indices: number[], batch = 128): tf.Tensor2D {
+export function embedImages(
+  enc: (x: tf.Tensor4D) => tf.Tensor2D,
+  ds: Dataset,
+  indices: number[],
+  batch = 128,
+): tf.Tensor2D {
   const parts: tf.Tensor2D[] = [];
   for (let i = 0; i < indices.length; i += batch) {
     const x = ds.images(indices.slice(i, i + batch), { rgb: true });
@@ -36,7 +41,12 @@ export function embedImages(enc: (x: tf.Tensor4D) => tf.Tensor2D, ds: Dataset, i
 }
 
 /** Text embeddings [N, D] in batches. */
-export function embedTexts(clip: CLIP, texts: string[], tokens?: { ids(t: string[]): tf.Tensor2D }, batch = 256): tf.Tensor2D {
+export function embedTexts(
+  clip: CLIP,
+  texts: string[],
+  tokens?: { ids(t: string[]): tf.Tensor2D },
+  batch = 256,
+): tf.Tensor2D {
   const parts: tf.Tensor2D[] = [];
   for (let i = 0; i < texts.length; i += batch) {
     const chunk = texts.slice(i, i + batch);
@@ -53,7 +63,6 @@ export function embedTexts(clip: CLIP, texts: string[], tokens?: { ids(t: string
   return out;
 }
 
-
 export interface ClipEvalResult {
   zeroShotCategoryAccuracy: number;
   nameRetrievalTop5: number;
@@ -62,7 +71,10 @@ export interface ClipEvalResult {
 }
 
 /** Held-out emoji grouped: the unique names (one per emoji) and the group of each image. */
-function heldOutNames(ds: Dataset, indices: number[]): { names: string[]; groupOfName: string[]; groupOfImage: string[] } {
+function heldOutNames(
+  ds: Dataset,
+  indices: number[],
+): { names: string[]; groupOfName: string[]; groupOfImage: string[] } {
   const groupOfImage = indices.map((i) => ds.items[i].group ?? ds.items[i].id);
   const seen = new Map<string, string>();
   indices.forEach((i, k) => {
@@ -76,14 +88,23 @@ function heldOutNames(ds: Dataset, indices: number[]): { names: string[]; groupO
  * argmax) and name -> image retrieval top-5 ("an emoji of <name>" against all held-out images; a hit
  * when either vendor's image of that emoji is in the top 5).
  */
-export function evalClipOnDataset(clip: CLIP, ds: Dataset, opts: { indices?: number[]; tokens?: { ids(t: string[]): tf.Tensor2D } } = {}): ClipEvalResult {
+export function evalClipOnDataset(
+  clip: CLIP,
+  ds: Dataset,
+  opts: { indices?: number[]; tokens?: { ids(t: string[]): tf.Tensor2D } } = {},
+): ClipEvalResult {
   const indices = opts.indices ?? ds.indicesOf('test');
   const img = embedImages((x) => clip.encodeImage(x).embedding, ds, indices);
   const cats = embedTexts(clip, ds.categoryNames.map(categoryPrompt), opts.tokens);
   const { names, groupOfName, groupOfImage } = heldOutNames(ds, indices);
   const nameEmb = embedTexts(clip, names.map(namePrompt), opts.tokens);
   const simCat = cosineMatrix(img, cats);
-  const zs = argmaxAccuracy(simCat, indices.length, ds.categoryNames.length, indices.map((i) => ds.categoryIds[i]));
+  const zs = argmaxAccuracy(
+    simCat,
+    indices.length,
+    ds.categoryNames.length,
+    indices.map((i) => ds.categoryIds[i]),
+  );
   const simName = cosineMatrix(nameEmb, img);
   const r5 = retrievalTopK(simName, names.length, indices.length, (q, g) => groupOfImage[g] === groupOfName[q], 5);
   tf.dispose([img, cats, nameEmb]);
@@ -93,8 +114,16 @@ export function evalClipOnDataset(clip: CLIP, ds: Dataset, opts: { indices?: num
 /** The CLIP bars as `diffguide eval clip` prints them. */
 export function clipBars(r: ClipEvalResult): Record<string, Bar> {
   return {
-    zero_shot_category_accuracy: { value: r.zeroShotCategoryAccuracy, goal: '>= 0.70 on held-out emoji (chance 0.11)', pass: r.zeroShotCategoryAccuracy >= 0.7 },
-    name_retrieval_top5: { value: r.nameRetrievalTop5, goal: `>= 0.25 text->image top-5 among all ${r.images} held-out images`, pass: r.nameRetrievalTop5 >= 0.25 },
+    zero_shot_category_accuracy: {
+      value: r.zeroShotCategoryAccuracy,
+      goal: '>= 0.70 on held-out emoji (chance 0.11)',
+      pass: r.zeroShotCategoryAccuracy >= 0.7,
+    },
+    name_retrieval_top5: {
+      value: r.nameRetrievalTop5,
+      goal: `>= 0.25 text->image top-5 among all ${r.images} held-out images`,
+      pass: r.nameRetrievalTop5 >= 0.25,
+    },
   };
 }
 
@@ -111,7 +140,13 @@ export interface NoisyEvalResult {
  * q_sample (fixed seed), encoded by the noisy encoder (with t) and by plain CLIP, and its name caption
  * ("an emoji of <name>", text tower of plain CLIP) must be among the 5 nearest of all held-out names.
  */
-export function evalNoisyClipOnDataset(noisy: NoisyCLIPImageEncoder, clip: CLIP, schedule: Schedule, ds: Dataset, opts: { t?: number; seed?: number; indices?: number[]; tokens?: { ids(t: string[]): tf.Tensor2D } } = {}): NoisyEvalResult {
+export function evalNoisyClipOnDataset(
+  noisy: NoisyCLIPImageEncoder,
+  clip: CLIP,
+  schedule: Schedule,
+  ds: Dataset,
+  opts: { t?: number; seed?: number; indices?: number[]; tokens?: { ids(t: string[]): tf.Tensor2D } } = {},
+): NoisyEvalResult {
   const indices = opts.indices ?? ds.indicesOf('test');
   const t = opts.t ?? 500;
   const { names, groupOfName, groupOfImage } = heldOutNames(ds, indices);
@@ -123,7 +158,12 @@ export function evalNoisyClipOnDataset(noisy: NoisyCLIPImageEncoder, clip: CLIP,
     const r = tf.tidy(() => {
       // tfjs treats seed 0 as 'no seed', hence the + 1.
       const noise = tf.randomNormal(x.shape, 0, 1, 'float32', (opts.seed ?? 0) * 100003 + i + 1) as tf.Tensor4D;
-      const xt = qSample(x, schedule, idx.map(() => t), noise);
+      const xt = qSample(
+        x,
+        schedule,
+        idx.map(() => t),
+        noise,
+      );
       const tt = tf.fill([idx.length], schedule.modelT(t)) as tf.Tensor1D;
       return { noisy: noisy.encodeImage(xt, { t: tt }).embedding, plain: clip.encodeImage(xt).embedding };
     });
@@ -138,11 +178,21 @@ export function evalNoisyClipOnDataset(noisy: NoisyCLIPImageEncoder, clip: CLIP,
   const noisyTop5 = retrievalTopK(cosineMatrix(noisyEmb, nameEmb), indices.length, names.length, rel, 5);
   const plainTop5 = retrievalTopK(cosineMatrix(plainEmb, nameEmb), indices.length, names.length, rel, 5);
   tf.dispose([noisyEmb, plainEmb, nameEmb]);
-  return { t, noisyTop5, plainTop5, ratio: plainTop5 > 0 ? noisyTop5 / plainTop5 : noisyTop5 > 0 ? Infinity : NaN, images: indices.length };
+  return {
+    t,
+    noisyTop5,
+    plainTop5,
+    ratio: plainTop5 > 0 ? noisyTop5 / plainTop5 : noisyTop5 > 0 ? Infinity : NaN,
+    images: indices.length,
+  };
 }
 
 export function noisyClipBars(r: NoisyEvalResult): Record<string, Bar> {
   return {
-    noisy_retrieval_top5_ratio: { value: r.ratio, goal: `>= 2x plain CLIP's noisy-image -> clean-caption top-5 at t = ${r.t} (noisy ${r.noisyTop5.toFixed(4)}, plain ${r.plainTop5.toFixed(4)})`, pass: r.ratio >= 2 },
+    noisy_retrieval_top5_ratio: {
+      value: r.ratio,
+      goal: `>= 2x plain CLIP's noisy-image -> clean-caption top-5 at t = ${r.t} (noisy ${r.noisyTop5.toFixed(4)}, plain ${r.plainTop5.toFixed(4)})`,
+      pass: r.ratio >= 2,
+    },
   };
 }

@@ -95,16 +95,25 @@ function defaultName(cfg: ExtractorConfig): string {
 }
 
 /** The judge from a folder (judge.safetensors + config.json) or any checkpoint file with its config beside it. */
-export async function loadJudgeExtractor(path?: string, name?: string): Promise<CategoryExtractor & { readonly judge: Judge }> {
+export async function loadJudgeExtractor(
+  path?: string,
+  name?: string,
+): Promise<CategoryExtractor & { readonly judge: Judge }> {
   const file = resolveWeights('judge', path);
   const cfg = readConfigBeside(file, 'judge') as unknown as JudgeConfig | null;
-  if (!cfg || !Array.isArray(cfg.widths)) throw new Error(`${file}: no judge config JSON beside it (config.json with imageSize, widths, strides, groups, categories, vendors); copy weights/judge/config.json next to it`);
+  if (!cfg || !Array.isArray(cfg.widths))
+    throw new Error(
+      `${file}: no judge config JSON beside it (config.json with imageSize, widths, strides, groups, categories, vendors); copy weights/judge/config.json next to it`,
+    );
   const judge = Judge.fromStateDict(cfg, await readStateDict(file), file);
   return judgeExtractor(judge, { name: defaultName({ kind: 'judge', path, name }), source: file, owned: true });
 }
 
 /** CLIP from a folder or any checkpoint lib/io reads (config beside it, or inferred). */
-export async function loadClipExtractor(path?: string, name?: string): Promise<ImageTextExtractor & { readonly clip: CLIP }> {
+export async function loadClipExtractor(
+  path?: string,
+  name?: string,
+): Promise<ImageTextExtractor & { readonly clip: CLIP }> {
   const file = resolveWeights('clip', path);
   const clip = await loadClipModel(file);
   return clipExtractor(clip, { name: defaultName({ kind: 'clip', path, name }), source: file, owned: true });
@@ -120,7 +129,8 @@ const LOADERS = new Map<string, ExtractorLoader>([
  * `readStateDict`) and `cfg.options`. The extractor's name should be `cfg.name ?? "<kind>:<path>"`.
  */
 export function registerExtractor(kind: string, loader: ExtractorLoader): void {
-  if (!/^[a-z][a-z0-9._-]*$/i.test(kind)) throw new Error(`registerExtractor: kind '${kind}' must be a word (letters, digits, . _ -)`);
+  if (!/^[a-z][a-z0-9._-]*$/i.test(kind))
+    throw new Error(`registerExtractor: kind '${kind}' must be a word (letters, digits, . _ -)`);
   LOADERS.set(kind, loader);
 }
 
@@ -134,7 +144,8 @@ export function parseExtractorSpec(spec: string): ExtractorConfig {
   const i = spec.indexOf(':');
   const kind = i < 0 ? spec : spec.slice(0, i);
   const path = i < 0 ? undefined : spec.slice(i + 1);
-  if (!kind) throw new Error(`extractor spec '${spec}': expected KIND or KIND:PATH (kinds: ${extractorKinds().join(', ')})`);
+  if (!kind)
+    throw new Error(`extractor spec '${spec}': expected KIND or KIND:PATH (kinds: ${extractorKinds().join(', ')})`);
   return path ? { kind, path } : { kind };
 }
 
@@ -142,17 +153,22 @@ export function parseExtractorSpec(spec: string): ExtractorConfig {
 export async function loadExtractor(cfg: ExtractorConfig | string): Promise<ImageFeatureExtractor> {
   const c = typeof cfg === 'string' ? parseExtractorSpec(cfg) : cfg;
   const loader = LOADERS.get(c.kind);
-  if (!loader) throw new Error(`no feature extractor of kind '${c.kind}'; known kinds: ${extractorKinds().join(', ')} (add one with registerExtractor(kind, loader))`);
+  if (!loader)
+    throw new Error(
+      `no feature extractor of kind '${c.kind}'; known kinds: ${extractorKinds().join(', ')} (add one with registerExtractor(kind, loader))`,
+    );
   return loader(c);
 }
 
 /** Features [N, D] of an image batch through `ext`, `batch` images at a time (a new tensor). */
 export function extract(ext: ImageFeatureExtractor, x: tf.Tensor4D, batch = 128): tf.Tensor2D {
-  if (x.rank !== 4) throw new Error(`${ext.name}: expected an image batch [N, H, W, 3] in [-1, 1], got shape [${x.shape}]`);
+  if (x.rank !== 4)
+    throw new Error(`${ext.name}: expected an image batch [N, H, W, 3] in [-1, 1], got shape [${x.shape}]`);
   const n = x.shape[0];
   if (n <= batch) return ext.images(x);
   const parts: tf.Tensor2D[] = [];
-  for (let i = 0; i < n; i += batch) parts.push(tf.tidy(() => ext.images(x.slice([i, 0, 0, 0], [Math.min(batch, n - i), -1, -1, -1]))));
+  for (let i = 0; i < n; i += batch)
+    parts.push(tf.tidy(() => ext.images(x.slice([i, 0, 0, 0], [Math.min(batch, n - i), -1, -1, -1]))));
   const out = tf.concat(parts) as tf.Tensor2D;
   tf.dispose(parts);
   return out;

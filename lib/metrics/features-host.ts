@@ -14,7 +14,8 @@ export interface HostRows {
 /** Float64 copy of a feature set (a tensor is read, not disposed); `what` names it in errors. */
 export function hostRows(f: FeatureSet, what = 'feature set'): HostRows {
   if (f instanceof tf.Tensor) {
-    if (f.rank !== 2) throw new Error(`${what}: expected a [N, D] tensor, got shape [${f.shape}]; flatten or pool the features first`);
+    if (f.rank !== 2)
+      throw new Error(`${what}: expected a [N, D] tensor, got shape [${f.shape}]; flatten or pool the features first`);
     return { data: Float64Array.from(f.dataSync() as Float32Array), n: f.shape[0], d: f.shape[1] };
   }
   if (!Array.isArray(f)) throw new Error(`${what}: expected a tf.Tensor2D or an array of rows, got ${typeof f}`);
@@ -23,7 +24,8 @@ export function hostRows(f: FeatureSet, what = 'feature set'): HostRows {
   const data = new Float64Array(n * d);
   for (let i = 0; i < n; i++) {
     const row = f[i];
-    if (row.length !== d) throw new Error(`${what}: row ${i} has ${row.length} values, row 0 has ${d}; every row needs the same width`);
+    if (row.length !== d)
+      throw new Error(`${what}: row ${i} has ${row.length} values, row 0 has ${d}; every row needs the same width`);
     for (let j = 0; j < d; j++) data[i * d + j] = row[j];
   }
   return { data, n, d };

@@ -23,11 +23,12 @@ export function meanCov(features: ArrayLike<number>, n: number, d: number): { me
       for (let b = a; b < d; b++) cov[a * d + b] += ra * row[b];
     }
   }
-  for (let a = 0; a < d; a++) for (let b = a; b < d; b++) {
-    const v = cov[a * d + b] / (n - 1);
-    cov[a * d + b] = v;
-    cov[b * d + a] = v;
-  }
+  for (let a = 0; a < d; a++)
+    for (let b = a; b < d; b++) {
+      const v = cov[a * d + b] / (n - 1);
+      cov[a * d + b] = v;
+      cov[b * d + a] = v;
+    }
   return { mean, cov };
 }
 
@@ -36,7 +37,11 @@ export function meanCov(features: ArrayLike<number>, n: number, d: number): { me
  * @param a [d*d] row-major symmetric (not modified)
  * @returns values [d] and vectors [d*d] (column k is the k-th eigenvector)
  */
-export function symmetricEigen(a: ArrayLike<number>, d: number, opts: { tol?: number; maxSweeps?: number } = {}): { values: Float64Array; vectors: Float64Array } {
+export function symmetricEigen(
+  a: ArrayLike<number>,
+  d: number,
+  opts: { tol?: number; maxSweeps?: number } = {},
+): { values: Float64Array; vectors: Float64Array } {
   const A = Float64Array.from(a);
   const V = new Float64Array(d * d);
   for (let i = 0; i < d; i++) V[i * d + i] = 1;
@@ -102,11 +107,12 @@ export function sqrtmPsd(a: ArrayLike<number>, d: number): Float64Array {
 
 function matmul(a: Float64Array, b: Float64Array, d: number): Float64Array {
   const out = new Float64Array(d * d);
-  for (let i = 0; i < d; i++) for (let k = 0; k < d; k++) {
-    const aik = a[i * d + k];
-    if (aik === 0) continue;
-    for (let j = 0; j < d; j++) out[i * d + j] += aik * b[k * d + j];
-  }
+  for (let i = 0; i < d; i++)
+    for (let k = 0; k < d; k++) {
+      const aik = a[i * d + k];
+      if (aik === 0) continue;
+      for (let j = 0; j < d; j++) out[i * d + j] += aik * b[k * d + j];
+    }
   return out;
 }
 
@@ -115,9 +121,17 @@ function matmul(a: Float64Array, b: Float64Array, d: number): Float64Array {
  * |mu1 - mu2|^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^(1/2)), with Tr((S1 S2)^(1/2)) computed as
  * Tr((S1^(1/2) S2 S1^(1/2))^(1/2)) (the same eigenvalues, but symmetric, so no complex round-off).
  */
-export function frechetDistanceOfGaussians(mu1: ArrayLike<number>, s1: ArrayLike<number>, mu2: ArrayLike<number>, s2: ArrayLike<number>): number {
+export function frechetDistanceOfGaussians(
+  mu1: ArrayLike<number>,
+  s1: ArrayLike<number>,
+  mu2: ArrayLike<number>,
+  s2: ArrayLike<number>,
+): number {
   const d = mu1.length;
-  if (mu2.length !== d || s1.length !== d * d || s2.length !== d * d) throw new Error(`frechetDistance: shapes disagree (d = ${d}: means [${mu1.length}] and [${mu2.length}], covariances of ${s1.length} and ${s2.length} values)`);
+  if (mu2.length !== d || s1.length !== d * d || s2.length !== d * d)
+    throw new Error(
+      `frechetDistance: shapes disagree (d = ${d}: means [${mu1.length}] and [${mu2.length}], covariances of ${s1.length} and ${s2.length} values)`,
+    );
   let diff = 0;
   for (let i = 0; i < d; i++) diff += (mu1[i] - mu2[i]) ** 2;
   let tr1 = 0;
@@ -128,20 +142,26 @@ export function frechetDistanceOfGaussians(mu1: ArrayLike<number>, s1: ArrayLike
   }
   const r1 = sqrtmPsd(s1, d);
   const m = matmul(matmul(r1, Float64Array.from(s2), d), r1, d);
-  for (let i = 0; i < d; i++) for (let j = i + 1; j < d; j++) {
-    const v = (m[i * d + j] + m[j * d + i]) / 2;
-    m[i * d + j] = v;
-    m[j * d + i] = v;
-  }
+  for (let i = 0; i < d; i++)
+    for (let j = i + 1; j < d; j++) {
+      const v = (m[i * d + j] + m[j * d + i]) / 2;
+      m[i * d + j] = v;
+      m[j * d + i] = v;
+    }
   const { values } = symmetricEigen(m, d);
   let trSqrt = 0;
   for (const v of values) trSqrt += Math.sqrt(Math.max(0, v));
   return diff + tr1 + tr2 - 2 * trSqrt;
 }
 
-
 /** Fréchet distance between two feature sets given as flat row-major values (rows of length d). */
-export function frechetDistanceOfFeatures(f1: ArrayLike<number>, n1: number, f2: ArrayLike<number>, n2: number, d: number): number {
+export function frechetDistanceOfFeatures(
+  f1: ArrayLike<number>,
+  n1: number,
+  f2: ArrayLike<number>,
+  n2: number,
+  d: number,
+): number {
   const a = meanCov(f1, n1, d);
   const b = meanCov(f2, n2, d);
   return frechetDistanceOfGaussians(a.mean, a.cov, b.mean, b.cov);
@@ -154,13 +174,27 @@ export function frechetDistanceOfFeatures(f1: ArrayLike<number>, n1: number, f2:
  * The four-argument form takes the Gaussians themselves: means [D] and covariances [D*D] row-major.
  */
 export function frechetDistance(a: FeatureSet, b: FeatureSet): number;
-export function frechetDistance(mu1: ArrayLike<number>, s1: ArrayLike<number>, mu2: ArrayLike<number>, s2: ArrayLike<number>): number;
+export function frechetDistance(
+  mu1: ArrayLike<number>,
+  s1: ArrayLike<number>,
+  mu2: ArrayLike<number>,
+  s2: ArrayLike<number>,
+): number;
 export function frechetDistance(...args: unknown[]): number {
-  if (args.length === 4) return frechetDistanceOfGaussians(...(args as [ArrayLike<number>, ArrayLike<number>, ArrayLike<number>, ArrayLike<number>]));
-  if (args.length !== 2) throw new Error(`frechetDistance: pass two feature sets [N, D] (or mean1, cov1, mean2, cov2), got ${args.length} arguments`);
+  if (args.length === 4)
+    return frechetDistanceOfGaussians(
+      ...(args as [ArrayLike<number>, ArrayLike<number>, ArrayLike<number>, ArrayLike<number>]),
+    );
+  if (args.length !== 2)
+    throw new Error(
+      `frechetDistance: pass two feature sets [N, D] (or mean1, cov1, mean2, cov2), got ${args.length} arguments`,
+    );
   const a = hostRows(args[0] as FeatureSet, 'frechetDistance: first feature set');
   const b = hostRows(args[1] as FeatureSet, 'frechetDistance: second feature set');
-  if (a.d !== b.d) throw new Error(`frechetDistance: feature widths differ (${a.d} vs ${b.d}); both sets must come from the same extractor`);
+  if (a.d !== b.d)
+    throw new Error(
+      `frechetDistance: feature widths differ (${a.d} vs ${b.d}); both sets must come from the same extractor`,
+    );
   return frechetDistanceOfFeatures(a.data, a.n, b.data, b.n, a.d);
 }
 

@@ -16,8 +16,12 @@ export interface SsimOptions {
 }
 
 function checkPair(a: tf.Tensor4D, b: tf.Tensor4D, what: string): void {
-  if (a.rank !== 4 || b.rank !== 4) throw new Error(`${what}: expected image batches [N, H, W, C], got shapes [${a.shape}] and [${b.shape}]`);
-  if (a.shape.join(',') !== b.shape.join(',')) throw new Error(`${what}: the two batches differ in shape ([${a.shape}] vs [${b.shape}]); compare images of the same size (resize them first)`);
+  if (a.rank !== 4 || b.rank !== 4)
+    throw new Error(`${what}: expected image batches [N, H, W, C], got shapes [${a.shape}] and [${b.shape}]`);
+  if (a.shape.join(',') !== b.shape.join(','))
+    throw new Error(
+      `${what}: the two batches differ in shape ([${a.shape}] vs [${b.shape}]); compare images of the same size (resize them first)`,
+    );
 }
 
 /** scipy.ndimage's normalised Gaussian taps for `sigma`, radius int(truncate * sigma + 0.5). */
@@ -43,7 +47,14 @@ function reflect(i: number, n: number): number {
 }
 
 /** Separable Gaussian filter of one [H, W] plane (rows, then columns), reflect boundary. */
-function gaussianFilter(x: Float64Array, h: number, w: number, taps: Float64Array, tmp: Float64Array, out: Float64Array): void {
+function gaussianFilter(
+  x: Float64Array,
+  h: number,
+  w: number,
+  taps: Float64Array,
+  tmp: Float64Array,
+  out: Float64Array,
+): void {
   const r = (taps.length - 1) / 2;
   // along H (axis 0)
   for (let i = 0; i < h; i++) {
@@ -77,7 +88,10 @@ export function ssim(a: tf.Tensor4D, b: tf.Tensor4D, opts: SsimOptions = {}): nu
   const [n, h, w, c] = a.shape;
   const taps = gaussianTaps(opts.sigma ?? 1.5, opts.truncate ?? 3.5);
   const win = taps.length;
-  if (h < win || w < win) throw new Error(`ssim: images are ${h}x${w}, smaller than the ${win}x${win} Gaussian window; upsample them or pass a smaller sigma`);
+  if (h < win || w < win)
+    throw new Error(
+      `ssim: images are ${h}x${w}, smaller than the ${win}x${win} Gaussian window; upsample them or pass a smaller sigma`,
+    );
   const range = opts.dataRange ?? 2;
   const c1 = ((opts.k1 ?? 0.01) * range) ** 2;
   const c2 = ((opts.k2 ?? 0.03) * range) ** 2;

@@ -15,11 +15,37 @@
  * Metrics that take an extractor return a MetricReport whose `extractor` names it.
  */
 export { ssim, psnr, gaussianTaps, type SsimOptions } from './image.js';
-export { frechetDistance, frechetDistanceOfGaussians, frechetDistanceOfFeatures, meanCov, symmetricEigen, sqrtmPsd, totalVariation } from './frechet.js';
+export {
+  frechetDistance,
+  frechetDistanceOfGaussians,
+  frechetDistanceOfFeatures,
+  meanCov,
+  symmetricEigen,
+  sqrtmPsd,
+  totalVariation,
+} from './frechet.js';
 export { kid, mmd2Unbiased, mmd2OfSubsets, sampleWithoutReplacement, type KidOptions, type KidResult } from './kid.js';
-export { lpips, lpipsOfFeatures, pairwiseLpips, loadLpipsHeads, lpipsNet, judgeLpips, normalizeChannels, type FeatureTrunk, type LpipsHeads, type LpipsNet } from './lpips.js';
+export {
+  lpips,
+  lpipsOfFeatures,
+  pairwiseLpips,
+  loadLpipsHeads,
+  lpipsNet,
+  judgeLpips,
+  normalizeChannels,
+  type FeatureTrunk,
+  type LpipsHeads,
+  type LpipsNet,
+} from './lpips.js';
 export { argmaxAccuracy, retrievalTopK, cosineMatrix, matchRate, topKRetrieval, type Relevance } from './retrieval.js';
-export { clipScore, directionalClipSimilarity, meanPairwiseDistance, categoryAgreement, frechetDistanceOf, kidOf } from './embedding.js';
+export {
+  clipScore,
+  directionalClipSimilarity,
+  meanPairwiseDistance,
+  categoryAgreement,
+  frechetDistanceOf,
+  kidOf,
+} from './embedding.js';
 export {
   judgeExtractor,
   clipExtractor,

@@ -47,7 +47,14 @@ function kernelValue(a: Float64Array, i: number, b: Float64Array, j: number, d: 
 }
 
 /** Kernel matrix [ia.length, ib.length] of the chosen rows (symmetric when a === b and ia === ib). */
-function kernelMatrix(a: Float64Array, ia: ArrayLike<number>, b: Float64Array, ib: ArrayLike<number>, d: number, symmetric: boolean): Float64Array {
+function kernelMatrix(
+  a: Float64Array,
+  ia: ArrayLike<number>,
+  b: Float64Array,
+  ib: ArrayLike<number>,
+  d: number,
+  symmetric: boolean,
+): Float64Array {
   const m = ia.length;
   const n = ib.length;
   const out = new Float64Array(m * n);
@@ -85,7 +92,13 @@ function blockSum(k: Float64Array, cols: number, ia: ArrayLike<number>, ib: Arra
 }
 
 /** The unbiased MMD² of rows `ia` of x and `ib` of y, from kernels (cached or computed here). */
-function mmd2Rows(x: HostRows, y: HostRows, ia: ArrayLike<number>, ib: ArrayLike<number>, cache?: { xx: Float64Array; yy: Float64Array; xy: Float64Array }): number {
+function mmd2Rows(
+  x: HostRows,
+  y: HostRows,
+  ia: ArrayLike<number>,
+  ib: ArrayLike<number>,
+  cache?: { xx: Float64Array; yy: Float64Array; xy: Float64Array },
+): number {
   const m = ia.length;
   const n = ib.length;
   if (m < 2 || n < 2) throw new Error(`kid: the unbiased MMD² needs at least 2 rows per set, got ${m} and ${n}`);
@@ -116,13 +129,17 @@ function mmd2Rows(x: HostRows, y: HostRows, ia: ArrayLike<number>, ib: ArrayLike
 export function mmd2Unbiased(a: FeatureSet, b: FeatureSet): number {
   const x = hostRows(a, 'mmd2Unbiased: first feature set');
   const y = hostRows(b, 'mmd2Unbiased: second feature set');
-  if (x.d !== y.d) throw new Error(`mmd2Unbiased: feature widths differ (${x.d} vs ${y.d}); both sets must come from the same extractor`);
+  if (x.d !== y.d)
+    throw new Error(
+      `mmd2Unbiased: feature widths differ (${x.d} vs ${y.d}); both sets must come from the same extractor`,
+    );
   return mmd2Rows(x, y, range(x.n), range(y.n));
 }
 
 /** `m` distinct indices of [0, n) in random order (partial Fisher-Yates on `rng`). */
 export function sampleWithoutReplacement(n: number, m: number, rng: Rng): number[] {
-  if (!(Number.isInteger(m) && m >= 0 && m <= n)) throw new Error(`sampleWithoutReplacement: cannot draw ${m} of ${n} items without replacement`);
+  if (!(Number.isInteger(m) && m >= 0 && m <= n))
+    throw new Error(`sampleWithoutReplacement: cannot draw ${m} of ${n} items without replacement`);
   const p = range(n);
   for (let i = 0; i < m; i++) {
     const j = i + rng.int(n - i);
@@ -142,17 +159,26 @@ export function sampleWithoutReplacement(n: number, m: number, rng: Rng): number
 export function kid(a: FeatureSet, b: FeatureSet, opts: KidOptions = {}): KidResult {
   const x = hostRows(a, 'kid: first feature set');
   const y = hostRows(b, 'kid: second feature set');
-  if (x.d !== y.d) throw new Error(`kid: feature widths differ (${x.d} vs ${y.d}); both sets must come from the same extractor`);
+  if (x.d !== y.d)
+    throw new Error(`kid: feature widths differ (${x.d} vs ${y.d}); both sets must come from the same extractor`);
   const subsets = opts.subsets ?? 100;
-  if (!(Number.isInteger(subsets) && subsets >= 1)) throw new Error(`kid: subsets must be a positive integer, got ${subsets}`);
+  if (!(Number.isInteger(subsets) && subsets >= 1))
+    throw new Error(`kid: subsets must be a positive integer, got ${subsets}`);
   const m = opts.subsetSize ?? Math.min(1000, x.n, y.n);
   if (!(Number.isInteger(m) && m >= 2)) throw new Error(`kid: subsetSize must be an integer >= 2, got ${m}`);
-  if (m > x.n || m > y.n) throw new Error(`kid: subsetSize ${m} is larger than a feature set (${x.n} and ${y.n} rows); pass subsetSize <= ${Math.min(x.n, y.n)}`);
+  if (m > x.n || m > y.n)
+    throw new Error(
+      `kid: subsetSize ${m} is larger than a feature set (${x.n} and ${y.n} rows); pass subsetSize <= ${Math.min(x.n, y.n)}`,
+    );
   const rng = opts.seed instanceof Rng ? opts.seed : new Rng(opts.seed ?? 0);
   const entries = x.n * x.n + y.n * y.n + x.n * y.n;
   const useCache = entries <= (opts.maxCacheEntries ?? 2 ** 23) && subsets > 1;
   const cache = useCache
-    ? { xx: kernelMatrix(x.data, range(x.n), x.data, range(x.n), x.d, true), yy: kernelMatrix(y.data, range(y.n), y.data, range(y.n), y.d, true), xy: kernelMatrix(x.data, range(x.n), y.data, range(y.n), x.d, false) }
+    ? {
+        xx: kernelMatrix(x.data, range(x.n), x.data, range(x.n), x.d, true),
+        yy: kernelMatrix(y.data, range(y.n), y.data, range(y.n), y.d, true),
+        xy: kernelMatrix(x.data, range(x.n), y.data, range(y.n), x.d, false),
+      }
     : undefined;
   const values: number[] = [];
   for (let s = 0; s < subsets; s++) {
@@ -166,14 +192,24 @@ export function kid(a: FeatureSet, b: FeatureSet, opts: KidOptions = {}): KidRes
 }
 
 /** MMD² of given subsets (row indices of each set): replays draws made elsewhere, e.g. numpy's. */
-export function mmd2OfSubsets(a: FeatureSet, b: FeatureSet, subsets: [ArrayLike<number>, ArrayLike<number>][]): number[] {
+export function mmd2OfSubsets(
+  a: FeatureSet,
+  b: FeatureSet,
+  subsets: [ArrayLike<number>, ArrayLike<number>][],
+): number[] {
   const x = hostRows(a, 'mmd2OfSubsets: first feature set');
   const y = hostRows(b, 'mmd2OfSubsets: second feature set');
   if (x.d !== y.d) throw new Error(`mmd2OfSubsets: feature widths differ (${x.d} vs ${y.d})`);
   return subsets.map(([ia, ib]) => {
-    for (const [idx, n, w] of [[ia, x.n, 'first'], [ib, y.n, 'second']] as const) {
-      if (new Set(Array.from(idx)).size !== idx.length) throw new Error(`mmd2OfSubsets: a ${w}-set subset repeats a row; subsets are drawn without replacement`);
-      for (let k = 0; k < idx.length; k++) if (!(idx[k] >= 0 && idx[k] < n)) throw new Error(`mmd2OfSubsets: row ${idx[k]} is outside the ${w} set (${n} rows)`);
+    for (const [idx, n, w] of [
+      [ia, x.n, 'first'],
+      [ib, y.n, 'second'],
+    ] as const) {
+      if (new Set(Array.from(idx)).size !== idx.length)
+        throw new Error(`mmd2OfSubsets: a ${w}-set subset repeats a row; subsets are drawn without replacement`);
+      for (let k = 0; k < idx.length; k++)
+        if (!(idx[k] >= 0 && idx[k] < n))
+          throw new Error(`mmd2OfSubsets: row ${idx[k]} is outside the ${w} set (${n} rows)`);
     }
     return mmd2Rows(x, y, ia, ib);
   });

@@ -55,16 +55,22 @@ export async function loadLpipsHeads(path: string): Promise<LpipsHeads> {
     }
     const w = Float32Array.from(t.data as ArrayLike<number>);
     const neg = w.findIndex((v) => v < 0);
-    if (neg >= 0) throw new Error(`${path}: ${key}[${neg}] = ${w[neg]} is negative; LPIPS heads are non-negative (trained with clamped weights)`);
+    if (neg >= 0)
+      throw new Error(
+        `${path}: ${key}[${neg}] = ${w[neg]} is negative; LPIPS heads are non-negative (trained with clamped weights)`,
+      );
     layers.set(Number(m[1]), w);
   }
   if (layers.size === 0) {
-    throw new Error(`${path} has no key lin0.model.1.weight; expected LPIPS v0.1 linear heads (lpips/weights/v0.1/alex.pth, vgg.pth or squeeze.pth); its keys: ${[...sd.keys()].slice(0, 8).join(', ')}`);
+    throw new Error(
+      `${path} has no key lin0.model.1.weight; expected LPIPS v0.1 linear heads (lpips/weights/v0.1/alex.pth, vgg.pth or squeeze.pth); its keys: ${[...sd.keys()].slice(0, 8).join(', ')}`,
+    );
   }
   const weights: Float32Array[] = [];
   for (let l = 0; l < layers.size; l++) {
     const w = layers.get(l);
-    if (!w) throw new Error(`${path}: LPIPS heads lin0..lin${layers.size - 1} expected, lin${l}.model.1.weight is missing`);
+    if (!w)
+      throw new Error(`${path}: LPIPS heads lin0..lin${layers.size - 1} expected, lin${l}.model.1.weight is missing`);
     weights.push(w);
   }
   return { source: path, weights };
@@ -92,8 +98,14 @@ export function normalizeChannels(f: tf.Tensor4D, eps = 1e-10): tf.Tensor4D {
 function headOf(heads: LpipsHeads | 'unit', l: number, channels: number): tf.Tensor1D | null {
   if (heads === 'unit') return null;
   const w = heads.weights[l];
-  if (!w) throw new Error(`lpips: the trunk gave layer ${l}, but the heads (${heads.source}) have ${heads.weights.length} layers; use heads made for this trunk`);
-  if (w.length !== channels) throw new Error(`lpips: layer ${l} has ${channels} channels, its head (${heads.source}) has ${w.length}; use heads made for this trunk`);
+  if (!w)
+    throw new Error(
+      `lpips: the trunk gave layer ${l}, but the heads (${heads.source}) have ${heads.weights.length} layers; use heads made for this trunk`,
+    );
+  if (w.length !== channels)
+    throw new Error(
+      `lpips: layer ${l} has ${channels} channels, its head (${heads.source}) has ${w.length}; use heads made for this trunk`,
+    );
   return tf.tensor1d(w);
 }
 
@@ -103,12 +115,16 @@ function headOf(heads: LpipsHeads | 'unit', l: number, channels: number): tf.Ten
  */
 export function lpipsOfFeatures(fa: tf.Tensor4D[], fb: tf.Tensor4D[], heads: LpipsHeads | 'unit'): tf.Tensor1D {
   if (fa.length !== fb.length) throw new Error(`lpips: ${fa.length} vs ${fb.length} feature layers`);
-  if (heads !== 'unit' && heads.weights.length !== fa.length) throw new Error(`lpips: the trunk gives ${fa.length} layers, the heads (${heads.source}) have ${heads.weights.length}; use heads made for this trunk`);
+  if (heads !== 'unit' && heads.weights.length !== fa.length)
+    throw new Error(
+      `lpips: the trunk gives ${fa.length} layers, the heads (${heads.source}) have ${heads.weights.length}; use heads made for this trunk`,
+    );
   return tf.tidy(() => {
     let total: tf.Tensor1D | null = null;
     fa.forEach((a, l) => {
       const b = fb[l];
-      if (a.shape.join(',') !== b.shape.join(',')) throw new Error(`lpips: layer ${l} maps differ in shape ([${a.shape}] vs [${b.shape}])`);
+      if (a.shape.join(',') !== b.shape.join(','))
+        throw new Error(`lpips: layer ${l} maps differ in shape ([${a.shape}] vs [${b.shape}])`);
       const d2 = normalizeChannels(a).sub(normalizeChannels(b)).square() as tf.Tensor4D;
       const w = headOf(heads, l, a.shape[3]);
       const perPixel = w ? tf.sum(d2.mul(w), -1) : tf.sum(d2, -1); // [N, h, w]
@@ -156,14 +172,21 @@ export function lpips(a: tf.Tensor4D, b: tf.Tensor4D, net: LpipsNet): number[] {
  */
 export function pairwiseLpips(x: tf.Tensor4D, net: LpipsNet, opts: { pairBatch?: number } = {}): number[] {
   const n = x.shape[0];
-  if (x.rank !== 4 || n < 2) throw new Error(`pairwiseLpips: expected a batch [N, H, W, 3] with N >= 2, got [${x.shape}]`);
+  if (x.rank !== 4 || n < 2)
+    throw new Error(`pairwiseLpips: expected a batch [N, H, W, 3] with N >= 2, got [${x.shape}]`);
   const batch = net.batch ?? 64;
   // normalised maps of all images, per layer (kept until the end)
   const parts: tf.Tensor4D[][] = [];
   for (let i = 0; i < n; i += batch) {
-    parts.push(tf.tidy(() => net.trunk(x.slice([i, 0, 0, 0], [Math.min(batch, n - i), -1, -1, -1])).map((f) => normalizeChannels(f))));
+    parts.push(
+      tf.tidy(() =>
+        net.trunk(x.slice([i, 0, 0, 0], [Math.min(batch, n - i), -1, -1, -1])).map((f) => normalizeChannels(f)),
+      ),
+    );
   }
-  const layers = parts[0].map((_, l) => (parts.length === 1 ? parts[0][l] : (tf.concat(parts.map((p) => p[l])) as tf.Tensor4D)));
+  const layers = parts[0].map((_, l) =>
+    parts.length === 1 ? parts[0][l] : (tf.concat(parts.map((p) => p[l])) as tf.Tensor4D),
+  );
   if (parts.length > 1) tf.dispose(parts);
   if (net.heads !== 'unit' && net.heads.weights.length !== layers.length) {
     const msg = `pairwiseLpips: the trunk gives ${layers.length} layers, the heads (${net.heads.source}) have ${net.heads.weights.length}; use heads made for this trunk`;
@@ -172,10 +195,11 @@ export function pairwiseLpips(x: tf.Tensor4D, net: LpipsNet, opts: { pairBatch?:
   }
   const ii: number[] = [];
   const jj: number[] = [];
-  for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) {
-    ii.push(i);
-    jj.push(j);
-  }
+  for (let i = 0; i < n; i++)
+    for (let j = i + 1; j < n; j++) {
+      ii.push(i);
+      jj.push(j);
+    }
   const pairBatch = opts.pairBatch ?? 256;
   const out: number[] = [];
   try {

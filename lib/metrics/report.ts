@@ -15,7 +15,12 @@ export interface MetricReport {
 }
 
 /** A MetricReport from per-item values (value = mean, std = population std). */
-export function report(metric: string, extractor: string, values: number[], extra: Partial<MetricReport> = {}): MetricReport {
+export function report(
+  metric: string,
+  extractor: string,
+  values: number[],
+  extra: Partial<MetricReport> = {},
+): MetricReport {
   const n = values.length;
   const mean = n ? values.reduce((a, b) => a + b, 0) / n : NaN;
   const std = n ? Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / n) : NaN;

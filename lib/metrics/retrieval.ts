@@ -10,7 +10,8 @@ import { asTensor2D, type FeatureSet } from './features-host.js';
  * @param sim row-major [rows, cols] similarities; labels [rows] column indices
  */
 export function argmaxAccuracy(sim: ArrayLike<number>, rows: number, cols: number, labels: ArrayLike<number>): number {
-  if (sim.length !== rows * cols) throw new Error(`argmaxAccuracy: ${sim.length} similarities for a ${rows}x${cols} matrix`);
+  if (sim.length !== rows * cols)
+    throw new Error(`argmaxAccuracy: ${sim.length} similarities for a ${rows}x${cols} matrix`);
   let hit = 0;
   for (let i = 0; i < rows; i++) {
     let best = 0;
@@ -25,11 +26,20 @@ export function argmaxAccuracy(sim: ArrayLike<number>, rows: number, cols: numbe
  * highest-scoring gallery items (columns). Ties are broken by column order.
  * @param sim row-major [queries, gallery]; relevant(q, g) says whether gallery item g answers query q
  */
-export function retrievalTopK(sim: ArrayLike<number>, queries: number, gallery: number, relevant: (q: number, g: number) => boolean, k: number): number {
-  if (sim.length !== queries * gallery) throw new Error(`retrievalTopK: ${sim.length} similarities for a ${queries}x${gallery} matrix`);
+export function retrievalTopK(
+  sim: ArrayLike<number>,
+  queries: number,
+  gallery: number,
+  relevant: (q: number, g: number) => boolean,
+  k: number,
+): number {
+  if (sim.length !== queries * gallery)
+    throw new Error(`retrievalTopK: ${sim.length} similarities for a ${queries}x${gallery} matrix`);
   let hit = 0;
   for (let q = 0; q < queries; q++) {
-    const order = Array.from({ length: gallery }, (_, g) => g).sort((a, b) => sim[q * gallery + b] - sim[q * gallery + a] || a - b);
+    const order = Array.from({ length: gallery }, (_, g) => g).sort(
+      (a, b) => sim[q * gallery + b] - sim[q * gallery + a] || a - b,
+    );
     if (order.slice(0, k).some((g) => relevant(q, g))) hit++;
   }
   return queries ? hit / queries : NaN;
@@ -46,14 +56,17 @@ export function cosineMatrix(a: tf.Tensor2D, b: tf.Tensor2D): Float32Array {
 
 /** Fraction of `labels[i] === predicted[i]`. */
 export function matchRate(labels: ArrayLike<number>, predicted: ArrayLike<number>): number {
-  if (labels.length !== predicted.length) throw new Error(`matchRate: ${labels.length} labels vs ${predicted.length} predictions`);
+  if (labels.length !== predicted.length)
+    throw new Error(`matchRate: ${labels.length} labels vs ${predicted.length} predictions`);
   let h = 0;
   for (let i = 0; i < labels.length; i++) if (labels[i] === predicted[i]) h++;
   return labels.length ? h / labels.length : NaN;
 }
 
 /** Which gallery items answer which query: a predicate, or a label per query and per gallery item (equal labels match). */
-export type Relevance = ((q: number, g: number) => boolean) | { queryLabels: ArrayLike<number | string>; galleryLabels: ArrayLike<number | string> };
+export type Relevance =
+  | ((q: number, g: number) => boolean)
+  | { queryLabels: ArrayLike<number | string>; galleryLabels: ArrayLike<number | string> };
 
 /**
  * Top-k retrieval by cosine similarity between feature sets: the fraction of queries with a
@@ -65,23 +78,35 @@ export type Relevance = ((q: number, g: number) => boolean) | { queryLabels: Arr
  */
 export function topKRetrieval(queries: FeatureSet, gallery: FeatureSet, relevant: Relevance, k: number): number;
 export function topKRetrieval(queries: FeatureSet, gallery: FeatureSet, relevant: Relevance, k: number[]): number[];
-export function topKRetrieval(queries: FeatureSet, gallery: FeatureSet, relevant: Relevance, k: number | number[]): number | number[] {
+export function topKRetrieval(
+  queries: FeatureSet,
+  gallery: FeatureSet,
+  relevant: Relevance,
+  k: number | number[],
+): number | number[] {
   const q = asTensor2D(queries, 'topKRetrieval: queries');
   const g = asTensor2D(gallery, 'topKRetrieval: gallery');
   try {
-    if (q.t.shape[1] !== g.t.shape[1]) throw new Error(`topKRetrieval: query features have width ${q.t.shape[1]}, gallery ${g.t.shape[1]}; use one extractor for both`);
+    if (q.t.shape[1] !== g.t.shape[1])
+      throw new Error(
+        `topKRetrieval: query features have width ${q.t.shape[1]}, gallery ${g.t.shape[1]}; use one extractor for both`,
+      );
     const nq = q.t.shape[0];
     const ng = g.t.shape[0];
     let rel: (qi: number, gi: number) => boolean;
     if (typeof relevant === 'function') rel = relevant;
     else {
       const { queryLabels, galleryLabels } = relevant;
-      if (queryLabels.length !== nq || galleryLabels.length !== ng) throw new Error(`topKRetrieval: ${queryLabels.length} query labels for ${nq} queries, ${galleryLabels.length} gallery labels for ${ng} items`);
+      if (queryLabels.length !== nq || galleryLabels.length !== ng)
+        throw new Error(
+          `topKRetrieval: ${queryLabels.length} query labels for ${nq} queries, ${galleryLabels.length} gallery labels for ${ng} items`,
+        );
       rel = (qi, gi) => queryLabels[qi] === galleryLabels[gi];
     }
     const sim = cosineMatrix(q.t, g.t);
     const ks = Array.isArray(k) ? k : [k];
-    for (const kk of ks) if (!(Number.isInteger(kk) && kk >= 1)) throw new Error(`topKRetrieval: k must be a positive integer, got ${kk}`);
+    for (const kk of ks)
+      if (!(Number.isInteger(kk) && kk >= 1)) throw new Error(`topKRetrieval: k must be a positive integer, got ${kk}`);
     const r = ks.map((kk) => retrievalTopK(sim, nq, ng, rel, kk));
     return Array.isArray(k) ? r : r[0];
   } finally {

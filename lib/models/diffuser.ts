@@ -4,7 +4,13 @@
  * on this; it knows neither.
  */
 import { UNet } from '../../nets/unet/index.js';
-import { DiffusionModel, type Cond, type NetFn, type Parameterization, type VarianceType } from '../../samplers/model.js';
+import {
+  DiffusionModel,
+  type Cond,
+  type NetFn,
+  type Parameterization,
+  type VarianceType,
+} from '../../samplers/model.js';
 import type { Schedule } from '../../samplers/schedule.js';
 
 /** A UNet with the diffusion it was trained for. */
@@ -31,7 +37,11 @@ export function unetVariance(unet: UNet): 'learnedRange' | 'fixedSmall' {
 }
 
 /** A Diffuser from a UNet and its schedule; variance inferred from the output channels. */
-export function makeDiffuser(unet: UNet, schedule: Schedule, opts: Partial<Omit<Diffuser, 'unet' | 'schedule'>> = {}): Diffuser {
+export function makeDiffuser(
+  unet: UNet,
+  schedule: Schedule,
+  opts: Partial<Omit<Diffuser, 'unet' | 'schedule'>> = {},
+): Diffuser {
   return {
     unet,
     schedule,

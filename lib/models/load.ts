@@ -18,7 +18,16 @@ import { readStateDict } from '../io/index.js';
 import { weightsPath } from '../paths.js';
 import { makeSchedule, type Schedule } from '../../samplers/schedule.js';
 import { makeDiffuser, type Diffuser } from './diffuser.js';
-import { MAKE_COMMAND, MODEL_WHAT as WHAT, WeightsError, clipFromStateDict, diffuserFromStateDict, noisyClipFromStateDict, priorFromStateDict, type ModelName } from './weights-config.js';
+import {
+  MAKE_COMMAND,
+  MODEL_WHAT as WHAT,
+  WeightsError,
+  clipFromStateDict,
+  diffuserFromStateDict,
+  noisyClipFromStateDict,
+  priorFromStateDict,
+  type ModelName,
+} from './weights-config.js';
 
 export { MAKE_COMMAND, WeightsError, scheduleFromConfig, type ModelName } from './weights-config.js';
 
@@ -42,7 +51,10 @@ export function resolveWeights(name: ModelName, path?: string): string {
   for (const f of preferred) if (existsSync(join(where, f))) return join(where, f);
   const ckpts = readdirSync(where).filter((f) => /\.(safetensors|pt|pth|bin|ckpt)$/.test(f));
   if (ckpts.length === 1) return join(where, ckpts[0]);
-  throw new WeightsError(missingMessage(name, where) + (ckpts.length > 1 ? `\n(${where} holds several checkpoints: ${ckpts.join(', ')}; pass one)` : ''));
+  throw new WeightsError(
+    missingMessage(name, where) +
+      (ckpts.length > 1 ? `\n(${where} holds several checkpoints: ${ckpts.join(', ')}; pass one)` : ''),
+  );
 }
 
 /** The config JSON beside a weights file (`X.config.json`, `<folder>/config.json`, `<folder>/<name>.config.json`), or null. */
@@ -70,7 +82,9 @@ async function loadUNetFile(name: 'unet' | 'cond-unet', path: string | undefined
   try {
     sd = await readStateDict(file);
   } catch (e) {
-    throw new WeightsError(`${file}: not ${WHAT[name]} this build can load:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND[name]}`);
+    throw new WeightsError(
+      `${file}: not ${WHAT[name]} this build can load:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND[name]}`,
+    );
   }
   return diffuserFromStateDict(name, sd, json, file, needEmb);
 }
@@ -173,11 +187,20 @@ export function randomModels(seed = 0, o: RandomModelOptions = {}): Required<Mod
   const clipCfg = tinyClipConfig(o);
   const vision: CLIPVisionConfig = { ...clipCfg };
   return {
-    unet: makeDiffuser(UNet.random(tinyUNetConfig(o), seed, { referenceInit: false }), makeSchedule('linear', T), { source: 'random' }),
-    cond: makeDiffuser(UNet.random(tinyUNetConfig(o, clipCfg.embedDim), seed + 1, { referenceInit: false }), makeSchedule('linear', T), { source: 'random' }),
+    unet: makeDiffuser(UNet.random(tinyUNetConfig(o), seed, { referenceInit: false }), makeSchedule('linear', T), {
+      source: 'random',
+    }),
+    cond: makeDiffuser(
+      UNet.random(tinyUNetConfig(o, clipCfg.embedDim), seed + 1, { referenceInit: false }),
+      makeSchedule('linear', T),
+      { source: 'random' },
+    ),
     clip: CLIP.random(clipCfg, seed + 2),
     noisy: NoisyCLIPImageEncoder.random(vision, seed + 3),
-    prior: { prior: Prior.random({ embedDim: clipCfg.embedDim, width: 64, depth: 2 }, seed + 4), schedule: makeSchedule('cosine', T) },
+    prior: {
+      prior: Prior.random({ embedDim: clipCfg.embedDim, width: 64, depth: 2 }, seed + 4),
+      schedule: makeSchedule('cosine', T),
+    },
   };
 }
 

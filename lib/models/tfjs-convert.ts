@@ -32,15 +32,24 @@ async function sha256(file: string): Promise<string> {
 
 /** Resolve IN: a file, or a folder holding `<folder>.safetensors` / `model.safetensors` / exactly one checkpoint. */
 function resolveInput(input: string): string {
-  if (!existsSync(input)) throw new Error(`diffguide convert: ${input} does not exist; give a weights folder (weights/<model>) or a checkpoint file`);
+  if (!existsSync(input))
+    throw new Error(
+      `diffguide convert: ${input} does not exist; give a weights folder (weights/<model>) or a checkpoint file`,
+    );
   if (statSync(input).isFile()) return input;
   const name = basename(input.replace(/\/+$/, ''));
   for (const f of [`${name}.safetensors`, 'model.safetensors']) if (existsSync(join(input, f))) return join(input, f);
-  throw new Error(`diffguide convert: ${input} holds no ${name}.safetensors or model.safetensors; give the checkpoint file itself`);
+  throw new Error(
+    `diffguide convert: ${input} holds no ${name}.safetensors or model.safetensors; give the checkpoint file itself`,
+  );
 }
 
 /** Convert `input` (folder or checkpoint) into `outDir`. `model` defaults to config.json's `model`, else the folder's name. */
-export async function convertToTfjs(input: string, outDir: string, opts: { model?: string; shardBytes?: number } = {}): Promise<TfjsConversion> {
+export async function convertToTfjs(
+  input: string,
+  outDir: string,
+  opts: { model?: string; shardBytes?: number } = {},
+): Promise<TfjsConversion> {
   const file = resolveInput(input);
   const config = readConfigBeside(file);
   const model = opts.model ?? (typeof config?.model === 'string' ? config.model : basename(dirname(file)));
@@ -54,5 +63,13 @@ export async function convertToTfjs(input: string, outDir: string, opts: { model
     metadata: { source: basename(file), sourceSha256 },
   });
   const modelJson = await writeTfjsFolder(outDir, modelJSON, shards);
-  return { modelJson, model, source: file, sourceSha256, tensors: sd.size, bytes: shards.reduce((a, s) => a + s.data.byteLength, 0), shards: shards.length };
+  return {
+    modelJson,
+    model,
+    source: file,
+    sourceSha256,
+    tensors: sd.size,
+    bytes: shards.reduce((a, s) => a + s.data.byteLength, 0),
+    shards: shards.length,
+  };
 }

@@ -11,7 +11,14 @@ import type { Prior } from '../../nets/prior/model.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import { loadTfjsWeights, type LoadTfjsOptions, type TfjsWeights } from '../io/tfjs.js';
 import type { Diffuser } from './diffuser.js';
-import { WeightsError, clipFromStateDict, diffuserFromStateDict, noisyClipFromStateDict, priorFromStateDict, type ModelName } from './weights-config.js';
+import {
+  WeightsError,
+  clipFromStateDict,
+  diffuserFromStateDict,
+  noisyClipFromStateDict,
+  priorFromStateDict,
+  type ModelName,
+} from './weights-config.js';
 
 type Source = string | tf.io.IOHandler;
 
@@ -21,12 +28,18 @@ function where(source: Source): string {
 
 async function loadAs(name: ModelName, source: Source, opts: LoadTfjsOptions): Promise<TfjsWeights> {
   const w = await loadTfjsWeights(source, opts);
-  if (w.model !== name) throw new WeightsError(`${where(source)}: holds the '${w.model}' weights, expected '${name}'; convert weights/${name} with: diffguide convert --to tfjs weights/${name} OUT`);
+  if (w.model !== name)
+    throw new WeightsError(
+      `${where(source)}: holds the '${w.model}' weights, expected '${name}'; convert weights/${name} with: diffguide convert --to tfjs weights/${name} OUT`,
+    );
   return w;
 }
 
 /** The unconditional UNet (or, with name 'cond-unet', the embedding-conditioned one) with its diffusion. */
-export async function loadDiffuserTfjs(source: Source, opts: LoadTfjsOptions & { name?: 'unet' | 'cond-unet' } = {}): Promise<Diffuser> {
+export async function loadDiffuserTfjs(
+  source: Source,
+  opts: LoadTfjsOptions & { name?: 'unet' | 'cond-unet' } = {},
+): Promise<Diffuser> {
   const name = opts.name ?? 'unet';
   const w = await loadAs(name, source, opts);
   return diffuserFromStateDict(name, w.stateDict, w.config, where(source));
@@ -45,7 +58,10 @@ export async function loadNoisyClipTfjs(source: Source, opts: LoadTfjsOptions = 
 }
 
 /** The unCLIP prior and its schedule. */
-export async function loadPriorTfjs(source: Source, opts: LoadTfjsOptions = {}): Promise<{ prior: Prior; schedule: Schedule }> {
+export async function loadPriorTfjs(
+  source: Source,
+  opts: LoadTfjsOptions = {},
+): Promise<{ prior: Prior; schedule: Schedule }> {
   const w = await loadAs('prior', source, opts);
   return priorFromStateDict(w.stateDict, w.config, where(source));
 }

@@ -70,16 +70,26 @@ function unetConfigFrom(json: ModelConfigJson | null): Partial<UNetConfig> | und
  * A UNet with its diffusion (schedule, prediction, embScale from `json`). `needEmb`: it must be
  * embedding-conditioned (cond-unet). `source` names the weights in errors and in `Diffuser.source`.
  */
-export function diffuserFromStateDict(name: 'unet' | 'cond-unet', sd: StateDict, json: ModelConfigJson | null, source: string, needEmb = name === 'cond-unet'): Diffuser {
+export function diffuserFromStateDict(
+  name: 'unet' | 'cond-unet',
+  sd: StateDict,
+  json: ModelConfigJson | null,
+  source: string,
+  needEmb = name === 'cond-unet',
+): Diffuser {
   let unet: UNet;
   try {
     unet = UNet.fromStateDict(sd, unetConfigFrom(json));
   } catch (e) {
-    throw new WeightsError(`${source}: not ${MODEL_WHAT[name]} this build can load:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND[name]}`);
+    throw new WeightsError(
+      `${source}: not ${MODEL_WHAT[name]} this build can load:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND[name]}`,
+    );
   }
   if (needEmb && unet.config.embCondDim === null) {
     unet.dispose();
-    throw new WeightsError(`${source}: this UNet has no embedding conditioning (no transformer_proj); expected ${MODEL_WHAT[name]}. Make it with: ${MAKE_COMMAND[name]}`);
+    throw new WeightsError(
+      `${source}: this UNet has no embedding conditioning (no transformer_proj); expected ${MODEL_WHAT[name]}. Make it with: ${MAKE_COMMAND[name]}`,
+    );
   }
   return makeDiffuser(unet, scheduleFromConfig(json), {
     prediction: pick<Parameterization>(json, 'prediction', 'eps'),
@@ -89,11 +99,18 @@ export function diffuserFromStateDict(name: 'unet' | 'cond-unet', sd: StateDict,
 }
 
 /** CLIP (image + text towers) from its state_dict and config (`json.clip`). */
-export function clipFromStateDict(sd: StateDict, json: ModelConfigJson | null, source: string, opts: CLIPLoadOptions = {}): CLIP {
+export function clipFromStateDict(
+  sd: StateDict,
+  json: ModelConfigJson | null,
+  source: string,
+  opts: CLIPLoadOptions = {},
+): CLIP {
   try {
     return CLIP.fromStateDict(sd, (json?.clip ?? json?.config ?? undefined) as CLIPConfig | undefined, opts);
   } catch (e) {
-    throw new WeightsError(`${source}: not ${MODEL_WHAT.clip}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND.clip}`);
+    throw new WeightsError(
+      `${source}: not ${MODEL_WHAT.clip}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND.clip}`,
+    );
   }
 }
 
@@ -103,16 +120,24 @@ export function noisyClipFromStateDict(sd: StateDict, source: string): NoisyCLIP
   try {
     return NoisyCLIPImageEncoder.fromStateDict(visual);
   } catch (e) {
-    throw new WeightsError(`${source}: not ${MODEL_WHAT['noisy-clip']}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND['noisy-clip']}`);
+    throw new WeightsError(
+      `${source}: not ${MODEL_WHAT['noisy-clip']}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND['noisy-clip']}`,
+    );
   }
 }
 
 /** The unCLIP prior and its schedule (default cosine) from a state_dict and config. */
-export function priorFromStateDict(sd: StateDict, json: ModelConfigJson | null, source: string): { prior: Prior; schedule: Schedule } {
+export function priorFromStateDict(
+  sd: StateDict,
+  json: ModelConfigJson | null,
+  source: string,
+): { prior: Prior; schedule: Schedule } {
   try {
     const prior = Prior.fromStateDict(sd, (json ?? undefined) as Partial<PriorConfig> | undefined);
     return { prior, schedule: makeSchedule(pick<ScheduleName>(json, 'schedule', 'cosine'), prior.config.timesteps) };
   } catch (e) {
-    throw new WeightsError(`${source}: not ${MODEL_WHAT.prior}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND.prior}`);
+    throw new WeightsError(
+      `${source}: not ${MODEL_WHAT.prior}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND.prior}`,
+    );
   }
 }

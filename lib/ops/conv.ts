@@ -37,10 +37,24 @@ export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, b?: tf.Tensor1D, opts: Co
     const act = opts.activation ?? 'linear';
     const [kh, kw] = w.shape;
     const pad = opts.pad ?? Math.floor(kh / 2);
-    const p: [[number, number], [number, number]] = typeof pad === 'number' ? [[pad, pad], [pad, pad]] : pad;
+    const p: [[number, number], [number, number]] =
+      typeof pad === 'number'
+        ? [
+            [pad, pad],
+            [pad, pad],
+          ]
+        : pad;
     let tfPad: 'same' | 'valid' | tf.backend_util.ExplicitPadding = [[0, 0], p[0], p[1], [0, 0]];
     // 'same' at stride 1 with odd kernels equals symmetric k//2 padding.
-    if (stride === 1 && kh % 2 === 1 && kw % 2 === 1 && p[0][0] === (kh - 1) / 2 && p[0][1] === p[0][0] && p[1][0] === (kw - 1) / 2 && p[1][1] === p[1][0]) {
+    if (
+      stride === 1 &&
+      kh % 2 === 1 &&
+      kw % 2 === 1 &&
+      p[0][0] === (kh - 1) / 2 &&
+      p[0][1] === p[0][0] &&
+      p[1][0] === (kw - 1) / 2 &&
+      p[1][1] === p[1][0]
+    ) {
       tfPad = 'same';
     } else if (!p[0][0] && !p[0][1] && !p[1][0] && !p[1][1]) {
       tfPad = 'valid';
@@ -54,7 +68,14 @@ export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, b?: tf.Tensor1D, opts: Co
       return finish(y.reshape([n, h, ww, w.shape[3]]) as tf.Tensor4D);
     }
     if (!recordingGradients()) {
-      const y = tf.fused.conv2d({ x, filter: w, strides: stride, pad: tfPad, bias: b, activation: act === 'relu' ? 'relu' : 'linear' });
+      const y = tf.fused.conv2d({
+        x,
+        filter: w,
+        strides: stride,
+        pad: tfPad,
+        bias: b,
+        activation: act === 'relu' ? 'relu' : 'linear',
+      });
       return act === 'relu' ? y : finish(y);
     }
     const y = tf.conv2d(x, w, stride, tfPad);

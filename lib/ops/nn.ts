@@ -39,7 +39,14 @@ export interface GroupNormOptions {
  * the scale-shift and SiLU are then separate ops. Without a tape, one folded forward (~17 kernels
  * instead of ~28 for the UNet's norm + scale-shift + SiLU), on wasm one call into our SIMD module.
  */
-export function groupNorm<T extends tf.Tensor>(x: T, groups: number, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number, opts: GroupNormOptions = {}): T {
+export function groupNorm<T extends tf.Tensor>(
+  x: T,
+  groups: number,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  eps: number,
+  opts: GroupNormOptions = {},
+): T {
   const shape = x.shape;
   const c = shape[shape.length - 1];
   if (c % groups !== 0) throw new Error(`groupNorm: ${c} channels not divisible by ${groups} groups`);
@@ -49,7 +56,9 @@ export function groupNorm<T extends tf.Tensor>(x: T, groups: number, gamma: tf.T
     if (fusedGroupNormApplies(x)) {
       const inputs: tf.NamedTensorMap = { x, gamma, beta };
       if (scale1 && shift) Object.assign(inputs, { scale1, shift });
-      return tf.engine().runKernel(GROUP_NORM_KERNEL, inputs, { groups, eps, silu: !!opts.silu } as unknown as tf.NamedAttrMap) as T;
+      return tf
+        .engine()
+        .runKernel(GROUP_NORM_KERNEL, inputs, { groups, eps, silu: !!opts.silu } as unknown as tf.NamedAttrMap) as T;
     }
     const x3 = x.reshape([g.n, g.l, c]);
     const xc = x3.sub(g.groupMean(x3, opts.groupAverager).reshape([g.n, 1, c]));
@@ -64,7 +73,12 @@ export function groupNorm<T extends tf.Tensor>(x: T, groups: number, gamma: tf.T
     return y.reshape(shape) as T;
   }
   let y: tf.Tensor = groupNormTaped(x, g, gamma, beta, eps);
-  if (scale1 && shift) y = y.reshape([g.n, g.l, c]).mul(scale1.reshape([g.n, 1, c])).add(shift.reshape([g.n, 1, c])).reshape(shape);
+  if (scale1 && shift)
+    y = y
+      .reshape([g.n, g.l, c])
+      .mul(scale1.reshape([g.n, 1, c]))
+      .add(shift.reshape([g.n, 1, c]))
+      .reshape(shape);
   return (opts.silu ? silu(y) : y) as T;
 }
 
@@ -74,7 +88,10 @@ class GroupGeometry {
   readonly c: number;
   readonly l: number;
   readonly cg: number;
-  constructor(x: tf.Tensor, readonly groups: number) {
+  constructor(
+    x: tf.Tensor,
+    readonly groups: number,
+  ) {
     this.n = x.shape[0];
     this.c = x.shape[x.shape.length - 1];
     this.l = x.size / (this.n * this.c);
@@ -86,7 +103,13 @@ class GroupGeometry {
     const { n, l, c } = this;
     if (n * l * c < 32768) return t.reshape([n, l, c]).mean(1);
     // the AvgPool kernel itself: the op wrapper adds a float32 Cast (a kernel) per call
-    const pooled = tf.engine().runKernel('AvgPool', { x: t.reshape([n, l, 1, c]) }, { filterSize: [l, 1], strides: [1, 1], pad: 'valid' }) as tf.Tensor;
+    const pooled = tf
+      .engine()
+      .runKernel(
+        'AvgPool',
+        { x: t.reshape([n, l, 1, c]) },
+        { filterSize: [l, 1], strides: [1, 1], pad: 'valid' },
+      ) as tf.Tensor;
     return pooled.reshape([n, c]);
   }
 
@@ -110,7 +133,8 @@ class GroupGeometry {
     if (!p) {
       const { c, cg } = this;
       const v = new Float32Array(c * c);
-      for (let i = 0; i < c; i++) for (let j = 0; j < c; j++) if (Math.floor(i / cg) === Math.floor(j / cg)) v[i * c + j] = 1 / cg;
+      for (let i = 0; i < c; i++)
+        for (let j = 0; j < c; j++) if (Math.floor(i / cg) === Math.floor(j / cg)) v[i * c + j] = 1 / cg;
       p = tf.tensor2d(v, [c, c]);
       averagers.set(c, p);
     }
@@ -119,7 +143,13 @@ class GroupGeometry {
 }
 
 /** GroupNorm with its closed-form gradient (see `groupNorm`). */
-function groupNormTaped(x: tf.Tensor, geo: GroupGeometry, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): tf.Tensor {
+function groupNormTaped(
+  x: tf.Tensor,
+  geo: GroupGeometry,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  eps: number,
+): tf.Tensor {
   const shape = x.shape;
   const { n, l, c } = geo;
   const f = tf.customGrad(((xi: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
@@ -137,7 +167,10 @@ function groupNormTaped(x: tf.Tensor, geo: GroupGeometry, gamma: tf.Tensor1D, be
         const s1 = geo.meanL(dy3); // Σ_L dy / L        [N, C]
         const s2 = geo.meanL(dy3.mul(xcs)); // Σ_L dy · xc / L
         const rsC = geo.toC(rs); // [N, 1, C]
-        const dgamma = s2.mul(rsC.reshape([n, c])).sum(0).mul(l);
+        const dgamma = s2
+          .mul(rsC.reshape([n, c]))
+          .sum(0)
+          .mul(l);
         const dbeta = s1.sum(0).mul(l);
         const m1 = geo.meanG(s1.mul(gg)); // mean_group(ĝ)       [N, G]
         const m2 = geo.meanG(s2.mul(gg)).mul(rs); // mean_group(ĝ · x̂)  [N, G]
@@ -174,7 +207,10 @@ export function layerNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor1D, beta: t
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xh, rs, gg] = saved;
         const gh = dy.mul(gg);
-        const dx = gh.sub(gh.mean(-1, true)).sub(xh.mul(gh.mul(xh).mean(-1, true))).mul(rs);
+        const dx = gh
+          .sub(gh.mean(-1, true))
+          .sub(xh.mul(gh.mul(xh).mean(-1, true)))
+          .mul(rs);
         const rows = dy.reshape([-1, c]);
         return [dx, rows.mul(xh.reshape([-1, c])).sum(0), rows.sum(0)];
       },
@@ -224,7 +260,8 @@ export function geluErf<T extends tf.Tensor>(x: T): T {
  */
 function fusableBias(b: tf.Tensor): boolean {
   if (b.rank !== 1) return false;
-  const store = (tf.backend() as unknown as { dataIdMap?: { get(id: object): { shape?: number[] } | undefined } }).dataIdMap;
+  const store = (tf.backend() as unknown as { dataIdMap?: { get(id: object): { shape?: number[] } | undefined } })
+    .dataIdMap;
   const rec = store?.get(b.dataId);
   return !rec?.shape || rec.shape.length === 1;
 }
@@ -254,7 +291,13 @@ export function linear<T extends tf.Tensor>(x: T, w: tf.Tensor2D, b?: tf.Tensor1
  * @param mask optional additive mask broadcastable to [B, heads, Lq, Lk] (e.g. -inf above the diagonal)
  * @returns [B, heads, Lq, d]
  */
-export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask?: tf.Tensor, scale?: number): tf.Tensor4D {
+export function attention(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  mask?: tf.Tensor,
+  scale?: number,
+): tf.Tensor4D {
   return tf.tidy(() => {
     const d = q.shape[3];
     let w = tf.matMul(q, k, false, true).mul(scale ?? 1 / Math.sqrt(d));
@@ -271,7 +314,13 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask?:
  * @param mask optional additive mask broadcastable to [B, heads, Lq, Lk]
  * @returns [B, heads, Lq, d]
  */
-export function attentionKT(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, mask?: tf.Tensor, scale?: number): tf.Tensor4D {
+export function attentionKT(
+  q: tf.Tensor4D,
+  kT: tf.Tensor4D,
+  v: tf.Tensor4D,
+  mask?: tf.Tensor,
+  scale?: number,
+): tf.Tensor4D {
   return tf.tidy(() => {
     const d = q.shape[3];
     let w: tf.Tensor = tf.matMul(q.mul(scale ?? 1 / Math.sqrt(d)), kT);

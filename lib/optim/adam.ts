@@ -27,15 +27,24 @@ export class Adam {
   readonly weightDecay: number;
   private noDecay: (name: string, p: tf.Variable) => boolean;
 
-  constructor(readonly params: Map<string, tf.Variable>, opts: AdamOptions = {}) {
+  constructor(
+    readonly params: Map<string, tf.Variable>,
+    opts: AdamOptions = {},
+  ) {
     this.beta1 = opts.beta1 ?? 0.9;
     this.beta2 = opts.beta2 ?? 0.999;
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0;
     this.noDecay = opts.noDecay ?? ((_n, p) => p.rank < 2);
     for (const [k, p] of params) {
-      this.m.set(k, tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
-      this.v.set(k, tf.tidy(() => tf.variable(tf.zerosLike(p), false)));
+      this.m.set(
+        k,
+        tf.tidy(() => tf.variable(tf.zerosLike(p), false)),
+      );
+      this.v.set(
+        k,
+        tf.tidy(() => tf.variable(tf.zerosLike(p), false)),
+      );
     }
   }
 
@@ -53,8 +62,17 @@ export class Adam {
       const wd = this.weightDecay > 0 && !this.noDecay(k, p) ? this.weightDecay : 0;
       if (fusedAdamApplies(p, gk)) {
         // the same update in one call (wasm): fresh p', m', v' assigned below
-        const attrs = { beta1: this.beta1, beta2: this.beta2, lrBc1: lr / bc1, invBc2: 1 / bc2, eps: this.eps, wdLr: lr * wd };
-        const [np, nm, nv] = tf.engine().runKernel(ADAM_KERNEL, { p, g: gk, m, v }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+        const attrs = {
+          beta1: this.beta1,
+          beta2: this.beta2,
+          lrBc1: lr / bc1,
+          invBc2: 1 / bc2,
+          eps: this.eps,
+          wdLr: lr * wd,
+        };
+        const [np, nm, nv] = tf
+          .engine()
+          .runKernel(ADAM_KERNEL, { p, g: gk, m, v }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
         m.assign(nm);
         v.assign(nv);
         p.assign(np);
@@ -126,7 +144,10 @@ export function lrAt(step: number, s: LrSchedule): number {
  * Scale gradients so their global L2 norm is at most `maxNorm` (torch.nn.utils.clip_grad_norm_).
  * @returns the clipped gradients (new tensors; the inputs are disposed) and the norm before clipping.
  */
-export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): { grads: Map<string, tf.Tensor>; norm: number } {
+export function clipByGlobalNorm(
+  grads: Map<string, tf.Tensor>,
+  maxNorm: number,
+): { grads: Map<string, tf.Tensor>; norm: number } {
   const sq = tf.tidy(() => tf.addN([...grads.values()].map((g) => g.square().sum())));
   const norm = Math.sqrt(sq.dataSync()[0]);
   sq.dispose();
@@ -143,8 +164,15 @@ export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number)
 /** Exponential moving average of parameters (kept as separate variables). */
 export class Ema {
   readonly shadow = new Map<string, tf.Variable>();
-  constructor(params: Map<string, tf.Variable>, readonly decay = 0.999) {
-    for (const [k, p] of params) this.shadow.set(k, tf.tidy(() => tf.variable(p.clone(), false)));
+  constructor(
+    params: Map<string, tf.Variable>,
+    readonly decay = 0.999,
+  ) {
+    for (const [k, p] of params)
+      this.shadow.set(
+        k,
+        tf.tidy(() => tf.variable(p.clone(), false)),
+      );
   }
 
   /**

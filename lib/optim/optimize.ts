@@ -29,7 +29,11 @@ export interface OptimizeOptions {
  * them). Returns the losses. Throws, naming the step, when the loss is NaN or Inf (after that step's
  * update, as every copy of this loop did). Tensors made inside `loss` are disposed by the gradient's scope.
  */
-export function optimize(vars: Map<string, tf.Variable>, loss: (step: number) => tf.Scalar, opts: OptimizeOptions): number[] {
+export function optimize(
+  vars: Map<string, tf.Variable>,
+  loss: (step: number) => tf.Scalar,
+  opts: OptimizeOptions,
+): number[] {
   const varList = [...vars.values()];
   const keyOf = new Map([...vars].map(([k, v]) => [v.name, k]));
   const adam = opts.adam ?? new Adam(vars);
@@ -43,7 +47,10 @@ export function optimize(vars: Map<string, tf.Variable>, loss: (step: number) =>
       for (const [name, t] of Object.entries(grads)) g.set(keyOf.get(name) ?? name, t);
       adam.step(g, opts.lr);
       tf.dispose(Object.values(grads));
-      if (!Number.isFinite(v)) throw new Error(`${opts.what ?? 'optimisation'}: loss became ${v} at step ${s + 1}; lower ${opts.lrOption ?? 'lr'}`);
+      if (!Number.isFinite(v))
+        throw new Error(
+          `${opts.what ?? 'optimisation'}: loss became ${v} at step ${s + 1}; lower ${opts.lrOption ?? 'lr'}`,
+        );
       losses.push(v);
       opts.onStep?.(s + 1, v);
     }

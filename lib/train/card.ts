@@ -32,7 +32,11 @@ export interface CardInput {
 
 function gitHead(cwd: string): string {
   try {
-    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return execFileSync('git', ['rev-parse', 'HEAD'], {
+      cwd,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
   } catch {
     return 'unknown';
   }
@@ -42,10 +46,17 @@ function gitHead(cwd: string): string {
 export function writeModelCard(c: CardInput): string {
   makeDirs(c.shipDir);
   const st = JSON.parse(readFileSync(join(c.runDir, 'state.json'), 'utf8')) as {
-    step: number; wallSeconds: number; avgLoss: number; config: Record<string, unknown>; evals?: Record<string, number>;
-    backends?: string[]; cooldown?: { steps: number; end: number };
+    step: number;
+    wallSeconds: number;
+    avgLoss: number;
+    config: Record<string, unknown>;
+    evals?: Record<string, number>;
+    backends?: string[];
+    cooldown?: { steps: number; end: number };
   };
-  const csv = existsSync(join(c.runDir, 'loss.csv')) ? readFileSync(join(c.runDir, 'loss.csv'), 'utf8').trim().split('\n').slice(1) : [];
+  const csv = existsSync(join(c.runDir, 'loss.csv'))
+    ? readFileSync(join(c.runDir, 'loss.csv'), 'utf8').trim().split('\n').slice(1)
+    : [];
   const first = csv[0]?.split(',');
   const images: string[] = [];
   if (existsSync(join(c.runDir, 'loss.png'))) {
@@ -67,16 +78,32 @@ export function writeModelCard(c: CardInput): string {
     `- Training: ${st.step} steps, batch ${st.config.batch}, ${(st.wallSeconds / 3600).toFixed(2)} h wall time (across resumes)${st.cooldown ? `; the learning rate decayed linearly to 0 over the last ${st.cooldown.steps} steps (cooldown ending at step ${st.cooldown.end})` : ''}`,
     `- Hardware: ${os.cpus().length} cores (${cpu}), shared with other jobs; ${st.backends?.length ? `trained on tfjs ${st.backends.join('; ')}; exported with ${c.backend}` : `backend ${c.backend}`}`,
     `- Loss: first logged ${first ? Number(first[1]).toFixed(4) : '?'} (step ${first?.[0] ?? '?'}), mean of the last 100 steps before the checkpoint ${Number(st.avgLoss).toFixed(4)} (step ${st.step})`,
-    ...(st.evals && Object.keys(st.evals).length ? [`- Figures logged during training (EMA weights): ${Object.entries(st.evals).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`] : []),
+    ...(st.evals && Object.keys(st.evals).length
+      ? [
+          `- Figures logged during training (EMA weights): ${Object.entries(st.evals)
+            .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+            .join(', ')}`,
+        ]
+      : []),
     `- Command: \`${c.command}\``,
     `- Commit: \`${gitHead(packageRoot())}\` (git rev-parse HEAD when the card was written; the tree may have had uncommitted work)`,
     '',
   ];
   if (c.evalReport) {
-    lines.push('## Evaluation (`diffguide eval ' + c.model + ' --json`)', '', '| bar | value | goal | pass |', '| --- | --- | --- | --- |');
-    for (const [k, b] of Object.entries(c.evalReport.bars)) lines.push(`| ${k} | ${b.value.toFixed(4)} | ${b.goal} | ${b.pass ? 'yes' : 'no'} |`);
+    lines.push(
+      '## Evaluation (`diffguide eval ' + c.model + ' --json`)',
+      '',
+      '| bar | value | goal | pass |',
+      '| --- | --- | --- | --- |',
+    );
+    for (const [k, b] of Object.entries(c.evalReport.bars))
+      lines.push(`| ${k} | ${b.value.toFixed(4)} | ${b.goal} | ${b.pass ? 'yes' : 'no'} |`);
     const extra = Object.entries(c.evalReport).filter(([k]) => k !== 'bars' && k !== 'model');
-    if (extra.length) lines.push('', extra.map(([k, v]) => `- ${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n'));
+    if (extra.length)
+      lines.push(
+        '',
+        extra.map(([k, v]) => `- ${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n'),
+      );
     lines.push('');
   }
   if (c.notes?.length) lines.push('## Notes', '', ...c.notes.map((n) => `- ${n}`), '');

@@ -9,7 +9,17 @@
  * `toStateDict`.)
  */
 import * as tf from '@tensorflow/tfjs';
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { makeDirs } from '../output.js';
 
@@ -19,7 +29,9 @@ export interface CheckpointTensors {
 
 /** Write `groups` (each a name -> tensor map) and a JSON `state` atomically to `path`. */
 export function writeCheckpoint(path: string, groups: CheckpointTensors, state: unknown): void {
-  const header: Record<string, unknown> = { __metadata__: { format: 'diffguide-train-checkpoint', diffguide_state: JSON.stringify(state) } };
+  const header: Record<string, unknown> = {
+    __metadata__: { format: 'diffguide-train-checkpoint', diffguide_state: JSON.stringify(state) },
+  };
   const chunks: Uint8Array[] = [];
   let offset = 0;
   for (const [g, m] of Object.entries(groups)) {
@@ -104,26 +116,35 @@ export interface LoadedCheckpoint {
 
 /** Read a checkpoint written by `writeCheckpoint`. */
 export function readCheckpoint(path: string): LoadedCheckpoint {
-  if (!existsSync(path)) throw new Error(`checkpoint ${path} does not exist (nothing to resume; start without --resume)`);
+  if (!existsSync(path))
+    throw new Error(`checkpoint ${path} does not exist (nothing to resume; start without --resume)`);
   const buf = readFileSync(path);
   if (buf.length < 8) throw new Error(`checkpoint ${path} is truncated (${buf.length} bytes)`);
   const n = Number(buf.readBigUInt64LE(0));
-  if (n > buf.length - 8) throw new Error(`checkpoint ${path}: header length ${n} exceeds the file (${buf.length} bytes); the file is truncated`);
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
+  if (n > buf.length - 8)
+    throw new Error(
+      `checkpoint ${path}: header length ${n} exceeds the file (${buf.length} bytes); the file is truncated`,
+    );
+  let header: Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>
+  >;
   try {
     header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
   } catch (e) {
     throw new Error(`checkpoint ${path}: header is not JSON (${e instanceof Error ? e.message : e})`);
   }
   const meta = header.__metadata__ as Record<string, string> | undefined;
-  if (meta?.format !== 'diffguide-train-checkpoint') throw new Error(`${path} is not a diffguide training checkpoint (no diffguide_state metadata)`);
+  if (meta?.format !== 'diffguide-train-checkpoint')
+    throw new Error(`${path} is not a diffguide training checkpoint (no diffguide_state metadata)`);
   const base = 8 + n;
   const groups: LoadedCheckpoint['groups'] = {};
   for (const [key, e] of Object.entries(header)) {
     if (key === '__metadata__') continue;
     const info = e as { dtype: string; shape: number[]; data_offsets: [number, number] };
     const [a, b] = info.data_offsets;
-    if (base + b > buf.length) throw new Error(`checkpoint ${path}: tensor ${key} lies past the end of the file; the file is truncated`);
+    if (base + b > buf.length)
+      throw new Error(`checkpoint ${path}: tensor ${key} lies past the end of the file; the file is truncated`);
     const data = new Float32Array(buf.buffer.slice(buf.byteOffset + base + a, buf.byteOffset + base + b));
     const slash = key.indexOf('/');
     const g = key.slice(0, slash);
@@ -133,13 +154,23 @@ export function readCheckpoint(path: string): LoadedCheckpoint {
 }
 
 /** Assign checkpoint values to variables by name; every variable must be present with its shape. */
-export function assignGroup(vars: Map<string, tf.Variable>, group: Map<string, { shape: number[]; data: Float32Array }> | undefined, what: string, path: string): void {
+export function assignGroup(
+  vars: Map<string, tf.Variable>,
+  group: Map<string, { shape: number[]; data: Float32Array }> | undefined,
+  what: string,
+  path: string,
+): void {
   if (!group) throw new Error(`checkpoint ${path} has no ${what} tensors`);
   for (const [k, v] of vars) {
     const e = group.get(k);
-    if (!e) throw new Error(`checkpoint ${path} has no ${what} '${k}'; it was written for another model or config (start a new --out folder)`);
+    if (!e)
+      throw new Error(
+        `checkpoint ${path} has no ${what} '${k}'; it was written for another model or config (start a new --out folder)`,
+      );
     if (e.shape.join(',') !== v.shape.join(',')) {
-      throw new Error(`checkpoint ${path}: ${what} '${k}' has shape [${e.shape}], the model has [${v.shape}]; the config changed (use the checkpoint's config or a new --out folder)`);
+      throw new Error(
+        `checkpoint ${path}: ${what} '${k}' has shape [${e.shape}], the model has [${v.shape}]; the config changed (use the checkpoint's config or a new --out folder)`,
+      );
     }
     tf.tidy(() => v.assign(tf.tensor(e.data, e.shape, v.dtype)));
   }

@@ -161,17 +161,28 @@ const CSV_HEADER = 'step,loss,avg_loss,lr,grad_norm,wall_s';
 
 function trimCsv(path: string, upTo: number): void {
   if (!existsSync(path)) return;
-  const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l.length);
+  const lines = readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.length);
   const keep = lines.filter((l, i) => i === 0 || Number(l.split(',')[0]) <= upTo);
   writeFileSync(path, keep.join('\n') + '\n');
 }
 
 function plotCsv(csv: string, png: string): void {
-  const lines = readFileSync(csv, 'utf8').split('\n').filter((l) => l.length).slice(1);
+  const lines = readFileSync(csv, 'utf8')
+    .split('\n')
+    .filter((l) => l.length)
+    .slice(1);
   const x = lines.map((l) => Number(l.split(',')[0]));
   const loss = lines.map((l) => Number(l.split(',')[1]));
   const avg = lines.map((l) => Number(l.split(',')[2]));
-  const img = plotLines([{ x, y: loss, color: [170, 200, 230] }, { x, y: avg, color: [31, 119, 180] }], { width: 640, height: 320, logY: true });
+  const img = plotLines(
+    [
+      { x, y: loss, color: [170, 200, 230] },
+      { x, y: avg, color: [31, 119, 180] },
+    ],
+    { width: 640, height: 320, logY: true },
+  );
   const tmp = `${png}.tmp.png`;
   writeRgbPng(tmp, img);
   renameSync(tmp, png);
@@ -186,7 +197,8 @@ export async function train<B>(task: TrainTask<B>, opts: TrainOptions): Promise<
   ensureWritableDir(join(out, 'samples'), `training output folder ${out}`);
   const ckptPath = join(out, 'checkpoint.safetensors');
   for (const f of removeStaleTemporaries(ckptPath)) {
-    if (process.env.DIFFGUIDE_QUIET !== '1') process.stderr.write(`removed ${f}: a checkpoint write that never finished (its process is gone)\n`);
+    if (process.env.DIFFGUIDE_QUIET !== '1')
+      process.stderr.write(`removed ${f}: a checkpoint write that never finished (its process is gone)\n`);
   }
   const csvPath = join(out, 'loss.csv');
   const config = opts.config ?? {};
@@ -203,7 +215,17 @@ export async function train<B>(task: TrainTask<B>, opts: TrainOptions): Promise<
   }
 }
 
-async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, ema: Ema, ckptPath: string, csvPath: string, config: Record<string, unknown>, seed: number, out: string): Promise<TrainResult> {
+async function runLoop<B>(
+  task: TrainTask<B>,
+  opts: TrainOptions,
+  adam: Adam,
+  ema: Ema,
+  ckptPath: string,
+  csvPath: string,
+  config: Record<string, unknown>,
+  seed: number,
+  out: string,
+): Promise<TrainResult> {
   let step = 0;
   let wallBefore = 0;
   let recent: number[] = [];
@@ -217,7 +239,9 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
     const want = JSON.stringify(config);
     const have = JSON.stringify(st.config);
     if (want !== have) {
-      throw new Error(`cannot resume ${ckptPath}: it was trained with config ${have}, this run asks for ${want}; pass the same options or use a new --out folder`);
+      throw new Error(
+        `cannot resume ${ckptPath}: it was trained with config ${have}, this run asks for ${want}; pass the same options or use a new --out folder`,
+      );
     }
     assignGroup(task.params, ck.groups.params, 'parameter', ckptPath);
     assignGroup(ema.shadow, ck.groups.ema, 'EMA weight', ckptPath);
@@ -239,10 +263,41 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
   if (!existsSync(csvPath) || resumedFrom === null) writeFileSync(csvPath, CSV_HEADER + '\n');
 
   const save = () => {
-    const run: RunSettings = { steps: total, lr: opts.lr, warmup: opts.warmup ?? 0, checkpointEvery: ckEvery, sampleEvery };
-    const st: SavedState = { step, adamT: adam.t, seed, task: task.getState?.(), wallSeconds: wallBefore + (Date.now() - t0) / 1000, recent: recent.slice(-100), config, evals, ...(cooldown ? { cooldown } : {}), backends, run };
-    writeCheckpoint(ckptPath, { params: task.params, ema: ema.shadow, adam_m: adam.m, adam_v: adam.v, ...(task.buffers?.size ? { buffers: task.buffers } : {}) }, st);
-    writeFileSync(join(out, 'state.json'), JSON.stringify({ ...st, recent: undefined, avgLoss: mean(recent.slice(-100)) }, null, 2));
+    const run: RunSettings = {
+      steps: total,
+      lr: opts.lr,
+      warmup: opts.warmup ?? 0,
+      checkpointEvery: ckEvery,
+      sampleEvery,
+    };
+    const st: SavedState = {
+      step,
+      adamT: adam.t,
+      seed,
+      task: task.getState?.(),
+      wallSeconds: wallBefore + (Date.now() - t0) / 1000,
+      recent: recent.slice(-100),
+      config,
+      evals,
+      ...(cooldown ? { cooldown } : {}),
+      backends,
+      run,
+    };
+    writeCheckpoint(
+      ckptPath,
+      {
+        params: task.params,
+        ema: ema.shadow,
+        adam_m: adam.m,
+        adam_v: adam.v,
+        ...(task.buffers?.size ? { buffers: task.buffers } : {}),
+      },
+      st,
+    );
+    writeFileSync(
+      join(out, 'state.json'),
+      JSON.stringify({ ...st, recent: undefined, avgLoss: mean(recent.slice(-100)) }, null, 2),
+    );
   };
   const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : NaN);
   const sample = () => {
@@ -278,9 +333,20 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
   let lastCk = Date.now();
   let stepsThisRun = 0;
   const startStep = step;
-  while (step < total && (opts.maxStepsThisRun === undefined || stepsThisRun < opts.maxStepsThisRun) && !opts.signal?.aborted) {
+  while (
+    step < total &&
+    (opts.maxStepsThisRun === undefined || stepsThisRun < opts.maxStepsThisRun) &&
+    !opts.signal?.aborted
+  ) {
     const rng = new Rng(deriveSeed(seed, step));
-    const lr = lrAt(step, { lr: opts.lr, warmup: opts.warmup, total, decay: opts.decay, minLr: opts.minLr, cooldown: cooldown?.steps });
+    const lr = lrAt(step, {
+      lr: opts.lr,
+      warmup: opts.warmup,
+      total,
+      decay: opts.decay,
+      minLr: opts.minLr,
+      cooldown: cooldown?.steps,
+    });
     const batch = task.nextBatch(step, rng);
     const lossRng = rng.fork();
     let stepResult: { value: tf.Scalar; grads: tf.NamedTensorMap };
@@ -288,7 +354,8 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
       stepResult = tf.variableGrads(() => task.loss(batch, lossRng), varList);
     } catch (e) {
       // WasmHeapError names the fix; add where (on the first step of a run: this batch never fit).
-      if (e instanceof WasmHeapError) e.message = `training step ${step}${step === startStep ? ' (the first of this run)' : ''}: ${e.message}`;
+      if (e instanceof WasmHeapError)
+        e.message = `training step ${step}${step === startStep ? ' (the first of this run)' : ''}: ${e.message}`;
       throw e;
     } finally {
       task.disposeBatch?.(batch);
@@ -302,7 +369,9 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
     const lossVal = value.dataSync()[0];
     value.dispose();
     if (!Number.isFinite(lossVal)) {
-      throw new Error(`loss became ${lossVal} at step ${step}; lower --lr (now ${opts.lr}) or resume from the last checkpoint with a smaller rate`);
+      throw new Error(
+        `loss became ${lossVal} at step ${step}; lower --lr (now ${opts.lr}) or resume from the last checkpoint with a smaller rate`,
+      );
     }
     ema.update(task.params, step);
     step++;
@@ -312,9 +381,21 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
     const elapsed = (Date.now() - t0) / 1000;
     const sps = elapsed / (step - startStep);
     if (step % logEvery === 0 || step === total) {
-      appendFileSync(csvPath, `${step},${lossVal},${mean(recent)},${lr},${norm},${(wallBefore + elapsed).toFixed(1)}\n`);
+      appendFileSync(
+        csvPath,
+        `${step},${lossVal},${mean(recent)},${lr},${norm},${(wallBefore + elapsed).toFixed(1)}\n`,
+      );
     }
-    progress({ step, steps: total, loss: lossVal, avgLoss: mean(recent), lr, gradNorm: norm, secPerStep: sps, etaSeconds: sps * (total - step) });
+    progress({
+      step,
+      steps: total,
+      loss: lossVal,
+      avgLoss: mean(recent),
+      lr,
+      gradNorm: norm,
+      secPerStep: sps,
+      etaSeconds: sps * (total - step),
+    });
     if (sampleEvery > 0 && step % sampleEvery === 0) {
       sample();
       plotCsv(csvPath, join(out, 'loss.png'));
@@ -345,7 +426,12 @@ async function runLoop<B>(task: TrainTask<B>, opts: TrainOptions, adam: Adam, em
 }
 
 /** Load the EMA (default) or raw weights of a training checkpoint into `params`, and its `buffers` if given. */
-export function loadTrainedWeights(path: string, params: Map<string, tf.Variable>, which: 'ema' | 'params' = 'ema', buffers?: Map<string, tf.Variable>): unknown {
+export function loadTrainedWeights(
+  path: string,
+  params: Map<string, tf.Variable>,
+  which: 'ema' | 'params' = 'ema',
+  buffers?: Map<string, tf.Variable>,
+): unknown {
   const ck = readCheckpoint(path);
   assignGroup(params, ck.groups[which], which === 'ema' ? 'EMA weight' : 'parameter', path);
   if (buffers?.size) assignGroup(buffers, ck.groups.buffers, 'buffer', path);

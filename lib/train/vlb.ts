@@ -12,13 +12,25 @@ import { stopGradient } from '../ops/tape.js';
 /** KL(N(mean1, exp(logVar1)) || N(mean2, exp(logVar2))), elementwise, in nats. */
 export function normalKl(mean1: tf.Tensor, logVar1: tf.Tensor, mean2: tf.Tensor, logVar2: tf.Tensor): tf.Tensor {
   return tf.tidy(() =>
-    tf.mul(0.5, tf.exp(logVar1.sub(logVar2)).add(mean1.sub(mean2).square().mul(tf.exp(logVar2.neg()))).add(logVar2.sub(logVar1)).sub(1)),
+    tf.mul(
+      0.5,
+      tf
+        .exp(logVar1.sub(logVar2))
+        .add(mean1.sub(mean2).square().mul(tf.exp(logVar2.neg())))
+        .add(logVar2.sub(logVar1))
+        .sub(1),
+    ),
   );
 }
 
 /** A fast approximation of the standard normal CDF (the tanh form the reference uses). */
 export function approxStandardNormalCdf(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => tf.tanh(x.add(x.pow(3).mul(0.044715)).mul(Math.sqrt(2 / Math.PI))).add(1).mul(0.5));
+  return tf.tidy(() =>
+    tf
+      .tanh(x.add(x.pow(3).mul(0.044715)).mul(Math.sqrt(2 / Math.PI)))
+      .add(1)
+      .mul(0.5),
+  );
 }
 
 /**
@@ -45,20 +57,40 @@ export function discretizedGaussianLogLikelihood(x: tf.Tensor, mean: tf.Tensor, 
  * @param out [N, H, W, 2C] the net's raw output at (xt, idx)
  * @returns [N]
  */
-export function vlbTerms(model: DiffusionModel, schedule: Schedule, x0: tf.Tensor4D, xt: tf.Tensor4D, idx: number[], out: tf.Tensor4D): tf.Tensor1D {
-  if (!model.learnsVariance) throw new Error(`vlbTerms: the model's variance is '${model.variance}'; the bound trains a learned one ('learnedRange' or 'learned')`);
+export function vlbTerms(
+  model: DiffusionModel,
+  schedule: Schedule,
+  x0: tf.Tensor4D,
+  xt: tf.Tensor4D,
+  idx: number[],
+  out: tf.Tensor4D,
+): tf.Tensor1D {
+  if (!model.learnsVariance)
+    throw new Error(
+      `vlbTerms: the model's variance is '${model.variance}'; the bound trains a learned one ('learnedRange' or 'learned')`,
+    );
   return tf.tidy(() => {
     const n = x0.shape[0];
     const c = x0.shape[3];
-    const frozen = tf.concat([stopGradient(out.slice([0, 0, 0, 0], [-1, -1, -1, c])), out.slice([0, 0, 0, c], [-1, -1, -1, c])], 3) as tf.Tensor4D;
+    const frozen = tf.concat(
+      [stopGradient(out.slice([0, 0, 0, 0], [-1, -1, -1, c])), out.slice([0, 0, 0, c], [-1, -1, -1, c])],
+      3,
+    ) as tf.Tensor4D;
     const p = model.fromOutput(xt, frozen, schedule, idx);
-    const col = (v: ArrayLike<number>) => tf.tensor4d(Float32Array.from(idx, (i) => v[i]), [n, 1, 1, 1]);
+    const col = (v: ArrayLike<number>) =>
+      tf.tensor4d(
+        Float32Array.from(idx, (i) => v[i]),
+        [n, 1, 1, 1],
+      );
     const trueMean = x0.mul(col(schedule.posteriorMeanCoef1)).add(xt.mul(col(schedule.posteriorMeanCoef2)));
     const trueLogVar = col(schedule.posteriorLogVarianceClipped);
     const meanOver = (t: tf.Tensor) => t.reshape([n, -1]).mean(1).div(Math.LN2) as tf.Tensor1D;
     const kl = meanOver(normalKl(trueMean, trueLogVar, p.mean, p.logVariance));
     const nll = meanOver(discretizedGaussianLogLikelihood(x0, p.mean, p.logVariance.mul(0.5)).neg());
-    const atZero = tf.tensor1d(idx.map((i) => (i === 0 ? 1 : 0)), 'bool');
+    const atZero = tf.tensor1d(
+      idx.map((i) => (i === 0 ? 1 : 0)),
+      'bool',
+    );
     return tf.where(atZero, nll, kl) as tf.Tensor1D;
   });
 }

@@ -56,7 +56,8 @@ function shapeMap(src: ShapeSource): Map<string, readonly number[]> {
 function needer(shapes: Map<string, readonly number[]>, what: string) {
   return (k: string): readonly number[] => {
     const s = shapes.get(k);
-    if (!s) throw new Error(`not a ${what} state_dict: no key '${k}' (expected openai/CLIP's model.state_dict() key names)`);
+    if (!s)
+      throw new Error(`not a ${what} state_dict: no key '${k}' (expected openai/CLIP's model.state_dict() key names)`);
     return s;
   };
 }
@@ -82,11 +83,17 @@ export function inferVisionConfig(src: ShapeSource): CLIPVisionConfig {
       visionPatchSize: patch,
     };
   }
-  const counts = [1, 2, 3, 4].map((b) => new Set(keys.filter((k) => k.startsWith(`visual.layer${b}.`)).map((k) => k.split('.')[2])).size);
-  if (counts.some((c) => c === 0)) throw new Error(`not a CLIP state_dict: neither 'visual.proj' (ViT) nor 'visual.layer1..4' (ModifiedResNet) keys found`);
+  const counts = [1, 2, 3, 4].map(
+    (b) => new Set(keys.filter((k) => k.startsWith(`visual.layer${b}.`)).map((k) => k.split('.')[2])).size,
+  );
+  if (counts.some((c) => c === 0))
+    throw new Error(
+      `not a CLIP state_dict: neither 'visual.proj' (ViT) nor 'visual.layer1..4' (ModifiedResNet) keys found`,
+    );
   const pe = need('visual.attnpool.positional_embedding')[0];
   const outputWidth = Math.round(Math.sqrt(pe - 1));
-  if (outputWidth * outputWidth + 1 !== pe) throw new Error(`CLIP state_dict: visual.attnpool.positional_embedding has ${pe} rows, not a square grid + 1`);
+  if (outputWidth * outputWidth + 1 !== pe)
+    throw new Error(`CLIP state_dict: visual.attnpool.positional_embedding has ${pe} rows, not a square grid + 1`);
   return {
     embedDim: need('visual.attnpool.c_proj.weight')[0],
     imageResolution: outputWidth * 32,
@@ -109,7 +116,9 @@ export function clipTowersIn(src: ShapeSource): CLIPTowers {
   const keys = [...shapeMap(src).keys()];
   return {
     image: keys.some((k) => k.startsWith('visual.')),
-    text: keys.some((k) => k === 'token_embedding.weight' || k === 'text_projection' || k.startsWith('transformer.resblocks.')),
+    text: keys.some(
+      (k) => k === 'token_embedding.weight' || k === 'text_projection' || k.startsWith('transformer.resblocks.'),
+    ),
   };
 }
 
@@ -125,13 +134,20 @@ export function inferTextConfig(src: ShapeSource): Omit<CLIPConfig, keyof CLIPVi
     vocabSize: need('token_embedding.weight')[0],
     transformerWidth,
     transformerHeads: Math.floor(transformerWidth / 64),
-    transformerLayers: new Set(keys.filter((k) => k.startsWith('transformer.resblocks')).map((k) => k.split('.')[2])).size,
+    transformerLayers: new Set(keys.filter((k) => k.startsWith('transformer.resblocks')).map((k) => k.split('.')[2]))
+      .size,
   };
 }
 
 /** Placeholder fields of an absent tower (a state_dict holding one tower only). */
 const NO_VISION = { imageResolution: 0, visionLayers: 0, visionWidth: 0, visionPatchSize: 0 } as const;
-const NO_TEXT = { contextLength: 0, vocabSize: 0, transformerWidth: 0, transformerHeads: 0, transformerLayers: 0 } as const;
+const NO_TEXT = {
+  contextLength: 0,
+  vocabSize: 0,
+  transformerWidth: 0,
+  transformerHeads: 0,
+  transformerLayers: 0,
+} as const;
 
 /**
  * Infer the CLIP configuration from a state_dict's keys and shapes exactly as openai/CLIP's
@@ -140,7 +156,8 @@ const NO_TEXT = { contextLength: 0, vocabSize: 0, transformerWidth: 0, transform
  * @throws naming the missing key when the source is not a CLIP state_dict
  */
 export function inferClipConfig(src: ShapeSource, towers: CLIPTowers = BOTH_TOWERS): CLIPConfig {
-  if (!towers.image && !towers.text) throw new Error('not a CLIP state_dict: neither image-tower (visual.*) nor text-tower keys');
+  if (!towers.image && !towers.text)
+    throw new Error('not a CLIP state_dict: neither image-tower (visual.*) nor text-tower keys');
   const text = towers.text ? inferTextConfig(src) : { ...NO_TEXT };
   const vision = towers.image ? inferVisionConfig(src) : { ...NO_VISION, embedDim: 0 };
   // build_model takes embed_dim from text_projection
@@ -200,7 +217,8 @@ export function visionParamSpecs(c: CLIPVisionConfig): Map<string, ParamSpec> {
     f('conv1.weight', [w, 3, p, p], 'conv');
     f('ln_pre.weight', [w], 'vector');
     f('ln_pre.bias', [w], 'vector');
-    for (let i = 0; i < (c.visionLayers as number); i++) residualBlockSpecs(`visual.transformer.resblocks.${i}.`, w, out);
+    for (let i = 0; i < (c.visionLayers as number); i++)
+      residualBlockSpecs(`visual.transformer.resblocks.${i}.`, w, out);
     f('ln_post.weight', [w], 'vector');
     f('ln_post.bias', [w], 'vector');
     return out;
@@ -278,10 +296,12 @@ export function validateVisionConfig(c: CLIPVisionConfig): void {
   };
   if (isVitConfig(c)) {
     const p = c.visionPatchSize as number;
-    if (c.imageResolution % p !== 0) bad(`imageResolution ${c.imageResolution} is not a multiple of visionPatchSize ${p}`);
+    if (c.imageResolution % p !== 0)
+      bad(`imageResolution ${c.imageResolution} is not a multiple of visionPatchSize ${p}`);
   } else if (!Array.isArray(c.visionLayers) || c.visionLayers.length !== 4) {
     bad('a ModifiedResNet needs visionLayers as 4 stage depths and visionPatchSize null');
-  } else if (c.imageResolution % 32 !== 0) bad(`ModifiedResNet imageResolution ${c.imageResolution} is not a multiple of 32`);
+  } else if (c.imageResolution % 32 !== 0)
+    bad(`ModifiedResNet imageResolution ${c.imageResolution} is not a multiple of 32`);
   const vh = visionHeads(c);
   const vw = isVitConfig(c) ? c.visionWidth : c.visionWidth * 32;
   if (vh < 1 || vw % vh !== 0) bad(`vision width ${vw} is not divisible by ${vh} heads (set visionHeads)`);
@@ -324,9 +344,17 @@ export function inferredHeadsNote(where: string, width: number, heads: number): 
 
 /** CLIPConfig fields as camelCase / snake_case keys, for reading config JSON. */
 const CONFIG_KEYS: [string, string][] = [
-  ['embedDim', 'embed_dim'], ['imageResolution', 'image_resolution'], ['visionLayers', 'vision_layers'], ['visionWidth', 'vision_width'],
-  ['visionPatchSize', 'vision_patch_size'], ['contextLength', 'context_length'], ['vocabSize', 'vocab_size'], ['transformerWidth', 'transformer_width'],
-  ['transformerHeads', 'transformer_heads'], ['transformerLayers', 'transformer_layers'], ['visionHeads', 'vision_heads'],
+  ['embedDim', 'embed_dim'],
+  ['imageResolution', 'image_resolution'],
+  ['visionLayers', 'vision_layers'],
+  ['visionWidth', 'vision_width'],
+  ['visionPatchSize', 'vision_patch_size'],
+  ['contextLength', 'context_length'],
+  ['vocabSize', 'vocab_size'],
+  ['transformerWidth', 'transformer_width'],
+  ['transformerHeads', 'transformer_heads'],
+  ['transformerLayers', 'transformer_layers'],
+  ['visionHeads', 'vision_heads'],
 ];
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -348,7 +376,9 @@ function clipArgumentsOf(obj: Record<string, unknown>): Record<string, unknown> 
       const at = path.length ? ` under '${path.join('.')}'` : '';
       throw new Error(
         `CLIP config JSON: none of CLIP's constructor arguments (${CONFIG_KEYS.map(([, sn]) => sn).join(', ')}) found${at}` +
-          (nested.length > 1 ? `, and ${nested.length} nested objects (${nested.map(([k]) => k).join(', ')}) could hold them` : '') +
+          (nested.length > 1
+            ? `, and ${nested.length} nested objects (${nested.map(([k]) => k).join(', ')}) could hold them`
+            : '') +
           `; give them at the top level or nested under one key, e.g. {"embed_dim": 512, ...} or {"constructor": {"embed_dim": 512, ...}}`,
       );
     }
@@ -365,22 +395,34 @@ function clipArgumentsOf(obj: Record<string, unknown>): Record<string, unknown> 
  * A missing `transformer_heads` defaults as the reference's build_model (width / 64) and is reported through
  * `opts.onInferred` (default: a warning on stderr); vision heads follow the reference constructor's rule unless given.
  */
-export function clipConfigFromJson(json: Record<string, unknown>, opts: { onInferred?: InferredNote } = {}): CLIPConfig {
-  if (!isPlainObject(json)) throw new Error(`CLIP config JSON must be an object of CLIP's constructor arguments, got ${Array.isArray(json) ? 'an array' : JSON.stringify(json)}`);
+export function clipConfigFromJson(
+  json: Record<string, unknown>,
+  opts: { onInferred?: InferredNote } = {},
+): CLIPConfig {
+  if (!isPlainObject(json))
+    throw new Error(
+      `CLIP config JSON must be an object of CLIP's constructor arguments, got ${Array.isArray(json) ? 'an array' : JSON.stringify(json)}`,
+    );
   const obj = clipArgumentsOf(json);
   const pick = (camel: string, snake: string): unknown => (obj[camel] !== undefined ? obj[camel] : obj[snake]);
   const num = (camel: string, snake: string): number => {
     const v = pick(camel, snake);
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`CLIP config JSON: '${snake}' (or '${camel}') must be a number, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new Error(`CLIP config JSON: '${snake}' (or '${camel}') must be a number, got ${JSON.stringify(v)}`);
     return v;
   };
   const layers = pick('visionLayers', 'vision_layers');
   const patch = pick('visionPatchSize', 'vision_patch_size');
-  const visionLayers = Array.isArray(layers) ? (layers.map(Number) as [number, number, number, number]) : num('visionLayers', 'vision_layers');
+  const visionLayers = Array.isArray(layers)
+    ? (layers.map(Number) as [number, number, number, number])
+    : num('visionLayers', 'vision_layers');
   const transformerWidth = num('transformerWidth', 'transformer_width');
   const heads = pick('transformerHeads', 'transformer_heads');
   const vheads = pick('visionHeads', 'vision_heads');
-  for (const [v, sn] of [[heads, 'transformer_heads'], [vheads, 'vision_heads']] as const)
+  for (const [v, sn] of [
+    [heads, 'transformer_heads'],
+    [vheads, 'vision_heads'],
+  ] as const)
     if (v !== undefined && v !== null && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1))
       throw new Error(`CLIP config JSON: '${sn}' must be a positive integer, got ${JSON.stringify(v)}`);
   const c: CLIPConfig = {
@@ -396,7 +438,10 @@ export function clipConfigFromJson(json: Record<string, unknown>, opts: { onInfe
     transformerLayers: num('transformerLayers', 'transformer_layers'),
   };
   if (typeof vheads === 'number') c.visionHeads = vheads;
-  if (typeof heads !== 'number') (opts.onInferred ?? warnInferred)(inferredHeadsNote('the CLIP config JSON has no transformer_heads', transformerWidth, c.transformerHeads));
+  if (typeof heads !== 'number')
+    (opts.onInferred ?? warnInferred)(
+      inferredHeadsNote('the CLIP config JSON has no transformer_heads', transformerWidth, c.transformerHeads),
+    );
   validateClipConfig(c);
   return c;
 }

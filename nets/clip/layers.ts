@@ -61,7 +61,14 @@ export interface QueryPick {
  * @param x [N, L, C]; mask additive [L, L] or undefined
  * @returns [N, L, C], or [N, 1, C] with `q`
  */
-function selfAttention(p: ParamGetter, prefix: string, x: tf.Tensor3D, heads: number, mask?: tf.Tensor, q?: QueryPick): tf.Tensor3D {
+function selfAttention(
+  p: ParamGetter,
+  prefix: string,
+  x: tf.Tensor3D,
+  heads: number,
+  mask?: tf.Tensor,
+  q?: QueryPick,
+): tf.Tensor3D {
   const [n, l, c] = x.shape;
   const d = c / heads;
   const qkv = linear(x, p(prefix + 'in_proj_weight') as tf.Tensor2D, p(prefix + 'in_proj_bias') as tf.Tensor1D);
@@ -82,13 +89,25 @@ function selfAttention(p: ParamGetter, prefix: string, x: tf.Tensor3D, heads: nu
  * One `ResidualAttentionBlock`: x + attn(ln_1(x)); x + mlp(ln_2(x)) with QuickGELU. x: [N, L, C].
  * @param q pool the output at one row per sample ([N, 1, C]); see `QueryPick`
  */
-export function residualAttentionBlock(p: ParamGetter, prefix: string, x: tf.Tensor3D, heads: number, mask?: tf.Tensor2D, film?: FilmHook, q?: QueryPick): tf.Tensor3D {
+export function residualAttentionBlock(
+  p: ParamGetter,
+  prefix: string,
+  x: tf.Tensor3D,
+  heads: number,
+  mask?: tf.Tensor2D,
+  film?: FilmHook,
+  q?: QueryPick,
+): tf.Tensor3D {
   return tf.tidy(() => {
     const a = selfAttention(p, prefix + 'attn.', ln(p, prefix + 'ln_1', x, film) as tf.Tensor3D, heads, mask, q);
     const h = (q ? q.pick(x) : x).add(a) as tf.Tensor3D;
     const m = ln(p, prefix + 'ln_2', h, film);
-    const fc = quickGelu(linear(m, p(prefix + 'mlp.c_fc.weight') as tf.Tensor2D, p(prefix + 'mlp.c_fc.bias') as tf.Tensor1D));
-    return h.add(linear(fc, p(prefix + 'mlp.c_proj.weight') as tf.Tensor2D, p(prefix + 'mlp.c_proj.bias') as tf.Tensor1D)) as tf.Tensor3D;
+    const fc = quickGelu(
+      linear(m, p(prefix + 'mlp.c_fc.weight') as tf.Tensor2D, p(prefix + 'mlp.c_fc.bias') as tf.Tensor1D),
+    );
+    return h.add(
+      linear(fc, p(prefix + 'mlp.c_proj.weight') as tf.Tensor2D, p(prefix + 'mlp.c_proj.bias') as tf.Tensor1D),
+    ) as tf.Tensor3D;
   });
 }
 
@@ -97,10 +116,28 @@ export function residualAttentionBlock(p: ParamGetter, prefix: string, x: tf.Ten
  * @param features when given, each block's output [N, L, C] is pushed to it
  * @param lastPick run the last block on the pooled rows only (its output is then [N, 1, C])
  */
-export function transformer(p: ParamGetter, prefix: string, x: tf.Tensor3D, layers: number, heads: number, mask?: tf.Tensor2D, film?: FilmHook, features?: tf.Tensor[], lastPick?: QueryPick): tf.Tensor3D {
+export function transformer(
+  p: ParamGetter,
+  prefix: string,
+  x: tf.Tensor3D,
+  layers: number,
+  heads: number,
+  mask?: tf.Tensor2D,
+  film?: FilmHook,
+  features?: tf.Tensor[],
+  lastPick?: QueryPick,
+): tf.Tensor3D {
   let h = x;
   for (let i = 0; i < layers; i++) {
-    h = residualAttentionBlock(p, `${prefix}resblocks.${i}.`, h, heads, mask, film, i === layers - 1 ? lastPick : undefined);
+    h = residualAttentionBlock(
+      p,
+      `${prefix}resblocks.${i}.`,
+      h,
+      heads,
+      mask,
+      film,
+      i === layers - 1 ? lastPick : undefined,
+    );
     if (features) features.push(h);
   }
   return h;
@@ -115,7 +152,13 @@ function causalRows(upto: number[], l: number): Float32Array {
 
 /** Additive causal mask [L, L]: 0 on and below the diagonal, -1e9 above (the reference uses -inf; same softmax). */
 export function causalMask(l: number): tf.Tensor2D {
-  return tf.tensor2d(causalRows(Array.from({ length: l }, (_, i) => i), l), [l, l]);
+  return tf.tensor2d(
+    causalRows(
+      Array.from({ length: l }, (_, i) => i),
+      l,
+    ),
+    [l, l],
+  );
 }
 
 export type VisionOutput = {
@@ -134,7 +177,12 @@ export type VisionOutput = {
  * `VisionTransformer.forward`.
  * @param pixels [N, R, R, 3] already normalised, R = config.imageResolution
  */
-export function visionTransformer(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.Tensor4D, opts: VisionForwardOptions = {}): VisionOutput {
+export function visionTransformer(
+  p: ParamGetter,
+  c: CLIPVisionConfig,
+  pixels: tf.Tensor4D,
+  opts: VisionForwardOptions = {},
+): VisionOutput {
   const patch = c.visionPatchSize as number;
   const width = c.visionWidth;
   // Everything returned leaves the tidy as part of its result (never tf.keep: kept tensors would
@@ -155,7 +203,17 @@ export function visionTransformer(p: ParamGetter, c: CLIPVisionConfig, pixels: t
     // Only the class token of the last block reaches the output, unless every block's tokens are asked for.
     const pooledOnly = !opts.features && !opts.intermediates && layers > 0;
     const clsPick: QueryPick = { pick: (t) => t.slice([0, 0, 0], [n, 1, t.shape[2]]) };
-    x = transformer(p, 'visual.transformer.', x, layers, visionHeads(c), undefined, opts.film, feats, pooledOnly ? clsPick : undefined);
+    x = transformer(
+      p,
+      'visual.transformer.',
+      x,
+      layers,
+      visionHeads(c),
+      undefined,
+      opts.film,
+      feats,
+      pooledOnly ? clsPick : undefined,
+    );
     if (opts.features) features.push(...feats);
     if (opts.intermediates && feats.length) intermediates.visual_block0_out = feats[0];
     const cls0 = (pooledOnly ? x : clsPick.pick(x)).reshape([n, width]);
@@ -171,7 +229,14 @@ function batchNorm(p: ParamGetter, name: string, x: tf.Tensor4D, o: VisionForwar
     ({ mean, variance } = tf.moments(x, [0, 1, 2]) as { mean: tf.Tensor1D; variance: tf.Tensor1D });
     o.batchStats(name, mean, variance, x.shape[0] * x.shape[1] * x.shape[2]);
   }
-  const y = tf.batchNorm(x, mean, variance, p(name + '.bias') as tf.Tensor1D, p(name + '.weight') as tf.Tensor1D, BN_EPS);
+  const y = tf.batchNorm(
+    x,
+    mean,
+    variance,
+    p(name + '.bias') as tf.Tensor1D,
+    p(name + '.weight') as tf.Tensor1D,
+    BN_EPS,
+  );
   return (o.film ? o.film(name, y) : y) as tf.Tensor4D;
 }
 
@@ -186,7 +251,14 @@ function avgPool(x: tf.Tensor4D, k: number): tf.Tensor4D {
 }
 
 /** `Bottleneck` (expansion 4, anti-aliased: stride via AvgPool2d after conv2 and in the downsample path). */
-function bottleneck(p: ParamGetter, pre: string, x: tf.Tensor4D, stride: number, downsample: boolean, o: VisionForwardOptions): tf.Tensor4D {
+function bottleneck(
+  p: ParamGetter,
+  pre: string,
+  x: tf.Tensor4D,
+  stride: number,
+  downsample: boolean,
+  o: VisionForwardOptions,
+): tf.Tensor4D {
   return tf.tidy(() => {
     let out = tf.relu(batchNorm(p, pre + 'bn1', conv(p, pre + 'conv1', x, 1, 0), o));
     out = tf.relu(batchNorm(p, pre + 'bn2', conv(p, pre + 'conv2', out, 1, 1), o));
@@ -209,15 +281,33 @@ function attentionPool(p: ParamGetter, x: tf.Tensor4D, heads: number): tf.Tensor
   return tf.tidy(() => {
     const [n, h, w, c] = x.shape;
     const tokens = x.reshape([n, h * w, c]);
-    const seq = tf.concat([tokens.mean(1, true), tokens], 1).add(p('visual.attnpool.positional_embedding')) as tf.Tensor3D;
+    const seq = tf
+      .concat([tokens.mean(1, true), tokens], 1)
+      .add(p('visual.attnpool.positional_embedding')) as tf.Tensor3D;
     const d = c / heads;
     const l = h * w + 1;
-    const q = linear(seq.slice([0, 0, 0], [n, 1, c]), p('visual.attnpool.q_proj.weight') as tf.Tensor2D, p('visual.attnpool.q_proj.bias') as tf.Tensor1D);
-    const k = linear(seq, p('visual.attnpool.k_proj.weight') as tf.Tensor2D, p('visual.attnpool.k_proj.bias') as tf.Tensor1D);
-    const v = linear(seq, p('visual.attnpool.v_proj.weight') as tf.Tensor2D, p('visual.attnpool.v_proj.bias') as tf.Tensor1D);
+    const q = linear(
+      seq.slice([0, 0, 0], [n, 1, c]),
+      p('visual.attnpool.q_proj.weight') as tf.Tensor2D,
+      p('visual.attnpool.q_proj.bias') as tf.Tensor1D,
+    );
+    const k = linear(
+      seq,
+      p('visual.attnpool.k_proj.weight') as tf.Tensor2D,
+      p('visual.attnpool.k_proj.bias') as tf.Tensor1D,
+    );
+    const v = linear(
+      seq,
+      p('visual.attnpool.v_proj.weight') as tf.Tensor2D,
+      p('visual.attnpool.v_proj.bias') as tf.Tensor1D,
+    );
     const split = (t: tf.Tensor, len: number) => t.reshape([n, len, heads, d]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
     const o = attention(split(q, 1), split(k, l), split(v, l)).transpose([0, 2, 1, 3]).reshape([n, c]) as tf.Tensor2D;
-    return linear(o, p('visual.attnpool.c_proj.weight') as tf.Tensor2D, p('visual.attnpool.c_proj.bias') as tf.Tensor1D);
+    return linear(
+      o,
+      p('visual.attnpool.c_proj.weight') as tf.Tensor2D,
+      p('visual.attnpool.c_proj.bias') as tf.Tensor1D,
+    );
   });
 }
 
@@ -225,7 +315,12 @@ function attentionPool(p: ParamGetter, x: tf.Tensor4D, heads: number): tf.Tensor
  * `ModifiedResNet.forward` (RN50 family).
  * @param pixels [N, R, R, 3] already normalised
  */
-export function modifiedResNet(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.Tensor4D, opts: VisionForwardOptions = {}): VisionOutput {
+export function modifiedResNet(
+  p: ParamGetter,
+  c: CLIPVisionConfig,
+  pixels: tf.Tensor4D,
+  opts: VisionForwardOptions = {},
+): VisionOutput {
   return tf.tidy((): VisionOutput => {
     const features: tf.Tensor[] = [];
     const intermediates: Record<string, tf.Tensor> = {};
@@ -250,10 +345,17 @@ export function modifiedResNet(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.T
 }
 
 /** The image tower of `c` (ViT or ModifiedResNet) on normalised pixels [N, R, R, 3]. */
-export function visionForward(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.Tensor4D, opts: VisionForwardOptions = {}): VisionOutput {
+export function visionForward(
+  p: ParamGetter,
+  c: CLIPVisionConfig,
+  pixels: tf.Tensor4D,
+  opts: VisionForwardOptions = {},
+): VisionOutput {
   const r = c.imageResolution;
   if (pixels.shape[1] !== r || pixels.shape[2] !== r || pixels.shape[3] !== 3) {
-    throw new Error(`CLIP image tower expects normalised pixels [N, ${r}, ${r}, 3], got [${pixels.shape}]; use encodeImage (which resizes and normalises) for arbitrary [-1, 1] images`);
+    throw new Error(
+      `CLIP image tower expects normalised pixels [N, ${r}, ${r}, 3], got [${pixels.shape}]; use encodeImage (which resizes and normalises) for arbitrary [-1, 1] images`,
+    );
   }
   return isVitConfig(c) ? visionTransformer(p, c, pixels, opts) : modifiedResNet(p, c, pixels, opts);
 }
@@ -266,7 +368,8 @@ export function visionForward(p: ParamGetter, c: CLIPVisionConfig, pixels: tf.Te
  */
 export function textForward(p: ParamGetter, c: CLIPConfig, ids: tf.Tensor2D): tf.Tensor2D {
   const [n, ctx] = ids.shape;
-  if (ctx > c.contextLength) throw new Error(`CLIP text tower: ${ctx} tokens per row, more than the context length ${c.contextLength}`);
+  if (ctx > c.contextLength)
+    throw new Error(`CLIP text tower: ${ctx} tokens per row, more than the context length ${c.contextLength}`);
   const host = ids.dataSync();
   const eot: number[] = [];
   let last = 0;
@@ -277,7 +380,10 @@ export function textForward(p: ParamGetter, c: CLIPConfig, ids: tf.Tensor2D): tf
     last = Math.max(last, best);
     for (let j = 0; j < ctx; j++) {
       const id = host[i * ctx + j];
-      if (id < 0 || id >= c.vocabSize) throw new Error(`CLIP text tower: token id ${id} outside the vocabulary (size ${c.vocabSize}); was the text tokenised for another vocabulary?`);
+      if (id < 0 || id >= c.vocabSize)
+        throw new Error(
+          `CLIP text tower: token id ${id} outside the vocabulary (size ${c.vocabSize}); was the text tokenised for another vocabulary?`,
+        );
     }
   }
   const l = last + 1;
@@ -288,13 +394,26 @@ export function textForward(p: ParamGetter, c: CLIPConfig, ids: tf.Tensor2D): tf
     x = x.add(p('positional_embedding').slice([0, 0], [l, w])) as tf.Tensor3D;
     const mask = causalMask(l);
     // The last block runs on the EOT rows only (keys/values from all tokens, each EOT's causal row).
-    const rows = tf.tensor1d(eot.map((e, i) => i * l + e), 'int32');
+    const rows = tf.tensor1d(
+      eot.map((e, i) => i * l + e),
+      'int32',
+    );
     const eotPick: QueryPick = {
       pick: (t) => tf.gather(t.reshape([n * l, t.shape[2]]), rows).reshape([n, 1, t.shape[2]]) as tf.Tensor3D,
       mask: tf.tensor4d(causalRows(eot, l), [n, 1, 1, l]),
     };
     const layers = c.transformerLayers;
-    x = transformer(p, 'transformer.', x, layers, c.transformerHeads, mask, undefined, undefined, layers > 0 ? eotPick : undefined);
+    x = transformer(
+      p,
+      'transformer.',
+      x,
+      layers,
+      c.transformerHeads,
+      mask,
+      undefined,
+      undefined,
+      layers > 0 ? eotPick : undefined,
+    );
     if (layers === 0) x = eotPick.pick(x);
     x = layerNorm(x, p('ln_final.weight') as tf.Tensor1D, p('ln_final.bias') as tf.Tensor1D, LN_EPS);
     return tf.matMul(x.reshape([n, w]) as tf.Tensor2D, p('text_projection') as tf.Tensor2D);

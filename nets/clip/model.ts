@@ -20,7 +20,16 @@ import {
   warnInferred,
 } from './config.js';
 import { type ParamGetter, type VisionForwardOptions, textForward, visionForward } from './layers.js';
-import { ClipParamModule, initParams, type LoadReport, loadParams, ourShape, type StateDictLike, stateDictEntries, torchDefaultInit } from './params.js';
+import {
+  ClipParamModule,
+  initParams,
+  type LoadReport,
+  loadParams,
+  ourShape,
+  type StateDictLike,
+  stateDictEntries,
+  torchDefaultInit,
+} from './params.js';
 import { clipPreprocess, type PreprocessOptions } from './preprocess.js';
 import { type TokenizeOptions, Tokenizer } from './tokenizer.js';
 import type { EncodeImageOptions, ImageEncoder, ImageEncoding, TextEncoder } from './types.js';
@@ -73,7 +82,8 @@ export function clipInitialiser(c: CLIPConfig) {
     if (key === 'positional_embedding') return normal(0.01);
     if (key === 'text_projection') return normal(c.transformerWidth ** -0.5);
     const vit = isVitConfig(c);
-    if (vit && ['visual.class_embedding', 'visual.positional_embedding', 'visual.proj'].includes(key)) return normal(c.visionWidth ** -0.5);
+    if (vit && ['visual.class_embedding', 'visual.positional_embedding', 'visual.proj'].includes(key))
+      return normal(c.visionWidth ** -0.5);
     if (/(^|\.)(ln_\w+|bn\d|downsample\.1)\.(weight|bias)$/.test(key)) {
       // LayerNorm / BatchNorm affine: ones / zeros (the reference zero-inits each Bottleneck's bn3.weight).
       if (last === 'bias') return tf.zeros(shape);
@@ -86,14 +96,21 @@ export function clipInitialiser(c: CLIPConfig) {
       const layers = visual ? (c.visionLayers as number) : c.transformerLayers;
       const projStd = width ** -0.5 * (2 * layers) ** -0.5;
       switch (m[2]) {
-        case 'attn.in_proj_weight': return normal(width ** -0.5);
-        case 'attn.out_proj.weight': return normal(projStd);
-        case 'mlp.c_fc.weight': return normal((2 * width) ** -0.5);
-        case 'mlp.c_proj.weight': return normal(projStd);
+        case 'attn.in_proj_weight':
+          return normal(width ** -0.5);
+        case 'attn.out_proj.weight':
+          return normal(projStd);
+        case 'mlp.c_fc.weight':
+          return normal((2 * width) ** -0.5);
+        case 'mlp.c_proj.weight':
+          return normal(projStd);
         case 'attn.in_proj_bias':
-        case 'attn.out_proj.bias': return tf.zeros(shape);
-        case 'mlp.c_fc.bias': return torchDefaultInit(spec, rng, width);
-        case 'mlp.c_proj.bias': return torchDefaultInit(spec, rng, 4 * width);
+        case 'attn.out_proj.bias':
+          return tf.zeros(shape);
+        case 'mlp.c_fc.bias':
+          return torchDefaultInit(spec, rng, width);
+        case 'mlp.c_proj.bias':
+          return torchDefaultInit(spec, rng, 4 * width);
       }
     }
     if (key === 'visual.attnpool.positional_embedding') return normal(spec.shape[1] ** -0.5);
@@ -116,10 +133,15 @@ export function clipInitialiser(c: CLIPConfig) {
 export function clipContrastiveLoss(logitsPerImage: tf.Tensor2D): tf.Scalar {
   return tf.tidy(() => {
     const n = logitsPerImage.shape[0];
-    if (logitsPerImage.shape[1] !== n) throw new Error(`clipContrastiveLoss: needs square [N, N] logits (N matched pairs), got [${logitsPerImage.shape}]`);
+    if (logitsPerImage.shape[1] !== n)
+      throw new Error(
+        `clipContrastiveLoss: needs square [N, N] logits (N matched pairs), got [${logitsPerImage.shape}]`,
+      );
     const labels = tf.oneHot(tf.range(0, n, 1, 'int32'), n);
     const ce = (l: tf.Tensor2D) => tf.neg(tf.sum(labels.mul(tf.logSoftmax(l, 1)))).div(n);
-    return ce(logitsPerImage).add(ce(logitsPerImage.transpose() as tf.Tensor2D)).div(2) as tf.Scalar;
+    return ce(logitsPerImage)
+      .add(ce(logitsPerImage.transpose() as tf.Tensor2D))
+      .div(2) as tf.Scalar;
   });
 }
 
@@ -137,7 +159,14 @@ export class CLIP extends ClipParamModule implements ImageEncoder, TextEncoder {
   private tokenizerInstance: Tokenizer | undefined;
   private readonly preprocessOptions: PreprocessOptions;
 
-  protected constructor(config: CLIPConfig, params: Map<string, tf.Variable>, specs: Map<string, ParamSpec>, report: LoadReport, opts: CLIPLoadOptions, towers: CLIPTowers = BOTH_TOWERS) {
+  protected constructor(
+    config: CLIPConfig,
+    params: Map<string, tf.Variable>,
+    specs: Map<string, ParamSpec>,
+    report: LoadReport,
+    opts: CLIPLoadOptions,
+    towers: CLIPTowers = BOTH_TOWERS,
+  ) {
     super(params, specs);
     this.config = config;
     this.towers = { ...towers };
@@ -158,17 +187,27 @@ export class CLIP extends ClipParamModule implements ImageEncoder, TextEncoder {
     let towers: CLIPTowers;
     if (mode === 'auto') {
       towers = clipTowersIn(shapes);
-      if (!towers.image && !towers.text) throw new Error(`not a CLIP state_dict: no 'visual.*' (image tower) or 'token_embedding.weight' / 'text_projection' (text tower) keys; first keys: ${[...shapes.keys()].slice(0, 4).join(', ')}`);
+      if (!towers.image && !towers.text)
+        throw new Error(
+          `not a CLIP state_dict: no 'visual.*' (image tower) or 'token_embedding.weight' / 'text_projection' (text tower) keys; first keys: ${[...shapes.keys()].slice(0, 4).join(', ')}`,
+        );
     } else {
       towers = { image: mode !== 'text', text: mode !== 'image' };
     }
     const c = config ?? inferClipConfig(shapes, towers);
-    if (!config && towers.text) (opts.onInferred ?? warnInferred)(inferredHeadsNote('no CLIP config was given', c.transformerWidth, c.transformerHeads));
+    if (!config && towers.text)
+      (opts.onInferred ?? warnInferred)(
+        inferredHeadsNote('no CLIP config was given', c.transformerWidth, c.transformerHeads),
+      );
     validateClipConfig(c, towers);
     const specs = clipParamSpecs(c, towers);
     // A one-tower file may still carry logit_scale; keep it when present.
-    if (!(towers.image && towers.text) && shapes.has('logit_scale')) specs.set('logit_scale', { shape: [], kind: 'vector', dtype: 'float32' });
-    const { params, report } = loadParams(specs, sd, { ignore: isNonParamKey, what: towers.image && towers.text ? 'CLIP' : towers.image ? 'CLIP image tower' : 'CLIP text tower' });
+    if (!(towers.image && towers.text) && shapes.has('logit_scale'))
+      specs.set('logit_scale', { shape: [], kind: 'vector', dtype: 'float32' });
+    const { params, report } = loadParams(specs, sd, {
+      ignore: isNonParamKey,
+      what: towers.image && towers.text ? 'CLIP' : towers.image ? 'CLIP image tower' : 'CLIP text tower',
+    });
     return new CLIP(c, params, specs, report, opts, towers);
   }
 
@@ -196,7 +235,10 @@ export class CLIP extends ClipParamModule implements ImageEncoder, TextEncoder {
   }
 
   private requireTower(t: 'image' | 'text'): void {
-    if (!this.towers[t]) throw new Error(`this CLIP has no ${t} tower (it was loaded from a file holding only the ${t === 'image' ? 'text' : 'image'} tower); load a full CLIP checkpoint`);
+    if (!this.towers[t])
+      throw new Error(
+        `this CLIP has no ${t} tower (it was loaded from a file holding only the ${t === 'image' ? 'text' : 'image'} tower); load a full CLIP checkpoint`,
+      );
   }
 
   protected get getter(): ParamGetter {
@@ -213,7 +255,10 @@ export class CLIP extends ClipParamModule implements ImageEncoder, TextEncoder {
    * @param pixels [N, R, R, 3] (the reference's preprocessed image, NHWC)
    * @param opts.film internal hook (used by the time-conditioned encoder); opts.batchStats: training-mode BatchNorm
    */
-  encodeImagePixels(pixels: tf.Tensor4D, opts: VisionForwardOptions = {}): ImageEncoding & { intermediates: Record<string, tf.Tensor> } {
+  encodeImagePixels(
+    pixels: tf.Tensor4D,
+    opts: VisionForwardOptions = {},
+  ): ImageEncoding & { intermediates: Record<string, tf.Tensor> } {
     this.requireTower('image');
     return visionForward(this.getter, this.config, pixels, opts);
   }
@@ -226,7 +271,10 @@ export class CLIP extends ClipParamModule implements ImageEncoder, TextEncoder {
   encodeImage(x: tf.Tensor4D, opts: EncodeImageOptions = {}): ImageEncoding {
     const pixels = clipPreprocess(x, this.config.imageResolution, this.preprocessOptions);
     try {
-      const { embedding, features } = this.encodeImagePixels(pixels, { features: opts.features, batchStats: opts.training ? this.runningStatsHook() : undefined });
+      const { embedding, features } = this.encodeImagePixels(pixels, {
+        features: opts.features,
+        batchStats: opts.training ? this.runningStatsHook() : undefined,
+      });
       return { embedding, features };
     } finally {
       pixels.dispose();
@@ -246,7 +294,10 @@ export class CLIP extends ClipParamModule implements ImageEncoder, TextEncoder {
   /** Tokenise (context length of this model) and encode. @returns [N, D] un-normalised */
   encodeText(texts: string[], opts: Pick<TokenizeOptions, 'truncate'> = {}): tf.Tensor2D {
     this.requireTower('text');
-    const ids = this.tokenizer.tokenizeTensor(texts, { contextLength: this.config.contextLength, truncate: opts.truncate });
+    const ids = this.tokenizer.tokenizeTensor(texts, {
+      contextLength: this.config.contextLength,
+      truncate: opts.truncate,
+    });
     try {
       return this.encodeTokens(ids);
     } finally {
@@ -259,7 +310,10 @@ export class CLIP extends ClipParamModule implements ImageEncoder, TextEncoder {
    * @param imageEmb [N_i, D]; textEmb [N_t, D]
    */
   logits(imageEmb: tf.Tensor2D, textEmb: tf.Tensor2D): CLIPLogits {
-    if (!this.params.has('logit_scale')) throw new Error('this CLIP has no logit_scale (loaded from a file holding only the image tower); load a full CLIP checkpoint');
+    if (!this.params.has('logit_scale'))
+      throw new Error(
+        'this CLIP has no logit_scale (loaded from a file holding only the image tower); load a full CLIP checkpoint',
+      );
     return tf.tidy(() => {
       const scale = tf.exp(this.getter('logit_scale'));
       const img = imageEmb.div(tf.norm(imageEmb, 'euclidean', 1, true));

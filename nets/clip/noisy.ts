@@ -11,10 +11,26 @@
  * The FiLM linears start at zero, so a fresh encoder computes exactly the plain CLIP tower for every t.
  */
 import * as tf from '@tensorflow/tfjs';
-import { type CLIPVisionConfig, inferVisionConfig, type ParamSpec, validateVisionConfig, visionParamSpecs } from './config.js';
+import {
+  type CLIPVisionConfig,
+  inferVisionConfig,
+  type ParamSpec,
+  validateVisionConfig,
+  visionParamSpecs,
+} from './config.js';
 import { type FilmHook, type ParamGetter, type VisionForwardOptions, visionForward } from './layers.js';
 import { clipInitialiser } from './model.js';
-import { ClipParamModule, type Initialiser, initParams, ourShape, type LoadReport, loadParams, type StateDictLike, stateDictEntries, torchDefaultInit } from './params.js';
+import {
+  ClipParamModule,
+  type Initialiser,
+  initParams,
+  ourShape,
+  type LoadReport,
+  loadParams,
+  type StateDictLike,
+  stateDictEntries,
+  torchDefaultInit,
+} from './params.js';
 import { clipPreprocess, type PreprocessOptions } from './preprocess.js';
 import type { EncodeImageOptions, ImageEncoder, ImageEncoding } from './types.js';
 import { silu, linear } from '../../lib/ops/nn.js';
@@ -43,9 +59,16 @@ export function noisyClipTimestepFeatures(t: tf.Tensor1D, dim: number, maxPeriod
   return tf.tidy(() => {
     const half = Math.floor(dim / 2);
     const freqs = tf.exp(tf.range(0, half, 1, 'float32').mul(-Math.log(maxPeriod) / half));
-    const args = t.toFloat().reshape([-1, 1]).mul(freqs.reshape([1, half]));
+    const args = t
+      .toFloat()
+      .reshape([-1, 1])
+      .mul(freqs.reshape([1, half]));
     let emb = tf.concat([tf.cos(args), tf.sin(args)], 1);
-    if (dim % 2 === 1) emb = tf.pad(emb, [[0, 0], [0, 1]]);
+    if (dim % 2 === 1)
+      emb = tf.pad(emb, [
+        [0, 0],
+        [0, 1],
+      ]);
     return emb as tf.Tensor2D;
   });
 }
@@ -95,7 +118,16 @@ export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncod
   private readonly preprocessOptions: PreprocessOptions;
 
   /** `params` hold the tower's `visual.*` keys plus the extra (time embedding, FiLM) keys. */
-  private constructor(config: CLIPVisionConfig, channels: number, dim: number, params: Map<string, tf.Variable>, specs: Map<string, ParamSpec>, created: string[], report: LoadReport, opts: NoisyCLIPOptions) {
+  private constructor(
+    config: CLIPVisionConfig,
+    channels: number,
+    dim: number,
+    params: Map<string, tf.Variable>,
+    specs: Map<string, ParamSpec>,
+    created: string[],
+    report: LoadReport,
+    opts: NoisyCLIPOptions,
+  ) {
     super(params, specs);
     this.config = config;
     this.timeEmbedChannels = channels;
@@ -112,10 +144,20 @@ export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncod
    * training step's assign replaces them; then it is rebuilt); built with the encoder so a forward
    * never adds tensors; only while small (≤ 4M floats).
    */
-  private joint: { w: tf.Tensor2D; b: tf.Tensor1D; names: string[]; sizes: number[]; src: tf.Variable[]; ids: object[] } | null = null;
+  private joint: {
+    w: tf.Tensor2D;
+    b: tf.Tensor1D;
+    names: string[];
+    sizes: number[];
+    src: tf.Variable[];
+    ids: object[];
+  } | null = null;
   private jointFilm(): { w: tf.Tensor2D; b: tf.Tensor1D; names: string[]; sizes: number[]; src: tf.Variable[] } | null {
     const names = normLayers(this.config).map((l) => l.name);
-    const src = names.flatMap((n) => [this.params.get(`visual.film.${n}.weight`), this.params.get(`visual.film.${n}.bias`)]);
+    const src = names.flatMap((n) => [
+      this.params.get(`visual.film.${n}.weight`),
+      this.params.get(`visual.film.${n}.bias`),
+    ]);
     if (!names.length || src.some((v) => !v)) return null;
     const vars = src as tf.Variable[];
     if (this.joint && this.joint.ids.every((id, i) => id === vars[i].dataId)) return this.joint;
@@ -133,8 +175,16 @@ export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncod
       for (let j = 0; j < 2 * c; j++) ones.push(j < c ? 1 : 0);
     }
     const { w, b } = tf.tidy(() => ({
-      w: tf.concat(vars.filter((_, i) => i % 2 === 0), 1) as tf.Tensor2D,
-      b: tf.concat(vars.filter((_, i) => i % 2 === 1), 0).add(tf.tensor1d(ones, 'float32')) as tf.Tensor1D,
+      w: tf.concat(
+        vars.filter((_, i) => i % 2 === 0),
+        1,
+      ) as tf.Tensor2D,
+      b: tf
+        .concat(
+          vars.filter((_, i) => i % 2 === 1),
+          0,
+        )
+        .add(tf.tensor1d(ones, 'float32')) as tf.Tensor1D,
     }));
     this.joint = { w: tf.keep(w), b: tf.keep(b), names, sizes, src: vars, ids: vars.map((v) => v.dataId) };
     return this.joint;
@@ -164,8 +214,16 @@ export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncod
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
           const dy2 = dy as tf.Tensor2D;
           const da = tf.matMul(dy2, j.w, false, true);
-          const dws = tf.split(tf.matMul(saved[0] as tf.Tensor2D, dy2, true, false), j.sizes.map((_, i) => (i % 2 === 0 ? 2 * j.sizes[i] : 0)).filter((v) => v > 0), 1);
-          const dbs = tf.split(dy2.sum(0), j.sizes.map((_, i) => (i % 2 === 0 ? 2 * j.sizes[i] : 0)).filter((v) => v > 0), 0);
+          const dws = tf.split(
+            tf.matMul(saved[0] as tf.Tensor2D, dy2, true, false),
+            j.sizes.map((_, i) => (i % 2 === 0 ? 2 * j.sizes[i] : 0)).filter((v) => v > 0),
+            1,
+          );
+          const dbs = tf.split(
+            dy2.sum(0),
+            j.sizes.map((_, i) => (i % 2 === 0 ? 2 * j.sizes[i] : 0)).filter((v) => v > 0),
+            0,
+          );
           const grads: tf.Tensor[] = [da];
           for (let i = 0; i < dws.length; i++) grads.push(dws[i], dbs[i]);
           return grads;
@@ -182,7 +240,11 @@ export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncod
    * `visual.*` keys unless given; the time-MLP widths from `visual.time_embed.*` when present.
    * @param seed seeds the fresh time-embedding MLP (default 0)
    */
-  static fromStateDict(sd: StateDictLike, config?: CLIPVisionConfig, opts: NoisyCLIPOptions & { seed?: number } = {}): NoisyCLIPImageEncoder {
+  static fromStateDict(
+    sd: StateDictLike,
+    config?: CLIPVisionConfig,
+    opts: NoisyCLIPOptions & { seed?: number } = {},
+  ): NoisyCLIPImageEncoder {
     const entries = stateDictEntries(sd);
     const shapes = new Map(entries.map(([k, v]) => [k, { shape: v.shape }]));
     const c = config ?? inferVisionConfig(shapes);
@@ -201,13 +263,24 @@ export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncod
     const missingTower = report.missing.filter((k) => tower.has(k));
     if (missingTower.length) {
       for (const v of params.values()) v.dispose();
-      throw new Error(`noisy CLIP: the state_dict lacks ${missingTower.length} image-tower keys (${missingTower.slice(0, 5).join(', ')}${missingTower.length > 5 ? ', ...' : ''}); pass an openai/CLIP state_dict or a saved noisy CLIP encoder`);
+      throw new Error(
+        `noisy CLIP: the state_dict lacks ${missingTower.length} image-tower keys (${missingTower.slice(0, 5).join(', ')}${missingTower.length > 5 ? ', ...' : ''}); pass an openai/CLIP state_dict or a saved noisy CLIP encoder`,
+      );
     }
     const created = report.missing.filter((k) => extra.has(k));
     const fresh = new Map(created.map((k) => [k, extra.get(k) as ParamSpec]));
     for (const [k, v] of initParams(fresh, opts.seed ?? 0, extraInitialiser(channels, dim))) params.set(k, v);
     const ordered = new Map([...specs.keys()].map((k) => [k, params.get(k) as tf.Variable]));
-    return new NoisyCLIPImageEncoder(c, channels, dim, ordered, specs, created, { missing: [], unexpected: report.unexpected }, opts);
+    return new NoisyCLIPImageEncoder(
+      c,
+      channels,
+      dim,
+      ordered,
+      specs,
+      created,
+      { missing: [], unexpected: report.unexpected },
+      opts,
+    );
   }
 
   /** A random tower (CLIP's init) with identity FiLM. */
@@ -218,10 +291,26 @@ export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncod
     const tower = visionParamSpecs(config);
     const extra = noisyExtraSpecs(config, channels, dim);
     // clipInitialiser needs text widths only for text keys, which the tower has none of.
-    const init = clipInitialiser({ ...config, contextLength: 1, vocabSize: 1, transformerWidth: 1, transformerHeads: 1, transformerLayers: 1 });
+    const init = clipInitialiser({
+      ...config,
+      contextLength: 1,
+      vocabSize: 1,
+      transformerWidth: 1,
+      transformerHeads: 1,
+      transformerLayers: 1,
+    });
     const params = initParams(tower, seed, init);
     for (const [k, v] of initParams(extra, seed + 1, extraInitialiser(channels, dim))) params.set(k, v);
-    return new NoisyCLIPImageEncoder(config, channels, dim, params, new Map([...tower, ...extra]), [...extra.keys()], { missing: [], unexpected: [] }, opts);
+    return new NoisyCLIPImageEncoder(
+      config,
+      channels,
+      dim,
+      params,
+      new Map([...tower, ...extra]),
+      [...extra.keys()],
+      { missing: [], unexpected: [] },
+      opts,
+    );
   }
 
   get embedDim(): number {
@@ -245,22 +334,35 @@ export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncod
    * The tower on normalised pixels, conditioned on t.
    * @param pixels [N, R, R, 3] normalised; t [N] or [1] timesteps (default 0)
    */
-  encodeImagePixels(pixels: tf.Tensor4D, t?: tf.Tensor1D, opts: Omit<VisionForwardOptions, 'film'> = {}): ImageEncoding & { intermediates: Record<string, tf.Tensor> } {
+  encodeImagePixels(
+    pixels: tf.Tensor4D,
+    t?: tf.Tensor1D,
+    opts: Omit<VisionForwardOptions, 'film'> = {},
+  ): ImageEncoding & { intermediates: Record<string, tf.Tensor> } {
     const p = this.getter;
     const n = pixels.shape[0];
-    if (t && t.shape[0] !== n && t.shape[0] !== 1) throw new Error(`NoisyCLIPImageEncoder: t has ${t.shape[0]} timesteps for ${n} images (give [N] or [1])`);
+    if (t && t.shape[0] !== n && t.shape[0] !== 1)
+      throw new Error(`NoisyCLIPImageEncoder: t has ${t.shape[0]} timesteps for ${n} images (give [N] or [1])`);
     let names: string[] = [];
     const { act, parts: flat } = tf.tidy(() => {
       const tt = t ? tf.broadcastTo(t.toFloat(), [n]) : tf.zeros([n]);
       const feats = noisyClipTimestepFeatures(tt as tf.Tensor1D, this.timeEmbedChannels);
-      const h = linear(silu(linear(feats, p('visual.time_embed.0.weight') as tf.Tensor2D, p('visual.time_embed.0.bias') as tf.Tensor1D)), p('visual.time_embed.2.weight') as tf.Tensor2D, p('visual.time_embed.2.bias') as tf.Tensor1D);
+      const h = linear(
+        silu(
+          linear(feats, p('visual.time_embed.0.weight') as tf.Tensor2D, p('visual.time_embed.0.bias') as tf.Tensor1D),
+        ),
+        p('visual.time_embed.2.weight') as tf.Tensor2D,
+        p('visual.time_embed.2.bias') as tf.Tensor1D,
+      );
       const a = silu(h) as tf.Tensor2D;
       const fp = this.filmParts(a);
       names = fp.names;
       return { act: a, parts: fp.parts };
     }) as { act: tf.Tensor2D; parts: tf.Tensor2D[] };
     /** (1 + scale, shift) [N, C] by norm name (without `visual.`). */
-    const parts = new Map<string, [tf.Tensor2D, tf.Tensor2D]>(names.map((nm, i) => [nm, [flat[2 * i], flat[2 * i + 1]]]));
+    const parts = new Map<string, [tf.Tensor2D, tf.Tensor2D]>(
+      names.map((nm, i) => [nm, [flat[2 * i], flat[2 * i + 1]]]),
+    );
     const film: FilmHook = (name, x) =>
       tf.tidy(() => {
         const c = x.shape[x.shape.length - 1];
@@ -288,7 +390,10 @@ export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncod
   encodeImage(x: tf.Tensor4D, opts: EncodeImageOptions = {}): ImageEncoding {
     const pixels = clipPreprocess(x, this.config.imageResolution, this.preprocessOptions);
     try {
-      const { embedding, features } = this.encodeImagePixels(pixels, opts.t, { features: opts.features, batchStats: opts.training ? this.runningStatsHook() : undefined });
+      const { embedding, features } = this.encodeImagePixels(pixels, opts.t, {
+        features: opts.features,
+        batchStats: opts.training ? this.runningStatsHook() : undefined,
+      });
       return { embedding, features };
     } finally {
       pixels.dispose();
@@ -296,6 +401,9 @@ export class NoisyCLIPImageEncoder extends ClipParamModule implements ImageEncod
   }
 
   protected saveMetadata(): { arch: string; config: object } {
-    return { arch: 'noisy-clip-image-encoder', config: { ...this.config, timeEmbedChannels: this.timeEmbedChannels, timeEmbedDim: this.timeEmbedDim } };
+    return {
+      arch: 'noisy-clip-image-encoder',
+      config: { ...this.config, timeEmbedChannels: this.timeEmbedChannels, timeEmbedDim: this.timeEmbedDim },
+    };
   }
 }

@@ -13,9 +13,7 @@ import { Rng } from '../../lib/random.js';
  * A state_dict entry: a tensor from `lib/io` (`HostTensor`: shape + typed data), or a tf.Tensor,
  * in PyTorch layout.
  */
-export type StateTensor =
-  | tf.Tensor
-  | { shape: readonly number[]; data: ArrayLike<number | bigint>; dtype?: string };
+export type StateTensor = tf.Tensor | { shape: readonly number[]; data: ArrayLike<number | bigint>; dtype?: string };
 
 export type StateDictLike = Map<string, StateTensor> | Record<string, StateTensor>;
 
@@ -92,10 +90,14 @@ export function loadParams(
     }
   }
   if (mismatched.length) {
-    throw new Error(`${what} weights do not match the configuration (${mismatched.length} shape mismatches):\n  ${mismatched.slice(0, 20).join('\n  ')}\nInfer the config from the file (omit the config) or pass the config the file was trained with.`);
+    throw new Error(
+      `${what} weights do not match the configuration (${mismatched.length} shape mismatches):\n  ${mismatched.slice(0, 20).join('\n  ')}\nInfer the config from the file (omit the config) or pass the config the file was trained with.`,
+    );
   }
   if (missing.length && !opts.allowMissing) {
-    throw new Error(`${what} weights are missing ${missing.length} keys: ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', ...' : ''}; is this an openai/CLIP state_dict of the same architecture?`);
+    throw new Error(
+      `${what} weights are missing ${missing.length} keys: ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', ...' : ''}; is this an openai/CLIP state_dict of the same architecture?`,
+    );
   }
   const params = new Map<string, tf.Variable>();
   for (const [k, spec] of specs) {
@@ -109,7 +111,10 @@ export function loadParams(
 }
 
 /** Our variables -> PyTorch-layout tensors under the reference keys (caller disposes). */
-export function paramsToStateDict(specs: Map<string, ParamSpec>, params: Map<string, tf.Variable>): Map<string, tf.Tensor> {
+export function paramsToStateDict(
+  specs: Map<string, ParamSpec>,
+  params: Map<string, tf.Variable>,
+): Map<string, tf.Tensor> {
   const out = new Map<string, tf.Tensor>();
   for (const [k, spec] of specs) {
     const v = params.get(k);
@@ -154,14 +159,22 @@ export interface HostStateTensor {
 }
 
 /** Our variables -> host tensors in PyTorch layout under the reference keys (for lib/io's writers). */
-export function paramsToHostStateDict(specs: Map<string, ParamSpec>, params: Map<string, tf.Variable>): Map<string, HostStateTensor> {
+export function paramsToHostStateDict(
+  specs: Map<string, ParamSpec>,
+  params: Map<string, tf.Variable>,
+): Map<string, HostStateTensor> {
   const out = new Map<string, HostStateTensor>();
   for (const [k, spec] of specs) {
     const v = params.get(k);
     if (!v) throw new Error(`internal: parameter ${k} is not allocated`);
     const t = toTorchLayout(spec.kind, v);
     const data = t.dataSync() as Float32Array | Int32Array;
-    out.set(k, { shape: spec.shape.slice(), dtype: spec.dtype === 'int64' ? 'int32' : 'float32', data: data.slice(), sourceDtype: spec.dtype });
+    out.set(k, {
+      shape: spec.shape.slice(),
+      dtype: spec.dtype === 'int64' ? 'int32' : 'float32',
+      data: data.slice(),
+      sourceDtype: spec.dtype,
+    });
     t.dispose();
   }
   return out;
@@ -176,7 +189,10 @@ export abstract class ClipParamModule extends ParamOwner {
    * @param params reference key -> variable (our layout); trainable except BatchNorm buffers
    * @param specs key -> PyTorch-layout spec, in state_dict order
    */
-  protected constructor(params: Map<string, tf.Variable>, readonly specs: Map<string, ParamSpec>) {
+  protected constructor(
+    params: Map<string, tf.Variable>,
+    readonly specs: Map<string, ParamSpec>,
+  ) {
     super(params);
   }
 
@@ -220,10 +236,18 @@ export abstract class ClipParamModule extends ParamOwner {
    * the metadata (`diffguide_config`), so head counts that the keys cannot tell survive a reload.
    * @param opts.dtype 'float16' halves the file (as CLIP's released weights)
    */
-  async save(path: string, opts: { dtype?: 'float32' | 'float16'; metadata?: Record<string, string> } = {}): Promise<void> {
+  async save(
+    path: string,
+    opts: { dtype?: 'float32' | 'float16'; metadata?: Record<string, string> } = {},
+  ): Promise<void> {
     const { writeSafetensors } = await import('../../lib/io/index.js');
     const { arch, config } = this.saveMetadata();
     const meta = { format: 'pt', diffguide_arch: arch, diffguide_config: JSON.stringify(config), ...opts.metadata };
-    await writeSafetensors(path, this.toHostStateDict(), meta, opts.dtype === 'float16' ? { dtype: 'float16' } : undefined);
+    await writeSafetensors(
+      path,
+      this.toHostStateDict(),
+      meta,
+      opts.dtype === 'float16' ? { dtype: 'float16' } : undefined,
+    );
   }
 }

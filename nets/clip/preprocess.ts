@@ -71,7 +71,12 @@ export function resizeShorterSide(h: number, w: number, size: number): [number, 
  * @param x [N, H, W, C] -> [N, size, size, C]
  * @param range clip to [lo, hi] after each pass as PIL does for 8-bit images (null: no clipping)
  */
-export function resizeShorterAndCenterCrop(x: tf.Tensor4D, size: number, kind: ResampleFilter = 'bicubic', range: [number, number] | null = null): tf.Tensor4D {
+export function resizeShorterAndCenterCrop(
+  x: tf.Tensor4D,
+  size: number,
+  kind: ResampleFilter = 'bicubic',
+  range: [number, number] | null = null,
+): tf.Tensor4D {
   const [n, h, w, c] = x.shape;
   if (h === size && w === size) return x.clone();
   return tf.tidy(() => {
@@ -86,11 +91,21 @@ export function resizeShorterAndCenterCrop(x: tf.Tensor4D, size: number, kind: R
     let y: tf.Tensor = x;
     // columns: [W, N*H*C] -> [size, N*H*C]
     if (!(w === size && rw === size)) {
-      y = clip(tf.matMul(mw, y.transpose([2, 0, 1, 3]).reshape([w, n * h * c])).reshape([size, n, h, c]).transpose([1, 2, 0, 3]));
+      y = clip(
+        tf
+          .matMul(mw, y.transpose([2, 0, 1, 3]).reshape([w, n * h * c]))
+          .reshape([size, n, h, c])
+          .transpose([1, 2, 0, 3]),
+      );
     }
     // rows: [H, N*size*C] -> [size, N*size*C]
     if (!(h === size && rh === size)) {
-      y = clip(tf.matMul(mh, y.transpose([1, 0, 2, 3]).reshape([h, n * size * c])).reshape([size, n, size, c]).transpose([1, 0, 2, 3]));
+      y = clip(
+        tf
+          .matMul(mh, y.transpose([1, 0, 2, 3]).reshape([h, n * size * c]))
+          .reshape([size, n, size, c])
+          .transpose([1, 0, 2, 3]),
+      );
     }
     return y as tf.Tensor4D;
   });
@@ -116,12 +131,18 @@ export interface PreprocessOptions {
  * @returns [N, R, R, 3] normalised pixels (the reference's `preprocess(image)` in NHWC)
  */
 export function clipPreprocess(x: tf.Tensor4D, resolution: number, opts: PreprocessOptions = {}): tf.Tensor4D {
-  if (x.rank !== 4 || x.shape[3] !== 3) throw new Error(`clipPreprocess: expected [N, H, W, 3] images in [-1, 1], got [${x.shape}]`);
+  if (x.rank !== 4 || x.shape[3] !== 3)
+    throw new Error(`clipPreprocess: expected [N, H, W, 3] images in [-1, 1], got [${x.shape}]`);
   const mean = opts.mean ?? CLIP_MEAN;
   const std = opts.std ?? CLIP_STD;
   return tf.tidy(() => {
     const unit = x.add(1).mul(0.5) as tf.Tensor4D;
-    const resized = resizeShorterAndCenterCrop(unit, resolution, opts.resample ?? 'bicubic', opts.clip === false ? null : [0, 1]);
+    const resized = resizeShorterAndCenterCrop(
+      unit,
+      resolution,
+      opts.resample ?? 'bicubic',
+      opts.clip === false ? null : [0, 1],
+    );
     return resized.sub(tf.tensor1d([...mean])).div(tf.tensor1d([...std])) as tf.Tensor4D;
   });
 }

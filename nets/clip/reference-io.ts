@@ -9,9 +9,18 @@ import type { StateTensor } from './params.js';
 
 /** Names of the outputs `clipReferenceOutputs` can produce. */
 export const CLIP_IO_OUTPUTS = [
-  'image_features', 'text_features', 'logits_per_image', 'logits_per_text', 'visual_after_ln_pre', 'visual_block0_out',
+  'image_features',
+  'text_features',
+  'logits_per_image',
+  'logits_per_text',
+  'visual_after_ln_pre',
+  'visual_block0_out',
   // ModifiedResNet towers (NCHW)
-  'visual_stem_out', 'visual_layer1_out', 'visual_layer2_out', 'visual_layer3_out', 'visual_layer4_out',
+  'visual_stem_out',
+  'visual_layer1_out',
+  'visual_layer2_out',
+  'visual_layer3_out',
+  'visual_layer4_out',
 ] as const;
 
 function toTensor(v: StateTensor, dtype: 'float32' | 'int32'): tf.Tensor {
@@ -52,7 +61,10 @@ export function clipReferenceOutputs(model: CLIP, inputs: Map<string, StateTenso
     ids.dispose();
   }
   if (out.has('image_features') && out.has('text_features') && model.params.has('logit_scale')) {
-    const { logitsPerImage, logitsPerText } = model.logits(out.get('image_features') as tf.Tensor2D, out.get('text_features') as tf.Tensor2D);
+    const { logitsPerImage, logitsPerText } = model.logits(
+      out.get('image_features') as tf.Tensor2D,
+      out.get('text_features') as tf.Tensor2D,
+    );
     out.set('logits_per_image', logitsPerImage);
     out.set('logits_per_text', logitsPerText);
   }

@@ -15,7 +15,9 @@ export function readMergesFile(path: string = weightsPath('bpe_simple_vocab_16e6
   try {
     raw = readFileSync(path);
   } catch (e) {
-    throw new Error(`Tokenizer: cannot read BPE merges file ${path} (${(e as Error).message}); pass the path of bpe_simple_vocab_16e6.txt.gz`);
+    throw new Error(
+      `Tokenizer: cannot read BPE merges file ${path} (${(e as Error).message}); pass the path of bpe_simple_vocab_16e6.txt.gz`,
+    );
   }
   return raw[0] === 0x1f && raw[1] === 0x8b ? gunzipSync(raw).toString('utf8') : raw.toString('utf8');
 }

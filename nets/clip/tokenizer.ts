@@ -42,7 +42,12 @@ export function bytesToUnicode(): { bytes: number[]; chars: string[] } {
 }
 
 const NAMED_ENTITIES: Record<string, string> = {
-  amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: '\u00a0',
+  amp: '&',
+  lt: '<',
+  gt: '>',
+  quot: '"',
+  apos: "'",
+  nbsp: '\u00a0',
 };
 
 /** HTML entity unescape for the common named entities and numeric references. */
@@ -137,7 +142,8 @@ export class Tokenizer {
     const merges: [string, string][] = [];
     for (let i = 1; i <= n; i++) {
       const parts = lines[i].split(/\s+/).filter((p) => p.length > 0);
-      if (parts.length !== 2) throw new Error(`Tokenizer: merges line ${i + 1} is not a pair: ${JSON.stringify(lines[i])}`);
+      if (parts.length !== 2)
+        throw new Error(`Tokenizer: merges line ${i + 1} is not a pair: ${JSON.stringify(lines[i])}`);
       merges.push([parts[0], parts[1]]);
     }
     return new Tokenizer(merges);
@@ -163,7 +169,9 @@ export class Tokenizer {
   static forVocabSize(vocabSize: number, path?: string): Tokenizer {
     const k = vocabSize - 2 * 256 - 2;
     if (!Number.isInteger(vocabSize) || k < 0) {
-      throw new Error(`Tokenizer: vocab size ${vocabSize} is too small for byte-level BPE (need at least 514 = 2*256 bytes + 2 specials)`);
+      throw new Error(
+        `Tokenizer: vocab size ${vocabSize} is too small for byte-level BPE (need at least 514 = 2*256 bytes + 2 specials)`,
+      );
     }
     const key = `${path ?? ''}#${k}`;
     let t = tokenizerCache.get(key);
@@ -230,7 +238,10 @@ export class Tokenizer {
       for (const b of utf8.encode(piece)) encoded += this.byteEncoder[b];
       for (const sym of this.bpe(encoded)) {
         const id = this.encoder.get(sym);
-        if (id === undefined) throw new Error(`Tokenizer: BPE symbol ${JSON.stringify(sym)} is not in the vocabulary (corrupt merges file?)`);
+        if (id === undefined)
+          throw new Error(
+            `Tokenizer: BPE symbol ${JSON.stringify(sym)} is not in the vocabulary (corrupt merges file?)`,
+          );
         ids.push(id);
       }
     }
@@ -242,7 +253,8 @@ export class Tokenizer {
     let s = '';
     for (let i = 0; i < ids.length; i++) {
       const sym = this.decoder[ids[i]];
-      if (sym === undefined) throw new Error(`Tokenizer.decode: id ${ids[i]} is outside the vocabulary (size ${this.vocabSize})`);
+      if (sym === undefined)
+        throw new Error(`Tokenizer.decode: id ${ids[i]} is outside the vocabulary (size ${this.vocabSize})`);
       s += sym;
     }
     const bytes: number[] = [];
@@ -268,7 +280,9 @@ export class Tokenizer {
       const ids = [this.sot, ...this.encode(text), this.eot];
       if (ids.length > ctx) {
         if (!opts.truncate) {
-          throw new Error(`Tokenizer: input ${JSON.stringify(text)} is ${ids.length} tokens, longer than the context length ${ctx}; shorten it or pass {truncate: true}`);
+          throw new Error(
+            `Tokenizer: input ${JSON.stringify(text)} is ${ids.length} tokens, longer than the context length ${ctx}; shorten it or pass {truncate: true}`,
+          );
         }
         ids.length = ctx;
         ids[ctx - 1] = this.eot;
@@ -304,7 +318,8 @@ export function setMergesReader(reader: MergesReader): void {
 /** Use this merges text (a browser's fetched, decompressed `bpe_simple_vocab_16e6.txt`) as the shipped file. */
 export function setMergesText(text: string): void {
   setMergesReader((path) => {
-    if (path !== undefined) throw new Error(`Tokenizer: only the registered merges text is available here, not a file ${path}`);
+    if (path !== undefined)
+      throw new Error(`Tokenizer: only the registered merges text is available here, not a file ${path}`);
     return text;
   });
 }

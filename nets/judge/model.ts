@@ -61,9 +61,13 @@ function ours(shape: number[], layout: Layout): number[] {
 }
 
 export class Judge extends ParamOwner {
-  constructor(readonly config: JudgeConfig, params: Map<string, tf.Variable>) {
+  constructor(
+    readonly config: JudgeConfig,
+    params: Map<string, tf.Variable>,
+  ) {
     super(params);
-    if (config.widths.length !== config.strides.length) throw new Error('JudgeConfig: widths and strides must have the same length');
+    if (config.widths.length !== config.strides.length)
+      throw new Error('JudgeConfig: widths and strides must have the same length');
   }
 
   /** Fresh He-normal weights (seeded), zero biases, unit norms. */
@@ -99,7 +103,9 @@ export class Judge extends ParamOwner {
     if (c !== 3) throw new Error(`judge: expected [N, H, W, 3] images in [-1, 1], got shape [${x.shape}]`);
     if (h === s && w === s) return x;
     if (h % s === 0 && w % s === 0 && h / s === w / s) return tf.avgPool(x, h / s, h / s, 'valid') as tf.Tensor4D;
-    throw new Error(`judge: images must be ${s}x${s} or an integer multiple, got ${h}x${w}; resize them first (lib/image resize)`);
+    throw new Error(
+      `judge: images must be ${s}x${s} or an integer multiple, got ${h}x${w}; resize them first (lib/image resize)`,
+    );
   }
 
   /**
@@ -124,8 +130,30 @@ export class Judge extends ParamOwner {
       let h = this.prepare(x);
       const maps: tf.Tensor4D[] = [];
       this.config.widths.forEach((_, i) => {
-        h = conv2d(h, this.p(`blocks.${i}.conv.weight`) as tf.Tensor4D, this.p(`blocks.${i}.conv.bias`) as tf.Tensor1D, { stride: this.config.strides[i], pad: this.config.strides[i] === 2 ? [[0, 1], [0, 1]] : 1 });
-        h = silu(groupNorm(h, this.config.groups, this.p(`blocks.${i}.norm.weight`) as tf.Tensor1D, this.p(`blocks.${i}.norm.bias`) as tf.Tensor1D, 1e-5));
+        h = conv2d(
+          h,
+          this.p(`blocks.${i}.conv.weight`) as tf.Tensor4D,
+          this.p(`blocks.${i}.conv.bias`) as tf.Tensor1D,
+          {
+            stride: this.config.strides[i],
+            pad:
+              this.config.strides[i] === 2
+                ? [
+                    [0, 1],
+                    [0, 1],
+                  ]
+                : 1,
+          },
+        );
+        h = silu(
+          groupNorm(
+            h,
+            this.config.groups,
+            this.p(`blocks.${i}.norm.weight`) as tf.Tensor1D,
+            this.p(`blocks.${i}.norm.bias`) as tf.Tensor1D,
+            1e-5,
+          ),
+        );
         maps.push(h);
       });
       return maps;
@@ -181,8 +209,15 @@ export class Judge extends ParamOwner {
     const sd: StateDict = new Map();
     for (const [name, spec] of judgeParamSpecs(this.config)) {
       const v = this.params.get(name)!;
-      const t = tf.tidy(() => (spec.layout === 'conv' ? v.transpose([3, 2, 0, 1]) : spec.layout === 'linear' ? v.transpose() : v.clone()));
-      sd.set(name, { shape: spec.shape, dtype: 'float32', data: t.dataSync() as Float32Array, sourceDtype: 'float32' } as HostTensor);
+      const t = tf.tidy(() =>
+        spec.layout === 'conv' ? v.transpose([3, 2, 0, 1]) : spec.layout === 'linear' ? v.transpose() : v.clone(),
+      );
+      sd.set(name, {
+        shape: spec.shape,
+        dtype: 'float32',
+        data: t.dataSync() as Float32Array,
+        sourceDtype: 'float32',
+      } as HostTensor);
       t.dispose();
     }
     return sd;
@@ -193,8 +228,12 @@ export class Judge extends ParamOwner {
     const params = new Map<string, tf.Variable>();
     for (const [name, spec] of judgeParamSpecs(config)) {
       const e = sd.get(name);
-      if (!e) throw new Error(`${source} has no key ${name}; expected a diffguide judge checkpoint (weights/judge/judge.safetensors)`);
-      if (e.shape.join(',') !== spec.shape.join(',')) throw new Error(`${source}: ${name} has shape [${e.shape}], the config expects [${spec.shape}]`);
+      if (!e)
+        throw new Error(
+          `${source} has no key ${name}; expected a diffguide judge checkpoint (weights/judge/judge.safetensors)`,
+        );
+      if (e.shape.join(',') !== spec.shape.join(','))
+        throw new Error(`${source}: ${name} has shape [${e.shape}], the config expects [${spec.shape}]`);
       const t = tf.tidy(() => {
         const raw = tf.tensor(Float32Array.from(e.data as ArrayLike<number>), spec.shape);
         return spec.layout === 'conv' ? raw.transpose([2, 3, 1, 0]) : spec.layout === 'linear' ? raw.transpose() : raw;

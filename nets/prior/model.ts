@@ -37,9 +37,16 @@ export interface PriorConfig {
 
 export function priorConfig(partial: Partial<PriorConfig> & { embedDim: number }): PriorConfig {
   const width = partial.width ?? 256;
-  const c: PriorConfig = { embedDim: partial.embedDim, width, depth: partial.depth ?? 4, hidden: partial.hidden ?? 2 * width, timesteps: partial.timesteps ?? 1000 };
+  const c: PriorConfig = {
+    embedDim: partial.embedDim,
+    width,
+    depth: partial.depth ?? 4,
+    hidden: partial.hidden ?? 2 * width,
+    timesteps: partial.timesteps ?? 1000,
+  };
   for (const k of ['embedDim', 'width', 'depth', 'hidden', 'timesteps'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] < 1) throw new Error(`Prior config: ${k} must be a positive integer, got ${JSON.stringify(c[k])}`);
+    if (!Number.isInteger(c[k]) || c[k] < 1)
+      throw new Error(`Prior config: ${k} must be a positive integer, got ${JSON.stringify(c[k])}`);
   }
   return c;
 }
@@ -77,10 +84,20 @@ export function priorParamSpecs(c: PriorConfig): Map<string, { shape: number[]; 
 function sinusoid(t: tf.Tensor1D, dim: number): tf.Tensor2D {
   return tf.tidy(() => {
     const half = Math.floor(dim / 2);
-    const freqs = tf.range(0, half, 1, 'float32').mul(-Math.log(10000) / half).exp();
-    const args = t.cast('float32').reshape([-1, 1]).mul(freqs.reshape([1, half]));
+    const freqs = tf
+      .range(0, half, 1, 'float32')
+      .mul(-Math.log(10000) / half)
+      .exp();
+    const args = t
+      .cast('float32')
+      .reshape([-1, 1])
+      .mul(freqs.reshape([1, half]));
     let e = tf.concat([tf.cos(args), tf.sin(args)], 1);
-    if (dim % 2) e = tf.pad(e, [[0, 0], [0, 1]]);
+    if (dim % 2)
+      e = tf.pad(e, [
+        [0, 0],
+        [0, 1],
+      ]);
     return e as tf.Tensor2D;
   });
 }
@@ -107,7 +124,8 @@ export class Prior extends ParamOwner {
       else if (k === 'null_cond') v = rng.normal(ours);
       else if (/^(out_proj|blocks\.\d+\.fc2)\./.test(k)) v = tf.zeros(ours);
       else {
-        const fanIn = spec.layout === 'linear' ? spec.shape[1] : priorParamSpecs(c).get(k.replace(/bias$/, 'weight'))!.shape[1];
+        const fanIn =
+          spec.layout === 'linear' ? spec.shape[1] : priorParamSpecs(c).get(k.replace(/bias$/, 'weight'))!.shape[1];
         const b = 1 / Math.sqrt(fanIn);
         v = rng.uniform(ours, -b, b);
       }
@@ -121,20 +139,29 @@ export class Prior extends ParamOwner {
    * From a PyTorch-layout state_dict (our own format: see the module comment).
    * @param config the saved config (`prior.config.json`); embedDim/width/depth/hidden are inferred from shapes when omitted.
    */
-  static fromStateDict(sd: Map<string, { shape: number[]; data: ArrayLike<number> }>, config?: Partial<PriorConfig>): Prior {
+  static fromStateDict(
+    sd: Map<string, { shape: number[]; data: ArrayLike<number> }>,
+    config?: Partial<PriorConfig>,
+  ): Prior {
     const xp = sd.get('x_proj.weight');
     const fc1 = sd.get('blocks.0.fc1.weight');
     if (!xp || !fc1) {
-      throw new Error(`not an unCLIP prior checkpoint: no key ${xp ? 'blocks.0.fc1.weight' : 'x_proj.weight'}; expected a diffguide prior (weights/prior/prior.safetensors, made by: diffguide train prior)`);
+      throw new Error(
+        `not an unCLIP prior checkpoint: no key ${xp ? 'blocks.0.fc1.weight' : 'x_proj.weight'}; expected a diffguide prior (weights/prior/prior.safetensors, made by: diffguide train prior)`,
+      );
     }
     let depth = 0;
     while (sd.has(`blocks.${depth}.fc1.weight`)) depth++;
     const c = priorConfig({ ...config, embedDim: xp.shape[1], width: xp.shape[0], hidden: fc1.shape[0], depth });
     const specs = priorParamSpecs(c);
     const missing = [...specs.keys()].filter((k) => !sd.has(k));
-    const bad = [...specs].filter(([k, s]) => sd.has(k) && sd.get(k)!.shape.join() !== s.shape.join()).map(([k, s]) => `${k}: file [${sd.get(k)!.shape}] vs expected [${s.shape}]`);
+    const bad = [...specs]
+      .filter(([k, s]) => sd.has(k) && sd.get(k)!.shape.join() !== s.shape.join())
+      .map(([k, s]) => `${k}: file [${sd.get(k)!.shape}] vs expected [${s.shape}]`);
     if (missing.length || bad.length) {
-      throw new Error(`prior checkpoint does not match (${JSON.stringify(c)}): ${missing.length ? `missing ${missing.slice(0, 8).join(', ')}` : ''}${bad.length ? ` shape mismatch ${bad.slice(0, 8).join('; ')}` : ''}`);
+      throw new Error(
+        `prior checkpoint does not match (${JSON.stringify(c)}): ${missing.length ? `missing ${missing.slice(0, 8).join(', ')}` : ''}${bad.length ? ` shape mismatch ${bad.slice(0, 8).join('; ')}` : ''}`,
+      );
     }
     const params = new Map<string, tf.Variable>();
     for (const [k, spec] of specs) {
@@ -195,10 +222,14 @@ export class Prior extends ParamOwner {
     return tf.tidy(() => {
       const c = this.config;
       const n = x.shape[0];
-      if (x.rank !== 2 || x.shape[1] !== c.embedDim) throw new Error(`Prior.apply: x must be [N, ${c.embedDim}], got [${x.shape}]`);
-      if (text.shape[0] !== n || text.shape[1] !== c.embedDim) throw new Error(`Prior.apply: text must be [${n}, ${c.embedDim}], got [${text.shape}]`);
-      const L = (name: string, v: tf.Tensor2D) => linear(v, this.p(`${name}.weight`) as tf.Tensor2D, this.p(`${name}.bias`) as tf.Tensor1D);
-      const LN = (name: string, v: tf.Tensor2D) => layerNorm(v, this.p(`${name}.weight`) as tf.Tensor1D, this.p(`${name}.bias`) as tf.Tensor1D, 1e-5);
+      if (x.rank !== 2 || x.shape[1] !== c.embedDim)
+        throw new Error(`Prior.apply: x must be [N, ${c.embedDim}], got [${x.shape}]`);
+      if (text.shape[0] !== n || text.shape[1] !== c.embedDim)
+        throw new Error(`Prior.apply: text must be [${n}, ${c.embedDim}], got [${text.shape}]`);
+      const L = (name: string, v: tf.Tensor2D) =>
+        linear(v, this.p(`${name}.weight`) as tf.Tensor2D, this.p(`${name}.bias`) as tf.Tensor1D);
+      const LN = (name: string, v: tf.Tensor2D) =>
+        layerNorm(v, this.p(`${name}.weight`) as tf.Tensor1D, this.p(`${name}.bias`) as tf.Tensor1D, 1e-5);
       let cv = this.toDataSpace(text);
       if (keep) {
         const k = keep.cast('float32').reshape([n, 1]);
@@ -229,8 +260,14 @@ export class Prior extends ParamOwner {
       const n = x0.shape[0];
       const T = alphasCumprod.length;
       const ts = Array.from({ length: n }, () => rng.int(T));
-      const keep = tf.tensor1d(Array.from({ length: n }, () => (rng.float() < pDrop ? 0 : 1)), 'float32');
-      const a = tf.tensor2d(ts.map((i) => alphasCumprod[i]), [n, 1]);
+      const keep = tf.tensor1d(
+        Array.from({ length: n }, () => (rng.float() < pDrop ? 0 : 1)),
+        'float32',
+      );
+      const a = tf.tensor2d(
+        ts.map((i) => alphasCumprod[i]),
+        [n, 1],
+      );
       const xd = this.toDataSpace(x0);
       const z = rng.normal<tf.Rank.R2>([n, this.config.embedDim]);
       const xt = xd.mul(a.sqrt()).add(z.mul(tf.scalar(1).sub(a).sqrt())) as tf.Tensor2D;

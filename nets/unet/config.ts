@@ -166,16 +166,23 @@ export interface UNetPlan {
 function resolveHeads(channels: number, numHeads: number, numHeadChannels: number, where: string): number {
   if (numHeadChannels === -1) {
     if (!(numHeads >= 1) || channels % numHeads !== 0)
-      throw new Error(`UNet config: attention at ${where} has ${channels} channels, not divisible by numHeads ${numHeads}`);
+      throw new Error(
+        `UNet config: attention at ${where} has ${channels} channels, not divisible by numHeads ${numHeads}`,
+      );
     return numHeads;
   }
   if (!(numHeadChannels >= 1) || channels % numHeadChannels !== 0)
-    throw new Error(`UNet config: attention at ${where} has ${channels} channels, not divisible by numHeadChannels ${numHeadChannels}`);
+    throw new Error(
+      `UNet config: attention at ${where} has ${channels} channels, not divisible by numHeadChannels ${numHeadChannels}`,
+    );
   return channels / numHeadChannels;
 }
 
 function checkGroups(c: number, where: string): void {
-  if (c % 32 !== 0) throw new Error(`UNet config: GroupNorm(32) at ${where} needs channels divisible by 32, got ${c}; check modelChannels/channelMult`);
+  if (c % 32 !== 0)
+    throw new Error(
+      `UNet config: GroupNorm(32) at ${where} needs channels divisible by 32, got ${c}; check modelChannels/channelMult`,
+    );
 }
 
 /** Build the layer plan and the parameter list (reference names, PyTorch shapes) of a config. */
@@ -210,14 +217,30 @@ export function buildPlan(config: UNetConfig): UNetPlan {
   const res = (p: string, cin: number, cout: number, updown: ResLayer['updown'] = null): ResLayer => {
     const l: ResLayer = gd
       ? {
-          type: 'res', cin, cout, updown, scaleShift: c.useScaleShiftNorm,
-          norm1: `${p}.in_layers.0`, conv1: `${p}.in_layers.2`, embProj: `${p}.emb_layers.1`,
-          norm2: `${p}.out_layers.0`, conv2: `${p}.out_layers.3`, skip: cin !== cout ? `${p}.skip_connection` : null,
+          type: 'res',
+          cin,
+          cout,
+          updown,
+          scaleShift: c.useScaleShiftNorm,
+          norm1: `${p}.in_layers.0`,
+          conv1: `${p}.in_layers.2`,
+          embProj: `${p}.emb_layers.1`,
+          norm2: `${p}.out_layers.0`,
+          conv2: `${p}.out_layers.3`,
+          skip: cin !== cout ? `${p}.skip_connection` : null,
         }
       : {
-          type: 'res', cin, cout, updown, scaleShift: false,
-          norm1: `${p}.norm1`, conv1: `${p}.conv1`, embProj: `${p}.temb_proj`,
-          norm2: `${p}.norm2`, conv2: `${p}.conv2`, skip: cin !== cout ? `${p}.nin_shortcut` : null,
+          type: 'res',
+          cin,
+          cout,
+          updown,
+          scaleShift: false,
+          norm1: `${p}.norm1`,
+          conv1: `${p}.conv1`,
+          embProj: `${p}.temb_proj`,
+          norm2: `${p}.norm2`,
+          conv2: `${p}.conv2`,
+          skip: cin !== cout ? `${p}.nin_shortcut` : null,
         };
     addNorm(l.norm1, cin);
     addConv(l.conv1, cin, cout);
@@ -230,12 +253,30 @@ export function buildPlan(config: UNetConfig): UNetPlan {
   const attention = (p: string, ch: number, heads: number): AttnLayer => {
     const l: AttnLayer = gd
       ? {
-          type: 'attn', channels: ch, heads, norm: `${p}.norm`, qkv: `${p}.qkv`, q: null, k: null, v: null,
-          proj: `${p}.proj_out`, encoderKv: c.tokenCondDim ? `${p}.encoder_kv` : null, newOrder: c.useNewAttentionOrder,
+          type: 'attn',
+          channels: ch,
+          heads,
+          norm: `${p}.norm`,
+          qkv: `${p}.qkv`,
+          q: null,
+          k: null,
+          v: null,
+          proj: `${p}.proj_out`,
+          encoderKv: c.tokenCondDim ? `${p}.encoder_kv` : null,
+          newOrder: c.useNewAttentionOrder,
         }
       : {
-          type: 'attn', channels: ch, heads: 1, norm: `${p}.norm`, qkv: null, q: `${p}.q`, k: `${p}.k`, v: `${p}.v`,
-          proj: `${p}.proj_out`, encoderKv: null, newOrder: false,
+          type: 'attn',
+          channels: ch,
+          heads: 1,
+          norm: `${p}.norm`,
+          qkv: null,
+          q: `${p}.q`,
+          k: `${p}.k`,
+          v: `${p}.v`,
+          proj: `${p}.proj_out`,
+          encoderKv: null,
+          newOrder: false,
         };
     addNorm(l.norm, ch);
     if (gd) {
@@ -287,7 +328,11 @@ export function buildPlan(config: UNetConfig): UNetPlan {
       }
     }
     const middle: Block = {
-      layers: [res('middle_block.0', ch, ch), attention('middle_block.1', ch, heads(ch, false, 'middle_block.1')), res('middle_block.2', ch, ch)],
+      layers: [
+        res('middle_block.0', ch, ch),
+        attention('middle_block.1', ch, heads(ch, false, 'middle_block.1')),
+        res('middle_block.2', ch, ch),
+      ],
       capture: 'middle_block',
     };
     const output: Block[] = [];
@@ -314,9 +359,19 @@ export function buildPlan(config: UNetConfig): UNetPlan {
     addNorm('out.0', ch);
     addConv('out.2', inputCh, c.outChannels);
     plan = {
-      config: c, params, timeEmbed: ['time_embed.0', 'time_embed.2'], labelEmb: c.numClasses !== null ? 'label_emb' : null,
-      embCondProj: c.embCondDim !== null ? 'transformer_proj' : null, input, middle, output,
-      outNorm: 'out.0', outConv: 'out.2', embName: 'emb', normEps: 1e-5, levels: L,
+      config: c,
+      params,
+      timeEmbed: ['time_embed.0', 'time_embed.2'],
+      labelEmb: c.numClasses !== null ? 'label_emb' : null,
+      embCondProj: c.embCondDim !== null ? 'transformer_proj' : null,
+      input,
+      middle,
+      output,
+      outNorm: 'out.0',
+      outConv: 'out.2',
+      embName: 'emb',
+      normEps: 1e-5,
+      levels: L,
     };
   } else {
     addLinear('temb.dense.0', mc, ted);
@@ -345,7 +400,11 @@ export function buildPlan(config: UNetConfig): UNetPlan {
       }
     }
     const middle: Block = {
-      layers: [res('mid.block_1', blockIn, blockIn), attention('mid.attn_1', blockIn, 1), res('mid.block_2', blockIn, blockIn)],
+      layers: [
+        res('mid.block_1', blockIn, blockIn),
+        attention('mid.attn_1', blockIn, 1),
+        res('mid.block_2', blockIn, blockIn),
+      ],
       capture: 'mid',
     };
     const output: Block[] = [];
@@ -368,8 +427,19 @@ export function buildPlan(config: UNetConfig): UNetPlan {
     addNorm('norm_out', blockIn);
     addConv('conv_out', blockIn, c.outChannels);
     plan = {
-      config: c, params, timeEmbed: ['temb.dense.0', 'temb.dense.1'], labelEmb: null, embCondProj: null, input, middle, output,
-      outNorm: 'norm_out', outConv: 'conv_out', embName: 'temb', normEps: 1e-6, levels: L,
+      config: c,
+      params,
+      timeEmbed: ['temb.dense.0', 'temb.dense.1'],
+      labelEmb: null,
+      embCondProj: null,
+      input,
+      middle,
+      output,
+      outNorm: 'norm_out',
+      outConv: 'conv_out',
+      embName: 'temb',
+      normEps: 1e-6,
+      levels: L,
     };
   }
   plan.params = referenceOrder(plan.params, c.kind);
@@ -387,14 +457,16 @@ function referenceOrder(params: Map<string, ParamSpec>, kind: UNetKind): Map<str
     let m: RegExpExecArray | null;
     if (k.startsWith('temb.')) return [0];
     if (k.startsWith('conv_in.')) return [1];
-    if ((m = /^(down|up)\.(\d+)\.(block|attn)\.(\d+)\./.exec(k))) return [m[1] === 'down' ? 2 : 4, +m[2], m[3] === 'block' ? 0 : 1, +m[4]];
+    if ((m = /^(down|up)\.(\d+)\.(block|attn)\.(\d+)\./.exec(k)))
+      return [m[1] === 'down' ? 2 : 4, +m[2], m[3] === 'block' ? 0 : 1, +m[4]];
     if ((m = /^(down|up)\.(\d+)\.(downsample|upsample)\./.exec(k))) return [m[1] === 'down' ? 2 : 4, +m[2], 2];
     if (k.startsWith('mid.')) return [3, k.startsWith('mid.block_1.') ? 0 : k.startsWith('mid.attn_1.') ? 1 : 2];
     if (k.startsWith('norm_out.')) return [5];
     return [6];
   };
   const cmp = (a: number[], b: number[]) => {
-    for (let i = 0; i < Math.max(a.length, b.length); i++) if ((a[i] ?? -1) !== (b[i] ?? -1)) return (a[i] ?? -1) - (b[i] ?? -1);
+    for (let i = 0; i < Math.max(a.length, b.length); i++)
+      if ((a[i] ?? -1) !== (b[i] ?? -1)) return (a[i] ?? -1) - (b[i] ?? -1);
     return 0;
   };
   const entries = [...params.entries()].map((e, i) => ({ e, r: rank(e[0]), i }));
@@ -440,22 +512,35 @@ export function validateConfig(partial: Partial<UNetConfig> & { kind?: UNetKind 
   const c: UNetConfig = { ...defaultConfig(partial.kind ?? 'guided-diffusion'), ...stripUndefined(partial) };
   const posInt = (k: keyof UNetConfig) => {
     const v = c[k];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`UNet config: ${k} must be a positive integer, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+      throw new Error(`UNet config: ${k} must be a positive integer, got ${JSON.stringify(v)}`);
   };
-  if (c.kind !== 'guided-diffusion' && c.kind !== 'ddpm') throw new Error(`UNet config: kind must be 'guided-diffusion' or 'ddpm', got ${JSON.stringify(c.kind)}`);
+  if (c.kind !== 'guided-diffusion' && c.kind !== 'ddpm')
+    throw new Error(`UNet config: kind must be 'guided-diffusion' or 'ddpm', got ${JSON.stringify(c.kind)}`);
   posInt('inChannels');
   posInt('modelChannels');
   posInt('outChannels');
   posInt('numResBlocks');
   if (!Array.isArray(c.channelMult) || c.channelMult.length === 0 || c.channelMult.some((m) => !(m > 0)))
-    throw new Error(`UNet config: channelMult must be a non-empty list of positive numbers, got ${JSON.stringify(c.channelMult)}`);
+    throw new Error(
+      `UNet config: channelMult must be a non-empty list of positive numbers, got ${JSON.stringify(c.channelMult)}`,
+    );
   if (!Array.isArray(c.attentionDs) || c.attentionDs.some((d) => !Number.isInteger(d) || d < 1))
-    throw new Error(`UNet config: attentionDs must list downsample rates (positive integers), got ${JSON.stringify(c.attentionDs)}`);
+    throw new Error(
+      `UNet config: attentionDs must list downsample rates (positive integers), got ${JSON.stringify(c.attentionDs)}`,
+    );
   if (!(c.dropout >= 0 && c.dropout < 1)) throw new Error(`UNet config: dropout must be in [0, 1), got ${c.dropout}`);
   if (c.numClasses !== null) posInt('numClasses');
   if (c.embCondDim !== null) posInt('embCondDim');
   if (c.tokenCondDim !== null) posInt('tokenCondDim');
-  if (c.kind === 'ddpm' && (c.numClasses !== null || c.embCondDim !== null || c.tokenCondDim !== null || c.useScaleShiftNorm || c.resblockUpdown))
+  if (
+    c.kind === 'ddpm' &&
+    (c.numClasses !== null ||
+      c.embCondDim !== null ||
+      c.tokenCondDim !== null ||
+      c.useScaleShiftNorm ||
+      c.resblockUpdown)
+  )
     throw new Error(
       'UNet config: the DDPM architecture has no class, embedding or token conditioning, scale-shift norm or ResBlock resampling; use kind "guided-diffusion" for those',
     );
@@ -500,11 +585,15 @@ function bool(v: unknown, fallback: boolean): boolean {
  * Our own extension keys `emb_cond_dim` / `token_cond_dim` (or the camelCase UNetConfig fields) are accepted too.
  */
 export function configFromReference(json: Record<string, unknown>): UNetConfig {
-  if (json && typeof json === 'object' && 'kind' in json && 'modelChannels' in json) return validateConfig(json as Partial<UNetConfig>);
+  if (json && typeof json === 'object' && 'kind' in json && 'modelChannels' in json)
+    return validateConfig(json as Partial<UNetConfig>);
   let j: Record<string, unknown> = json;
   if (j.model && typeof j.model === 'object') {
     const data = (j.data ?? {}) as Record<string, unknown>;
-    j = { ...(j.model as Record<string, unknown>), resolution: (j.model as Record<string, unknown>).resolution ?? data.image_size };
+    j = {
+      ...(j.model as Record<string, unknown>),
+      resolution: (j.model as Record<string, unknown>).resolution ?? data.image_size,
+    };
   }
   const isDdpm = 'ch' in j || 'ch_mult' in j || 'attn_resolutions' in j || 'out_ch' in j;
   if (isDdpm) {
@@ -512,7 +601,8 @@ export function configFromReference(json: Record<string, unknown>): UNetConfig {
     const mult = numList(j.ch_mult ?? [1, 2, 2, 2], 'ch_mult');
     const attnRes = new Set(numList(j.attn_resolutions ?? [], 'attn_resolutions'));
     const ds: number[] = [];
-    if (attnRes.size && !(res > 0)) throw new Error('DDPM config: attn_resolutions needs resolution (or data.image_size) to place attention');
+    if (attnRes.size && !(res > 0))
+      throw new Error('DDPM config: attn_resolutions needs resolution (or data.image_size) to place attention');
     for (let i = 0; i < mult.length; i++) if (attnRes.has(Math.floor(res / 2 ** i))) ds.push(2 ** i);
     const inC = Number(j.in_channels ?? 3);
     return validateConfig({
@@ -536,14 +626,18 @@ export function configFromReference(json: Record<string, unknown>): UNetConfig {
     if (!createModelStyle && cm === undefined) mult = [1, 2, 4, 8];
     else {
       const d = size !== undefined ? GD_DEFAULT_MULT[size] : undefined;
-      if (!d) throw new Error(`guided-diffusion config: channel_mult "" has no default for image_size ${size} (create_model knows 64, 128, 256, 512); give channel_mult`);
+      if (!d)
+        throw new Error(
+          `guided-diffusion config: channel_mult "" has no default for image_size ${size} (create_model knows 64, 128, 256, 512); give channel_mult`,
+        );
       mult = d;
     }
   } else mult = numList(cm, 'channel_mult');
   let attentionDs: number[];
   if (createModelStyle) {
     const resList = numList(j.attention_resolutions ?? '16', 'attention_resolutions');
-    if (resList.length && size === undefined) throw new Error('guided-diffusion config: attention_resolutions (resolutions) need image_size');
+    if (resList.length && size === undefined)
+      throw new Error('guided-diffusion config: attention_resolutions (resolutions) need image_size');
     attentionDs = resList.map((r) => Math.floor(size! / Math.trunc(r)));
   } else attentionDs = numList(j.attention_resolutions ?? [], 'attention_resolutions');
   const inC = Number(j.in_channels ?? 3);
@@ -593,13 +687,17 @@ function shapesOf(sd: ShapeSource): Map<string, number[]> {
 /** Which UNet family a state_dict's keys belong to, or null. */
 export function detectUNetKind(sd: ShapeSource): UNetKind | null {
   const s = shapesOf(sd);
-  if (s.has('time_embed.0.weight') && s.has('input_blocks.0.0.weight') && s.has('out.2.weight')) return 'guided-diffusion';
+  if (s.has('time_embed.0.weight') && s.has('input_blocks.0.0.weight') && s.has('out.2.weight'))
+    return 'guided-diffusion';
   if (s.has('temb.dense.0.weight') && s.has('conv_in.weight') && s.has('conv_out.weight')) return 'ddpm';
   return null;
 }
 
 /** Names where two key->shape maps differ: missing (in expected only), unexpected (in got only), shape mismatches. */
-export function diffKeys(expected: Map<string, number[]>, got: Map<string, number[]>): { missing: string[]; unexpected: string[]; mismatched: string[] } {
+export function diffKeys(
+  expected: Map<string, number[]>,
+  got: Map<string, number[]>,
+): { missing: string[]; unexpected: string[]; mismatched: string[] } {
   const missing = [...expected.keys()].filter((k) => !got.has(k));
   const unexpected = [...got.keys()].filter((k) => !expected.has(k));
   const mismatched = [...expected.keys()]
@@ -663,8 +761,16 @@ export function inferUNetConfig(sd: ShapeSource, hints: Partial<UNetConfig> = {}
     for (const convResample of [s.has('down.0.downsample.conv.weight') || L === 1, false, true]) {
       candidates.push(
         validateConfig({
-          kind, inChannels: inC, modelChannels: mc, outChannels: outC, numResBlocks: blocks.size,
-          attentionDs: ds, channelMult: mult, convResample, dropout: 0, ...hints,
+          kind,
+          inChannels: inC,
+          modelChannels: mc,
+          outChannels: outC,
+          numResBlocks: blocks.size,
+          attentionDs: ds,
+          channelMult: mult,
+          convResample,
+          dropout: 0,
+          ...hints,
         }),
       );
     }
@@ -696,7 +802,9 @@ export function inferUNetConfig(sd: ShapeSource, hints: Partial<UNetConfig> = {}
     const attnWidths: number[] = [];
     for (const [k, v] of s) if (k.endsWith('.qkv.weight')) attnWidths.push(v[1]);
     const headDefaults: Partial<UNetConfig> =
-      attnWidths.length && attnWidths.every((w) => w % 64 === 0) ? { numHeadChannels: 64, numHeads: 4 } : { numHeadChannels: -1, numHeads: 1 };
+      attnWidths.length && attnWidths.every((w) => w % 64 === 0)
+        ? { numHeadChannels: 64, numHeads: 4 }
+        : { numHeadChannels: -1, numHeads: 1 };
     for (let nrb = 1; nrb < nOut; nrb++) {
       if (nOut % (nrb + 1) !== 0) continue;
       const L = nOut / (nrb + 1);
@@ -720,9 +828,22 @@ export function inferUNetConfig(sd: ShapeSource, hints: Partial<UNetConfig> = {}
         for (const convResample of [true, false]) {
           candidates.push(
             validateConfig({
-              kind, inChannels: inW[1], modelChannels: mc, outChannels: outC, numResBlocks: nrb,
-              attentionDs: [...ds].sort((a, b) => a - b), channelMult: mult, numClasses, embCondDim, tokenCondDim,
-              useScaleShiftNorm: scaleShift, resblockUpdown, convResample, dropout: 0, ...headDefaults, ...hints,
+              kind,
+              inChannels: inW[1],
+              modelChannels: mc,
+              outChannels: outC,
+              numResBlocks: nrb,
+              attentionDs: [...ds].sort((a, b) => a - b),
+              channelMult: mult,
+              numClasses,
+              embCondDim,
+              tokenCondDim,
+              useScaleShiftNorm: scaleShift,
+              resblockUpdown,
+              convResample,
+              dropout: 0,
+              ...headDefaults,
+              ...hints,
             }),
           );
         }
@@ -744,7 +865,9 @@ export function inferUNetConfig(sd: ShapeSource, hints: Partial<UNetConfig> = {}
         `shape mismatches ${d.mismatched.slice(0, 3).join('; ') || 'none'}). Pass the config explicitly (--config CONFIG.json).`,
     );
   }
-  throw new Error(`cannot infer a ${kind} UNet config: unusual block layout (${s.size} keys); pass the config explicitly (--config CONFIG.json)`);
+  throw new Error(
+    `cannot infer a ${kind} UNet config: unusual block layout (${s.size} keys); pass the config explicitly (--config CONFIG.json)`,
+  );
 }
 
 /** One-line summary of a config. */

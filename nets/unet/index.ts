@@ -25,5 +25,9 @@ import { registerArchitectureDetector, type ShapeMap } from '../../lib/io/arch.j
 import { detectUNetKind, inferUNetConfig } from './config.js';
 
 // `diffguide inspect` names UNet checkpoints through these detectors (the config is inferred from keys and shapes).
-registerArchitectureDetector('guided-diffusion-unet', (sd: ShapeMap) => (detectUNetKind(sd) === 'guided-diffusion' ? { config: inferUNetConfig(sd) } : null));
-registerArchitectureDetector('ddpm-unet', (sd: ShapeMap) => (detectUNetKind(sd) === 'ddpm' ? { config: inferUNetConfig(sd) } : null));
+registerArchitectureDetector('guided-diffusion-unet', (sd: ShapeMap) =>
+  detectUNetKind(sd) === 'guided-diffusion' ? { config: inferUNetConfig(sd) } : null,
+);
+registerArchitectureDetector('ddpm-unet', (sd: ShapeMap) =>
+  detectUNetKind(sd) === 'ddpm' ? { config: inferUNetConfig(sd) } : null,
+);

@@ -123,9 +123,19 @@ export function timestepEmbedding(t: tf.Tensor1D, dim: number, kind: UNetConfig[
       kind === 'guided-diffusion'
         ? idx.mul(-Math.log(10000)).div(half).exp()
         : idx.mul(-(Math.log(10000) / (half - 1))).exp();
-    const args = t.cast('float32').reshape([-1, 1]).mul(freqs.reshape([1, half]));
-    let emb = kind === 'guided-diffusion' ? tf.concat([tf.cos(args), tf.sin(args)], 1) : tf.concat([tf.sin(args), tf.cos(args)], 1);
-    if (dim % 2 === 1) emb = tf.pad(emb, [[0, 0], [0, 1]]);
+    const args = t
+      .cast('float32')
+      .reshape([-1, 1])
+      .mul(freqs.reshape([1, half]));
+    let emb =
+      kind === 'guided-diffusion'
+        ? tf.concat([tf.cos(args), tf.sin(args)], 1)
+        : tf.concat([tf.sin(args), tf.cos(args)], 1);
+    if (dim % 2 === 1)
+      emb = tf.pad(emb, [
+        [0, 0],
+        [0, 1],
+      ]);
     return emb as tf.Tensor2D;
   });
 }
@@ -155,7 +165,8 @@ export class UNet extends ParamOwner {
   static fromStateDict(sd: StateDictLike, config?: Partial<UNetConfig>, opts: UNetFromStateDictOptions = {}): UNet {
     const entries = entriesOf(sd);
     const shapes = new Map(entries.map(([k, v]) => [k, v.shape]));
-    const cfg = config && config.modelChannels !== undefined ? validateConfig(config) : inferUNetConfig(shapes, config ?? {});
+    const cfg =
+      config && config.modelChannels !== undefined ? validateConfig(config) : inferUNetConfig(shapes, config ?? {});
     const plan = buildPlan(cfg);
     const expected = new Map([...plan.params].map(([k, v]) => [k, v.shape]));
     const strict = opts.strict ?? true;
@@ -164,7 +175,13 @@ export class UNet extends ParamOwner {
     if (!strict) keys.unexpected = [];
     if (keys.missing.length || keys.unexpected.length || mismatched.length) {
       const report = [formatKeyReport(keys, { limit: 20 })];
-      if (mismatched.length) report.push(`${mismatched.length} shape mismatch(es):\n${mismatched.slice(0, 20).map((m) => `  ${m}`).join('\n')}`);
+      if (mismatched.length)
+        report.push(
+          `${mismatched.length} shape mismatch(es):\n${mismatched
+            .slice(0, 20)
+            .map((m) => `  ${m}`)
+            .join('\n')}`,
+        );
       throw new Error(
         `UNet weights do not match the config (${describeConfig(cfg)}):\n${report.filter(Boolean).join('\n')}\n` +
           'Fix: check the config (a *.config.json beside the weights, or pass one), or load with {strict: false} to ignore extra keys.',
@@ -240,7 +257,12 @@ export class UNet extends ParamOwner {
       const t = toTorchLayout(this.params.get(name)!, spec);
       const data = t.dataSync() as Float32Array;
       t.dispose();
-      const ht: HostTensor = { shape: spec.shape.slice(), dtype: 'float32', data: new Float32Array(data), sourceDtype: 'float32' };
+      const ht: HostTensor = {
+        shape: spec.shape.slice(),
+        dtype: 'float32',
+        data: new Float32Array(data),
+        sourceDtype: 'float32',
+      };
       out.set(name, ht);
     }
     return out;
@@ -263,7 +285,12 @@ export class UNet extends ParamOwner {
    * ('input_block{i}', 'middle_block', 'output_block{i}' / 'conv_in', 'down{l}_block{j}', 'down{l}_downsample',
    * 'mid', 'up{l}_block{j}'). 4-D intermediates are NHWC.
    */
-  applyWithIntermediates(x: tf.Tensor4D, t: tf.Tensor1D, cond: UNetCond = {}, opts: UNetApplyOptions = {}): { out: tf.Tensor4D; intermediates: Record<string, tf.Tensor> } {
+  applyWithIntermediates(
+    x: tf.Tensor4D,
+    t: tf.Tensor1D,
+    cond: UNetCond = {},
+    opts: UNetApplyOptions = {},
+  ): { out: tf.Tensor4D; intermediates: Record<string, tf.Tensor> } {
     return tf.tidy(() => {
       const intermediates: Record<string, tf.Tensor> = {};
       const out = this.run(x, t, cond, opts, intermediates);
@@ -281,22 +308,41 @@ export class UNet extends ParamOwner {
     return v;
   }
 
-  private run(x: tf.Tensor4D, t: tf.Tensor1D, cond: UNetCond, opts: UNetApplyOptions, capture: Record<string, tf.Tensor> | null): tf.Tensor4D {
+  private run(
+    x: tf.Tensor4D,
+    t: tf.Tensor1D,
+    cond: UNetCond,
+    opts: UNetApplyOptions,
+    capture: Record<string, tf.Tensor> | null,
+  ): tf.Tensor4D {
     this.checkAlive();
     const c = this.config;
     const plan = this.plan;
     if (x.rank !== 4) throw new Error(`UNet.apply: x must be [N, H, W, C], got shape [${x.shape.join(', ')}]`);
     const [n, h, w, cin] = x.shape;
     if (cin !== c.inChannels)
-      throw new Error(`UNet.apply: x has ${cin} channels, the model takes ${c.inChannels} (x is NHWC: transpose NCHW input with x.transpose([0, 2, 3, 1]))`);
+      throw new Error(
+        `UNet.apply: x has ${cin} channels, the model takes ${c.inChannels} (x is NHWC: transpose NCHW input with x.transpose([0, 2, 3, 1]))`,
+      );
     const f = 2 ** (plan.levels - 1);
-    if (h % f !== 0 || w % f !== 0) throw new Error(`UNet.apply: H and W (${h}x${w}) must be divisible by ${f} for ${plan.levels} levels`);
-    if (t.rank !== 1 || t.shape[0] !== n) throw new Error(`UNet.apply: t must be [N] = [${n}], got [${t.shape.join(', ')}]`);
+    if (h % f !== 0 || w % f !== 0)
+      throw new Error(`UNet.apply: H and W (${h}x${w}) must be divisible by ${f} for ${plan.levels} levels`);
+    if (t.rank !== 1 || t.shape[0] !== n)
+      throw new Error(`UNet.apply: t must be [N] = [${n}], got [${t.shape.join(', ')}]`);
 
     const temb = timestepEmbedding(t, c.modelChannels, c.kind);
     if (capture) capture.timestep_embedding = temb;
-    let emb = linear(silu(linear(temb, this.p(`${plan.timeEmbed[0]}.weight`) as tf.Tensor2D, this.p(`${plan.timeEmbed[0]}.bias`) as tf.Tensor1D)),
-      this.p(`${plan.timeEmbed[1]}.weight`) as tf.Tensor2D, this.p(`${plan.timeEmbed[1]}.bias`) as tf.Tensor1D);
+    let emb = linear(
+      silu(
+        linear(
+          temb,
+          this.p(`${plan.timeEmbed[0]}.weight`) as tf.Tensor2D,
+          this.p(`${plan.timeEmbed[0]}.bias`) as tf.Tensor1D,
+        ),
+      ),
+      this.p(`${plan.timeEmbed[1]}.weight`) as tf.Tensor2D,
+      this.p(`${plan.timeEmbed[1]}.bias`) as tf.Tensor1D,
+    );
     // 'emb' / 'temb' in a reference io file is the time embedding's output (guided-diffusion's `time_embed`,
     // DDPM's `temb.dense`), before any class or other conditioning is added.
     if (capture) capture[plan.embName] = emb;
@@ -306,17 +352,28 @@ export class UNet extends ParamOwner {
       const label = tf.gather(this.p(`${plan.labelEmb}.weight`), cond.y.cast('int32'));
       if (capture) capture.label_emb = label;
       emb = emb.add(label);
-    } else if (cond.y) throw new Error('UNet.apply: cond.y given but the model is not class-conditional (numClasses is null)');
+    } else if (cond.y)
+      throw new Error('UNet.apply: cond.y given but the model is not class-conditional (numClasses is null)');
     if (cond.emb) {
-      if (!plan.embCondProj) throw new Error('UNet.apply: cond.emb given but the model has no embedding conditioning (embCondDim is null)');
+      if (!plan.embCondProj)
+        throw new Error('UNet.apply: cond.emb given but the model has no embedding conditioning (embCondDim is null)');
       if (cond.emb.rank !== 2 || cond.emb.shape[0] !== n || cond.emb.shape[1] !== c.embCondDim)
         throw new Error(`UNet.apply: cond.emb must be [${n}, ${c.embCondDim}], got [${cond.emb.shape.join(', ')}]`);
-      emb = emb.add(linear(cond.emb, this.p(`${plan.embCondProj}.weight`) as tf.Tensor2D, this.p(`${plan.embCondProj}.bias`) as tf.Tensor1D));
+      emb = emb.add(
+        linear(
+          cond.emb,
+          this.p(`${plan.embCondProj}.weight`) as tf.Tensor2D,
+          this.p(`${plan.embCondProj}.bias`) as tf.Tensor1D,
+        ),
+      );
     }
     if (cond.tokens) {
-      if (c.tokenCondDim === null) throw new Error('UNet.apply: cond.tokens given but the model has no token conditioning (tokenCondDim is null)');
+      if (c.tokenCondDim === null)
+        throw new Error('UNet.apply: cond.tokens given but the model has no token conditioning (tokenCondDim is null)');
       if (cond.tokens.rank !== 3 || cond.tokens.shape[0] !== n || cond.tokens.shape[2] !== c.tokenCondDim)
-        throw new Error(`UNet.apply: cond.tokens must be [${n}, L, ${c.tokenCondDim}], got [${cond.tokens.shape.join(', ')}]`);
+        throw new Error(
+          `UNet.apply: cond.tokens must be [${n}, L, ${c.tokenCondDim}], got [${cond.tokens.shape.join(', ')}]`,
+        );
     }
     const embAct = silu(emb);
     const training = !!opts.training && c.dropout > 0;
@@ -352,7 +409,8 @@ export class UNet extends ParamOwner {
   private get resLayers(): ResLayer[] {
     if (!this.resLayersCache) {
       const out: ResLayer[] = [];
-      for (const b of [...this.plan.input, this.plan.middle, ...this.plan.output]) for (const l of b.layers) if (l.type === 'res') out.push(l);
+      for (const b of [...this.plan.input, this.plan.middle, ...this.plan.output])
+        for (const l of b.layers) if (l.type === 'res') out.push(l);
       this.resLayersCache = out;
     }
     return this.resLayersCache;
@@ -374,9 +432,22 @@ export class UNet extends ParamOwner {
    * GroupNorm(32) with the params under `prefix`, optionally followed by SiLU; on the forward-only
    * path optionally with a per-sample scale-shift ((1 + scale) [N, C], shift [N, C]) folded into the affine map.
    */
-  private norm(x: tf.Tensor4D, prefix: string, ctx: RunCtx, act: boolean, scale1?: tf.Tensor2D, shift?: tf.Tensor2D): tf.Tensor4D {
-    return groupNorm(x, 32, this.p(`${prefix}.weight`) as tf.Tensor1D, this.p(`${prefix}.bias`) as tf.Tensor1D, this.plan.normEps,
-      { scale1, shift, silu: act, groupAverager: ctx.fast?.groupAvg });
+  private norm(
+    x: tf.Tensor4D,
+    prefix: string,
+    ctx: RunCtx,
+    act: boolean,
+    scale1?: tf.Tensor2D,
+    shift?: tf.Tensor2D,
+  ): tf.Tensor4D {
+    return groupNorm(
+      x,
+      32,
+      this.p(`${prefix}.weight`) as tf.Tensor1D,
+      this.p(`${prefix}.bias`) as tf.Tensor1D,
+      this.plan.normEps,
+      { scale1, shift, silu: act, groupAverager: ctx.fast?.groupAvg },
+    );
   }
 
   private runBlock(block: Block, x: tf.Tensor4D, ctx: RunCtx): tf.Tensor4D {
@@ -397,12 +468,19 @@ export class UNet extends ParamOwner {
         if (l.conv)
           return conv2d(x, this.p(`${l.conv}.weight`) as tf.Tensor4D, this.p(`${l.conv}.bias`) as tf.Tensor1D, {
             stride: 2,
-            pad: l.asymmetricPad ? [[0, 1], [0, 1]] : 1,
+            pad: l.asymmetricPad
+              ? [
+                  [0, 1],
+                  [0, 1],
+                ]
+              : 1,
           });
         return tf.avgPool(x, 2, 2, 'valid');
       case 'up': {
         const up = upsample2(x);
-        return l.conv ? conv2d(up, this.p(`${l.conv}.weight`) as tf.Tensor4D, this.p(`${l.conv}.bias`) as tf.Tensor1D) : up;
+        return l.conv
+          ? conv2d(up, this.p(`${l.conv}.weight`) as tf.Tensor4D, this.p(`${l.conv}.bias`) as tf.Tensor1D)
+          : up;
       }
     }
   }
@@ -419,10 +497,15 @@ export class UNet extends ParamOwner {
     }
     h = conv2d(h, this.p(`${l.conv1}.weight`) as tf.Tensor4D, this.p(`${l.conv1}.bias`) as tf.Tensor1D);
     const e = ctx.fast ? ctx.fast.emb.get(l)! : this.blockEmb(l, ctx.embAct);
-    h = l.scaleShift ? this.norm(h, l.norm2, ctx, true, e[0], e[1]) : this.norm(h.add(e[0].reshape([n, 1, 1, l.cout])), l.norm2, ctx, true);
-    if (ctx.training) h = tf.dropout(h, this.config.dropout, undefined, deriveSeed(ctx.seed, ctx.dropoutCount++)) as tf.Tensor4D;
+    h = l.scaleShift
+      ? this.norm(h, l.norm2, ctx, true, e[0], e[1])
+      : this.norm(h.add(e[0].reshape([n, 1, 1, l.cout])), l.norm2, ctx, true);
+    if (ctx.training)
+      h = tf.dropout(h, this.config.dropout, undefined, deriveSeed(ctx.seed, ctx.dropoutCount++)) as tf.Tensor4D;
     h = conv2d(h, this.p(`${l.conv2}.weight`) as tf.Tensor4D, this.p(`${l.conv2}.bias`) as tf.Tensor1D);
-    const skip = l.skip ? linear(x, this.p(`${l.skip}.weight`) as tf.Tensor2D, this.p(`${l.skip}.bias`) as tf.Tensor1D) : x;
+    const skip = l.skip
+      ? linear(x, this.p(`${l.skip}.weight`) as tf.Tensor2D, this.p(`${l.skip}.bias`) as tf.Tensor1D)
+      : x;
     return skip.add(h);
   }
 
@@ -435,7 +518,13 @@ export class UNet extends ParamOwner {
   }
 
   /** Columns of a fused projection weight [in, parts*C] for part `j`, given the reference's output-channel order. */
-  private splitProj(name: string, parts: number, j: number, heads: number, headsFirst: boolean): { w: tf.Tensor2D; b: tf.Tensor1D } {
+  private splitProj(
+    name: string,
+    parts: number,
+    j: number,
+    heads: number,
+    headsFirst: boolean,
+  ): { w: tf.Tensor2D; b: tf.Tensor1D } {
     const w = this.p(`${name}.weight`);
     const b = this.p(`${name}.bias`);
     const [cin, cout] = w.shape as [number, number];
@@ -465,7 +554,8 @@ export class UNet extends ParamOwner {
       let parts: tf.Tensor4D[];
       if (heads === 1 || !l.newOrder) {
         // output channel = head * 3ch + part * ch + i
-        const r = heads === 1 ? qkv.reshape([n, 1, T, 3 * ch]) : qkv.reshape([n, T, heads, 3 * ch]).transpose([0, 2, 1, 3]);
+        const r =
+          heads === 1 ? qkv.reshape([n, 1, T, 3 * ch]) : qkv.reshape([n, T, heads, 3 * ch]).transpose([0, 2, 1, 3]);
         parts = tf.split(r, 3, 3) as tf.Tensor4D[];
       } else {
         // output channel = part * C + head * ch + i
@@ -476,7 +566,13 @@ export class UNet extends ParamOwner {
       const out = linear(a, this.p(`${l.proj}.weight`) as tf.Tensor2D, this.p(`${l.proj}.bias`) as tf.Tensor1D);
       return x.add(out.reshape([n, h, w, c]));
     }
-    const xn = groupNorm(x, 32, this.p(`${l.norm}.weight`) as tf.Tensor1D, this.p(`${l.norm}.bias`) as tf.Tensor1D, this.plan.normEps).reshape([n, T, c]) as tf.Tensor3D;
+    const xn = groupNorm(
+      x,
+      32,
+      this.p(`${l.norm}.weight`) as tf.Tensor1D,
+      this.p(`${l.norm}.bias`) as tf.Tensor1D,
+      this.plan.normEps,
+    ).reshape([n, T, c]) as tf.Tensor3D;
     let wq: tf.Tensor2D, bq: tf.Tensor1D, wk: tf.Tensor2D, bk: tf.Tensor1D, wv: tf.Tensor2D, bv: tf.Tensor1D;
     if (l.qkv) {
       ({ w: wq, b: bq } = this.splitProj(l.qkv, 3, 0, heads, !l.newOrder));
@@ -493,7 +589,9 @@ export class UNet extends ParamOwner {
     const v = linear(xn, wv, bv);
     const toHeads = (a: tf.Tensor3D): tf.Tensor4D => {
       const len = a.shape[1];
-      return (heads === 1 ? a.reshape([n, 1, len, c]) : a.reshape([n, len, heads, ch]).transpose([0, 2, 1, 3])) as tf.Tensor4D;
+      return (
+        heads === 1 ? a.reshape([n, 1, len, c]) : a.reshape([n, len, heads, ch]).transpose([0, 2, 1, 3])
+      ) as tf.Tensor4D;
     };
     let kh = toHeads(k);
     let vh = toHeads(v);
@@ -541,7 +639,21 @@ function concatChannels(a: tf.Tensor4D, b: tf.Tensor4D): tf.Tensor4D {
   if (tf.getBackend() !== 'wasm') return tf.concat([a, b], 3);
   const ca = a.shape[3];
   const cb = b.shape[3];
-  return tf.pad(a, [[0, 0], [0, 0], [0, 0], [0, cb]]).add(tf.pad(b, [[0, 0], [0, 0], [0, 0], [ca, 0]]));
+  return tf
+    .pad(a, [
+      [0, 0],
+      [0, 0],
+      [0, 0],
+      [0, cb],
+    ])
+    .add(
+      tf.pad(b, [
+        [0, 0],
+        [0, 0],
+        [0, 0],
+        [ca, 0],
+      ]),
+    );
 }
 
 /**

@@ -41,7 +41,11 @@ worker.onmessage = (ev: MessageEvent<FromWorker>) => {
   const m = ev.data;
   if (m.type === 'status') status(m.text);
   else if (m.type === 'ready') readyResolve(m.info);
-  else if (m.type === 'progress') progress(m.step / m.total, `${m.stage}: step ${m.step}/${m.total}${m.loss !== undefined ? `, loss ${m.loss.toFixed(4)}` : ''}`);
+  else if (m.type === 'progress')
+    progress(
+      m.step / m.total,
+      `${m.stage}: step ${m.step}/${m.total}${m.loss !== undefined ? `, loss ${m.loss.toFixed(4)}` : ''}`,
+    );
   else if (m.type === 'result') {
     const p = pending.get(m.id);
     pending.delete(m.id);
@@ -71,7 +75,9 @@ function run(job: Job, label: string): Promise<Result> {
   progress(0, `${label}: starting...`);
   return new Promise((resolve, reject) => {
     pending.set(id, { resolve, reject, label });
-    const transfer = Object.values(job).filter((v): v is Images => !!v && typeof v === 'object' && 'data' in v).map((im) => im.data.buffer);
+    const transfer = Object.values(job)
+      .filter((v): v is Images => !!v && typeof v === 'object' && 'data' in v)
+      .map((im) => im.data.buffer);
     worker.postMessage({ type: 'run', id, job }, transfer);
   });
 }
@@ -97,13 +103,18 @@ function drawImage(c: HTMLCanvasElement, im: Images, i: number): void {
   const out = ctx.createImageData(w, h);
   const off = i * h * w * 3;
   for (let p = 0; p < h * w; p++) {
-    for (let k = 0; k < 3; k++) out.data[p * 4 + k] = Math.round(Math.min(1, Math.max(-1, im.data[off + p * 3 + k])) * 127.5 + 127.5);
+    for (let k = 0; k < 3; k++)
+      out.data[p * 4 + k] = Math.round(Math.min(1, Math.max(-1, im.data[off + p * 3 + k])) * 127.5 + 127.5);
     out.data[p * 4 + 3] = 255;
   }
   ctx.putImageData(out, 0, 0);
 }
 
-function showResults(target: string, r: Result, inputs: { label: string; canvas: HTMLCanvasElement }[] = []): HTMLCanvasElement[] {
+function showResults(
+  target: string,
+  r: Result,
+  inputs: { label: string; canvas: HTMLCanvasElement }[] = [],
+): HTMLCanvasElement[] {
   const out = $(target);
   out.innerHTML = '';
   const fig = (c: HTMLCanvasElement, label: string, cls = '') => {
@@ -124,25 +135,39 @@ function showResults(target: string, r: Result, inputs: { label: string; canvas:
   });
   const meta = document.createElement('div');
   meta.className = 'meta';
-  meta.textContent = `${(r.ms / 1000).toFixed(1)} s · ${Object.entries(r.settings).filter(([k]) => k !== 'weightsFrom').map(([k, v]) => `${k} ${typeof v === 'number' ? +v.toFixed(4) : v}`).join(' · ')}`;
+  meta.textContent = `${(r.ms / 1000).toFixed(1)} s · ${Object.entries(r.settings)
+    .filter(([k]) => k !== 'weightsFrom')
+    .map(([k, v]) => `${k} ${typeof v === 'number' ? +v.toFixed(4) : v}`)
+    .join(' · ')}`;
   out.append(meta);
   return canvases;
 }
 
-interface Example { name: string; file: string }
+interface Example {
+  name: string;
+  file: string;
+}
 let examples: Example[] = [];
 const exampleCache = new Map<string, Promise<ImageBitmap>>();
 function exampleBitmap(file: string): Promise<ImageBitmap> {
   let p = exampleCache.get(file);
   if (!p) {
-    p = fetch(new URL(`examples/${file}`, location.href)).then((r) => r.blob()).then((b) => createImageBitmap(b));
+    p = fetch(new URL(`examples/${file}`, location.href))
+      .then((r) => r.blob())
+      .then((b) => createImageBitmap(b));
     exampleCache.set(file, p);
   }
   return p;
 }
 
 /** A picker (example select + upload) bound to a 32x32 preview canvas; `get()` reads the preview. */
-function picker(selectId: string, uploadId: string | null, viewId: string, initial: number, allowNone = false): { get: () => Images | undefined } {
+function picker(
+  selectId: string,
+  uploadId: string | null,
+  viewId: string,
+  initial: number,
+  allowNone = false,
+): { get: () => Images | undefined } {
   const sel = $<HTMLSelectElement>(selectId);
   const view = $<HTMLCanvasElement>(viewId);
   let has = false;
@@ -179,7 +204,22 @@ function picker(selectId: string, uploadId: string | null, viewId: string, initi
 // ---------------------------------------------------------------------------------------------
 // SDEdit painter
 
-const PALETTE = ['#ffffff', '#000000', '#7f7f7f', '#e6262e', '#f4a0b5', '#ff8c1a', '#fac828', '#8b5a2b', '#3aa655', '#1e6b34', '#2f6fdf', '#8ed1fc', '#7b3fbf', '#f5d6b4'];
+const PALETTE = [
+  '#ffffff',
+  '#000000',
+  '#7f7f7f',
+  '#e6262e',
+  '#f4a0b5',
+  '#ff8c1a',
+  '#fac828',
+  '#8b5a2b',
+  '#3aa655',
+  '#1e6b34',
+  '#2f6fdf',
+  '#8ed1fc',
+  '#7b3fbf',
+  '#f5d6b4',
+];
 const paint = $<HTMLCanvasElement>('paint');
 const maskView = $<HTMLCanvasElement>('maskview');
 const pctx = paint.getContext('2d')!;
@@ -280,7 +320,18 @@ async function runSdedit(): Promise<Result> {
   const guide = canvasImages(paint);
   const inputCanvas = document.createElement('canvas');
   drawImage(inputCanvas, guide, 0);
-  const r = await run({ type: 'sdedit', guide, mask: maskImages(), t0: Number(t0.value), steps: num('sdSteps'), repeats: num('repeats'), seed: num('sdSeed') }, 'SDEdit');
+  const r = await run(
+    {
+      type: 'sdedit',
+      guide,
+      mask: maskImages(),
+      t0: Number(t0.value),
+      steps: num('sdSteps'),
+      repeats: num('repeats'),
+      seed: num('sdSeed'),
+    },
+    'SDEdit',
+  );
   showResults('sdeditOut', r, [{ label: 'your painting', canvas: inputCanvas }]);
   return r;
 }
@@ -296,7 +347,19 @@ async function runSdg(): Promise<Result> {
   await ready;
   const text = $<HTMLInputElement>('prompt').value.trim();
   const image = sdgRef.get();
-  const r = await run({ type: 'sdg', text: text || undefined, image, imageMode: $<HTMLSelectElement>('sdgMode').value as 'content' | 'style', scale: Number(scale.value), steps: num('sdgSteps'), n: num('sdgN'), seed: num('sdgSeed') }, 'SDG');
+  const r = await run(
+    {
+      type: 'sdg',
+      text: text || undefined,
+      image,
+      imageMode: $<HTMLSelectElement>('sdgMode').value as 'content' | 'style',
+      scale: Number(scale.value),
+      steps: num('sdgSteps'),
+      n: num('sdgN'),
+      seed: num('sdgSeed'),
+    },
+    'SDG',
+  );
   showResults('sdgOut', r);
   return r;
 }
@@ -316,7 +379,19 @@ async function runImagic(): Promise<Result> {
   const image = imagicImg.get();
   if (!image) throw new Error('Imagic: choose or upload an image');
   const etas = Array.from({ length: 11 }, (_, i) => i / 10);
-  const r = await run({ type: 'imagic', image, text: $<HTMLInputElement>('imagicText').value, etas, embSteps: num('embSteps'), ftSteps: num('ftSteps'), steps: num('imagicSteps'), seed: 0 }, 'Imagic');
+  const r = await run(
+    {
+      type: 'imagic',
+      image,
+      text: $<HTMLInputElement>('imagicText').value,
+      etas,
+      embSteps: num('embSteps'),
+      ftSteps: num('ftSteps'),
+      steps: num('imagicSteps'),
+      seed: 0,
+    },
+    'Imagic',
+  );
   imagicResult = r;
   eta.disabled = false;
   showEta();
@@ -363,15 +438,29 @@ async function setupExamples(): Promise<void> {
 const examplesReady = setupExamples().catch((e) => status(`examples: ${(e as Error).message}`, true));
 
 // offline: a service worker keeps the page and code; the weights are cached in IndexedDB by the worker
-const offline = 'serviceWorker' in navigator
-  ? navigator.serviceWorker.register(new URL('sw.js', location.href), { type: 'module' }).then(() => navigator.serviceWorker.ready).then(() => true, (e) => (console.warn(`service worker: ${(e as Error).message}`), false))
-  : Promise.resolve(false);
+const offline =
+  'serviceWorker' in navigator
+    ? navigator.serviceWorker
+        .register(new URL('sw.js', location.href), { type: 'module' })
+        .then(() => navigator.serviceWorker.ready)
+        .then(
+          () => true,
+          (e) => (console.warn(`service worker: ${(e as Error).message}`), false),
+        )
+    : Promise.resolve(false);
 
-ready.then(async (info) => {
-  const sw = await offline;
-  const models = Object.entries(info.models).map(([k, v]) => `${k} from ${v}`).join(', ');
-  status(`ready · ${info.backend}${info.simd ? ' (SIMD)' : ''}${info.backend === 'wasm' ? `, ${info.threads} thread${info.threads === 1 ? '' : 's'}, diffguide SIMD kernels ${info.ourSimdKernels ? 'on' : 'off'}` : ''} · ${models}${sw ? ' · works offline' : ''}${info.skipped.length ? ` · skipped ${info.skipped.map((s) => `${s.name} (${s.reason})`).join('; ')}` : ''}`);
-}, (e) => status(`could not start: ${(e as Error).message}`, true));
+ready.then(
+  async (info) => {
+    const sw = await offline;
+    const models = Object.entries(info.models)
+      .map(([k, v]) => `${k} from ${v}`)
+      .join(', ');
+    status(
+      `ready · ${info.backend}${info.simd ? ' (SIMD)' : ''}${info.backend === 'wasm' ? `, ${info.threads} thread${info.threads === 1 ? '' : 's'}, diffguide SIMD kernels ${info.ourSimdKernels ? 'on' : 'off'}` : ''} · ${models}${sw ? ' · works offline' : ''}${info.skipped.length ? ` · skipped ${info.skipped.map((s) => `${s.name} (${s.reason})`).join('; ')}` : ''}`,
+    );
+  },
+  (e) => status(`could not start: ${(e as Error).message}`, true),
+);
 
 /** For tests and the console: the worker calls behind the buttons. */
 (window as unknown as { playground: unknown }).playground = {

@@ -8,9 +8,27 @@ export interface Images {
 
 export type Job =
   | { type: 'sdedit'; guide: Images; mask?: Images; t0: number; steps: number; repeats: number; seed: number }
-  | { type: 'sdg'; text?: string; image?: Images; imageMode: 'content' | 'style'; scale: number; steps: number; n: number; seed: number }
+  | {
+      type: 'sdg';
+      text?: string;
+      image?: Images;
+      imageMode: 'content' | 'style';
+      scale: number;
+      steps: number;
+      n: number;
+      seed: number;
+    }
   | { type: 'unclip'; a: Images; b: Images; frames: number; steps: number; seed: number }
-  | { type: 'imagic'; image: Images; text: string; etas: number[]; embSteps: number; ftSteps: number; steps: number; seed: number }
+  | {
+      type: 'imagic';
+      image: Images;
+      text: string;
+      etas: number[];
+      embSteps: number;
+      ftSteps: number;
+      steps: number;
+      seed: number;
+    }
   /** The numeric check: a UNet forward on a fixed input (the same code Node runs); returns the raw output. */
   | { type: 'check'; x: Images; t: number[] };
 

@@ -9,13 +9,23 @@ const sw = self as unknown as ServiceWorkerGlobalScope;
 const CACHE = `diffguide-playground-${__BUILD__.id}`;
 
 sw.addEventListener('install', (e) => {
-  e.waitUntil(caches.open(CACHE).then((c) => c.addAll(__BUILD__.files)).then(() => sw.skipWaiting()));
+  e.waitUntil(
+    caches
+      .open(CACHE)
+      .then((c) => c.addAll(__BUILD__.files))
+      .then(() => sw.skipWaiting()),
+  );
 });
 
 sw.addEventListener('activate', (e) => {
   e.waitUntil(
-    caches.keys()
-      .then((keys) => Promise.all(keys.filter((k) => k.startsWith('diffguide-playground-') && k !== CACHE).map((k) => caches.delete(k))))
+    caches
+      .keys()
+      .then((keys) =>
+        Promise.all(
+          keys.filter((k) => k.startsWith('diffguide-playground-') && k !== CACHE).map((k) => caches.delete(k)),
+        ),
+      )
       .then(() => sw.clients.claim()),
   );
 });

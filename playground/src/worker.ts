@@ -24,11 +24,17 @@ const from: Record<string, string> = {};
 const loaded = new Map<string, Promise<unknown>>();
 
 /** A model, loaded once: IndexedDB when cached (keyed by the safetensors' SHA-256), else over HTTP, then cached. */
-function model<T>(name: string, load: (url: string, opts: Parameters<typeof loadDiffuserTfjs>[1]) => Promise<T>): Promise<T> {
+function model<T>(
+  name: string,
+  load: (url: string, opts: Parameters<typeof loadDiffuserTfjs>[1]) => Promise<T>,
+): Promise<T> {
   let p = loaded.get(name) as Promise<T> | undefined;
   if (!p) {
     const entry = index[name];
-    if (!entry) throw new Error(`the playground build has no '${name}' weights (weights/index.json); rebuild with: npm run playground`);
+    if (!entry)
+      throw new Error(
+        `the playground build has no '${name}' weights (weights/index.json); rebuild with: npm run playground`,
+      );
     post({ type: 'status', text: `loading ${name} (${(entry.bytes / 1e6).toFixed(1)} MB)...` });
     p = load(new URL(`weights/${name}/model.json`, base).href, {
       cache: `indexeddb://diffguide-${name}-${entry.sha256.slice(0, 16)}`,
@@ -49,7 +55,8 @@ async function clip(): Promise<CLIP> {
   merges ??= (async () => {
     // CLIP's BPE merges, as shipped (gzip), for the text tower's tokenizer
     const res = await fetch(new URL('bpe_simple_vocab_16e6.txt.gz', base));
-    if (!res.ok || !res.body) throw new Error(`cannot fetch the BPE merges (HTTP ${res.status}); rebuild with: npm run playground`);
+    if (!res.ok || !res.body)
+      throw new Error(`cannot fetch the BPE merges (HTTP ${res.status}); rebuild with: npm run playground`);
     setMergesText(await new Response(res.body.pipeThrough(new DecompressionStream('gzip'))).text());
   })();
   await merges;
@@ -59,7 +66,8 @@ async function clip(): Promise<CLIP> {
 const toTensor = (im: Images) => tf.tensor4d(im.data, im.shape);
 
 async function run(id: number, job: Job): Promise<void> {
-  const onProgress = (p: MethodProgress) => post({ type: 'progress', id, stage: p.stage, step: p.step, total: p.total, loss: p.loss });
+  const onProgress = (p: MethodProgress) =>
+    post({ type: 'progress', id, stage: p.stage, step: p.step, total: p.total, loss: p.loss });
   const started = performance.now();
   const owned: tf.Tensor[] = [];
   const own = <T extends tf.Tensor>(t: T): T => (owned.push(t), t);
@@ -70,7 +78,14 @@ async function run(id: number, job: Job): Promise<void> {
     switch (job.type) {
       case 'sdedit': {
         const d = await unet();
-        const r = await sdedit(d, own(toTensor(job.guide)), { t0: job.t0, steps: job.steps, repeats: job.repeats, seed: job.seed, mask: job.mask ? own(toTensor(job.mask)) : undefined, onProgress });
+        const r = await sdedit(d, own(toTensor(job.guide)), {
+          t0: job.t0,
+          steps: job.steps,
+          repeats: job.repeats,
+          seed: job.seed,
+          mask: job.mask ? own(toTensor(job.mask)) : undefined,
+          onProgress,
+        });
         images = r.images;
         labels = Array.from({ length: job.repeats }, (_, i) => `#${i + 1}`);
         settings = r.settings;
@@ -78,7 +93,20 @@ async function run(id: number, job: Job): Promise<void> {
       }
       case 'sdg': {
         const [d, c, n] = [await unet(), job.text !== undefined ? await clip() : undefined, await noisy()];
-        const r = await sdg(d, { noisy: n, image: c, text: c }, { text: job.text, image: job.image ? own(toTensor(job.image)) : undefined, imageMode: job.imageMode, scale: job.scale, steps: job.steps, n: job.n, seed: job.seed, onProgress });
+        const r = await sdg(
+          d,
+          { noisy: n, image: c, text: c },
+          {
+            text: job.text,
+            image: job.image ? own(toTensor(job.image)) : undefined,
+            imageMode: job.imageMode,
+            scale: job.scale,
+            steps: job.steps,
+            n: job.n,
+            seed: job.seed,
+            onProgress,
+          },
+        );
         images = r.images;
         labels = Array.from({ length: job.n }, (_, i) => `#${i + 1}`);
         settings = r.settings;
@@ -86,7 +114,12 @@ async function run(id: number, job: Job): Promise<void> {
       }
       case 'unclip': {
         const [dec, c, p] = [await cond(), await clip(), await prior()];
-        const r = await unclip.interpolate({ decoder: dec, prior: p.prior, priorSchedule: p.schedule, clip: c }, own(toTensor(job.a)), own(toTensor(job.b)), { frames: job.frames, steps: job.steps, seed: job.seed, onProgress });
+        const r = await unclip.interpolate(
+          { decoder: dec, prior: p.prior, priorSchedule: p.schedule, clip: c },
+          own(toTensor(job.a)),
+          own(toTensor(job.b)),
+          { frames: job.frames, steps: job.steps, seed: job.seed, onProgress },
+        );
         own(r.embeddings);
         own(r.endpoints);
         images = r.images;
@@ -96,7 +129,14 @@ async function run(id: number, job: Job): Promise<void> {
       }
       case 'imagic': {
         const [dec, c] = [await cond(), await clip()];
-        const r = await imagic(dec, c, own(toTensor(job.image)), job.text, { etas: job.etas, embSteps: job.embSteps, ftSteps: job.ftSteps, steps: job.steps, seed: job.seed, onProgress });
+        const r = await imagic(dec, c, own(toTensor(job.image)), job.text, {
+          etas: job.etas,
+          embSteps: job.embSteps,
+          ftSteps: job.ftSteps,
+          steps: job.steps,
+          seed: job.seed,
+          onProgress,
+        });
         [r.embeddings, r.eTarget, r.eOpt].forEach(own);
         images = r.images;
         labels = r.etas.map((e) => `η = ${e.toFixed(2)}`);
@@ -117,7 +157,17 @@ async function run(id: number, job: Job): Promise<void> {
     const shape = images.shape as [number, number, number, number];
     images.dispose();
     const copy = new Float32Array(data);
-    post({ type: 'result', id, images: { data: copy, shape }, labels, ms: performance.now() - started, settings: { ...settings, numTensors: tf.memory().numTensors, weightsFrom: { ...from } } }, [copy.buffer]);
+    post(
+      {
+        type: 'result',
+        id,
+        images: { data: copy, shape },
+        labels,
+        ms: performance.now() - started,
+        settings: { ...settings, numTensors: tf.memory().numTensors, weightsFrom: { ...from } },
+      },
+      [copy.buffer],
+    );
   } finally {
     tf.dispose(owned);
   }
@@ -126,12 +176,27 @@ async function run(id: number, job: Job): Promise<void> {
 async function init(backend: string, b: string): Promise<void> {
   base = b;
   post({ type: 'status', text: `starting the ${backend} backend...` });
-  const info = await initBrowserBackend({ backend: backend as BrowserBackendName | 'auto', wasmPath: new URL('./', base).href });
+  const info = await initBrowserBackend({
+    backend: backend as BrowserBackendName | 'auto',
+    wasmPath: new URL('./', base).href,
+  });
   const res = await fetch(new URL('weights/index.json', base));
-  if (!res.ok) throw new Error(`cannot fetch weights/index.json (HTTP ${res.status}); rebuild with: npm run playground`);
+  if (!res.ok)
+    throw new Error(`cannot fetch weights/index.json (HTTP ${res.status}); rebuild with: npm run playground`);
   index = (await res.json()) as typeof index;
   const d: Diffuser = await unet(); // SDEdit's model first; the others load when a method needs them
-  post({ type: 'ready', info: { backend: info.name, simd: info.simd, threads: info.threads, ourSimdKernels: info.ourSimdKernels, skipped: info.skipped, models: { ...from }, imageSize: imageSizeOf(d) } });
+  post({
+    type: 'ready',
+    info: {
+      backend: info.name,
+      simd: info.simd,
+      threads: info.threads,
+      ourSimdKernels: info.ourSimdKernels,
+      skipped: info.skipped,
+      models: { ...from },
+      imageSize: imageSizeOf(d),
+    },
+  });
 }
 
 let queue: Promise<void> = Promise.resolve();
@@ -143,7 +208,11 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
       if (m.type === 'init') await init(m.backend, m.base);
       else await run(m.id, m.job);
     } catch (e) {
-      post({ type: 'error', id: m.type === 'run' ? m.id : null, message: e instanceof Error ? `${e.message}` : String(e) });
+      post({
+        type: 'error',
+        id: m.type === 'run' ? m.id : null,
+        message: e instanceof Error ? `${e.message}` : String(e),
+      });
     }
   });
 };

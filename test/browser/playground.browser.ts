@@ -19,9 +19,22 @@ import { packageRoot } from '../../lib/paths.js';
 import { Rng } from '../../lib/random.js';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
-interface Shown { n: number; pixels: number[][]; input: number[] | null }
+interface Shown {
+  n: number;
+  pixels: number[][];
+  input: number[] | null;
+}
 
 /** Pixels (RGB, 0..255) of the output canvases of a panel, and of its input figure if any. */
 async function shown(page: Page, panel: string): Promise<Shown> {
@@ -53,11 +66,19 @@ describe('playground in headless Chromium', function () {
   const progressSeen = new Set<string>();
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: install it with 'apt-get install -y chromium' (or set CHROMIUM=/path/to/chromium)`);
+    if (!existsSync(CHROMIUM))
+      throw new Error(
+        `no Chromium at ${CHROMIUM}: install it with 'apt-get install -y chromium' (or set CHROMIUM=/path/to/chromium)`,
+      );
     const dist = await buildPlayground(join(packageRoot(), 'playground', 'dist'), () => undefined);
     ({ server, url } = await servePlayground(dist, 0));
     profile = mkdtempSync(join(tmpdir(), 'diffguide-chromium-'));
-    ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: ARGS, headless: true, viewport: { width: 1100, height: 900 } });
+    ctx = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      args: ARGS,
+      headless: true,
+      viewport: { width: 1100, height: 900 },
+    });
     page = ctx.pages()[0] ?? (await ctx.newPage());
     page.on('console', (m) => {
       if (m.type() === 'error') consoleErrors.push(m.text());
@@ -95,17 +116,54 @@ describe('playground in headless Chromium', function () {
       await page.mouse.up();
     };
     // a yellow disc-ish scribble with two dark eyes: a face
-    const ring = Array.from({ length: 25 }, (_, i) => [128 + 70 * Math.cos((i / 24) * 2 * Math.PI), 128 + 70 * Math.sin((i / 24) * 2 * Math.PI)] as [number, number]);
+    const ring = Array.from(
+      { length: 25 },
+      (_, i) =>
+        [128 + 70 * Math.cos((i / 24) * 2 * Math.PI), 128 + 70 * Math.sin((i / 24) * 2 * Math.PI)] as [number, number],
+    );
     await strokeAt('#fac828', ring, 60);
-    await strokeAt('#fac828', [[100, 128], [156, 128], [128, 100], [128, 156]], 70);
-    await strokeAt('#000000', [[100, 105], [102, 107]], 16);
-    await strokeAt('#000000', [[156, 105], [158, 107]], 16);
-    await strokeAt('#e6262e', [[100, 160], [128, 172], [156, 160]], 10);
+    await strokeAt(
+      '#fac828',
+      [
+        [100, 128],
+        [156, 128],
+        [128, 100],
+        [128, 156],
+      ],
+      70,
+    );
+    await strokeAt(
+      '#000000',
+      [
+        [100, 105],
+        [102, 107],
+      ],
+      16,
+    );
+    await strokeAt(
+      '#000000',
+      [
+        [156, 105],
+        [158, 107],
+      ],
+      16,
+    );
+    await strokeAt(
+      '#e6262e',
+      [
+        [100, 160],
+        [128, 172],
+        [156, 160],
+      ],
+      10,
+    );
     await page.fill('#sdSteps', '12');
     await page.fill('#repeats', '3');
     await page.evaluate(() => {
       // record the progress line as the page shows it, from the main thread, while the worker runs
-      new MutationObserver(() => (window as any).__progress(document.getElementById('progressText')!.textContent)).observe(document.getElementById('progressText')!, { childList: true, characterData: true, subtree: true });
+      new MutationObserver(() =>
+        (window as any).__progress(document.getElementById('progressText')!.textContent),
+      ).observe(document.getElementById('progressText')!, { childList: true, characterData: true, subtree: true });
     });
     await page.click('#runSdedit');
     await page.waitForSelector('#sdeditOut figure.output canvas', { timeout: 600_000 });
@@ -119,7 +177,10 @@ describe('playground in headless Chromium', function () {
     }
     expect(meanAbs(s.pixels[0], s.pixels[1]), 'repeats differ').to.be.greaterThan(1);
     const steps = [...progressSeen].filter((t) => /^sdedit: step \d+\/12/.test(t));
-    expect(steps.length, `per-step progress seen by the page: ${[...progressSeen].join(' | ')}`).to.be.greaterThanOrEqual(6);
+    expect(
+      steps.length,
+      `per-step progress seen by the page: ${[...progressSeen].join(' | ')}`,
+    ).to.be.greaterThanOrEqual(6);
     await page.screenshot({ path: join(packageRoot(), 'playground', 'screenshot.png'), fullPage: true });
   });
 
@@ -152,7 +213,10 @@ describe('playground in headless Chromium', function () {
     const outs = await shown(page, 'imagicOut');
     expect(outs.n).to.equal(11);
     expect(await page.textContent('#imagicOut .meta')).to.match(/lossFinetune \d/);
-    const view = async () => page.evaluate(`Array.from(document.getElementById('etaView').getContext('2d').getImageData(0, 0, 32, 32).data).filter((_, i) => i % 4 !== 3)`) as Promise<number[]>;
+    const view = async () =>
+      page.evaluate(
+        `Array.from(document.getElementById('etaView').getContext('2d').getImageData(0, 0, 32, 32).data).filter((_, i) => i % 4 !== 3)`,
+      ) as Promise<number[]>;
     // the slider shows the finished fine-tune's sample for each eta (0, 0.1, ..., 1)
     for (const k of [0, 4, 10]) {
       await page.fill('#eta', String(k));
@@ -171,10 +235,16 @@ describe('playground in headless Chromium', function () {
     const node = Array.from(want.dataSync());
     tf.dispose([x, t, want]);
     d.unet.dispose();
-    const got = await page.evaluate(async ([data, t]) => {
-      const r = await (window as any).playground.run({ type: 'check', x: { data: new Float32Array(data), shape: [2, 32, 32, 3] }, t }, 'check');
-      return { out: Array.from(r.images.data as Float32Array), backend: r.settings.backend };
-    }, [xs, ts] as const);
+    const got = await page.evaluate(
+      async ([data, t]) => {
+        const r = await (window as any).playground.run(
+          { type: 'check', x: { data: new Float32Array(data), shape: [2, 32, 32, 3] }, t },
+          'check',
+        );
+        return { out: Array.from(r.images.data as Float32Array), backend: r.settings.backend };
+      },
+      [xs, ts] as const,
+    );
     expect(got.backend).to.equal('wasm');
     expect(got.out.length).to.equal(node.length);
     let maxDiff = 0;

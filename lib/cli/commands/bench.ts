@@ -17,7 +17,10 @@ export interface BenchOptions {
 }
 
 /** Register a bench suite (bench/*.ts call this from lib/cli/bench-suites.ts). */
-export function registerSuite(name: string, load: () => Promise<{ run: (opts: BenchOptions) => Promise<unknown> }>): void {
+export function registerSuite(
+  name: string,
+  load: () => Promise<{ run: (opts: BenchOptions) => Promise<unknown> }>,
+): void {
   SUITES[name] = load;
 }
 
@@ -43,13 +46,23 @@ const bench: Command = {
     const mod = await SUITES[suite]();
     let sizes: number[] | undefined;
     if (args.values.sizes !== undefined) {
-      sizes = String(args.values.sizes).split(',').map((v) => Number(v.trim()));
+      sizes = String(args.values.sizes)
+        .split(',')
+        .map((v) => Number(v.trim()));
       if (!sizes.length || sizes.some((v) => !Number.isInteger(v) || v < 1)) {
-        console.error(`diffguide bench: --sizes takes positive integers, comma-separated (e.g. 32,64), got ${JSON.stringify(args.values.sizes)}`);
+        console.error(
+          `diffguide bench: --sizes takes positive integers, comma-separated (e.g. 32,64), got ${JSON.stringify(args.values.sizes)}`,
+        );
         return 2;
       }
     }
-    const report = await mod.run({ json: !!args.values.json, reps: Number(args.values.reps ?? 5), torch: !args.values['no-torch'], sizes, quick: !!args.values.quick });
+    const report = await mod.run({
+      json: !!args.values.json,
+      reps: Number(args.values.reps ?? 5),
+      torch: !args.values['no-torch'],
+      sizes,
+      quick: !!args.values.quick,
+    });
     console.log(args.values.json ? JSON.stringify(report) : JSON.stringify(report, null, 2));
   },
 };

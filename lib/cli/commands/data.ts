@@ -2,7 +2,16 @@
 import { join } from 'node:path';
 import type { Command } from '../command.js';
 import { str, flag, outDir, outFile, outPath } from '../command.js';
-import { Dataset, loadDataset, prepareDataset, writeDataset, cacheDir, SHOWCASE_EMOJI, type DatasetName, type EmojiVendor } from '../../data/index.js';
+import {
+  Dataset,
+  loadDataset,
+  prepareDataset,
+  writeDataset,
+  cacheDir,
+  SHOWCASE_EMOJI,
+  type DatasetName,
+  type EmojiVendor,
+} from '../../data/index.js';
 import { makeGrid, writePng } from '../../image/index.js';
 import * as tf from '@tensorflow/tfjs';
 
@@ -25,9 +34,13 @@ function summary(ds: Dataset): Record<string, unknown> {
   const perVendor: Record<string, number> = {};
   ds.vendors.forEach((v) => (perVendor[v] = (perVendor[v] ?? 0) + 1));
   return {
-    name: ds.name, size: ds.size, shape: [ds.height, ds.width, ds.channels],
-    train: ds.indicesOf('train').length, test: ds.indicesOf('test').length,
-    categories: perCat, vendors: perVendor,
+    name: ds.name,
+    size: ds.size,
+    shape: [ds.height, ds.width, ds.channels],
+    train: ds.indicesOf('train').length,
+    test: ds.indicesOf('test').length,
+    categories: perCat,
+    vendors: perVendor,
   };
 }
 
@@ -43,7 +56,11 @@ const data: Command = {
   options: {
     size: { type: 'string', default: '32', help: 'emoji image size, 32 or 64 (default 32)' },
     out: { type: 'string', help: 'output folder (default $DIFFGUIDE_CACHE/datasets or ~/.cache/diffguide/datasets)' },
-    vendors: { type: 'string', default: 'google,twitter', help: 'emoji vendors (google,twitter; apple/facebook are refused)' },
+    vendors: {
+      type: 'string',
+      default: 'google,twitter',
+      help: 'emoji vendors (google,twitter; apple/facebook are refused)',
+    },
     force: { type: 'boolean', help: 'rebuild even if the cached dataset exists' },
     grid: { type: 'string', help: 'info: also write a PNG grid of the first 64 images' },
     json: { type: 'boolean', help: 'info: print JSON' },
@@ -56,7 +73,8 @@ const data: Command = {
       if (typeof args.values.out === 'string') outDir(args, 'out', args.values.out); // writable, before any download
       const names: DatasetName[] = what ? [what as DatasetName] : ['emoji'];
       for (const name of names) {
-        if (name !== 'emoji' && name !== 'mnist') throw new Error(`data prepare: unknown dataset '${name}'; use emoji or mnist`);
+        if (name !== 'emoji' && name !== 'mnist')
+          throw new Error(`data prepare: unknown dataset '${name}'; use emoji or mnist`);
         const path = prepareDataset(name, {
           size: size as 32 | 64,
           out: args.values.out as string | undefined,
@@ -65,7 +83,9 @@ const data: Command = {
           onProgress: bar(`preparing ${name}`),
         });
         const ds = Dataset.load(path);
-        console.log(`${path}: ${ds.size} images ${ds.height}x${ds.width}x${ds.channels}, train ${ds.indicesOf('train').length}, test ${ds.indicesOf('test').length}, ${ds.categoryNames.length} categories`);
+        console.log(
+          `${path}: ${ds.size} images ${ds.height}x${ds.width}x${ds.channels}, train ${ds.indicesOf('train').length}, test ${ds.indicesOf('test').length}, ${ds.categoryNames.length} categories`,
+        );
       }
       return 0;
     }
@@ -77,7 +97,15 @@ const data: Command = {
       console.log(flag(args, 'json') ? JSON.stringify(s) : JSON.stringify(s, null, 2));
       if (typeof args.values.grid === 'string') {
         const n = Math.min(64, ds.size);
-        const g = tf.tidy(() => makeGrid(ds.images(Array.from({ length: n }, (_, i) => Math.floor((i * ds.size) / n)), { rgb: true }), 8));
+        const g = tf.tidy(() =>
+          makeGrid(
+            ds.images(
+              Array.from({ length: n }, (_, i) => Math.floor((i * ds.size) / n)),
+              { rgb: true },
+            ),
+            8,
+          ),
+        );
         writePng(args.values.grid, g);
         g.dispose();
       }
@@ -114,11 +142,27 @@ const data: Command = {
       // then the showcase emoji (both vendors), appended so the stratified part keeps its order
       for (const [name, code] of Object.entries(SHOWCASE_EMOJI)) {
         const group = full.find(([g]) => g === code);
-        if (!group) throw new Error(`data subset: the showcase emoji '${name}' (${code}) is not in emoji32 with both vendors`);
+        if (!group)
+          throw new Error(`data subset: the showcase emoji '${name}' (${code}) is not in emoji32 with both vendors`);
         for (const i of group[1]) if (!chosen.includes(i)) chosen.push(i);
       }
       const sub2 = ds.subset(chosen);
-      writeDataset(out, { name: 'emoji-32-subset', height: 32, width: 32, channels: 3, categories: ds.categoryNames, vendors: ds.vendorNames, source: 'subset of emoji-32 (diffguide data subset)', license: (await import('../../data/emoji.js')).EMOJI_LICENSE, items: sub2.items }, sub2.pixels, true);
+      writeDataset(
+        out,
+        {
+          name: 'emoji-32-subset',
+          height: 32,
+          width: 32,
+          channels: 3,
+          categories: ds.categoryNames,
+          vendors: ds.vendorNames,
+          source: 'subset of emoji-32 (diffguide data subset)',
+          license: (await import('../../data/emoji.js')).EMOJI_LICENSE,
+          items: sub2.items,
+        },
+        sub2.pixels,
+        true,
+      );
       console.log(`${out}: ${sub2.size} images`);
       return 0;
     }

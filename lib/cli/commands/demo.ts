@@ -9,7 +9,10 @@ const cmd: Command = {
   name: 'demo',
   summary: 'showcase of SDEdit, SDG, DiffusionCLIP, unCLIP and Imagic on the shipped weights -> one HTML page',
   usage: 'diffguide demo [--out DIR] [--seed S] [--quick] [--random-weights]',
-  examples: ['diffguide demo                # ~minutes on 2 cores; the last line printed is the page', 'diffguide demo --out showcase --seed 3'],
+  examples: [
+    'diffguide demo                # ~minutes on 2 cores; the last line printed is the page',
+    'diffguide demo --out showcase --seed 3',
+  ],
   options: {
     out: { type: 'string', short: 'o', help: 'output folder (default diffguide-demo)' },
     seed: { type: 'string', help: 'random seed (default 0)' },

@@ -2,7 +2,21 @@
 import * as tf from '@tensorflow/tfjs';
 import { outFile, type Command } from '../command.js';
 import { note, progressBar } from '../progress.js';
-import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numList, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../method-args.js';
+import {
+  METHOD_OPTIONS,
+  UsageError,
+  choice,
+  count,
+  guarded,
+  loadModels,
+  numList,
+  numOpt,
+  outDir,
+  readInput,
+  seedOf,
+  strOpt,
+  writeOutputs,
+} from '../method-args.js';
 import { imageSizeOf } from '../../methods/common.js';
 import { withUNet, type Diffuser } from '../../models/diffuser.js';
 import * as dclip from '../../methods/diffusionclip.js';
@@ -11,7 +25,8 @@ import { T0_RANGE } from '../../options.js';
 const cmd: Command = {
   name: 'diffusionclip',
   summary: 'DiffusionCLIP: fine-tune the model with a directional CLIP loss (or load a delta) and edit images',
-  usage: 'diffguide diffusionclip IMAGE.png [IMAGE2.png ...] --source TEXT --target TEXT [--t0 0.5] [--n-inv 40] [--n-train 6] [--n-gen 40] [--mode full|perstep] [--model-ratio 0.5,1] [--save-delta F] [--delta F] [--latent-optim]',
+  usage:
+    'diffguide diffusionclip IMAGE.png [IMAGE2.png ...] --source TEXT --target TEXT [--t0 0.5] [--n-inv 40] [--n-train 6] [--n-gen 40] [--mode full|perstep] [--model-ratio 0.5,1] [--save-delta F] [--delta F] [--latent-optim]',
   examples: [
     "diffguide diffusionclip face.png --source 'smiling face' --target 'angry face' --iters 5 --save-delta angry.safetensors",
     "diffguide diffusionclip other.png --source 'smiling face' --target 'angry face' --delta angry.safetensors --model-ratio 0.5,1 --n-gen 6",
@@ -33,8 +48,15 @@ const cmd: Command = {
     'l1-weight': { type: 'string', help: 'L1 loss weight (default 1)' },
     'model-ratio': { type: 'string', help: 'blend(s) of fine-tuned and original, comma list (default 1)' },
     'save-delta': { type: 'string', help: 'write the fine-tuned weights as a delta safetensors file' },
-    delta: { type: 'string', multiple: true, help: 'use this delta instead of fine-tuning (repeat with --mix for multi-attribute editing)' },
-    mix: { type: 'string', help: "multi-attribute noise mixing of several --delta models: 'minT:w1,w2;0:w1,w2' (minT fraction of T; one segment must start at 0)" },
+    delta: {
+      type: 'string',
+      multiple: true,
+      help: 'use this delta instead of fine-tuning (repeat with --mix for multi-attribute editing)',
+    },
+    mix: {
+      type: 'string',
+      help: "multi-attribute noise mixing of several --delta models: 'minT:w1,w2;0:w1,w2' (minT fraction of T; one segment must start at 0)",
+    },
     'latent-optim': { type: 'boolean', help: 'optimise the inverted latent instead of fine-tuning the model' },
     clip: { type: 'string', help: 'CLIP weights (default shipped weights/clip)' },
   },
@@ -47,7 +69,8 @@ const cmd: Command = {
       const deltaPath = deltas[0];
       const mix = strOpt(args, 'mix');
       if (mix && deltas.length < 2) throw new UsageError('--mix needs at least two --delta files');
-      if (!deltaPath && (!source || !target)) throw new UsageError('give --source and --target texts (or --delta FILE)');
+      if (!deltaPath && (!source || !target))
+        throw new UsageError('give --source and --target texts (or --delta FILE)');
       const t0 = numOpt(args, 't0', 0.5, T0_RANGE);
       const nInv = count(args, 'n-inv', 40);
       const nGen = count(args, 'n-gen', count(args, 'steps', 40));
@@ -71,8 +94,26 @@ const cmd: Command = {
       let ft: Diffuser | null = null;
       try {
         if (args.values['latent-optim']) {
-          const r = await dclip.latentOptimize(m.unet!, m.clip!, x, { source: source!, target: target!, t0, nInv, iters, lr, clipWeight, l1Weight, onProgress, onNote: note });
-          writeOutputs(dir, 'diffusionclip-latent', r.images, r.images.shape[0] > 0 ? args.positionals.map((_, i) => `edit #${i}`) : [], { ...settings, mode: 'latent-optim', finalLoss: r.losses[r.losses.length - 1] }, { images: x, labels: args.positionals.map((_, i) => `input #${i}`) });
+          const r = await dclip.latentOptimize(m.unet!, m.clip!, x, {
+            source: source!,
+            target: target!,
+            t0,
+            nInv,
+            iters,
+            lr,
+            clipWeight,
+            l1Weight,
+            onProgress,
+            onNote: note,
+          });
+          writeOutputs(
+            dir,
+            'diffusionclip-latent',
+            r.images,
+            r.images.shape[0] > 0 ? args.positionals.map((_, i) => `edit #${i}`) : [],
+            { ...settings, mode: 'latent-optim', finalLoss: r.losses[r.losses.length - 1] },
+            { images: x, labels: args.positionals.map((_, i) => `input #${i}`) },
+          );
           r.images.dispose();
           return;
         }
@@ -80,8 +121,14 @@ const cmd: Command = {
           const segments = mix.split(';').map((seg) => {
             const [minT, ws] = seg.split(':');
             const weights = (ws ?? '').split(',').map(Number);
-            if (!Number.isFinite(Number(minT)) || weights.length !== deltas.length || weights.some((w) => !Number.isFinite(w))) {
-              throw new UsageError(`--mix segment '${seg}' must be minT:w1,...,w${deltas.length} (one weight per --delta)`);
+            if (
+              !Number.isFinite(Number(minT)) ||
+              weights.length !== deltas.length ||
+              weights.some((w) => !Number.isFinite(w))
+            ) {
+              throw new UsageError(
+                `--mix segment '${seg}' must be minT:w1,...,w${deltas.length} (one weight per --delta)`,
+              );
             }
             return { minT: Number(minT), weights };
           });
@@ -89,7 +136,14 @@ const cmd: Command = {
           try {
             for (const dp of deltas) models.push(withUNet(m.unet!, await dclip.applyDelta(m.unet!.unet, dp), dp));
             const r = await dclip.mixEdit(m.unet!, models, segments, x, { t0, nInv, nGen, onProgress, onNote: note });
-            writeOutputs(dir, 'diffusionclip-mix', r.images, args.positionals.map((_, i) => `mix #${i}`), { ...settings, deltas: deltas.join(','), mix }, { images: x, labels: args.positionals.map((_, i) => `input #${i}`) });
+            writeOutputs(
+              dir,
+              'diffusionclip-mix',
+              r.images,
+              args.positionals.map((_, i) => `mix #${i}`),
+              { ...settings, deltas: deltas.join(','), mix },
+              { images: x, labels: args.positionals.map((_, i) => `input #${i}`) },
+            );
             r.images.dispose();
           } finally {
             for (const d of models) d.unet.dispose();
@@ -131,7 +185,14 @@ const cmd: Command = {
         }
         const images = tf.concat(outs) as tf.Tensor4D;
         tf.dispose(outs);
-        writeOutputs(dir, 'diffusionclip', images, labels, { ...settings, modelRatio: ratios.join(',') }, { images: x, labels: args.positionals.map((_, i) => `input #${i}`) });
+        writeOutputs(
+          dir,
+          'diffusionclip',
+          images,
+          labels,
+          { ...settings, modelRatio: ratios.join(',') },
+          { images: x, labels: args.positionals.map((_, i) => `input #${i}`) },
+        );
         images.dispose();
       } finally {
         ft?.unet.dispose();

@@ -13,32 +13,60 @@ const EVALUABLE = ['judge', 'unet', ...Object.keys(MODEL_EVALS), 'methods'];
 
 const evalCmd: Command = {
   name: 'eval',
-  summary: 'measure a model against the quality bars of its model card (judge accuracy; unet FID and category TV; CLIP zero-shot and retrieval; noisy-CLIP retrieval ratio; prompt category rates)',
-  usage: 'diffguide eval <unet|clip|noisy-clip|cond-unet|prior|judge|methods> [--n N] [--weights DIR] [--judge DIR] [--json]',
-  examples: ['diffguide eval judge --json', 'diffguide eval unet --n 1000 --json', 'diffguide eval unet --weights runs/unet --n 200', 'diffguide eval methods --only sdg,unclip --json'],
+  summary:
+    'measure a model against the quality bars of its model card (judge accuracy; unet FID and category TV; CLIP zero-shot and retrieval; noisy-CLIP retrieval ratio; prompt category rates)',
+  usage:
+    'diffguide eval <unet|clip|noisy-clip|cond-unet|prior|judge|methods> [--n N] [--weights DIR] [--judge DIR] [--json]',
+  examples: [
+    'diffguide eval judge --json',
+    'diffguide eval unet --n 1000 --json',
+    'diffguide eval unet --weights runs/unet --n 200',
+    'diffguide eval methods --only sdg,unclip --json',
+  ],
   options: {
     n: { type: 'string', help: 'samples for generative models (default 1000)' },
     steps: { type: 'string', help: 'DDIM steps for sampling (default 50)' },
-    weights: { type: 'string', help: 'folder with <model>.safetensors + config.json (default: shipped weights/<model>)' },
+    weights: {
+      type: 'string',
+      help: 'folder with <model>.safetensors + config.json (default: shipped weights/<model>)',
+    },
     judge: { type: 'string', help: 'folder with the judge (default: shipped weights/judge)' },
     data: { type: 'string', help: 'dataset (default emoji32)' },
     seed: { type: 'string', help: 'sampling seed (default 0)' },
     json: { type: 'boolean', help: 'print one JSON object' },
     clip: { type: 'string', help: 'noisy-clip, cond-unet, prior: the CLIP folder (default weights/clip)' },
-    partner: { type: 'string', help: 'cond-unet: the prior folder; prior: the cond-unet folder (defaults: weights/prior, weights/cond-unet)' },
-    only: { type: 'string', help: `methods: comma-separated sections, of ${METHOD_SECTIONS.join(', ')} (default all; fixed n, steps and seeds: METHODS_PROTOCOL)` },
+    partner: {
+      type: 'string',
+      help: 'cond-unet: the prior folder; prior: the cond-unet folder (defaults: weights/prior, weights/cond-unet)',
+    },
+    only: {
+      type: 'string',
+      help: `methods: comma-separated sections, of ${METHOD_SECTIONS.join(', ')} (default all; fixed n, steps and seeds: METHODS_PROTOCOL)`,
+    },
   },
   async run(args) {
     const model = args.positionals[0];
-    if (!model || !EVALUABLE.includes(model)) throw new Error(`eval: unknown model '${model ?? ''}'; evaluable here: ${EVALUABLE.join(', ')}`);
+    if (!model || !EVALUABLE.includes(model))
+      throw new Error(`eval: unknown model '${model ?? ''}'; evaluable here: ${EVALUABLE.join(', ')}`);
     const ds = loadDataset(str(args, 'data', 'emoji32'));
     // The weights measured. For the judge --weights names it (--judge is accepted too).
-    const measured = model === 'judge' ? str(args, 'weights', str(args, 'judge', weightsPath('judge'))) : str(args, 'weights', weightsPath(model));
+    const measured =
+      model === 'judge'
+        ? str(args, 'weights', str(args, 'judge', weightsPath('judge')))
+        : str(args, 'weights', weightsPath(model));
     let report: EvalReport;
     if (model === 'methods') {
-      const only = args.values.only === undefined ? undefined : str(args, 'only').split(',').map((x) => x.trim());
+      const only =
+        args.values.only === undefined
+          ? undefined
+          : str(args, 'only')
+              .split(',')
+              .map((x) => x.trim());
       const bad = only?.filter((x) => !(METHOD_SECTIONS as readonly string[]).includes(x));
-      if (bad?.length) throw new Error(`eval methods: unknown section${bad.length > 1 ? 's' : ''} ${bad.join(', ')}; use ${METHOD_SECTIONS.join(', ')}`);
+      if (bad?.length)
+        throw new Error(
+          `eval methods: unknown section${bad.length > 1 ? 's' : ''} ${bad.join(', ')}; use ${METHOD_SECTIONS.join(', ')}`,
+        );
       report = await evalMethods({
         ds,
         weights: args.values.weights as string | undefined,
@@ -80,12 +108,14 @@ const evalCmd: Command = {
     }
     // The training step of the weights measured, so that `train --ship --eval-json` can check that
     // it ships the checkpoint this report measured.
-    const step = model === 'methods' ? undefined : readConfigBeside(resolveWeights(model as ModelName, measured), model)?.step;
+    const step =
+      model === 'methods' ? undefined : readConfigBeside(resolveWeights(model as ModelName, measured), model)?.step;
     if (typeof step === 'number') report.step ??= step;
     if (flag(args, 'json')) console.log(JSON.stringify(report));
     else {
       console.log(`${report.model}:`);
-      for (const [k, b] of Object.entries(report.bars)) console.log(`  ${b.pass ? 'PASS' : 'FAIL'} ${k} = ${b.value.toFixed(4)}  (goal ${b.goal})`);
+      for (const [k, b] of Object.entries(report.bars))
+        console.log(`  ${b.pass ? 'PASS' : 'FAIL'} ${k} = ${b.value.toFixed(4)}  (goal ${b.goal})`);
     }
     return 0;
   },

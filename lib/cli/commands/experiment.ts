@@ -19,8 +19,10 @@ export function paramsOf(args: ParsedArgs): Record<string, string> {
 
 const cmd: Command = {
   name: 'experiment',
-  summary: 'run an experiment grid: resumable cells, --shard K/N|auto, --merge, or --queue redis://... for BullMQ workers',
-  usage: 'diffguide experiment <name> [--quick] [--shard K/N|auto] [--merge] [--results DIR] [--queue redis://host:port [--detach]] [--param k=v]',
+  summary:
+    'run an experiment grid: resumable cells, --shard K/N|auto, --merge, or --queue redis://... for BullMQ workers',
+  usage:
+    'diffguide experiment <name> [--quick] [--shard K/N|auto] [--merge] [--results DIR] [--queue redis://host:port [--detach]] [--param k=v]',
   examples: [
     'diffguide experiment sdedit --quick',
     'diffguide experiment sdedit --shard 2/4            # every 4th cell, starting at the 2nd',
@@ -29,14 +31,33 @@ const cmd: Command = {
     'diffguide experiment toy --quick --param iters=50',
   ],
   options: {
-    quick: { type: 'boolean', help: 'the small grid (a couple of minutes; what the tests run), stored apart as <name>-quick' },
-    shard: { type: 'string', help: 'K/N: run every N-th cell starting at the K-th (1 <= K <= N); auto: from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX + JOB_COMPLETIONS' },
-    merge: { type: 'boolean', help: 'only assemble table.md + results.json from the stored cells and name the missing ones' },
-    results: { type: 'string', help: 'results root; cells go to DIR/<name>[-quick]/cells/<cellId>.json (default ./experiments/results)' },
-    queue: { type: 'string', help: 'redis://host:port[/db]: enqueue the missing cells on BullMQ for `diffguide worker`s and wait for them' },
+    quick: {
+      type: 'boolean',
+      help: 'the small grid (a couple of minutes; what the tests run), stored apart as <name>-quick',
+    },
+    shard: {
+      type: 'string',
+      help: 'K/N: run every N-th cell starting at the K-th (1 <= K <= N); auto: from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX + JOB_COMPLETIONS',
+    },
+    merge: {
+      type: 'boolean',
+      help: 'only assemble table.md + results.json from the stored cells and name the missing ones',
+    },
+    results: {
+      type: 'string',
+      help: 'results root; cells go to DIR/<name>[-quick]/cells/<cellId>.json (default ./experiments/results)',
+    },
+    queue: {
+      type: 'string',
+      help: 'redis://host:port[/db]: enqueue the missing cells on BullMQ for `diffguide worker`s and wait for them',
+    },
     'queue-name': { type: 'string', help: 'BullMQ queue name (default diffguide-grid)' },
     detach: { type: 'boolean', help: 'with --queue: return after enqueueing (merge later with --merge)' },
-    param: { type: 'string', multiple: true, help: 'experiment parameter key=value (repeatable; part of the settings key)' },
+    param: {
+      type: 'string',
+      multiple: true,
+      help: 'experiment parameter key=value (repeatable; part of the settings key)',
+    },
   },
   async run(args) {
     const name = args.positionals[0];
@@ -51,7 +72,11 @@ const cmd: Command = {
     const bar = progressBar(`experiment ${exp.name}`);
     const print = (table: string, missing: string[], dir: string) => {
       console.log(table.trimEnd());
-      note(missing.length ? `${missing.length} cell(s) missing; table.md and results.json in ${dir} are partial` : `table.md and results.json written to ${dir}`);
+      note(
+        missing.length
+          ? `${missing.length} cell(s) missing; table.md and results.json in ${dir} are partial`
+          : `table.md and results.json written to ${dir}`,
+      );
     };
     if (args.values.merge === true) {
       const m = mergeGrid(exp, opts, resultsRoot);
@@ -59,7 +84,10 @@ const cmd: Command = {
       return 0;
     }
     if (typeof args.values.queue === 'string') {
-      if (args.values.shard !== undefined) throw new Error('--queue and --shard do not combine: the queue hands every missing cell to whichever worker is free');
+      if (args.values.shard !== undefined)
+        throw new Error(
+          '--queue and --shard do not combine: the queue hands every missing cell to whichever worker is free',
+        );
       const { submitGrid } = await import('../../experiments/queue.js');
       const r = await submitGrid(exp, opts, {
         url: args.values.queue,
@@ -74,7 +102,8 @@ const cmd: Command = {
       return 0;
     }
     const shard = parseShard(typeof args.values.shard === 'string' ? args.values.shard : undefined);
-    if (args.values.shard === 'auto' && !shard) note('--shard auto: no Slurm array or Kubernetes Indexed Job found in the environment; running the whole grid');
+    if (args.values.shard === 'auto' && !shard)
+      note('--shard auto: no Slurm array or Kubernetes Indexed Job found in the environment; running the whole grid');
     const r = await runGrid(exp, opts, { shard, resultsRoot, onProgress: bar, log: note });
     if (r.merged) print(r.merged.table, r.merged.missing, r.merged.dir);
     return 0;

@@ -2,7 +2,21 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Command } from '../command.js';
 import { note, progressBar } from '../progress.js';
-import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numList, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../method-args.js';
+import {
+  METHOD_OPTIONS,
+  UsageError,
+  choice,
+  count,
+  guarded,
+  loadModels,
+  numList,
+  numOpt,
+  outDir,
+  readInput,
+  seedOf,
+  strOpt,
+  writeOutputs,
+} from '../method-args.js';
 import { imageSizeOf } from '../../methods/common.js';
 import { imagic } from '../../methods/imagic.js';
 
@@ -47,7 +61,19 @@ const cmd: Command = {
       const x = readInput(path, imageSizeOf(m.cond!), 'input');
       try {
         const r = await imagic(m.cond!, m.clip!, x, text, { ...o, onProgress: progressBar(), onNote: note });
-        writeOutputs(dir, 'imagic', r.images, r.etas.map((e) => `eta ${e}`), { ...r.settings, weights: m.cond!.source, finalEmbLoss: r.losses.embedding.at(-1), finalFtLoss: r.losses.finetune.at(-1) }, { images: x, labels: ['input'] });
+        writeOutputs(
+          dir,
+          'imagic',
+          r.images,
+          r.etas.map((e) => `eta ${e}`),
+          {
+            ...r.settings,
+            weights: m.cond!.source,
+            finalEmbLoss: r.losses.embedding.at(-1),
+            finalFtLoss: r.losses.finetune.at(-1),
+          },
+          { images: x, labels: ['input'] },
+        );
         tf.dispose([r.images, r.embeddings, r.eOpt, r.eTarget]);
       } finally {
         x.dispose();

@@ -50,23 +50,48 @@ const info: Command = {
         webgpu: version('webgpu'),
       },
       // Shipped weights and whether each meets its quality bars (config.json `quality`; see MODEL_CARD.md).
-      weights: Object.fromEntries(Object.entries(shippedModels()).map(([m, have]) => [m, have ? shippedQuality(m as ModelName) : 'missing'])),
-      machine: { platform: `${os.platform()} ${os.arch()}`, cpus: os.cpus().length, memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1) },
+      weights: Object.fromEntries(
+        Object.entries(shippedModels()).map(([m, have]) => [m, have ? shippedQuality(m as ModelName) : 'missing']),
+      ),
+      machine: {
+        platform: `${os.platform()} ${os.arch()}`,
+        cpus: os.cpus().length,
+        memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+      },
     };
     if (args.values.json) {
       console.log(JSON.stringify(report));
       return;
     }
     console.log(`diffguide ${report.diffguide}`);
-    console.log(`backend     ${b.name} (tfjs '${b.tfBackend}', chosen ${b.chosenBy})${b.simd ? ', SIMD' : ''}, ${b.threads} thread(s)`);
+    console.log(
+      `backend     ${b.name} (tfjs '${b.tfBackend}', chosen ${b.chosenBy})${b.simd ? ', SIMD' : ''}, ${b.threads} thread(s)`,
+    );
     for (const s of b.skipped) console.log(`  skipped   ${s.name}: ${s.reason}`);
     for (const [k, v] of Object.entries(b.details)) console.log(`  ${k.padEnd(9)} ${v}`);
     const fg = report.fastgrad;
-    if (fg.length) console.log(`fastgrad    ${fg.filter((k) => k.startsWith('kernel')).length} wasm kernels, ${fg.filter((k) => k.startsWith('gradient')).length} gradients replaced (diffguide)`);
-    if (report.winograd !== null) console.log(`winograd    3x3 stride-1 convs ${report.winograd ? 'on (Winograd F(2x2, 3x3))' : 'off (direct convolution)'}`);
-    console.log(`versions    ${Object.entries(report.versions).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(', ')}`);
-    console.log(`weights     ${Object.entries(report.weights).map(([m, q]) => `${m} (${q})`).join(', ')}`);
-    console.log(`machine     ${report.machine.platform}, ${report.machine.cpus} cores, ${report.machine.memoryGiB} GiB`);
+    if (fg.length)
+      console.log(
+        `fastgrad    ${fg.filter((k) => k.startsWith('kernel')).length} wasm kernels, ${fg.filter((k) => k.startsWith('gradient')).length} gradients replaced (diffguide)`,
+      );
+    if (report.winograd !== null)
+      console.log(
+        `winograd    3x3 stride-1 convs ${report.winograd ? 'on (Winograd F(2x2, 3x3))' : 'off (direct convolution)'}`,
+      );
+    console.log(
+      `versions    ${Object.entries(report.versions)
+        .filter(([, v]) => v)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
+    console.log(
+      `weights     ${Object.entries(report.weights)
+        .map(([m, q]) => `${m} (${q})`)
+        .join(', ')}`,
+    );
+    console.log(
+      `machine     ${report.machine.platform}, ${report.machine.cpus} cores, ${report.machine.memoryGiB} GiB`,
+    );
   },
 };
 export default info;

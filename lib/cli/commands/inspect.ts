@@ -16,7 +16,7 @@ function human(bytes: number): string {
   const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   let v = bytes;
-  while (v >= 1024 && i < u.length - 1) (v /= 1024), i++;
+  while (v >= 1024 && i < u.length - 1) ((v /= 1024), i++);
   return `${v.toFixed(i ? 2 : 0)} ${u[i]}`;
 }
 
@@ -24,7 +24,11 @@ const inspect: Command = {
   name: 'inspect',
   summary: 'describe a checkpoint: format, dtypes, tensor count, parameters, detected architecture and config',
   usage: 'diffguide inspect FILE [--json] [--keys]',
-  examples: ['diffguide inspect 256x256_diffusion_uncond.pt', 'diffguide inspect ViT-B-32.pt --keys', 'diffguide inspect model.safetensors --json'],
+  examples: [
+    'diffguide inspect 256x256_diffusion_uncond.pt',
+    'diffguide inspect ViT-B-32.pt --keys',
+    'diffguide inspect model.safetensors --json',
+  ],
   options: {
     json: { type: 'boolean', help: 'print one JSON object' },
     keys: { type: 'boolean', help: 'also list every tensor: name, shape, dtype' },
@@ -32,7 +36,9 @@ const inspect: Command = {
   async run(args) {
     const file = args.positionals[0];
     if (!file || args.positionals.length > 1) {
-      console.error('diffguide inspect: give exactly one FILE (a .pt/.pth/.ckpt, TorchScript or .safetensors checkpoint)');
+      console.error(
+        'diffguide inspect: give exactly one FILE (a .pt/.pth/.ckpt, TorchScript or .safetensors checkpoint)',
+      );
       return 2;
     }
     const info = await inspectCheckpoint(file);
@@ -61,12 +67,19 @@ const inspect: Command = {
     console.log(`format        ${info.format}${info.unwrapped ? ` (weights unwrapped from '${info.unwrapped}')` : ''}`);
     console.log(`tensors       ${info.count}`);
     console.log(`parameters    ${info.params.toLocaleString('en-US')} (${human(info.totalBytes)} of tensor data)`);
-    console.log(`dtypes        ${Object.entries(info.dtypes).map(([d, n]) => `${d} x${n}`).join(', ')}`);
+    console.log(
+      `dtypes        ${Object.entries(info.dtypes)
+        .map(([d, n]) => `${d} x${n}`)
+        .join(', ')}`,
+    );
     console.log(`architecture  ${report.architecture}`);
     if (arch) console.log(`config        ${JSON.stringify(arch.config)}`);
     if (detectorError) console.log(`  (architecture detectors failed to load: ${detectorError})`);
     const meta = Object.entries(info.metadata);
-    if (meta.length) console.log(`metadata      ${meta.map(([k, v]) => `${k}=${v.length > 60 ? `${v.slice(0, 57)}...` : v}`).join(', ')}`);
+    if (meta.length)
+      console.log(
+        `metadata      ${meta.map(([k, v]) => `${k}=${v.length > 60 ? `${v.slice(0, 57)}...` : v}`).join(', ')}`,
+      );
     if (args.values.keys) {
       const w = Math.max(...info.keys.map((k) => k.name.length), 4);
       for (const k of info.keys) console.log(`  ${k.name.padEnd(w)}  ${JSON.stringify(k.shape).padEnd(20)} ${k.dtype}`);

@@ -2,7 +2,17 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Command } from '../command.js';
 import { note, progressBar } from '../progress.js';
-import { METHOD_OPTIONS, UsageError, count, guarded, loadModels, numOpt, outDir, readInput, writeOutputs } from '../method-args.js';
+import {
+  METHOD_OPTIONS,
+  UsageError,
+  count,
+  guarded,
+  loadModels,
+  numOpt,
+  outDir,
+  readInput,
+  writeOutputs,
+} from '../method-args.js';
 import { imageSizeOf, mae } from '../../methods/common.js';
 import * as dclip from '../../methods/diffusionclip.js';
 import { T0_RANGE } from '../../options.js';
@@ -11,7 +21,10 @@ const cmd: Command = {
   name: 'invert',
   summary: 'DDIM-invert an image to noise level t0 and regenerate it; prints the reconstruction error',
   usage: 'diffguide invert IMAGE.png [--t0 0.5] [--n-inv 40] [--n-gen 40]',
-  examples: ['diffguide invert emoji.png --t0 0.5 --n-inv 40', 'diffguide invert emoji.png --t0 1 --n-inv 100 --n-gen 100'],
+  examples: [
+    'diffguide invert emoji.png --t0 0.5 --n-inv 40',
+    'diffguide invert emoji.png --t0 1 --n-inv 100 --n-gen 100',
+  ],
   options: {
     ...METHOD_OPTIONS,
     t0: { type: 'string', help: 'inversion depth in (0,1] (default 0.5)' },
@@ -32,8 +45,17 @@ const cmd: Command = {
         const inv = await dclip.invert(m.unet!, x, { t0, nInv, onProgress: progressBar(), onNote: note });
         const r = await dclip.regenerate(m.unet!, inv, { nGen, onProgress: progressBar() });
         const err = mae(r.images, x);
-        const both = tf.tidy(() => tf.concat([inv.latent.clipByValue(-1, 1), r.images.clipByValue(-1, 1)])) as tf.Tensor4D;
-        writeOutputs(dir, 'invert', both, [`latent t0=${t0}`, `regen MAE ${err.toFixed(4)}`], { t0, nInv, nGen, mae: err, weights: m.unet!.source }, { images: x, labels: ['input'] });
+        const both = tf.tidy(() =>
+          tf.concat([inv.latent.clipByValue(-1, 1), r.images.clipByValue(-1, 1)]),
+        ) as tf.Tensor4D;
+        writeOutputs(
+          dir,
+          'invert',
+          both,
+          [`latent t0=${t0}`, `regen MAE ${err.toFixed(4)}`],
+          { t0, nInv, nGen, mae: err, weights: m.unet!.source },
+          { images: x, labels: ['input'] },
+        );
         console.error(`reconstruction MAE ${err.toFixed(5)} (images in [-1, 1])`);
         tf.dispose([inv.latent, r.images, both]);
       } finally {

@@ -2,7 +2,20 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Command } from '../command.js';
 import { note, progressBar } from '../progress.js';
-import { METHOD_OPTIONS, UsageError, choice, count, guarded, loadModels, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../method-args.js';
+import {
+  METHOD_OPTIONS,
+  UsageError,
+  choice,
+  count,
+  guarded,
+  loadModels,
+  numOpt,
+  outDir,
+  readInput,
+  seedOf,
+  strOpt,
+  writeOutputs,
+} from '../method-args.js';
 import { imageSizeOf } from '../../methods/common.js';
 import { sdg } from '../../methods/sdg.js';
 import { sample } from '../../methods/sample.js';
@@ -10,7 +23,8 @@ import { sample } from '../../methods/sample.js';
 const cmd: Command = {
   name: 'sdg',
   summary: 'SDG: guide sampling with a noisy-CLIP gradient toward a text and/or a reference image',
-  usage: 'diffguide sdg [--text T] [--image REF.png --mode content|style] [--text-weight W] [--image-weight W] [--scale S] [--n N] [--steps 100]',
+  usage:
+    'diffguide sdg [--text T] [--image REF.png --mode content|style] [--text-weight W] [--image-weight W] [--scale S] [--n N] [--steps 100]',
   examples: [
     "diffguide sdg --text 'red heart' --n 4 --seed 1",
     'diffguide sdg --image ref.png --mode content --n 4',
@@ -20,7 +34,10 @@ const cmd: Command = {
     ...METHOD_OPTIONS,
     text: { type: 'string', help: 'text to guide toward' },
     image: { type: 'string', help: 'reference image PNG for image guidance' },
-    mode: { type: 'string', help: 'image guidance: content (embedding cosine) | style (Gram matrices) (default content)' },
+    mode: {
+      type: 'string',
+      help: 'image guidance: content (embedding cosine) | style (Gram matrices) (default content)',
+    },
     'text-weight': { type: 'string', help: 'weight of the text term (default 1)' },
     'image-weight': { type: 'string', help: 'weight of the image term (default 1)' },
     scale: { type: 'string', help: 'guidance scale on the gradient (default 200)' },
@@ -49,21 +66,25 @@ const cmd: Command = {
       const m = await loadModels(args, on === 'xt' ? ['unet', 'clip', 'noisy'] : ['unet', 'clip']);
       const ref = imagePath ? readInput(imagePath, imageSizeOf(m.unet!), 'reference') : undefined;
       try {
-        const r = await sdg(m.unet!, { noisy: m.noisy, image: m.clip, text: m.clip }, {
-          text,
-          image: ref,
-          imageMode,
-          textWeight,
-          imageWeight,
-          scale,
-          on,
-          sampler,
-          n,
-          steps,
-          seed,
-          onProgress: progressBar(),
-          onNote: note,
-        });
+        const r = await sdg(
+          m.unet!,
+          { noisy: m.noisy, image: m.clip, text: m.clip },
+          {
+            text,
+            image: ref,
+            imageMode,
+            textWeight,
+            imageWeight,
+            scale,
+            on,
+            sampler,
+            n,
+            steps,
+            seed,
+            onProgress: progressBar(),
+            onNote: note,
+          },
+        );
         let images = r.images;
         const labels = Array.from({ length: n }, (_, i) => `guided #${i}`);
         if (args.values.baseline) {
@@ -72,7 +93,14 @@ const cmd: Command = {
           b.images.dispose();
           labels.unshift(...Array.from({ length: n }, (_, i) => `unguided #${i}`));
         }
-        writeOutputs(dir, 'sdg', images, labels, { ...r.settings, weights: m.unet!.source }, ref ? { images: ref, labels: ['reference'] } : undefined);
+        writeOutputs(
+          dir,
+          'sdg',
+          images,
+          labels,
+          { ...r.settings, weights: m.unet!.source },
+          ref ? { images: ref, labels: ['reference'] } : undefined,
+        );
         if (images !== r.images) images.dispose();
         r.images.dispose();
       } finally {

@@ -2,7 +2,20 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Command } from '../command.js';
 import { note, progressBar } from '../progress.js';
-import { METHOD_OPTIONS, UsageError, count, guarded, loadModels, numList, numOpt, outDir, readInput, seedOf, strOpt, writeOutputs } from '../method-args.js';
+import {
+  METHOD_OPTIONS,
+  UsageError,
+  count,
+  guarded,
+  loadModels,
+  numList,
+  numOpt,
+  outDir,
+  readInput,
+  seedOf,
+  strOpt,
+  writeOutputs,
+} from '../method-args.js';
 import { imageSizeOf } from '../../methods/common.js';
 import * as unclip from '../../methods/unclip.js';
 import { ETA_RANGE } from '../../options.js';
@@ -10,7 +23,8 @@ import { ETA_RANGE } from '../../options.js';
 const cmd: Command = {
   name: 'unclip',
   summary: 'unCLIP: text-to-image via a prior and an embedding decoder; variations, interpolations, text diffs',
-  usage: 'diffguide unclip --text T [--n N] | --image A.png [--image2 B.png | --source S --target T] [--prior-scale 2] [--decoder-scale 3] [--best-of 2]',
+  usage:
+    'diffguide unclip --text T [--n N] | --image A.png [--image2 B.png | --source S --target T] [--prior-scale 2] [--decoder-scale 3] [--best-of 2]',
   examples: [
     "diffguide unclip --text 'red heart' --n 4 --seed 1",
     'diffguide unclip --image cat.png --n 4            # variations',
@@ -39,7 +53,10 @@ const cmd: Command = {
     guarded('unclip', async () => {
       const text = strOpt(args, 'text');
       const image = strOpt(args, 'image');
-      if (!text && !image) throw new UsageError('give --text (text-to-image) or --image (variations, with --image2 interpolation, with --source/--target a text diff)');
+      if (!text && !image)
+        throw new UsageError(
+          'give --text (text-to-image) or --image (variations, with --image2 interpolation, with --source/--target a text diff)',
+        );
       const seed = seedOf(args);
       const steps = count(args, 'steps', 50);
       const decoderScale = numOpt(args, 'decoder-scale', 3);
@@ -54,13 +71,21 @@ const cmd: Command = {
       const thetas = numList(args, 'thetas', [0, 0.125, 0.25, 0.375, 0.5]);
       const dir = outDir(args, 'unclip');
       const m = await loadModels(args, text ? ['cond', 'clip', 'prior'] : ['cond', 'clip']);
-      const models: unclip.UnclipModels = { decoder: m.cond!, prior: m.prior?.prior as never, priorSchedule: m.prior?.schedule as never, clip: m.clip! };
+      const models: unclip.UnclipModels = {
+        decoder: m.cond!,
+        prior: m.prior?.prior as never,
+        priorSchedule: m.prior?.schedule as never,
+        clip: m.clip!,
+      };
       const size = imageSizeOf(m.cond!);
       const onProgress = progressBar();
       const common = { weights: m.cond!.source, seed, steps, decoderScale };
       try {
         if (text) {
-          const prompts = text.split('|').map((s) => s.trim()).filter(Boolean);
+          const prompts = text
+            .split('|')
+            .map((s) => s.trim())
+            .filter(Boolean);
           const r = await unclip.textToImage(models, prompts, {
             n,
             seed,
@@ -73,7 +98,11 @@ const cmd: Command = {
             onProgress,
           });
           const labels = prompts.flatMap((p) => Array.from({ length: n }, (_, i) => `${p} #${i}`));
-          writeOutputs(dir, 'unclip-text', r.images, labels, { ...r.settings, weights: m.cond!.source, similarity: r.similarity });
+          writeOutputs(dir, 'unclip-text', r.images, labels, {
+            ...r.settings,
+            weights: m.cond!.source,
+            similarity: r.similarity,
+          });
           tf.dispose([r.images, r.imageEmbeddings]);
           return;
         }
@@ -84,18 +113,63 @@ const cmd: Command = {
           const target = strOpt(args, 'target');
           if (image2) {
             const b = readInput(image2, size, 'image2');
-            const r = await unclip.interpolate(models, a, b, { frames, steps, decoderScale, seed, onProgress, onNote: note });
+            const r = await unclip.interpolate(models, a, b, {
+              frames,
+              steps,
+              decoderScale,
+              seed,
+              onProgress,
+              onNote: note,
+            });
             const inputs = tf.concat([a, b]) as tf.Tensor4D;
-            writeOutputs(dir, 'unclip-interp', r.images, r.thetas.map((t) => `theta ${t.toFixed(2)}`), { ...common, frames: r.thetas.length }, { images: inputs, labels: ['A', 'B'] });
+            writeOutputs(
+              dir,
+              'unclip-interp',
+              r.images,
+              r.thetas.map((t) => `theta ${t.toFixed(2)}`),
+              { ...common, frames: r.thetas.length },
+              { images: inputs, labels: ['A', 'B'] },
+            );
             tf.dispose([b, inputs, r.images, r.embeddings, r.endpoints]);
           } else if (source || target) {
             if (!source || !target) throw new UsageError('a text diff needs both --source and --target');
-            const r = await unclip.textDiff(models, a, { source, target, thetas, steps, decoderScale, seed, onProgress, onNote: note });
-            writeOutputs(dir, 'unclip-textdiff', r.images, r.thetas.map((t) => `theta ${t}`), { ...common, source, target }, { images: a, labels: ['input'] });
+            const r = await unclip.textDiff(models, a, {
+              source,
+              target,
+              thetas,
+              steps,
+              decoderScale,
+              seed,
+              onProgress,
+              onNote: note,
+            });
+            writeOutputs(
+              dir,
+              'unclip-textdiff',
+              r.images,
+              r.thetas.map((t) => `theta ${t}`),
+              { ...common, source, target },
+              { images: a, labels: ['input'] },
+            );
             tf.dispose([r.images, r.embeddings]);
           } else {
-            const r = await unclip.variations(models, a, { n, steps, decoderScale, eta, seed, onProgress, onNote: note });
-            writeOutputs(dir, 'unclip-variations', r.images, Array.from({ length: n }, (_, i) => `variation #${i}`), { ...common, n, eta }, { images: a, labels: ['input'] });
+            const r = await unclip.variations(models, a, {
+              n,
+              steps,
+              decoderScale,
+              eta,
+              seed,
+              onProgress,
+              onNote: note,
+            });
+            writeOutputs(
+              dir,
+              'unclip-variations',
+              r.images,
+              Array.from({ length: n }, (_, i) => `variation #${i}`),
+              { ...common, n, eta },
+              { images: a, labels: ['input'] },
+            );
             tf.dispose([r.images, r.embedding]);
           }
         } finally {

@@ -42,14 +42,19 @@ export async function readIoFile(jsonPath: string): Promise<Map<string, IoTensor
     if (!m || !Array.isArray(m.shape) || typeof m.offset !== 'number' || typeof m.nbytes !== 'number')
       throw new Error(`io file ${jsonPath}: entry '${name}' lacks shape/offset/nbytes`);
     if (m.offset < 0 || m.offset + m.nbytes > bin.length)
-      throw new Error(`io file ${jsonPath}: entry '${name}' needs bytes ${m.offset}..${m.offset + m.nbytes} but ${binPath} has ${bin.length}`);
+      throw new Error(
+        `io file ${jsonPath}: entry '${name}' needs bytes ${m.offset}..${m.offset + m.nbytes} but ${binPath} has ${bin.length}`,
+      );
     const n = m.shape.reduce((a, b) => a * b, 1);
     const bytes = bin.subarray(m.offset, m.offset + m.nbytes);
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const size: Record<string, number> = { float32: 4, float64: 8, int64: 8, int32: 4, float16: 2, uint8: 1, bool: 1 };
     const s = size[m.dtype];
     if (!s) throw new Error(`io file ${jsonPath}: entry '${name}' has unsupported dtype ${m.dtype}`);
-    if (n * s !== m.nbytes) throw new Error(`io file ${jsonPath}: entry '${name}' shape [${m.shape}] x ${m.dtype} is ${n * s} bytes, nbytes says ${m.nbytes}`);
+    if (n * s !== m.nbytes)
+      throw new Error(
+        `io file ${jsonPath}: entry '${name}' shape [${m.shape}] x ${m.dtype} is ${n * s} bytes, nbytes says ${m.nbytes}`,
+      );
     let data: Float32Array | Int32Array;
     switch (m.dtype) {
       case 'float32':
@@ -137,17 +142,23 @@ registerVerifyArchitecture({
   detect: (sd) => sd.has('text_projection') || sd.has('visual.proj') || sd.has('visual.attnpool.c_proj.weight'),
   async build(sd, config, note) {
     const clip = await import('../../../nets/clip/index.js');
-    return clip.CLIP.fromStateDict(sd, config ? clip.clipConfigFromJson(config, { onInferred: note }) : undefined, { onInferred: note });
+    return clip.CLIP.fromStateDict(sd, config ? clip.clipConfigFromJson(config, { onInferred: note }) : undefined, {
+      onInferred: note,
+    });
   },
   run(net, inputs) {
     return runClip(net, inputs);
   },
-  describe: (net) => `CLIP (${(net as unknown as { config: { visionWidth: number } }).config.visionWidth}-wide vision tower)`,
+  describe: (net) =>
+    `CLIP (${(net as unknown as { config: { visionWidth: number } }).config.visionWidth}-wide vision tower)`,
   dispose: (net) => net.dispose(),
 } satisfies VerifyArchitecture<import('../../../nets/clip/index.js').CLIP>);
 
 let clipOutputs: typeof import('../../../nets/clip/index.js').clipReferenceOutputs | null = null;
-function runClip(net: import('../../../nets/clip/index.js').CLIP, inputs: Map<string, IoTensor>): Map<string, tf.Tensor> {
+function runClip(
+  net: import('../../../nets/clip/index.js').CLIP,
+  inputs: Map<string, IoTensor>,
+): Map<string, tf.Tensor> {
   if (!clipOutputs) throw new Error('CLIP module not loaded');
   return clipOutputs(net, inputs as never);
 }
@@ -174,7 +185,14 @@ export function compareTensors(name: string, ours: tf.Tensor, ref: IoTensor, tol
     return [ours.cast('float32').sub(r).abs().max().dataSync()[0], r.abs().max().dataSync()[0]];
   });
   const rel = err / Math.max(1, mx);
-  return { name, shape: ref.shape, maxAbsErr: err, maxRelErr: rel, maxAbsRef: mx, pass: Number.isFinite(rel) && rel <= tol };
+  return {
+    name,
+    shape: ref.shape,
+    maxAbsErr: err,
+    maxRelErr: rel,
+    maxAbsRef: mx,
+    pass: Number.isFinite(rel) && rel <= tol,
+  };
 }
 
 /** `NAME.config.json` beside the weights, trying the name with precision/format suffixes removed. */
@@ -213,7 +231,12 @@ export interface VerifyReport {
 }
 
 /** Run a verification (what the command does, as a function). */
-export async function verify(opts: { weights: string; io: string; config?: string; tolerance?: number }): Promise<VerifyReport> {
+export async function verify(opts: {
+  weights: string;
+  io: string;
+  config?: string;
+  tolerance?: number;
+}): Promise<VerifyReport> {
   const sd = await readStateDict(opts.weights);
   const arch = ARCHITECTURES.find((a) => a.detect(sd));
   if (!arch)
@@ -230,7 +253,8 @@ export async function verify(opts: { weights: string; io: string; config?: strin
       throw new Error(`cannot read config ${configPath}: ${(e as Error).message}`);
     }
   }
-  if (arch.name === 'clip' && !clipOutputs) clipOutputs = (await import('../../../nets/clip/index.js')).clipReferenceOutputs;
+  if (arch.name === 'clip' && !clipOutputs)
+    clipOutputs = (await import('../../../nets/clip/index.js')).clipReferenceOutputs;
   const sourceDtypes = [...new Set([...sd.values()].map((t) => t.sourceDtype))].sort();
   const lowPrecision = sourceDtypes.some((d) => d === 'float16' || d === 'bfloat16');
   const tolerance = opts.tolerance ?? (lowPrecision ? 2e-3 : 1e-4);
@@ -253,7 +277,8 @@ export async function verify(opts: { weights: string; io: string; config?: strin
       outputs.push(compareTensors(name, ours, ref, tolerance));
     }
     for (const v of produced.values()) v.dispose();
-    if (!outputs.length) throw new Error(`${opts.io} holds no output this ${arch.name} produces (entries: ${[...io.keys()].join(', ')})`);
+    if (!outputs.length)
+      throw new Error(`${opts.io} holds no output this ${arch.name} produces (entries: ${[...io.keys()].join(', ')})`);
     return {
       weights: opts.weights,
       io: opts.io,
@@ -284,8 +309,14 @@ const command: Command = {
   options: {
     weights: { type: 'string', help: 'checkpoint (.pt torch zip / legacy, TorchScript, .safetensors)' },
     io: { type: 'string', help: 'reference io file NAME_io.json (NAME_io.bin beside it)' },
-    config: { type: 'string', help: 'reference constructor arguments JSON (default: NAME.config.json beside the weights, else inferred from the keys)' },
-    tol: { type: 'string', help: 'relative tolerance max|err|/max(1,max|ref|) (default 1e-4; 2e-3 for fp16/bf16 weights)' },
+    config: {
+      type: 'string',
+      help: 'reference constructor arguments JSON (default: NAME.config.json beside the weights, else inferred from the keys)',
+    },
+    tol: {
+      type: 'string',
+      help: 'relative tolerance max|err|/max(1,max|ref|) (default 1e-4; 2e-3 for fp16/bf16 weights)',
+    },
     json: { type: 'boolean', help: 'print one JSON object' },
   },
   async run(args) {
@@ -301,17 +332,25 @@ const command: Command = {
       console.error(`diffguide verify: --tol must be a positive number, got ${tolRaw}`);
       return 2;
     }
-    const report = await verify({ weights, io, config: typeof args.values.config === 'string' ? args.values.config : undefined, tolerance });
+    const report = await verify({
+      weights,
+      io,
+      config: typeof args.values.config === 'string' ? args.values.config : undefined,
+      tolerance,
+    });
     if (args.values.json) console.log(JSON.stringify(report));
     else {
-      console.log(`${report.net} from ${report.weights} (${report.sourceDtypes.join(', ')}), config ${report.config ?? 'inferred from keys'}`);
+      console.log(
+        `${report.net} from ${report.weights} (${report.sourceDtypes.join(', ')}), config ${report.config ?? 'inferred from keys'}`,
+      );
       console.log(`tolerance: max|err| <= ${report.tolerance} x max(1, max|ref|)`);
       for (const o of report.outputs)
         console.log(
           `  ${o.pass ? 'ok  ' : 'FAIL'} ${o.name.padEnd(22)} [${o.shape.join(', ')}]`.padEnd(50) +
             ` max abs ${o.maxAbsErr.toExponential(3)}  rel ${o.maxRelErr.toExponential(3)}  (max|ref| ${o.maxAbsRef.toPrecision(4)})`,
         );
-      for (const k of report.skipped) console.log(`  skip ${k.name.padEnd(22)} [${k.shape.join(', ')}]`.padEnd(50) + ` ${k.reason}: not compared`);
+      for (const k of report.skipped)
+        console.log(`  skip ${k.name.padEnd(22)} [${k.shape.join(', ')}]`.padEnd(50) + ` ${k.reason}: not compared`);
       for (const line of report.inferred) console.log(`  note: ${line}`);
       const n = report.outputs.length;
       const skippedNote = report.skipped.length

@@ -27,14 +27,31 @@ export type SmallClipVision = 'vit' | 'resnet';
  * Head counts follow the reference's width rules, so the config can also be inferred from the keys alone.
  */
 export function smallClipConfig(imageSize = 32, vision: SmallClipVision = 'resnet'): CLIPConfig {
-  const text = { embedDim: 128, imageResolution: imageSize, contextLength: 20, vocabSize: 4000, transformerWidth: 128, transformerHeads: 2, transformerLayers: 3 };
+  const text = {
+    embedDim: 128,
+    imageResolution: imageSize,
+    contextLength: 20,
+    vocabSize: 4000,
+    transformerWidth: 128,
+    transformerHeads: 2,
+    transformerLayers: 3,
+  };
   if (vision === 'resnet') return { ...text, visionLayers: [1, 1, 1, 1], visionWidth: 16, visionPatchSize: null };
   if (vision !== 'vit') throw new Error(`unknown CLIP image tower '${vision as string}': use vit or resnet`);
   return { ...text, visionLayers: 4, visionWidth: 128, visionPatchSize: 8, visionHeads: 2 };
 }
 
 // The caption and prompt templates live in lib/data/prompts.ts (evaluation uses them too); re-exported here.
-export { captionFits, categoryPhrase, categoryPrompt, namePrompt, sampleCaption, subcategoryPhrase, type Caption, type CaptionKind } from '../../data/prompts.js';
+export {
+  captionFits,
+  categoryPhrase,
+  categoryPrompt,
+  namePrompt,
+  sampleCaption,
+  subcategoryPhrase,
+  type Caption,
+  type CaptionKind,
+} from '../../data/prompts.js';
 
 /**
  * Symmetric InfoNCE with soft (multi-positive) targets.
@@ -57,7 +74,16 @@ export function randomShift(x: tf.Tensor4D, s: number, rng: Rng): tf.Tensor4D {
   if (s <= 0) return x.clone();
   return tf.tidy(() => {
     const [n, h, w, c] = x.shape;
-    const padded = tf.pad(x, [[0, 0], [s, s], [s, s], [0, 0]], 1);
+    const padded = tf.pad(
+      x,
+      [
+        [0, 0],
+        [s, s],
+        [s, s],
+        [0, 0],
+      ],
+      1,
+    );
     const parts: tf.Tensor4D[] = [];
     for (let i = 0; i < n; i++) parts.push(padded.slice([i, rng.int(2 * s + 1), rng.int(2 * s + 1), 0], [1, h, w, c]));
     return tf.concat(parts) as tf.Tensor4D;
@@ -107,7 +133,11 @@ export class ClipTask implements TrainTask<ClipBatch> {
   readonly tokens: TokenCache;
   private sampler: BatchSampler;
 
-  constructor(readonly clip: CLIP, readonly data: Dataset, readonly opts: ClipTaskOptions) {
+  constructor(
+    readonly clip: CLIP,
+    readonly data: Dataset,
+    readonly opts: ClipTaskOptions,
+  ) {
     this.params = new Map([...clip.params].filter(([, v]) => v.trainable));
     this.buffers = new Map([...clip.params].filter(([, v]) => !v.trainable));
     this.tokens = new TokenCache(clip);
@@ -153,6 +183,10 @@ export class ClipTask implements TrainTask<ClipBatch> {
 
   evaluate(): Record<string, number> {
     const r = evalClipOnDataset(this.clip, this.data, { indices: this.opts.evalIndices, tokens: this.tokens });
-    return { zero_shot_category_acc: r.zeroShotCategoryAccuracy, name_retrieval_top5: r.nameRetrievalTop5, logit_scale: Math.exp((this.clip.params.get('logit_scale') as tf.Variable).dataSync()[0]) };
+    return {
+      zero_shot_category_acc: r.zeroShotCategoryAccuracy,
+      name_retrieval_top5: r.nameRetrievalTop5,
+      logit_scale: Math.exp((this.clip.params.get('logit_scale') as tf.Variable).dataSync()[0]),
+    };
   }
 }

@@ -87,7 +87,12 @@ export class CondUNetTask implements TrainTask<CondBatch> {
   readonly embeddings: tf.Tensor2D;
   private sampler: BatchSampler;
 
-  constructor(readonly net: UNet, clip: CLIP, readonly data: Dataset, readonly opts: CondUNetTaskOptions) {
+  constructor(
+    readonly net: UNet,
+    clip: CLIP,
+    readonly data: Dataset,
+    readonly opts: CondUNetTaskOptions,
+  ) {
     this.params = net.params;
     this.schedule = makeSchedule('cosine', 1000);
     this.embScale = opts.embScale ?? Math.sqrt(clip.embedDim);
@@ -100,7 +105,10 @@ export class CondUNetTask implements TrainTask<CondBatch> {
     const keep = idx.map(() => (rng.float() < (this.opts.pDrop ?? 0.15) ? 0 : 1));
     return tf.tidy(() => ({
       x0: this.data.images(idx, { rgb: true }),
-      emb: tf.gather(this.embeddings, tf.tensor1d(idx, 'int32')).mul(tf.tensor2d(keep, [idx.length, 1])).mul(this.embScale) as tf.Tensor2D,
+      emb: tf
+        .gather(this.embeddings, tf.tensor1d(idx, 'int32'))
+        .mul(tf.tensor2d(keep, [idx.length, 1]))
+        .mul(this.embScale) as tf.Tensor2D,
     }));
   }
 
@@ -109,9 +117,15 @@ export class CondUNetTask implements TrainTask<CondBatch> {
     const idx = Array.from({ length: n }, () => rng.int(this.schedule.length));
     const noise = rng.normal<tf.Rank.R4>(b.x0.shape);
     const xt = qSample(b.x0, this.schedule, idx, noise);
-    const t = tf.tensor1d(idx.map((i) => this.schedule.modelT(i)), 'float32');
+    const t = tf.tensor1d(
+      idx.map((i) => this.schedule.modelT(i)),
+      'float32',
+    );
     const out = this.net.apply(xt, t, { emb: b.emb }, { training: true, seed: rng.nextSeed() });
-    return tf.losses.meanSquaredError(diffusionTarget(this.opts.prediction ?? 'eps', b.x0, this.schedule, idx, noise), out) as tf.Scalar;
+    return tf.losses.meanSquaredError(
+      diffusionTarget(this.opts.prediction ?? 'eps', b.x0, this.schedule, idx, noise),
+      out,
+    ) as tf.Scalar;
   }
 
   disposeBatch(b: CondBatch): void {
@@ -141,7 +155,11 @@ export class CondUNetTask implements TrainTask<CondBatch> {
         return u.add(c.sub(u).mul(s)) as tf.Tensor4D;
       });
     const model = diffusionModel(net, { prediction: this.opts.prediction ?? 'eps', variance: 'fixedSmall' });
-    const x = ddimChainSync(model, tf.randomNormal([8, this.data.height, this.data.width, 3], 0, 1, 'float32', seed) as tf.Tensor4D, sched);
+    const x = ddimChainSync(
+      model,
+      tf.randomNormal([8, this.data.height, this.data.width, 3], 0, 1, 'float32', seed) as tf.Tensor4D,
+      sched,
+    );
     const real = this.data.images(pick, { rgb: true });
     const g = tf.tidy(() => makeGrid(tf.concat([real, x.clipByValue(-1, 1)]) as tf.Tensor4D, 8));
     tf.dispose([x, real, emb, zero]);

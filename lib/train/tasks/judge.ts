@@ -21,7 +21,11 @@ export function judgeConfigFor(ds: Dataset): JudgeConfig {
 }
 
 /** Held-out accuracy of a judge on a dataset's test split (or given indices). */
-export function judgeAccuracy(judge: Judge, ds: Dataset, indices = ds.indicesOf('test')): { category: number; vendor: number; n: number } {
+export function judgeAccuracy(
+  judge: Judge,
+  ds: Dataset,
+  indices = ds.indicesOf('test'),
+): { category: number; vendor: number; n: number } {
   let c = 0;
   let v = 0;
   for (let i = 0; i < indices.length; i += 128) {
@@ -47,7 +51,11 @@ export class JudgeTask implements TrainTask<JudgeBatch> {
   readonly params: Map<string, tf.Variable>;
   private sampler: BatchSampler;
 
-  constructor(readonly judge: Judge, readonly data: Dataset, readonly opts: JudgeTaskOptions) {
+  constructor(
+    readonly judge: Judge,
+    readonly data: Dataset,
+    readonly opts: JudgeTaskOptions,
+  ) {
     this.params = judge.params;
     this.sampler = new BatchSampler(data.indicesOf('train'), opts.batch, opts.seed);
   }
@@ -61,13 +69,39 @@ export class JudgeTask implements TrainTask<JudgeBatch> {
       let x = this.data.images(idx, { rgb: true });
       if (s > 0) {
         const [n, h, w] = x.shape;
-        const padded = tf.pad(x, [[0, 0], [s, s], [s, s], [0, 0]], 1);
+        const padded = tf.pad(
+          x,
+          [
+            [0, 0],
+            [s, s],
+            [s, s],
+            [0, 0],
+          ],
+          1,
+        );
         const parts: tf.Tensor4D[] = [];
-        for (let i = 0; i < n; i++) parts.push(padded.slice([i, rng.int(2 * s + 1), rng.int(2 * s + 1), 0], [1, h, w, 3]));
+        for (let i = 0; i < n; i++)
+          parts.push(padded.slice([i, rng.int(2 * s + 1), rng.int(2 * s + 1), 0], [1, h, w, 3]));
         x = tf.concat(parts) as tf.Tensor4D;
       }
-      const cat = tf.oneHot(tf.tensor1d(idx.map((i) => this.data.categoryIds[i]), 'int32'), K).toFloat() as tf.Tensor2D;
-      const ven = tf.oneHot(tf.tensor1d(idx.map((i) => Math.max(0, this.data.vendorIds[i])), 'int32'), V).toFloat() as tf.Tensor2D;
+      const cat = tf
+        .oneHot(
+          tf.tensor1d(
+            idx.map((i) => this.data.categoryIds[i]),
+            'int32',
+          ),
+          K,
+        )
+        .toFloat() as tf.Tensor2D;
+      const ven = tf
+        .oneHot(
+          tf.tensor1d(
+            idx.map((i) => Math.max(0, this.data.vendorIds[i])),
+            'int32',
+          ),
+          V,
+        )
+        .toFloat() as tf.Tensor2D;
       return { x, cat, ven };
     });
   }

@@ -47,7 +47,13 @@ export class NoisyClipTask implements TrainTask<NoisyBatch> {
   readonly scale: number;
   private tokens: TokenCache;
 
-  constructor(readonly noisy: NoisyCLIPImageEncoder, readonly teacher: CLIP, readonly schedule: Schedule, readonly data: Dataset, readonly opts: NoisyClipTaskOptions) {
+  constructor(
+    readonly noisy: NoisyCLIPImageEncoder,
+    readonly teacher: CLIP,
+    readonly schedule: Schedule,
+    readonly data: Dataset,
+    readonly opts: NoisyClipTaskOptions,
+  ) {
     this.params = new Map([...noisy.params].filter(([, v]) => v.trainable));
     this.sampler = new BatchSampler(data.indicesOf('train'), opts.batch, opts.seed);
     this.targets = cleanImageEmbeddings(teacher, data);
@@ -62,7 +68,10 @@ export class NoisyClipTask implements TrainTask<NoisyBatch> {
       const x = this.data.images(idx, { rgb: true });
       const noise = rng.normal<tf.Rank.R4>(x.shape);
       const xt = qSample(x, this.schedule, ts, noise);
-      const t = tf.tensor1d(ts.map((i) => this.schedule.modelT(i)), 'float32');
+      const t = tf.tensor1d(
+        ts.map((i) => this.schedule.modelT(i)),
+        'float32',
+      );
       const target = tf.gather(this.targets, tf.tensor1d(idx, 'int32')) as tf.Tensor2D;
       return { xt, t, target };
     });
@@ -89,7 +98,10 @@ export class NoisyClipTask implements TrainTask<NoisyBatch> {
   }
 
   evaluate(): Record<string, number> {
-    const r = evalNoisyClipOnDataset(this.noisy, this.teacher, this.schedule, this.data, { t: this.opts.evalT ?? 500, tokens: this.tokens });
+    const r = evalNoisyClipOnDataset(this.noisy, this.teacher, this.schedule, this.data, {
+      t: this.opts.evalT ?? 500,
+      tokens: this.tokens,
+    });
     return { noisy_top5_t500: r.noisyTop5, plain_top5_t500: r.plainTop5, ratio: r.ratio };
   }
 }

@@ -62,12 +62,19 @@ export class PriorTask implements TrainTask<PriorBatch> {
   readonly texts: TextEmbeddingCache;
   private readonly alphas: Float64Array;
 
-  constructor(readonly prior: Prior, readonly clip: CLIP, readonly schedule: Schedule, readonly data: Dataset, readonly opts: PriorTaskOptions) {
+  constructor(
+    readonly prior: Prior,
+    readonly clip: CLIP,
+    readonly schedule: Schedule,
+    readonly data: Dataset,
+    readonly opts: PriorTaskOptions,
+  ) {
     this.params = prior.params;
     this.sampler = new BatchSampler(data.indicesOf('train'), opts.batch, opts.seed);
     this.targets = cleanImageEmbeddings(clip, data);
     this.texts = new TextEmbeddingCache(clip);
-    if (schedule.length !== prior.config.timesteps) throw new Error(`PriorTask: schedule has ${schedule.length} steps, prior config ${prior.config.timesteps}`);
+    if (schedule.length !== prior.config.timesteps)
+      throw new Error(`PriorTask: schedule has ${schedule.length} steps, prior config ${prior.config.timesteps}`);
     this.alphas = Float64Array.from({ length: schedule.length }, (_, i) => schedule.alphaBar(i));
   }
 
@@ -108,7 +115,9 @@ export class PriorTask implements TrainTask<PriorBatch> {
       const reps = 8;
       const tx = tf.tile(text, [reps, 1]) as tf.Tensor2D;
       const x = tf.randomNormal([cats.length * reps, this.prior.config.embedDim], 0, 1, 'float32', 1234) as tf.Tensor2D;
-      const pred = this.prior.fromDataSpace(this.prior.apply(x, tf.fill([cats.length * reps], this.schedule.modelT(T - 1)) as tf.Tensor1D, tx));
+      const pred = this.prior.fromDataSpace(
+        this.prior.apply(x, tf.fill([cats.length * reps], this.schedule.modelT(T - 1)) as tf.Tensor1D, tx),
+      );
       const gal = tf.gather(this.targets, tf.tensor1d(test, 'int32'));
       const nn = tf.argMax(tf.matMul(pred, gal, false, true), 1).dataSync();
       let hit = 0;

@@ -36,7 +36,8 @@ async function teacherClip(ctx: ModelTaskContext): Promise<{ clip: CLIP; path: s
  */
 export async function readUNetWeights(spec: string): Promise<UNetWeights> {
   const exported = ['unet.safetensors', 'cond-unet.safetensors'].map((f) => join(spec, f)).find((f) => existsSync(f));
-  const file = existsSync(spec) && statSync(spec).isDirectory() ? (exported ?? join(spec, 'checkpoint.safetensors')) : spec;
+  const file =
+    existsSync(spec) && statSync(spec).isDirectory() ? (exported ?? join(spec, 'checkpoint.safetensors')) : spec;
   if (file.endsWith('checkpoint.safetensors')) {
     const g = readCheckpoint(file).groups.ema;
     if (!g) throw new Error(`${file} has no EMA weights`);
@@ -44,7 +45,11 @@ export async function readUNetWeights(spec: string): Promise<UNetWeights> {
   }
   const sd = await readStateDict(file);
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [k, v] of sd) tensors.set(k, { shape: [...v.shape], data: v.data instanceof Float32Array ? v.data : Float32Array.from(v.data as ArrayLike<number>) });
+  for (const [k, v] of sd)
+    tensors.set(k, {
+      shape: [...v.shape],
+      data: v.data instanceof Float32Array ? v.data : Float32Array.from(v.data as ArrayLike<number>),
+    });
   return { layout: 'reference', tensors, source: file };
 }
 
@@ -90,28 +95,59 @@ export interface ModelTaskEntry {
 
 export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
   clip: {
-    summary: 'CLIP from scratch on emoji captions (ModifiedResNet or ViT image tower + text transformer, symmetric InfoNCE)',
-    defaults: { data: 'emoji32', steps: 1500, batch: 64, lr: 1e-3, warmup: 50, decay: 'cosine', ema: 0.99, sampleEvery: 100, ckptEvery: 50, weightDecay: 0.1 },
+    summary:
+      'CLIP from scratch on emoji captions (ModifiedResNet or ViT image tower + text transformer, symmetric InfoNCE)',
+    defaults: {
+      data: 'emoji32',
+      steps: 1500,
+      batch: 64,
+      lr: 1e-3,
+      warmup: 50,
+      decay: 'cosine',
+      ema: 0.99,
+      sampleEvery: 100,
+      ckptEvery: 50,
+      weightDecay: 0.1,
+    },
     async setup({ ds, seed, batch, saved, dataSpec, options }) {
-      const cfg = (saved?.net as CLIPConfig | undefined) ?? smallClipConfig(ds.height, (options.vision ?? 'resnet') as SmallClipVision);
+      const cfg =
+        (saved?.net as CLIPConfig | undefined) ??
+        smallClipConfig(ds.height, (options.vision ?? 'resnet') as SmallClipVision);
       const clip = CLIP.random(cfg, seed);
       const b = (saved?.batch as number | undefined) ?? batch;
       const task = new ClipTask(clip, ds, { batch: b, seed });
       return {
         task: task as TrainTask<unknown>,
-        netConfig: { clip: cfg, tokenizer: `CLIP BPE, first ${cfg.vocabSize - 514} merges (Tokenizer.forVocabSize(${cfg.vocabSize}))` },
+        netConfig: {
+          clip: cfg,
+          tokenizer: `CLIP BPE, first ${cfg.vocabSize - 514} merges (Tokenizer.forVocabSize(${cfg.vocabSize}))`,
+        },
         config: { model: 'clip', data: dataSpec, batch: b, net: cfg },
         toStateDict: () => clip.toHostStateDict() as unknown as StateDict,
       };
     },
   },
   'noisy-clip': {
-    summary: "SDG's noisy CLIP: FiLM time-conditioned image tower, noisy-image features matched to frozen clean features",
-    defaults: { data: 'emoji32', steps: 200, batch: 64, lr: 3e-4, warmup: 20, decay: 'cosine', ema: 0.98, sampleEvery: 100, ckptEvery: 50, weightDecay: 0 },
+    summary:
+      "SDG's noisy CLIP: FiLM time-conditioned image tower, noisy-image features matched to frozen clean features",
+    defaults: {
+      data: 'emoji32',
+      steps: 200,
+      batch: 64,
+      lr: 3e-4,
+      warmup: 20,
+      decay: 'cosine',
+      ema: 0.98,
+      sampleEvery: 100,
+      ckptEvery: 50,
+      weightDecay: 0,
+    },
     async setup(ctx) {
       const { clip, path } = await teacherClip(ctx);
       const b = (ctx.saved?.batch as number | undefined) ?? ctx.batch;
-      const noisy = NoisyCLIPImageEncoder.fromStateDict(clip.toHostStateDict() as never, clip.config, { seed: ctx.seed });
+      const noisy = NoisyCLIPImageEncoder.fromStateDict(clip.toHostStateDict() as never, clip.config, {
+        seed: ctx.seed,
+      });
       const schedule = makeSchedule('cosine', 1000);
       const task = new NoisyClipTask(noisy, clip, schedule, ctx.ds, { batch: b, seed: ctx.seed });
       const net = { ...noisy.config, timeEmbedChannels: noisy.timeEmbedChannels, timeEmbedDim: noisy.timeEmbedDim };
@@ -125,13 +161,33 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
   },
   prior: {
     summary: 'unCLIP prior: text embedding -> image embedding (x0 prediction, cosine schedule)',
-    defaults: { data: 'emoji32', steps: 2000, batch: 128, lr: 1e-3, warmup: 100, decay: 'cosine', ema: 0.995, sampleEvery: 500, ckptEvery: 250, weightDecay: 0.01 },
+    defaults: {
+      data: 'emoji32',
+      steps: 2000,
+      batch: 128,
+      lr: 1e-3,
+      warmup: 100,
+      decay: 'cosine',
+      ema: 0.995,
+      sampleEvery: 500,
+      ckptEvery: 250,
+      weightDecay: 0.01,
+    },
     async setup(ctx) {
       const { clip, path } = await teacherClip(ctx);
       const b = (ctx.saved?.batch as number | undefined) ?? ctx.batch;
-      const cfg = (ctx.saved?.net as PriorConfig | undefined) ?? { embedDim: clip.embedDim, width: 256, depth: 4, hidden: 512, timesteps: 1000 };
+      const cfg = (ctx.saved?.net as PriorConfig | undefined) ?? {
+        embedDim: clip.embedDim,
+        width: 256,
+        depth: 4,
+        hidden: 512,
+        timesteps: 1000,
+      };
       const prior = Prior.random(cfg, ctx.seed);
-      const task = new PriorTask(prior, clip, makeSchedule('cosine', cfg.timesteps), ctx.ds, { batch: b, seed: ctx.seed });
+      const task = new PriorTask(prior, clip, makeSchedule('cosine', cfg.timesteps), ctx.ds, {
+        batch: b,
+        seed: ctx.seed,
+      });
       return {
         task: task as TrainTask<unknown>,
         netConfig: { ...prior.config, schedule: 'cosine', prediction: 'x0', clip: path },
@@ -142,7 +198,18 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
   },
   'cond-unet': {
     summary: 'UNet conditioned on a CLIP image embedding with condition dropout (unCLIP decoder, Imagic)',
-    defaults: { data: 'emoji32', steps: 20000, batch: 16, lr: 5e-4, warmup: 200, decay: 'constant', ema: 0.999, sampleEvery: 100, ckptEvery: 25, weightDecay: 0 },
+    defaults: {
+      data: 'emoji32',
+      steps: 20000,
+      batch: 16,
+      lr: 5e-4,
+      warmup: 200,
+      decay: 'constant',
+      ema: 0.999,
+      sampleEvery: 100,
+      ckptEvery: 25,
+      weightDecay: 0,
+    },
     async setup(ctx) {
       const { clip, path } = await teacherClip(ctx);
       const b = (ctx.saved?.batch as number | undefined) ?? ctx.batch;
@@ -160,8 +227,24 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
       const task = new CondUNetTask(net, clip, ctx.ds, { batch: b, seed: ctx.seed, embScale, prediction });
       return {
         task: task as TrainTask<unknown>,
-        netConfig: { ...net.config, schedule: 'cosine', timesteps: 1000, prediction, embScale, conditioning: 'normalise(CLIP image embedding) * embScale; zeros = unconditional', clip: path },
-        config: { model: 'cond-unet', data: ctx.dataSpec, batch: b, clip: path, init, net: net.config, ...(prediction !== 'eps' ? { prediction } : {}) },
+        netConfig: {
+          ...net.config,
+          schedule: 'cosine',
+          timesteps: 1000,
+          prediction,
+          embScale,
+          conditioning: 'normalise(CLIP image embedding) * embScale; zeros = unconditional',
+          clip: path,
+        },
+        config: {
+          model: 'cond-unet',
+          data: ctx.dataSpec,
+          batch: b,
+          clip: path,
+          init,
+          net: net.config,
+          ...(prediction !== 'eps' ? { prediction } : {}),
+        },
         toStateDict: () => net.toStateDict(),
       };
     },

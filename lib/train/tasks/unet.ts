@@ -74,18 +74,40 @@ export function minSnrWeight(alphaBar: number, prediction: 'eps' | 'v', gamma = 
  * before the option predicted eps); a new run takes `asked` (default eps). Asking a resumed run for
  * another one is an error that names the fix.
  */
-export function runPrediction(saved: Record<string, unknown> | null, asked: string | undefined, out: string): 'eps' | 'v' {
+export function runPrediction(
+  saved: Record<string, unknown> | null,
+  asked: string | undefined,
+  out: string,
+): 'eps' | 'v' {
   const p = saved ? ((saved.prediction as string | undefined) ?? 'eps') : (asked ?? 'eps');
   if (p !== 'eps' && p !== 'v') throw new Error(`--prediction must be eps or v, got '${p}'`);
-  if (saved && asked && asked !== p) throw new Error(`${out} was trained with --prediction ${p}; use another --out for a run with --prediction ${asked} (--init ${out} starts it from these weights)`);
+  if (saved && asked && asked !== p)
+    throw new Error(
+      `${out} was trained with --prediction ${p}; use another --out for a run with --prediction ${asked} (--init ${out} starts it from these weights)`,
+    );
   return p;
 }
 
 /** Sample images with DDIM from a UNet (eta 0). Returns [n, H, W, 3] in [-1, 1]. */
-export async function sampleUNet(net: UNet, schedule: Schedule, n: number, opts: { steps?: number; seed?: number; size?: number; batch?: number; prediction?: Parameterization; onProgress?: (done: number, total: number) => void } = {}): Promise<tf.Tensor4D> {
+export async function sampleUNet(
+  net: UNet,
+  schedule: Schedule,
+  n: number,
+  opts: {
+    steps?: number;
+    seed?: number;
+    size?: number;
+    batch?: number;
+    prediction?: Parameterization;
+    onProgress?: (done: number, total: number) => void;
+  } = {},
+): Promise<tf.Tensor4D> {
   const size = opts.size ?? net.config.imageSize ?? 32;
   const batch = opts.batch ?? 64;
-  const model = diffusionModel((x, t, cond) => net.apply(x, t, cond ?? {}), { prediction: opts.prediction ?? 'eps', variance: unetVariance(net) });
+  const model = diffusionModel((x, t, cond) => net.apply(x, t, cond ?? {}), {
+    prediction: opts.prediction ?? 'eps',
+    variance: unetVariance(net),
+  });
   const sched = respaceEven(schedule, opts.steps ?? 50);
   const parts: tf.Tensor4D[] = [];
   for (let i = 0; i < n; i += batch) {
@@ -112,7 +134,11 @@ export class UNetTask implements TrainTask<UNetBatch> {
   readonly schedule: Schedule;
   private sampler: BatchSampler;
 
-  constructor(readonly net: UNet, readonly data: Dataset, readonly opts: UNetTaskOptions) {
+  constructor(
+    readonly net: UNet,
+    readonly data: Dataset,
+    readonly opts: UNetTaskOptions,
+  ) {
     this.params = net.params;
     this.schedule = makeSchedule(opts.schedule ?? 'cosine', opts.timesteps ?? 1000);
     this.sampler = new BatchSampler(data.indicesOf('train'), opts.batch, opts.seed);
@@ -125,7 +151,10 @@ export class UNetTask implements TrainTask<UNetBatch> {
       if (this.opts.flip) {
         const flips = idx.map(() => rng.float() < 0.5);
         const flipped = tf.reverse(x, 2);
-        const m = tf.tensor4d(flips.map((f) => (f ? 1 : 0)), [idx.length, 1, 1, 1]);
+        const m = tf.tensor4d(
+          flips.map((f) => (f ? 1 : 0)),
+          [idx.length, 1, 1, 1],
+        );
         x = flipped.mul(m).add(x.mul(tf.scalar(1).sub(m))) as tf.Tensor4D;
       }
       return { x0: x };
@@ -137,22 +166,33 @@ export class UNetTask implements TrainTask<UNetBatch> {
     const idx = Array.from({ length: n }, () => rng.int(this.schedule.length));
     const noise = rng.normal<tf.Rank.R4>(b.x0.shape);
     const xt = qSample(b.x0, this.schedule, idx, noise);
-    const t = tf.tensor1d(idx.map((i) => this.schedule.modelT(i)), 'float32');
+    const t = tf.tensor1d(
+      idx.map((i) => this.schedule.modelT(i)),
+      'float32',
+    );
     const out = this.net.apply(xt, t, {}, { training: true, seed: rng.nextSeed() });
     const prediction = this.opts.prediction ?? 'eps';
     const target = diffusionTarget(prediction, b.x0, this.schedule, idx, noise);
     if (!this.net.config.learnSigma) {
-      if ((this.opts.lossWeight ?? 'uniform') === 'uniform') return tf.losses.meanSquaredError(target, out) as tf.Scalar;
-      const w = tf.tensor1d(idx.map((i) => minSnrWeight(this.schedule.alphasCumprod[i], prediction, this.opts.minSnrGamma)));
+      if ((this.opts.lossWeight ?? 'uniform') === 'uniform')
+        return tf.losses.meanSquaredError(target, out) as tf.Scalar;
+      const w = tf.tensor1d(
+        idx.map((i) => minSnrWeight(this.schedule.alphasCumprod[i], prediction, this.opts.minSnrGamma)),
+      );
       return tf.squaredDifference(target, out).mean([1, 2, 3]).mul(w).mean() as tf.Scalar;
     }
-    if ((this.opts.lossWeight ?? 'uniform') !== 'uniform') throw new Error(`lossWeight '${this.opts.lossWeight}' is not supported with a learned variance (learnSigma); use 'uniform'`);
+    if ((this.opts.lossWeight ?? 'uniform') !== 'uniform')
+      throw new Error(
+        `lossWeight '${this.opts.lossWeight}' is not supported with a learned variance (learnSigma); use 'uniform'`,
+      );
     // Improved DDPM's hybrid loss: L_simple on the mean half + the bound (bits/dim) on the variance half,
     // the bound weighted T/1000 (the paper's lambda = 0.001 on the T-term sum, estimated by T L_t)
     const c = b.x0.shape[3];
     const mse = tf.losses.meanSquaredError(target, out.slice([0, 0, 0, 0], [-1, -1, -1, c]));
     const model = diffusionModel((x) => x, { prediction: this.opts.prediction ?? 'eps', variance: 'learnedRange' });
-    const vb = vlbTerms(model, this.schedule, b.x0, xt, idx, out).mean().mul(this.schedule.length / 1000);
+    const vb = vlbTerms(model, this.schedule, b.x0, xt, idx, out)
+      .mean()
+      .mul(this.schedule.length / 1000);
     return mse.add(vb) as tf.Scalar;
   }
 
@@ -173,8 +213,15 @@ export class UNetTask implements TrainTask<UNetBatch> {
     // DDIM chain here with the same math (eta 0) step by step.
     const n = this.opts.gridSamples ?? 16;
     const sched = respaceEven(this.schedule, this.opts.gridSteps ?? 25);
-    const model = diffusionModel((x, t) => this.net.apply(x, t, {}), { prediction: this.opts.prediction ?? 'eps', variance: unetVariance(this.net) });
-    const x = ddimChainSync(model, tf.randomNormal([n, this.data.height, this.data.width, 3], 0, 1, 'float32', seed) as tf.Tensor4D, sched);
+    const model = diffusionModel((x, t) => this.net.apply(x, t, {}), {
+      prediction: this.opts.prediction ?? 'eps',
+      variance: unetVariance(this.net),
+    });
+    const x = ddimChainSync(
+      model,
+      tf.randomNormal([n, this.data.height, this.data.width, 3], 0, 1, 'float32', seed) as tf.Tensor4D,
+      sched,
+    );
     const g = tf.tidy(() => makeGrid(x.clipByValue(-1, 1) as tf.Tensor4D, Math.ceil(Math.sqrt(n))));
     x.dispose();
     return g;
