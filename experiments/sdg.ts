@@ -23,15 +23,9 @@
  * `--param unet=PATH --param judge=DIR --param data=emoji32|subset --param scale=S` change the inputs.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { relative } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import {
-  fileHash,
-  type CellRecord,
-  type Experiment,
-  type GridOptions,
-  type JsonObject,
-} from '../lib/experiments/grid.js';
+import type { CellRecord, Experiment, GridOptions, JsonObject } from '../lib/experiments/grid.js';
+import { fmt, judgeFileOf, mean, relPath as rel, weightsEntry } from '../lib/experiments/setup.js';
 import { plotFiles, type PlotSpec } from '../lib/experiments/plot.js';
 import { samplesPng, stackRows } from '../lib/experiments/samples.js';
 import { Dataset } from '../lib/data/dataset.js';
@@ -98,7 +92,7 @@ function plan(opts: GridOptions) {
     textK: int('textK', 2),
     categories: int('categories', q ? 2 : 9),
     steps: int('steps', q ? 10 : 25),
-    factors: q ? [4, 8] : [4, 8],
+    factors: q ? [4, 8] : [4, 8, 16],
     styleRefs: int('styleRefs', 1),
     realN: int('realN', q ? 32 : 128),
     scale: Number(opts.params.scale ?? 200),
@@ -107,8 +101,6 @@ function plan(opts: GridOptions) {
   };
 }
 
-const rel = (p: string) => relative(packageRoot(), p) || p;
-
 function openData(data: string): Dataset {
   if (data === 'subset') {
     const p = testSubsetPath(packageRoot());
@@ -116,6 +108,37 @@ function openData(data: string): Dataset {
     return Dataset.load(p);
   }
   return loadDataset('emoji32');
+}
+
+/**
+ * `n` held-out references, each a different emoji in one vendor's artwork, spread over the categories:
+ * reference j takes category floor(j * C / n) of `categories` (the judge's, in order) and vendor
+ * j mod V (the dataset's vendors, in order); of that category's test items in that vendor whose emoji
+ * (the id before '/') is not taken yet, the middle one in dataset order. When there is none: the same
+ * category in any vendor, then any category.
+ */
+export function distinctReferences(ds: Dataset, n: number, categories: string[]): number[] {
+  const test = ds.indicesOf('test');
+  const emoji = (i: number) => ds.items[i].id.split('/')[0];
+  const taken = new Set<string>();
+  const out: number[] = [];
+  for (let j = 0; j < n; j++) {
+    const cat = categories[Math.floor((j * categories.length) / n)];
+    const vendor = ds.vendorNames[j % ds.vendorNames.length];
+    const free = test.filter((i) => !taken.has(emoji(i)));
+    const tiers = [
+      free.filter((i) => ds.categories[i] === cat && ds.vendors[i] === vendor),
+      free.filter((i) => ds.categories[i] === cat),
+      free,
+    ];
+    const pool = tiers.find((t) => t.length);
+    if (!pool)
+      throw new Error(`experiment sdg: asked for ${n} distinct held-out emoji, ${ds.name}'s test split has ${j}`);
+    const pick = pool[Math.floor(pool.length / 2)];
+    taken.add(emoji(pick));
+    out.push(pick);
+  }
+  return out;
 }
 
 /** `n` held-out items spread evenly over the test split (categories interleave in it). */
@@ -127,7 +150,6 @@ function spread(ds: Dataset, n: number, offset = 0): number[] {
 
 const r4 = (v: number) => Math.round(v * 1e4) / 1e4;
 const rows = (t: tf.Tensor2D) => (t.arraySync() as number[][]).map((r) => r.map(r4));
-const mean = (v: number[]) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN);
 
 const exp: Experiment<Cell, Result, Shared> = {
   name: 'sdg',
@@ -135,17 +157,13 @@ const exp: Experiment<Cell, Result, Shared> = {
     'SDG image-content guidance vs ILVR (FD, judge-LPIPS diversity, top-k retrieval), text guidance with noisy vs plain CLIP, style and text+image grids',
   settings(opts) {
     const p = plan(opts);
-    const judgeFile = `${p.judgeDir}/judge.safetensors`;
-    if (!existsSync(judgeFile))
-      throw new Error(
-        `experiment sdg needs the judge: ${judgeFile} is missing (diffguide train judge, or --param judge=DIR)`,
-      );
+    const judgeFile = judgeFileOf('sdg', p.judgeDir);
     const clipFile = resolveWeights('clip');
     const noisyFile = resolveWeights('noisy-clip');
     const ds = openData(p.data);
-    const refIds = spread(ds, p.refs).map((i) => ds.items[i].id);
-    const styleIds = spread(ds, p.styleRefs, 3).map((i) => ds.items[i].id);
     const judgeCfg = JSON.parse(readFileSync(`${p.judgeDir}/config.json`, 'utf8')) as { categories: string[] };
+    const refIds = distinctReferences(ds, p.refs, judgeCfg.categories).map((i) => ds.items[i].id);
+    const styleIds = spread(ds, p.styleRefs, 3).map((i) => ds.items[i].id);
     return {
       method:
         'sdg (DDPM ancestral, gradient shifts the mean) vs ILVR (low-pass replacement) vs unguided, same x_T per reference',
@@ -158,15 +176,17 @@ const exp: Experiment<Cell, Result, Shared> = {
         dataset: p.data === 'subset' ? rel(testSubsetPath(packageRoot())) : 'emoji32 (lib/data loadDataset)',
         split: 'test',
         references: refIds,
+        referenceRule:
+          "distinct emoji, one vendor each: reference j from category floor(j * C / R) of the judge's C categories and vendor j mod V, the middle of that category's free test items",
         styleReferences: styleIds,
         realN: p.realN,
       },
       categories: judgeCfg.categories.slice(0, p.categories),
       weights: {
-        unet: { file: rel(p.unetFile), sha256: fileHash(p.unetFile) },
-        clip: { file: rel(clipFile), sha256: fileHash(clipFile) },
-        noisyClip: { file: rel(noisyFile), sha256: fileHash(noisyFile) },
-        judge: { file: rel(judgeFile), sha256: fileHash(judgeFile) },
+        unet: weightsEntry(p.unetFile),
+        clip: weightsEntry(clipFile),
+        noisyClip: weightsEntry(noisyFile),
+        judge: weightsEntry(judgeFile),
       },
       extractor:
         'judge (weights/judge): pooled features for FD and retrieval, categories for success; judge-LPIPS (LPIPS formula over the judge block outputs, unit weights; not LPIPS) for diversity',
@@ -418,8 +438,6 @@ const exp: Experiment<Cell, Result, Shared> = {
         cosToRef: mean(rs.flatMap((r) => r.result.cosToRef as number[])),
       };
     });
-    const fmt = (v: number | null | undefined, d = 3) =>
-      v === null || v === undefined || Number.isNaN(v) ? '–' : v.toFixed(d);
     const paperOf = (m: string) => (m === 'sdg' ? PAPER.sdgImage : m === 'ilvr-4' ? PAPER.ilvr : null);
     const textModes = ['xt', 'x0', 'unguided'];
     const textLabel = (m: string) =>
@@ -477,6 +495,8 @@ const exp: Experiment<Cell, Result, Shared> = {
       }),
       '',
       `Retrieval: each reference queries all ${R * s.samplesPerReference} samples of its method; a hit when one of its own ${s.samplesPerReference} is among the k nearest (chance: top-1 ${fmt(1 / R)}, top-5 ${fmt(chanceTopK(R * s.samplesPerReference, s.samplesPerReference, 5))}).`,
+      '',
+      `References: ${R} distinct emoji, each in one vendor's artwork, spread over the judge's categories (reference j: category floor(j * C / R) of the judge's C categories, vendor j mod V of the dataset's vendors, the middle of that category's test items of that vendor whose emoji is not taken; chosen deterministically by distinctReferences in experiments/sdg.ts): ${s.data.references.join(', ')}.`,
       '',
       `Text guidance toward each category prompt ("an emoji of ..."), ${s.samplesPerCategory} samples per category, ${s.categories.length} categories; success = the judge's top category is the prompt's (chance ${fmt(1 / 9)}). Paper (SDG text guidance, FFHQ): top-1 ${PAPER.sdgText.top1}, top-5 ${PAPER.sdgText.top5} (retrieval of the text, not a classifier).`,
       '',

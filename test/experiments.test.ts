@@ -109,6 +109,9 @@ describe('experiments (--quick)', function () {
     expect(res.commit === null || /^[0-9a-f]{40}$/.test(res.commit)).to.equal(true);
     expect(res.settings.extractor).to.match(/judge/);
     expect(res.settings.weights.unet.sha256).to.match(/^[0-9a-f]{16}$/);
+    // the references are distinct emoji (never one emoji in two vendors' artwork)
+    const emoji = (res.settings.data.references as string[]).map((id) => id.split('/')[0]);
+    expect(new Set(emoji).size).to.equal(emoji.length);
     const rows = res.results.image as Row[];
     expect(rows.map((x) => x.method)).to.deep.equal(['sdg', 'ilvr-4', 'ilvr-8', 'unguided']);
     const by = (m: string) => rows.find((x) => x.method === m)!;
@@ -128,16 +131,41 @@ describe('experiments (--quick)', function () {
     expect(again.merged!.table).to.equal(r.merged!.table);
   });
 
-  it('sdedit --quick writes its trade-off plot (one point per t0) and its sample sheet', async function () {
+  it('sdedit --quick: KID and judge realism per t0, the trade-off plot, masked compositing keeps the background, sheets', async function () {
     const have = shippedModels();
     if (!have.unet || !have.judge) return this.skip();
     const r = await runGrid(sdeditExp, { quick: true, params: {} }, { resultsRoot: join(tmp, 'sdedit') });
-    expect(r.merged!.files).to.deep.equal(['tradeoff.svg', 'tradeoff.png', 'samples.png']);
+    expect(r.merged!.files).to.deep.equal(['tradeoff.svg', 'tradeoff.png', 'samples.png', 'composite.png']);
     const svg = readFileSync(join(r.dir, 'tradeoff.svg'), 'utf8');
     for (const t0 of ['t0=0.3', 't0=0.6', 't0=0.9']) expect(svg).to.contain(t0);
+    expect(svg).to.contain('KID');
     const sheet = decodePng(readFileSync(join(r.dir, 'samples.png')));
     // title + the guides/sources row + one row per t0 (each 32 px tiles at zoom 2)
     expect(sheet.height).to.be.greaterThan(4 * 64);
+    const res = JSON.parse(readFileSync(join(r.dir, 'results.json'), 'utf8'));
+    expect(res.settings.extractor).to.match(/judge/);
+    expect(res.settings.kid.reference.n).to.equal(16);
+    // the KID reference set holds no guide source
+    for (const id of res.settings.guides.ids as string[]) expect(res.settings.kid.reference.ids).to.not.include(id);
+    const rows = res.results.rows as Row[];
+    expect(rows.map((x) => x.t0)).to.deep.equal([0, 0.3, 0.6, 0.9]);
+    for (const x of rows) expect(Number.isFinite(x.kid as number), `KID at t0 ${x.t0}`).to.equal(true);
+    expect(Number.isFinite(res.results.real.kid)).to.equal(true);
+    const comp = res.results.composite as Row[];
+    expect(comp.map((x) => `${x.method} ${x.t0}`)).to.deep.equal(['paste 0', 'masked 0.5', 'full 0.5']);
+    const by = (m: string) => comp.find((x) => x.method === m)!;
+    // the paste is the patch inside and the background outside; masked SDEdit keeps the background
+    // exactly and changes the patch; SDEdit without the mask changes both
+    expect(by('paste').l2Inside as number).to.be.lessThan(1e-6);
+    expect(by('paste').l2Outside as number).to.be.lessThan(1e-6);
+    expect(by('masked').l2Outside as number).to.be.lessThan(1e-6);
+    expect(by('masked').l2Inside as number).to.be.greaterThan(0.05);
+    expect(by('full').l2Outside as number).to.be.greaterThan(0.05);
+    for (const x of comp) expect(Number.isFinite(x.kid as number)).to.equal(true);
+    expect(r.merged!.table).to.contain('| naive paste |');
+    const csheet = decodePng(readFileSync(join(r.dir, 'composite.png')));
+    // title + inputs (2 rows of tiles) + paste + masked + full
+    expect(csheet.height).to.be.greaterThan(5 * 64);
   });
 
   it('diffusionclip --quick: DDIM inversion reconstructs better than stochastic encoding; edits and the mix are scored; plot and sheets', async function () {

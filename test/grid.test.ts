@@ -249,7 +249,15 @@ describe('experiment grids', function () {
       this.skip();
     }
     const r = await runGrid(sdeditExp, { quick: true, params: {} }, { resultsRoot: join(tmp, 'sdedit') });
-    expect(r.ran).to.deep.equal(['t0=0_seed=0', 't0=0.3_seed=0', 't0=0.6_seed=0', 't0=0.9_seed=0']);
+    expect(r.ran).to.deep.equal([
+      't0=0_seed=0',
+      't0=0.3_seed=0',
+      't0=0.6_seed=0',
+      't0=0.9_seed=0',
+      'composite=paste_t0=0_seed=0',
+      'composite=masked_t0=0.5_seed=0',
+      'composite=full_t0=0.5_seed=0',
+    ]);
     const res = r.merged!.results as {
       settings: { weights: { unet: { sha256: string } } };
       results: { rows: { t0: number; l2Guide: number; judgeConfidence: number }[] };
