@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ParamOwner } from '../param-owner.js';
+import { fromTorchLayout, ourShape as layoutShape, toTorchLayout as torchLayout, type TorchLayout } from '../layout.js';
 import type { ParamKind, ParamSpec } from './config.js';
 import type { BatchStatsHook } from './layers.js';
 import { Rng } from '../../lib/random.js';
@@ -21,11 +22,14 @@ export function stateDictEntries(sd: StateDictLike): [string, StateTensor][] {
   return sd instanceof Map ? [...sd.entries()] : Object.entries(sd);
 }
 
+/** CLIP's parameter kinds as storage layouts (nets/layout.ts). */
+function layoutOf(kind: ParamKind): TorchLayout {
+  return kind === 'linear' || kind === 'conv' ? kind : 'plain';
+}
+
 /** Our layout shape of a PyTorch-layout shape. */
 export function ourShape(kind: ParamKind, shape: readonly number[]): number[] {
-  if (kind === 'linear') return [shape[1], shape[0]];
-  if (kind === 'conv') return [shape[2], shape[3], shape[1], shape[0]];
-  return shape.slice();
+  return layoutShape(shape, layoutOf(kind));
 }
 
 function hostToTensor(v: StateTensor, spec: ParamSpec): tf.Tensor {
@@ -48,16 +52,16 @@ function hostToTensor(v: StateTensor, spec: ParamSpec): tf.Tensor {
 
 /** PyTorch layout -> ours. Returns a new tensor. */
 export function toOurLayout(kind: ParamKind, t: tf.Tensor): tf.Tensor {
-  if (kind === 'linear') return tf.transpose(t, [1, 0]);
-  if (kind === 'conv') return tf.transpose(t, [2, 3, 1, 0]);
-  return t.clone();
+  return fromTorchLayout(t, layoutOf(kind));
 }
 
 /** Ours -> PyTorch layout. Returns a new tensor. */
 export function toTorchLayout(kind: ParamKind, t: tf.Tensor): tf.Tensor {
-  if (kind === 'linear') return tf.transpose(t, [1, 0]);
-  if (kind === 'conv') return tf.transpose(t, [3, 2, 0, 1]);
-  return t.clone();
+  return torchLayout(
+    t,
+    layoutOf(kind),
+    layoutOf(kind) === 'conv' ? [t.shape[3]!, t.shape[2]!, t.shape[0]!, t.shape[1]!] : [...t.shape].reverse(),
+  );
 }
 
 export interface LoadReport {

@@ -16,6 +16,7 @@ import { ParamOwner } from '../param-owner.js';
 import { conv2d } from '../../lib/ops/conv.js';
 import { groupNorm, silu, linear } from '../../lib/ops/nn.js';
 import type { HostTensor, StateDict } from '../../lib/io/types.js';
+import { fromTorchLayout, ourShape, toTorchLayout, type TorchLayout } from '../layout.js';
 
 export interface JudgeConfig {
   imageSize: number;
@@ -34,7 +35,7 @@ export const DEFAULT_JUDGE_CONFIG: Omit<JudgeConfig, 'categories' | 'vendors'> =
   groups: 8,
 };
 
-type Layout = 'conv' | 'linear' | 'plain';
+type Layout = Extract<TorchLayout, 'conv' | 'linear' | 'plain'>;
 
 /** Parameter specs: reference name -> PyTorch shape and layout. */
 export function judgeParamSpecs(cfg: JudgeConfig): Map<string, { shape: number[]; layout: Layout }> {
@@ -54,12 +55,6 @@ export function judgeParamSpecs(cfg: JudgeConfig): Map<string, { shape: number[]
   return m;
 }
 
-function ours(shape: number[], layout: Layout): number[] {
-  if (layout === 'conv') return [shape[2], shape[3], shape[1], shape[0]];
-  if (layout === 'linear') return [shape[1], shape[0]];
-  return shape;
-}
-
 export class Judge extends ParamOwner {
   constructor(
     readonly config: JudgeConfig,
@@ -75,7 +70,7 @@ export class Judge extends ParamOwner {
     const params = new Map<string, tf.Variable>();
     let k = 0;
     for (const [name, spec] of judgeParamSpecs(config)) {
-      const shape = ours(spec.shape, spec.layout);
+      const shape = ourShape(spec.shape, spec.layout);
       const init = tf.tidy(() => {
         if (name.endsWith('norm.weight')) return tf.ones(shape);
         if (spec.layout === 'plain') return tf.zeros(shape);
@@ -209,9 +204,7 @@ export class Judge extends ParamOwner {
     const sd: StateDict = new Map();
     for (const [name, spec] of judgeParamSpecs(this.config)) {
       const v = this.params.get(name)!;
-      const t = tf.tidy(() =>
-        spec.layout === 'conv' ? v.transpose([3, 2, 0, 1]) : spec.layout === 'linear' ? v.transpose() : v.clone(),
-      );
+      const t = toTorchLayout(v, spec.layout, spec.shape);
       sd.set(name, {
         shape: spec.shape,
         dtype: 'float32',
@@ -234,10 +227,9 @@ export class Judge extends ParamOwner {
         );
       if (e.shape.join(',') !== spec.shape.join(','))
         throw new Error(`${source}: ${name} has shape [${e.shape}], the config expects [${spec.shape}]`);
-      const t = tf.tidy(() => {
-        const raw = tf.tensor(Float32Array.from(e.data as ArrayLike<number>), spec.shape);
-        return spec.layout === 'conv' ? raw.transpose([2, 3, 1, 0]) : spec.layout === 'linear' ? raw.transpose() : raw;
-      });
+      const t = tf.tidy(() =>
+        fromTorchLayout(tf.tensor(Float32Array.from(e.data as ArrayLike<number>), spec.shape), spec.layout),
+      );
       params.set(name, tf.variable(t, true, `judge/${name}/${t.id}`));
       t.dispose();
     }

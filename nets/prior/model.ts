@@ -21,6 +21,7 @@ import { ParamOwner } from '../param-owner.js';
 import { layerNorm, linear, silu } from '../../lib/ops/nn.js';
 import { Rng } from '../../lib/random.js';
 import type { StateDict } from '../../lib/io/types.js';
+import { fromTorchLayout, toTorchLayout, type TorchLayout } from '../layout.js';
 
 export interface PriorConfig {
   /** CLIP embedding width D. */
@@ -51,7 +52,7 @@ export function priorConfig(partial: Partial<PriorConfig> & { embedDim: number }
   return c;
 }
 
-type Layout = 'linear' | 'plain';
+type Layout = Extract<TorchLayout, 'linear' | 'plain'>;
 /** Reference key -> PyTorch shape and layout. */
 export function priorParamSpecs(c: PriorConfig): Map<string, { shape: number[]; layout: Layout }> {
   const m = new Map<string, { shape: number[]; layout: Layout }>();
@@ -168,8 +169,7 @@ export class Prior extends ParamOwner {
       const src = sd.get(k)!;
       const data = src.data instanceof Float32Array ? src.data : Float32Array.from(src.data);
       const v = tf.tidy(() => {
-        const t = tf.tensor(data, spec.shape, 'float32');
-        return tf.variable(spec.layout === 'linear' ? t.transpose() : t, true);
+        return tf.variable(fromTorchLayout(tf.tensor(data, spec.shape, 'float32'), spec.layout), true);
       });
       params.set(k, v);
     }
@@ -181,9 +181,9 @@ export class Prior extends ParamOwner {
     const out: StateDict = new Map();
     for (const [k, spec] of priorParamSpecs(this.config)) {
       const v = this.params.get(k)!;
-      const t = spec.layout === 'linear' ? v.transpose() : v;
+      const t = toTorchLayout(v, spec.layout, spec.shape);
       out.set(k, { shape: spec.shape, dtype: 'float32', data: t.dataSync() as Float32Array, sourceDtype: 'float32' });
-      if (t !== v) t.dispose();
+      t.dispose();
     }
     return out;
   }

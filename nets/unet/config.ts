@@ -9,6 +9,7 @@
  *    time embedding);
  *  - 'ddpm': pesser/pytorch_diffusion `Model` (= ermongroup/SDEdit `models/diffusion.py`).
  */
+import { ourShape as layoutShape, type TorchLayout } from '../layout.js';
 
 /** Architecture family; decides key names and the small numerical conventions (norm eps, embedding). */
 export type UNetKind = 'guided-diffusion' | 'ddpm';
@@ -55,18 +56,8 @@ export interface UNetConfig {
   tokenCondDim: number | null;
 }
 
-/** How a parameter is stored in PyTorch and which transpose the loader applies. */
-export type ParamLayout =
-  /** conv [O, I, kh, kw] -> ours HWIO [kh, kw, I, O] */
-  | 'conv'
-  /** 1x1 conv [O, I, 1, 1] -> ours [I, O] */
-  | 'conv1x1'
-  /** conv1d kernel 1 [O, I, 1] -> ours [I, O] */
-  | 'conv1d'
-  /** linear [O, I] -> ours [I, O] */
-  | 'linear'
-  /** same in both (biases, norm affine, embedding tables) */
-  | 'plain';
+/** How a parameter is stored in PyTorch and which transpose the loader applies (nets/layout.ts). */
+export type ParamLayout = TorchLayout;
 
 export interface ParamSpec {
   /** Shape in the PyTorch state_dict. */
@@ -76,17 +67,7 @@ export interface ParamSpec {
 
 /** Our (NHWC-side) shape for a PyTorch shape and layout. */
 export function ourShape(spec: ParamSpec): number[] {
-  const s = spec.shape;
-  switch (spec.layout) {
-    case 'conv':
-      return [s[2], s[3], s[1], s[0]];
-    case 'conv1x1':
-    case 'conv1d':
-    case 'linear':
-      return [s[1], s[0]];
-    case 'plain':
-      return s.slice();
-  }
+  return layoutShape(spec.shape, spec.layout);
 }
 
 // ---------------------------------------------------------------------------------------------

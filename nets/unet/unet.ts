@@ -11,6 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ParamOwner } from '../param-owner.js';
+import { fromTorchLayout, toTorchLayout } from '../layout.js';
 import { attention, groupNorm, linear, silu } from '../../lib/ops/nn.js';
 import { conv2d } from '../../lib/ops/conv.js';
 import { recordingGradients } from '../../lib/ops/tape.js';
@@ -75,38 +76,6 @@ export type StateDictLike =
 
 function entriesOf(sd: StateDictLike): [string, { shape: number[]; data: ArrayLike<number> }][] {
   return sd instanceof Map ? [...sd.entries()] : Object.entries(sd);
-}
-
-/** PyTorch-layout tensor -> our layout (disposes nothing it did not create). */
-function toOurLayout(t: tf.Tensor, spec: ParamSpec): tf.Tensor {
-  return tf.tidy(() => {
-    switch (spec.layout) {
-      case 'conv':
-        return t.transpose([2, 3, 1, 0]);
-      case 'conv1x1':
-      case 'conv1d':
-      case 'linear':
-        return t.reshape([spec.shape[0], spec.shape[1]]).transpose([1, 0]);
-      case 'plain':
-        return t.clone();
-    }
-  });
-}
-
-/** Our layout -> PyTorch layout. */
-function toTorchLayout(t: tf.Tensor, spec: ParamSpec): tf.Tensor {
-  return tf.tidy(() => {
-    switch (spec.layout) {
-      case 'conv':
-        return t.transpose([3, 2, 0, 1]);
-      case 'conv1x1':
-      case 'conv1d':
-      case 'linear':
-        return t.transpose([1, 0]).reshape(spec.shape);
-      case 'plain':
-        return t.clone();
-    }
-  });
 }
 
 /**
@@ -193,7 +162,9 @@ export class UNet extends ParamOwner {
       for (const [name, spec] of plan.params) {
         const src = byName.get(name)!;
         const data = src.data instanceof Float32Array ? src.data : Float32Array.from(src.data);
-        const v = tf.tidy(() => tf.variable(toOurLayout(tf.tensor(data, spec.shape, 'float32'), spec), true));
+        const v = tf.tidy(() =>
+          tf.variable(fromTorchLayout(tf.tensor(data, spec.shape, 'float32'), spec.layout), true),
+        );
         params.set(name, v);
       }
     } catch (e) {
@@ -254,7 +225,7 @@ export class UNet extends ParamOwner {
     this.checkAlive();
     const out: StateDict = new Map();
     for (const [name, spec] of this.plan.params) {
-      const t = toTorchLayout(this.params.get(name)!, spec);
+      const t = toTorchLayout(this.params.get(name)!, spec.layout, spec.shape);
       const data = t.dataSync() as Float32Array;
       t.dispose();
       const ht: HostTensor = {
