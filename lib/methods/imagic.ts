@@ -23,29 +23,69 @@ import { fitFirst, fullChain, imageSizeOf, type ProgressFn, stepProgress, lossPr
 import { cloneUNet, diffusionModelOf, unetNet, withUNet, type Diffuser } from '../models/diffuser.js';
 import { decoderEmb } from './unclip.js';
 import { startNoise } from './sample.js';
+import { OptionError, checkCount, checkInt, checkNumber, checkSeed } from '../options.js';
 
-export interface ImagicOptions {
-  /** Interpolation weights to sample. Default [0, 0.4, 0.6, 0.8, 1] (the paper's sweet spot is 0.6-0.8 on Imagen). */
-  etas?: number[];
-  /** Stage 1 steps (embedding optimisation). Default 100 (paper: 100). */
-  embSteps?: number;
-  /** Stage 1 Adam lr. Default 1e-3 (paper: 1e-3). */
-  embLr?: number;
-  /** Stage 2 steps (model fine-tuning). Default 120 (paper: 1500 at lr 5e-7 on Imagen; our small nets move faster, and this keeps Imagic under 5 min on 2 cores). */
-  ftSteps?: number;
-  /** Stage 2 Adam lr. Default 1e-4. */
-  ftLr?: number;
-  /** Noise draws per optimisation step (batch of timesteps). Default 1 (one t and eps per step, as the paper). */
-  batch?: number;
-  /** Sampling steps. Default 50. */
-  steps?: number;
-  /** 'ddim' (eta 0, default) or 'ddpm'. */
-  sampler?: 'ddim' | 'ddpm';
-  /** Classifier-free scale at sampling (unconditional = zero embedding). Default 1 (the conditional model; the paper used 3 on Imagen). */
-  guidanceScale?: number;
-  seed?: number;
+/**
+ * Every Imagic option's default, one definition (the CLI's fallbacks and help text read it too).
+ * Paper values (Kawar et al., Imagen): 100 embedding steps at lr 1e-3, 1,500 fine-tune steps at lr 5e-7,
+ * one (t, eps) draw per step, guidance scale 3, best edits at eta 0.6-0.8.
+ */
+export const IMAGIC_DEFAULTS = {
+  /** Interpolation weights to sample (the paper's sweet spot is 0.6-0.8 on Imagen). */
+  etas: [0, 0.4, 0.6, 0.8, 1] as readonly number[],
+  /** Stage 1 steps (embedding optimisation); paper: 100. */
+  embSteps: 100,
+  /** Stage 1 Adam lr; paper: 1e-3. */
+  embLr: 1e-3,
+  /** Stage 2 steps (model fine-tuning); paper: 1,500 at lr 5e-7 on Imagen. Ours: our small nets move faster, and this keeps Imagic under 5 min on 2 cores. */
+  ftSteps: 120,
+  /** Stage 2 Adam lr. */
+  ftLr: 1e-4,
+  /** Noise draws per optimisation step (batch of timesteps); paper: one t and eps per step. */
+  batch: 1,
+  /** Sampling steps. */
+  steps: 50,
+  /** 'ddim' (eta 0) or 'ddpm'. */
+  sampler: 'ddim' as 'ddim' | 'ddpm',
+  /** Classifier-free scale at sampling (unconditional = zero embedding); 1 = the conditional model (paper: 3 on Imagen). */
+  guidanceScale: 1,
+  seed: 0,
+} as const;
+
+type Widen<T> = T extends string ? T : T extends number ? number : T extends readonly number[] ? number[] : T;
+/** Imagic's resolved options (every default filled in, checked). */
+export type ImagicSettings = { -readonly [K in keyof typeof IMAGIC_DEFAULTS]: Widen<(typeof IMAGIC_DEFAULTS)[K]> };
+
+export interface ImagicOptions extends Partial<ImagicSettings> {
   onProgress?: ProgressFn;
   onNote?: (msg: string) => void;
+}
+
+/** IMAGIC_DEFAULTS under `opts`, every value range-checked (an OptionError names the option and its range). */
+export function resolveImagicOptions(opts: ImagicOptions = {}): ImagicSettings {
+  const o = { ...IMAGIC_DEFAULTS, ...definedOnly(opts) };
+  const etas = [...o.etas];
+  if (etas.length === 0)
+    throw new OptionError('etas', 'etas must list at least one interpolation weight, e.g. [0, 0.6, 1]');
+  etas.forEach((e) => checkNumber('etas', e));
+  if (o.sampler !== 'ddim' && o.sampler !== 'ddpm')
+    throw new OptionError('sampler', `sampler must be 'ddim' or 'ddpm', got ${JSON.stringify(o.sampler)}`);
+  return {
+    etas,
+    embSteps: checkInt('embSteps', o.embSteps, { min: 0 }),
+    embLr: checkNumber('embLr', o.embLr, { above: 0 }),
+    ftSteps: checkInt('ftSteps', o.ftSteps, { min: 0 }),
+    ftLr: checkNumber('ftLr', o.ftLr, { above: 0 }),
+    batch: checkCount('batch', o.batch),
+    steps: checkCount('steps', o.steps),
+    sampler: o.sampler,
+    guidanceScale: checkNumber('guidanceScale', o.guidanceScale),
+    seed: checkSeed('seed', o.seed),
+  };
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 export interface ImagicResult {
@@ -94,7 +134,101 @@ function diffusionLoss(d: Diffuser, x: tf.Tensor4D, emb: tf.Tensor, rng: Rng, ba
   });
 }
 
-/** Edit `image` toward `text`: stages 1-2 once, stage 3 for every eta. */
+/** Tensors and models one call owns: `add` registers, `release` disposes all but those handed on. */
+class Owned {
+  private items: { dispose(): void }[] = [];
+  add<T extends { dispose(): void }>(t: T): T {
+    this.items.push(t);
+    return t;
+  }
+  release(keep: readonly object[] = []): void {
+    for (const t of this.items) if (!keep.includes(t)) t.dispose();
+    this.items = [];
+  }
+}
+
+/** e_tgt: the target text's embedding in the UNet's cond.emb space [1, D], checked against its width. */
+function targetEmbedding(d: Diffuser, text: TextEncoder, targetText: string): tf.Tensor2D {
+  if (d.unet.config.embCondDim === null)
+    throw new Error('Imagic needs an embedding-conditioned UNet (cond-unet; make it with: diffguide train cond-unet)');
+  const e = tf.tidy(() => decoderEmb(d, text.encodeText([targetText])));
+  if (e.shape[1] !== d.unet.config.embCondDim) {
+    e.dispose();
+    throw new Error(
+      `text embedding width ${e.shape[1]} != the UNet's embCondDim ${d.unet.config.embCondDim} (CLIP and cond-unet from different models?)`,
+    );
+  }
+  return e;
+}
+
+/** Stage 1: e_opt = argmin_e of the diffusion loss of x, from e_tgt, the model frozen. */
+function optimiseEmbedding(
+  d: Diffuser,
+  x: tf.Tensor4D,
+  eTarget: tf.Tensor2D,
+  rng: Rng,
+  o: ImagicSettings,
+  onProgress?: ProgressFn,
+) {
+  const e = tf.tidy(() => tf.variable(eTarget.clone(), true));
+  try {
+    const losses = optimize(new Map([['e', e]]), () => diffusionLoss(d, x, e, rng, o.batch), {
+      steps: o.embSteps,
+      lr: o.embLr,
+      what: 'Imagic stage 1',
+      lrOption: 'embLr',
+      onStep: lossProgress('imagic: optimise embedding', o.embSteps, onProgress),
+    });
+    return { eOpt: tf.clone(e) as tf.Tensor2D, losses };
+  } finally {
+    e.dispose();
+  }
+}
+
+/** Stage 2: fine-tune `ft` (a copy of the model) on x with e_opt frozen; returns the losses. */
+function fineTune(
+  ft: Diffuser,
+  x: tf.Tensor4D,
+  eOpt: tf.Tensor2D,
+  rng: Rng,
+  o: ImagicSettings,
+  onProgress?: ProgressFn,
+) {
+  return optimize(ft.unet.params, () => diffusionLoss(ft, x, eOpt, rng, o.batch), {
+    steps: o.ftSteps,
+    lr: o.ftLr,
+    what: 'Imagic stage 2',
+    lrOption: 'ftLr',
+    onStep: lossProgress('imagic: fine-tune model', o.ftSteps, onProgress),
+  });
+}
+
+/** Stage 3: sample the fine-tuned model at e = eta e_tgt + (1 - eta) e_opt for every eta, from one x_T. */
+async function sampleEtas(ft: Diffuser, embeddings: tf.Tensor2D, o: ImagicSettings, onProgress?: ProgressFn) {
+  const own = new Owned();
+  try {
+    const xT = own.add(tf.tidy(() => tf.tile(startNoise(ft, 1, o.seed + 7), [o.etas.length, 1, 1, 1]) as tf.Tensor4D));
+    const s = o.guidanceScale;
+    const uncond = { emb: own.add(tf.zerosLike(embeddings)) };
+    const net =
+      s === 1
+        ? unetNet(ft.unet)
+        : classifierFree(unetNet(ft.unet), { scale: s, uncond, guidedChannels: ft.unet.config.inChannels });
+    const sampler = o.sampler === 'ddpm' ? sampleDdpm : sampleDdim;
+    const so = {
+      cond: { emb: embeddings },
+      seed: o.seed + 8,
+      clipDenoised: true,
+      callback: stepProgress('imagic: sample', onProgress),
+    };
+    const out = own.add(await sampler(diffusionModelOf(ft, net), xT, fullChain(ft.schedule, o.steps), so));
+    return tf.tidy(() => tf.clipByValue(out, -1, 1)) as tf.Tensor4D;
+  } finally {
+    own.release();
+  }
+}
+
+/** Edit `image` toward `text`: stages 1-2 once, stage 3 for every eta (the paper's algorithm box). */
 export async function imagic(
   d: Diffuser,
   text: TextEncoder,
@@ -102,102 +236,31 @@ export async function imagic(
   targetText: string,
   opts: ImagicOptions = {},
 ): Promise<ImagicResult> {
-  if (d.unet.config.embCondDim === null)
-    throw new Error('Imagic needs an embedding-conditioned UNet (cond-unet; make it with: diffguide train cond-unet)');
-  const etas = opts.etas ?? [0, 0.4, 0.6, 0.8, 1];
-  const embSteps = opts.embSteps ?? 100;
-  const ftSteps = opts.ftSteps ?? 120;
-  const batch = opts.batch ?? 1;
-  const seed = opts.seed ?? 0;
-  const rng = new Rng(seed);
-  const x = fitFirst(image, imageSizeOf(d), 'input image', opts.onNote);
-  const eTarget = tf.tidy(() => decoderEmb(d, text.encodeText([targetText])));
-  if (eTarget.shape[1] !== d.unet.config.embCondDim) {
-    tf.dispose([x, eTarget]);
-    throw new Error(
-      `text embedding width ${eTarget.shape[1]} != the UNet's embCondDim ${d.unet.config.embCondDim} (CLIP and cond-unet from different models?)`,
-    );
-  }
-  const losses = { embedding: [] as number[], finetune: [] as number[] };
-  // stage 1: optimise the embedding, model frozen
-  const eVar = tf.tidy(() => tf.variable(eTarget.clone(), true));
+  const o = resolveImagicOptions(opts);
+  const rng = new Rng(o.seed);
+  const own = new Owned();
+  let result: ImagicResult | undefined;
   try {
-    losses.embedding = optimize(new Map([['e', eVar]]), () => diffusionLoss(d, x, eVar, rng, batch), {
-      steps: embSteps,
-      lr: opts.embLr ?? 1e-3,
-      what: 'Imagic stage 1',
-      lrOption: 'embLr',
-      onStep: lossProgress('imagic: optimise embedding', embSteps, opts.onProgress),
-    });
-  } catch (e) {
-    tf.dispose([x, eTarget, eVar]);
-    throw e;
-  }
-  const eOpt = tf.clone(eVar) as tf.Tensor2D;
-  eVar.dispose();
-  // stage 2: fine-tune a copy of the model on the input with e_opt
-  const ft = withUNet(d, cloneUNet(d.unet), `${d.source} (Imagic fine-tune)`);
-  try {
-    losses.finetune = optimize(ft.unet.params, () => diffusionLoss(ft, x, eOpt, rng, batch), {
-      steps: ftSteps,
-      lr: opts.ftLr ?? 1e-4,
-      what: 'Imagic stage 2',
-      lrOption: 'ftLr',
-      onStep: lossProgress('imagic: fine-tune model', ftSteps, opts.onProgress),
-    });
-    // stage 3: sample with the interpolated embeddings, one x_T for all etas
-    const embeddings = interpolateEmbeddings(eTarget, eOpt, etas);
-    const n = etas.length;
-    const x1 = startNoise(ft, 1, seed + 7);
-    const xT = tf.tile(x1, [n, 1, 1, 1]) as tf.Tensor4D;
-    x1.dispose();
-    const scale = opts.guidanceScale ?? 1;
-    const zero = tf.zerosLike(embeddings);
-    const net =
-      scale === 1
-        ? unetNet(ft.unet)
-        : classifierFree(unetNet(ft.unet), { scale, uncond: { emb: zero }, guidedChannels: ft.unet.config.inChannels });
-    const model = diffusionModelOf(ft, net);
-    const sched = fullChain(d.schedule, opts.steps ?? 50);
-    const callback = stepProgress('imagic: sample', opts.onProgress);
-    const so = { cond: { emb: embeddings }, seed: seed + 8, clipDenoised: true, callback };
-    let out: tf.Tensor4D;
-    try {
-      out =
-        (opts.sampler ?? 'ddim') === 'ddpm'
-          ? await sampleDdpm(model, xT, sched, so)
-          : await sampleDdim(model, xT, sched, so);
-    } finally {
-      tf.dispose([xT, zero]);
-    }
-    const images = tf.tidy(() => tf.clipByValue(out, -1, 1)) as tf.Tensor4D;
-    out.dispose();
-    return {
+    const eTarget = own.add(targetEmbedding(d, text, targetText));
+    const x = own.add(fitFirst(image, imageSizeOf(d), 'input image', opts.onNote));
+    const stage1 = optimiseEmbedding(d, x, eTarget, rng, o, opts.onProgress);
+    const eOpt = own.add(stage1.eOpt);
+    const ft = withUNet(d, own.add(cloneUNet(d.unet)), `${d.source} (Imagic fine-tune)`);
+    const ftLosses = fineTune(ft, x, eOpt, rng, o, opts.onProgress);
+    const embeddings = own.add(interpolateEmbeddings(eTarget, eOpt, o.etas));
+    const images = await sampleEtas(ft, embeddings, o, opts.onProgress);
+    const losses = { embedding: stage1.losses, finetune: ftLosses };
+    result = {
       images,
-      etas,
+      etas: o.etas,
       embeddings,
       eTarget,
       eOpt,
       losses,
-      settings: {
-        text: targetText,
-        etas: etas.join(','),
-        embSteps,
-        embLr: opts.embLr ?? 1e-3,
-        ftSteps,
-        ftLr: opts.ftLr ?? 1e-4,
-        batch,
-        steps: opts.steps ?? 50,
-        sampler: opts.sampler ?? 'ddim',
-        guidanceScale: scale,
-        seed,
-      },
+      settings: { text: targetText, ...o, etas: o.etas.join(',') },
     };
-  } catch (e) {
-    tf.dispose([eTarget, eOpt]);
-    throw e;
+    return result;
   } finally {
-    ft.unet.dispose();
-    x.dispose();
+    own.release(result ? [result.embeddings, result.eTarget, result.eOpt] : []);
   }
 }

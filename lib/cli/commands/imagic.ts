@@ -7,6 +7,7 @@ import {
   UsageError,
   choice,
   count,
+  intOpt,
   guarded,
   loadModels,
   numList,
@@ -18,24 +19,25 @@ import {
   writeOutputs,
 } from '../method-args.js';
 import { imageSizeOf } from '../../methods/common.js';
-import { imagic } from '../../methods/imagic.js';
+import { IMAGIC_DEFAULTS as D, imagic } from '../../methods/imagic.js';
 
 const cmd: Command = {
   name: 'imagic',
   summary: 'Imagic: edit one image toward a text (optimise embedding, fine-tune, interpolate with eta)',
-  usage: "diffguide imagic IMAGE.png --text 'TARGET' [--etas 0,0.4,0.6,0.8,1] [--emb-steps 100] [--ft-steps 120]",
+  usage: `diffguide imagic IMAGE.png --text 'TARGET' [--etas ${D.etas.join(',')}] [--emb-steps ${D.embSteps}] [--ft-steps ${D.ftSteps}]`,
   examples: ["diffguide imagic cat.png --text 'dog face' --etas 0,0.5,0.7,0.9,1 --seed 1"],
   options: {
     ...METHOD_OPTIONS,
+    steps: { type: 'string', help: `sampling steps (default ${D.steps})` },
     text: { type: 'string', help: 'target text' },
-    etas: { type: 'string', help: 'interpolation weights, comma list (default 0,0.4,0.6,0.8,1)' },
-    'emb-steps': { type: 'string', help: 'stage 1 embedding optimisation steps (default 100)' },
-    'ft-steps': { type: 'string', help: 'stage 2 fine-tuning steps (default 120)' },
-    batch: { type: 'string', help: 'noise draws per optimisation step (default 1)' },
-    'emb-lr': { type: 'string', help: 'stage 1 learning rate (default 1e-3)' },
-    'ft-lr': { type: 'string', help: 'stage 2 learning rate (default 1e-4)' },
-    'guidance-scale': { type: 'string', help: 'classifier-free scale at sampling (default 1)' },
-    sampler: { type: 'string', help: 'ddim | ddpm (default ddim)' },
+    etas: { type: 'string', help: `interpolation weights, comma list (default ${D.etas.join(',')})` },
+    'emb-steps': { type: 'string', help: `stage 1 embedding optimisation steps (default ${D.embSteps})` },
+    'ft-steps': { type: 'string', help: `stage 2 fine-tuning steps (default ${D.ftSteps})` },
+    batch: { type: 'string', help: `noise draws per optimisation step (default ${D.batch})` },
+    'emb-lr': { type: 'string', help: `stage 1 learning rate (default ${D.embLr})` },
+    'ft-lr': { type: 'string', help: `stage 2 learning rate (default ${D.ftLr})` },
+    'guidance-scale': { type: 'string', help: `classifier-free scale at sampling (default ${D.guidanceScale})` },
+    sampler: { type: 'string', help: `ddim | ddpm (default ${D.sampler})` },
     clip: { type: 'string', help: 'CLIP weights (default shipped weights/clip)' },
   },
   run: (args) =>
@@ -45,15 +47,15 @@ const cmd: Command = {
       if (!path || !text) throw new UsageError("give an image and --text: diffguide imagic IMAGE.png --text 'target'");
       // every value is checked, and the output folder made, before the models load
       const o = {
-        etas: numList(args, 'etas', [0, 0.4, 0.6, 0.8, 1]),
-        embSteps: count(args, 'emb-steps', 100),
-        ftSteps: count(args, 'ft-steps', 120),
-        batch: count(args, 'batch', 1),
-        embLr: numOpt(args, 'emb-lr', 1e-3, { above: 0 }),
-        ftLr: numOpt(args, 'ft-lr', 1e-4, { above: 0 }),
-        guidanceScale: numOpt(args, 'guidance-scale', 1),
-        sampler: choice(args, 'sampler', ['ddim', 'ddpm'] as const, 'ddim'),
-        steps: count(args, 'steps', 50),
+        etas: numList(args, 'etas', [...D.etas]),
+        embSteps: intOpt(args, 'emb-steps', D.embSteps, { min: 0 }),
+        ftSteps: intOpt(args, 'ft-steps', D.ftSteps, { min: 0 }),
+        batch: count(args, 'batch', D.batch),
+        embLr: numOpt(args, 'emb-lr', D.embLr, { above: 0 }),
+        ftLr: numOpt(args, 'ft-lr', D.ftLr, { above: 0 }),
+        guidanceScale: numOpt(args, 'guidance-scale', D.guidanceScale),
+        sampler: choice(args, 'sampler', ['ddim', 'ddpm'] as const, D.sampler),
+        steps: count(args, 'steps', D.steps),
         seed: seedOf(args),
       };
       const dir = outDir(args, 'imagic');
