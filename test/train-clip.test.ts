@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { packageRoot } from '../lib/paths.js';
 import { Dataset, testSubsetPath } from '../lib/data/index.js';
 import { Adam, loadTrainedWeights, train, type TrainTask } from '../lib/train/index.js';
+import { BatchSampler } from '../lib/data/dataset.js';
 import { Rng } from '../lib/random.js';
 import { CLIP, NoisyCLIPImageEncoder, type CLIPConfig } from '../nets/clip/index.js';
 import { Prior } from '../nets/prior/index.js';
@@ -16,6 +17,9 @@ import { NoisyClipTask } from '../lib/train/tasks/noisy-clip.js';
 import { PriorTask } from '../lib/train/tasks/prior.js';
 import { CondUNetTask, initFromUnconditional } from '../lib/train/tasks/cond-unet.js';
 import { evalClipOnDataset } from '../lib/metrics/clip-dataset.js';
+import { categoryPhrase, subcategoryPhrase } from '../lib/data/prompts.js';
+import { l2normalize } from '../lib/ops/vectors.js';
+import { cli } from './cli_util.js';
 
 const ROOT = packageRoot();
 
@@ -225,5 +229,89 @@ describe('training the CLIP family (tiny models, committed emoji subset)', funct
     uncond.dispose();
     net.dispose();
     clip.dispose();
+  });
+
+  it('cond-unet --condition text: the condition is the normalised CLIP text embedding of a caption of the item times embScale (zeros when dropped), and the loss decreases', () => {
+    const clip = CLIP.random(TINY, 4);
+    const cfg = {
+      kind: 'guided-diffusion' as const,
+      imageSize: 32,
+      inChannels: 3,
+      outChannels: 3,
+      modelChannels: 32,
+      channelMult: [1, 2],
+      numResBlocks: 1,
+      attentionDs: [2],
+      numHeadChannels: -1,
+      numHeads: 2,
+      embCondDim: 32,
+    };
+    const net = UNet.random(cfg, 6);
+    const task = new CondUNetTask(net, clip, ds, { batch: 8, seed: 0, condition: 'text', pDrop: 0.3, prediction: 'v' });
+    expect(task.embeddings).to.equal(null);
+    const b = task.nextBatch(0, new Rng(3));
+    const idx = new BatchSampler(ds.indicesOf('train'), 8, 0).next();
+    expect(b.captions).to.have.length(8);
+    // each caption names its own item: its name (or a short name), category or subcategory
+    b.captions!.forEach((c, j) => {
+      const it = ds.items[idx[j]];
+      const names = [it.name ?? '', ...(it.shortNames ?? []).map((x) => x.replace(/_/g, ' '))].map((x) =>
+        x.toLowerCase(),
+      );
+      const fits =
+        names.some((n) => n && c.includes(n)) ||
+        c.includes(categoryPhrase(it.category ?? '')) ||
+        (!!it.subcategory && c.includes(subcategoryPhrase(it.subcategory)));
+      expect(fits, `${c} for ${it.name}`).to.equal(true);
+    });
+    const want = tf.tidy(() =>
+      l2normalize(clip.encodeText(b.captions!))
+        .mul(tf.tensor2d(b.keep, [8, 1]))
+        .mul(Math.sqrt(32)),
+    );
+    const got = b.emb.arraySync();
+    const ref = want.arraySync() as number[][];
+    expect(b.keep.some((k) => k === 0) && b.keep.some((k) => k === 1)).to.equal(true);
+    for (let j = 0; j < 8; j++) {
+      const norm = Math.hypot(...got[j]);
+      expect(norm).to.be.closeTo(b.keep[j] ? Math.sqrt(32) : 0, 1e-3);
+      for (let d = 0; d < 32; d++) expect(got[j][d]).to.be.closeTo(ref[j][d], 1e-4);
+    }
+    want.dispose();
+    task.disposeBatch(b);
+    const { before, after } = overfit(task, 6, 2e-3);
+    expect(after).to.be.lessThan(before);
+    // the sample grid decodes category prompts' text embeddings
+    const g = task.sampleGrid(1);
+    expect(g.shape[3]).to.equal(3);
+    g.dispose();
+    net.dispose();
+    clip.dispose();
+  });
+
+  it('train cond-unet --condition text: trains a few steps, records condition text, keeps it on resume, exports text-unet', async function () {
+    if (!existsSync(join(ROOT, 'weights', 'clip'))) return this.skip();
+    const out = join(mkdtempSync(join(tmpdir(), 'diffguide-text-unet-')), 'run');
+    const base = ['train', 'cond-unet', '--data', testSubsetPath(ROOT), '--out', out, '--batch', '2'];
+    const r = await cli([...base, '--condition', 'text', '--prediction', 'v', '--steps', '2', '--sample-every', '0']);
+    expect(r.code, r.err).to.equal(0);
+    const st = JSON.parse(readFileSync(join(out, 'state.json'), 'utf8'));
+    expect(st.step).to.equal(2);
+    expect(st.config.condition).to.equal('text');
+    const conf = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(conf.model).to.equal('text-unet');
+    expect(conf.condition).to.equal('text');
+    expect(conf.conditioning).to.contain('text embedding');
+    expect(existsSync(join(out, 'text-unet.safetensors'))).to.equal(true);
+    // resuming with the other condition is refused, naming the fix
+    let refused = '';
+    await cli([...base, '--resume', '--condition', 'image', '--steps', '3']).catch((e: Error) => (refused = e.message));
+    expect(refused).to.contain('was trained with condition text; use another --out');
+    // resuming without the flag keeps it
+    const again = await cli([...base, '--resume', '--steps', '3', '--sample-every', '0']);
+    expect(again.code, again.err).to.equal(0);
+    const st2 = JSON.parse(readFileSync(join(out, 'state.json'), 'utf8'));
+    expect(st2.step).to.equal(3);
+    expect(st2.config.condition).to.equal('text');
   });
 });

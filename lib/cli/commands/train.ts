@@ -54,6 +54,10 @@ function cardText(model: string): { description: string; data: string; credits: 
       description: `The CLIP-embedding-conditioned UNet: unCLIP's decoder and the model Imagic optimises an embedding for. The unconditional UNet's ${unetLayout}, plus \`transformer_proj\` (128 -> time-embedding width) adding the condition to the time embedding (GLIDE/unCLIP style); eps- or v-prediction (\`prediction\` in config.json), cosine schedule of 1,000 steps. Condition: normalise(CLIP image embedding) * sqrt(128) (\`embScale\`); a zero vector is the unconditional branch for classifier-free guidance. CLIP's space is joint, so text embeddings or prior samples condition it at sampling time.`,
       data: `${data}. Targets: the CLIP image embeddings (CLIP named in config.json, frozen) of the un-augmented training images; condition dropped 15% of the time. ${diffusionLoss}`,
     },
+    'text-unet': {
+      description: `The CLIP-text-embedding-conditioned UNet (\`train cond-unet --condition text\`): the GLIDE-like baseline of unCLIP's comparison, a decoder conditioned directly on the text rather than on a prior's image embedding. The cond-unet's architecture (${unetLayout}, plus \`transformer_proj\`, 128 -> time-embedding width, adding the condition to the time embedding), cosine schedule of 1,000 steps, \`prediction\` in config.json. Condition: normalise(CLIP text embedding of a caption) * sqrt(128) (\`embScale\`); a zero vector is the unconditional branch for classifier-free guidance.`,
+      data: `${data}. Conditions: the CLIP text embeddings (CLIP named in config.json, frozen) of a caption of each training image, drawn anew every step from the templates the CLIP and the prior are trained on (name ~60%, category ~25%, subcategory ~15%; lib/data/prompts.ts sampleCaption); condition dropped 15% of the time. ${diffusionLoss}`,
+    },
     clip: {
       description:
         "diffguide's small CLIP (openai/CLIP architecture and state_dict key names, `nets/clip`), trained from scratch on emoji captions: an image tower (ViT, or ModifiedResNet with `--vision resnet`; see config.json) and a causal text transformer (width 128, 3 layers, context 20, CLIP's BPE truncated to a 4,000-token vocabulary) sharing a 128-d embedding space. Used by SDG (through the noisy CLIP), DiffusionCLIP, unCLIP (prior targets and decoder conditioning) and Imagic.",
@@ -358,6 +362,10 @@ const trainCmd: Command = {
       type: 'string',
       help: 'unet, cond-unet: what the net predicts, eps (default) or v (better conditioned at high noise); kept on resume',
     },
+    condition: {
+      type: 'string',
+      help: "cond-unet: what conditions the decoder, image (the CLIP image embedding; unCLIP's decoder, default) or text (the CLIP text embedding of a caption drawn each step; the GLIDE-like baseline, exported as text-unet); kept on resume",
+    },
     vision: {
       type: 'string',
       help: 'clip: the image tower, resnet (ModifiedResNet, the default and shipped one) or vit; kept on resume',
@@ -388,6 +396,8 @@ const trainCmd: Command = {
     let extraConfig: Record<string, unknown> | null = null;
     let netConfig: Record<string, unknown>;
     let toStateDict: () => StateDict;
+    // the name the weights are written and shipped under (cond-unet --condition text: text-unet)
+    let exportName: string = model;
     if (MODEL_TASKS[model]) {
       const m = await MODEL_TASKS[model].setup({
         ds,
@@ -400,6 +410,7 @@ const trainCmd: Command = {
           init: args.values.init as string | undefined,
           prediction: args.values.prediction as string | undefined,
           vision: args.values.vision as string | undefined,
+          condition: args.values.condition as string | undefined,
           out,
         },
       });
@@ -407,6 +418,7 @@ const trainCmd: Command = {
       netConfig = m.netConfig;
       toStateDict = m.toStateDict;
       extraConfig = m.config;
+      exportName = m.exportName ?? model;
     } else if (model === 'judge') {
       const cfg = (saved?.net as ReturnType<typeof judgeConfigFor>) ?? judgeConfigFor(ds);
       const judge = Judge.random(cfg, seed);
@@ -476,7 +488,7 @@ const trainCmd: Command = {
     const exportNow = async (trainState: unknown) => {
       const st = trainState as { step: number; wallSeconds: number };
       const meta = {
-        model,
+        model: exportName,
         step: String(st.step),
         wall_seconds: st.wallSeconds.toFixed(0),
         data: String(config.data),
@@ -484,9 +496,9 @@ const trainCmd: Command = {
         format: 'pytorch-layout',
       };
       const e = await exportModel(
-        model,
+        exportName as TrainableModel,
         toStateDict(),
-        { model, ...netConfig, step: st.step },
+        { model: exportName, ...netConfig, step: st.step },
         out,
         flag(args, 'fp16') ? 'float16' : 'float32',
         meta,
@@ -507,7 +519,7 @@ const trainCmd: Command = {
           );
         }
         const meta = {
-          model,
+          model: exportName,
           step: String(s.step),
           wall_seconds: s.wallSeconds.toFixed(0),
           data: String(config.data),
@@ -515,19 +527,19 @@ const trainCmd: Command = {
           format: 'pytorch-layout',
         };
         const e = await exportModel(
-          model,
+          exportName as TrainableModel,
           toStateDict(),
-          { model, ...netConfig, step: s.step },
+          { model: exportName, ...netConfig, step: s.step },
           ship,
           flag(args, 'fp16') ? 'float16' : 'float32',
           meta,
         );
         const card = writeModelCard({
-          model,
+          model: exportName,
           runDir: out,
           shipDir: ship,
           weightsFile: e.weightsPath,
-          ...cardText(model),
+          ...cardText(exportName),
           command: str(args, 'command', `diffguide train ${model} --out ${out}`),
           backend: `tfjs ${describeBackend()}, @tensorflow/tfjs ${tf.version.tfjs}`,
           evalReport: evalReport as Parameters<typeof writeModelCard>[0]['evalReport'],

@@ -1,8 +1,12 @@
 /**
  * Training task for the CLIP-embedding-conditioned UNet (unCLIP's decoder; the model Imagic optimises
- * an embedding for): eps-prediction MSE, cond.emb = normalise(CLIP image embedding of the training
+ * an embedding for): eps- or v-prediction MSE, cond.emb = normalise(CLIP image embedding of the training
  * image) * embScale, replaced by zeros with probability `pDrop` (the unconditional branch of
  * classifier-free guidance, as lib/methods/unclip.ts samples it).
+ *
+ * `condition: 'text'` trains the GLIDE-like baseline of unCLIP's comparison instead: cond.emb =
+ * normalise(CLIP text embedding of a caption of the training image) * embScale, the caption drawn anew
+ * every step from the same templates (`sampleCaption`) the CLIP and the prior are trained on.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../../random.js';
@@ -13,7 +17,9 @@ import { makeSchedule, respaceEven, type Schedule } from '../../../samplers/sche
 import { diffusionModel } from '../../../samplers/model.js';
 import { diffusionTarget, qSample } from '../../../samplers/core.js';
 import { makeGrid } from '../../image/grid.js';
+import { categoryPrompt, sampleCaption } from '../../data/prompts.js';
 import { cleanImageEmbeddings } from './noisy-clip.js';
+import { TextEmbeddingCache } from './prior.js';
 import { ddimChainSync, smallUNetConfig } from './unet.js';
 import type { TrainTask } from '../loop.js';
 
@@ -33,11 +39,21 @@ export interface CondUNetTaskOptions {
   gridScale?: number;
   /** What the net predicts: 'eps' (default) or 'v'. */
   prediction?: 'eps' | 'v';
+  /** What conditions it: the CLIP 'image' embedding of the training image (default) or the 'text' embedding of one of its captions. */
+  condition?: CondUNetCondition;
 }
 
-interface CondBatch {
+/** The two conditionings of the cond-unet task (unCLIP's decoder vs the GLIDE-like text-conditioned decoder). */
+export const COND_UNET_CONDITIONS = ['image', 'text'] as const;
+export type CondUNetCondition = (typeof COND_UNET_CONDITIONS)[number];
+
+export interface CondBatch {
   x0: tf.Tensor4D;
   emb: tf.Tensor2D;
+  /** condition 'text': the caption drawn for each item (its condition unless dropped). */
+  captions?: string[];
+  /** 1 where the condition was kept, 0 where dropped (zeros). */
+  keep: number[];
 }
 
 /** UNet tensors to initialise from, in the reference layout (exported files) or ours (training checkpoints). */
@@ -83,8 +99,11 @@ export class CondUNetTask implements TrainTask<CondBatch> {
   readonly params: Map<string, tf.Variable>;
   readonly schedule: Schedule;
   readonly embScale: number;
-  /** Unit-norm CLIP image embeddings of every item. [N, D] */
-  readonly embeddings: tf.Tensor2D;
+  readonly condition: CondUNetCondition;
+  /** Unit-norm CLIP image embeddings of every item (condition 'image'; null for 'text'). [N, D] */
+  readonly embeddings: tf.Tensor2D | null;
+  /** Unit-norm CLIP text embeddings, cached per caption (condition 'text'; null for 'image'). */
+  readonly texts: TextEmbeddingCache | null;
   private sampler: BatchSampler;
 
   constructor(
@@ -96,20 +115,34 @@ export class CondUNetTask implements TrainTask<CondBatch> {
     this.params = net.params;
     this.schedule = makeSchedule('cosine', 1000);
     this.embScale = opts.embScale ?? Math.sqrt(clip.embedDim);
-    this.embeddings = cleanImageEmbeddings(clip, data);
+    this.condition = opts.condition ?? 'image';
+    if (!COND_UNET_CONDITIONS.includes(this.condition))
+      throw new Error(
+        `cond-unet: condition must be one of ${COND_UNET_CONDITIONS.join(', ')}, got '${this.condition}'`,
+      );
+    this.embeddings = this.condition === 'image' ? cleanImageEmbeddings(clip, data) : null;
+    this.texts = this.condition === 'text' ? new TextEmbeddingCache(clip) : null;
     this.sampler = new BatchSampler(data.indicesOf('train'), opts.batch, opts.seed);
   }
 
   nextBatch(_step: number, rng: Rng): CondBatch {
     const idx = this.sampler.next();
     const keep = idx.map(() => (rng.float() < (this.opts.pDrop ?? 0.15) ? 0 : 1));
+    const captions = this.texts ? idx.map((i) => sampleCaption(this.data.items[i], rng).text) : undefined;
     return tf.tidy(() => ({
       x0: this.data.images(idx, { rgb: true }),
-      emb: tf
-        .gather(this.embeddings, tf.tensor1d(idx, 'int32'))
+      emb: this.unitEmbeddings(idx, captions)
         .mul(tf.tensor2d(keep, [idx.length, 1]))
         .mul(this.embScale) as tf.Tensor2D,
+      ...(captions ? { captions } : {}),
+      keep,
     }));
+  }
+
+  /** Unit-norm conditions of items `idx`: their image embeddings, or the text embeddings of `captions`. [n, D] */
+  private unitEmbeddings(idx: number[], captions?: string[]): tf.Tensor2D {
+    if (this.texts) return this.texts.embed(captions ?? idx.map((i) => categoryPrompt(this.data.categories[i])));
+    return tf.gather(this.embeddings!, tf.tensor1d(idx, 'int32')) as tf.Tensor2D;
   }
 
   loss(b: CondBatch, rng: Rng): tf.Scalar {
@@ -140,13 +173,16 @@ export class CondUNetTask implements TrainTask<CondBatch> {
     this.sampler = new BatchSampler(this.data.indicesOf('train'), this.opts.batch, this.opts.seed, s as SamplerState);
   }
 
-  /** Top row: 8 held-out images; bottom row: DDIM (25 steps, guidance 3) decodes of their embeddings. */
+  /**
+   * Top row: 8 held-out images; bottom row: DDIM (25 steps, guidance 3) decodes of their embeddings
+   * (condition 'text': of their category prompt, "an emoji of <category>").
+   */
   sampleGrid(seed: number): tf.Tensor4D {
     const test = this.data.indicesOf('test');
     const pick = Array.from({ length: 8 }, (_, i) => test[Math.floor((i * test.length) / 8)]);
     const s = this.opts.gridScale ?? 3;
     const sched = respaceEven(this.schedule, 25);
-    const emb = tf.tidy(() => tf.gather(this.embeddings, tf.tensor1d(pick, 'int32')).mul(this.embScale) as tf.Tensor2D);
+    const emb = tf.tidy(() => this.unitEmbeddings(pick).mul(this.embScale) as tf.Tensor2D);
     const zero = tf.zerosLike(emb);
     const net = (x: tf.Tensor4D, t: tf.Tensor1D) =>
       tf.tidy(() => {

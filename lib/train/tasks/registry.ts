@@ -10,7 +10,14 @@ import { CLIP, type CLIPConfig } from '../../../nets/clip/index.js';
 import { ClipTask, smallClipConfig, type SmallClipVision } from './clip.js';
 import { NoisyClipTask } from './noisy-clip.js';
 import { PriorTask } from './prior.js';
-import { CondUNetTask, condUNetConfig, initFromUnconditional, type UNetWeights } from './cond-unet.js';
+import {
+  COND_UNET_CONDITIONS,
+  CondUNetTask,
+  condUNetConfig,
+  initFromUnconditional,
+  type CondUNetCondition,
+  type UNetWeights,
+} from './cond-unet.js';
 import { runPrediction } from './unet.js';
 import { NoisyCLIPImageEncoder } from '../../../nets/clip/index.js';
 import { Prior, type PriorConfig } from '../../../nets/prior/index.js';
@@ -74,7 +81,7 @@ export interface ModelTaskContext {
   dataSpec: string;
   /** The run config stored in a checkpoint being resumed/exported, else null. */
   saved: Record<string, unknown> | null;
-  /** Extra string options from the command line (`clip`: the CLIP weights folder, `init`, `prediction`, `vision`, `out`). */
+  /** Extra string options from the command line (`clip`: the CLIP weights folder, `init`, `prediction`, `vision`, `condition`, `out`). */
   options: Record<string, string | undefined>;
 }
 
@@ -85,6 +92,25 @@ export interface ModelTaskSetup {
   /** The run config stored in checkpoints (a resume must match). */
   config: Record<string, unknown>;
   toStateDict: () => StateDict;
+  /** The name the weights are exported and shipped under (`<name>.safetensors`, the card's title); default the model's. */
+  exportName?: string;
+}
+
+/**
+ * cond-unet's condition (--condition): a resumed run keeps what it was trained with (older runs:
+ * 'image'); asking it for the other is an error naming the fix.
+ */
+export function runCondition(
+  saved: Record<string, unknown> | null,
+  asked: string | undefined,
+  out: string,
+): CondUNetCondition {
+  if (asked !== undefined && !(COND_UNET_CONDITIONS as readonly string[]).includes(asked))
+    throw new Error(`--condition must be one of ${COND_UNET_CONDITIONS.join(', ')}, got '${asked}'`);
+  const have = saved ? ((saved.condition as CondUNetCondition | undefined) ?? 'image') : undefined;
+  if (have !== undefined && asked !== undefined && asked !== have)
+    throw new Error(`${out} was trained with condition ${have}; use another --out for a run with --condition ${asked}`);
+  return have ?? (asked as CondUNetCondition | undefined) ?? 'image';
 }
 
 export interface ModelTaskEntry {
@@ -197,7 +223,8 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
     },
   },
   'cond-unet': {
-    summary: 'UNet conditioned on a CLIP image embedding with condition dropout (unCLIP decoder, Imagic)',
+    summary:
+      'UNet conditioned on a CLIP image embedding with condition dropout (unCLIP decoder, Imagic); --condition text: on the text embedding of a caption (the GLIDE-like baseline, shipped as text-unet)',
     defaults: {
       data: 'emoji32',
       steps: 20000,
@@ -224,7 +251,8 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
       }
       const embScale = Math.sqrt(clip.embedDim);
       const prediction = runPrediction(ctx.saved, ctx.options.prediction, ctx.options.out ?? 'this run');
-      const task = new CondUNetTask(net, clip, ctx.ds, { batch: b, seed: ctx.seed, embScale, prediction });
+      const condition = runCondition(ctx.saved, ctx.options.condition, ctx.options.out ?? 'this run');
+      const task = new CondUNetTask(net, clip, ctx.ds, { batch: b, seed: ctx.seed, embScale, prediction, condition });
       return {
         task: task as TrainTask<unknown>,
         netConfig: {
@@ -233,7 +261,11 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
           timesteps: 1000,
           prediction,
           embScale,
-          conditioning: 'normalise(CLIP image embedding) * embScale; zeros = unconditional',
+          conditioning:
+            condition === 'text'
+              ? 'normalise(CLIP text embedding of a caption) * embScale; zeros = unconditional'
+              : 'normalise(CLIP image embedding) * embScale; zeros = unconditional',
+          ...(condition !== 'image' ? { condition } : {}),
           clip: path,
         },
         config: {
@@ -244,8 +276,10 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
           init,
           net: net.config,
           ...(prediction !== 'eps' ? { prediction } : {}),
+          ...(condition !== 'image' ? { condition } : {}),
         },
         toStateDict: () => net.toStateDict(),
+        ...(condition === 'text' ? { exportName: 'text-unet' } : {}),
       };
     },
   },
