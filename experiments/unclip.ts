@@ -6,9 +6,11 @@
  * Guidance cells (mode x decoder scale): for each of the judge's 9 category prompts
  * ("an emoji of <category>"), `perPrompt` images
  *   - mode `unclip`: prior (64 steps, scale 2, best of 2) -> image embedding -> decoder;
- *   - mode `text`: the same decoder conditioned directly on the prompt's CLIP text embedding. This is
- *     the cheap stand-in for the paper's GLIDE baseline (a decoder trained on text embeddings with the
- *     same recipe, not trained here): CLIP's space is joint, so the decoder accepts text embeddings.
+ *   - mode `glide`: the paper's GLIDE-like baseline, a decoder trained on CLIP *text* embeddings with
+ *     the decoder's recipe (`weights/text-unet`: `train cond-unet --condition text`, same architecture,
+ *     init, steps, lr, batch, 15% condition dropout), conditioned directly on the prompt's text embedding;
+ *   - mode `standin` (only with `--param standin=1`): the image-embedding decoder fed the prompt's
+ *     text embedding directly (CLIP's space is joint), the stand-in used before text-unet existed.
  * The prior's embeddings and every x_T are the same at every scale (seeded), so only the decoder
  * guidance changes along a curve. Per cell: diversity = mean pairwise judge-LPIPS among each prompt's
  * samples (averaged over prompts; judge-LPIPS is the LPIPS formula over the judge's features, a
@@ -19,7 +21,8 @@
  * text diffs (source category prompt -> next category's prompt, theta 0 ... 0.5, from the DDIM
  * inversion) as grids, with the judge's P(target category) along theta.
  * Writes guidance.svg/.png, samples.png, variations.png, interpolation.png, textdiff.png.
- * `--param decoder=PATH --param prior=PATH --param clip=PATH --param judge=DIR` point it at other weights.
+ * `--param decoder=PATH --param textDecoder=PATH --param prior=PATH --param clip=PATH --param judge=DIR`
+ * point it at other weights; `--param standin=1` adds the stand-in's guidance cells.
  */
 import { relative } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -27,6 +30,7 @@ import { fileHash, type Experiment, type GridOptions, type JsonObject } from '..
 import { Dataset } from '../lib/data/dataset.js';
 import { testSubsetPath } from '../lib/data/index.js';
 import { loadClipModel, loadCondDiffuser, loadPriorModel, resolveWeights } from '../lib/models/load.js';
+import type { Diffuser } from '../lib/models/diffuser.js';
 import { decode, interpolate, samplePrior, textDiff, variations, type UnclipModels } from '../lib/methods/unclip.js';
 import { l2normalize } from '../lib/methods/common.js';
 import { loadJudge } from '../lib/eval/unet.js';
@@ -43,7 +47,7 @@ import { METHODS_PROTOCOL } from '../lib/eval/methods.js';
 
 interface Cell {
   [k: string]: string | number;
-  /** 'unclip' | 'text': a guidance cell; 'variations' | 'interpolation' | 'textdiff': a manipulation. */
+  /** 'unclip' | 'glide' | 'standin': a guidance cell; 'variations' | 'interpolation' | 'textdiff': a manipulation. */
   kind: string;
   /** Decoder guidance scale (guidance cells; 0 for the others). */
   scale: number;
@@ -51,6 +55,8 @@ interface Cell {
 type Result = { [k: string]: number | string | number[] | string[] };
 interface Shared {
   m: UnclipModels & { clip: CLIP };
+  /** The GLIDE-like baseline: the decoder trained on CLIP text embeddings (weights/text-unet). */
+  textDecoder: Diffuser;
   judge: Judge;
   ds: Dataset;
   real: tf.Tensor4D;
@@ -59,6 +65,13 @@ interface Shared {
 }
 
 const SCALES = [1, 2, 4, 8];
+/** Guidance modes: unCLIP, the text-conditioned decoder (GLIDE-like), the image decoder on text embeddings (stand-in). */
+const MODE_LABEL: Record<string, string> = {
+  unclip: 'unCLIP (prior + decoder)',
+  glide: 'text-conditioned decoder (GLIDE-like, text-unet)',
+  standin: 'image decoder on text embedding (stand-in)',
+};
+const GUIDANCE_KINDS = Object.keys(MODE_LABEL);
 const PRIOR = { priorSteps: 64, priorScale: 2, bestOf: 2 };
 
 function plan(opts: GridOptions) {
@@ -74,6 +87,9 @@ function plan(opts: GridOptions) {
     frames: 5,
     seed: METHODS_PROTOCOL.unclip.seed,
     decoderFile: resolveWeights('cond-unet', opts.params.decoder),
+    // the text-conditioned decoder is a cond-unet (same loader), shipped as weights/text-unet/text-unet.safetensors
+    textDecoderFile: resolveWeights('cond-unet', opts.params.textDecoder ?? weightsPath('text-unet')),
+    modes: ['unclip', 'glide', ...(opts.params.standin && opts.params.standin !== '0' ? ['standin'] : [])],
     priorFile: resolveWeights('prior', opts.params.prior),
     clipFile: resolveWeights('clip', opts.params.clip),
     judgeDir: opts.params.judge ?? weightsPath('judge'),
@@ -111,6 +127,8 @@ async function guidanceCell(
   const prompts = labels.map((c) => categoryPrompt(cats[c]));
   const zt = tf.tidy(() => l2normalize(s.m.clip.encodeText(prompts)));
   let z: tf.Tensor2D;
+  // unclip and standin decode with the image-embedding decoder, glide with the text-conditioned one
+  const decoder = cell.kind === 'glide' ? s.textDecoder : s.m.decoder;
   if (cell.kind === 'unclip') {
     // the same prior draw at every scale: only the decoder guidance changes along the curve
     if (!s.priorZ)
@@ -126,7 +144,7 @@ async function guidanceCell(
   } else {
     z = zt;
   }
-  const images = await decode(s.m.decoder, z, {
+  const images = await decode(decoder, z, {
     decoderScale: cell.scale,
     steps: p.steps,
     seed: p.seed + 100,
@@ -272,7 +290,9 @@ const exp: Experiment<Cell, Result, Shared> = {
     const judgeFile = `${p.judgeDir}/judge.safetensors`;
     return {
       method:
-        "unclip (lib/methods/unclip.ts): prior -> decoder; baseline: the same decoder on the prompt's CLIP text embedding (stand-in for GLIDE; no text-conditioned decoder trained)",
+        "unclip (lib/methods/unclip.ts): prior -> decoder; GLIDE-like baseline: a decoder trained on CLIP text embeddings with the same recipe (weights/text-unet), on the prompt's text embedding" +
+        (p.modes.includes('standin') ? "; stand-in: the image decoder on the prompt's text embedding" : ''),
+      modes: p.modes,
       prompts: "an emoji of <category>, the judge's 9 categories",
       perPrompt: p.perPrompt,
       scales: p.scales,
@@ -285,6 +305,7 @@ const exp: Experiment<Cell, Result, Shared> = {
       real: { source: rel(testSubsetPath(packageRoot())), split: 'all', n: 142 },
       weights: {
         decoder: { file: rel(p.decoderFile), sha256: fileHash(p.decoderFile) },
+        textDecoder: { file: rel(p.textDecoderFile), sha256: fileHash(p.textDecoderFile) },
         prior: { file: rel(p.priorFile), sha256: fileHash(p.priorFile) },
         clip: { file: rel(p.clipFile), sha256: fileHash(p.clipFile) },
         judge: { file: rel(judgeFile), sha256: fileHash(judgeFile) },
@@ -296,7 +317,7 @@ const exp: Experiment<Cell, Result, Shared> = {
   cells(opts) {
     const p = plan(opts);
     return [
-      ...['unclip', 'text'].flatMap((kind) => p.scales.map((scale) => ({ kind, scale }))),
+      ...p.modes.flatMap((kind) => p.scales.map((scale) => ({ kind, scale }))),
       { kind: 'variations', scale: 0 },
       { kind: 'interpolation', scale: 0 },
       { kind: 'textdiff', scale: 0 },
@@ -305,12 +326,14 @@ const exp: Experiment<Cell, Result, Shared> = {
   async setup(_settings, opts) {
     const p = plan(opts);
     const decoder = await loadCondDiffuser(p.decoderFile);
+    const textDecoder = await loadCondDiffuser(p.textDecoderFile);
     const { prior, schedule } = await loadPriorModel(p.priorFile);
     const clip = await loadClipModel(p.clipFile);
     const judge = await loadJudge(p.judgeDir);
     const ds = Dataset.load(testSubsetPath(packageRoot()));
     return {
       m: { decoder, prior, priorSchedule: schedule, clip },
+      textDecoder,
       judge,
       ds,
       real: ds.images(undefined, { rgb: true }),
@@ -318,6 +341,7 @@ const exp: Experiment<Cell, Result, Shared> = {
   },
   dispose(s) {
     s.m.decoder.unet.dispose();
+    s.textDecoder.unet.dispose();
     s.m.prior.dispose();
     s.m.clip.dispose();
     s.judge.dispose();
@@ -345,7 +369,7 @@ const exp: Experiment<Cell, Result, Shared> = {
       frames: 5,
       seed: st.seed,
     };
-    if (cell.kind === 'unclip' || cell.kind === 'text') return guidanceCell(cell, ctx.shared, q, ctx.progress);
+    if (GUIDANCE_KINDS.includes(cell.kind)) return guidanceCell(cell, ctx.shared, q, ctx.progress);
     if (cell.kind === 'variations') return variationsCell(ctx.shared, q, ctx.progress);
     if (cell.kind === 'interpolation') return interpolationCell(ctx.shared, q, ctx.progress);
     if (cell.kind === 'textdiff') return textDiffCell(ctx.shared, q, ctx.progress);
@@ -357,24 +381,44 @@ const exp: Experiment<Cell, Result, Shared> = {
       scales: number[];
       decoderSteps: number;
       prior: { priorSteps: number; priorScale: number };
-      weights: { decoder: { file: string } };
+      modes: string[];
+      weights: { decoder: { file: string }; textDecoder: { file: string } };
     };
-    const g = results.filter((r) => r.cell.kind === 'unclip' || r.cell.kind === 'text');
+    const g = results.filter((r) => GUIDANCE_KINDS.includes(r.cell.kind));
     const f = (v: unknown) => (typeof v === 'number' ? v.toFixed(3) : '–');
     const get = (kind: string, scale: number) => g.find((r) => r.cell.kind === kind && r.cell.scale === scale)?.result;
-    const rows = s.scales.map((sc) => {
-      const u = get('unclip', sc);
-      const t = get('text', sc);
-      return `| ${sc} | ${f(u?.diversity)} | ${f(t?.diversity)} | ${f(u?.fd)} | ${f(t?.fd)} | ${f(u?.categoryRate)} | ${f(t?.categoryRate)} | ${f(u?.clipScore)} | ${f(t?.clipScore)} |`;
+    const rows = s.scales.flatMap((sc) =>
+      s.modes.map((k) => {
+        const u = get(k, sc);
+        return `| ${sc} | ${MODE_LABEL[k]} | ${f(u?.diversity)} | ${f(u?.fd)} | ${f(u?.categoryRate)} | ${f(u?.clipScore)} |`;
+      }),
+    );
+    // along the curve: how diversity and FD change from the lowest to the highest decoder scale, per mode
+    const lo = s.scales[0];
+    const hi = s.scales[s.scales.length - 1];
+    const trend = s.modes.map((k) => {
+      const a = get(k, lo);
+      const b = get(k, hi);
+      const d = (key: string) =>
+        typeof a?.[key] === 'number' && typeof b?.[key] === 'number'
+          ? ((b[key] as number) - (a[key] as number)).toFixed(3)
+          : '–';
+      return `| ${MODE_LABEL[k]} | ${d('diversity')} | ${d('fd')} | ${d('categoryRate')} |`;
     });
     const v = results.find((r) => r.cell.kind === 'variations')?.result;
     const td = results.find((r) => r.cell.kind === 'textdiff')?.result;
     const table = [
-      `unCLIP on the 9 category prompts, ${s.perPrompt} samples each (${s.weights.decoder.file}, ${s.decoderSteps} DDIM decoder steps; prior ${s.prior.priorSteps} steps, scale ${s.prior.priorScale}, best of 2). "text" = the same decoder conditioned directly on the prompt's CLIP text embedding: a stand-in for the paper's GLIDE baseline (no text-conditioned decoder was trained). Diversity = mean pairwise judge-LPIPS among a prompt's samples (a stand-in for LPIPS); FD in judge features to the 142 subset images (not Inception FID).`,
+      `unCLIP on the 9 category prompts, ${s.perPrompt} samples each (decoder ${s.weights.decoder.file}, ${s.decoderSteps} DDIM decoder steps; prior ${s.prior.priorSteps} steps, scale ${s.prior.priorScale}, best of 2), against the GLIDE-like baseline: a decoder trained on CLIP text embeddings with the same recipe (${s.weights.textDecoder.file}), conditioned directly on the prompt's text embedding${s.modes.includes('standin') ? "; and the stand-in used before it (the image decoder fed the prompt's text embedding)" : ''}. Same x_T and seeds in every mode. Diversity = mean pairwise judge-LPIPS among a prompt's samples (a stand-in for LPIPS); FD in judge features to the 142 subset images (not Inception FID).`,
       info.missing.length ? `\nPartial: ${info.missing.length} cells missing (${info.missing.join(', ')}).\n` : '',
-      '| decoder scale | diversity unCLIP | diversity text | FD unCLIP | FD text | judged prompt category unCLIP | … text | CLIP score unCLIP | … text |',
-      '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| decoder scale | mode | diversity | FD | judged prompt category | CLIP score |',
+      '| ---: | --- | ---: | ---: | ---: | ---: |',
       ...rows,
+      '',
+      `Change from decoder scale ${lo} to ${hi}:`,
+      '',
+      '| mode | Δ diversity | Δ FD | Δ judged category |',
+      '| --- | ---: | ---: | ---: |',
+      ...trend,
       '',
       "Paper (Fig. 9, MS-COCO): as guidance grows GLIDE's samples collapse to one mode while unCLIP keeps its semantic diversity; zero-shot FID 10.39 (unCLIP, diffusion prior) vs 12.24 (GLIDE).",
       '',
@@ -394,7 +438,7 @@ const exp: Experiment<Cell, Result, Shared> = {
       .join('\n')
       .replace(/\n{3,}/g, '\n\n');
     const curve = g.map((r) => ({
-      mode: r.cell.kind === 'unclip' ? 'unCLIP (prior + decoder)' : 'decoder on text embedding (GLIDE stand-in)',
+      mode: MODE_LABEL[r.cell.kind],
       scale: r.cell.scale,
       diversity: r.result.diversity as number,
       fd: r.result.fd as number,
@@ -418,11 +462,11 @@ const exp: Experiment<Cell, Result, Shared> = {
       ? plotFiles({ guidance: guidancePlot(curve, s.perPrompt) })
       : {};
     const sheet = g.map((r) => ({
-      label: `${r.cell.kind === 'unclip' ? 'unclip' : 'text emb'} scale ${r.cell.scale}: first sample per category prompt`,
+      label: `${r.cell.kind} scale ${r.cell.scale}: first sample per category prompt`,
       png: r.result.samples as string,
     }));
     if (sheet.length)
-      files['samples.png'] = stackRows(sheet, { title: 'UNCLIP VS DECODER ON TEXT EMBEDDING, BY DECODER SCALE' });
+      files['samples.png'] = stackRows(sheet, { title: 'UNCLIP VS TEXT-CONDITIONED DECODER, BY DECODER SCALE' });
     if (v)
       files['variations.png'] = stackRows(
         (v.rows as string[]).map((png, i) => ({ label: `source ${i}, then ${v.each} variations`, png })),

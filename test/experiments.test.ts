@@ -243,9 +243,10 @@ describe('experiments (--quick)', function () {
     expect(readFileSync(join(r.dir, 'table.md'), 'utf8')).to.contain('| input (no edit) |');
   });
 
-  it('unclip --quick: diversity and FD per (mode, decoder scale); prompts judged above chance; variations, interpolation and text-diff sheets', async function () {
+  it('unclip --quick: diversity and FD per (mode, decoder scale), unCLIP vs the text-conditioned decoder (text-unet); prompts judged above chance; variations, interpolation and text-diff sheets', async function () {
     const have = shippedModels();
     if (!have['cond-unet'] || !have.prior || !have.clip || !have.judge) return this.skip();
+    if (!existsSync(join(packageRoot(), 'weights', 'text-unet', 'text-unet.safetensors'))) return this.skip();
     const r = await runGrid(unclipExp, { quick: true, params: {} }, { resultsRoot: join(tmp, 'unclip') });
     expect(r.missing).to.deep.equal([]);
     for (const f of [
@@ -261,6 +262,10 @@ describe('experiments (--quick)', function () {
       expect(existsSync(join(r.dir, f)), f).to.equal(true);
     const res = JSON.parse(readFileSync(join(r.dir, 'results.json'), 'utf8'));
     expect(res.settings.weights.prior.sha256).to.match(/^[0-9a-f]{16}$/);
+    // the GLIDE-like baseline is the decoder trained on text embeddings, not the image decoder
+    expect(res.settings.weights.textDecoder.file).to.equal('weights/text-unet/text-unet.safetensors');
+    expect(res.settings.weights.textDecoder.sha256).to.not.equal(res.settings.weights.decoder.sha256);
+    expect(res.settings.modes).to.deep.equal(['unclip', 'glide']);
     const g = res.results.guidance as {
       mode: string;
       scale: number;
@@ -269,6 +274,12 @@ describe('experiments (--quick)', function () {
       categoryRate: number;
     }[];
     expect(g.map((x) => x.scale)).to.deep.equal([1, 4, 1, 4]);
+    expect(g.map((x) => x.mode.split(' ')[0])).to.deep.equal([
+      'unCLIP',
+      'unCLIP',
+      'text-conditioned',
+      'text-conditioned',
+    ]);
     for (const x of g) {
       expect(x.diversity).to.be.greaterThan(0);
       expect(x.fd).to.be.greaterThan(0);
@@ -277,10 +288,15 @@ describe('experiments (--quick)', function () {
     expect(g.find((x) => x.mode.startsWith('unCLIP') && x.scale === 4)!.categoryRate).to.be.greaterThan(1 / 9 + 0.15);
     // the guidance scale changes the images (the same x_T and embeddings at both scales)
     expect(g[0].diversity).to.not.equal(g[1].diversity);
+    expect(g[2].diversity).to.not.equal(g[3].diversity);
+    // the two decoders make different images from the same x_T
+    expect(g[2].fd).to.not.equal(g[0].fd);
     expect(res.results.variations.categoryAgreement).to.be.within(0, 1);
     expect(res.results.textDiff.pTarget).to.have.length(5);
     const table = readFileSync(join(r.dir, 'table.md'), 'utf8');
-    expect(table).to.contain('GLIDE');
-    expect(table).to.contain('stand-in');
+    expect(table).to.contain('GLIDE-like');
+    expect(table).to.contain('weights/text-unet/text-unet.safetensors');
+    expect(table).to.contain('Change from decoder scale 1 to 4');
+    expect(table).to.not.contain('image decoder on text embedding'); // the stand-in runs only with --param standin=1
   });
 });
