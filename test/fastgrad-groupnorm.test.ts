@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { groupNorm } from '../lib/ops/nn.js';
-import { fusedGroupNormApplies } from '../lib/fastgrad/groupnorm.js';
+import { fusedGroupNormApplies, fusedGroupNormTapedApplies } from '../lib/fastgrad/groupnorm.js';
 import { compareWithCpu, rand } from './fastgrad_util.js';
 
 describe('fastgrad: fused forward GroupNorm on wasm matches the cpu backend', () => {
@@ -53,6 +53,68 @@ describe('fastgrad: fused forward GroupNorm on wasm matches the cpu backend', ()
       expect(err).to.be.lessThan(1e-5);
     });
   }
+
+  // Under a tape: the fused forward + gradient pair against the cpu backend's closed-form ops, for
+  // every input (x, γ, β, scale1, shift) and a non-uniform upstream gradient.
+  for (const c of cases) {
+    it(`gradient: ${c.name}`, async () => {
+      expect(fusedGroupNormTapedApplies(tf.zeros(c.shape))).to.equal(true);
+      const err = await compareWithCpu(() => {
+        const n = c.shape[0];
+        const ch = c.shape[c.shape.length - 1];
+        const x = rand(c.shape, 1, 3);
+        const w = rand(c.shape, 9);
+        const g = rand([ch], 2);
+        const b = rand([ch], 3);
+        const s1 = c.name.startsWith('large') ? rand([n, ch], 4, 60) : rand([n, ch], 4).add(1);
+        const sh = rand([n, ch], 5);
+        const f = (xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor, ss1?: tf.Tensor, ssh?: tf.Tensor) => {
+          const opts = c.ss
+            ? { scale1: ss1 as tf.Tensor2D, shift: ssh as tf.Tensor2D, silu: c.silu }
+            : { silu: c.silu };
+          const y = groupNorm(xx, c.groups, gg as tf.Tensor1D, bb as tf.Tensor1D, 1e-5, opts);
+          return y.mul(w).sum();
+        };
+        const { value, grads } = tf.valueAndGrads(f)(c.ss ? [x, g, b, s1, sh] : [x, g, b]);
+        return [value, ...grads];
+      });
+      expect(err).to.be.lessThan(2e-5);
+    });
+  }
+
+  it('gradient at the UNet size the forward-only kernel leaves to tfjs ([8, 32, 32, 32])', async () => {
+    const err = await compareWithCpu(() => {
+      const x = rand([8, 32, 32, 32], 11, 2);
+      const w = rand([8, 32, 32, 32], 12);
+      const g = rand([32], 13) as tf.Tensor1D;
+      const b = rand([32], 14) as tf.Tensor1D;
+      const s1 = rand([8, 32], 15).add(1) as tf.Tensor2D;
+      const sh = rand([8, 32], 16) as tf.Tensor2D;
+      return tf.grads((xx: tf.Tensor) =>
+        groupNorm(xx, 32, g, b, 1e-5, { scale1: s1, shift: sh, silu: true }).mul(w).sum(),
+      )([x]);
+    });
+    expect(err).to.be.lessThan(2e-5);
+  });
+
+  it('gradient leaves no tensors or buffers behind', () => {
+    const x = rand([2, 6, 5, 64], 6);
+    const g = rand([64], 7) as tf.Tensor1D;
+    const b = rand([64], 8) as tf.Tensor1D;
+    const s1 = rand([2, 64], 9) as tf.Tensor2D;
+    const sh = rand([2, 64], 10) as tf.Tensor2D;
+    const grad = tf.grads((xx: tf.Tensor, gg: tf.Tensor) =>
+      groupNorm(xx, 32, gg as tf.Tensor1D, b, 1e-5, { scale1: s1, shift: sh, silu: true }).sum(),
+    );
+    const run = () => tf.dispose(grad([x, g]));
+    run();
+    const tensors = tf.memory().numTensors;
+    const ids = tf.engine().backend.numDataIds();
+    for (let i = 0; i < 10; i++) run();
+    expect(tf.memory().numTensors).to.equal(tensors);
+    expect(tf.engine().backend.numDataIds()).to.equal(ids);
+    tf.dispose([x, g, b, s1, sh]);
+  });
 
   it('leaves no tensors or buffers behind', () => {
     const x = rand([2, 6, 5, 64], 6);

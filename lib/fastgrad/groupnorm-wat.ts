@@ -87,6 +87,8 @@ function groupNormFunc(): string {
       ]),
     ),
     ...perGroup(Q, `(f32.div (f32.const 1) (f32.sqrt (f32.add (f32.div ${get('acc')} ${cnt}) ${get('eps')})))`),
+    // Under a tape: keep the per-channel group mean and 1/std ([n, 2, c]) for the gradient.
+    `(if ${get('stats')} (then (memory.copy ${add(get('stats'), mul(get('b'), mul(get('rowb'), i32(2))))} ${get('tmp')} ${mul(get('rowb'), i32(2))})))`,
     // Per channel: a = rstd · γ · s1, b = β · s1 + shift − mean · a.
     ...loop('j', get('c'), [
       set(
@@ -116,7 +118,7 @@ function groupNormFunc(): string {
   ];
   return [
     '(func (export "groupNorm") (param $src i32) (param $dst i32) (param $gamma i32) (param $beta i32) (param $scale1 i32) (param $shift i32) (param $tmp i32)' +
-      ' (param $n i32) (param $l i32) (param $c i32) (param $groups i32) (param $eps f32) (param $silu i32)',
+      ' (param $n i32) (param $l i32) (param $c i32) (param $groups i32) (param $eps f32) (param $silu i32) (param $stats i32)',
     locals(['b', 'i', 'j', 'g', 'cg', 'rowb', 'xb', 'yb', 'px', 'py'], 'i32'),
     locals(['acc', 's1', 'sh'], 'f32'),
     locals(['d', 'y', 'z', 'k', 'r', 'p'], 'v128'),
@@ -127,7 +129,141 @@ function groupNormFunc(): string {
   ].join('\n');
 }
 
-/** The GroupNorm function's text. */
+/**
+ * The gradient of `groupNorm` (with its optional scale-shift and SiLU) as one function:
+ * `groupNormGrad(x, dy, stats, gamma, beta, scale1, shift, dx, dgamma, dbeta, dscale1, dshift, tmp,
+ * n, l, c, groups, silu)`, with `stats` [n, 2, c] the forward's per-channel group mean and 1/std,
+ * tmp 2·c floats, scale1/shift (and dscale1/dshift) [n, c] or 0. Recomputes x̂ = (x − μ)·r,
+ * u = x̂·γ + β, v = u·s1 + sh from the stats; then dv = dy · σ(v)(1 + v(1 − σ(v))) (SiLU),
+ * du = dv · s1, dscale1 = Σ_L dv·u, dshift = Σ_L dv, dγ = Σ du·x̂, dβ = Σ du, and
+ *   dx = r · (du·γ − mean_group(du·γ) − x̂ · mean_group(du·γ·x̂))
+ * in two passes per sample (du goes through dx). Part of our SIMD module (simd-module.ts).
+ */
+function groupNormGradFunc(): string {
+  const F = (name: string, idx: string) => add(get(name), mul(idx, i32(4))); // float address
+  const V = (name: string) => `(v128.load ${F(name, get('j'))})`;
+  const acc4 = (name: string, e: string) => `(v128.store ${F(name, get('j'))} ${fadd(V(name), e)})`;
+  const D1 = (j: string) => F('tmp', j); // Σ du, then mean_group(du·γ)
+  const D2 = (j: string) => F('tmp', add(j, get('c'))); // Σ du·x̂, then mean_group(du·γ·x̂)
+  const rows = (body: string[]) =>
+    loop('i', get('l'), [
+      set('off', mul(get('i'), get('rowb'))),
+      set('px', add(get('xb'), get('off'))),
+      set('pd', add(get('db'), get('off'))),
+      ...body,
+    ]);
+  const vecCh = (body: string[]) => loop('j', get('c'), body, 4);
+  const xhat = set('xh', fmul(`(f32x4.sub ${V('px')} ${V('mu')})`, V('rs')));
+  const perGroup = (at: (j: string) => string) =>
+    loop('g', get('groups'), [
+      set('acc', '(f32.const 0)'),
+      ...loop(
+        'j',
+        add(mul(get('g'), get('cg')), get('cg')),
+        [set('acc', `(f32.add ${get('acc')} (f32.load ${at(get('j'))}))`)],
+        1,
+        mul(get('g'), get('cg')),
+      ),
+      set('acc', `(f32.div ${get('acc')} (f32.convert_i32_u ${mul(get('l'), get('cg'))}))`),
+      ...loop(
+        'j',
+        add(mul(get('g'), get('cg')), get('cg')),
+        [`(f32.store ${at(get('j'))} ${get('acc')})`],
+        1,
+        mul(get('g'), get('cg')),
+      ),
+    ]);
+  const perSample = [
+    set('xb', add(get('x'), mul(mul(get('b'), get('l')), get('rowb')))),
+    set('gb', add(get('dy'), mul(mul(get('b'), get('l')), get('rowb')))),
+    set('db', add(get('dx'), mul(mul(get('b'), get('l')), get('rowb')))),
+    set('mu', add(get('stats'), mul(get('b'), mul(get('rowb'), i32(2))))),
+    set('rs', add(get('mu'), get('rowb'))),
+    set('s1p', add(get('scale1'), mul(get('b'), get('rowb')))),
+    set('shp', add(get('shift'), mul(get('b'), get('rowb')))),
+    set('ds1p', add(get('dscale1'), mul(get('b'), get('rowb')))),
+    set('dshp', add(get('dshift'), mul(get('b'), get('rowb')))),
+    `(memory.fill ${get('tmp')} ${i32(0)} ${mul(get('rowb'), i32(2))})`,
+    `(if ${get('scale1')} (then (memory.fill ${get('ds1p')} ${i32(0)} ${get('rowb')}) (memory.fill ${get('dshp')} ${i32(0)} ${get('rowb')})))`,
+    // Pass 1: du (into dx) and its per-channel sums.
+    ...rows([
+      set('pg', add(get('gb'), get('off'))),
+      ...vecCh([
+        xhat,
+        set('u', fadd(fmul(get('xh'), V('gamma')), V('beta'))),
+        `(if ${get('scale1')} (then ${set('v', fadd(fmul(get('u'), V('s1p')), V('shp')))}) (else ${set('v', get('u'))}))`,
+        set('dv', V('pg')),
+        `(if ${get('silu')} (then ${[
+          ...sigmoidOf('v'),
+          set('dv', fmul(fmul(get('dv'), get('p')), fadd(f4(1), fmul(get('v'), `(f32x4.sub ${f4(1)} ${get('p')})`)))),
+        ].join(' ')}))`,
+        `(if ${get('scale1')} (then ${[acc4('ds1p', fmul(get('dv'), get('u'))), acc4('dshp', get('dv')), set('dv', fmul(get('dv'), V('s1p')))].join(' ')}))`,
+        `(v128.store ${F('pd', get('j'))} ${get('dv')})`,
+        `(v128.store ${D1(get('j'))} ${fadd(`(v128.load ${D1(get('j'))})`, get('dv'))})`,
+        `(v128.store ${D2(get('j'))} ${fadd(`(v128.load ${D2(get('j'))})`, fmul(get('dv'), get('xh')))})`,
+      ]),
+    ]),
+    // Per channel: dγ, dβ; then the group means of du·γ and du·γ·x̂.
+    ...loop('j', get('c'), [
+      set('acc', `(f32.load ${F('gamma', get('j'))})`),
+      `(f32.store ${F('dgamma', get('j'))} (f32.add (f32.load ${F('dgamma', get('j'))}) (f32.load ${D2(get('j'))})))`,
+      `(f32.store ${F('dbeta', get('j'))} (f32.add (f32.load ${F('dbeta', get('j'))}) (f32.load ${D1(get('j'))})))`,
+      `(f32.store ${D1(get('j'))} (f32.mul (f32.load ${D1(get('j'))}) ${get('acc')}))`,
+      `(f32.store ${D2(get('j'))} (f32.mul (f32.load ${D2(get('j'))}) ${get('acc')}))`,
+    ]),
+    ...perGroup(D1),
+    ...perGroup(D2),
+    // Pass 2: dx = r · (du·γ − m1 − x̂·m2).
+    ...rows(
+      vecCh([
+        xhat,
+        `(v128.store ${F('pd', get('j'))} ${fmul(
+          V('rs'),
+          `(f32x4.sub (f32x4.sub ${fmul(V('pd'), V('gamma'))} (v128.load ${D1(get('j'))})) ${fmul(get('xh'), `(v128.load ${D2(get('j'))})`)})`,
+        )})`,
+      ]),
+    ),
+  ];
+  return [
+    '(func (export "groupNormGrad") (param $x i32) (param $dy i32) (param $stats i32) (param $gamma i32) (param $beta i32) (param $scale1 i32) (param $shift i32)' +
+      ' (param $dx i32) (param $dgamma i32) (param $dbeta i32) (param $dscale1 i32) (param $dshift i32) (param $tmp i32)' +
+      ' (param $n i32) (param $l i32) (param $c i32) (param $groups i32) (param $silu i32)',
+    locals(
+      [
+        'b',
+        'i',
+        'j',
+        'g',
+        'cg',
+        'rowb',
+        'off',
+        'xb',
+        'gb',
+        'db',
+        'px',
+        'pg',
+        'pd',
+        'mu',
+        'rs',
+        's1p',
+        'shp',
+        'ds1p',
+        'dshp',
+      ],
+      'i32',
+    ),
+    locals(['acc'], 'f32'),
+    locals(['xh', 'u', 'v', 'dv', 'z', 'k', 'r', 'p'], 'v128'),
+    set('cg', `(i32.div_u ${get('c')} ${get('groups')})`),
+    set('rowb', mul(get('c'), i32(4))),
+    `(memory.fill ${get('dgamma')} ${i32(0)} ${get('rowb')})`,
+    `(memory.fill ${get('dbeta')} ${i32(0)} ${get('rowb')})`,
+    ...loop('b', get('n'), perSample),
+    ')',
+  ].join('\n');
+}
+
+/** The GroupNorm functions' text (forward; gradient). */
 export function groupNormFuncs(): string[] {
-  return [groupNormFunc()];
+  return [groupNormFunc(), groupNormGradFunc()];
 }

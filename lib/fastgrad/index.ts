@@ -17,7 +17,8 @@
  *   weight gradient. Everything else goes to the stock kernels.
  * - Transpose (transpose.ts): batched 2-D transposes of single elements in 4x4 SIMD blocks.
  * - Sum (reduce.ts): sums over leading/middle axes (bias gradients) as one SIMD pass.
- * - DiffguideGroupNorm (groupnorm.ts, new): forward GroupNorm + scale-shift + SiLU in one call.
+ * - DiffguideGroupNorm (groupnorm.ts, new): forward GroupNorm + scale-shift + SiLU in one call;
+ *   DiffguideGroupNormTaped / DiffguideGroupNormGrad: the same under a tape and its gradient, one call each.
  * - DiffguideAdam (adam.ts, new): one Adam(W) update per parameter in one call.
  * - _FusedMatMul (matmul.ts): the stock kernel, with the right operand under a fresh id where the
  *   cache budget (wasm.ts `cacheAllowed`) has no room for XNNPACK's packed copy of it.
@@ -56,7 +57,14 @@ import { batchMatMulGrad, batchMatMulKernel, fusedMatMulKernel } from './matmul.
 import { conv2DKernel, fusedConv2DKernel } from './winograd.js';
 import { transposeKernel } from './transpose.js';
 import { sumKernel } from './reduce.js';
-import { GROUP_NORM_KERNEL, groupNormKernel } from './groupnorm.js';
+import {
+  GROUP_NORM_GRAD_KERNEL,
+  GROUP_NORM_KERNEL,
+  GROUP_NORM_TAPED_KERNEL,
+  groupNormGradKernel,
+  groupNormKernel,
+  groupNormTapedKernel,
+} from './groupnorm.js';
 import { ADAM_KERNEL, adamKernel } from './adam.js';
 import {
   conv2DBackpropFilterKernel,
@@ -115,12 +123,69 @@ function installWasmKernels(): void {
   registerWasmKernel('Transpose', transposeKernel as never);
   registerWasmKernel('Sum', sumKernel as never);
   registerWasmKernel(GROUP_NORM_KERNEL, groupNormKernel as never);
+  registerWasmKernel(GROUP_NORM_TAPED_KERNEL, groupNormTapedKernel as never);
+  registerWasmKernel(GROUP_NORM_GRAD_KERNEL, groupNormGradKernel as never);
   registerWasmKernel(ADAM_KERNEL, adamKernel as never);
+}
+
+/**
+ * Bias gradients of the fused kernels with a linear activation, run directly under a tape on wasm
+ * by lib/ops (`biasUnderTape`): one kernel and one gradient node per conv / linear layer instead of
+ * the product, an Add and the Add's gradient (an Identity and a Reshape) — measured in `bench nets`.
+ */
+function requireLinear(kernel: string, attrs: tf.NamedAttrMap): void {
+  const act = (attrs as { activation?: string }).activation ?? 'linear';
+  if (act !== 'linear')
+    throw new Error(
+      `${kernel} gradient: activation '${act}' is not supported here (diffguide runs ${kernel} under a tape with a linear activation only; apply the activation as its own op)`,
+    );
 }
 
 function installGradients(): void {
   if (gradsDone) return;
   gradsDone = true;
+  registerGrad('FusedConv2D', ['x', 'filter'], (dy, saved, attrs) => {
+    requireLinear('FusedConv2D', attrs);
+    const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
+    const d = dy as tf.Tensor4D;
+    const { strides, pad, dataFormat, dimRoundingMode, dilations } = attrs as unknown as tf.Conv2DAttrs;
+    if (!allOne(dilations) || dataFormat === 'NCHW')
+      throw new Error('FusedConv2D gradient: dilations > 1 or NCHW are not supported here (use tf.conv2d and an add)');
+    return {
+      x: () =>
+        tf.engine().runKernel('Conv2DBackpropInput', { dy: d, filter }, {
+          strides,
+          pad,
+          dataFormat,
+          dimRoundingMode,
+          inputShape: x.shape,
+        } as never) as tf.Tensor,
+      filter: () =>
+        tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: d }, {
+          strides,
+          pad,
+          dataFormat,
+          dimRoundingMode,
+          filterShape: filter.shape,
+        } as never) as tf.Tensor,
+      bias: () => tf.sum(d, [0, 1, 2]),
+    };
+  });
+  registerGrad('_FusedMatMul', ['a', 'b'], (dy, saved, attrs) => {
+    requireLinear('_FusedMatMul', attrs);
+    const [a, b] = saved as [tf.Tensor3D, tf.Tensor3D];
+    const d = dy as tf.Tensor3D;
+    const { transposeA, transposeB } = attrs as { transposeA: boolean; transposeB: boolean };
+    if (a.rank !== 3 || b.rank !== 3 || a.shape[0] !== b.shape[0] || transposeA || transposeB)
+      throw new Error(
+        '_FusedMatMul gradient: only untransposed products of equal batch are supported here (use tf.matMul and an add)',
+      );
+    return {
+      a: () => tf.matMul(d, b, false, true),
+      b: () => tf.matMul(a, d, true, false),
+      bias: () => tf.sum(d, [0, 1]),
+    };
+  });
   registerGrad('BatchMatMul', ['a', 'b'], batchMatMulGrad as GradFunc);
   registerGrad('Rsqrt', ['x'], rsqrtGrad as GradFunc);
   // Conv2D: tfjs's gradient rejects dilations > 1 and drops dimRoundingMode. Same kernels otherwise

@@ -86,6 +86,27 @@ export interface SimdKernels {
     groups: number,
     eps: number,
     silu: number,
+    stats: number,
+  ): void;
+  groupNormGrad(
+    x: number,
+    dy: number,
+    stats: number,
+    gamma: number,
+    beta: number,
+    scale1: number,
+    shift: number,
+    dx: number,
+    dgamma: number,
+    dbeta: number,
+    dscale1: number,
+    dshift: number,
+    tmp: number,
+    n: number,
+    l: number,
+    c: number,
+    groups: number,
+    silu: number,
   ): void;
 }
 

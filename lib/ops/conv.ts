@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { recordingGradients } from './tape.js';
-import { silu } from './nn.js';
+import { biasKernelUnderTape, linear, silu } from './nn.js';
 
 /**
  * Padding: a number p pads p on every side (PyTorch `padding=p`); [[top, bottom], [left, right]]
@@ -63,8 +63,11 @@ export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, b?: tf.Tensor1D, opts: Co
     if (kh === 1 && kw === 1 && stride === 1 && tfPad === 'valid') {
       // 1x1 conv as a matmul over pixels.
       const [n, h, ww, c] = x.shape;
-      let y = tf.matMul(x.reshape([n * h * ww, c]), w.reshape([c, w.shape[3]]));
-      if (b) y = y.add(b);
+      const x2 = x.reshape([n * h * ww, c]) as tf.Tensor2D;
+      const w2 = w.reshape([c, w.shape[3]]) as tf.Tensor2D;
+      let y: tf.Tensor;
+      if (b && (!recordingGradients() || biasKernelUnderTape(b))) y = linear(x2, w2, b);
+      else y = b ? tf.matMul(x2, w2).add(b) : tf.matMul(x2, w2);
       return finish(y.reshape([n, h, ww, w.shape[3]]) as tf.Tensor4D);
     }
     if (!recordingGradients()) {
@@ -77,6 +80,17 @@ export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, b?: tf.Tensor1D, opts: Co
         activation: act === 'relu' ? 'relu' : 'linear',
       });
       return act === 'relu' ? y : finish(y);
+    }
+    if (b && biasKernelUnderTape(b)) {
+      // one kernel with its own gradient (lib/fastgrad/index.ts), not a conv and an add
+      const y = tf.engine().runKernel('FusedConv2D', { x, filter: w, bias: b }, {
+        strides: [stride, stride],
+        pad: tfPad,
+        dataFormat: 'NHWC',
+        dilations: [1, 1],
+        activation: 'linear',
+      } as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+      return finish(y);
     }
     const y = tf.conv2d(x, w, stride, tfPad);
     return finish(b ? y.add(b) : y);

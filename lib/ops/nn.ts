@@ -5,7 +5,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { recordingGradients } from './tape.js';
-import { GROUP_NORM_KERNEL, fusedGroupNormApplies } from '../fastgrad/groupnorm.js';
+import {
+  GROUP_NORM_KERNEL,
+  fusedGroupNormApplies,
+  fusedGroupNormTapedApplies,
+  groupNormFused,
+} from '../fastgrad/groupnorm.js';
 
 export interface GroupNormOptions {
   /** Per-sample scale-shift after the norm, y = norm(x) · scale1 + shift (guided-diffusion's scale-shift norm, scale1 = 1 + scale): [N, C] each. */
@@ -72,6 +77,8 @@ export function groupNorm<T extends tf.Tensor>(
     if (opts.silu) y = y.mul(tf.sigmoid(y));
     return y.reshape(shape) as T;
   }
+  // wasm: norm, scale-shift, SiLU and their gradient as one call each (lib/fastgrad/groupnorm.ts)
+  if (fusedGroupNormTapedApplies(x)) return groupNormFused(x, groups, gamma, beta, eps, !!opts.silu, scale1, shift);
   let y: tf.Tensor = groupNormTaped(x, g, gamma, beta, eps);
   if (scale1 && shift)
     y = y
@@ -258,12 +265,33 @@ export function geluErf<T extends tf.Tensor>(x: T): T {
  * Whether `b` can ride in a fused product: rank 1, and on wasm also stored as rank 1 (its kernel reads
  * the shape of the underlying buffer, so a bias reshaped from [1, 1, C] would be refused).
  */
-function fusableBias(b: tf.Tensor): boolean {
+export function fusableBias(b: tf.Tensor): boolean {
   if (b.rank !== 1) return false;
   const store = (tf.backend() as unknown as { dataIdMap?: { get(id: object): { shape?: number[] } | undefined } })
     .dataIdMap;
   const rec = store?.get(b.dataId);
   return !rec?.shape || rec.shape.length === 1;
+}
+
+/**
+ * Whether, under a tape, a product or convolution with bias `b` runs as the fused kernel itself
+ * (wasm: lib/fastgrad/index.ts gives FusedConv2D and _FusedMatMul their gradients): one kernel and one
+ * tape node instead of the product, an Add and the Add's gradient. `DIFFGUIDE_TAPED_BIAS=0` turns it off.
+ */
+export function biasKernelUnderTape(b: tf.Tensor): boolean {
+  return tf.getBackend() === 'wasm' && process.env.DIFFGUIDE_TAPED_BIAS !== '0' && fusableBias(b);
+}
+
+/** x [M, K] · w [K, N] + b [N] as tfjs's _FusedMatMul kernel (taped through its registered gradient). */
+function fusedMatMulUnderTape(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D {
+  const [m, k] = x.shape;
+  const n = w.shape[1];
+  const y = tf.engine().runKernel('_FusedMatMul', { a: x.reshape([1, m, k]), b: w.reshape([1, k, n]), bias: b }, {
+    transposeA: false,
+    transposeB: false,
+    activation: 'linear',
+  } as unknown as tf.NamedAttrMap) as tf.Tensor;
+  return y.reshape([m, n]);
 }
 
 /**
@@ -280,6 +308,7 @@ export function linear<T extends tf.Tensor>(x: T, w: tf.Tensor2D, b?: tf.Tensor1
     let y: tf.Tensor;
     if (!b) y = tf.matMul(x2, w);
     else if (!recordingGradients() && fusableBias(b)) y = tf.fused.matMul({ a: x2, b: w, bias: b });
+    else if (biasKernelUnderTape(b)) y = fusedMatMulUnderTape(x2, w, b);
     else y = tf.matMul(x2, w).add(b);
     return y.reshape([...lead, w.shape[1]]) as T;
   });
