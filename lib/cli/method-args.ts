@@ -36,10 +36,29 @@ import {
   randomModels,
 } from '../models/load.js';
 import type { Diffuser } from '../models/diffuser.js';
+import { DEFAULT_SEED } from '../methods/common.js';
+
+/** How a default reads in --help: as the value is written, lists comma-separated. */
+export function formatDefault(value: unknown): string {
+  return Array.isArray(value) ? value.join(',') : String(value);
+}
+
+/**
+ * `help` with "(default X)" appended, X the method's defaults-object entry: the help text never
+ * restates a default by hand (test/defaults.test.ts reads these back).
+ */
+export function withDefault(help: string, value: unknown): string {
+  return `${help} (default ${formatDefault(value)})`;
+}
+
+/** A command's --steps with its method's default in the help. */
+export function stepsOption(value: number, what = 'sampling steps (respaced)'): OptionSpec {
+  return { type: 'string', help: withDefault(what, value) };
+}
 
 /** Options every method command takes (plus the global --backend/--quiet/--help). */
 export const METHOD_OPTIONS: Record<string, OptionSpec> = {
-  seed: { type: 'string', help: 'random seed (default 0)' },
+  seed: { type: 'string', help: withDefault('random seed', DEFAULT_SEED) },
   steps: { type: 'string', help: 'sampling steps (respaced; default per method)' },
   weights: { type: 'string', help: "the main model's weights (file or folder; default: the shipped weights/)" },
   out: { type: 'string', short: 'o', help: 'output folder (default diffguide-out/<command>)' },
@@ -50,7 +69,7 @@ export const METHOD_OPTIONS: Record<string, OptionSpec> = {
 };
 
 export function seedOf(args: ParsedArgs): number {
-  return seed(args, 'seed', 0);
+  return seed(args, 'seed', DEFAULT_SEED);
 }
 
 // The typed option getters live in lib/cli/command.ts (ranges in lib/options.ts); these names are kept for the method commands.

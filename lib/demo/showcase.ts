@@ -24,9 +24,9 @@ import {
   randomModels,
   type ModelSet,
 } from '../models/load.js';
-import { sample } from '../methods/sample.js';
+import { SAMPLE_DEFAULTS, sample } from '../methods/sample.js';
 import { sdedit } from '../methods/sdedit.js';
-import { sdg } from '../methods/sdg.js';
+import { SDG_DEFAULTS, sdg } from '../methods/sdg.js';
 import * as dclip from '../methods/diffusionclip.js';
 import * as unclip from '../methods/unclip.js';
 import { imagic } from '../methods/imagic.js';
@@ -82,7 +82,7 @@ function budget(quick: boolean) {
         nTrain: 4,
         iters: 3,
         nGen: 20,
-        priorSteps: 64,
+        priorSteps: unclip.UNCLIP_DEFAULTS.prior.priorSteps,
         decSteps: 20,
         embSteps: 40,
         ftSteps: 50,
@@ -266,7 +266,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
 
     // 0. plain sampling
     if (needs('Sampling', ['unet'])) {
-      const row = await timed('unguided DDIM samples', async () => {
+      const row = await timed(`unguided ${SAMPLE_DEFAULTS.sampler.toUpperCase()} samples`, async () => {
         const r = await sample(unet, { n: 6, steps: B.sampleSteps, seed, onProgress });
         const o = save(
           r.images,
@@ -330,7 +330,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       const rows: DemoRow[] = [];
       const enc = { noisy: m.noisy, image: m.clip, text: m.clip };
       // one unguided baseline from the same noise serves every guided row
-      const base = await sample(unet, { n: 3, steps: B.sdgSteps, sampler: 'ddpm', seed });
+      const base = await sample(unet, { n: 3, steps: B.sdgSteps, sampler: SDG_DEFAULTS.sampler, seed });
       keep.push(base.images);
       const baseImgs = save(base.images, ['unguided #0', 'unguided #1', 'unguided #2'], 'sdg-base');
       for (const text of ['red heart', 'cat face']) {
@@ -445,7 +445,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         clip: m.clip,
       };
       rows.push(
-        await timed('text -> prior -> decoder (best of 2)', async () => {
+        await timed(`text -> prior -> decoder (best of ${unclip.UNCLIP_DEFAULTS.prior.bestOf})`, async () => {
           const prompts = ['red heart', 'cat face', 'grinning face'];
           const r = await unclip.textToImage(um, prompts, {
             n: 2,
@@ -468,13 +468,17 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         }),
       );
       rows.push(
-        await timed('image variations (DDIM eta 1)', async () => {
+        await timed(`image variations (DDIM eta ${unclip.UNCLIP_DEFAULTS.variations.eta})`, async () => {
           const x = inputAt(1);
           const ins = save(x, [capAt(1)], 'unclip-var-in');
-          const r = await unclip.variations(um, x, { n: 4, steps: B.decSteps, seed, onProgress });
-          const o = save(r.images, ['#0', '#1', '#2', '#3'], 'unclip-var');
+          const r = await unclip.variations(um, x, { steps: B.decSteps, seed, onProgress });
+          const o = save(
+            r.images,
+            Array.from({ length: r.settings.n }, (_, i) => `#${i}`),
+            'unclip-var',
+          );
           tf.dispose([x, r.images, r.embedding]);
-          return { inputs: ins, outputs: o, settings: { n: 4, eta: 1, steps: B.decSteps, decoderScale: 3 } };
+          return { inputs: ins, outputs: o, settings: r.settings };
         }),
       );
       rows.push(
@@ -482,14 +486,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
           const a = inputAt(0);
           const b = inputAt(1);
           const ins = [...save(a, [capAt(0)], 'unclip-int-a'), ...save(b, [capAt(1)], 'unclip-int-b')];
-          const r = await unclip.interpolate(um, a, b, { frames: 5, steps: B.decSteps, seed, onProgress });
+          const r = await unclip.interpolate(um, a, b, { steps: B.decSteps, seed, onProgress });
           const o = save(
             r.images,
             r.thetas.map((t) => `theta ${t}`),
             'unclip-int',
           );
           tf.dispose([a, b, r.images, r.embeddings, r.endpoints]);
-          return { inputs: ins, outputs: o, settings: { frames: 5, steps: B.decSteps } };
+          return { inputs: ins, outputs: o, settings: r.settings };
         }),
       );
       rows.push(
@@ -509,11 +513,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
             'unclip-diff',
           );
           tf.dispose([x, r.images, r.embeddings]);
-          return {
-            inputs: ins,
-            outputs: o,
-            settings: { source: 'cat face', target: 'dog face', thetas: r.thetas.join(','), steps: B.decSteps },
-          };
+          return { inputs: ins, outputs: o, settings: r.settings };
         }),
       );
       sections.push({

@@ -20,6 +20,36 @@ export {
   type Diffuser,
 } from '../models/diffuser.js';
 
+/**
+ * The seed every method uses when none is given (the methods' `*_DEFAULTS.seed` and the CLI's --seed
+ * name this one value).
+ */
+export const DEFAULT_SEED = 0;
+
+/** `v` if it is one of `allowed`; else an OptionError naming them. */
+export function checkChoice<T extends string>(option: string, v: T, allowed: readonly T[]): T {
+  if (!allowed.includes(v))
+    throw new OptionError(
+      option,
+      `${option} must be ${allowed.map((a) => `'${a}'`).join(' or ')}, got ${JSON.stringify(v)}`,
+    );
+  return v;
+}
+
+/**
+ * The batch size of a sampling call: `n`, else the given starting noise's batch, else `fallback`; a
+ * count that must agree with the noise when both are given.
+ */
+export function checkBatch(n: number | undefined, noise: tf.Tensor4D | undefined, fallback: number): number {
+  const count = checkCount('n', n ?? noise?.shape[0] ?? fallback);
+  if (noise && noise.shape[0] !== count)
+    throw new OptionError(
+      'n',
+      `n is ${count} but the given noise holds ${noise.shape[0]} images; give one or make them agree`,
+    );
+  return count;
+}
+
 /** Progress of a long method run: `stage` names the phase ("invert", "finetune", "sample", ...). */
 export interface MethodProgress {
   stage: string;

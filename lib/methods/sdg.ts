@@ -2,7 +2,7 @@
  * SDG (Liu et al., "More Control for Free! Image Synthesis with Semantic Diffusion Guidance"):
  *
  *   x_T ~ N(0, I)
- *   for t = T..1 (respaced, 100 steps by default):
+ *   for t = T..1 (respaced: `SDG_DEFAULTS.steps` steps unless told):
  *     mu, Sigma = p_theta(x_t)                                   (DDPM ancestral step)
  *     F(x_t, t) = textWeight  * cos(E_I(x_t, t), E_T(text))                      (language guidance)
  *               + imageWeight * cos(E_I(x_t, t), E_I(x'_t, t))                   (image content)
@@ -20,8 +20,18 @@ import { weighted } from '../../guidance/combinators.js';
 import type { GuidanceFn } from '../../guidance/types.js';
 import { sampleDdpm } from '../../samplers/ddpm.js';
 import { sampleDdim } from '../../samplers/ddim.js';
-import { OptionError, checkCount, checkNumber, checkSeed } from '../options.js';
-import { fitFirst, fullChain, imageSizeOf, type ProgressFn, stepProgress } from './common.js';
+import { checkCount, checkNumber, checkSeed } from '../options.js';
+import {
+  DEFAULT_SEED,
+  checkBatch,
+  checkChoice,
+  checkSteps,
+  fitFirst,
+  fullChain,
+  imageSizeOf,
+  type ProgressFn,
+  stepProgress,
+} from './common.js';
 import { diffusionModelOf, type Diffuser } from '../models/diffuser.js';
 import { startNoise } from './sample.js';
 
@@ -34,41 +44,127 @@ export interface SDGEncoders {
   text?: TextEncoder;
 }
 
+/** SDG's defaults: the one definition the API, the CLI (and its help), the demo, the notebooks and the playground use. */
+export const SDG_DEFAULTS = {
+  /** 'content' (embedding cosine) or 'style' (Gram matrices) for the image term. */
+  imageMode: 'content',
+  /** Weight of the text term. */
+  textWeight: 1,
+  /** Weight of the image term. */
+  imageWeight: 1,
+  /**
+   * Guidance scale s multiplying the gradient (SDG's per-term weights folded into one knob): 200 for
+   * our 32x32 models; the reference uses large weights (~100s) on 256x256 models.
+   */
+  scale: 200,
+  /** Multiplier on the Gram MSE (SDG's 1e10 normalisation is for 256x256 VGG-scale features). */
+  gramScale: 1e4,
+  /** 'xt': the time-conditioned encoder on x_t (SDG); 'x0': plain CLIP on the predicted x0. */
+  on: 'xt',
+  /** Number of samples (when no starting noise is given). */
+  n: 4,
+  /** Sampling steps, evenly respaced over the schedule. */
+  steps: 100,
+  /** 'ddpm' (as SDG: the gradient shifts the mean) or 'ddim' (eta 0: the gradient shifts eps). */
+  sampler: 'ddpm',
+  /** Rescale each sample's gradient to unit RMS before scaling. */
+  normalizeGrad: false,
+  /** Seed of the starting noise and of every draw (`DEFAULT_SEED`). */
+  seed: DEFAULT_SEED,
+} as const;
+
+/** SDG's choices: the image term's mode, where the encoder looks, the sampler. */
+export const SDG_IMAGE_MODES = ['content', 'style'] as const;
+export const SDG_ON = ['xt', 'x0'] as const;
+export const SDG_SAMPLERS = ['ddpm', 'ddim'] as const;
+
 export interface SDGOptions {
   /** Text to guide toward (one for all samples). */
   text?: string;
   /** Reference image [1, H, W, 3] in [-1, 1] for image guidance. */
   image?: tf.Tensor4D;
-  /** 'content' (embedding cosine) or 'style' (Gram matrices). Default 'content'. */
+  /** 'content' (embedding cosine) or 'style' (Gram matrices). Default `SDG_DEFAULTS.imageMode`. */
   imageMode?: 'content' | 'style';
-  /** Weight of the text term. Default 1. */
+  /** Weight of the text term. Default `SDG_DEFAULTS.textWeight`. */
   textWeight?: number;
-  /** Weight of the image term. Default 1. */
+  /** Weight of the image term. Default `SDG_DEFAULTS.imageWeight`. */
   imageWeight?: number;
-  /**
-   * Guidance scale s multiplying the gradient (SDG's per-term weights folded into one knob; the
-   * reference uses large weights, ~100s, on 256x256 models). Default 200 for our 32x32 models.
-   */
+  /** Guidance scale s multiplying the gradient. Default `SDG_DEFAULTS.scale`. */
   scale?: number;
   /** Feature layers for style (indices into the encoder's features). Default: all. */
   styleLayers?: number[];
-  /** Multiplier on the Gram MSE (SDG's 1e10 normalisation is for 256x256 VGG-scale features). Default 1e4. */
+  /** Multiplier on the Gram MSE. Default `SDG_DEFAULTS.gramScale`. */
   gramScale?: number;
-  /** 'xt': time-conditioned encoder on x_t (SDG); 'x0': plain CLIP on predicted x0. Default 'xt'. */
+  /** 'xt': time-conditioned encoder on x_t (SDG); 'x0': plain CLIP on predicted x0. Default `SDG_DEFAULTS.on`. */
   on?: 'xt' | 'x0';
-  /** Number of samples. Default 4. */
+  /** Number of samples. Default `SDG_DEFAULTS.n`. */
   n?: number;
-  /** Respaced steps. Default 100. */
+  /** Respaced steps. Default `SDG_DEFAULTS.steps`. */
   steps?: number;
-  /** 'ddpm' (default, as SDG) or 'ddim' (eta 0). */
+  /** 'ddpm' (as SDG) or 'ddim' (eta 0). Default `SDG_DEFAULTS.sampler`. */
   sampler?: 'ddpm' | 'ddim';
-  /** Rescale each sample's gradient to unit RMS before scaling. Default false. */
+  /** Rescale each sample's gradient to unit RMS before scaling. Default `SDG_DEFAULTS.normalizeGrad`. */
   normalizeGrad?: boolean;
   /** Starting noise (default from seed: the same x_T as `sample` with that seed). */
   noise?: tf.Tensor4D;
   seed?: number;
   onProgress?: ProgressFn;
   onNote?: (msg: string) => void;
+}
+
+type Defaulted =
+  | 'imageMode'
+  | 'textWeight'
+  | 'imageWeight'
+  | 'scale'
+  | 'gramScale'
+  | 'on'
+  | 'n'
+  | 'steps'
+  | 'sampler'
+  | 'normalizeGrad'
+  | 'seed';
+
+/** `SDGOptions` with every default filled in and every value checked. */
+export interface ResolvedSDGOptions extends Omit<SDGOptions, Defaulted> {
+  imageMode: 'content' | 'style';
+  textWeight: number;
+  imageWeight: number;
+  scale: number;
+  gramScale: number;
+  on: 'xt' | 'x0';
+  n: number;
+  steps: number;
+  sampler: 'ddpm' | 'ddim';
+  normalizeGrad: boolean;
+  seed: number;
+}
+
+/**
+ * The options `sdg` runs with: defaults from `SDG_DEFAULTS`, every value range-checked (an
+ * `OptionError` names the bad one). With the model `d`, steps are also checked against its schedule.
+ */
+export function resolveSDGOptions(opts: SDGOptions, d?: Diffuser): ResolvedSDGOptions {
+  const D = SDG_DEFAULTS;
+  const n = checkBatch(opts.n, opts.noise, D.n);
+  const steps = d ? checkSteps(d.schedule, opts.steps ?? D.steps) : checkCount('steps', opts.steps ?? D.steps);
+  const seed = checkSeed('seed', opts.seed ?? D.seed);
+  const sampler = checkChoice('sampler', opts.sampler ?? D.sampler, SDG_SAMPLERS);
+  const scale = checkNumber('scale', opts.scale ?? D.scale);
+  return {
+    ...opts,
+    n,
+    steps,
+    seed,
+    sampler,
+    scale,
+    on: checkChoice('on', opts.on ?? D.on, SDG_ON),
+    imageMode: checkChoice('imageMode', opts.imageMode ?? D.imageMode, SDG_IMAGE_MODES),
+    textWeight: checkNumber('textWeight', opts.textWeight ?? D.textWeight),
+    imageWeight: checkNumber('imageWeight', opts.imageWeight ?? D.imageWeight),
+    gramScale: checkNumber('gramScale', opts.gramScale ?? D.gramScale),
+    normalizeGrad: opts.normalizeGrad ?? D.normalizeGrad,
+  };
 }
 
 export interface SDGResult {
@@ -81,7 +177,8 @@ export function sdgGuidance(
   enc: SDGEncoders,
   opts: SDGOptions & { image?: tf.Tensor4D },
 ): { fn: GuidanceFn; dispose: () => void } {
-  const onX0 = (opts.on ?? 'xt') === 'x0';
+  const o = resolveSDGOptions(opts);
+  const onX0 = o.on === 'x0';
   const imgEnc = onX0 ? enc.image : enc.noisy;
   if (!imgEnc)
     throw new Error(
@@ -91,18 +188,18 @@ export function sdgGuidance(
     );
   const terms: Array<[GuidanceFn, number]> = [];
   const owned: tf.Tensor[] = [];
-  if (opts.text !== undefined) {
+  if (o.text !== undefined) {
     if (!enc.text) throw new Error('SDG text guidance needs a text encoder (encoders.text: CLIP)');
-    const e = enc.text.encodeText([opts.text]);
+    const e = enc.text.encodeText([o.text]);
     owned.push(e);
-    terms.push([clipText(imgEnc, e, { onX0 }), opts.textWeight ?? 1]);
+    terms.push([clipText(imgEnc, e, { onX0 }), o.textWeight]);
   }
-  if (opts.image) {
+  if (o.image) {
     const g =
-      (opts.imageMode ?? 'content') === 'style'
-        ? imageStyle(imgEnc, opts.image, { onX0, layers: opts.styleLayers, gramScale: opts.gramScale ?? 1e4 })
-        : imageContent(imgEnc, opts.image, { onX0 });
-    terms.push([g, opts.imageWeight ?? 1]);
+      o.imageMode === 'style'
+        ? imageStyle(imgEnc, o.image, { onX0, layers: o.styleLayers, gramScale: o.gramScale })
+        : imageContent(imgEnc, o.image, { onX0 });
+    terms.push([g, o.imageWeight]);
   }
   if (terms.length === 0) throw new Error('SDG: give a text, an image, or both');
   return { fn: weighted(terms), dispose: () => tf.dispose(owned) };
@@ -110,44 +207,35 @@ export function sdgGuidance(
 
 /** Sample with semantic diffusion guidance. */
 export async function sdg(d: Diffuser, enc: SDGEncoders, opts: SDGOptions): Promise<SDGResult> {
-  const n = checkCount('n', opts.n ?? opts.noise?.shape[0] ?? 4);
-  const steps = opts.steps ?? 100;
-  const seed = checkSeed('seed', opts.seed ?? 0);
-  const sampler = opts.sampler ?? 'ddpm';
-  const scale = checkNumber('scale', opts.scale ?? 200);
-  if (opts.noise && opts.noise.shape[0] !== n)
-    throw new OptionError(
-      'n',
-      `n is ${n} but the given noise holds ${opts.noise.shape[0]} images; give one or make them agree`,
-    );
-  const sched = fullChain(d.schedule, steps); // checks steps before anything is allocated
+  const o = resolveSDGOptions(opts, d);
+  const sched = fullChain(d.schedule, o.steps); // before anything is allocated
   const size = imageSizeOf(d);
-  const ref = opts.image ? fitFirst(opts.image, size, 'reference image', opts.onNote) : undefined;
+  const ref = o.image ? fitFirst(o.image, size, 'reference image', o.onNote) : undefined;
   let g: ReturnType<typeof sdgGuidance>;
   try {
-    g = sdgGuidance(enc, { ...opts, image: ref });
+    g = sdgGuidance(enc, { ...o, image: ref });
   } catch (e) {
     ref?.dispose();
     throw e;
   }
   const model = diffusionModelOf(d);
-  const x = opts.noise ? tf.clone(opts.noise) : startNoise(d, n, seed);
-  const callback = stepProgress('sdg', opts.onProgress);
-  const so = {
-    seed: seed + 1,
+  const x = o.noise ? tf.clone(o.noise) : startNoise(d, o.n, o.seed);
+  const callback = stepProgress('sdg', o.onProgress);
+  const samplerOpts = {
+    seed: o.seed + 1,
     clipDenoised: true,
     callback,
     guidance: g.fn,
-    guidanceScale: scale,
-    normalizeGrad: opts.normalizeGrad ?? false,
-    refSeed: seed + 2,
+    guidanceScale: o.scale,
+    normalizeGrad: o.normalizeGrad,
+    refSeed: o.seed + 2,
   };
   let out: tf.Tensor4D;
   try {
     out =
-      sampler === 'ddpm'
-        ? await sampleDdpm(model, x, sched, { ...so, guidanceMode: 'mean' })
-        : await sampleDdim(model, x, sched, { ...so, guidanceMode: 'eps' });
+      o.sampler === 'ddpm'
+        ? await sampleDdpm(model, x, sched, { ...samplerOpts, guidanceMode: 'mean' })
+        : await sampleDdim(model, x, sched, { ...samplerOpts, guidanceMode: 'eps' });
   } finally {
     x.dispose();
     ref?.dispose();
@@ -156,15 +244,14 @@ export async function sdg(d: Diffuser, enc: SDGEncoders, opts: SDGOptions): Prom
   const images = tf.tidy(() => tf.clipByValue(out, -1, 1)) as tf.Tensor4D;
   out.dispose();
   const settings: Record<string, string | number | boolean> = {
-    n,
+    n: o.n,
     steps: sched.length,
-    sampler,
-    scale,
-    on: opts.on ?? 'xt',
-    seed,
+    sampler: o.sampler,
+    scale: o.scale,
+    on: o.on,
+    seed: o.seed,
   };
-  if (opts.text !== undefined) Object.assign(settings, { text: opts.text, textWeight: opts.textWeight ?? 1 });
-  if (opts.image)
-    Object.assign(settings, { imageMode: opts.imageMode ?? 'content', imageWeight: opts.imageWeight ?? 1 });
+  if (o.text !== undefined) Object.assign(settings, { text: o.text, textWeight: o.textWeight });
+  if (o.image) Object.assign(settings, { imageMode: o.imageMode, imageWeight: o.imageWeight });
   return { images, settings };
 }

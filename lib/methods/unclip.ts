@@ -22,8 +22,9 @@ import { sampleDdim, ddimInvert } from '../../samplers/ddim.js';
 import { sampleDdpm } from '../../samplers/ddpm.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import { Rng } from '../random.js';
-import { checkCount, checkNumber, checkSeed } from '../options.js';
+import { OptionError, checkCount, checkNumber, checkSeed } from '../options.js';
 import {
+  DEFAULT_SEED,
   checkEta,
   checkSteps,
   fitFirst,
@@ -47,17 +48,79 @@ export interface UnclipModels {
   clip: ImageEncoder & TextEncoder;
 }
 
+/**
+ * unCLIP's defaults, by entry point: the one definition the API, the CLI (and its help), the demo,
+ * the notebooks and the playground use. `decode` and `prior` hold the shared decoder and prior
+ * settings; each entry point adds its own.
+ */
+export const UNCLIP_DEFAULTS = {
+  /** The decoder (every entry point). */
+  decode: {
+    /** Decoder classifier-free guidance scale (unCLIP used 3-4 for its 64x64 decoder). */
+    decoderScale: 3,
+    /** Decoder DDIM steps, evenly respaced over its schedule. */
+    steps: 50,
+    /** DDIM eta: 0 deterministic; > 0 for variations. */
+    eta: 0,
+    /** Seed of the decoder's x_T and its DDIM noise (`DEFAULT_SEED`). */
+    seed: DEFAULT_SEED,
+  },
+  /** The prior (`samplePrior`, `textToImage`). */
+  prior: {
+    /** Prior classifier-free guidance scale. */
+    priorScale: 2,
+    /** Prior sampling steps on its respaced (cosine) schedule (unCLIP's strided sampling). */
+    priorSteps: 64,
+    /** Candidates per prompt; the one with the highest cos to the text is kept (unCLIP's best of 2). */
+    bestOf: 2,
+    /** Seed of the prior's draws (`DEFAULT_SEED`). */
+    seed: DEFAULT_SEED,
+  },
+  /** `textToImage`: images per prompt. */
+  textToImage: { n: 1 },
+  /** `variations`: how many, and the decoder's eta (> 0, so that they differ). */
+  variations: { n: 4, eta: 1 },
+  /** `interpolate`: frames including both ends (DDIM eta 0, one fixed x_T). */
+  interpolate: { frames: 5 },
+  /** `textDiff`: fractions toward z_d (unCLIP used theta up to ~0.5); start from the DDIM-inverted x_T (as unCLIP). */
+  textDiff: { thetas: [0, 0.125, 0.25, 0.375, 0.5], invert: true },
+} as const;
+
 export interface DecodeOptions {
-  /** Decoder classifier-free guidance scale. Default 3 (unCLIP used 3-4 for its 64x64 decoder). */
+  /** Decoder classifier-free guidance scale. Default `UNCLIP_DEFAULTS.decode.decoderScale`. */
   decoderScale?: number;
-  /** Decoder steps. Default 50. */
+  /** Decoder steps. Default `UNCLIP_DEFAULTS.decode.steps`. */
   steps?: number;
-  /** DDIM eta: 0 deterministic; > 0 for variations. Default 0. */
+  /** DDIM eta: 0 deterministic; > 0 for variations. Default `UNCLIP_DEFAULTS.decode.eta`. */
   eta?: number;
   /** Starting noise x_T [N, H, W, C] (default from the seed). */
   noise?: tf.Tensor4D;
   seed?: number;
   onProgress?: ProgressFn;
+}
+
+/** `DecodeOptions` with every default filled in and every value checked. */
+export interface ResolvedDecodeOptions extends Omit<DecodeOptions, 'decoderScale' | 'steps' | 'eta' | 'seed'> {
+  decoderScale: number;
+  steps: number;
+  eta: number;
+  seed: number;
+}
+
+/**
+ * The decoder's options: defaults from `UNCLIP_DEFAULTS.decode`, every value checked before any work
+ * (a refused call allocates nothing). With the decoder `d`, steps are checked against its schedule.
+ */
+export function resolveDecodeOptions<T extends DecodeOptions>(
+  opts: T,
+  d?: Diffuser,
+): Omit<T, keyof ResolvedDecodeOptions> & ResolvedDecodeOptions {
+  const D = UNCLIP_DEFAULTS.decode;
+  const steps = d ? checkSteps(d.schedule, opts.steps ?? D.steps) : checkCount('steps', opts.steps ?? D.steps);
+  const eta = checkEta(opts.eta ?? D.eta);
+  const decoderScale = checkNumber('decoderScale', opts.decoderScale ?? D.decoderScale);
+  const seed = checkSeed('seed', opts.seed ?? D.seed);
+  return { ...opts, steps, eta, decoderScale, seed };
 }
 
 /** The decoder's conditioning embedding: normalise(z) * embScale. */
@@ -80,28 +143,20 @@ function guidedDecoder(
   return { model: diffusionModelOf(d, net), emb, zero };
 }
 
-/** Check the decoder's options before any work (a refused call allocates nothing); returns the seed. */
-function checkDecodeOptions(d: Diffuser, opts: DecodeOptions): number {
-  checkSteps(d.schedule, opts.steps ?? 50);
-  checkEta(opts.eta ?? 0);
-  checkNumber('decoderScale', opts.decoderScale ?? 3);
-  return checkSeed('seed', opts.seed ?? 0);
-}
-
 /**
  * Decode image embeddings z [N, D] (any norm) into images [N, H, W, 3] in [-1, 1].
  */
 export async function decode(d: Diffuser, z: tf.Tensor2D, opts: DecodeOptions = {}): Promise<tf.Tensor4D> {
   const n = z.shape[0];
-  const seed = checkDecodeOptions(d, opts);
-  const g = guidedDecoder(d, z, opts.decoderScale ?? 3);
-  const x = opts.noise ? tf.clone(opts.noise) : startNoise(d, n, seed);
-  const callback = stepProgress('decoder', opts.onProgress);
+  const o = resolveDecodeOptions(opts, d);
+  const g = guidedDecoder(d, z, o.decoderScale);
+  const x = o.noise ? tf.clone(o.noise) : startNoise(d, n, o.seed);
+  const callback = stepProgress('decoder', o.onProgress);
   try {
-    const out = await sampleDdim(g.model, x, fullChain(d.schedule, opts.steps ?? 50), {
-      eta: opts.eta ?? 0,
+    const out = await sampleDdim(g.model, x, fullChain(d.schedule, o.steps), {
+      eta: o.eta,
       cond: { emb: g.emb },
-      seed: seed + 1,
+      seed: o.seed + 1,
       clipDenoised: true,
       callback,
     });
@@ -114,14 +169,40 @@ export async function decode(d: Diffuser, z: tf.Tensor2D, opts: DecodeOptions = 
 }
 
 export interface PriorOptions {
-  /** Prior classifier-free guidance scale. Default 2. */
+  /** Prior classifier-free guidance scale. Default `UNCLIP_DEFAULTS.prior.priorScale`. */
   priorScale?: number;
-  /** Prior sampling steps (respaced cosine schedule). Default 64 (unCLIP's strided sampling). */
+  /** Prior sampling steps (respaced cosine schedule). Default `UNCLIP_DEFAULTS.prior.priorSteps`. */
   priorSteps?: number;
-  /** Candidates per prompt; the one with the highest cos to the text is kept. Default 2 (best of 2). */
+  /** Candidates per prompt; the one with the highest cos to the text is kept. Default `UNCLIP_DEFAULTS.prior.bestOf`. */
   bestOf?: number;
   seed?: number;
   onProgress?: ProgressFn;
+}
+
+/** `PriorOptions` with every default filled in and every value checked. */
+export interface ResolvedPriorOptions extends Omit<PriorOptions, 'priorScale' | 'priorSteps' | 'bestOf' | 'seed'> {
+  priorScale: number;
+  priorSteps: number;
+  bestOf: number;
+  seed: number;
+}
+
+/**
+ * The prior's options: defaults from `UNCLIP_DEFAULTS.prior`, every value checked. With the prior's
+ * schedule, priorSteps are checked against its length.
+ */
+export function resolvePriorOptions<T extends PriorOptions>(
+  opts: T,
+  priorSchedule?: Schedule,
+): Omit<T, keyof ResolvedPriorOptions> & ResolvedPriorOptions {
+  const D = UNCLIP_DEFAULTS.prior;
+  const bestOf = checkCount('bestOf', opts.bestOf ?? D.bestOf);
+  const priorSteps = priorSchedule
+    ? checkSteps(priorSchedule, opts.priorSteps ?? D.priorSteps, 'priorSteps')
+    : checkCount('priorSteps', opts.priorSteps ?? D.priorSteps);
+  const priorScale = checkNumber('priorScale', opts.priorScale ?? D.priorScale);
+  const seed = checkSeed('seed', opts.seed ?? D.seed);
+  return { ...opts, bestOf, priorSteps, priorScale, seed };
 }
 
 /**
@@ -138,10 +219,10 @@ export async function samplePrior(
   const D = prior.config.embedDim;
   if (zt.shape[1] !== D)
     throw new Error(`prior takes ${D}-dim text embeddings, got [${zt.shape}] (CLIP and prior from different models?)`);
-  const k = opts.bestOf ?? 2;
-  const scale = opts.priorScale ?? 2;
-  const seed = opts.seed ?? 0;
-  const rng = new Rng(seed);
+  const o = resolvePriorOptions(opts, priorSchedule);
+  const k = o.bestOf;
+  const scale = o.priorScale;
+  const rng = new Rng(o.seed);
   // the prior as a NetFn on [M, 1, 1, D]: cond.emb = text, cond.y = 1 (use the text) or 0 (null)
   const net: NetFn = (x, t, cond) =>
     tf.tidy(() => {
@@ -155,10 +236,10 @@ export async function samplePrior(
   const guided = scale === 1 ? net : classifierFree(net, { scale, uncond: { emb: textRep, y: zeros } });
   const model = new DiffusionModel(guided, { prediction: 'x0', variance: 'fixedSmall' });
   const x = rng.normal<tf.Rank.R4>([n * k, 1, 1, D]);
-  const callback = stepProgress('prior', opts.onProgress);
+  const callback = stepProgress('prior', o.onProgress);
   let out: tf.Tensor4D;
   try {
-    out = await sampleDdpm(model, x, fullChain(priorSchedule, opts.priorSteps ?? 64, 'priorSteps'), {
+    out = await sampleDdpm(model, x, fullChain(priorSchedule, o.priorSteps, 'priorSteps'), {
       cond: { emb: textRep, y: ones },
       seed: rng.nextSeed(),
       callback,
@@ -186,8 +267,18 @@ export async function samplePrior(
 }
 
 export interface TextToImageOptions extends PriorOptions, Omit<DecodeOptions, 'noise'> {
-  /** Images per prompt. Default 1. */
+  /** Images per prompt. Default `UNCLIP_DEFAULTS.textToImage.n`. */
   n?: number;
+}
+
+/** The options `textToImage` runs with (prior, decoder and n), every default filled in and checked. */
+export function resolveTextToImageOptions(
+  opts: TextToImageOptions = {},
+  m?: Pick<UnclipModels, 'decoder' | 'priorSchedule'>,
+): ResolvedPriorOptions & ResolvedDecodeOptions & { n: number } {
+  const n = checkCount('n', opts.n ?? UNCLIP_DEFAULTS.textToImage.n);
+  const dec = resolveDecodeOptions(opts, m?.decoder);
+  return { ...resolvePriorOptions(dec, m?.priorSchedule), n };
 }
 
 export interface TextToImageResult {
@@ -206,19 +297,17 @@ export async function textToImage(
   prompts: string[],
   opts: TextToImageOptions = {},
 ): Promise<TextToImageResult> {
-  const n = checkCount('n', opts.n ?? 1);
-  const seed = checkDecodeOptions(m.decoder, opts);
-  checkCount('bestOf', opts.bestOf ?? 2);
-  checkSteps(m.priorSchedule, opts.priorSteps ?? 64, 'priorSteps');
+  const o = resolveTextToImageOptions(opts, m);
+  const { n, seed } = o;
   const texts = prompts.flatMap((p) => new Array<string>(n).fill(p));
   const zt = m.clip.encodeText(texts);
   let pr: { embeddings: tf.Tensor2D; similarity: number[] };
   try {
-    pr = await samplePrior(m.prior, m.priorSchedule, zt, { ...opts, seed });
+    pr = await samplePrior(m.prior, m.priorSchedule, zt, o);
   } finally {
     zt.dispose();
   }
-  const images = await decode(m.decoder, pr.embeddings, { ...opts, seed: seed + 100 });
+  const images = await decode(m.decoder, pr.embeddings, { ...o, seed: seed + 100 });
   return {
     images,
     imageEmbeddings: pr.embeddings,
@@ -226,12 +315,12 @@ export async function textToImage(
     settings: {
       prompts: prompts.join(' | '),
       n,
-      priorScale: opts.priorScale ?? 2,
-      priorSteps: opts.priorSteps ?? 64,
-      bestOf: opts.bestOf ?? 2,
-      decoderScale: opts.decoderScale ?? 3,
-      steps: opts.steps ?? 50,
-      eta: opts.eta ?? 0,
+      priorScale: o.priorScale,
+      priorSteps: o.priorSteps,
+      bestOf: o.bestOf,
+      decoderScale: o.decoderScale,
+      steps: o.steps,
+      eta: o.eta,
       seed,
     },
   };
@@ -243,26 +332,36 @@ export function imageEmbedding(clip: ImageEncoder, images: tf.Tensor4D): tf.Tens
 }
 
 export interface VariationsOptions extends Omit<DecodeOptions, 'noise'> {
-  /** Variations of the image. Default 4. */
+  /** Variations of the image. Default `UNCLIP_DEFAULTS.variations.n`. */
   n?: number;
   onNote?: (msg: string) => void;
 }
 
-/** Image variations: decode the image's CLIP embedding n times with DDIM eta > 0 (default eta 1). */
+/** The options `variations` runs with (eta defaults to `UNCLIP_DEFAULTS.variations.eta`), checked. */
+export function resolveVariationsOptions(
+  opts: VariationsOptions = {},
+  d?: Diffuser,
+): ResolvedDecodeOptions & { n: number; onNote?: (msg: string) => void } {
+  const V = UNCLIP_DEFAULTS.variations;
+  const n = checkCount('n', opts.n ?? V.n);
+  return { ...resolveDecodeOptions({ ...opts, eta: opts.eta ?? V.eta }, d), n };
+}
+
+/** Image variations: decode the image's CLIP embedding n times with DDIM eta > 0 (default `UNCLIP_DEFAULTS.variations.eta`). */
 export async function variations(
   m: UnclipModels,
   image: tf.Tensor4D,
   opts: VariationsOptions = {},
-): Promise<{ images: tf.Tensor4D; embedding: tf.Tensor2D }> {
-  const n = checkCount('n', opts.n ?? 4);
-  checkDecodeOptions(m.decoder, { ...opts, eta: opts.eta ?? 1 });
-  const x = fitFirst(image, imageSizeOf(m.decoder), 'input image', opts.onNote);
+): Promise<{ images: tf.Tensor4D; embedding: tf.Tensor2D; settings: Record<string, number> }> {
+  const o = resolveVariationsOptions(opts, m.decoder);
+  const x = fitFirst(image, imageSizeOf(m.decoder), 'input image', o.onNote);
   const z = imageEmbedding(m.clip, x);
   x.dispose();
-  const zr = tf.tidy(() => tf.tile(z, [n, 1])) as tf.Tensor2D;
+  const zr = tf.tidy(() => tf.tile(z, [o.n, 1])) as tf.Tensor2D;
   try {
-    const images = await decode(m.decoder, zr, { ...opts, eta: opts.eta ?? 1 });
-    return { images, embedding: z };
+    const images = await decode(m.decoder, zr, o);
+    const settings = { n: o.n, eta: o.eta, steps: o.steps, decoderScale: o.decoderScale, seed: o.seed };
+    return { images, embedding: z, settings };
   } catch (e) {
     z.dispose();
     throw e;
@@ -272,9 +371,21 @@ export async function variations(
 }
 
 export interface InterpolateOptions extends Omit<DecodeOptions, 'noise' | 'eta'> {
-  /** Frames including both ends. Default 5. */
+  /** Frames including both ends. Default `UNCLIP_DEFAULTS.interpolate.frames`. */
   frames?: number;
   onNote?: (msg: string) => void;
+}
+
+/** The options `interpolate` runs with (DDIM eta 0), checked. */
+export function resolveInterpolateOptions(
+  opts: InterpolateOptions = {},
+  d?: Diffuser,
+): ResolvedDecodeOptions & { frames: number; onNote?: (msg: string) => void } {
+  const frames = checkCount('frames', opts.frames ?? UNCLIP_DEFAULTS.interpolate.frames, {
+    min: 2,
+    why: 'both ends are frames',
+  });
+  return { ...resolveDecodeOptions({ ...opts, eta: 0 }, d), frames };
 }
 
 /** Interpolation: decode slerp(z_a, z_b, theta) for theta in linspace(0, 1, frames) from one fixed x_T (DDIM eta 0). */
@@ -283,12 +394,18 @@ export async function interpolate(
   a: tf.Tensor4D,
   b: tf.Tensor4D,
   opts: InterpolateOptions = {},
-): Promise<{ images: tf.Tensor4D; embeddings: tf.Tensor2D; endpoints: tf.Tensor2D; thetas: number[] }> {
-  const frames = opts.frames ?? 5;
-  if (!(Number.isInteger(frames) && frames >= 2)) throw new Error(`frames must be an integer >= 2, got ${frames}`);
+): Promise<{
+  images: tf.Tensor4D;
+  embeddings: tf.Tensor2D;
+  endpoints: tf.Tensor2D;
+  thetas: number[];
+  settings: Record<string, number>;
+}> {
+  const o = resolveInterpolateOptions(opts, m.decoder);
+  const { frames } = o;
   const size = imageSizeOf(m.decoder);
-  const xa = fitFirst(a, size, 'first image', opts.onNote);
-  const xb = fitFirst(b, size, 'second image', opts.onNote);
+  const xa = fitFirst(a, size, 'first image', o.onNote);
+  const xb = fitFirst(b, size, 'second image', o.onNote);
   const xab = tf.concat([xa, xb]) as tf.Tensor4D;
   const endpoints = imageEmbedding(m.clip, xab);
   tf.dispose([xa, xb, xab]);
@@ -298,12 +415,13 @@ export async function interpolate(
   const parts = thetas.map((th) => slerp(za, zb, th));
   const embeddings = tf.concat(parts) as tf.Tensor2D;
   tf.dispose([...parts, za, zb]);
-  const x1 = startNoise(m.decoder, 1, opts.seed ?? 0);
+  const x1 = startNoise(m.decoder, 1, o.seed);
   const xT = tf.tile(x1, [frames, 1, 1, 1]) as tf.Tensor4D;
   x1.dispose();
   try {
-    const images = await decode(m.decoder, embeddings, { ...opts, eta: 0, noise: xT });
-    return { images, embeddings, endpoints, thetas };
+    const images = await decode(m.decoder, embeddings, { ...o, noise: xT });
+    const settings = { frames, steps: o.steps, decoderScale: o.decoderScale, seed: o.seed };
+    return { images, embeddings, endpoints, thetas, settings };
   } finally {
     xT.dispose();
   }
@@ -314,11 +432,29 @@ export interface TextDiffOptions extends Omit<DecodeOptions, 'noise' | 'eta'> {
   source: string;
   /** Text describing the wanted change ("an anime drawing of a super saiyan cat"). */
   target: string;
-  /** Interpolation fractions toward z_d. Default [0, 0.125, 0.25, 0.375, 0.5] (unCLIP used theta up to ~0.5). */
-  thetas?: number[];
-  /** Start from the image's DDIM-inverted x_T (true, as unCLIP) or from noise of `seed` (false). Default true. */
+  /** Interpolation fractions toward z_d. Default `UNCLIP_DEFAULTS.textDiff.thetas`. */
+  thetas?: readonly number[];
+  /** Start from the image's DDIM-inverted x_T (true, as unCLIP) or from noise of `seed` (false). Default `UNCLIP_DEFAULTS.textDiff.invert`. */
   invert?: boolean;
   onNote?: (msg: string) => void;
+}
+
+/** The options `textDiff` runs with (DDIM eta 0), checked. */
+export function resolveTextDiffOptions(
+  opts: TextDiffOptions,
+  d?: Diffuser,
+): ResolvedDecodeOptions & {
+  source: string;
+  target: string;
+  thetas: number[];
+  invert: boolean;
+  onNote?: (msg: string) => void;
+} {
+  const T = UNCLIP_DEFAULTS.textDiff;
+  const thetas = (opts.thetas ?? T.thetas).map((th) => checkNumber('thetas', th));
+  if (thetas.length === 0)
+    throw new OptionError('thetas', 'thetas is empty; give at least one fraction toward the target text');
+  return { ...resolveDecodeOptions({ ...opts, eta: 0 }, d), thetas, invert: opts.invert ?? T.invert };
 }
 
 /**
@@ -329,29 +465,34 @@ export async function textDiff(
   m: UnclipModels,
   image: tf.Tensor4D,
   opts: TextDiffOptions,
-): Promise<{ images: tf.Tensor4D; embeddings: tf.Tensor2D; thetas: number[] }> {
-  const thetas = opts.thetas ?? [0, 0.125, 0.25, 0.375, 0.5];
-  const x = fitFirst(image, imageSizeOf(m.decoder), 'input image', opts.onNote);
+): Promise<{
+  images: tf.Tensor4D;
+  embeddings: tf.Tensor2D;
+  thetas: number[];
+  settings: Record<string, number | string | boolean>;
+}> {
+  const o = resolveTextDiffOptions(opts, m.decoder);
+  const { thetas } = o;
+  const x = fitFirst(image, imageSizeOf(m.decoder), 'input image', o.onNote);
   const zi = imageEmbedding(m.clip, x);
   const zd = tf.tidy(() => {
-    const e = l2normalize(m.clip.encodeText([opts.source, opts.target]));
+    const e = l2normalize(m.clip.encodeText([o.source, o.target]));
     return l2normalize(e.slice(1, 1).sub(e.slice(0, 1)) as tf.Tensor2D);
   });
   const parts = thetas.map((th) => slerp(zi, zd, th));
   const embeddings = tf.concat(parts) as tf.Tensor2D;
   tf.dispose(parts);
-  const steps = opts.steps ?? 50;
   let xT: tf.Tensor4D;
   try {
-    if (opts.invert ?? true) {
+    if (o.invert) {
       const emb = decoderEmb(m.decoder, zi);
-      const sched = fullChain(m.decoder.schedule, steps);
+      const sched = fullChain(m.decoder.schedule, o.steps);
       const inv = await ddimInvert(diffusionModelOf(m.decoder), x, sched, { cond: { emb } });
       emb.dispose();
       xT = tf.tile(inv, [thetas.length, 1, 1, 1]) as tf.Tensor4D;
       inv.dispose();
     } else {
-      const x1 = startNoise(m.decoder, 1, opts.seed ?? 0);
+      const x1 = startNoise(m.decoder, 1, o.seed);
       xT = tf.tile(x1, [thetas.length, 1, 1, 1]) as tf.Tensor4D;
       x1.dispose();
     }
@@ -359,8 +500,17 @@ export async function textDiff(
     tf.dispose([x, zi, zd]);
   }
   try {
-    const images = await decode(m.decoder, embeddings, { ...opts, eta: 0, noise: xT });
-    return { images, embeddings, thetas };
+    const images = await decode(m.decoder, embeddings, { ...o, noise: xT });
+    const settings = {
+      source: o.source,
+      target: o.target,
+      thetas: thetas.join(','),
+      invert: o.invert,
+      steps: o.steps,
+      decoderScale: o.decoderScale,
+      seed: o.seed,
+    };
+    return { images, embeddings, thetas, settings };
   } finally {
     xT.dispose();
   }

@@ -5,9 +5,9 @@
  *
  * Config JSON beside a UNet checkpoint: the UNet config (our camelCase `UNetConfig` fields or the
  * reference constructor arguments, top level or under `unet`/`model`) plus the diffusion it was
- * trained with: `schedule` ('linear' | 'scaled-linear' | 'cosine', default 'linear'), `timesteps`
- * (default 1000), `prediction` ('eps' | 'x0' | 'v', default 'eps'), `embScale` (default 1; see
- * `Diffuser.embScale`), all optionally under `diffusion`.
+ * trained with: `schedule` ('linear' | 'scaled-linear' | 'cosine'), `timesteps`, `prediction`
+ * ('eps' | 'x0' | 'v'), `embScale` (see `Diffuser.embScale`), all optionally under `diffusion`; what
+ * an absent one means is `DIFFUSION_DEFAULTS` (lib/models/weights-config.ts).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -19,6 +19,7 @@ import { weightsPath } from '../paths.js';
 import { makeSchedule, type Schedule } from '../../samplers/schedule.js';
 import { makeDiffuser, type Diffuser } from './diffuser.js';
 import {
+  DIFFUSION_DEFAULTS,
   MAKE_COMMAND,
   MODEL_WHAT as WHAT,
   WeightsError,
@@ -29,7 +30,14 @@ import {
   type ModelName,
 } from './weights-config.js';
 
-export { MAKE_COMMAND, WeightsError, scheduleFromConfig, type ModelName } from './weights-config.js';
+export {
+  DIFFUSION_DEFAULTS,
+  MAKE_COMMAND,
+  WeightsError,
+  scheduleFromConfig,
+  scheduleSpecFromConfig,
+  type ModelName,
+} from './weights-config.js';
 
 function missingMessage(name: ModelName, where: string): string {
   return (
@@ -183,23 +191,24 @@ export interface ModelSet {
 }
 
 export function randomModels(seed = 0, o: RandomModelOptions = {}): Required<ModelSet> {
-  const T = 1000;
+  // the stand-ins run what a config naming no diffusion means
+  const { schedule, timesteps: T } = DIFFUSION_DEFAULTS.unet;
   const clipCfg = tinyClipConfig(o);
   const vision: CLIPVisionConfig = { ...clipCfg };
   return {
-    unet: makeDiffuser(UNet.random(tinyUNetConfig(o), seed, { referenceInit: false }), makeSchedule('linear', T), {
+    unet: makeDiffuser(UNet.random(tinyUNetConfig(o), seed, { referenceInit: false }), makeSchedule(schedule, T), {
       source: 'random',
     }),
     cond: makeDiffuser(
       UNet.random(tinyUNetConfig(o, clipCfg.embedDim), seed + 1, { referenceInit: false }),
-      makeSchedule('linear', T),
+      makeSchedule(schedule, T),
       { source: 'random' },
     ),
     clip: CLIP.random(clipCfg, seed + 2),
     noisy: NoisyCLIPImageEncoder.random(vision, seed + 3),
     prior: {
       prior: Prior.random({ embedDim: clipCfg.embedDim, width: 64, depth: 2 }, seed + 4),
-      schedule: makeSchedule('cosine', T),
+      schedule: makeSchedule(DIFFUSION_DEFAULTS.prior.schedule, T),
     },
   };
 }

@@ -43,17 +43,55 @@ export class WeightsError extends Error {}
 /** The config JSON shipped beside a model (`config.json`), as parsed. */
 export type ModelConfigJson = Record<string, unknown>;
 
+/**
+ * What a model's config JSON means when it names no diffusion: the one definition of the model-level
+ * defaults (every reader of a config, the tiny random stand-ins and the docs use these).
+ *
+ * The UNet's are the reference codes' own defaults (DDPM and guided-diffusion: a linear schedule of
+ * 1000 steps, eps prediction), because a config without a schedule comes from a converted reference
+ * checkpoint (theirs name none: e.g. the parity fixtures' `gd_tiny_a.config.json`,
+ * `ddpm_tiny.config.json`). Every config diffguide writes names its schedule: the shipped
+ * `weights/unet` and `weights/cond-unet` say `cosine`, 1000 steps, `v` prediction, which is what they
+ * were trained with, and that is what they run with.
+ */
+export const DIFFUSION_DEFAULTS = {
+  /** A UNet's (weights/unet, weights/cond-unet, converted checkpoints). */
+  unet: {
+    /** Noise schedule ('linear' | 'scaled-linear' | 'cosine'); the reference codes' default. */
+    schedule: 'linear',
+    /** Training timesteps T of the schedule. */
+    timesteps: 1000,
+    /** What the net predicts ('eps' | 'x0' | 'v'). */
+    prediction: 'eps',
+    /** Scale of the decoder's conditioning embedding (see `Diffuser.embScale`). */
+    embScale: 1,
+  },
+  /** The unCLIP prior's (weights/prior). */
+  prior: {
+    /** The unCLIP prior's schedule (unCLIP's prior: cosine); its length is the prior's `timesteps`. */
+    schedule: 'cosine',
+  },
+} as const;
+
 function pick<T>(json: ModelConfigJson | null, key: string, fallback: T): T {
   if (!json) return fallback;
   const d = json.diffusion as Record<string, unknown> | undefined;
   return ((d && d[key] !== undefined ? d[key] : json[key]) as T) ?? fallback;
 }
 
-/** The diffusion schedule a config names (default linear, 1000 steps). */
+/** The diffusion schedule name and length a UNet config names (defaults: `DIFFUSION_DEFAULTS.unet`). */
+export function scheduleSpecFromConfig(json: ModelConfigJson | null): { schedule: ScheduleName; timesteps: number } {
+  const D = DIFFUSION_DEFAULTS.unet;
+  return {
+    schedule: pick<ScheduleName>(json, 'schedule', D.schedule),
+    timesteps: Number(pick<number>(json, 'timesteps', pick<number>(json, 'diffusion_steps', D.timesteps))),
+  };
+}
+
+/** The diffusion schedule a UNet config names (defaults: `DIFFUSION_DEFAULTS.unet`). */
 export function scheduleFromConfig(json: ModelConfigJson | null): Schedule {
-  const name = pick<ScheduleName>(json, 'schedule', 'linear');
-  const T = Number(pick<number>(json, 'timesteps', pick<number>(json, 'diffusion_steps', 1000)));
-  return makeSchedule(name, T);
+  const { schedule, timesteps } = scheduleSpecFromConfig(json);
+  return makeSchedule(schedule, timesteps);
 }
 
 function unetConfigFrom(json: ModelConfigJson | null): Partial<UNetConfig> | undefined {
@@ -92,8 +130,8 @@ export function diffuserFromStateDict(
     );
   }
   return makeDiffuser(unet, scheduleFromConfig(json), {
-    prediction: pick<Parameterization>(json, 'prediction', 'eps'),
-    embScale: Number(pick<number>(json, 'embScale', 1)),
+    prediction: pick<Parameterization>(json, 'prediction', DIFFUSION_DEFAULTS.unet.prediction),
+    embScale: Number(pick<number>(json, 'embScale', DIFFUSION_DEFAULTS.unet.embScale)),
     source,
   });
 }
@@ -126,7 +164,7 @@ export function noisyClipFromStateDict(sd: StateDict, source: string): NoisyCLIP
   }
 }
 
-/** The unCLIP prior and its schedule (default cosine) from a state_dict and config. */
+/** The unCLIP prior and its schedule (default `DIFFUSION_DEFAULTS.prior.schedule`) from a state_dict and config. */
 export function priorFromStateDict(
   sd: StateDict,
   json: ModelConfigJson | null,
@@ -134,7 +172,13 @@ export function priorFromStateDict(
 ): { prior: Prior; schedule: Schedule } {
   try {
     const prior = Prior.fromStateDict(sd, (json ?? undefined) as Partial<PriorConfig> | undefined);
-    return { prior, schedule: makeSchedule(pick<ScheduleName>(json, 'schedule', 'cosine'), prior.config.timesteps) };
+    return {
+      prior,
+      schedule: makeSchedule(
+        pick<ScheduleName>(json, 'schedule', DIFFUSION_DEFAULTS.prior.schedule),
+        prior.config.timesteps,
+      ),
+    };
   } catch (e) {
     throw new WeightsError(
       `${source}: not ${MODEL_WHAT.prior}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND.prior}`,

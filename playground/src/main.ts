@@ -449,8 +449,34 @@ const offline =
         )
     : Promise.resolve(false);
 
+/**
+ * The controls that start at the method's default take it from the library (sent by the worker), so
+ * the page never restates one; a control the user already changed keeps its value.
+ */
+function startAtDefaults(d: ReadyInfo['defaults']): void {
+  const start: [string, number][] = [
+    ['t0', d.sdedit.t0],
+    ['sdSteps', d.sdedit.steps],
+    ['scale', d.sdg.scale],
+    ['sdgN', d.sdg.n],
+  ];
+  for (const [id, v] of start) {
+    const el = $<HTMLInputElement>(id);
+    if (el.dataset.touched) continue;
+    el.value = String(v);
+    el.dispatchEvent(new Event('input')); // the outputs beside the sliders follow
+  }
+  const mode = $<HTMLSelectElement>('sdgMode');
+  if (!mode.dataset.touched) mode.value = d.sdg.imageMode;
+}
+for (const id of ['t0', 'sdSteps', 'scale', 'sdgN', 'sdgMode'])
+  $(id).addEventListener('input', (e) => {
+    if (e.isTrusted) $(id).dataset.touched = '1';
+  });
+
 ready.then(
   async (info) => {
+    startAtDefaults(info.defaults);
     const sw = await offline;
     const models = Object.entries(info.models)
       .map(([k, v]) => `${k} from ${v}`)

@@ -1,4 +1,6 @@
 /** Messages between the page (main.ts) and the worker (worker.ts) that runs the library. */
+import type { SDEDIT_DEFAULTS } from '../../lib/methods/sdedit.js';
+import type { SDG_DEFAULTS } from '../../lib/methods/sdg.js';
 
 /** An image batch as it crosses the worker boundary: NHWC float32 in [-1, 1]. */
 export interface Images {
@@ -43,6 +45,8 @@ export interface ReadyInfo {
   /** Where each model came from: 'cache' (IndexedDB) or 'network'. */
   models: Record<string, string>;
   imageSize: number;
+  /** The methods' defaults (the library's own objects): the page's controls for them start there. */
+  defaults: { sdedit: typeof SDEDIT_DEFAULTS; sdg: typeof SDG_DEFAULTS };
 }
 
 export type FromWorker =

@@ -8,8 +8,8 @@ import { initBrowserBackend, type BrowserBackendName } from '../../lib/backend-b
 import { loadClipTfjs, loadDiffuserTfjs, loadNoisyClipTfjs, loadPriorTfjs } from '../../lib/models/tfjs.js';
 import { setMergesText } from '../../nets/clip/tokenizer.js';
 import { imageSizeOf, type Diffuser, type MethodProgress } from '../../lib/methods/common.js';
-import { sdedit } from '../../lib/methods/sdedit.js';
-import { sdg } from '../../lib/methods/sdg.js';
+import { SDEDIT_DEFAULTS, sdedit } from '../../lib/methods/sdedit.js';
+import { SDG_DEFAULTS, sdg } from '../../lib/methods/sdg.js';
 import * as unclip from '../../lib/methods/unclip.js';
 import { imagic } from '../../lib/methods/imagic.js';
 import type { CLIP } from '../../nets/clip/model.js';
@@ -124,7 +124,7 @@ async function run(id: number, job: Job): Promise<void> {
         own(r.endpoints);
         images = r.images;
         labels = r.thetas.map((t) => `θ = ${t.toFixed(2)}`);
-        settings = { frames: job.frames, steps: job.steps, seed: job.seed };
+        settings = r.settings;
         break;
       }
       case 'imagic': {
@@ -195,6 +195,7 @@ async function init(backend: string, b: string): Promise<void> {
       skipped: info.skipped,
       models: { ...from },
       imageSize: imageSizeOf(d),
+      defaults: { sdedit: SDEDIT_DEFAULTS, sdg: SDG_DEFAULTS },
     },
   });
 }

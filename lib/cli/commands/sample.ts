@@ -1,5 +1,5 @@
 /** `diffguide sample`: unguided samples from the unconditional UNet (the baseline of every method). */
-import type { Command } from '../command.js';
+import type { Command, ParsedArgs } from '../command.js';
 import { progressBar } from '../progress.js';
 import {
   METHOD_OPTIONS,
@@ -11,10 +11,26 @@ import {
   numOpt,
   outDir,
   seedOf,
+  stepsOption,
+  withDefault,
   writeOutputs,
 } from '../method-args.js';
-import { sample } from '../../methods/sample.js';
+import { SAMPLE_DEFAULTS, SAMPLERS, sample, type SampleOptions } from '../../methods/sample.js';
 import { ETA_RANGE } from '../../options.js';
+
+/** The `sample` options the command line asks for; each absent flag falls back to `SAMPLE_DEFAULTS`. */
+export function sampleOptionsFrom(
+  args: ParsedArgs,
+): Required<Pick<SampleOptions, 'n' | 'steps' | 'sampler' | 'eta' | 'seed'>> {
+  const D = SAMPLE_DEFAULTS;
+  const n = count(args, 'n', D.n);
+  const steps = count(args, 'steps', D.steps);
+  const sampler = choice(args, 'sampler', SAMPLERS, D.sampler);
+  const eta = numOpt(args, 'eta', D.eta, ETA_RANGE);
+  if (args.values.eta !== undefined && sampler === 'ddpm')
+    throw new UsageError('--eta is a DDIM setting; drop it or use --sampler ddim');
+  return { n, steps, sampler, eta, seed: seedOf(args) };
+}
 
 const cmd: Command = {
   name: 'sample',
@@ -26,28 +42,23 @@ const cmd: Command = {
   ],
   options: {
     ...METHOD_OPTIONS,
-    n: { type: 'string', help: 'number of images (default 8)' },
-    sampler: { type: 'string', help: 'ddim | ddpm (default ddim)' },
-    eta: { type: 'string', help: 'DDIM eta (default 0)' },
+    steps: stepsOption(SAMPLE_DEFAULTS.steps),
+    n: { type: 'string', help: withDefault('number of images', SAMPLE_DEFAULTS.n) },
+    sampler: { type: 'string', help: withDefault(SAMPLERS.join(' | '), SAMPLE_DEFAULTS.sampler) },
+    eta: { type: 'string', help: withDefault('DDIM eta', SAMPLE_DEFAULTS.eta) },
   },
   run: (args) =>
     guarded('sample', async () => {
-      const n = count(args, 'n', 8);
-      const steps = count(args, 'steps', 50);
-      const sampler = choice(args, 'sampler', ['ddim', 'ddpm'] as const, 'ddim');
-      const eta = numOpt(args, 'eta', 0, ETA_RANGE);
-      if (args.values.eta !== undefined && sampler === 'ddpm')
-        throw new UsageError('--eta is a DDIM setting; drop it or use --sampler ddim');
-      const seed = seedOf(args);
+      const o = sampleOptionsFrom(args);
       const dir = outDir(args, 'sample');
       const m = await loadModels(args, ['unet']);
       try {
-        const r = await sample(m.unet!, { n, steps, sampler, eta, seed, onProgress: progressBar() });
+        const r = await sample(m.unet!, { ...o, onProgress: progressBar() });
         writeOutputs(
           dir,
           'sample',
           r.images,
-          Array.from({ length: n }, (_, i) => `#${i}`),
+          Array.from({ length: r.settings.n }, (_, i) => `#${i}`),
           { ...r.settings, weights: m.unet!.source },
         );
         r.images.dispose();

@@ -1,6 +1,6 @@
 /** `diffguide sdedit`: SDEdit stroke-to-image, masked editing and compositing. */
 import * as tf from '@tensorflow/tfjs';
-import type { Command } from '../command.js';
+import type { Command, ParsedArgs } from '../command.js';
 import { note, progressBar } from '../progress.js';
 import {
   METHOD_OPTIONS,
@@ -14,12 +14,32 @@ import {
   readInput,
   readMask,
   seedOf,
+  stepsOption,
   strOpt,
+  withDefault,
   writeOutputs,
 } from '../method-args.js';
 import { imageSizeOf } from '../../methods/common.js';
-import { sdedit, sdeditComposite } from '../../methods/sdedit.js';
+import { SDEDIT_DEFAULTS, SDES, sdedit, sdeditComposite } from '../../methods/sdedit.js';
 import { T0_RANGE } from '../../options.js';
+
+/** The `sdedit` options the command line asks for (t0: a list to sweep); each absent flag falls back to `SDEDIT_DEFAULTS`. */
+export function sdeditOptionsFrom(args: ParsedArgs): {
+  t0s: number[];
+  repeats: number;
+  sde: 'vp' | 've';
+  steps: number;
+  seed: number;
+} {
+  const D = SDEDIT_DEFAULTS;
+  return {
+    t0s: numList(args, 't0', [D.t0], T0_RANGE),
+    repeats: count(args, 'repeats', D.repeats),
+    sde: choice(args, 'sde', SDES, D.sde),
+    steps: count(args, 'steps', D.steps),
+    seed: seedOf(args),
+  };
+}
 
 const cmd: Command = {
   name: 'sdedit',
@@ -33,12 +53,19 @@ const cmd: Command = {
   ],
   options: {
     ...METHOD_OPTIONS,
+    steps: stepsOption(SDEDIT_DEFAULTS.steps, 'reverse steps from t0 to 0 (fewer when t0 spans fewer levels)'),
     t0: {
       type: 'string',
-      help: 'noise level(s) in (0,1], comma list for a sweep: small = faithful, large = realistic (default 0.5)',
+      help: withDefault(
+        'noise level(s) in (0,1], comma list for a sweep: small = faithful, large = realistic',
+        SDEDIT_DEFAULTS.t0,
+      ),
     },
-    repeats: { type: 'string', help: "samples per guide, SDEdit's K (default 2)" },
-    sde: { type: 'string', help: 'vp (DDPM steps) | ve (Euler-Maruyama on the VE SDE) (default vp)' },
+    repeats: { type: 'string', help: withDefault("samples per guide, SDEdit's K", SDEDIT_DEFAULTS.repeats) },
+    sde: {
+      type: 'string',
+      help: withDefault('vp (DDPM steps) | ve (Euler-Maruyama on the VE SDE)', SDEDIT_DEFAULTS.sde),
+    },
     mask: { type: 'string', help: 'mask PNG: white = regenerate, black = keep exactly' },
     overlay: { type: 'string', help: 'compositing: image pasted into GUIDE where --region is white' },
     region: { type: 'string', help: 'compositing: region PNG (white = pasted part, harmonised; the rest is kept)' },
@@ -47,11 +74,7 @@ const cmd: Command = {
     guarded('sdedit', async () => {
       const path = args.positionals[0];
       if (!path) throw new UsageError('give a guide image: diffguide sdedit GUIDE.png');
-      const t0s = numList(args, 't0', [0.5], T0_RANGE);
-      const repeats = count(args, 'repeats', 2);
-      const sde = choice(args, 'sde', ['vp', 've'] as const, 'vp');
-      const steps = count(args, 'steps', 25);
-      const seed = seedOf(args);
+      const { t0s, repeats, sde, steps, seed } = sdeditOptionsFrom(args);
       const maskPath = strOpt(args, 'mask');
       const overlay = strOpt(args, 'overlay');
       const region = strOpt(args, 'region');

@@ -1,6 +1,6 @@
 /** `diffguide sdg`: semantic diffusion guidance by text, a reference image (content or style), or both. */
 import * as tf from '@tensorflow/tfjs';
-import type { Command } from '../command.js';
+import type { Command, ParsedArgs } from '../command.js';
 import { note, progressBar } from '../progress.js';
 import {
   METHOD_OPTIONS,
@@ -13,12 +13,34 @@ import {
   outDir,
   readInput,
   seedOf,
+  stepsOption,
   strOpt,
+  withDefault,
   writeOutputs,
 } from '../method-args.js';
 import { imageSizeOf } from '../../methods/common.js';
-import { sdg } from '../../methods/sdg.js';
+import { SDG_DEFAULTS, SDG_IMAGE_MODES, SDG_ON, SDG_SAMPLERS, sdg, type SDGOptions } from '../../methods/sdg.js';
 import { sample } from '../../methods/sample.js';
+
+/** The `sdg` options the command line asks for (no text/image); each absent flag falls back to `SDG_DEFAULTS`. */
+export function sdgOptionsFrom(
+  args: ParsedArgs,
+): Required<
+  Pick<SDGOptions, 'on' | 'sampler' | 'n' | 'steps' | 'seed' | 'imageMode' | 'textWeight' | 'imageWeight' | 'scale'>
+> {
+  const D = SDG_DEFAULTS;
+  return {
+    on: choice(args, 'on', SDG_ON, D.on),
+    sampler: choice(args, 'sampler', SDG_SAMPLERS, D.sampler),
+    n: count(args, 'n', D.n),
+    steps: count(args, 'steps', D.steps),
+    seed: seedOf(args),
+    imageMode: choice(args, 'mode', SDG_IMAGE_MODES, D.imageMode),
+    textWeight: numOpt(args, 'text-weight', D.textWeight),
+    imageWeight: numOpt(args, 'image-weight', D.imageWeight),
+    scale: numOpt(args, 'scale', D.scale),
+  };
+}
 
 const cmd: Command = {
   name: 'sdg',
@@ -34,16 +56,20 @@ const cmd: Command = {
     ...METHOD_OPTIONS,
     text: { type: 'string', help: 'text to guide toward' },
     image: { type: 'string', help: 'reference image PNG for image guidance' },
+    steps: stepsOption(SDG_DEFAULTS.steps),
     mode: {
       type: 'string',
-      help: 'image guidance: content (embedding cosine) | style (Gram matrices) (default content)',
+      help: withDefault('image guidance: content (embedding cosine) | style (Gram matrices)', SDG_DEFAULTS.imageMode),
     },
-    'text-weight': { type: 'string', help: 'weight of the text term (default 1)' },
-    'image-weight': { type: 'string', help: 'weight of the image term (default 1)' },
-    scale: { type: 'string', help: 'guidance scale on the gradient (default 200)' },
-    on: { type: 'string', help: 'xt (noisy CLIP on x_t, SDG) | x0 (plain CLIP on predicted x0) (default xt)' },
-    sampler: { type: 'string', help: 'ddpm | ddim (default ddpm)' },
-    n: { type: 'string', help: 'number of samples (default 4)' },
+    'text-weight': { type: 'string', help: withDefault('weight of the text term', SDG_DEFAULTS.textWeight) },
+    'image-weight': { type: 'string', help: withDefault('weight of the image term', SDG_DEFAULTS.imageWeight) },
+    scale: { type: 'string', help: withDefault('guidance scale on the gradient', SDG_DEFAULTS.scale) },
+    on: {
+      type: 'string',
+      help: withDefault('xt (noisy CLIP on x_t, SDG) | x0 (plain CLIP on predicted x0)', SDG_DEFAULTS.on),
+    },
+    sampler: { type: 'string', help: withDefault(SDG_SAMPLERS.join(' | '), SDG_DEFAULTS.sampler) },
+    n: { type: 'string', help: withDefault('number of samples', SDG_DEFAULTS.n) },
     baseline: { type: 'boolean', help: 'also write unguided samples from the same noise' },
     clip: { type: 'string', help: 'CLIP weights (default shipped weights/clip)' },
     'noisy-clip': { type: 'string', help: 'noisy CLIP weights (default shipped weights/noisy-clip)' },
@@ -53,15 +79,8 @@ const cmd: Command = {
       const text = strOpt(args, 'text');
       const imagePath = strOpt(args, 'image');
       if (text === undefined && !imagePath) throw new UsageError('give --text, --image, or both');
-      const on = choice(args, 'on', ['xt', 'x0'] as const, 'xt');
-      const sampler = choice(args, 'sampler', ['ddpm', 'ddim'] as const, 'ddpm');
-      const n = count(args, 'n', 4);
-      const steps = count(args, 'steps', 100);
-      const seed = seedOf(args);
-      const imageMode = choice(args, 'mode', ['content', 'style'] as const, 'content');
-      const textWeight = numOpt(args, 'text-weight', 1);
-      const imageWeight = numOpt(args, 'image-weight', 1);
-      const scale = numOpt(args, 'scale', 200);
+      const o = sdgOptionsFrom(args);
+      const { on, sampler, n, steps, seed } = o;
       const dir = outDir(args, 'sdg');
       const m = await loadModels(args, on === 'xt' ? ['unet', 'clip', 'noisy'] : ['unet', 'clip']);
       const ref = imagePath ? readInput(imagePath, imageSizeOf(m.unet!), 'reference') : undefined;
@@ -69,21 +88,7 @@ const cmd: Command = {
         const r = await sdg(
           m.unet!,
           { noisy: m.noisy, image: m.clip, text: m.clip },
-          {
-            text,
-            image: ref,
-            imageMode,
-            textWeight,
-            imageWeight,
-            scale,
-            on,
-            sampler,
-            n,
-            steps,
-            seed,
-            onProgress: progressBar(),
-            onNote: note,
-          },
+          { ...o, text, image: ref, onProgress: progressBar(), onNote: note },
         );
         let images = r.images;
         const labels = Array.from({ length: n }, (_, i) => `guided #${i}`);

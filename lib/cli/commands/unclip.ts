@@ -1,6 +1,6 @@
 /** `diffguide unclip`: text -> prior -> decoder, image variations, interpolation, text diffs. */
 import * as tf from '@tensorflow/tfjs';
-import type { Command } from '../command.js';
+import type { Command, ParsedArgs } from '../command.js';
 import { note, progressBar } from '../progress.js';
 import {
   METHOD_OPTIONS,
@@ -13,12 +13,59 @@ import {
   outDir,
   readInput,
   seedOf,
+  stepsOption,
   strOpt,
+  withDefault,
   writeOutputs,
 } from '../method-args.js';
 import { imageSizeOf } from '../../methods/common.js';
 import * as unclip from '../../methods/unclip.js';
 import { ETA_RANGE } from '../../options.js';
+
+const U = unclip.UNCLIP_DEFAULTS;
+
+/** Which unCLIP entry point the flags ask for. */
+export type UnclipMode = 'text' | 'variations' | 'interpolate' | 'textDiff';
+
+export function unclipModeOf(args: ParsedArgs): UnclipMode {
+  if (strOpt(args, 'text')) return 'text';
+  if (strOpt(args, 'image2')) return 'interpolate';
+  if (strOpt(args, 'source') || strOpt(args, 'target')) return 'textDiff';
+  return 'variations';
+}
+
+/**
+ * The unCLIP options the command line asks for, for `mode` (n and eta default per entry point);
+ * each absent flag falls back to `UNCLIP_DEFAULTS`. Everything is checked here, before any work.
+ */
+export function unclipOptionsFrom(
+  args: ParsedArgs,
+  mode: UnclipMode = unclipModeOf(args),
+): {
+  seed: number;
+  steps: number;
+  decoderScale: number;
+  n: number;
+  eta: number;
+  frames: number;
+  priorScale: number;
+  priorSteps: number;
+  bestOf: number;
+  thetas: number[];
+} {
+  return {
+    seed: seedOf(args),
+    steps: count(args, 'steps', U.decode.steps),
+    decoderScale: numOpt(args, 'decoder-scale', U.decode.decoderScale),
+    n: count(args, 'n', mode === 'text' ? U.textToImage.n : U.variations.n),
+    eta: numOpt(args, 'eta', mode === 'variations' ? U.variations.eta : U.decode.eta, ETA_RANGE),
+    frames: count(args, 'frames', U.interpolate.frames, { min: 2 }),
+    priorScale: numOpt(args, 'prior-scale', U.prior.priorScale),
+    priorSteps: count(args, 'prior-steps', U.prior.priorSteps),
+    bestOf: count(args, 'best-of', U.prior.bestOf),
+    thetas: numList(args, 'thetas', [...U.textDiff.thetas]),
+  };
+}
 
 const cmd: Command = {
   name: 'unclip',
@@ -38,14 +85,24 @@ const cmd: Command = {
     image2: { type: 'string', help: 'second image: interpolate between --image and it' },
     source: { type: 'string', help: 'text diff: text describing --image' },
     target: { type: 'string', help: 'text diff: text describing the wanted image' },
-    n: { type: 'string', help: 'images per prompt / variations (default 4)' },
-    frames: { type: 'string', help: 'interpolation frames incl. ends (default 5)' },
-    thetas: { type: 'string', help: 'text diff fractions (default 0,0.125,0.25,0.375,0.5)' },
-    'prior-scale': { type: 'string', help: 'prior classifier-free scale (default 2)' },
-    'decoder-scale': { type: 'string', help: 'decoder classifier-free scale (default 3)' },
-    'prior-steps': { type: 'string', help: 'prior sampling steps (default 64)' },
-    'best-of': { type: 'string', help: 'prior candidates per image, best CLIP match kept (default 2)' },
-    eta: { type: 'string', help: 'decoder DDIM eta (default 0; variations default 1)' },
+    steps: stepsOption(U.decode.steps, 'decoder steps (respaced)'),
+    n: {
+      type: 'string',
+      help: `${withDefault('images per prompt', U.textToImage.n)}; ${withDefault('variations', U.variations.n)}`,
+    },
+    frames: { type: 'string', help: withDefault('interpolation frames incl. ends', U.interpolate.frames) },
+    thetas: { type: 'string', help: withDefault('text diff fractions', U.textDiff.thetas) },
+    'prior-scale': { type: 'string', help: withDefault('prior classifier-free scale', U.prior.priorScale) },
+    'decoder-scale': { type: 'string', help: withDefault('decoder classifier-free scale', U.decode.decoderScale) },
+    'prior-steps': { type: 'string', help: withDefault('prior sampling steps', U.prior.priorSteps) },
+    'best-of': {
+      type: 'string',
+      help: withDefault('prior candidates per image, best CLIP match kept', U.prior.bestOf),
+    },
+    eta: {
+      type: 'string',
+      help: `${withDefault('decoder DDIM eta', U.decode.eta)}; ${withDefault('variations', U.variations.eta)}`,
+    },
     clip: { type: 'string', help: 'CLIP weights (default shipped weights/clip)' },
     prior: { type: 'string', help: 'prior weights (default shipped weights/prior)' },
   },
@@ -57,18 +114,9 @@ const cmd: Command = {
         throw new UsageError(
           'give --text (text-to-image) or --image (variations, with --image2 interpolation, with --source/--target a text diff)',
         );
-      const seed = seedOf(args);
-      const steps = count(args, 'steps', 50);
-      const decoderScale = numOpt(args, 'decoder-scale', 3);
       // checked before any work: counts, eta and the output folder
-      const n = count(args, 'n', 4);
-      const variationsOnly = !text && !strOpt(args, 'image2') && !strOpt(args, 'source') && !strOpt(args, 'target');
-      const eta = numOpt(args, 'eta', variationsOnly ? 1 : 0, ETA_RANGE);
-      const frames = count(args, 'frames', 5, { min: 2 });
-      const priorScale = numOpt(args, 'prior-scale', 2);
-      const priorSteps = count(args, 'prior-steps', 64);
-      const bestOf = count(args, 'best-of', 2);
-      const thetas = numList(args, 'thetas', [0, 0.125, 0.25, 0.375, 0.5]);
+      const { seed, steps, decoderScale, n, eta, frames, priorScale, priorSteps, bestOf, thetas } =
+        unclipOptionsFrom(args);
       const dir = outDir(args, 'unclip');
       const m = await loadModels(args, text ? ['cond', 'clip', 'prior'] : ['cond', 'clip']);
       const models: unclip.UnclipModels = {
@@ -79,7 +127,7 @@ const cmd: Command = {
       };
       const size = imageSizeOf(m.cond!);
       const onProgress = progressBar();
-      const common = { weights: m.cond!.source, seed, steps, decoderScale };
+      const weights = m.cond!.source;
       try {
         if (text) {
           const prompts = text
@@ -100,7 +148,7 @@ const cmd: Command = {
           const labels = prompts.flatMap((p) => Array.from({ length: n }, (_, i) => `${p} #${i}`));
           writeOutputs(dir, 'unclip-text', r.images, labels, {
             ...r.settings,
-            weights: m.cond!.source,
+            weights,
             similarity: r.similarity,
           });
           tf.dispose([r.images, r.imageEmbeddings]);
@@ -127,7 +175,7 @@ const cmd: Command = {
               'unclip-interp',
               r.images,
               r.thetas.map((t) => `theta ${t.toFixed(2)}`),
-              { ...common, frames: r.thetas.length },
+              { ...r.settings, weights },
               { images: inputs, labels: ['A', 'B'] },
             );
             tf.dispose([b, inputs, r.images, r.embeddings, r.endpoints]);
@@ -148,7 +196,7 @@ const cmd: Command = {
               'unclip-textdiff',
               r.images,
               r.thetas.map((t) => `theta ${t}`),
-              { ...common, source, target },
+              { ...r.settings, weights },
               { images: a, labels: ['input'] },
             );
             tf.dispose([r.images, r.embeddings]);
@@ -167,7 +215,7 @@ const cmd: Command = {
               'unclip-variations',
               r.images,
               Array.from({ length: n }, (_, i) => `variation #${i}`),
-              { ...common, n, eta },
+              { ...r.settings, weights },
               { images: a, labels: ['input'] },
             );
             tf.dispose([r.images, r.embedding]);
