@@ -1,7 +1,7 @@
 /**
  * What every sampler shares: options, the step loop (tidy per step, hooks, NaN/Inf checks, progress
  * callback, disposal), seeds, noised references, and the guidance gradient. Samplers are short
- * functions on top of `Run`.
+ * functions on top of `SamplingRun`.
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../lib/random.js';
@@ -197,7 +197,7 @@ function sampleNorm(g: tf.Tensor4D): tf.Tensor4D {
 }
 
 /** State of one sampling run. Samplers construct it, call `run`, and `dispose` in finally. */
-export class Run {
+export class SamplingRun {
   readonly rng: Rng;
   readonly opts: SamplerOptions;
   readonly hooks: StepHook[];

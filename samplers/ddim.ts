@@ -11,7 +11,7 @@
  * Both must use the same clipDenoised (false for exact pairing).
  */
 import * as tf from '@tensorflow/tfjs';
-import { Run, type Move, type MoveResult, type SamplerOptions, type StepCallback } from './core.js';
+import { SamplingRun, type Move, type MoveResult, type SamplerOptions, type StepCallback } from './core.js';
 import type { Cond, DiffusionModel } from './model.js';
 import type { Schedule } from './schedule.js';
 import { ETA_RANGE, checkNumber } from '../lib/options.js';
@@ -42,7 +42,14 @@ export function ddimUpdate(
 }
 
 /** One DDIM move index i -> i-1 of a sampler run (guidance, hooks, the run's RNG). Call inside a tidy. */
-export function ddimMove(run: Run, x: tf.Tensor4D, move: Move, k: number, total: number, eta: number): MoveResult {
+export function ddimMove(
+  run: SamplingRun,
+  x: tf.Tensor4D,
+  move: Move,
+  k: number,
+  total: number,
+  eta: number,
+): MoveResult {
   const i = move.index;
   const s = run.schedule;
   const { pred, grad } = run.predict(x, i, k, total, true);
@@ -75,7 +82,7 @@ export async function sampleDdim(
   opts: DdimOptions = {},
 ): Promise<tf.Tensor4D> {
   const eta = checkNumber('eta', opts.eta ?? 0, ETA_RANGE);
-  const run = new Run(model, schedule, opts);
+  const run = new SamplingRun(model, schedule, opts);
   try {
     const moves = run.downMoves();
     return await run.run(x, moves, (xt, m, k) => ddimMove(run, xt, m, k, moves.length, eta));
@@ -112,7 +119,7 @@ export async function ddimInvert(
   if (!(from >= -1 && to < schedule.length && to > from))
     throw new Error(`ddimInvert: need -1 <= fromIndex < toIndex <= ${schedule.length - 1}, got ${from} -> ${to}`);
   const iters = opts.fixedPointIters ?? 0;
-  const run = new Run(model, schedule, {
+  const run = new SamplingRun(model, schedule, {
     cond: opts.cond,
     callback: opts.callback,
     checkFinite: opts.checkFinite,

@@ -4,12 +4,12 @@
  * by Sigma * g ('mean', classifier/SDG style) or the noise by -sqrt(1 - abar) g ('eps').
  */
 import * as tf from '@tensorflow/tfjs';
-import { Run, type Move, type MoveResult, type SamplerOptions } from './core.js';
+import { SamplingRun, type Move, type MoveResult, type SamplerOptions } from './core.js';
 import type { DiffusionModel } from './model.js';
 import type { Schedule } from './schedule.js';
 
 /** One ancestral move from index `move.index` to `move.to` (= index - 1). Call inside a tidy. */
-export function ddpmMove(run: Run, x: tf.Tensor4D, move: Move, k: number, total: number): MoveResult {
+export function ddpmMove(run: SamplingRun, x: tf.Tensor4D, move: Move, k: number, total: number): MoveResult {
   const i = move.index;
   const s = run.schedule;
   const { pred, grad } = run.predict(x, i, k, total);
@@ -45,7 +45,7 @@ export async function sampleDdpm(
   schedule: Schedule,
   opts: SamplerOptions = {},
 ): Promise<tf.Tensor4D> {
-  const run = new Run(model, schedule, opts);
+  const run = new SamplingRun(model, schedule, opts);
   try {
     const moves = run.downMoves();
     return await run.run(x, moves, (xt, m, k) => ddpmMove(run, xt, m, k, moves.length));

@@ -5,7 +5,7 @@
  * times, so the generated region harmonises with the known one.
  */
 import * as tf from '@tensorflow/tfjs';
-import { qForward, Run, type Move, type SamplerOptions } from './core.js';
+import { qForward, SamplingRun, type Move, type SamplerOptions } from './core.js';
 import { ddpmMove } from './ddpm.js';
 import { maskHook } from './hooks.js';
 import type { DiffusionModel } from './model.js';
@@ -60,7 +60,7 @@ export async function sampleMasked(
     maskHook(opts.reference, opts.mask),
     ...(opts.stepHook ? (Array.isArray(opts.stepHook) ? opts.stepHook : [opts.stepHook]) : []),
   ];
-  const run = new Run(model, schedule, { ...opts, stepHook: hooks });
+  const run = new SamplingRun(model, schedule, { ...opts, stepHook: hooks });
   try {
     const { start, end } = run.range();
     const moves = repaintMoves(start, end, opts.jumpLength ?? 10, opts.resample ?? 1);

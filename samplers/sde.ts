@@ -9,7 +9,7 @@
  * clean image. The last move (to the clean image) adds no noise. Guidance shifts the score by g.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Run, type SamplerOptions } from './core.js';
+import { SamplingRun, type SamplerOptions } from './core.js';
 import type { DiffusionModel } from './model.js';
 import type { Schedule } from './schedule.js';
 
@@ -30,7 +30,7 @@ export async function sampleEulerMaruyama(
 ): Promise<tf.Tensor4D> {
   const sde = opts.sde ?? 'vp';
   if (sde !== 'vp' && sde !== 've') throw new Error(`sde '${sde as string}' unknown; use 'vp' or 've'`);
-  const run = new Run(model, schedule, opts);
+  const run = new SamplingRun(model, schedule, opts);
   try {
     const moves = run.downMoves();
     return await run.run(x, moves, (xt, m, k) => {

@@ -21,7 +21,7 @@ import { makeDiffuser, type Diffuser } from './diffuser.js';
 import {
   DIFFUSION_DEFAULTS,
   MAKE_COMMAND,
-  MODEL_WHAT as WHAT,
+  MODEL_DESCRIPTION,
   WeightsError,
   clipFromStateDict,
   diffuserFromStateDict,
@@ -41,7 +41,7 @@ export {
 
 function missingMessage(name: ModelName, where: string): string {
   return (
-    `no weights for '${name}' at ${where}: expected ${WHAT[name]} as safetensors (+ config JSON).\n` +
+    `no weights for '${name}' at ${where}: expected ${MODEL_DESCRIPTION[name]} as safetensors (+ config JSON).\n` +
     `Make it with: ${MAKE_COMMAND[name]}   (or pass --weights PATH to a converted checkpoint, e.g. made by 'diffguide convert ...';\n` +
     `for development only, --random-weights runs with tiny random models)`
   );
@@ -91,7 +91,7 @@ async function loadUNetFile(name: 'unet' | 'cond-unet', path: string | undefined
     sd = await readStateDict(file);
   } catch (e) {
     throw new WeightsError(
-      `${file}: not ${WHAT[name]} this build can load:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND[name]}`,
+      `${file}: not ${MODEL_DESCRIPTION[name]} this build can load:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND[name]}`,
     );
   }
   return diffuserFromStateDict(name, sd, json, file, needEmb);
@@ -131,7 +131,9 @@ async function readOrExplain(name: ModelName, file: string, filter?: (k: string)
   try {
     return await readStateDict(file, filter ? { filter } : undefined);
   } catch (e) {
-    throw new WeightsError(`${file}: not ${WHAT[name]}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND[name]}`);
+    throw new WeightsError(
+      `${file}: not ${MODEL_DESCRIPTION[name]}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND[name]}`,
+    );
   }
 }
 

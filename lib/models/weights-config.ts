@@ -28,7 +28,7 @@ export const MAKE_COMMAND: Record<ModelName, string> = {
 };
 
 /** What each shipped model is (for error messages). */
-export const MODEL_WHAT: Record<ModelName, string> = {
+export const MODEL_DESCRIPTION: Record<ModelName, string> = {
   unet: 'an unconditional UNet (eps prediction)',
   clip: 'a CLIP model (image + text towers)',
   'noisy-clip': 'a time-conditioned (noisy) CLIP image encoder',
@@ -120,13 +120,13 @@ export function diffuserFromStateDict(
     unet = UNet.fromStateDict(sd, unetConfigFrom(json));
   } catch (e) {
     throw new WeightsError(
-      `${source}: not ${MODEL_WHAT[name]} this build can load:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND[name]}`,
+      `${source}: not ${MODEL_DESCRIPTION[name]} this build can load:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND[name]}`,
     );
   }
   if (needEmb && unet.config.embCondDim === null) {
     unet.dispose();
     throw new WeightsError(
-      `${source}: this UNet has no embedding conditioning (no transformer_proj); expected ${MODEL_WHAT[name]}. Make it with: ${MAKE_COMMAND[name]}`,
+      `${source}: this UNet has no embedding conditioning (no transformer_proj); expected ${MODEL_DESCRIPTION[name]}. Make it with: ${MAKE_COMMAND[name]}`,
     );
   }
   return makeDiffuser(unet, scheduleFromConfig(json), {
@@ -147,7 +147,7 @@ export function clipFromStateDict(
     return CLIP.fromStateDict(sd, (json?.clip ?? json?.config ?? undefined) as CLIPConfig | undefined, opts);
   } catch (e) {
     throw new WeightsError(
-      `${source}: not ${MODEL_WHAT.clip}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND.clip}`,
+      `${source}: not ${MODEL_DESCRIPTION.clip}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND.clip}`,
     );
   }
 }
@@ -159,7 +159,7 @@ export function noisyClipFromStateDict(sd: StateDict, source: string): NoisyCLIP
     return NoisyCLIPImageEncoder.fromStateDict(visual);
   } catch (e) {
     throw new WeightsError(
-      `${source}: not ${MODEL_WHAT['noisy-clip']}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND['noisy-clip']}`,
+      `${source}: not ${MODEL_DESCRIPTION['noisy-clip']}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND['noisy-clip']}`,
     );
   }
 }
@@ -181,7 +181,7 @@ export function priorFromStateDict(
     };
   } catch (e) {
     throw new WeightsError(
-      `${source}: not ${MODEL_WHAT.prior}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND.prior}`,
+      `${source}: not ${MODEL_DESCRIPTION.prior}:\n${(e as Error).message}\nMake it with: ${MAKE_COMMAND.prior}`,
     );
   }
 }
