@@ -10,6 +10,7 @@ import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { weightsPath } from '../lib/paths.js';
 import { loadJudge } from '../lib/eval/unet.js';
+import { judgeProbs } from '../lib/eval/judge.js';
 import type { Judge } from '../nets/judge/model.js';
 import {
   cosine,
@@ -53,10 +54,6 @@ function need(ctx: Mocha.Context, models: ModelName[]): void {
   }
 }
 
-/** Judge probabilities [N, K] of images [N, H, W, 3]. */
-function judgeProbs(judge: Judge, x: tf.Tensor4D): number[][] {
-  return tf.tidy(() => tf.softmax(judge.apply(x).category).arraySync() as number[][]);
-}
 function catIndex(judge: Judge, name: string): number {
   const i = judge.config.categories.findIndex((c) => c.toLowerCase() === name.toLowerCase());
   if (i < 0) throw new Error(`judge has no category ${name}: ${judge.config.categories.join(', ')}`);

@@ -14,8 +14,8 @@ import { makeSchedule, type Schedule, type ScheduleName } from '../../samplers/s
 import { diffusionModel } from '../../samplers/model.js';
 import { qSample } from '../../samplers/core.js';
 import { judgeAccuracy } from '../train/tasks/judge.js';
-import { sampleUNet } from '../train/tasks/unet.js';
-import { unetVariance } from '../models/diffuser.js';
+import { makeDiffuser, unetVariance, type Diffuser } from '../models/diffuser.js';
+import { sampleBatched } from '../models/sample-batched.js';
 import type { Parameterization } from '../../samplers/model.js';
 import { frechetDistanceOfFeatures, totalVariation } from '../metrics/frechet.js';
 
@@ -85,11 +85,80 @@ function judgeOf(judge: Judge, x: tf.Tensor4D): { features: Float32Array; catego
   return { features: p.features, category: p.category };
 }
 
+/** Counts of each of `K` category indices. */
+export function categoryHistogram(ids: readonly number[], K: number): number[] {
+  const h = new Array<number>(K).fill(0);
+  for (const i of ids) h[i]++;
+  return h;
+}
+
+/** What the judge makes of `n` unguided samples: features, categories, and the category TV. */
+export interface JudgedSamples {
+  n: number;
+  steps: number;
+  seed: number;
+  sampler: 'ddim' | 'dpm2m';
+  /** [n * featureDim] judge features. */
+  features: Float32Array;
+  /** Judged category index of each sample. */
+  category: number[];
+  /** Samples per judged category. */
+  histogram: number[];
+  /** TV between the samples' judged category distribution and the labels of the whole dataset (both splits). */
+  tv: number;
+  /** The same against the training split's labels alone (what the UNet was trained on). */
+  tvVsTrainSplit: number;
+}
+
+/**
+ * The unconditional UNet's samples as both `eval unet` and `eval methods` measure them: `n` samples
+ * from `sampleBatched` with `seed` (DDIM at eta 0 unless `sampler` says otherwise), judged; the TV is
+ * against the whole dataset's labels (both splits).
+ */
+export async function judgeSamples(
+  d: Diffuser,
+  judge: Judge,
+  ds: Dataset,
+  opts: {
+    n: number;
+    steps: number;
+    seed: number;
+    /** Default 'ddim' (eta 0); 'dpm2m' solves the same ODE to second order. */
+    sampler?: 'ddim' | 'dpm2m';
+    onProgress?: (done: number, total: number) => void;
+  },
+): Promise<JudgedSamples> {
+  const samples = await sampleBatched(d, opts.n, {
+    steps: opts.steps,
+    seed: opts.seed,
+    sampler: opts.sampler ?? 'ddim',
+    onProgress: opts.onProgress,
+  });
+  const s = judgeOf(judge, samples);
+  samples.dispose();
+  const K = judge.config.categories.length;
+  const histogram = categoryHistogram(s.category, K);
+  const trainIds = ds.indicesOf('train').map((i) => ds.categoryIds[i]);
+  return {
+    n: opts.n,
+    steps: opts.steps,
+    seed: opts.seed,
+    sampler: opts.sampler ?? 'ddim',
+    features: s.features,
+    category: s.category,
+    histogram,
+    tv: totalVariation(histogram, categoryHistogram(ds.categoryIds, K)),
+    tvVsTrainSplit: totalVariation(histogram, categoryHistogram(trainIds, K)),
+  };
+}
+
 export interface UNetEvalOptions {
   /** Number of samples (default 1000). */
   n?: number;
   /** DDIM steps (default 50). */
   steps?: number;
+  /** Default 'ddim' (the model cards' protocol); 'dpm2m' as `eval methods` samples. */
+  sampler?: 'ddim' | 'dpm2m';
   seed?: number;
   /** What the net predicts (its config.json `prediction`; default eps). */
   prediction?: Parameterization;
@@ -160,15 +229,14 @@ export async function evalUNet(
   const seed = opts.seed ?? 0;
   const d = judge.featureDim;
   const schedule = makeSchedule(scheduleName, timesteps);
-  const samples = await sampleUNet(net, schedule, n, {
+  const diffuser = makeDiffuser(net, schedule, { prediction: opts.prediction ?? 'eps', variance: unetVariance(net) });
+  const s = await judgeSamples(diffuser, judge, ds, {
+    n,
     steps,
     seed,
-    size: ds.height,
-    prediction: opts.prediction,
+    sampler: opts.sampler,
     onProgress: opts.onProgress,
   });
-  const s = judgeOf(judge, samples);
-  samples.dispose();
   const testIdx = ds.indicesOf('test');
   const real = ds.images(testIdx, { rgb: true });
   const r = judgeOf(judge, real);
@@ -196,14 +264,9 @@ export async function evalUNet(
   const fidSamples = frechetDistanceOfFeatures(s.features, n, r.features, testIdx.length, d);
   const fidBaseline = frechetDistanceOfFeatures(bj.features, n, r.features, testIdx.length, d);
   const K = judge.config.categories.length;
-  const hist = (ids: number[]) => {
-    const h = new Array<number>(K).fill(0);
-    for (const i of ids) h[i]++;
-    return h;
-  };
-  const sampleHist = hist(s.category);
-  const dataHist = hist(ds.categoryIds);
-  const tv = totalVariation(sampleHist, dataHist);
+  const hist = (ids: number[]) => categoryHistogram(ids, K);
+  const sampleHist = s.histogram;
+  const tv = s.tv;
   // The instrument's floor: the same distance for the judge's calls on real held-out images.
   const judgeFloorTv = totalVariation(hist(r.category), hist(testIdx.map((i) => ds.categoryIds[i])));
   const ratio = fidSamples / fidBaseline;
@@ -211,11 +274,13 @@ export async function evalUNet(
     model: 'unet',
     n,
     ddimSteps: steps,
+    sampler: s.sampler,
     heldOut: testIdx.length,
     fid: fidSamples,
     fidBaseline,
     sampleCategories: Object.fromEntries(judge.config.categories.map((c, i) => [c, sampleHist[i]])),
     judgeTvOnHeldOut: judgeFloorTv,
+    tvVsTrainSplit: s.tvVsTrainSplit,
     x0ErrorByNoiseLevel: x0Rows,
     bars: {
       fid_ratio_vs_gaussian_baseline: {

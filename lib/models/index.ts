@@ -6,3 +6,4 @@
 export * from './diffuser.js';
 export * from './load.js';
 export * from './tfjs.js';
+export * from './sample-batched.js';

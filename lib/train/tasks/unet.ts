@@ -13,7 +13,9 @@ import { diffusionModel, type DiffusionModel, type Parameterization } from '../.
 import { diffusionTarget, qSample } from '../../../samplers/core.js';
 import { vlbTerms } from '../vlb.js';
 import { unetVariance } from '../../models/diffuser.js';
-import { ddimChainSync as ddimChain, sampleDdim } from '../../../samplers/ddim.js';
+import { ddimChainSync as ddimChain } from '../../../samplers/ddim.js';
+import { makeDiffuser } from '../../models/diffuser.js';
+import { sampleBatched } from '../../models/sample-batched.js';
 import { makeGrid } from '../../image/grid.js';
 import type { TrainTask } from '../loop.js';
 
@@ -88,7 +90,11 @@ export function runPrediction(
   return p;
 }
 
-/** Sample images with DDIM from a UNet (eta 0). Returns [n, H, W, 3] in [-1, 1]. */
+/**
+ * Sample images with DDIM from a UNet (eta 0): `sampleBatched` (lib/models) on the UNet with this schedule
+ * and prediction, so the same weights and seed give the same samples as `eval unet` and `eval methods`.
+ * Returns [n, H, W, 3] in [-1, 1].
+ */
 export async function sampleUNet(
   net: UNet,
   schedule: Schedule,
@@ -96,33 +102,13 @@ export async function sampleUNet(
   opts: {
     steps?: number;
     seed?: number;
-    size?: number;
     batch?: number;
     prediction?: Parameterization;
     onProgress?: (done: number, total: number) => void;
   } = {},
 ): Promise<tf.Tensor4D> {
-  const size = opts.size ?? net.config.imageSize ?? 32;
-  const batch = opts.batch ?? 64;
-  const model = diffusionModel((x, t, cond) => net.apply(x, t, cond ?? {}), {
-    prediction: opts.prediction ?? 'eps',
-    variance: unetVariance(net),
-  });
-  const sched = respaceEven(schedule, opts.steps ?? 50);
-  const parts: tf.Tensor4D[] = [];
-  for (let i = 0; i < n; i += batch) {
-    const b = Math.min(batch, n - i);
-    const seed = (opts.seed ?? 0) * 7919 + i;
-    const x = tf.randomNormal([b, size, size, net.config.inChannels], 0, 1, 'float32', seed) as tf.Tensor4D;
-    const y = await sampleDdim(model, x, sched, { seed, clipDenoised: true });
-    x.dispose();
-    parts.push(tf.tidy(() => y.clipByValue(-1, 1)) as tf.Tensor4D);
-    y.dispose();
-    opts.onProgress?.(i + b, n);
-  }
-  const out = tf.concat(parts) as tf.Tensor4D;
-  tf.dispose(parts);
-  return out;
+  const d = makeDiffuser(net, schedule, { prediction: opts.prediction ?? 'eps', variance: unetVariance(net) });
+  return sampleBatched(d, n, { steps: opts.steps, seed: opts.seed, batch: opts.batch, onProgress: opts.onProgress });
 }
 
 interface UNetBatch {
