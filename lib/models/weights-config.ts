@@ -96,7 +96,9 @@ export function scheduleFromConfig(json: ModelConfigJson | null): Schedule {
 
 function unetConfigFrom(json: ModelConfigJson | null): Partial<UNetConfig> | undefined {
   if (!json) return undefined;
-  const src = (json.unet ?? json.model ?? json) as Record<string, unknown>;
+  // a nested UNet config (`unet: {...}` or `model: {...}`); our own configs name the model in `model` ("unet")
+  const nested = [json.unet, json.model].find((v) => v !== null && typeof v === 'object');
+  const src = (nested ?? json) as Record<string, unknown>;
   try {
     return configFromReference(src);
   } catch {
