@@ -20,32 +20,32 @@ function fmtSeconds(s: number): string {
 export function progressBar(label = ''): (p: ProgressEvent) => void {
   const tty = !!process.stderr.isTTY;
   let stage = '';
-  let started = Date.now();
-  let lastLog = 0;
+  let stageStartMs = Date.now();
+  let lastLogMs = 0;
   let lastStep = 0;
   return (p) => {
     if (process.env.DIFFGUIDE_QUIET === '1') return;
-    const now = Date.now();
+    const nowMs = Date.now();
     if (p.stage !== stage || p.step <= lastStep) {
       if (tty && stage) process.stderr.write('\n');
       stage = p.stage;
-      started = now;
+      stageStartMs = nowMs;
     }
     lastStep = p.step;
     const done = p.step >= p.total;
     const width = 24;
-    const f = Math.max(0, Math.min(width, Math.round((width * p.step) / Math.max(1, p.total))));
-    const el = (now - started) / 1000;
-    const eta = p.step > 0 ? (el * (p.total - p.step)) / p.step : NaN;
+    const filled = Math.max(0, Math.min(width, Math.round((width * p.step) / Math.max(1, p.total))));
+    const elapsedS = (nowMs - stageStartMs) / 1000;
+    const remainingS = p.step > 0 ? (elapsedS * (p.total - p.step)) / p.step : NaN;
     const line =
-      `${label ? `${label} ` : ''}${p.stage} ${p.step}/${p.total} [${'#'.repeat(f)}${'.'.repeat(width - f)}]` +
+      `${label ? `${label} ` : ''}${p.stage} ${p.step}/${p.total} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}]` +
       (p.loss !== undefined ? ` loss ${p.loss.toFixed(4)}` : '') +
-      ` ${fmtSeconds(el)}${done ? '' : ` ETA ${fmtSeconds(eta)}`}`;
+      ` ${fmtSeconds(elapsedS)}${done ? '' : ` ETA ${fmtSeconds(remainingS)}`}`;
     if (tty) {
       process.stderr.write(`\r${line}\x1b[K${done ? '\n' : ''}`);
       if (done) stage = '';
-    } else if (done || now - lastLog > 10000) {
-      lastLog = now;
+    } else if (done || nowMs - lastLogMs > 10000) {
+      lastLogMs = nowMs;
       process.stderr.write(`${line}\n`);
     }
   };

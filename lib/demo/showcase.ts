@@ -194,7 +194,7 @@ async function loadShipped(
 
 /** Run the showcase; returns the page path (the CLI prints it as its last line). */
 export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
-  const t0 = Date.now();
+  const startMs = Date.now();
   const out = resolve(opts.out);
   const imgDir = join(out, 'img');
   makeDirs(imgDir);
@@ -233,9 +233,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       return { src: `img/${name}`, caption };
     });
   const timed = async (title: string, f: () => Promise<Omit<DemoRow, 'title' | 'ms'>>): Promise<DemoRow> => {
-    const s = Date.now();
+    const rowStartMs = Date.now();
     const r = await f();
-    const row = { title, ...r, ms: Date.now() - s };
+    const row = { title, ...r, ms: Date.now() - rowStartMs };
     log(`demo: ${title} (${(row.ms / 1000).toFixed(1)} s)`);
     return row;
   };
@@ -564,7 +564,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     tf.dispose(keep);
     if (own) disposeModels(m);
   }
-  const wallMs = Date.now() - t0;
+  const wallMs = Date.now() - startMs;
   const info = backendInfo();
   const intro = {
     package: `diffguide ${packageVersion()}`,

@@ -79,10 +79,10 @@ export function slerp(a: tf.Tensor2D, b: tf.Tensor2D, t: number): tf.Tensor2D {
     const ub = b.div(nb.add(1e-12));
     const dot = tf.clipByValue(tf.sum(ua.mul(ub), 1, true), -1, 1);
     const omega = tf.acos(dot);
-    const so = tf.sin(omega);
-    const safe = so.abs().greater(1e-6);
-    const wa = tf.where(safe, tf.sin(omega.mul(1 - t)).div(so.add(1e-12)), tf.fill(so.shape, 1 - t));
-    const wb = tf.where(safe, tf.sin(omega.mul(t)).div(so.add(1e-12)), tf.fill(so.shape, t));
+    const sinOmega = tf.sin(omega);
+    const safe = sinOmega.abs().greater(1e-6);
+    const wa = tf.where(safe, tf.sin(omega.mul(1 - t)).div(sinOmega.add(1e-12)), tf.fill(sinOmega.shape, 1 - t));
+    const wb = tf.where(safe, tf.sin(omega.mul(t)).div(sinOmega.add(1e-12)), tf.fill(sinOmega.shape, t));
     const dir = ua.mul(wa).add(ub.mul(wb));
     const norm = na.mul(1 - t).add(nb.mul(t));
     return l2normalize(dir as tf.Tensor2D).mul(norm) as tf.Tensor2D;

@@ -68,7 +68,7 @@ const toTensor = (im: Images) => tf.tensor4d(im.data, im.shape);
 async function run(id: number, job: Job): Promise<void> {
   const onProgress = (p: MethodProgress) =>
     post({ type: 'progress', id, stage: p.stage, step: p.step, total: p.total, loss: p.loss });
-  const started = performance.now();
+  const startedMs = performance.now();
   const owned: tf.Tensor[] = [];
   const own = <T extends tf.Tensor>(t: T): T => (owned.push(t), t);
   try {
@@ -163,7 +163,7 @@ async function run(id: number, job: Job): Promise<void> {
         id,
         images: { data: copy, shape },
         labels,
-        ms: performance.now() - started,
+        ms: performance.now() - startedMs,
         settings: { ...settings, numTensors: tf.memory().numTensors, weightsFrom: { ...from } },
       },
       [copy.buffer],
