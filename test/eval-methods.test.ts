@@ -20,7 +20,8 @@ import { logSnrTimesteps, sampleDpmSolver2M } from '../samplers/dpm-solver.js';
 import { makeDiffuser } from '../lib/models/diffuser.js';
 import { sampleBatched } from '../lib/models/sample-batched.js';
 import { sampleUNet } from '../lib/train/tasks/unet.js';
-import { evalUNet, judgeSamples } from '../lib/eval/unet.js';
+import { evalUNet, judgeSamples, loadUNet } from '../lib/eval/unet.js';
+import { loadUNetDiffuser } from '../lib/models/load.js';
 import { evalMethods, METHODS_PROTOCOL } from '../lib/eval/methods.js';
 import { judgeProbs } from '../lib/eval/judge.js';
 import { writeSafetensors } from '../lib/io/index.js';
@@ -161,6 +162,36 @@ describe('eval: eval unet and eval methods measure the same samples', function (
     expect([...other.features]).to.not.deep.equal([...same.features]);
     net.dispose();
     judge.dispose();
+  });
+});
+
+describe('eval: the methods load the UNet eval unet measures', () => {
+  it('a config naming its model ("model": "unet") keeps its UNet fields: numHeadChannels 32 stays 32', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dg-eval-load-'));
+    // attention at 1/2 resolution with 64 channels: 2 heads of 32 (inferred from the weights alone: 1 of 64)
+    const cfg: Partial<UNetConfig> = { ...UNET, attentionDs: [2], numHeadChannels: 32 };
+    const net = UNet.random(cfg, 1);
+    await writeSafetensors(join(dir, 'unet.safetensors'), net.toStateDict());
+    writeFileSync(
+      join(dir, 'config.json'),
+      JSON.stringify({ model: 'unet', ...net.config, schedule: 'cosine', timesteps: 1000, prediction: 'v' }),
+    );
+    const d = await loadUNetDiffuser(dir);
+    const u = await loadUNet(dir);
+    expect(d.unet.config.numHeadChannels).to.equal(32);
+    expect(d.unet.config.numHeadChannels).to.equal(u.net.config.numHeadChannels);
+    expect(d.unet.config.imageSize).to.equal(32);
+    expect(d.prediction).to.equal('v');
+    // and so the same output
+    const x = tf.randomNormal([1, 32, 32, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
+    const t = tf.tensor1d([500]);
+    const a = tf.tidy(() => d.unet.apply(x, t, {}));
+    const b = tf.tidy(() => u.net.apply(x, t, {}));
+    expect(maxAbsDiff(a, b)).to.equal(0);
+    tf.dispose([x, t, a, b]);
+    net.dispose();
+    d.unet.dispose();
+    u.net.dispose();
   });
 });
 
