@@ -26,7 +26,7 @@ import { sdg } from '../lib/methods/sdg.js';
 import { sample } from '../lib/methods/sample.js';
 import * as dclip from '../lib/methods/diffusionclip.js';
 import * as unclip from '../lib/methods/unclip.js';
-import { imagic, interpolateEmbeddings } from '../lib/methods/imagic.js';
+import { IMAGIC_DEFAULTS, imagic, interpolateEmbeddings, resolveImagicOptions } from '../lib/methods/imagic.js';
 import { Prior } from '../nets/prior/index.js';
 
 /** A smooth test image [1, S, S, 3] in [-1, 1]. */
@@ -84,6 +84,20 @@ describe('methods: maths', () => {
     expect(v[2]).to.deep.equal(Array.from(et.dataSync()));
     expect(v[1][0]).to.be.closeTo(0.7, 1e-6);
     tf.dispose([et, eo, e]);
+  });
+
+  it('resolveImagicOptions: IMAGIC_DEFAULTS fill what is not given; values out of range are refused by name', () => {
+    const o = resolveImagicOptions({ ftSteps: 7, embLr: undefined });
+    expect(o.ftSteps).to.equal(7);
+    expect(o.embLr).to.equal(IMAGIC_DEFAULTS.embLr);
+    expect(o.etas).to.deep.equal([...IMAGIC_DEFAULTS.etas]);
+    expect(resolveImagicOptions({ embSteps: 0, ftSteps: 0 }).ftSteps, 'stage ablations: 0 steps allowed').to.equal(0);
+    expect(() => resolveImagicOptions({ ftLr: 0 })).to.throw(/ftLr must be a number > 0/);
+    expect(() => resolveImagicOptions({ embSteps: 1.5 })).to.throw(/embSteps must be an integer/);
+    expect(() => resolveImagicOptions({ etas: [] })).to.throw(/etas must list/);
+    expect(() => resolveImagicOptions({ etas: [0, NaN] })).to.throw(/etas must be a number/);
+    expect(() => resolveImagicOptions({ sampler: 'euler' as 'ddim' })).to.throw(/sampler must be 'ddim' or 'ddpm'/);
+    expect(() => resolveImagicOptions({ seed: -1 })).to.throw(/seed must be an integer/);
   });
 });
 
