@@ -21,6 +21,9 @@
  * text diffs (source category prompt -> next category's prompt, theta 0 ... 0.5, from the DDIM
  * inversion) as grids, with the judge's P(target category) along theta.
  * Writes guidance.svg/.png, samples.png, variations.png, interpolation.png, textdiff.png.
+ * The text-conditioned decoder's sha256 is part of the glide cells' keys (`weights=<sha>`), not of the
+ * settings: retraining it changes only those cells, never the unCLIP and manipulation cells (which do
+ * not use it); cells of another version of it are not read.
  * `--param decoder=PATH --param textDecoder=PATH --param prior=PATH --param clip=PATH --param judge=DIR`
  * point it at other weights; `--param standin=1` adds the stand-in's guidance cells.
  */
@@ -51,6 +54,7 @@ interface Cell {
   kind: string;
   /** Decoder guidance scale (guidance cells; 0 for the others). */
   scale: number;
+  // glide cells also carry `weights`: the sha256 (16 hex) of the text-conditioned decoder they ran
 }
 type Result = { [k: string]: number | string | number[] | string[] };
 interface Shared {
@@ -305,7 +309,8 @@ const exp: Experiment<Cell, Result, Shared> = {
       real: { source: rel(testSubsetPath(packageRoot())), split: 'all', n: 142 },
       weights: {
         decoder: { file: rel(p.decoderFile), sha256: fileHash(p.decoderFile) },
-        textDecoder: { file: rel(p.textDecoderFile), sha256: fileHash(p.textDecoderFile) },
+        // its sha256 is in the glide cells' keys (see the file comment)
+        textDecoder: { file: rel(p.textDecoderFile) },
         prior: { file: rel(p.priorFile), sha256: fileHash(p.priorFile) },
         clip: { file: rel(p.clipFile), sha256: fileHash(p.clipFile) },
         judge: { file: rel(judgeFile), sha256: fileHash(judgeFile) },
@@ -316,11 +321,16 @@ const exp: Experiment<Cell, Result, Shared> = {
   },
   cells(opts) {
     const p = plan(opts);
+    const textSha = fileHash(p.textDecoderFile);
+    const guidance = (kind: string): Cell[] =>
+      p.scales.map((scale): Cell => (kind === 'glide' ? { kind, scale, weights: textSha } : { kind, scale }));
+    // the cells that do not use the text-conditioned decoder first, then those that do
     return [
-      ...p.modes.flatMap((kind) => p.scales.map((scale) => ({ kind, scale }))),
+      ...guidance('unclip'),
       { kind: 'variations', scale: 0 },
       { kind: 'interpolation', scale: 0 },
       { kind: 'textdiff', scale: 0 },
+      ...p.modes.filter((k) => k !== 'unclip').flatMap(guidance),
     ];
   },
   async setup(_settings, opts) {
