@@ -9,6 +9,11 @@
  *   cos(CLIP_image(x0), e_text) through the predicted x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) with
  *   eps held fixed (the samplers' default 'linear' guidance: no UNet backward), CLIP's bicubic resize
  *   to 224 px inside; e_text a fixed random unit embedding (text is encoded once per run, not per step).
+ * Weights: `weights` says resident (tf variables on the backend) or streamed (lib/models/stream.ts:
+ * the UNet's weights in JS memory, each block's uploaded just before it runs and freed after; CLIP's
+ * image tower stays resident). Auto: streamed on wasm when the UNet's weights would leave under 2 GiB
+ * of the 4 GB heap, as the 256 px UNet's 2.06 GiB do; `DIFFGUIDE_WEIGHTS=stream|resident` forces it.
+ * `rss_mib`: our process's resident set after the row (host memory: streamed weights live there).
  * Memory: `heap_mib` is the wasm heap's size after the row (it only grows: the high-water mark of
  * the process so far, weights and caches included), `tensor_peak_mib` the tfjs-counted tensor bytes
  * live at the end of each call before its intermediates go (weights included; a lower bound of the
@@ -16,6 +21,11 @@
  * (lib/fastgrad/wasm.ts `cacheAllowed`). PyTorch CPU (bench/scale_torch.py, the same
  * architectures in plain torch, 2 threads, OpenBLAS on 1) runs the same shapes right after each of
  * our rows; `torch_rss_mib` is its process's peak RSS. A row that does not fit says so and why.
+ * SDG end to end (env `DIFFGUIDE_SCALE_SDG_STEPS=N`, e.g. 100): after the rows, `sdg()` (lib/methods/sdg.ts:
+ * DDPM, CLIP image-content guidance on the predicted x0, one sample) for N respaced steps at the
+ * largest size (or `DIFFGUIDE_SCALE_SDG_SIZE`), timed whole: the report's `sdg`. Dry runs of tooling
+ * (scripts/gpu-check.sh --dry-run) can shrink the UNet with `DIFFGUIDE_SCALE_CHANNELS=N` (num_channels;
+ * the key list is then not compared and `key_check` says so): numbers of such a run are not the model's.
  * Times are single calls; a first row of at most 64 px runs one untimed forward and guided step first on both sides
  * (packing and caching weights, tiering up code): a 256 px forward takes minutes here.
  */
@@ -31,6 +41,10 @@ import { diffKeys } from '../nets/unet/config.js';
 import { CLIP, inferClipConfig } from '../nets/clip/index.js';
 import { WASM_HEAP_MAX, WasmHeapError, assertFitsWasm, wasmCacheStats } from '../lib/fastgrad/wasm.js';
 import { PythonServer, torchAvailable, torchBlas, warnReferenceBlas } from './util.js';
+import { sdg } from '../lib/methods/sdg.js';
+import { makeDiffuser } from '../lib/models/diffuser.js';
+import { makeSchedule } from '../samplers/schedule.js';
+import { assertFitsStreamed, chooseWeightMode, largestBlockBytes, type WeightMode } from '../lib/models/stream.js';
 
 /** openai/guided-diffusion's 256x256 unconditional model flags (README: MODEL_FLAGS for 256x256_diffusion_uncond). */
 export const GD_256_UNCOND_FLAGS = {
@@ -58,6 +72,8 @@ export interface ScaleRow {
   heap_mib?: number;
   tensor_peak_mib?: number;
   cache_mib?: number;
+  /** Our process's resident set (MiB) after the row. */
+  rss_mib?: number;
   torch_fwd_ms?: number | null;
   torch_guided_ms?: number | null;
   torch_rss_mib?: number | null;
@@ -71,15 +87,28 @@ export interface ScaleReport {
   /** CLIP ViT-B/32's image tower (the guided step's; the text tower is not loaded). */
   clip: { params: number; weight_mib: number };
   backend: string;
+  /** The UNet's weights: resident on the backend, or streamed from JS memory per block (and why). */
+  weights: WeightMode;
+  weights_reason: string;
   threads: number;
   torch: string | null;
   torch_blas: string | null;
   /** Load average (1 min) at the start and end: the machine is shared. */
   load: [number, number];
   rows: ScaleRow[];
+  /** `DIFFGUIDE_SCALE_SDG_STEPS`: one SDG sample of `steps` respaced steps at `size`, timed whole (or why it failed). */
+  sdg?: { size: number; steps: number; ms?: number; ms_per_step?: number; error?: string };
   skipped: { backend: string; reason: string }[];
   /** Seconds to build the random weights. */
   build_s: number;
+}
+
+function envInt(name: string): number | null {
+  const v = process.env[name];
+  if (v === undefined || v === '') return null;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  return n;
 }
 
 function parityDir(): string {
@@ -161,11 +190,16 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
   const load0 = (await import('node:os')).loadavg()[0];
   const backend = backendInfo()?.name ?? tf.getBackend();
   // The UNet: openai's flags, checked against the released checkpoint's key list.
-  const config = configFromReference(GD_256_UNCOND_FLAGS);
+  const channels = envInt('DIFFGUIDE_SCALE_CHANNELS');
+  const config = configFromReference(
+    channels ? { ...GD_256_UNCOND_FLAGS, num_channels: channels } : GD_256_UNCOND_FLAGS,
+  );
   const shapes = unetParamShapes(config);
   const keys = readKeys('gd_256_uncond.full.keys.json');
   let keyCheck = 'key list absent (../shared/parity): built from the flags alone';
-  if (keys) {
+  if (channels)
+    keyCheck = `DIFFGUIDE_SCALE_CHANNELS=${channels}: num_channels overridden, not the released model (key list not compared)`;
+  else if (keys) {
     const d = diffKeys(shapes, new Map(Object.entries(keys).map(([k, v]) => [k, v.shape])));
     if (d.missing.length || d.unexpected.length || d.mismatched.length)
       throw new Error(
@@ -207,14 +241,25 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
   }
 
   const rows: ScaleRow[] = [];
+  let sdgReport: ScaleReport['sdg'];
   const t0 = performance.now();
   let unet: UNet | null = null;
   let clip: CLIP | null = null;
   let buildError: string | null = null;
+  const unetBytes = 4 * unetParams;
+  const clipBytes = 4 * clipParams;
+  const choice = chooseWeightMode(unetBytes + clipBytes);
+  process.stderr.write(`bench scale: UNet weights ${choice.mode} (${choice.reason})\n`);
   {
     try {
-      assertFitsWasm(weightBytes, 'the 256 px guided-diffusion UNet and CLIP ViT-B/32');
-      unet = UNet.random(config, 1, { referenceInit: false });
+      if (choice.mode === 'streamed')
+        assertFitsStreamed(
+          largestBlockBytes([...shapes].map(([k, s]) => [k, numel(s)])),
+          clipBytes,
+          'the 256 px guided-diffusion UNet and CLIP ViT-B/32',
+        );
+      else assertFitsWasm(weightBytes, 'the 256 px guided-diffusion UNet and CLIP ViT-B/32');
+      unet = UNet.random(config, 1, { referenceInit: false, stream: choice.mode === 'streamed' });
       clip = randomImageTower(clipKeys);
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
@@ -289,6 +334,7 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
       const hb = heapBytes();
       if (hb !== null) row.heap_mib = round(hb / MiB, 0);
       row.cache_mib = round(wasmCacheStats().usedBytes / MiB, 0);
+      row.rss_mib = round(process.memoryUsage().rss / MiB, 0);
       if (server) {
         try {
           const r = await server.request<{ fwd_ms?: number; guided_ms?: number; rss_mib?: number; error?: string }>({
@@ -310,6 +356,28 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
       rows.push(row);
       process.stderr.write(`bench scale: ${JSON.stringify(row)}\n`);
     }
+    const sdgSteps = envInt('DIFFGUIDE_SCALE_SDG_STEPS');
+    if (sdgSteps && unet && clip) {
+      const size = envInt('DIFFGUIDE_SCALE_SDG_SIZE') ?? Math.max(...sizes);
+      sdgReport = { size, steps: sdgSteps };
+      const noise = tf.randomNormal([1, size, size, 3], 0, 1, 'float32', 5) as tf.Tensor4D;
+      const ref = tf.tidy(() => tf.randomUniform([1, size, size, 3], -1, 1, 'float32', 6) as tf.Tensor4D);
+      try {
+        const d = makeDiffuser(unet, makeSchedule('linear', 1000), { source: 'random (bench scale)' });
+        const t1 = performance.now();
+        const r = await sdg(d, { image: clip }, { image: ref, on: 'x0', n: 1, steps: sdgSteps, noise, seed: 0 });
+        r.images.dataSync();
+        const ms = performance.now() - t1;
+        r.images.dispose();
+        sdgReport.ms = round(ms);
+        sdgReport.ms_per_step = round(ms / sdgSteps);
+      } catch (e) {
+        sdgReport.error = e instanceof Error ? e.message : String(e);
+      } finally {
+        tf.dispose([noise, ref]);
+      }
+      process.stderr.write(`bench scale: sdg ${JSON.stringify(sdgReport)}\n`);
+    }
   } finally {
     server?.close();
     unet?.dispose();
@@ -321,11 +389,14 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
     unet: { params: unetParams, weight_mib: round((4 * unetParams) / MiB, 0), key_check: keyCheck },
     clip: { params: clipParams, weight_mib: round((4 * clipParams) / MiB, 0) },
     backend,
+    weights: choice.mode,
+    weights_reason: choice.reason,
     threads: b?.threads ?? 1,
     torch,
     torch_blas: blas?.path ?? null,
     load: [round(load0, 2), round((await import('node:os')).loadavg()[0], 2)],
     rows,
+    ...(sdgReport ? { sdg: sdgReport } : {}),
     skipped: otherBackends(backend),
     build_s: round(buildS),
   };

@@ -11,6 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ParamOwner } from '../param-owner.js';
+import { HostParams } from '../host-params.js';
 import { fromTorchLayout, toTorchLayout } from '../layout.js';
 import { attention, groupNorm, linear, silu } from '../../lib/ops/nn.js';
 import { conv2d } from '../../lib/ops/conv.js';
@@ -58,6 +59,12 @@ export interface UNetApplyOptions {
 export interface UNetFromStateDictOptions {
   /** Refuse keys the config does not use (default true). */
   strict?: boolean;
+  /**
+   * Streamed weights: keep them in host (JS) memory and upload each block's weights just before it
+   * runs, freeing them right after (see `UNet.streamed`). fp16 source tensors (`sourceDtype:
+   * 'float16'`) stay fp16 in host memory. Default false (weights resident on the backend as variables).
+   */
+  stream?: boolean;
 }
 
 export interface UNetRandomOptions {
@@ -67,6 +74,8 @@ export interface UNetRandomOptions {
    * every layer at random (useful for tests, where zero layers would hide mistakes).
    */
   referenceInit?: boolean;
+  /** Streamed weights (see `UNetFromStateDictOptions.stream`); the same values as resident. Default false. */
+  stream?: boolean;
 }
 
 /** Anything state_dict-like: lib/io's StateDict, or a Map/record of {shape, data}. */
@@ -113,11 +122,44 @@ export function timestepEmbedding(t: tf.Tensor1D, dim: number, kind: UNetConfig[
 export class UNet extends ParamOwner {
   readonly config: UNetConfig;
   private readonly plan: UNetPlan;
+  /** Streamed mode: the weights in host memory (`params` is then empty). */
+  private readonly host: HostParams | null;
+  /** Streamed mode: tensors uploaded since the last `release()`. */
+  private uploads: tf.Tensor[] = [];
 
-  private constructor(plan: UNetPlan, params: Map<string, tf.Variable>) {
+  private constructor(plan: UNetPlan, params: Map<string, tf.Variable>, host: HostParams | null = null) {
     super(params);
     this.plan = plan;
     this.config = plan.config;
+    this.host = host;
+  }
+
+  /**
+   * Whether the weights are streamed: held in host (JS) memory, each block's uploaded just before it
+   * runs and freed right after, so the backend holds one block's weights at a time (what lets the
+   * 256 px guided-diffusion UNet run on the 4 GB wasm heap). Same outputs as resident weights; there
+   * are no variables (`params` is empty), so a streamed net cannot be trained. Under a gradient
+   * tape the tape keeps what the backward needs (tfjs saves its own references), so taped passes
+   * hold the weights they touch until the gradient is taken.
+   */
+  get streamed(): boolean {
+    return this.host !== null;
+  }
+
+  /** Scalars in all weights (resident or streamed). */
+  override numParams(): number {
+    return this.host ? this.host.numel() : super.numParams();
+  }
+
+  /** Host bytes of streamed weights (0 when resident). */
+  hostBytes(): number {
+    return this.host?.hostBytes() ?? 0;
+  }
+
+  override dispose(): void {
+    this.release();
+    this.host?.clear();
+    super.dispose();
   }
 
   /** Reference key -> PyTorch shape and layout, for this net's config. */
@@ -157,6 +199,18 @@ export class UNet extends ParamOwner {
       );
     }
     const byName = new Map(entries);
+    if (opts.stream) {
+      const host = new HostParams();
+      for (const [name, spec] of plan.params) {
+        const src = byName.get(name)!;
+        const data = src.data instanceof Float32Array ? src.data : Float32Array.from(src.data);
+        const f16 = (src as { sourceDtype?: string }).sourceDtype === 'float16';
+        tf.tidy(() =>
+          host.setFromTensor(name, fromTorchLayout(tf.tensor(data, spec.shape, 'float32'), spec.layout), f16),
+        );
+      }
+      return new UNet(plan, new Map(), host);
+    }
     const params = new Map<string, tf.Variable>();
     try {
       for (const [name, spec] of plan.params) {
@@ -192,6 +246,7 @@ export class UNet extends ParamOwner {
       zeroPrefixes.add(plan.outConv);
     }
     const params = new Map<string, tf.Variable>();
+    const host = opts.stream ? new HostParams() : null;
     let i = 0;
     for (const [name, spec] of plan.params) {
       const prefix = name.slice(0, name.lastIndexOf('.'));
@@ -213,11 +268,15 @@ export class UNet extends ParamOwner {
           const bound = 1 / Math.sqrt(fanIn(spec));
           t = tf.randomUniform(shape, -bound, bound, 'float32', s);
         }
+        if (host) {
+          host.setFromTensor(name, t);
+          return undefined;
+        }
         return tf.variable(t, true);
-      });
-      params.set(name, v);
+      }) as tf.Variable | undefined;
+      if (v) params.set(name, v);
     }
-    return new UNet(plan, params);
+    return new UNet(plan, params, host);
   }
 
   /** The state_dict in PyTorch layout with reference key names (float32), in reference key order. */
@@ -225,7 +284,9 @@ export class UNet extends ParamOwner {
     this.checkAlive();
     const out: StateDict = new Map();
     for (const [name, spec] of this.plan.params) {
-      const t = toTorchLayout(this.params.get(name)!, spec.layout, spec.shape);
+      const t = tf.tidy(() =>
+        toTorchLayout(this.host ? this.host.upload(name) : this.params.get(name)!, spec.layout, spec.shape),
+      );
       const data = t.dataSync() as Float32Array;
       t.dispose();
       const ht: HostTensor = {
@@ -274,12 +335,39 @@ export class UNet extends ParamOwner {
   }
 
   private p(name: string): tf.Tensor {
+    if (this.host) {
+      if (!this.host.has(name)) throw new Error(`UNet: parameter ${name} missing`);
+      const t = this.host.upload(name);
+      this.uploads.push(t);
+      return t;
+    }
     const v = this.params.get(name);
     if (!v) throw new Error(`UNet: parameter ${name} missing`);
     return v;
   }
 
+  /** Streamed mode: free the weights uploaded since the last call (their ops have run). */
+  private release(): void {
+    if (this.uploads.length === 0) return;
+    tf.dispose(this.uploads);
+    this.uploads = [];
+  }
+
   private run(
+    x: tf.Tensor4D,
+    t: tf.Tensor1D,
+    cond: UNetCond,
+    opts: UNetApplyOptions,
+    capture: Record<string, tf.Tensor> | null,
+  ): tf.Tensor4D {
+    try {
+      return this.runNet(x, t, cond, opts, capture);
+    } finally {
+      this.release();
+    }
+  }
+
+  private runNet(
     x: tf.Tensor4D,
     t: tf.Tensor1D,
     cond: UNetCond,
@@ -346,6 +434,7 @@ export class UNet extends ParamOwner {
           `UNet.apply: cond.tokens must be [${n}, L, ${c.tokenCondDim}], got [${cond.tokens.shape.join(', ')}]`,
         );
     }
+    this.release();
     const embAct = silu(emb);
     const training = !!opts.training && c.dropout > 0;
     const ctx: RunCtx = {
@@ -361,14 +450,17 @@ export class UNet extends ParamOwner {
     let hcur: tf.Tensor4D = x;
     for (const block of plan.input) {
       hcur = this.runBlock(block, hcur, ctx);
+      this.release();
       hs.push(hcur);
       if (capture) capture[block.capture] = hcur;
     }
     hcur = this.runBlock(plan.middle, hcur, ctx);
+    this.release();
     if (capture) capture[plan.middle.capture] = hcur;
     for (const block of plan.output) {
       hcur = concatChannels(hcur, hs.pop()!);
       hcur = this.runBlock(block, hcur, ctx);
+      this.release();
       if (capture) capture[block.capture] = hcur;
     }
     const hn = this.norm(hcur, plan.outNorm, ctx, true);
@@ -395,7 +487,10 @@ export class UNet extends ParamOwner {
    */
   private fastCtx(embAct: tf.Tensor2D): FastCtx {
     const emb = new Map<ResLayer, tf.Tensor2D[]>();
-    for (const l of this.resLayers) emb.set(l, this.blockEmb(l, embAct));
+    for (const l of this.resLayers) {
+      emb.set(l, this.blockEmb(l, embAct));
+      this.release();
+    }
     return { emb, groupAvg: new Map() };
   }
 
