@@ -37,7 +37,9 @@ import { Dataset } from '../lib/data/dataset.js';
 import { loadDataset, testSubsetPath } from '../lib/data/index.js';
 import { loadClipModel, loadUNetDiffuser, resolveWeights } from '../lib/models/load.js';
 import * as dclip from '../lib/methods/diffusionclip.js';
-import { indexOfFraction, type Diffuser } from '../lib/methods/common.js';
+import { DIFFUSIONCLIP_DEFAULTS as D } from '../lib/methods/diffusionclip.js';
+import { indexOfFraction } from '../lib/methods/common.js';
+import type { Diffuser } from '../lib/models/diffuser.js';
 import { DIFFUSIONCLIP_EDITS } from '../lib/eval/methods.js';
 import {
   clipExtractor,
@@ -68,6 +70,8 @@ interface Shared {
   clip: CLIP;
   judge: Judge;
   ds: Dataset;
+  /** Fine-tunes of the first two edits, made by their edit cells, used again (and disposed) by the mix cell. */
+  finetuned: Map<number, dclip.FinetuneResult>;
 }
 
 function plan(opts: GridOptions) {
@@ -167,13 +171,13 @@ const exp: Experiment<Cell, Result, Shared> = {
         iters: p.iters,
         nInv: p.ftInv,
         nTrain: p.nTrain,
-        mode: 'full',
-        lr: 3e-4,
-        clipWeight: 3,
-        l1Weight: 1,
-        t0: 0.5,
+        mode: D.mode,
+        lr: D.lr,
+        clipWeight: D.clipWeight,
+        l1Weight: D.l1Weight,
+        t0: D.t0,
       },
-      edit: { t0: 0.5, nInv: p.editSteps, nGen: p.editSteps },
+      edit: { t0: D.t0, nInv: p.editSteps, nGen: p.editSteps, modelRatio: D.modelRatio },
       edits,
       weights: {
         unet: { file: rel(p.unetFile), sha256: fileHash(p.unetFile) },
@@ -190,8 +194,8 @@ const exp: Experiment<Cell, Result, Shared> = {
     for (const t0 of p.t0s)
       for (const steps of p.stepCounts)
         for (const enc of ['ddim', 'stochastic']) out.push({ part: 'recon', enc, t0, steps, index: 0 });
-    for (let k = 0; k < p.edits; k++) out.push({ part: 'edit', enc: 'ddim', t0: 0.5, steps: p.editSteps, index: k });
-    out.push({ part: 'mix', enc: 'ddim', t0: 0.5, steps: p.editSteps, index: 0 });
+    for (let k = 0; k < p.edits; k++) out.push({ part: 'edit', enc: 'ddim', t0: D.t0, steps: p.editSteps, index: k });
+    out.push({ part: 'mix', enc: 'ddim', t0: D.t0, steps: p.editSteps, index: 0 });
     return out;
   },
   async setup(_settings, opts) {
@@ -201,9 +205,11 @@ const exp: Experiment<Cell, Result, Shared> = {
       clip: await loadClipModel(),
       judge: await loadJudge(p.judgeDir),
       ds: openData(p.data),
+      finetuned: new Map(),
     };
   },
   dispose(s) {
+    for (const f of s.finetuned.values()) f.model.unet.dispose();
     s.unet.unet.dispose();
     s.clip.dispose();
     s.judge.dispose();
@@ -212,8 +218,10 @@ const exp: Experiment<Cell, Result, Shared> = {
     const { unet, clip, judge, ds } = ctx.shared;
     const st = ctx.settings as {
       data: { reconInputs: string[] };
-      finetune: { trainImages: number; iters: number; nInv: number; nTrain: number; t0: number };
-      edit: { t0: number; nInv: number; nGen: number };
+      finetune: Required<
+        Pick<dclip.FinetuneOptions, 'iters' | 'nInv' | 'nTrain' | 'mode' | 'lr' | 'clipWeight' | 'l1Weight' | 't0'>
+      > & { trainImages: number };
+      edit: { t0: number; nInv: number; nGen: number; modelRatio?: number };
       edits: { from: string; to: string; source: string; target: string; train: string[]; inputs: string[] }[];
     };
     const images = (ids: string[]) =>
@@ -282,25 +290,25 @@ const exp: Experiment<Cell, Result, Shared> = {
       return out;
     }
 
+    // the first two edits' models are kept for the mix cell (cells run in order in one process)
     const ft = async (k: number) => {
+      const kept = ctx.shared.finetuned.get(k);
+      if (kept) return kept;
       const e = st.edits[k];
       const xs = images(e.train);
       try {
-        return await dclip.finetune(unet, clip, xs, {
-          source: e.source,
-          target: e.target,
-          t0: st.finetune.t0,
-          nInv: st.finetune.nInv,
-          nTrain: st.finetune.nTrain,
-          iters: st.finetune.iters,
-          mode: 'full',
-          onProgress,
-        });
+        const { trainImages: _, ...f } = st.finetune;
+        const r = await dclip.finetune(unet, clip, xs, { source: e.source, target: e.target, ...f, onProgress });
+        if (k < 2) ctx.shared.finetuned.set(k, r);
+        return r;
       } finally {
         xs.dispose();
       }
     };
-    const eo = { t0: st.edit.t0, nInv: st.edit.nInv, nGen: st.edit.nGen, onProgress };
+    const release = (k: number, f: dclip.FinetuneResult) => {
+      if (ctx.shared.finetuned.get(k) !== f) f.model.unet.dispose();
+    };
+    const eo = { ...st.edit, onProgress };
     if (cell.part === 'edit') {
       const e = st.edits[cell.index];
       const target = judge.config.categories.indexOf(e.to);
@@ -323,7 +331,7 @@ const exp: Experiment<Cell, Result, Shared> = {
         tf.dispose([x, inv.latent, rg.images, regen, edited]);
         return out;
       } finally {
-        f.model.unet.dispose();
+        release(cell.index, f);
       }
     }
 
@@ -337,14 +345,15 @@ const exp: Experiment<Cell, Result, Shared> = {
     try {
       const onlyA = (await dclip.edit(unet, fa.model, x, eo)).images;
       const onlyB = (await dclip.edit(unet, fb.model, x, eo)).images;
-      const half = (await dclip.mixEdit(unet, [fa.model, fb.model], [{ minT: 0, weights: [0.5, 0.5] }], x, eo)).images;
+      const half = (await dclip.mixEdit(unet, [fa.model, fb.model], [{ minFraction: 0, weights: [0.5, 0.5] }], x, eo))
+        .images;
       const byTime = (
         await dclip.mixEdit(
           unet,
           [fa.model, fb.model],
           [
-            { minT: eo.t0 / 2, weights: [1, 0] },
-            { minT: 0, weights: [0, 1] },
+            { minFraction: eo.t0 / 2, weights: [1, 0] },
+            { minFraction: 0, weights: [0, 1] },
           ],
           x,
           eo,
@@ -364,16 +373,28 @@ const exp: Experiment<Cell, Result, Shared> = {
       tf.dispose([x, onlyA, onlyB, half, byTime]);
       return out;
     } finally {
-      fa.model.unet.dispose();
-      fb.model.unet.dispose();
+      for (const [k, f] of [...ctx.shared.finetuned]) {
+        f.model.unet.dispose();
+        ctx.shared.finetuned.delete(k);
+      }
+      release(0, fa);
+      release(1, fb);
     }
   },
   merge(results, info) {
     const s = info.settings as {
       recon: { t0s: number[]; steps: number[] };
       data: { reconInputs: string[] };
-      finetune: { trainImages: number; iters: number; nTrain: number };
-      edit: { nGen: number };
+      finetune: {
+        trainImages: number;
+        iters: number;
+        nTrain: number;
+        t0: number;
+        lr: number;
+        clipWeight: number;
+        l1Weight: number;
+      };
+      edit: { nGen: number; modelRatio?: number };
       edits: { from: string; to: string }[];
     };
     const fmt = (v: number | null | undefined, d = 3) =>
@@ -456,7 +477,7 @@ const exp: Experiment<Cell, Result, Shared> = {
           `| ${r.t0} | ${r.steps} | ${r.enc === 'ddim' ? 'DDIM inversion' : 'stochastic (q sample)'} | ${fmt(r.mae, 4)} | ${fmt(r.ssim)} | ${fmt(r.judgeLpips)} |`,
       ),
       '',
-      `Manipulation after fine-tuning (${s.finetune.trainImages} training images of the source category, ${s.finetune.iters} passes, ${s.finetune.nTrain} generative steps with the gradient through the chain), edits of held-out images at t0 = 0.5 with ${s.edit.nGen} steps. Success = the judge's top category is the target; identity = SSIM and judge-feature cosine to the input.`,
+      `Manipulation after fine-tuning (${s.finetune.trainImages} training images of the source category, ${s.finetune.iters} passes, ${s.finetune.nTrain} generative steps with the gradient through the chain), edits of held-out images at t0 = ${s.finetune.t0} with ${s.edit.nGen} steps (lr ${s.finetune.lr}, CLIP weight ${s.finetune.clipWeight}, L1 weight ${s.finetune.l1Weight}, model ratio ${s.edit.modelRatio ?? 1}). Success = the judge's top category is the target; identity = SSIM and judge-feature cosine to the input.`,
       '',
       '| edit | inputs | success: input / regenerated / edited | P(target): input / regenerated / edited | SSIM to input: regenerated / edited | judge cos to input: regenerated / edited | directional CLIP |',
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',

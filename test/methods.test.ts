@@ -21,6 +21,7 @@ import {
   tinyUNetConfig,
   type Diffuser,
 } from '../lib/methods/index.js';
+import { cloneUNet } from '../lib/models/diffuser.js';
 import { sdedit, sdeditComposite } from '../lib/methods/sdedit.js';
 import { sdg } from '../lib/methods/sdg.js';
 import { sample } from '../lib/methods/sample.js';
@@ -240,9 +241,56 @@ describe('methods: DiffusionCLIP (random net)', function () {
     expect(errs[1]).to.be.below(errs[0] / 3);
   });
 
+  it('resolveDiffusionClipOptions: every default from DIFFUSIONCLIP_DEFAULTS; an out-of-range option is refused by name, before any work', async () => {
+    const D = dclip.DIFFUSIONCLIP_DEFAULTS;
+    const o = dclip.resolveDiffusionClipOptions({});
+    for (const k of Object.keys(o) as (keyof typeof o)[]) if (k !== 'idEncoder') expect(o[k], k).to.deep.equal(D[k]);
+    expect(dclip.resolveDiffusionClipOptions({ lr: 1e-3, nTrain: 3 })).to.include({ lr: 1e-3, nTrain: 3, t0: D.t0 });
+    const refused = (opts: dclip.DiffusionClipOptions) => {
+      try {
+        dclip.resolveDiffusionClipOptions(opts);
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(refused({ t0: 0 })).to.match(/^t0 must be/);
+    expect(refused({ t0: 1.5 })).to.match(/^t0 must be/);
+    expect(refused({ nTrain: 0 })).to.match(/^nTrain must be an integer >= 1/);
+    expect(refused({ iters: 2.5 })).to.match(/^iters must be/);
+    expect(refused({ lr: 0 })).to.match(/^lr must be a number > 0/);
+    expect(refused({ clipWeight: -1 })).to.match(/^clipWeight must be/);
+    expect(refused({ eta: 2 })).to.match(/^eta must be/);
+    expect(refused({ mode: 'fast' as 'full' })).to.match(/mode must be 'full' or 'perstep'/);
+    expect(refused({ idWeight: 1 })).to.match(/needs an idEncoder/);
+    expect(refused({ templates: ['a face'] })).to.match(/templates/);
+    // finetune checks first: a bad option fails before the inversion runs
+    const m = randomModels(0, { imageSize: 16, modelChannels: 32, embedDim: 32 });
+    const before = tf.memory().numTensors;
+    let msg = '';
+    try {
+      await dclip.finetune(m.unet, m.clip, img, { source: 'a', target: 'b', nTrain: 0 });
+    } catch (e) {
+      msg = (e as Error).message;
+    }
+    expect(msg).to.match(/^nTrain must be/);
+    expect(tf.memory().numTensors, 'nothing made, nothing left').to.equal(before);
+    disposeModels(m);
+  });
+
+  it('mixEdit: a segment list without minFraction 0 is refused', async () => {
+    let msg = '';
+    try {
+      await dclip.mixEdit(d, [d], [{ minFraction: 0.5, weights: [1] }], img, { nInv: 2, nGen: 2 });
+    } catch (e) {
+      msg = (e as Error).message;
+    }
+    expect(msg).to.match(/minFraction: 0/);
+  });
+
   it('delta file round-trip: base + delta == fine-tuned', async () => {
     const base = d.unet;
-    const ft = dclip.cloneUNet(base);
+    const ft = cloneUNet(base);
     // perturb the copy as a fine-tune would
     tf.tidy(() => {
       for (const [k, v] of ft.params)
@@ -399,8 +447,8 @@ describe('methods: no tensor growth over whole runs (tiny random models)', funct
           m.unet,
           [f1.model, f2.model],
           [
-            { minT: 0.3, weights: [1, 0] },
-            { minT: 0, weights: [0.5, 0.5] },
+            { minFraction: 0.3, weights: [1, 0] },
+            { minFraction: 0, weights: [0.5, 0.5] },
           ],
           img,
           { nInv: 4, nGen: 3 },

@@ -20,13 +20,13 @@ import {
 import { imageSizeOf } from '../../methods/common.js';
 import { withUNet, type Diffuser } from '../../models/diffuser.js';
 import * as dclip from '../../methods/diffusionclip.js';
+import { DIFFUSIONCLIP_DEFAULTS as D } from '../../methods/diffusionclip.js';
 import { T0_RANGE } from '../../options.js';
 
 const cmd: Command = {
   name: 'diffusionclip',
   summary: 'DiffusionCLIP: fine-tune the model with a directional CLIP loss (or load a delta) and edit images',
-  usage:
-    'diffguide diffusionclip IMAGE.png [IMAGE2.png ...] --source TEXT --target TEXT [--t0 0.5] [--n-inv 40] [--n-train 6] [--n-gen 40] [--mode full|perstep] [--model-ratio 0.5,1] [--save-delta F] [--delta F] [--latent-optim]',
+  usage: `diffguide diffusionclip IMAGE.png [IMAGE2.png ...] --source TEXT --target TEXT [--t0 ${D.t0}] [--n-inv ${D.nInv}] [--n-train ${D.nTrain}] [--n-gen ${D.nGen}] [--mode full|perstep] [--model-ratio 0.5,1] [--save-delta F] [--delta F] [--latent-optim]`,
   examples: [
     "diffguide diffusionclip face.png --source 'smiling face' --target 'angry face' --iters 5 --save-delta angry.safetensors",
     "diffguide diffusionclip other.png --source 'smiling face' --target 'angry face' --delta angry.safetensors --model-ratio 0.5,1 --n-gen 6",
@@ -37,16 +37,25 @@ const cmd: Command = {
     ...METHOD_OPTIONS,
     source: { type: 'string', help: 'text describing the inputs' },
     target: { type: 'string', help: 'text describing the edit' },
-    t0: { type: 'string', help: 'inversion depth in (0,1] (default 0.5)' },
-    'n-inv': { type: 'string', help: 'DDIM inversion steps (default 40)' },
-    'n-train': { type: 'string', help: 'generative steps during fine-tuning (default 6)' },
-    'n-gen': { type: 'string', help: 'generative steps for the edit (default 40; 6 = fast sampling)' },
-    mode: { type: 'string', help: 'full (gradient through the chain) | perstep (GPU-efficient) (default full)' },
-    iters: { type: 'string', help: 'passes over the images (default 5)' },
-    lr: { type: 'string', help: 'Adam learning rate (default 3e-4)' },
-    'clip-weight': { type: 'string', help: 'directional CLIP loss weight (default 3)' },
-    'l1-weight': { type: 'string', help: 'L1 loss weight (default 1)' },
-    'model-ratio': { type: 'string', help: 'blend(s) of fine-tuned and original, comma list (default 1)' },
+    t0: { type: 'string', help: `inversion depth in (0,1] (default ${D.t0})` },
+    'n-inv': { type: 'string', help: `DDIM inversion steps (default ${D.nInv})` },
+    'n-train': { type: 'string', help: `generative steps during fine-tuning (default ${D.nTrain})` },
+    'n-gen': { type: 'string', help: `generative steps for the edit (default ${D.nGen}; 6 = fast sampling)` },
+    mode: { type: 'string', help: `full (gradient through the chain) | perstep (GPU-efficient) (default ${D.mode})` },
+    iters: {
+      type: 'string',
+      help: `passes over the images (default ${D.iters}; with --latent-optim: Adam steps, default ${D.latentIters})`,
+    },
+    lr: {
+      type: 'string',
+      help: `Adam learning rate (default ${D.lr}; with --latent-optim ${D.latentLr})`,
+    },
+    'clip-weight': { type: 'string', help: `directional CLIP loss weight (default ${D.clipWeight})` },
+    'l1-weight': { type: 'string', help: `L1 loss weight (default ${D.l1Weight})` },
+    'model-ratio': {
+      type: 'string',
+      help: `blend(s) of fine-tuned and original, comma list (default ${D.modelRatio})`,
+    },
     'save-delta': { type: 'string', help: 'write the fine-tuned weights as a delta safetensors file' },
     delta: {
       type: 'string',
@@ -55,7 +64,7 @@ const cmd: Command = {
     },
     mix: {
       type: 'string',
-      help: "multi-attribute noise mixing of several --delta models: 'minT:w1,w2;0:w1,w2' (minT fraction of T; one segment must start at 0)",
+      help: "multi-attribute noise mixing of several --delta models: 'F:w1,w2;0:w1,w2' (each segment applies while t >= F * T, F a fraction of the schedule; one segment must start at 0)",
     },
     'latent-optim': { type: 'boolean', help: 'optimise the inverted latent instead of fine-tuning the model' },
     clip: { type: 'string', help: 'CLIP weights (default shipped weights/clip)' },
@@ -71,16 +80,17 @@ const cmd: Command = {
       if (mix && deltas.length < 2) throw new UsageError('--mix needs at least two --delta files');
       if (!deltaPath && (!source || !target))
         throw new UsageError('give --source and --target texts (or --delta FILE)');
-      const t0 = numOpt(args, 't0', 0.5, T0_RANGE);
-      const nInv = count(args, 'n-inv', 40);
-      const nGen = count(args, 'n-gen', count(args, 'steps', 40));
-      const ratios = numList(args, 'model-ratio', [1]);
-      const nTrain = count(args, 'n-train', 6);
-      const iters = count(args, 'iters', args.values['latent-optim'] ? 20 : 5);
-      const lr = numOpt(args, 'lr', args.values['latent-optim'] ? 2e-2 : 3e-4, { above: 0 });
-      const clipWeight = numOpt(args, 'clip-weight', 3);
-      const l1Weight = numOpt(args, 'l1-weight', 1);
-      const mode = choice(args, 'mode', ['full', 'perstep'] as const, 'full');
+      const latent = Boolean(args.values['latent-optim']);
+      const t0 = numOpt(args, 't0', D.t0, T0_RANGE);
+      const nInv = count(args, 'n-inv', D.nInv);
+      const nGen = count(args, 'n-gen', count(args, 'steps', D.nGen));
+      const ratios = numList(args, 'model-ratio', [D.modelRatio]);
+      const nTrain = count(args, 'n-train', D.nTrain);
+      const iters = count(args, 'iters', latent ? D.latentIters : D.iters);
+      const lr = numOpt(args, 'lr', latent ? D.latentLr : D.lr, { above: 0 });
+      const clipWeight = numOpt(args, 'clip-weight', D.clipWeight, { min: 0 });
+      const l1Weight = numOpt(args, 'l1-weight', D.l1Weight, { min: 0 });
+      const mode = choice(args, 'mode', ['full', 'perstep'] as const, D.mode);
       const seed = seedOf(args);
       const dir = outDir(args, 'diffusionclip');
       outFile(args, 'save-delta');
@@ -93,7 +103,7 @@ const cmd: Command = {
       const settings: Record<string, unknown> = { source, target, t0, nInv, nGen, seed, weights: m.unet!.source };
       let ft: Diffuser | null = null;
       try {
-        if (args.values['latent-optim']) {
+        if (latent) {
           const r = await dclip.latentOptimize(m.unet!, m.clip!, x, {
             source: source!,
             target: target!,
@@ -119,18 +129,18 @@ const cmd: Command = {
         }
         if (mix) {
           const segments = mix.split(';').map((seg) => {
-            const [minT, ws] = seg.split(':');
+            const [from, ws] = seg.split(':');
             const weights = (ws ?? '').split(',').map(Number);
             if (
-              !Number.isFinite(Number(minT)) ||
+              !Number.isFinite(Number(from)) ||
               weights.length !== deltas.length ||
               weights.some((w) => !Number.isFinite(w))
             ) {
               throw new UsageError(
-                `--mix segment '${seg}' must be minT:w1,...,w${deltas.length} (one weight per --delta)`,
+                `--mix segment '${seg}' must be F:w1,...,w${deltas.length} (F a fraction of the schedule, one weight per --delta)`,
               );
             }
-            return { minT: Number(minT), weights };
+            return { minFraction: Number(from), weights };
           });
           const models = [];
           try {
