@@ -4,7 +4,8 @@
  * of the full prepared dataset emoji32; `--quick` and `--param data=subset` use the committed test
  * subset). Parts, one cell each per (method, reference or category):
  *
- *   image   for each of R references, K samples that share their x_T across methods:
+ *   image   for each of R references (distinct emoji, one vendor's artwork each, spread over the
+ *           judge's categories: `distinctReferences`), K samples that share their x_T across methods:
  *           'sdg' (image-content guidance: cosine of noisy-CLIP embeddings of x_t and the noised
  *           reference), 'ilvr-N' (ILVR low-pass replacement at downsampling factor N), 'unguided'.
  *           Merged per method: FD to held-out real images (judge features), diversity (mean
