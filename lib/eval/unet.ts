@@ -16,6 +16,7 @@ import { qSample } from '../../samplers/core.js';
 import { judgeAccuracy } from '../train/tasks/judge.js';
 import { makeDiffuser, unetVariance, type Diffuser } from '../models/diffuser.js';
 import { sampleBatched } from '../models/sample-batched.js';
+import { DIFFUSION_DEFAULTS, scheduleSpecFromConfig } from '../models/weights-config.js';
 import type { Parameterization } from '../../samplers/model.js';
 import { frechetDistanceOfFeatures, totalVariation } from '../metrics/frechet.js';
 
@@ -56,8 +57,7 @@ export async function loadUNet(
   const net = UNet.fromStateDict(await readStateDict(path), cfg as never);
   return {
     net,
-    schedule: (cfg.schedule as ScheduleName) ?? 'cosine',
-    timesteps: (cfg.timesteps as number) ?? 1000,
+    ...scheduleSpecFromConfig(cfg), // what a config naming none means: DIFFUSION_DEFAULTS, as every loader
     config: cfg,
   };
 }
@@ -160,7 +160,7 @@ export interface UNetEvalOptions {
   /** Default 'ddim' (the model cards' protocol); 'dpm2m' as `eval methods` samples. */
   sampler?: 'ddim' | 'dpm2m';
   seed?: number;
-  /** What the net predicts (its config.json `prediction`; default eps). */
+  /** What the net predicts (its config.json `prediction`; default `DIFFUSION_DEFAULTS.unet.prediction`). */
   prediction?: Parameterization;
   onProgress?: (done: number, total: number) => void;
 }
@@ -229,7 +229,10 @@ export async function evalUNet(
   const seed = opts.seed ?? 0;
   const d = judge.featureDim;
   const schedule = makeSchedule(scheduleName, timesteps);
-  const diffuser = makeDiffuser(net, schedule, { prediction: opts.prediction ?? 'eps', variance: unetVariance(net) });
+  const diffuser = makeDiffuser(net, schedule, {
+    prediction: opts.prediction ?? DIFFUSION_DEFAULTS.unet.prediction,
+    variance: unetVariance(net),
+  });
   const s = await judgeSamples(diffuser, judge, ds, {
     n,
     steps,
@@ -248,7 +251,15 @@ export async function evalUNet(
     const m = tf.tensor(Float32Array.from(mean), [1, ds.height, ds.width, ds.channels]);
     return ds.channels === 1 ? tf.tile(m, [1, 1, 1, 3]) : m;
   });
-  const x0Rows = x0ErrorByNoiseLevel(net, schedule, opts.prediction ?? 'eps', probe, meanImage, undefined, seed);
+  const x0Rows = x0ErrorByNoiseLevel(
+    net,
+    schedule,
+    opts.prediction ?? DIFFUSION_DEFAULTS.unet.prediction,
+    probe,
+    meanImage,
+    undefined,
+    seed,
+  );
   tf.dispose([probe, meanImage]);
   const base = tf.tidy(() => {
     const shape = [ds.height, ds.width, ds.channels];

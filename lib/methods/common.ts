@@ -122,6 +122,17 @@ export function checkSteps(schedule: Schedule, steps: number, option = 'steps'):
   return checkCount(option, steps, { max: schedule.length, why: `the model's schedule has ${schedule.length} steps` });
 }
 
+/**
+ * Steps for a method's resolver: with the schedule, an integer in [1, its length] (`checkSteps`);
+ * without one (options resolved before a model is at hand), a count.
+ */
+export function checkStepsFor(schedule: Schedule | undefined, steps: number, option = 'steps'): number {
+  return schedule ? checkSteps(schedule, steps, option) : checkCount(option, steps);
+}
+
+/** Options `O` as a resolver returns them: the defaulted keys `K` present and defined. */
+export type WithDefaults<O, K extends keyof O> = Omit<O, K> & { [P in K]-?: Exclude<O[P], undefined> };
+
 /** DDIM's eta in [0, 1]: 0 deterministic, 1 DDPM-like; above 1 the step's noise exceeds what the schedule allows. */
 export function checkEta(eta: number, option = 'eta'): number {
   return checkNumber(option, eta, ETA_RANGE);

@@ -8,17 +8,18 @@ import { sampleDdpm } from '../../samplers/ddpm.js';
 import { sampleDdim } from '../../samplers/ddim.js';
 import type { Cond } from '../../samplers/model.js';
 import { Rng } from '../random.js';
-import { checkCount, checkSeed } from '../options.js';
+import { checkSeed } from '../options.js';
 import {
   DEFAULT_SEED,
   checkBatch,
   checkChoice,
   checkEta,
-  checkSteps,
   fullChain,
   imageSizeOf,
   type ProgressFn,
   stepProgress,
+  checkStepsFor,
+  type WithDefaults,
 } from './common.js';
 import { diffusionModelOf, type Diffuser } from '../models/diffuser.js';
 
@@ -60,17 +61,7 @@ export interface SampleOptions {
 }
 
 /** `SampleOptions` with every default filled in and every value checked. */
-export interface ResolvedSampleOptions extends Omit<
-  SampleOptions,
-  'n' | 'steps' | 'sampler' | 'eta' | 'clipDenoised' | 'seed'
-> {
-  n: number;
-  steps: number;
-  sampler: 'ddpm' | 'ddim';
-  eta: number;
-  clipDenoised: boolean;
-  seed: number;
-}
+export type ResolvedSampleOptions = WithDefaults<SampleOptions, keyof typeof SAMPLE_DEFAULTS>;
 
 /**
  * The options `sample` runs with: defaults from `SAMPLE_DEFAULTS`, every value range-checked (an
@@ -79,7 +70,7 @@ export interface ResolvedSampleOptions extends Omit<
 export function resolveSampleOptions(opts: SampleOptions = {}, d?: Diffuser): ResolvedSampleOptions {
   const D = SAMPLE_DEFAULTS;
   const n = checkBatch(opts.n, opts.noise, D.n);
-  const steps = d ? checkSteps(d.schedule, opts.steps ?? D.steps) : checkCount('steps', opts.steps ?? D.steps);
+  const steps = checkStepsFor(d?.schedule, opts.steps ?? D.steps);
   const sampler = checkChoice('sampler', opts.sampler ?? D.sampler, SAMPLERS);
   const eta = checkEta(opts.eta ?? D.eta);
   const seed = checkSeed('seed', opts.seed ?? D.seed);

@@ -25,7 +25,6 @@ import {
   DEFAULT_SEED,
   checkChoice,
   checkImageRange,
-  checkSteps,
   checkT0,
   fitImage,
   imageSizeOf,
@@ -34,6 +33,8 @@ import {
   subChain,
   type ProgressFn,
   stepProgress,
+  checkStepsFor,
+  type WithDefaults,
 } from './common.js';
 import { diffusionModelOf, type Diffuser } from '../models/diffuser.js';
 
@@ -87,17 +88,10 @@ export interface SDEditOptions {
 }
 
 /** `SDEditOptions` with every default filled in and every value checked. */
-export interface ResolvedSDEditOptions extends Omit<
+export type ResolvedSDEditOptions = WithDefaults<
   SDEditOptions,
-  't0' | 'steps' | 'repeats' | 'sde' | 'clipDenoised' | 'seed'
-> {
-  t0: number;
-  steps: number;
-  repeats: number;
-  sde: 'vp' | 've';
-  clipDenoised: boolean;
-  seed: number;
-}
+  Exclude<keyof typeof SDEDIT_DEFAULTS, 'keepBackground'>
+>;
 
 /**
  * The options `sdedit` runs with: defaults from `SDEDIT_DEFAULTS`, every value range-checked (an
@@ -106,7 +100,7 @@ export interface ResolvedSDEditOptions extends Omit<
 export function resolveSDEditOptions(opts: SDEditOptions = {}, d?: Diffuser): ResolvedSDEditOptions {
   const D = SDEDIT_DEFAULTS;
   const t0 = checkT0(opts.t0 ?? D.t0);
-  const steps = d ? checkSteps(d.schedule, opts.steps ?? D.steps) : checkCount('steps', opts.steps ?? D.steps);
+  const steps = checkStepsFor(d?.schedule, opts.steps ?? D.steps);
   const repeats = checkCount('repeats', opts.repeats ?? D.repeats);
   const sde = checkChoice('sde', opts.sde ?? D.sde, SDES);
   const seed = checkSeed('seed', opts.seed ?? D.seed);

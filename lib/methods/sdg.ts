@@ -20,17 +20,18 @@ import { weighted } from '../../guidance/combinators.js';
 import type { GuidanceFn } from '../../guidance/types.js';
 import { sampleDdpm } from '../../samplers/ddpm.js';
 import { sampleDdim } from '../../samplers/ddim.js';
-import { checkCount, checkNumber, checkSeed } from '../options.js';
+import { checkNumber, checkSeed } from '../options.js';
 import {
   DEFAULT_SEED,
   checkBatch,
   checkChoice,
-  checkSteps,
   fitFirst,
   fullChain,
   imageSizeOf,
   type ProgressFn,
   stepProgress,
+  checkStepsFor,
+  type WithDefaults,
 } from './common.js';
 import { diffusionModelOf, type Diffuser } from '../models/diffuser.js';
 import { startNoise } from './sample.js';
@@ -112,33 +113,8 @@ export interface SDGOptions {
   onNote?: (msg: string) => void;
 }
 
-type Defaulted =
-  | 'imageMode'
-  | 'textWeight'
-  | 'imageWeight'
-  | 'scale'
-  | 'gramScale'
-  | 'on'
-  | 'n'
-  | 'steps'
-  | 'sampler'
-  | 'normalizeGrad'
-  | 'seed';
-
 /** `SDGOptions` with every default filled in and every value checked. */
-export interface ResolvedSDGOptions extends Omit<SDGOptions, Defaulted> {
-  imageMode: 'content' | 'style';
-  textWeight: number;
-  imageWeight: number;
-  scale: number;
-  gramScale: number;
-  on: 'xt' | 'x0';
-  n: number;
-  steps: number;
-  sampler: 'ddpm' | 'ddim';
-  normalizeGrad: boolean;
-  seed: number;
-}
+export type ResolvedSDGOptions = WithDefaults<SDGOptions, keyof typeof SDG_DEFAULTS>;
 
 /**
  * The options `sdg` runs with: defaults from `SDG_DEFAULTS`, every value range-checked (an
@@ -147,7 +123,7 @@ export interface ResolvedSDGOptions extends Omit<SDGOptions, Defaulted> {
 export function resolveSDGOptions(opts: SDGOptions, d?: Diffuser): ResolvedSDGOptions {
   const D = SDG_DEFAULTS;
   const n = checkBatch(opts.n, opts.noise, D.n);
-  const steps = d ? checkSteps(d.schedule, opts.steps ?? D.steps) : checkCount('steps', opts.steps ?? D.steps);
+  const steps = checkStepsFor(d?.schedule, opts.steps ?? D.steps);
   const seed = checkSeed('seed', opts.seed ?? D.seed);
   const sampler = checkChoice('sampler', opts.sampler ?? D.sampler, SDG_SAMPLERS);
   const scale = checkNumber('scale', opts.scale ?? D.scale);

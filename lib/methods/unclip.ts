@@ -26,13 +26,14 @@ import { OptionError, checkCount, checkNumber, checkSeed } from '../options.js';
 import {
   DEFAULT_SEED,
   checkEta,
-  checkSteps,
   fitFirst,
   fullChain,
   imageSizeOf,
   slerp,
   type ProgressFn,
   stepProgress,
+  checkStepsFor,
+  type WithDefaults,
 } from './common.js';
 import { cosine, l2normalize } from '../ops/vectors.js';
 import { diffusionModelOf, unetNet, type Diffuser } from '../models/diffuser.js';
@@ -100,12 +101,7 @@ export interface DecodeOptions {
 }
 
 /** `DecodeOptions` with every default filled in and every value checked. */
-export interface ResolvedDecodeOptions extends Omit<DecodeOptions, 'decoderScale' | 'steps' | 'eta' | 'seed'> {
-  decoderScale: number;
-  steps: number;
-  eta: number;
-  seed: number;
-}
+export type ResolvedDecodeOptions = WithDefaults<DecodeOptions, keyof typeof UNCLIP_DEFAULTS.decode>;
 
 /**
  * The decoder's options: defaults from `UNCLIP_DEFAULTS.decode`, every value checked before any work
@@ -116,7 +112,7 @@ export function resolveDecodeOptions<T extends DecodeOptions>(
   d?: Diffuser,
 ): Omit<T, keyof ResolvedDecodeOptions> & ResolvedDecodeOptions {
   const D = UNCLIP_DEFAULTS.decode;
-  const steps = d ? checkSteps(d.schedule, opts.steps ?? D.steps) : checkCount('steps', opts.steps ?? D.steps);
+  const steps = checkStepsFor(d?.schedule, opts.steps ?? D.steps);
   const eta = checkEta(opts.eta ?? D.eta);
   const decoderScale = checkNumber('decoderScale', opts.decoderScale ?? D.decoderScale);
   const seed = checkSeed('seed', opts.seed ?? D.seed);
@@ -180,12 +176,7 @@ export interface PriorOptions {
 }
 
 /** `PriorOptions` with every default filled in and every value checked. */
-export interface ResolvedPriorOptions extends Omit<PriorOptions, 'priorScale' | 'priorSteps' | 'bestOf' | 'seed'> {
-  priorScale: number;
-  priorSteps: number;
-  bestOf: number;
-  seed: number;
-}
+export type ResolvedPriorOptions = WithDefaults<PriorOptions, keyof typeof UNCLIP_DEFAULTS.prior>;
 
 /**
  * The prior's options: defaults from `UNCLIP_DEFAULTS.prior`, every value checked. With the prior's
@@ -197,9 +188,7 @@ export function resolvePriorOptions<T extends PriorOptions>(
 ): Omit<T, keyof ResolvedPriorOptions> & ResolvedPriorOptions {
   const D = UNCLIP_DEFAULTS.prior;
   const bestOf = checkCount('bestOf', opts.bestOf ?? D.bestOf);
-  const priorSteps = priorSchedule
-    ? checkSteps(priorSchedule, opts.priorSteps ?? D.priorSteps, 'priorSteps')
-    : checkCount('priorSteps', opts.priorSteps ?? D.priorSteps);
+  const priorSteps = checkStepsFor(priorSchedule, opts.priorSteps ?? D.priorSteps, 'priorSteps');
   const priorScale = checkNumber('priorScale', opts.priorScale ?? D.priorScale);
   const seed = checkSeed('seed', opts.seed ?? D.seed);
   return { ...opts, bestOf, priorSteps, priorScale, seed };
