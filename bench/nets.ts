@@ -11,7 +11,8 @@
  * BLAS that torch maps: Debian's `libblas.so.3` is the unoptimised reference BLAS unless
  * `libopenblas0-pthread` is installed, which makes torch 10-15x slower on GEMMs (the bench warns).
  * The machine is shared, so each case also carries CPU time per call (ours, and PyTorch's on one thread via
- * an inline script), a like-for-like ratio that wall-clock load does not distort;
+ * an inline script, forward and forward + input gradient), a like-for-like ratio that wall-clock load
+ * distorts less (with 2 wasm threads ours includes their spin-waits: compare at DIFFGUIDE_WASM_THREADS=1);
  * `max_rel_err` is max|ours - reference| / max(1, max|reference|) of the forward output, `grad_rel_err`
  * the same for the input gradient where the io file holds it. Times are medians of `reps` calls after
  * two warm-up calls.
@@ -61,6 +62,10 @@ export interface NetsBenchCase {
   torch_fwd_cpu_ms_1thread?: number | null;
   /** fwd_cpu_ms / torch_fwd_cpu_ms_1thread */
   fwd_cpu_ratio_1thread?: number | null;
+  /** PyTorch CPU time per forward + input gradient on one thread (like `torch_fwd_cpu_ms_1thread`). */
+  torch_dx_cpu_ms_1thread?: number | null;
+  /** dx_cpu_ms / torch_dx_cpu_ms_1thread */
+  dx_cpu_ratio_1thread?: number | null;
   fwd_ratio?: number | null;
   dx_ratio?: number | null;
   torch_error?: string;
@@ -109,8 +114,9 @@ function relErr(ours: tf.Tensor, ref: IoTensor | undefined): number | null {
   });
 }
 
+/** Whether /usr/bin/python3 imports torch and numpy (5 minutes allowed: on a machine at load 40 the import took over 1). */
 function haveTorch(): boolean {
-  const r = spawnSync('/usr/bin/python3', ['-c', 'import torch, numpy'], { stdio: 'ignore', timeout: 60000 });
+  const r = spawnSync('/usr/bin/python3', ['-c', 'import torch, numpy'], { stdio: 'ignore', timeout: 300000 });
   return r.status === 0;
 }
 
@@ -154,20 +160,31 @@ def tensor(n):
     return torch.from_numpy(a.astype(a.dtype.newbyteorder("="), copy=True))
 inp = [tensor(n) for n in names]
 with torch.no_grad():
-    for _ in range(3): m(*inp)
+    for _ in range(5): m(*inp)
     c0 = time.process_time()
     for _ in range(reps): m(*inp)
-    print(json.dumps({"fwd_cpu_ms": (time.process_time() - c0) / reps * 1e3}))
+    fwd = (time.process_time() - c0) / reps * 1e3
+for p in m.parameters(): p.requires_grad_(False)
+fidx = [i for i, t in enumerate(inp) if t.is_floating_point()]
+gin = [t.clone().requires_grad_(True) if i in fidx else t for i, t in enumerate(inp)]
+def dx():
+    out = m(*gin)
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    return torch.autograd.grad(out.sum(), [gin[i] for i in fidx])
+for _ in range(5): dx()
+c0 = time.process_time()
+for _ in range(reps): dx()
+print(json.dumps({"fwd_cpu_ms": fwd, "dx_cpu_ms": (time.process_time() - c0) / reps * 1e3}))
 `;
 
-function torchCpuMs(jit: string, io: string, reps: number): number | null {
+function torchCpuMs(jit: string, io: string, reps: number): { fwd_cpu_ms: number; dx_cpu_ms: number } | null {
   const r = spawnSync('/usr/bin/python3', ['-c', TORCH_CPU_PY, jit, io, String(Math.max(reps, 3))], {
     encoding: 'utf8',
     timeout: 600000,
   });
   if (r.status !== 0) return null;
   try {
-    return (JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as { fwd_cpu_ms: number }).fwd_cpu_ms;
+    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as { fwd_cpu_ms: number; dx_cpu_ms: number };
   } catch {
     return null;
   }
@@ -327,7 +344,8 @@ function torchCase(c: NetsBenchCase, jit: string, io: string, reps: number, thre
   }
   if (errors.length) c.torch_error = errors.join('; ');
   const cpu = torchCpuMs(jit, io, reps);
-  c.torch_fwd_cpu_ms_1thread = cpu === null ? null : +cpu.toFixed(1);
+  c.torch_fwd_cpu_ms_1thread = cpu === null ? null : +cpu.fwd_cpu_ms.toFixed(1);
+  c.torch_dx_cpu_ms_1thread = cpu === null || c.dx_ms === null ? null : +cpu.dx_cpu_ms.toFixed(1);
 }
 
 /** Case names: gd_bench32, gd_bench64, ddpm_bench32, clip_bench (image and text). */
@@ -376,6 +394,10 @@ export async function run(opts: NetsBenchOptions = {}): Promise<{
     c.fwd_cpu_ratio_1thread =
       comparable && c.torch_fwd_cpu_ms_1thread && c.fwd_cpu_ms
         ? +(c.fwd_cpu_ms / c.torch_fwd_cpu_ms_1thread).toFixed(2)
+        : null;
+    c.dx_cpu_ratio_1thread =
+      comparable && c.torch_dx_cpu_ms_1thread && typeof c.dx_cpu_ms === 'number'
+        ? +(c.dx_cpu_ms / c.torch_dx_cpu_ms_1thread).toFixed(2)
         : null;
     c.fwd_ms = +c.fwd_ms.toFixed(1);
     if (c.dx_ms !== null) c.dx_ms = +c.dx_ms.toFixed(1);

@@ -16,8 +16,8 @@ const f4 = (v: number) => `(v128.const f32x4 ${v} ${v} ${v} ${v})`;
 const fmul = (a: string, b: string) => `(f32x4.mul ${a} ${b})`;
 const fadd = (a: string, b: string) => `(f32x4.add ${a} ${b})`;
 
-/** sigmoid(y) for a v128 expression y (a local's name is passed; uses locals z, k, p). */
-function sigmoidOf(y: string): string[] {
+/** sigmoid(y) into local p for the v128 local named y (uses locals z, k, r, p); shared with swish-wat.ts. */
+export function sigmoidOf(y: string): string[] {
   // exp(z), z = -y clamped to the float range: z = k ln2 + r, |r| <= ln2 / 2; exp(r) by Horner.
   const poly = [1 / 720, 1 / 120, 1 / 24, 1 / 6, 1 / 2, 1, 1];
   let horner = f4(poly[0]);

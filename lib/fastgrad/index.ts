@@ -19,6 +19,9 @@
  * - Sum (reduce.ts): sums over leading/middle axes (bias gradients) as one SIMD pass.
  * - DiffguideGroupNorm (groupnorm.ts, new): forward GroupNorm + scale-shift + SiLU in one call;
  *   DiffguideGroupNormTaped / DiffguideGroupNormGrad: the same under a tape and its gradient, one call each.
+ * - DiffguideLayerNorm / DiffguideLayerNormGrad (layernorm.ts, new): LayerNorm and its gradient, one call each.
+ * - DiffguideSwish / DiffguideSwishGrad (swish.ts, new): SiLU / QuickGELU and their gradient, one call each.
+ * - FusedConv2D / _FusedMatMul gradients (linear activation): conv and linear biases under a tape on wasm.
  * - DiffguideAdam (adam.ts, new): one Adam(W) update per parameter in one call.
  * - _FusedMatMul (matmul.ts): the stock kernel, with the right operand under a fresh id where the
  *   cache budget (wasm.ts `cacheAllowed`) has no room for XNNPACK's packed copy of it.
@@ -66,6 +69,8 @@ import {
   groupNormTapedKernel,
 } from './groupnorm.js';
 import { ADAM_KERNEL, adamKernel } from './adam.js';
+import { SWISH_GRAD_KERNEL, SWISH_KERNEL, swishGradKernel, swishKernel } from './swish.js';
+import { LAYER_NORM_GRAD_KERNEL, LAYER_NORM_KERNEL, layerNormGradKernel, layerNormKernel } from './layernorm.js';
 import {
   conv2DBackpropFilterKernel,
   conv2DBackpropInputKernel,
@@ -125,6 +130,10 @@ function installWasmKernels(): void {
   registerWasmKernel(GROUP_NORM_KERNEL, groupNormKernel as never);
   registerWasmKernel(GROUP_NORM_TAPED_KERNEL, groupNormTapedKernel as never);
   registerWasmKernel(GROUP_NORM_GRAD_KERNEL, groupNormGradKernel as never);
+  registerWasmKernel(LAYER_NORM_KERNEL, layerNormKernel as never);
+  registerWasmKernel(LAYER_NORM_GRAD_KERNEL, layerNormGradKernel as never);
+  registerWasmKernel(SWISH_KERNEL, swishKernel as never);
+  registerWasmKernel(SWISH_GRAD_KERNEL, swishGradKernel as never);
   registerWasmKernel(ADAM_KERNEL, adamKernel as never);
 }
 

@@ -88,6 +88,29 @@ export interface SimdKernels {
     silu: number,
     stats: number,
   ): void;
+  swish(src: number, dst: number, n: number, alpha: number): void;
+  swishGrad(x: number, dy: number, dx: number, n: number, alpha: number): void;
+  layerNorm(
+    src: number,
+    dst: number,
+    gamma: number,
+    beta: number,
+    stats: number,
+    r: number,
+    c: number,
+    eps: number,
+  ): void;
+  layerNormGrad(
+    x: number,
+    dy: number,
+    stats: number,
+    gamma: number,
+    dx: number,
+    dgamma: number,
+    dbeta: number,
+    r: number,
+    c: number,
+  ): void;
   groupNormGrad(
     x: number,
     dy: number,

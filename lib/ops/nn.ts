@@ -11,6 +11,8 @@ import {
   fusedGroupNormTapedApplies,
   groupNormFused,
 } from '../fastgrad/groupnorm.js';
+import { fusedLayerNormApplies, layerNormFused } from '../fastgrad/layernorm.js';
+import { fusedSwishApplies, swishFused } from '../fastgrad/swish.js';
 
 export interface GroupNormOptions {
   /** Per-sample scale-shift after the norm, y = norm(x) · scale1 + shift (guided-diffusion's scale-shift norm, scale1 = 1 + scale): [N, C] each. */
@@ -202,6 +204,8 @@ function groupNormTaped(
  *   dγ = Σ dy · x̂,  dβ = Σ dy (sums over the leading axes).
  */
 export function layerNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): T {
+  // wasm: forward and gradient as one call each (lib/fastgrad/layernorm.ts)
+  if (fusedLayerNormApplies(x)) return layerNormFused(x, gamma, beta, eps, recordingGradients());
   const shape = x.shape;
   const c = shape[shape.length - 1];
   const f = tf.customGrad(((xi: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
@@ -228,6 +232,8 @@ export function layerNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor1D, beta: t
 
 /** SiLU / swish: x * sigmoid(x). Gradient in closed form: dy · (s + y − y·s), s = sigmoid(x), y = x·s. */
 export function silu<T extends tf.Tensor>(x: T): T {
+  const taped = recordingGradients();
+  if (fusedSwishApplies(x, taped)) return swishFused(x, 1, taped); // wasm: one call each way (lib/fastgrad/swish.ts)
   return siluGrad(x) as T;
 }
 
@@ -243,6 +249,8 @@ const siluGrad = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
 
 /** CLIP's QuickGELU: x * sigmoid(1.702 x). Gradient in closed form: dy · (s + 1.702 (y − y·s)), s = sigmoid(1.702 x), y = x·s. */
 export function quickGelu<T extends tf.Tensor>(x: T): T {
+  const taped = recordingGradients();
+  if (fusedSwishApplies(x, taped)) return swishFused(x, 1.702, taped);
   return quickGeluGrad(x) as T;
 }
 
