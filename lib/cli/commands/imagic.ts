@@ -38,6 +38,10 @@ const cmd: Command = {
     'ft-lr': { type: 'string', help: `stage 2 learning rate (default ${D.ftLr})` },
     'guidance-scale': { type: 'string', help: `classifier-free scale at sampling (default ${D.guidanceScale})` },
     sampler: { type: 'string', help: `ddim | ddpm (default ${D.sampler})` },
+    start: {
+      type: 'string',
+      help: `stage 3's x_T: noise (the paper) | inversion (DDIM inversion of the input; ddim only) (default ${D.start})`,
+    },
     clip: { type: 'string', help: 'CLIP weights (default shipped weights/clip)' },
   },
   run: (args) =>
@@ -55,6 +59,7 @@ const cmd: Command = {
         ftLr: numOpt(args, 'ft-lr', D.ftLr, { above: 0 }),
         guidanceScale: numOpt(args, 'guidance-scale', D.guidanceScale),
         sampler: choice(args, 'sampler', ['ddim', 'ddpm'] as const, D.sampler),
+        start: choice(args, 'start', ['noise', 'inversion'] as const, D.start),
         steps: count(args, 'steps', D.steps),
         seed: seedOf(args),
       };
