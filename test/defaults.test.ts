@@ -13,6 +13,8 @@ import { sampleOptionsFrom } from '../lib/cli/commands/sample.js';
 import { sdeditOptionsFrom } from '../lib/cli/commands/sdedit.js';
 import { sdgOptionsFrom } from '../lib/cli/commands/sdg.js';
 import { unclipOptionsFrom } from '../lib/cli/commands/unclip.js';
+import { invertOptionsFrom } from '../lib/cli/commands/invert.js';
+import { DIFFUSIONCLIP_DEFAULTS, resolveDiffusionClipOptions } from '../lib/methods/diffusionclip.js';
 import { DEFAULT_SEED } from '../lib/methods/common.js';
 import { SAMPLE_DEFAULTS, resolveSampleOptions, sample } from '../lib/methods/sample.js';
 import { SDEDIT_DEFAULTS, resolveSDEditOptions, sdedit } from '../lib/methods/sdedit.js';
@@ -62,6 +64,12 @@ const HELP_DEFAULTS: Record<string, Record<string, unknown[]>> = {
     'prior-steps': [U.prior.priorSteps],
     'best-of': [U.prior.bestOf],
     eta: [U.decode.eta, U.variations.eta],
+  },
+  invert: {
+    seed: [DEFAULT_SEED],
+    steps: [DIFFUSIONCLIP_DEFAULTS.nInv],
+    t0: [DIFFUSIONCLIP_DEFAULTS.t0],
+    'n-inv': [DIFFUSIONCLIP_DEFAULTS.nInv],
   },
 };
 
@@ -182,6 +190,8 @@ describe('defaults: one definition per method default', function () {
     expect(unclipOptionsFrom(noArgs(), 'textDiff').thetas).to.deep.equal(
       unclip.resolveTextDiffOptions({ source: 'a', target: 'b' }).thetas,
     );
+    const c = resolveDiffusionClipOptions();
+    expect(invertOptionsFrom(noArgs())).to.deep.equal({ t0: c.t0, nInv: c.nInv, nGen: c.nInv });
     // the modes differ where the entry points do
     expect(text.n).to.not.equal(vars.n);
     expect(unclipOptionsFrom(noArgs(), 'interpolate').eta).to.equal(U.decode.eta);

@@ -376,13 +376,17 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       const ins = save(x, [capAt(0)], 'dclip-in');
       rows.push(
         await timed('inversion + regeneration (original model)', async () => {
-          const inv = await dclip.invert(unet, x, { t0: 0.5, nInv: B.nInv, onProgress });
+          const inv = await dclip.invert(unet, x, { t0: dclip.DIFFUSIONCLIP_DEFAULTS.t0, nInv: B.nInv, onProgress });
           const r = await dclip.regenerate(unet, inv, { nGen: B.nInv, onProgress });
           const lat = tf.clipByValue(inv.latent, -1, 1) as tf.Tensor4D;
           const o = [...save(lat, ['latent x_t0'], 'dclip-lat'), ...save(r.images, ['regenerated'], 'dclip-regen')];
           const err = tf.tidy(() => tf.mean(tf.abs(r.images.sub(x))).dataSync()[0]);
           tf.dispose([inv.latent, r.images, lat]);
-          return { inputs: ins, outputs: o, settings: { t0: 0.5, nInv: B.nInv, reconstructionMAE: err } };
+          return {
+            inputs: ins,
+            outputs: o,
+            settings: { t0: dclip.DIFFUSIONCLIP_DEFAULTS.t0, nInv: B.nInv, reconstructionMAE: err },
+          };
         }),
       );
       const source = 'grinning face';
@@ -394,7 +398,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
             ft = await dclip.finetune(unet, m.clip, x, {
               source,
               target,
-              t0: 0.5,
+              t0: dclip.DIFFUSIONCLIP_DEFAULTS.t0,
               nInv: B.nInv,
               nTrain: B.nTrain,
               iters: B.iters,
@@ -403,7 +407,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
             const outs: DemoImage[] = [];
             for (const ratio of [0.5, 1]) {
               const r = await dclip.edit(unet, ft.model, x, {
-                t0: 0.5,
+                t0: dclip.DIFFUSIONCLIP_DEFAULTS.t0,
                 nInv: B.nInv,
                 nGen: B.nGen,
                 modelRatio: ratio,

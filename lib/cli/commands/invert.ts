@@ -1,6 +1,6 @@
 /** `diffguide invert`: DDIM inversion of an image to t0 and regeneration (reconstruction check). */
 import * as tf from '@tensorflow/tfjs';
-import type { Command } from '../command.js';
+import type { Command, ParsedArgs } from '../command.js';
 import { note, progressBar } from '../progress.js';
 import {
   METHOD_OPTIONS,
@@ -11,33 +11,43 @@ import {
   numOpt,
   outDir,
   readInput,
+  stepsOption,
+  withDefault,
   writeOutputs,
 } from '../method-args.js';
 import { imageSizeOf, mae } from '../../methods/common.js';
 import * as dclip from '../../methods/diffusionclip.js';
+
+const D = dclip.DIFFUSIONCLIP_DEFAULTS;
+
+/** The inversion the command line asks for; absent flags fall back to `DIFFUSIONCLIP_DEFAULTS` (n-gen: to n-inv). */
+export function invertOptionsFrom(args: ParsedArgs): { t0: number; nInv: number; nGen: number } {
+  const t0 = numOpt(args, 't0', D.t0, T0_RANGE);
+  const nInv = count(args, 'n-inv', count(args, 'steps', D.nInv));
+  return { t0, nInv, nGen: count(args, 'n-gen', nInv) };
+}
 import { T0_RANGE } from '../../options.js';
 
 const cmd: Command = {
   name: 'invert',
   summary: 'DDIM-invert an image to noise level t0 and regenerate it; prints the reconstruction error',
-  usage: 'diffguide invert IMAGE.png [--t0 0.5] [--n-inv 40] [--n-gen 40]',
+  usage: 'diffguide invert IMAGE.png [--t0 T0] [--n-inv N] [--n-gen N]',
   examples: [
     'diffguide invert emoji.png --t0 0.5 --n-inv 40',
     'diffguide invert emoji.png --t0 1 --n-inv 100 --n-gen 100',
   ],
   options: {
     ...METHOD_OPTIONS,
-    t0: { type: 'string', help: 'inversion depth in (0,1] (default 0.5)' },
-    'n-inv': { type: 'string', help: 'inversion steps (default 40)' },
-    'n-gen': { type: 'string', help: 'regeneration steps (default = --n-inv)' },
+    steps: stepsOption(D.nInv, 'inversion steps (as --n-inv)'),
+    t0: { type: 'string', help: withDefault('inversion depth in (0,1]', D.t0) },
+    'n-inv': { type: 'string', help: withDefault('inversion steps', D.nInv) },
+    'n-gen': { type: 'string', help: "regeneration steps (default: --n-inv's, the chain back mirrors the inversion)" },
   },
   run: (args) =>
     guarded('invert', async () => {
       const path = args.positionals[0];
       if (!path) throw new UsageError('give an image: diffguide invert IMAGE.png');
-      const t0 = numOpt(args, 't0', 0.5, T0_RANGE);
-      const nInv = count(args, 'n-inv', count(args, 'steps', 40));
-      const nGen = count(args, 'n-gen', nInv);
+      const { t0, nInv, nGen } = invertOptionsFrom(args);
       const dir = outDir(args, 'invert');
       const m = await loadModels(args, ['unet']);
       const x = readInput(path, imageSizeOf(m.unet!), 'input');

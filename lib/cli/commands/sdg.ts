@@ -46,7 +46,7 @@ const cmd: Command = {
   name: 'sdg',
   summary: 'SDG: guide sampling with a noisy-CLIP gradient toward a text and/or a reference image',
   usage:
-    'diffguide sdg [--text T] [--image REF.png --mode content|style] [--text-weight W] [--image-weight W] [--scale S] [--n N] [--steps 100]',
+    'diffguide sdg [--text T] [--image REF.png --mode content|style] [--text-weight W] [--image-weight W] [--scale S] [--n N] [--steps S]',
   examples: [
     "diffguide sdg --text 'red heart' --n 4 --seed 1",
     'diffguide sdg --image ref.png --mode content --n 4',

@@ -71,7 +71,7 @@ const cmd: Command = {
   name: 'unclip',
   summary: 'unCLIP: text-to-image via a prior and an embedding decoder; variations, interpolations, text diffs',
   usage:
-    'diffguide unclip --text T [--n N] | --image A.png [--image2 B.png | --source S --target T] [--prior-scale 2] [--decoder-scale 3] [--best-of 2]',
+    'diffguide unclip --text T [--n N] | --image A.png [--image2 B.png | --source S --target T] [--prior-scale S] [--decoder-scale S] [--best-of K]',
   examples: [
     "diffguide unclip --text 'red heart' --n 4 --seed 1",
     'diffguide unclip --image cat.png --n 4            # variations',
