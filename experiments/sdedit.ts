@@ -31,7 +31,7 @@ import { Dataset } from '../lib/data/dataset.js';
 import { loadDataset, testSubsetPath } from '../lib/data/index.js';
 import { simulateStrokes } from '../lib/image/strokes.js';
 import { loadUNetDiffuser, resolveWeights } from '../lib/models/load.js';
-import { sdedit, sdeditComposite } from '../lib/methods/sdedit.js';
+import { SDEDIT_DEFAULTS, sdedit, sdeditComposite } from '../lib/methods/sdedit.js';
 import type { Diffuser } from '../lib/models/diffuser.js';
 import { loadJudge } from '../lib/eval/unet.js';
 import type { Judge } from '../nets/judge/model.js';
@@ -153,7 +153,7 @@ const exp: Experiment<Cell, Result, Shared> = {
     return {
       method: 'sdedit (VP, DDPM ancestral steps from t0)',
       steps: p.steps,
-      repeats: 1,
+      repeats: SDEDIT_DEFAULTS.repeats,
       t0s: p.t0s,
       seeds: p.seeds,
       guides: { source: relPath(items.path), split: 'test', n: p.n, ids: items.ids, strokes: STROKES },

@@ -32,7 +32,7 @@ import { samplesPng, stackRows } from '../lib/experiments/samples.js';
 import { Dataset } from '../lib/data/dataset.js';
 import { loadDataset, testSubsetPath } from '../lib/data/index.js';
 import { loadClipModel, loadNoisyClipModel, loadUNetDiffuser, resolveWeights } from '../lib/models/load.js';
-import { sdg } from '../lib/methods/sdg.js';
+import { SDG_DEFAULTS, sdg } from '../lib/methods/sdg.js';
 import { sample, startNoise } from '../lib/methods/sample.js';
 import { diffusionModelOf, fullChain, type Diffuser } from '../lib/methods/common.js';
 import { sampleDdpm } from '../samplers/ddpm.js';
@@ -96,7 +96,7 @@ function plan(opts: GridOptions) {
     factors: q ? [4, 8] : [4, 8, 16],
     styleRefs: int('styleRefs', 1),
     realN: int('realN', q ? 32 : 128),
-    scale: Number(opts.params.scale ?? 200),
+    scale: Number(opts.params.scale ?? SDG_DEFAULTS.scale),
     unetFile: resolveWeights('unet', opts.params.unet),
     judgeDir: opts.params.judge ?? weightsPath('judge'),
   };
@@ -294,7 +294,7 @@ const exp: Experiment<Cell, Result, Shared> = {
         images = tf.tidy(() => tf.clipByValue(out, -1, 1)) as tf.Tensor4D;
         tf.dispose([x, out]);
       } else {
-        images = (await sample(unet, { n, steps: st.steps, sampler: 'ddpm', seed, onProgress })).images;
+        images = (await sample(unet, { n, steps: st.steps, sampler: SDG_DEFAULTS.sampler, seed, onProgress })).images;
       }
       const f = judge.features(images);
       const rf = judge.features(ref);
@@ -317,7 +317,7 @@ const exp: Experiment<Cell, Result, Shared> = {
       const seed = 500 + cell.index;
       const images =
         cell.method === 'unguided'
-          ? (await sample(unet, { n, steps: st.steps, sampler: 'ddpm', seed, onProgress })).images
+          ? (await sample(unet, { n, steps: st.steps, sampler: SDG_DEFAULTS.sampler, seed, onProgress })).images
           : (
               await sdg(
                 unet,
@@ -372,7 +372,7 @@ const exp: Experiment<Cell, Result, Shared> = {
               onProgress,
             },
           );
-    const base = (await sample(unet, { n, steps: st.steps, sampler: 'ddpm', seed })).images;
+    const base = (await sample(unet, { n, steps: st.steps, sampler: SDG_DEFAULTS.sampler, seed })).images;
     const p = probs(r.images);
     const pb = probs(base);
     const refs = tf.tidy(() => tf.tile(ref, [n, 1, 1, 1])) as tf.Tensor4D;

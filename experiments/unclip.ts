@@ -34,7 +34,15 @@ import { Dataset } from '../lib/data/dataset.js';
 import { testSubsetPath } from '../lib/data/index.js';
 import { loadClipModel, loadCondDiffuser, loadPriorModel, resolveWeights } from '../lib/models/load.js';
 import type { Diffuser } from '../lib/models/diffuser.js';
-import { decode, interpolate, samplePrior, textDiff, variations, type UnclipModels } from '../lib/methods/unclip.js';
+import {
+  UNCLIP_DEFAULTS,
+  decode,
+  interpolate,
+  samplePrior,
+  textDiff,
+  variations,
+  type UnclipModels,
+} from '../lib/methods/unclip.js';
 import { l2normalize } from '../lib/methods/common.js';
 import { loadJudge } from '../lib/eval/unet.js';
 import { categoryPrompt } from '../lib/train/tasks/clip.js';
@@ -76,7 +84,8 @@ const MODE_LABEL: Record<string, string> = {
   standin: 'image decoder on text embedding (stand-in)',
 };
 const GUIDANCE_KINDS = Object.keys(MODE_LABEL);
-const PRIOR = { priorSteps: 64, priorScale: 2, bestOf: 2 };
+const { priorSteps, priorScale, bestOf } = UNCLIP_DEFAULTS.prior;
+const PRIOR = { priorSteps, priorScale, bestOf };
 
 function plan(opts: GridOptions) {
   return {
@@ -88,7 +97,7 @@ function plan(opts: GridOptions) {
     variationsEach: 4,
     interpolations: opts.quick ? 1 : 4,
     textDiffs: opts.quick ? 1 : 4,
-    frames: 5,
+    frames: UNCLIP_DEFAULTS.interpolate.frames,
     seed: METHODS_PROTOCOL.unclip.seed,
     decoderFile: resolveWeights('cond-unet', opts.params.decoder),
     // the text-conditioned decoder is a cond-unet (same loader), shipped as weights/text-unet/text-unet.safetensors
@@ -302,7 +311,12 @@ const exp: Experiment<Cell, Result, Shared> = {
       scales: p.scales,
       decoderSteps: p.steps,
       prior: p.prior,
-      variations: { sources: p.variationSources, each: p.variationsEach, eta: 1, decoderScale: 3 },
+      variations: {
+        sources: p.variationSources,
+        each: p.variationsEach,
+        eta: UNCLIP_DEFAULTS.variations.eta,
+        decoderScale: UNCLIP_DEFAULTS.decode.decoderScale,
+      },
       interpolations: p.interpolations,
       textDiffs: p.textDiffs,
       seed: p.seed,
@@ -376,7 +390,7 @@ const exp: Experiment<Cell, Result, Shared> = {
       variationsEach: st.variations.each,
       interpolations: st.interpolations,
       textDiffs: st.textDiffs,
-      frames: 5,
+      frames: UNCLIP_DEFAULTS.interpolate.frames,
       seed: st.seed,
     };
     if (GUIDANCE_KINDS.includes(cell.kind)) return guidanceCell(cell, ctx.shared, q, ctx.progress);
