@@ -13,7 +13,8 @@
  * the UNet's weights in JS memory, each block's uploaded just before it runs and freed after; CLIP's
  * image tower stays resident). Auto: streamed on wasm when the UNet's weights would leave under 2 GiB
  * of the 4 GB heap, as the 256 px UNet's 2.06 GiB do; `DIFFGUIDE_WEIGHTS=stream|resident` forces it.
- * `rss_mib`: our process's resident set after the row (host memory: streamed weights live there).
+ * `DIFFGUIDE_SCALE_HOST_F16=1` keeps the streamed weights as fp16 in host memory (half the RSS; the random
+ * draw rounded to fp16, computed in fp32 as a fp16 checkpoint would be). `rss_mib`: our process's resident set after the row (host memory: streamed weights live there).
  * Memory: `heap_mib` is the wasm heap's size after the row (it only grows: the high-water mark of
  * the process so far, weights and caches included), `tensor_peak_mib` the tfjs-counted tensor bytes
  * live at the end of each call before its intermediates go (weights included; a lower bound of the
@@ -90,6 +91,8 @@ export interface ScaleReport {
   /** The UNet's weights: resident on the backend, or streamed from JS memory per block (and why). */
   weights: WeightMode;
   weights_reason: string;
+  /** Streamed weights' dtype in host memory (`DIFFGUIDE_SCALE_HOST_F16=1`: fp16, the random draw rounded to it). */
+  host_dtype: 'float32' | 'float16';
   threads: number;
   torch: string | null;
   torch_blas: string | null;
@@ -249,6 +252,8 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
   const unetBytes = 4 * unetParams;
   const clipBytes = 4 * clipParams;
   const choice = chooseWeightMode(unetBytes + clipBytes);
+  // DIFFGUIDE_SCALE_HOST_F16=1: streamed weights kept as fp16 in host memory (the random draw rounded to fp16).
+  const hostF16 = choice.mode === 'streamed' && process.env.DIFFGUIDE_SCALE_HOST_F16 === '1';
   process.stderr.write(`bench scale: UNet weights ${choice.mode} (${choice.reason})\n`);
   {
     try {
@@ -259,7 +264,7 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
           'the 256 px guided-diffusion UNet and CLIP ViT-B/32',
         );
       else assertFitsWasm(weightBytes, 'the 256 px guided-diffusion UNet and CLIP ViT-B/32');
-      unet = UNet.random(config, 1, { referenceInit: false, stream: choice.mode === 'streamed' });
+      unet = UNet.random(config, 1, { referenceInit: false, stream: choice.mode === 'streamed', streamF16: hostF16 });
       clip = randomImageTower(clipKeys);
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
@@ -391,6 +396,7 @@ export async function run(opts: BenchOptions): Promise<ScaleReport> {
     backend,
     weights: choice.mode,
     weights_reason: choice.reason,
+    host_dtype: hostF16 ? 'float16' : 'float32',
     threads: b?.threads ?? 1,
     torch,
     torch_blas: blas?.path ?? null,

@@ -126,6 +126,24 @@ describe('UNet: streamed weights (host memory, uploaded per block)', () => {
   });
 });
 
+describe('UNet.random({stream, streamF16}): the draw rounded to fp16 in host memory', () => {
+  it('half the host bytes; the same net as resident weights rounded to fp16 (1e-6)', () => {
+    const s16 = UNet.random(CFG, 7, { referenceInit: false, stream: true, streamF16: true });
+    const r = UNet.random(CFG, 7, { referenceInit: false });
+    expect(s16.hostBytes()).to.equal(2 * r.numParams());
+    const sd = r.toStateDict();
+    for (const v of sd.values()) v.data = f16ToF32(f32ToF16(v.data as Float32Array));
+    const r16 = UNet.fromStateDict(sd, r.config);
+    const x = tf.randomNormal([1, 16, 16, 3], 0, 1, 'float32', 2) as tf.Tensor4D;
+    const t = tf.tensor1d([250]);
+    const a = r16.apply(x, t);
+    const b = s16.apply(x, t);
+    expect(maxAbsDiff(a, b)).to.be.below(1e-6);
+    tf.dispose([a, b, x, t]);
+    [s16, r, r16].forEach((u) => u.dispose());
+  });
+});
+
 describe('host-params: fp16 conversion and uploads', () => {
   it('every non-NaN binary16 pattern round-trips through float32', () => {
     const bits = new Uint16Array(65536).map((_, i) => i);

@@ -76,6 +76,11 @@ export interface UNetRandomOptions {
   referenceInit?: boolean;
   /** Streamed weights (see `UNetFromStateDictOptions.stream`); the same values as resident. Default false. */
   stream?: boolean;
+  /**
+   * With `stream`: keep the weights as fp16 in host memory (half the bytes; each weight rounded to
+   * the nearest fp16, so outputs differ from the float32 draw by that rounding). Default false.
+   */
+  streamF16?: boolean;
 }
 
 /** Anything state_dict-like: lib/io's StateDict, or a Map/record of {shape, data}. */
@@ -269,7 +274,7 @@ export class UNet extends ParamOwner {
           t = tf.randomUniform(shape, -bound, bound, 'float32', s);
         }
         if (host) {
-          host.setFromTensor(name, t);
+          host.setFromTensor(name, t, opts.streamF16 ?? false);
           return undefined;
         }
         return tf.variable(t, true);
