@@ -21,6 +21,7 @@
  * encoding, and target success vs identity for the edits) and sample sheets (recon.png, edit.png).
  * `--param unet=PATH --param judge=DIR --param data=emoji32|subset` change the inputs.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { relative } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -63,7 +64,19 @@ interface Cell {
   t0: number;
   steps: number;
   index: number;
+  /** Edit and mix cells: a hash of `tuning()` (the method's defaults they ran with), so new defaults rerun only them; recon cells: 'none'. */
+  ft: string;
 }
+
+/**
+ * The fine-tune and edit values taken from DIFFUSIONCLIP_DEFAULTS. They key the edit and mix cells
+ * (`ft`), not the settings: changing a default reruns those cells and keeps the reconstruction ones.
+ */
+function tuning() {
+  const { mode, lr, clipWeight, l1Weight, idWeight, t0, modelRatio } = D;
+  return { mode, lr, clipWeight, l1Weight, idWeight, t0, modelRatio };
+}
+const tuningKey = () => createHash('sha256').update(JSON.stringify(tuning())).digest('hex').slice(0, 12);
 type Result = JsonObject;
 interface Shared {
   unet: Diffuser;
@@ -87,7 +100,7 @@ function plan(opts: GridOptions) {
     throw new Error(
       `experiment diffusionclip: --param data=${data}: use emoji32 (the full prepared dataset) or subset (test/data/emoji32-subset.json)`,
     );
-  const edits = int('edits', 2);
+  const edits = int('edits', q ? 2 : DIFFUSIONCLIP_EDITS.length);
   if (edits < 2 || edits > DIFFUSIONCLIP_EDITS.length)
     throw new Error(
       `experiment diffusionclip: --param edits=${edits}: give 2..${DIFFUSIONCLIP_EDITS.length} (the mix needs two)`,
@@ -166,18 +179,9 @@ const exp: Experiment<Cell, Result, Shared> = {
         steps: p.stepCounts,
         note: 'inversion and regeneration both use S steps; stochastic = q(x_t0 | x0) with seeded noise, then S DDIM steps',
       },
-      finetune: {
-        trainImages: p.trainImages,
-        iters: p.iters,
-        nInv: p.ftInv,
-        nTrain: p.nTrain,
-        mode: D.mode,
-        lr: D.lr,
-        clipWeight: D.clipWeight,
-        l1Weight: D.l1Weight,
-        t0: D.t0,
-      },
-      edit: { t0: D.t0, nInv: p.editSteps, nGen: p.editSteps, modelRatio: D.modelRatio },
+      // lr, loss weights, t0, mode and model ratio: DIFFUSIONCLIP_DEFAULTS, recorded in (and keying) the edit and mix cells
+      finetune: { trainImages: p.trainImages, iters: p.iters, nInv: p.ftInv, nTrain: p.nTrain },
+      edit: { nInv: p.editSteps, nGen: p.editSteps },
       edits,
       weights: {
         unet: { file: rel(p.unetFile), sha256: fileHash(p.unetFile) },
@@ -193,9 +197,11 @@ const exp: Experiment<Cell, Result, Shared> = {
     const out: Cell[] = [];
     for (const t0 of p.t0s)
       for (const steps of p.stepCounts)
-        for (const enc of ['ddim', 'stochastic']) out.push({ part: 'recon', enc, t0, steps, index: 0 });
-    for (let k = 0; k < p.edits; k++) out.push({ part: 'edit', enc: 'ddim', t0: D.t0, steps: p.editSteps, index: k });
-    out.push({ part: 'mix', enc: 'ddim', t0: D.t0, steps: p.editSteps, index: 0 });
+        for (const enc of ['ddim', 'stochastic']) out.push({ part: 'recon', enc, t0, steps, index: 0, ft: 'none' });
+    const ft = tuningKey();
+    for (let k = 0; k < p.edits; k++)
+      out.push({ part: 'edit', enc: 'ddim', t0: D.t0, steps: p.editSteps, index: k, ft });
+    out.push({ part: 'mix', enc: 'ddim', t0: D.t0, steps: p.editSteps, index: 0, ft });
     return out;
   },
   async setup(_settings, opts) {
@@ -218,10 +224,8 @@ const exp: Experiment<Cell, Result, Shared> = {
     const { unet, clip, judge, ds } = ctx.shared;
     const st = ctx.settings as {
       data: { reconInputs: string[] };
-      finetune: Required<
-        Pick<dclip.FinetuneOptions, 'iters' | 'nInv' | 'nTrain' | 'mode' | 'lr' | 'clipWeight' | 'l1Weight' | 't0'>
-      > & { trainImages: number };
-      edit: { t0: number; nInv: number; nGen: number; modelRatio?: number };
+      finetune: { trainImages: number; iters: number; nInv: number; nTrain: number };
+      edit: { nInv: number; nGen: number };
       edits: { from: string; to: string; source: string; target: string; train: string[]; inputs: string[] }[];
     };
     const images = (ids: string[]) =>
@@ -298,7 +302,14 @@ const exp: Experiment<Cell, Result, Shared> = {
       const xs = images(e.train);
       try {
         const { trainImages: _, ...f } = st.finetune;
-        const r = await dclip.finetune(unet, clip, xs, { source: e.source, target: e.target, ...f, onProgress });
+        const { modelRatio: __, ...tuned } = tun;
+        const r = await dclip.finetune(unet, clip, xs, {
+          source: e.source,
+          target: e.target,
+          ...f,
+          ...tuned,
+          onProgress,
+        });
         if (k < 2) ctx.shared.finetuned.set(k, r);
         return r;
       } finally {
@@ -308,7 +319,8 @@ const exp: Experiment<Cell, Result, Shared> = {
     const release = (k: number, f: dclip.FinetuneResult) => {
       if (ctx.shared.finetuned.get(k) !== f) f.model.unet.dispose();
     };
-    const eo = { ...st.edit, onProgress };
+    const tun = tuning();
+    const eo = { ...st.edit, t0: tun.t0, modelRatio: tun.modelRatio, onProgress };
     if (cell.part === 'edit') {
       const e = st.edits[cell.index];
       const target = judge.config.categories.indexOf(e.to);
@@ -322,6 +334,7 @@ const exp: Experiment<Cell, Result, Shared> = {
         const dir = directionalClipSimilarity(x, edited, e.source, e.target, clipExtractor(clip));
         const out = {
           edit: `${e.from} -> ${e.to}`,
+          tuning: tun,
           losses: f.losses.map(r4),
           input: judged(x, target),
           regenerated: { ...judged(regen, target), ...identity(regen, x) },
@@ -385,16 +398,8 @@ const exp: Experiment<Cell, Result, Shared> = {
     const s = info.settings as {
       recon: { t0s: number[]; steps: number[] };
       data: { reconInputs: string[] };
-      finetune: {
-        trainImages: number;
-        iters: number;
-        nTrain: number;
-        t0: number;
-        lr: number;
-        clipWeight: number;
-        l1Weight: number;
-      };
-      edit: { nGen: number; modelRatio?: number };
+      finetune: { trainImages: number; iters: number; nTrain: number };
+      edit: { nGen: number };
       edits: { from: string; to: string }[];
     };
     const fmt = (v: number | null | undefined, d = 3) =>
@@ -432,6 +437,9 @@ const exp: Experiment<Cell, Result, Shared> = {
           directional: M(res.edited.directional ?? []),
         };
       });
+    const firstEdit = results.find((r) => r.cell.part === 'edit')?.result as
+      { tuning?: ReturnType<typeof tuning> } | undefined;
+    const tn = firstEdit?.tuning ?? tuning();
     const mixRec = results.find((r) => r.cell.part === 'mix');
     type MixScore = { a: Judged; b: Judged; ssim: number[]; cos: number[] };
     const mix = mixRec
@@ -477,7 +485,7 @@ const exp: Experiment<Cell, Result, Shared> = {
           `| ${r.t0} | ${r.steps} | ${r.enc === 'ddim' ? 'DDIM inversion' : 'stochastic (q sample)'} | ${fmt(r.mae, 4)} | ${fmt(r.ssim)} | ${fmt(r.judgeLpips)} |`,
       ),
       '',
-      `Manipulation after fine-tuning (${s.finetune.trainImages} training images of the source category, ${s.finetune.iters} passes, ${s.finetune.nTrain} generative steps with the gradient through the chain), edits of held-out images at t0 = ${s.finetune.t0} with ${s.edit.nGen} steps (lr ${s.finetune.lr}, CLIP weight ${s.finetune.clipWeight}, L1 weight ${s.finetune.l1Weight}, model ratio ${s.edit.modelRatio ?? 1}). Success = the judge's top category is the target; identity = SSIM and judge-feature cosine to the input.`,
+      `Manipulation after fine-tuning (${s.finetune.trainImages} training images of the source category, ${s.finetune.iters} passes, ${s.finetune.nTrain} generative steps with the gradient through the chain), edits of held-out images at t0 = ${tn.t0} with ${s.edit.nGen} steps (lr ${tn.lr}, CLIP weight ${tn.clipWeight}, L1 weight ${tn.l1Weight}, model ratio ${tn.modelRatio}; DIFFUSIONCLIP_DEFAULTS). Success = the judge's top category is the target; identity = SSIM and judge-feature cosine to the input.`,
       '',
       '| edit | inputs | success: input / regenerated / edited | P(target): input / regenerated / edited | SSIM to input: regenerated / edited | judge cos to input: regenerated / edited | directional CLIP |',
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
