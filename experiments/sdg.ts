@@ -97,6 +97,9 @@ function plan(opts: GridOptions) {
     styleRefs: int('styleRefs', q ? 1 : 4),
     realN: int('realN', q ? 32 : 128),
     scale: Number(opts.params.scale ?? SDG_DEFAULTS.scale),
+    // Gram guidance at SDG_DEFAULTS.gramScale (1e4) and scale 200 diverged (NaN at step 6 of 25) on one
+    // of four references (1f3aa/google); 3e3 ran on all four, as did scale 100 at 1e4.
+    styleGramScale: Number(opts.params.styleGramScale ?? 3e3),
     unetFile: resolveWeights('unet', opts.params.unet),
     judgeDir: opts.params.judge ?? weightsPath('judge'),
   };
@@ -142,13 +145,6 @@ export function distinctReferences(ds: Dataset, n: number, categories: string[])
   return out;
 }
 
-/** `n` held-out items spread evenly over the test split (categories interleave in it). */
-function spread(ds: Dataset, n: number, offset = 0): number[] {
-  const test = ds.indicesOf('test');
-  if (test.length < n) throw new Error(`experiment sdg: asked for ${n} held-out images, ${ds.name} has ${test.length}`);
-  return Array.from({ length: n }, (_, j) => test[(Math.floor((j * test.length) / n) + offset) % test.length]);
-}
-
 const r4 = (v: number) => Math.round(v * 1e4) / 1e4;
 const rows = (t: tf.Tensor2D) => (t.arraySync() as number[][]).map((r) => r.map(r4));
 
@@ -164,12 +160,17 @@ const exp: Experiment<Cell, Result, Shared> = {
     const ds = openData(p.data);
     const judgeCfg = JSON.parse(readFileSync(`${p.judgeDir}/config.json`, 'utf8')) as { categories: string[] };
     const refIds = distinctReferences(ds, p.refs, judgeCfg.categories).map((i) => ds.items[i].id);
-    const styleIds = spread(ds, p.styleRefs, 3).map((i) => ds.items[i].id);
+    // style / text + image references: spread over the distinct image references (distinct emoji, vendors alternating)
+    const styleIds = Array.from(
+      { length: p.styleRefs },
+      (_, j) => refIds[Math.floor((j * refIds.length) / p.styleRefs)],
+    );
     return {
       method:
         'sdg (DDPM ancestral, gradient shifts the mean) vs ILVR (low-pass replacement) vs unguided, same x_T per reference',
       steps: p.steps,
       scale: p.scale,
+      styleGramScale: p.styleGramScale,
       samplesPerReference: p.k,
       samplesPerCategory: p.textK,
       ilvrFactors: p.factors,
@@ -227,6 +228,7 @@ const exp: Experiment<Cell, Result, Shared> = {
     const st = ctx.settings as {
       steps: number;
       scale: number;
+      styleGramScale: number;
       samplesPerReference: number;
       samplesPerCategory: number;
       categories: string[];
@@ -356,7 +358,16 @@ const exp: Experiment<Cell, Result, Shared> = {
         ? await sdg(
             unet,
             { noisy, image: clip, text: clip },
-            { image: ref, imageMode: 'style', n, steps: st.steps, scale: st.scale, seed, onProgress },
+            {
+              image: ref,
+              imageMode: 'style',
+              gramScale: st.styleGramScale,
+              n,
+              steps: st.steps,
+              scale: st.scale,
+              seed,
+              onProgress,
+            },
           )
         : await sdg(
             unet,
