@@ -41,6 +41,34 @@ export function sigmoidOf(y: string): string[] {
   ];
 }
 
+/**
+ * Per group g (channels g·cg .. g·cg + cg - 1): sum the per-channel values at `at` into local acc,
+ * set acc to `stat` (an expression of acc) and write it to every channel of the group.
+ */
+function perGroup(at: (j: string) => string, stat: string): string[] {
+  return loop('g', get('groups'), [
+    set('acc', '(f32.const 0)'),
+    ...loop(
+      'j',
+      add(mul(get('g'), get('cg')), get('cg')),
+      [set('acc', `(f32.add ${get('acc')} (f32.load ${at(get('j'))}))`)],
+      1,
+      mul(get('g'), get('cg')),
+    ),
+    set('acc', stat),
+    ...loop(
+      'j',
+      add(mul(get('g'), get('cg')), get('cg')),
+      [`(f32.store ${at(get('j'))} ${get('acc')})`],
+      1,
+      mul(get('g'), get('cg')),
+    ),
+  ]);
+}
+
+/** acc / (l · cg): the group mean of a sum over a sample's l rows and the group's cg channels. */
+const groupMean = `(f32.div ${get('acc')} (f32.convert_i32_u ${mul(get('l'), get('cg'))}))`;
+
 function groupNormFunc(): string {
   const F = (name: string, idx: string) => add(get(name), mul(idx, i32(4))); // float address
   const S = (j: string) => F('tmp', j); // channel sums, then per-channel mean
@@ -48,28 +76,6 @@ function groupNormFunc(): string {
   const B = (j: string) => F('tmp', add(j, mul(get('c'), i32(2)))); // b
   const row = (body: string[]) => loop('i', get('l'), [set('px', add(get('xb'), mul(get('i'), get('rowb')))), ...body]);
   const vecCh = (body: string[]) => loop('j', get('c'), body, 4);
-  // Per group g (channels g·cg .. g·cg + cg - 1): reduce the per-channel values at `at` and write
-  // the group statistic to every channel of the group.
-  const perGroup = (at: (j: string) => string, stat: string) =>
-    loop('g', get('groups'), [
-      set('acc', '(f32.const 0)'),
-      ...loop(
-        'j',
-        add(mul(get('g'), get('cg')), get('cg')),
-        [set('acc', `(f32.add ${get('acc')} (f32.load ${at(get('j'))}))`)],
-        1,
-        mul(get('g'), get('cg')),
-      ),
-      set('acc', stat),
-      ...loop(
-        'j',
-        add(mul(get('g'), get('cg')), get('cg')),
-        [`(f32.store ${at(get('j'))} ${get('acc')})`],
-        1,
-        mul(get('g'), get('cg')),
-      ),
-    ]);
-  const cnt = `(f32.convert_i32_u ${mul(get('l'), get('cg'))})`;
   const perSample = [
     set('xb', add(get('src'), mul(mul(get('b'), get('l')), get('rowb')))),
     set('yb', add(get('dst'), mul(mul(get('b'), get('l')), get('rowb')))),
@@ -78,7 +84,7 @@ function groupNormFunc(): string {
     ...row(
       vecCh([`(v128.store ${S(get('j'))} ${fadd(`(v128.load ${S(get('j'))})`, `(v128.load ${F('px', get('j'))})`)})`]),
     ),
-    ...perGroup(S, `(f32.div ${get('acc')} ${cnt})`),
+    ...perGroup(S, groupMean),
     // Pass 2: channel sums of squared deviations -> group 1/sqrt(var + eps).
     ...row(
       vecCh([
@@ -86,7 +92,7 @@ function groupNormFunc(): string {
         `(v128.store ${Q(get('j'))} ${fadd(`(v128.load ${Q(get('j'))})`, fmul(get('d'), get('d')))})`,
       ]),
     ),
-    ...perGroup(Q, `(f32.div (f32.const 1) (f32.sqrt (f32.add (f32.div ${get('acc')} ${cnt}) ${get('eps')})))`),
+    ...perGroup(Q, `(f32.div (f32.const 1) (f32.sqrt (f32.add ${groupMean} ${get('eps')})))`),
     // Under a tape: keep the per-channel group mean and 1/std ([n, 2, c]) for the gradient.
     `(if ${get('stats')} (then (memory.copy ${add(get('stats'), mul(get('b'), mul(get('rowb'), i32(2))))} ${get('tmp')} ${mul(get('rowb'), i32(2))})))`,
     // Per channel: a = rstd · γ · s1, b = β · s1 + shift − mean · a.
@@ -154,25 +160,6 @@ function groupNormGradFunc(): string {
     ]);
   const vecCh = (body: string[]) => loop('j', get('c'), body, 4);
   const xhat = set('xh', fmul(`(f32x4.sub ${V('px')} ${V('mu')})`, V('rs')));
-  const perGroup = (at: (j: string) => string) =>
-    loop('g', get('groups'), [
-      set('acc', '(f32.const 0)'),
-      ...loop(
-        'j',
-        add(mul(get('g'), get('cg')), get('cg')),
-        [set('acc', `(f32.add ${get('acc')} (f32.load ${at(get('j'))}))`)],
-        1,
-        mul(get('g'), get('cg')),
-      ),
-      set('acc', `(f32.div ${get('acc')} (f32.convert_i32_u ${mul(get('l'), get('cg'))}))`),
-      ...loop(
-        'j',
-        add(mul(get('g'), get('cg')), get('cg')),
-        [`(f32.store ${at(get('j'))} ${get('acc')})`],
-        1,
-        mul(get('g'), get('cg')),
-      ),
-    ]);
   const perSample = [
     set('xb', add(get('x'), mul(mul(get('b'), get('l')), get('rowb')))),
     set('gb', add(get('dy'), mul(mul(get('b'), get('l')), get('rowb')))),
@@ -211,8 +198,8 @@ function groupNormGradFunc(): string {
       `(f32.store ${D1(get('j'))} (f32.mul (f32.load ${D1(get('j'))}) ${get('acc')}))`,
       `(f32.store ${D2(get('j'))} (f32.mul (f32.load ${D2(get('j'))}) ${get('acc')}))`,
     ]),
-    ...perGroup(D1),
-    ...perGroup(D2),
+    ...perGroup(D1, groupMean),
+    ...perGroup(D2, groupMean),
     // Pass 2: dx = r · (du·γ − m1 − x̂·m2).
     ...rows(
       vecCh([

@@ -32,9 +32,7 @@ export const FUSED_GROUP_NORM_MAX = 2 ** 18;
 
 /** Whether the fused kernel serves x [N, ..., C] here (wasm, float32, C % 4 == 0, not too large, the module loaded). */
 export function fusedGroupNormApplies(x: tf.Tensor): boolean {
-  if (tf.getBackend() !== 'wasm' || x.dtype !== 'float32' || process.env.DIFFGUIDE_SIMD_GROUPNORM === '0') return false;
-  if (x.shape[x.rank - 1] % 4 !== 0 || x.size === 0 || x.size >= FUSED_GROUP_NORM_MAX) return false;
-  return simdKernels(tf.backend() as unknown as WasmBackend) !== null;
+  return x.size < FUSED_GROUP_NORM_MAX && fusedGroupNormTapedApplies(x);
 }
 
 /** Whether the taped pair serves x [N, ..., C] here (as `fusedGroupNormApplies`, at any size: the tfjs ops it replaces make ~45 passes). */
@@ -58,6 +56,29 @@ export function groupNormTapedKernel(args: {
   return runGroupNorm(args, true);
 }
 
+/**
+ * Our SIMD kernels on `backend` (an error naming `kernel` where the module is unavailable) and the
+ * geometry of x [N, ..., C] as [N, L, C].
+ */
+function simdGeometry(backend: unknown, kernel: string, x: Info) {
+  const be = backend as WasmBackend;
+  const k = simdKernels(be);
+  if (!k) throw new Error(`${kernel}: our SIMD module is unavailable on this backend`);
+  const n = x.shape[0];
+  const c = x.shape[x.shape.length - 1];
+  return { be, k, n, l: tf.util.sizeFromShape(x.shape) / (n * c), c };
+}
+
+/** Runs `f` with the address of a scratch buffer of `floats` float32 values, freed afterwards. */
+function withScratch(be: WasmBackend, floats: number, f: (tmp: number) => void): void {
+  const tmp = be.makeOutput([floats], 'float32');
+  try {
+    f(addr(be, tmp));
+  } finally {
+    be.disposeData(tmp.dataId);
+  }
+}
+
 function runGroupNorm(
   {
     inputs,
@@ -70,17 +91,11 @@ function runGroupNorm(
   },
   withStats: boolean,
 ): Info[] {
-  const be = backend as WasmBackend;
-  const k = simdKernels(be);
-  if (!k) throw new Error(`${GROUP_NORM_KERNEL}: our SIMD module is unavailable on this backend`);
+  const { be, k, n, l, c } = simdGeometry(backend, GROUP_NORM_KERNEL, inputs.x);
   const { x, gamma, beta, scale1, shift } = inputs;
-  const n = x.shape[0];
-  const c = x.shape[x.shape.length - 1];
-  const l = tf.util.sizeFromShape(x.shape) / (n * c);
   const out = be.makeOutput(x.shape, 'float32');
   const stats = withStats ? be.makeOutput([n, 2, c], 'float32') : null;
-  const tmp = be.makeOutput([3 * c], 'float32');
-  try {
+  withScratch(be, 3 * c, (tmp) =>
     k.groupNorm(
       addr(be, x),
       addr(be, out),
@@ -88,7 +103,7 @@ function runGroupNorm(
       addr(be, beta),
       scale1 ? addr(be, scale1) : 0,
       shift ? addr(be, shift) : 0,
-      addr(be, tmp),
+      tmp,
       n,
       l,
       c,
@@ -96,10 +111,8 @@ function runGroupNorm(
       attrs.eps,
       attrs.silu ? 1 : 0,
       stats ? addr(be, stats) : 0,
-    );
-  } finally {
-    be.disposeData(tmp.dataId);
-  }
+    ),
+  );
   return stats ? [out, stats] : [out];
 }
 
@@ -116,21 +129,15 @@ export function groupNormGradKernel({
   backend: unknown;
   attrs: GroupNormAttrs;
 }): Info[] {
-  const be = backend as WasmBackend;
-  const k = simdKernels(be);
-  if (!k) throw new Error(`${GROUP_NORM_GRAD_KERNEL}: our SIMD module is unavailable on this backend`);
+  const { be, k, n, l, c } = simdGeometry(backend, GROUP_NORM_GRAD_KERNEL, inputs.x);
   const { dy, x, stats, gamma, beta, scale1, shift } = inputs;
-  const n = x.shape[0];
-  const c = x.shape[x.shape.length - 1];
-  const l = tf.util.sizeFromShape(x.shape) / (n * c);
   const ss = !!(scale1 && shift);
   const dx = be.makeOutput(x.shape, 'float32');
   const dgamma = be.makeOutput([c], 'float32');
   const dbeta = be.makeOutput([c], 'float32');
   const ds1 = ss ? be.makeOutput([n, c], 'float32') : null;
   const dsh = ss ? be.makeOutput([n, c], 'float32') : null;
-  const tmp = be.makeOutput([2 * c], 'float32');
-  try {
+  withScratch(be, 2 * c, (tmp) =>
     k.groupNormGrad(
       addr(be, x),
       addr(be, dy),
@@ -144,16 +151,14 @@ export function groupNormGradKernel({
       addr(be, dbeta),
       ds1 ? addr(be, ds1) : 0,
       dsh ? addr(be, dsh) : 0,
-      addr(be, tmp),
+      tmp,
       n,
       l,
       c,
       attrs.groups,
       attrs.silu ? 1 : 0,
-    );
-  } finally {
-    be.disposeData(tmp.dataId);
-  }
+    ),
+  );
   return ds1 && dsh ? [dx, dgamma, dbeta, ds1, dsh] : [dx, dgamma, dbeta];
 }
 

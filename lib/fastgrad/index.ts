@@ -150,6 +150,34 @@ function requireLinear(kernel: string, attrs: tf.NamedAttrMap): void {
     );
 }
 
+/** dx and dfilter of a convolution with dilations 1: the backprop kernels (on wasm ours, from forward convs). */
+function undilatedConvGrads(
+  x: tf.Tensor4D,
+  filter: tf.Tensor4D,
+  d: tf.Tensor4D,
+  attrs: tf.NamedAttrMap,
+): { x: () => tf.Tensor; filter: () => tf.Tensor } {
+  const { strides, pad, dataFormat, dimRoundingMode } = attrs as unknown as tf.Conv2DAttrs;
+  return {
+    x: () =>
+      tf.engine().runKernel('Conv2DBackpropInput', { dy: d, filter }, {
+        strides,
+        pad,
+        dataFormat,
+        dimRoundingMode,
+        inputShape: x.shape,
+      } as never) as tf.Tensor,
+    filter: () =>
+      tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: d }, {
+        strides,
+        pad,
+        dataFormat,
+        dimRoundingMode,
+        filterShape: filter.shape,
+      } as never) as tf.Tensor,
+  };
+}
+
 function installGradients(): void {
   if (gradsDone) return;
   gradsDone = true;
@@ -157,28 +185,10 @@ function installGradients(): void {
     requireLinear('FusedConv2D', attrs);
     const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
     const d = dy as tf.Tensor4D;
-    const { strides, pad, dataFormat, dimRoundingMode, dilations } = attrs as unknown as tf.Conv2DAttrs;
+    const { dataFormat, dilations } = attrs as unknown as tf.Conv2DAttrs;
     if (!allOne(dilations) || dataFormat === 'NCHW')
       throw new Error('FusedConv2D gradient: dilations > 1 or NCHW are not supported here (use tf.conv2d and an add)');
-    return {
-      x: () =>
-        tf.engine().runKernel('Conv2DBackpropInput', { dy: d, filter }, {
-          strides,
-          pad,
-          dataFormat,
-          dimRoundingMode,
-          inputShape: x.shape,
-        } as never) as tf.Tensor,
-      filter: () =>
-        tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: d }, {
-          strides,
-          pad,
-          dataFormat,
-          dimRoundingMode,
-          filterShape: filter.shape,
-        } as never) as tf.Tensor,
-      bias: () => tf.sum(d, [0, 1, 2]),
-    };
+    return { ...undilatedConvGrads(x, filter, d, attrs), bias: () => tf.sum(d, [0, 1, 2]) };
   });
   registerGrad('_FusedMatMul', ['a', 'b'], (dy, saved, attrs) => {
     requireLinear('_FusedMatMul', attrs);
@@ -203,26 +213,7 @@ function installGradients(): void {
     const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
     const d = dy as tf.Tensor4D;
     const { strides, pad, dataFormat, dimRoundingMode, dilations } = attrs as unknown as tf.Conv2DAttrs;
-    if (allOne(dilations)) {
-      return {
-        x: () =>
-          tf.engine().runKernel('Conv2DBackpropInput', { dy: d, filter }, {
-            strides,
-            pad,
-            dataFormat,
-            dimRoundingMode,
-            inputShape: x.shape,
-          } as never) as tf.Tensor,
-        filter: () =>
-          tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: d }, {
-            strides,
-            pad,
-            dataFormat,
-            dimRoundingMode,
-            filterShape: filter.shape,
-          } as never) as tf.Tensor,
-      };
-    }
+    if (allOne(dilations)) return undilatedConvGrads(x, filter, d, attrs);
     const nchw = dataFormat === 'NCHW';
     const toNhwc = (t: tf.Tensor) => (nchw ? tf.transpose(t, [0, 2, 3, 1]) : t) as tf.Tensor4D;
     const g = () => convGeometry(toNhwc(x).shape, filter.shape, strides, dilations, pad, dimRoundingMode);
