@@ -147,7 +147,8 @@ export function fileHash(path: string): string {
 let commitCache: { commit: string | null; dirty: boolean; dirtyFiles: string[] } | undefined;
 /**
  * `git rev-parse HEAD` of the package checkout (null outside git), whether tracked files differ from
- * it, and which (at most 50).
+ * it, and which (at most 50). The committed results (`experiments/results/`) are outputs, not code:
+ * a rerun that replaces them is not a dirty tree.
  */
 export function gitCommit(): { commit: string | null; dirty: boolean; dirtyFiles: string[] } {
   if (commitCache) return commitCache;
@@ -155,7 +156,10 @@ export function gitCommit(): { commit: string | null; dirty: boolean; dirtyFiles
   const r = spawnSync('git', ['rev-parse', 'HEAD'], { cwd, encoding: 'utf8' });
   const commit = r.status === 0 ? r.stdout.trim() : null;
   const s = commit
-    ? spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd, encoding: 'utf8' })
+    ? spawnSync('git', ['status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)experiments/results'], {
+        cwd,
+        encoding: 'utf8',
+      })
     : null;
   const dirtyFiles =
     s && s.status === 0
