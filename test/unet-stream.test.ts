@@ -6,7 +6,8 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { UNet, type UNetConfig } from '../nets/unet/index.js';
-import { HostParams, f16ToF32, f32ToF16 } from '../nets/host-params.js';
+import { f16ToF32, f32ToF16 } from '../lib/io/f16.js';
+import { HostParams } from '../nets/host-params.js';
 import { chooseWeightMode, WEIGHT_MODE_ENV } from '../lib/models/stream.js';
 
 // The 256 px model's structure in miniature: scale-shift norms, ResBlock up/down, attention with fixed head channels.

@@ -25,7 +25,7 @@ export {
   type ArchitectureDetector,
   type ShapeMap,
 } from './arch.js';
-export { f32ToF16, f32ToF16Bits } from './dtypes.js';
+export { f16ToF32, f32ToF16, f32ToF16Bits } from './f16.js';
 export {
   parseSafetensorsHeader,
   writeSafetensorsStreaming,

@@ -5,7 +5,8 @@
 import { promises as fsp } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { DTYPES, f32ToF16, type SourceDtype } from './dtypes.js';
+import { DTYPES, type SourceDtype } from './dtypes.js';
+import { f32ToF16 } from './f16.js';
 import { PositionalFile } from './file.js';
 import { lazyView, numel, type StorageSource } from './tensor.js';
 import { CheckpointError, type HostTensor, type LazyTensor, type StateDict } from './types.js';
