@@ -73,6 +73,18 @@ export const DIFFUSION_DEFAULTS = {
   },
 } as const;
 
+/**
+ * The schedule every model we train learns on (`train unet`, `cond-unet`, `noisy-clip`, `prior`):
+ * Improved DDPM's cosine of 1000 steps. Training writes it into the run's config, so the weights it
+ * ships name it; a config naming none still means `DIFFUSION_DEFAULTS.unet` (a converted checkpoint).
+ */
+export const TRAIN_SCHEDULE = {
+  /** Noise schedule of training (and of the config it writes). */
+  schedule: 'cosine',
+  /** Training timesteps T. */
+  timesteps: 1000,
+} as const;
+
 function pick<T>(json: ModelConfigJson | null, key: string, fallback: T): T {
   if (!json) return fallback;
   const d = json.diffusion as Record<string, unknown> | undefined;

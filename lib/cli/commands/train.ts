@@ -82,6 +82,7 @@ function cardText(model: string): { description: string; data: string; credits: 
 }
 import { MODEL_TASKS, readUNetWeights } from '../../train/tasks/registry.js';
 import { initFromUnconditional } from '../../train/tasks/cond-unet.js';
+import { TRAIN_SCHEDULE } from '../../models/weights-config.js';
 import { makeDirs } from '../../output.js';
 
 export const TRAINABLE = ['judge', 'unet'] as const;
@@ -460,12 +461,12 @@ const trainCmd: Command = {
       task = new UNetTask(net, ds, {
         batch: (saved?.batch as number) ?? batch,
         seed,
-        schedule: 'cosine',
+        schedule: TRAIN_SCHEDULE.schedule,
         prediction,
         lossWeight,
         flip,
       });
-      netConfig = { ...net.config, schedule: 'cosine', timesteps: 1000, prediction };
+      netConfig = { ...net.config, ...TRAIN_SCHEDULE, prediction };
       extraConfig = {
         model,
         data: (saved?.data as string) ?? dataSpec,

@@ -16,6 +16,7 @@ import { UNet, type UNetConfig } from '../../../nets/unet/index.js';
 import { makeSchedule, respaceEven, type Schedule } from '../../../samplers/schedule.js';
 import { diffusionModel } from '../../../samplers/model.js';
 import { diffusionTarget, qSample } from '../../../samplers/core.js';
+import { TRAIN_SCHEDULE } from '../../models/weights-config.js';
 import { makeGrid } from '../../image/grid.js';
 import { categoryPrompt, sampleCaption } from '../../data/prompts.js';
 import { cleanImageEmbeddings } from './noisy-clip.js';
@@ -113,7 +114,7 @@ export class CondUNetTask implements TrainTask<CondBatch> {
     readonly opts: CondUNetTaskOptions,
   ) {
     this.params = net.params;
-    this.schedule = makeSchedule('cosine', 1000);
+    this.schedule = makeSchedule(TRAIN_SCHEDULE.schedule, TRAIN_SCHEDULE.timesteps);
     this.embScale = opts.embScale ?? Math.sqrt(clip.embedDim);
     this.condition = opts.condition ?? 'image';
     if (!COND_UNET_CONDITIONS.includes(this.condition))

@@ -24,6 +24,7 @@ import { Prior, type PriorConfig } from '../../../nets/prior/index.js';
 import { UNet, type UNetConfig } from '../../../nets/unet/index.js';
 import { makeSchedule } from '../../../samplers/schedule.js';
 import { loadClipModel, resolveWeights } from '../../models/load.js';
+import { TRAIN_SCHEDULE } from '../../models/weights-config.js';
 import { readStateDict } from '../../io/index.js';
 import { readCheckpoint } from '../checkpoint.js';
 import { existsSync, statSync } from 'node:fs';
@@ -174,12 +175,12 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
       const noisy = NoisyCLIPImageEncoder.fromStateDict(clip.toHostStateDict() as never, clip.config, {
         seed: ctx.seed,
       });
-      const schedule = makeSchedule('cosine', 1000);
+      const schedule = makeSchedule(TRAIN_SCHEDULE.schedule, TRAIN_SCHEDULE.timesteps);
       const task = new NoisyClipTask(noisy, clip, schedule, ctx.ds, { batch: b, seed: ctx.seed });
       const net = { ...noisy.config, timeEmbedChannels: noisy.timeEmbedChannels, timeEmbedDim: noisy.timeEmbedDim };
       return {
         task: task as TrainTask<unknown>,
-        netConfig: { visual: net, schedule: 'cosine', timesteps: 1000, teacher: path },
+        netConfig: { visual: net, ...TRAIN_SCHEDULE, teacher: path },
         config: { model: 'noisy-clip', data: ctx.dataSpec, batch: b, clip: path, net },
         toStateDict: () => noisy.toHostStateDict() as unknown as StateDict,
       };
@@ -207,16 +208,16 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
         width: 256,
         depth: 4,
         hidden: 512,
-        timesteps: 1000,
+        timesteps: TRAIN_SCHEDULE.timesteps,
       };
       const prior = Prior.random(cfg, ctx.seed);
-      const task = new PriorTask(prior, clip, makeSchedule('cosine', cfg.timesteps), ctx.ds, {
+      const task = new PriorTask(prior, clip, makeSchedule(TRAIN_SCHEDULE.schedule, cfg.timesteps), ctx.ds, {
         batch: b,
         seed: ctx.seed,
       });
       return {
         task: task as TrainTask<unknown>,
-        netConfig: { ...prior.config, schedule: 'cosine', prediction: 'x0', clip: path },
+        netConfig: { ...prior.config, schedule: TRAIN_SCHEDULE.schedule, prediction: 'x0', clip: path },
         config: { model: 'prior', data: ctx.dataSpec, batch: b, clip: path, net: prior.config },
         toStateDict: () => prior.toStateDict(),
       };
@@ -257,8 +258,7 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
         task: task as TrainTask<unknown>,
         netConfig: {
           ...net.config,
-          schedule: 'cosine',
-          timesteps: 1000,
+          ...TRAIN_SCHEDULE,
           prediction,
           embScale,
           conditioning:

@@ -16,6 +16,7 @@ import { unetVariance } from '../../models/diffuser.js';
 import { ddimChainSync as ddimChain } from '../../../samplers/ddim.js';
 import { makeDiffuser } from '../../models/diffuser.js';
 import { sampleBatched } from '../../models/sample-batched.js';
+import { TRAIN_SCHEDULE } from '../../models/weights-config.js';
 import { makeGrid } from '../../image/grid.js';
 import type { TrainTask } from '../loop.js';
 
@@ -126,7 +127,7 @@ export class UNetTask implements TrainTask<UNetBatch> {
     readonly opts: UNetTaskOptions,
   ) {
     this.params = net.params;
-    this.schedule = makeSchedule(opts.schedule ?? 'cosine', opts.timesteps ?? 1000);
+    this.schedule = makeSchedule(opts.schedule ?? TRAIN_SCHEDULE.schedule, opts.timesteps ?? TRAIN_SCHEDULE.timesteps);
     this.sampler = new BatchSampler(data.indicesOf('train'), opts.batch, opts.seed);
   }
 
