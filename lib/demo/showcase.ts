@@ -11,7 +11,7 @@ import { packageRoot, packageVersion } from '../paths.js';
 import { backendInfo } from '../backend.js';
 import { Dataset } from '../data/dataset.js';
 import { testSubsetPath, preparedPath, SHOWCASE_EMOJI } from '../data/index.js';
-import { imageSizeOf, type ProgressFn } from '../methods/common.js';
+import { DEFAULT_SEED, imageSizeOf, type ProgressFn } from '../methods/common.js';
 import { type Diffuser } from '../models/diffuser.js';
 import {
   WeightsError,
@@ -40,6 +40,7 @@ export interface DemoOptions {
   randomWeights?: boolean;
   /** Minimal step counts everywhere (tests). Default false. */
   quick?: boolean;
+  /** Seed of every method's draws (`DEFAULT_SEED`). */
   seed?: number;
   /** Preloaded models (skips loading). */
   models?: ModelSet;
@@ -200,7 +201,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   makeDirs(imgDir);
   const quick = opts.quick ?? false;
   const B = budget(quick);
-  const seed = opts.seed ?? 0;
+  const seed = opts.seed ?? DEFAULT_SEED;
   const log = opts.log ?? (() => undefined);
   const own = !opts.models;
   const loaded =

@@ -53,8 +53,9 @@ export const DIFFUSIONCLIP_EDITS: readonly CategoryEdit[] = [
  * steps) are not here: each runs with its defaults (what it does when called without options), which
  * the report records.
  * - unet: the issue's 1,000 samples by DPM-Solver++(2M) at 15 log-SNR steps: the ODE DDIM (eta 0)
- *   solves, to second order; on the same x_T it matches DDIM-50's samples (see RESULTS in
- *   weights/eval-methods.json's `stepsStudy` note and the report of issue 14's session).
+ *   solves, to second order (test/eval-methods.test.ts: on an exact Gaussian-mixture denoiser it lands
+ *   nearer DDIM-1000 than DDIM-30 does; at first order it is DDIM). The model cards' unet bars sample
+ *   by DDIM 50 steps; no side-by-side of the two samplers on the shipped UNet is recorded.
  * - sdg: 4 samples per category prompt (36); the unguided baseline is `sample` with the same seeds and
  *   SDG's sampler and steps, i.e. the same x_T and step noise without the guidance.
  */

@@ -1,7 +1,7 @@
 /** `diffguide demo` (= `npm run demo`): all five methods on the shipped weights; one HTML page. */
 import type { Command } from '../command.js';
 import { progressBar } from '../progress.js';
-import { guarded, seedOf } from '../method-args.js';
+import { METHOD_OPTIONS, guarded, seedOf } from '../method-args.js';
 import { outDir } from '../command.js';
 import { runDemo } from '../../demo/showcase.js';
 
@@ -15,7 +15,7 @@ const cmd: Command = {
   ],
   options: {
     out: { type: 'string', short: 'o', help: 'output folder (default diffguide-demo)' },
-    seed: { type: 'string', help: 'random seed (default 0)' },
+    seed: METHOD_OPTIONS.seed,
     quick: { type: 'boolean', help: 'minimal step counts (a smoke test, not a showcase)' },
     'random-weights': { type: 'boolean', help: 'DEV/TEST ONLY: tiny random models instead of the shipped weights' },
   },
