@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { groupNorm } from '../lib/ops/nn.js';
 import { fusedGroupNormApplies, fusedGroupNormTapedApplies } from '../lib/fastgrad/groupnorm.js';
-import { compareWithCpu, rand } from './fastgrad_util.js';
+import { compareWithCpu, expectNoLeaks, rand } from './fastgrad_util.js';
 
 describe('fastgrad: fused forward GroupNorm on wasm matches the cpu backend', () => {
   before(function () {
@@ -107,12 +107,7 @@ describe('fastgrad: fused forward GroupNorm on wasm matches the cpu backend', ()
       groupNorm(xx, 32, gg as tf.Tensor1D, b, 1e-5, { scale1: s1, shift: sh, silu: true }).sum(),
     );
     const run = () => tf.dispose(grad([x, g]));
-    run();
-    const tensors = tf.memory().numTensors;
-    const ids = tf.engine().backend.numDataIds();
-    for (let i = 0; i < 10; i++) run();
-    expect(tf.memory().numTensors).to.equal(tensors);
-    expect(tf.engine().backend.numDataIds()).to.equal(ids);
+    expectNoLeaks(run);
     tf.dispose([x, g, b, s1, sh]);
   });
 
@@ -121,12 +116,7 @@ describe('fastgrad: fused forward GroupNorm on wasm matches the cpu backend', ()
     const g = rand([64], 7) as tf.Tensor1D;
     const b = rand([64], 8) as tf.Tensor1D;
     const run = () => tf.tidy(() => groupNorm(x, 32, g, b, 1e-5, { silu: true }).dataSync());
-    run();
-    const tensors = tf.memory().numTensors;
-    const ids = tf.engine().backend.numDataIds();
-    for (let i = 0; i < 10; i++) run();
-    expect(tf.memory().numTensors).to.equal(tensors);
-    expect(tf.engine().backend.numDataIds()).to.equal(ids);
+    expectNoLeaks(run);
     tf.dispose([x, g, b]);
   });
 });

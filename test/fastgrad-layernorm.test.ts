@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { layerNorm } from '../lib/ops/nn.js';
 import { fusedLayerNormApplies } from '../lib/fastgrad/layernorm.js';
-import { compareWithCpu, rand } from './fastgrad_util.js';
+import { compareWithCpu, expectNoLeaks, rand } from './fastgrad_util.js';
 
 describe('fastgrad: fused LayerNorm on wasm matches the cpu backend', () => {
   before(function () {
@@ -66,12 +66,7 @@ describe('fastgrad: fused LayerNorm on wasm matches the cpu backend', () => {
       tf.dispose(grad([x, g]));
       tf.tidy(() => layerNorm(x, g, b, 1e-5).dataSync());
     };
-    run();
-    const tensors = tf.memory().numTensors;
-    const ids = tf.engine().backend.numDataIds();
-    for (let i = 0; i < 10; i++) run();
-    expect(tf.memory().numTensors).to.equal(tensors);
-    expect(tf.engine().backend.numDataIds()).to.equal(ids);
+    expectNoLeaks(run);
     tf.dispose([x, g, b]);
   });
 });

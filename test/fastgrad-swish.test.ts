@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { quickGelu, silu } from '../lib/ops/nn.js';
 import { fusedSwishApplies } from '../lib/fastgrad/swish.js';
-import { compareWithCpu, rand } from './fastgrad_util.js';
+import { compareWithCpu, expectNoLeaks, rand } from './fastgrad_util.js';
 
 describe('fastgrad: fused SiLU / QuickGELU on wasm match the cpu backend', () => {
   before(function () {
@@ -54,12 +54,7 @@ describe('fastgrad: fused SiLU / QuickGELU on wasm match the cpu backend', () =>
       tf.dispose(grad(x));
       tf.tidy(() => silu(x).dataSync());
     };
-    run();
-    const tensors = tf.memory().numTensors;
-    const ids = tf.engine().backend.numDataIds();
-    for (let i = 0; i < 10; i++) run();
-    expect(tf.memory().numTensors).to.equal(tensors);
-    expect(tf.engine().backend.numDataIds()).to.equal(ids);
+    expectNoLeaks(run);
     x.dispose();
   });
 });

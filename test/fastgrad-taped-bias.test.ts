@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { conv2d, type ConvPadding } from '../lib/ops/conv.js';
 import { biasKernelUnderTape, linear } from '../lib/ops/nn.js';
-import { compareWithCpu, rand } from './fastgrad_util.js';
+import { compareWithCpu, expectNoLeaks, rand } from './fastgrad_util.js';
 
 describe('fastgrad: bias kernels under a tape on wasm match the cpu backend', () => {
   before(function () {
@@ -105,12 +105,7 @@ describe('fastgrad: bias kernels under a tape on wasm match the cpu backend', ()
       conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, { stride: 2, pad: 1 }).sum(),
     );
     const run = () => tf.dispose(grad([x, w, b]));
-    run();
-    const tensors = tf.memory().numTensors;
-    const ids = tf.engine().backend.numDataIds();
-    for (let i = 0; i < 10; i++) run();
-    expect(tf.memory().numTensors).to.equal(tensors);
-    expect(tf.engine().backend.numDataIds()).to.equal(ids);
+    expectNoLeaks(run);
     tf.dispose([x, w, b]);
   });
 });

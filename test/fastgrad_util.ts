@@ -1,5 +1,6 @@
 /** Helpers for fastgrad/ops tests: run a computation on wasm and on the cpu backend and compare. */
 import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
 import { xorshiftUniform } from '../lib/random.js';
 
 /** Deterministic pseudo-random data in [-1, 1) (no tf RNG, identical on every backend). */
@@ -60,4 +61,17 @@ export async function compareWithCpu(fn: () => tf.Tensor[], refFn: () => tf.Tens
     worst = Math.max(worst, relErr(here.values[i], ref.values[i]));
   }
   return worst;
+}
+
+/**
+ * Runs `run` once (caches warm up), then `times` more: neither the engine's tensors nor the backend's
+ * buffers may grow (diffguide's wasm kernels allocate and free below the engine).
+ */
+export function expectNoLeaks(run: () => void, times = 10): void {
+  run();
+  const tensors = tf.memory().numTensors;
+  const ids = tf.engine().backend.numDataIds();
+  for (let i = 0; i < times; i++) run();
+  expect(tf.memory().numTensors).to.equal(tensors);
+  expect(tf.engine().backend.numDataIds()).to.equal(ids);
 }

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { attention, geluErf, groupNorm, layerNorm, linear, quickGelu, silu } from '../lib/ops/nn.js';
 import { conv2d } from '../lib/ops/conv.js';
-import { compareWithCpu, rand } from './fastgrad_util.js';
+import { compareWithCpu, expectNoLeaks, rand } from './fastgrad_util.js';
 
 const TOL = 1e-5;
 
@@ -157,13 +157,7 @@ describe('lib/ops: no tensor growth', () => {
       value.dispose();
       tf.dispose(grads);
     };
-    step();
-    const before = tf.memory().numTensors;
-    // Backend-level buffers too: diffguide's wasm kernels allocate and free below the engine.
-    const dataIdsBefore = tf.engine().backend.numDataIds();
-    for (let i = 0; i < 100; i++) step();
-    expect(tf.memory().numTensors).to.equal(before);
-    expect(tf.engine().backend.numDataIds()).to.equal(dataIdsBefore);
+    expectNoLeaks(step, 100);
     tf.dispose([x, ...Object.values(vars)]);
   });
 });

@@ -37,6 +37,20 @@ const TINY: CLIPConfig = {
   transformerLayers: 1,
 };
 
+/** The cond-unet tests' tiny guided-diffusion UNet (each names its embCondDim). */
+const COND_UNET = {
+  kind: 'guided-diffusion' as const,
+  imageSize: 32,
+  inChannels: 3,
+  outChannels: 3,
+  modelChannels: 32,
+  channelMult: [1, 2],
+  numResBlocks: 1,
+  attentionDs: [2],
+  numHeadChannels: -1,
+  numHeads: 2,
+};
+
 /** Loss on one fixed batch before and after `steps` Adam steps on that batch. */
 function overfit<B>(task: TrainTask<B>, steps: number, lr: number): { before: number; after: number } {
   const batch = task.nextBatch(0, new Rng(0));
@@ -188,20 +202,8 @@ describe('training the CLIP family (tiny models, committed emoji subset)', funct
 
   it('cond-unet: embedding-conditioned eps loss decreases; init copies an unconditional UNet', () => {
     const clip = CLIP.random(TINY, 4);
-    const cfg = {
-      kind: 'guided-diffusion' as const,
-      imageSize: 32,
-      inChannels: 3,
-      outChannels: 3,
-      modelChannels: 32,
-      channelMult: [1, 2],
-      numResBlocks: 1,
-      attentionDs: [2],
-      numHeadChannels: -1,
-      numHeads: 2,
-    };
-    const uncond = UNet.random({ ...cfg, embCondDim: null }, 5);
-    const net = UNet.random({ ...cfg, embCondDim: 32 }, 6);
+    const uncond = UNet.random({ ...COND_UNET, embCondDim: null }, 5);
+    const net = UNet.random({ ...COND_UNET, embCondDim: 32 }, 6);
     const sd = new Map(
       [...uncond.toStateDict()].map(([k, v]) => [k, { shape: v.shape, data: v.data as Float32Array }]),
     );
@@ -211,7 +213,7 @@ describe('training the CLIP family (tiny models, committed emoji subset)', funct
     const a = net.toStateDict().get(k)!.data;
     expect(Array.from(a.slice(0, 5))).to.deep.equal(Array.from(sd.get(k)!.data.slice(0, 5)));
     // a training checkpoint holds our layout (conv HWIO, linear [in, out]): every tensor is copied too
-    const net2 = UNet.random({ ...cfg, embCondDim: 32 }, 7);
+    const net2 = UNet.random({ ...COND_UNET, embCondDim: 32 }, 7);
     const ours = new Map(
       [...uncond.params].map(([key, v]) => [key, { shape: v.shape, data: v.dataSync() as Float32Array }]),
     );
@@ -233,20 +235,7 @@ describe('training the CLIP family (tiny models, committed emoji subset)', funct
 
   it('cond-unet --condition text: the condition is the normalised CLIP text embedding of a caption of the item times embScale (zeros when dropped), and the loss decreases', () => {
     const clip = CLIP.random(TINY, 4);
-    const cfg = {
-      kind: 'guided-diffusion' as const,
-      imageSize: 32,
-      inChannels: 3,
-      outChannels: 3,
-      modelChannels: 32,
-      channelMult: [1, 2],
-      numResBlocks: 1,
-      attentionDs: [2],
-      numHeadChannels: -1,
-      numHeads: 2,
-      embCondDim: 32,
-    };
-    const net = UNet.random(cfg, 6);
+    const net = UNet.random({ ...COND_UNET, embCondDim: 32 }, 6);
     const task = new CondUNetTask(net, clip, ds, { batch: 8, seed: 0, condition: 'text', pDrop: 0.3, prediction: 'v' });
     expect(task.embeddings).to.equal(null);
     const b = task.nextBatch(0, new Rng(3));
