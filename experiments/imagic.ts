@@ -17,7 +17,7 @@
  * grows; Imagic lies above SDEdit at equal distance (the paper's user study prefers Imagic).
  * Writes tradeoff.svg/.png and samples.png. `--param pairs=N` uses the first N pairs (full run: 20);
  * Imagic runs with the method's defaults (IMAGIC_DEFAULTS; `--quick`: 20 / 30 / 15 steps); `--param
- * embSteps= embLr= ftSteps= ftLr= steps= guidance= start=` override them (a grid over stage settings;
+ * embSteps= embLr= ftSteps= ftLr= steps= guidance= start= guidanceFrom=` override them (a grid over stage settings;
  * `--param sdedit=0` leaves out the SDEdit cells);
  * `--param condUnet=PATH --param clip=PATH --param judge=DIR` point it at other weights.
  */
@@ -128,7 +128,7 @@ function plan(opts: GridOptions) {
 
 /**
  * Imagic's settings: the method's own defaults (IMAGIC_DEFAULTS; --quick: 20 / 30 / 15 steps), each
- * overridable with --param embSteps= embLr= ftSteps= ftLr= steps= guidance= start= (checked by resolveImagicOptions).
+ * overridable with --param embSteps= embLr= ftSteps= ftLr= steps= guidance= start= guidanceFrom= (checked by resolveImagicOptions).
  */
 function imagicSettings(opts: GridOptions) {
   const D = IMAGIC_DEFAULTS;
@@ -142,6 +142,7 @@ function imagicSettings(opts: GridOptions) {
     steps: num('steps', base.steps),
     guidanceScale: num('guidance', D.guidanceScale),
     start: (opts.params.start ?? D.start) as 'noise' | 'inversion',
+    guidanceFrom: (opts.params.guidanceFrom ?? D.guidanceFrom) as 'zero' | 'eopt',
   });
   return {
     embSteps: o.embSteps,
@@ -151,6 +152,8 @@ function imagicSettings(opts: GridOptions) {
     steps: o.steps,
     guidanceScale: o.guidanceScale,
     start: o.start,
+    // recorded (and keying the cells) only where it is not the paper's zero embedding, so stored runs stay valid
+    ...(o.guidanceFrom === 'zero' ? {} : { guidanceFrom: o.guidanceFrom }),
   };
 }
 

@@ -99,6 +99,9 @@ describe('methods: maths', () => {
     expect(() => resolveImagicOptions({ etas: [0, NaN] })).to.throw(/etas must be a number/);
     expect(() => resolveImagicOptions({ sampler: 'euler' as 'ddim' })).to.throw(/sampler must be 'ddim' or 'ddpm'/);
     expect(() => resolveImagicOptions({ seed: -1 })).to.throw(/seed must be an integer/);
+    expect(() => resolveImagicOptions({ guidanceFrom: 'uncond' as 'zero' })).to.throw(
+      /guidanceFrom must be 'zero' or 'eopt'/,
+    );
   });
 });
 
@@ -531,5 +534,15 @@ describe('methods: no tensor growth over whole runs (tiny random models)', funct
       expect(r.losses.finetune.length).to.equal(2);
       return [r.images, r.embeddings, r.eOpt, r.eTarget];
     });
+  });
+
+  it("Imagic guidanceFrom 'eopt': eta 0 samples as unguided (cond == reference); eta 1 is guided", async () => {
+    const o = { etas: [0, 1], embSteps: 2, ftSteps: 1, steps: 3, start: 'inversion' as const, seed: 3 };
+    const a = await imagic(m.cond, m.clip, img, 'a dog', { ...o, guidanceScale: 1 });
+    const b = await imagic(m.cond, m.clip, img, 'a dog', { ...o, guidanceScale: 3, guidanceFrom: 'eopt' });
+    const [a0, a1, b0, b1] = [a.images.slice(0, 1), a.images.slice(1, 1), b.images.slice(0, 1), b.images.slice(1, 1)];
+    expect(mae(a0, b0), 'eta 0: guidance from e_opt adds nothing').to.be.below(1e-5);
+    expect(mae(a1, b1), 'eta 1: the scale acts').to.be.greaterThan(1e-4);
+    tf.dispose([a0, a1, b0, b1, a.images, a.embeddings, a.eOpt, a.eTarget, b.images, b.embeddings, b.eOpt, b.eTarget]);
   });
 });

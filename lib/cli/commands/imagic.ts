@@ -37,6 +37,10 @@ const cmd: Command = {
     'emb-lr': { type: 'string', help: `stage 1 learning rate (default ${D.embLr})` },
     'ft-lr': { type: 'string', help: `stage 2 learning rate (default ${D.ftLr})` },
     'guidance-scale': { type: 'string', help: `classifier-free scale at sampling (default ${D.guidanceScale})` },
+    'guidance-from': {
+      type: 'string',
+      help: `the guidance's reference branch: zero (classifier-free, the paper) | eopt (amplify only the step from e_opt; eta 0 unguided) (default ${D.guidanceFrom})`,
+    },
     sampler: { type: 'string', help: `ddim | ddpm (default ${D.sampler})` },
     start: {
       type: 'string',
@@ -58,6 +62,7 @@ const cmd: Command = {
         embLr: numOpt(args, 'emb-lr', D.embLr, { above: 0 }),
         ftLr: numOpt(args, 'ft-lr', D.ftLr, { above: 0 }),
         guidanceScale: numOpt(args, 'guidance-scale', D.guidanceScale),
+        guidanceFrom: choice(args, 'guidance-from', ['zero', 'eopt'] as const, D.guidanceFrom),
         sampler: choice(args, 'sampler', ['ddim', 'ddpm'] as const, D.sampler),
         start: choice(args, 'start', ['noise', 'inversion'] as const, D.start),
         steps: count(args, 'steps', D.steps),
