@@ -79,10 +79,12 @@ if [ "$DO_PACK" = 1 ]; then
     rm -rf "$t"
   fi
   if ! ls "$PACK"/gl/*.deb >/dev/null 2>&1; then
-    mkdir -p /tmp/amd64/partial
-    o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64)
+    lists=$(mktemp -d)
+    mkdir -p "$lists/partial"
+    o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists="$lists")
     apt-get "${o[@]}" update -qq
     (cd "$PACK/gl" && apt-get "${o[@]}" download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
+    rm -rf "$lists"
   fi
   tree=$(git ls-files -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
   pack=$(du -sb "$PACK" | cut -f1)
@@ -94,7 +96,7 @@ fi
 # ---------------------------------------------------------------- the check (there)
 mkdir -p "$OUTDIR"
 LOG=$OUTDIR/gpu-check.log
-WORK=$(mktemp -d /tmp/gpucheck.XXXXXX)
+WORK=$(mktemp -d -t gpucheck.XXXXXX)
 : >"$LOG"
 log() { echo "[gpu-check $(date -u +%H:%M:%S)] $*" | tee -a "$LOG" >&2; }
 FAILED=0
@@ -114,11 +116,12 @@ fi
 # Node: the machine's, else the packed one.
 if ! command -v node >/dev/null 2>&1; then
   [ -s "$PACK/node.xz" ] || { log "no node and no $PACK/node.xz (run --pack here first)"; exit 100; }
-  mkdir -p /tmp/gpucheck-node/bin
-  xz -dc "$PACK/node.xz" >/tmp/gpucheck-node/bin/node 2>/dev/null ||
-    python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$PACK/node.xz" /tmp/gpucheck-node/bin/node
-  chmod +x /tmp/gpucheck-node/bin/node
-  export PATH=/tmp/gpucheck-node/bin:$PATH
+  nodebin=$WORK/node/bin
+  mkdir -p "$nodebin"
+  xz -dc "$PACK/node.xz" >"$nodebin/node" 2>/dev/null ||
+    python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$PACK/node.xz" "$nodebin/node"
+  chmod +x "$nodebin/node"
+  export PATH=$nodebin:$PATH
   log "node from $PACK/node.xz"
 fi
 log "node $(node --version)"
