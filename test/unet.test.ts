@@ -683,4 +683,38 @@ describe('unet: loading errors, gradients, memory', () => {
     tf.dispose([x, t, y, tokens]);
     net.dispose();
   });
+
+  it('a forward holds the skips and one block at a time, not every intermediate (peak bytes)', async () => {
+    // Without per-block scopes this net's forward peaked at ~11x its block outputs (31 MiB over 2.9 on wasm);
+    // a 256 px net then fills the 4 GiB wasm heap.
+    const net = UNet.random(
+      {
+        kind: 'guided-diffusion',
+        modelChannels: 32,
+        channelMult: [1, 2, 2],
+        numResBlocks: 2,
+        attentionDs: [4],
+        numHeadChannels: 16,
+        useScaleShiftNorm: true,
+        resblockUpdown: true,
+        learnSigma: true,
+        outChannels: 6,
+      },
+      7,
+      { referenceInit: false },
+    );
+    const x = tf.randomNormal([2, 32, 32, 3]) as tf.Tensor4D;
+    const t = tf.tensor1d([10, 500]);
+    const { out, intermediates } = net.applyWithIntermediates(x, t);
+    const blocks = Object.values(intermediates).filter((v) => v.rank === 4);
+    const blockBytes = blocks.reduce((a, v) => a + 4 * v.size, 0);
+    const largest = Math.max(...blocks.map((v) => 4 * v.size));
+    tf.dispose([out, ...Object.values(intermediates)]);
+    const base = tf.memory().numBytes;
+    const info = await tf.profile(() => net.apply(x, t));
+    (info.result as tf.Tensor).dispose();
+    expect(info.peakBytes - base).to.be.below(blockBytes + 20 * largest);
+    tf.dispose([x, t]);
+    net.dispose();
+  });
 });

@@ -22,9 +22,9 @@ export interface GroupNormOptions {
   silu?: boolean;
   /**
    * Forward-only path: a cache of block-diagonal group-averaging matrices [C, C] by channel count
-   * (one product gives the group means already broadcast per channel). Matrices are made in the
-   * current tf.tidy scope, so the cache must not outlive it (the UNet keeps one per forward); without
-   * it the group means are reduced and tiled.
+   * (one product gives the group means already broadcast per channel). Matrices are kept (`tf.keep`) so
+   * one cache can serve nested tidy scopes; its owner disposes them (the UNet keeps one per forward).
+   * Without it the group means are reduced and tiled.
    */
   groupAverager?: Map<number, tf.Tensor2D>;
 }
@@ -144,7 +144,7 @@ class GroupGeometry {
       const v = new Float32Array(c * c);
       for (let i = 0; i < c; i++)
         for (let j = 0; j < c; j++) if (Math.floor(i / cg) === Math.floor(j / cg)) v[i * c + j] = 1 / cg;
-      p = tf.tensor2d(v, [c, c]);
+      p = tf.keep(tf.tensor2d(v, [c, c]));
       averagers.set(c, p);
     }
     return tf.matMul(m, p);

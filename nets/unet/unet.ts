@@ -451,25 +451,58 @@ export class UNet extends ParamOwner {
       fast: training || recordingGradients() ? null : this.fastCtx(embAct),
     };
 
-    const hs: tf.Tensor4D[] = [];
-    let hcur: tf.Tensor4D = x;
-    for (const block of plan.input) {
-      hcur = this.runBlock(block, hcur, ctx);
+    try {
+      // Each block runs in its own tidy scope, so only block outputs (the skips) outlive it: at 256 px one
+      // ResBlock's intermediates are ~1.5 GiB. Under a tape the tensors gradients need are kept by the
+      // engine (saved copies), so the scopes are safe there too.
+      const hs: tf.Tensor4D[] = [];
+      let hcur: tf.Tensor4D = x;
+      for (const block of plan.input) {
+        hcur = tf.tidy(() => this.runBlock(block, hcur, ctx));
+        this.release();
+        hs.push(hcur);
+        if (capture) capture[block.capture] = hcur;
+      }
+      const afterMiddle = tf.tidy(() => this.runBlock(plan.middle, hcur, ctx));
       this.release();
-      hs.push(hcur);
-      if (capture) capture[block.capture] = hcur;
+      this.dropConsumed(hcur, x, hs, capture, ctx);
+      hcur = afterMiddle;
+      if (capture) capture[plan.middle.capture] = hcur;
+      for (const block of plan.output) {
+        const skip = hs.pop()!;
+        const next = tf.tidy(() => this.runBlock(block, concatChannels(hcur, skip), ctx));
+        this.release();
+        this.dropConsumed(hcur, x, hs, capture, ctx);
+        this.dropConsumed(skip, x, hs, capture, ctx);
+        hcur = next;
+        if (capture) capture[block.capture] = hcur;
+      }
+      return tf.tidy(() => {
+        const hn = this.norm(hcur, plan.outNorm, ctx, true);
+        return conv2d(
+          hn,
+          this.p(`${plan.outConv}.weight`) as tf.Tensor4D,
+          this.p(`${plan.outConv}.bias`) as tf.Tensor1D,
+        );
+      });
+    } finally {
+      if (ctx.fast) for (const m of ctx.fast.groupAvg.values()) m.dispose();
     }
-    hcur = this.runBlock(plan.middle, hcur, ctx);
-    this.release();
-    if (capture) capture[plan.middle.capture] = hcur;
-    for (const block of plan.output) {
-      hcur = concatChannels(hcur, hs.pop()!);
-      hcur = this.runBlock(block, hcur, ctx);
-      this.release();
-      if (capture) capture[block.capture] = hcur;
-    }
-    const hn = this.norm(hcur, plan.outNorm, ctx, true);
-    return conv2d(hn, this.p(`${plan.outConv}.weight`) as tf.Tensor4D, this.p(`${plan.outConv}.bias`) as tf.Tensor1D);
+  }
+
+  /**
+   * Forward-only path: free an activation no later block reads (the caller's input, a captured
+   * intermediate and a skip still waiting stay). Under a tape everything stays for the enclosing scope.
+   */
+  private dropConsumed(
+    t: tf.Tensor4D,
+    input: tf.Tensor4D,
+    pending: tf.Tensor4D[],
+    capture: Record<string, tf.Tensor> | null,
+    ctx: RunCtx,
+  ): void {
+    if (!ctx.fast || capture || t === input || pending.includes(t)) return;
+    t.dispose();
   }
 
   /** ResBlocks in plan order. */
@@ -697,7 +730,7 @@ interface RunCtx {
 interface FastCtx {
   /** Each ResBlock's embedding projection by layer: [1 + scale, shift] ([N, cout] each) for scale-shift blocks, else [[N, cout]]. */
   emb: Map<ResLayer, tf.Tensor2D[]>;
-  /** Group-averaging matrices by channel count (built once per forward, see `groupNorm`). */
+  /** Group-averaging matrices by channel count (built once per forward and kept across the block scopes, see `groupNorm`; disposed when the forward ends). */
   groupAvg: Map<number, tf.Tensor2D>;
 }
 
