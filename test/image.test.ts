@@ -22,6 +22,7 @@ import {
   plotLines,
   simulateStrokes,
 } from '../lib/image/index.js';
+import { GLYPHS, drawText } from '../lib/image/labels.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dg-image-'));
 
@@ -231,5 +232,20 @@ describe('lib/image', () => {
     expect(tf.memory().numTensors).to.equal(before);
     x.dispose();
     void readFileSync;
+  });
+  it('label font: every glyph is 3x5, and the characters labels use (& > A W) are drawn, not as ?', () => {
+    for (const [ch, g] of Object.entries(GLYPHS)) expect(g, `glyph ${JSON.stringify(ch)}`).to.match(/^[#.]{15}$/);
+    const ink = (text: string): string => {
+      const img = { width: 4 * text.length, height: 5, data: new Uint8Array(4 * text.length * 5 * 3).fill(255) };
+      drawText(img, text, 0, 0);
+      let bits = '';
+      for (let y = 0; y < 5; y++)
+        for (let x = 0; x < 3; x++) bits += img.data[(y * img.width + x) * 3] === 0 ? '#' : '.';
+      return bits;
+    };
+    for (const ch of ['&', '>', 'A', 'W']) {
+      expect(ink(ch), ch).to.equal(GLYPHS[ch]);
+      expect(ink(ch), ch).to.not.equal(GLYPHS['?']);
+    }
   });
 });

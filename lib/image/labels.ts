@@ -6,8 +6,8 @@ import * as tf from '@tensorflow/tfjs';
 import { tensorToImages, writeRgbPng, type RgbImage } from './png.js';
 
 // 3x5 glyphs, rows top to bottom, '#' = ink.
-const GLYPHS: Record<string, string> = {
-  A: '.#.#.####.##.#',
+export const GLYPHS: Record<string, string> = {
+  A: '.#.#.#####.##.#',
   B: '##.#.###.#.###.',
   C: '.###..#..#...##',
   D: '##.#.##.##.###.',
@@ -29,7 +29,7 @@ const GLYPHS: Record<string, string> = {
   T: '###.#..#..#..#.',
   U: '#.##.##.##.####',
   V: '#.##.##.##.#.#.',
-  W: '#.##.##.######.#',
+  W: '#.##.##.#####.#',
   X: '#.##.#.#.#.##.#',
   Y: '#.##.#.#..#..#.',
   Z: '###..#.#.#..###',
@@ -63,11 +63,11 @@ const GLYPHS: Record<string, string> = {
   '!': '.#..#..#.....#.',
   '*': '....#.#.#.#.#..',
   '#': '#.####.####.#.#',
+  '&': '.#.#.#.#.#.#.##',
 };
 
 function glyph(ch: string): string {
-  const g = GLYPHS[ch.toUpperCase()] ?? GLYPHS['?'];
-  return g.length === 15 ? g : (g + '...............').slice(0, 15);
+  return GLYPHS[ch.toUpperCase()] ?? GLYPHS['?'];
 }
 
 /** Draw `text` into an RGB image at (x0, y0) with integer `scale`; characters past `maxWidth` pixels are cut. */
