@@ -56,6 +56,13 @@ export interface DemoResult {
   wallMs: number;
 }
 
+/**
+ * The SDEdit row's showcase choices (display, not method defaults: those are SDEDIT_DEFAULTS). t0 swept over
+ * the paper's faithful -> realistic range; two samples per guide show the spread; the masked edit noises
+ * past the default t0 (0.5) so the regenerated half visibly differs between its three samples.
+ */
+const SDEDIT_SHOWCASE = { strokeT0s: [0.3, 0.5, 0.8], strokeRepeats: 2, maskT0: 0.6, maskRepeats: 3 } as const;
+
 /** Step budgets: full (the real demo) and quick (tests). */
 function budget(quick: boolean) {
   return quick
@@ -290,10 +297,16 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       const guides = strokeGuides(size);
       keep.push(guides);
       const gIn = save(guides, ['face strokes', 'heart strokes', 'tree strokes'], 'sdedit-guide');
-      for (const t of [0.3, 0.5, 0.8]) {
+      for (const t of SDEDIT_SHOWCASE.strokeT0s) {
         rows.push(
           await timed(`stroke-to-image, t0 = ${t}`, async () => {
-            const r = await sdedit(unet, guides, { t0: t, steps: B.sdeditSteps, repeats: 2, seed, onProgress });
+            const r = await sdedit(unet, guides, {
+              t0: t,
+              steps: B.sdeditSteps,
+              repeats: SDEDIT_SHOWCASE.strokeRepeats,
+              seed,
+              onProgress,
+            });
             const o = save(
               r.images,
               ['face #0', 'face #1', 'heart #0', 'heart #1', 'tree #0', 'tree #1'],
@@ -312,7 +325,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
           ) as tf.Tensor4D;
           const vis = tf.tidy(() => x.mul(mask).add(tf.scalar(1).sub(mask).mul(-0.2))) as tf.Tensor4D;
           const ins = [...save(x, [capAt(0)], 'sdedit-mask-in'), ...save(vis, ['kept region'], 'sdedit-mask')];
-          const r = await sdedit(unet, x, { t0: 0.6, steps: B.sdeditSteps, repeats: 3, mask, seed, onProgress });
+          const r = await sdedit(unet, x, {
+            t0: SDEDIT_SHOWCASE.maskT0,
+            steps: B.sdeditSteps,
+            repeats: SDEDIT_SHOWCASE.maskRepeats,
+            mask,
+            seed,
+            onProgress,
+          });
           const o = save(r.images, ['#0', '#1', '#2'], 'sdedit-masked');
           tf.dispose([x, mask, vis, r.images]);
           return { inputs: ins, outputs: o, settings: r.settings };
