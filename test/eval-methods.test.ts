@@ -24,6 +24,9 @@ import { evalUNet, judgeSamples, loadUNet } from '../lib/eval/unet.js';
 import { loadUNetDiffuser } from '../lib/models/load.js';
 import { evalMethods, METHODS_PROTOCOL } from '../lib/eval/methods.js';
 import { judgeProbs } from '../lib/eval/judge.js';
+import { UNCLIP_EVAL_DECODER_STEPS, unclipEvalSettings } from '../lib/eval/unclip.js';
+import { UNCLIP_DEFAULTS } from '../lib/methods/unclip.js';
+import { methodOverrides } from '../lib/cli/commands/eval.js';
 import { writeSafetensors } from '../lib/io/index.js';
 
 const ds = Dataset.load(testSubsetPath(packageRoot()));
@@ -162,6 +165,29 @@ describe('eval: eval unet and eval methods measure the same samples', function (
     expect([...other.features]).to.not.deep.equal([...same.features]);
     net.dispose();
     judge.dispose();
+  });
+});
+
+describe('eval methods: settings other than the defaults (--sdg-scale, --unclip-decoder-scale, ...)', () => {
+  it('the flags given become overrides, the others stay unset (the defaults); a bad --sdg-on is refused', () => {
+    const o = methodOverrides({ values: { 'sdg-scale': '400', 'unclip-eta': '0.5' }, positionals: [] });
+    expect(o.sdg).to.deep.equal({ scale: 400, steps: undefined, on: undefined });
+    expect(o.unclip).to.deep.equal({ decoderScale: undefined, priorScale: undefined, variationEta: 0.5 });
+    expect(() => methodOverrides({ values: { 'sdg-on': 'x1' }, positionals: [] })).to.throw(/sdg-on/);
+  });
+
+  it("the unCLIP prompt bars run on UNCLIP_DEFAULTS' prior and decoder scales unless told", () => {
+    const U = UNCLIP_DEFAULTS;
+    expect(unclipEvalSettings({})).to.deep.equal({
+      priorScale: U.prior.priorScale,
+      priorSteps: U.prior.priorSteps,
+      bestOf: U.prior.bestOf,
+      decoderScale: U.decode.decoderScale,
+      steps: UNCLIP_EVAL_DECODER_STEPS,
+    });
+    expect(unclipEvalSettings({ decoderScale: U.decode.decoderScale + 2 }).decoderScale).to.equal(
+      U.decode.decoderScale + 2,
+    );
   });
 });
 

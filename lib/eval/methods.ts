@@ -18,7 +18,7 @@ import {
 } from '../models/load.js';
 import type { Diffuser } from '../models/diffuser.js';
 import { sample } from '../methods/sample.js';
-import { sdg } from '../methods/sdg.js';
+import { sdg, type SDGOptions } from '../methods/sdg.js';
 import * as dclip from '../methods/diffusionclip.js';
 import * as unclip from '../methods/unclip.js';
 import { imagic } from '../methods/imagic.js';
@@ -29,6 +29,7 @@ import { frechetDistanceOfFeatures } from '../metrics/frechet.js';
 import { ssim } from '../metrics/image.js';
 import { evalUnclipPrompts } from './unclip.js';
 import type { Bar } from '../metrics/clip-dataset.js';
+import { checkCount } from '../options.js';
 
 /** A category-changing edit the judge can score: inputs of `from`, text toward `to`. */
 export interface CategoryEdit {
@@ -70,6 +71,30 @@ export const METHODS_PROTOCOL = {
 export const METHOD_SECTIONS = ['unet', 'sdg', 'diffusionclip', 'unclip', 'imagic'] as const;
 export type MethodSection = (typeof METHOD_SECTIONS)[number];
 
+/**
+ * Method settings other than their defaults, to compare settings on this protocol (the CLI's
+ * `eval methods --sdg-scale`, `--unclip-decoder-scale`, ...). An unset entry is the method's default
+ * (`SDG_DEFAULTS`, `UNCLIP_DEFAULTS`), checked by its resolve function; each section's `settings`
+ * record what ran.
+ */
+export interface MethodsEvalOverrides {
+  sdg?: Pick<SDGOptions, 'scale' | 'steps' | 'on' | 'sampler' | 'normalizeGrad'>;
+  unclip?: Pick<unclip.DecodeOptions, 'decoderScale'> &
+    Pick<unclip.PriorOptions, 'priorScale' | 'bestOf'> & {
+      /** The variations' DDIM eta (default `UNCLIP_DEFAULTS.variations.eta`). */
+      variationEta?: number;
+    };
+  /**
+   * DiffusionCLIP's fine-tune and edit (`DIFFUSIONCLIP_DEFAULTS`; the fine-tune's t0 is also the
+   * edit's), and `inputs`: fewer held-out inputs per edit than the protocol's, for quick comparisons
+   * (the report's protocol records it).
+   */
+  diffusionclip?: Pick<
+    dclip.DiffusionClipOptions,
+    't0' | 'iters' | 'lr' | 'clipWeight' | 'l1Weight' | 'mode' | 'modelRatio'
+  > & { inputs?: number };
+}
+
 export interface MethodsEvalArgs {
   /** The dataset whose held-out split gives the inputs (emoji32). */
   ds: Dataset;
@@ -86,6 +111,8 @@ export interface MethodsEvalArgs {
    * records what ran. The CLI never sets it.
    */
   unetOverride?: { n?: number; steps?: number; sampler?: 'ddim' | 'dpm2m' };
+  /** Method settings other than the defaults (default none: every method on its defaults). */
+  overrides?: MethodsEvalOverrides;
   onProgress?: (msg: string) => void;
 }
 
@@ -121,6 +148,17 @@ function judgeFd(judge: Judge, a: tf.Tensor4D, b: tf.Tensor4D): number {
 /** The unet section's protocol: METHODS_PROTOCOL.unet under the tests' override. */
 function unetProtocol(a: MethodsEvalArgs): { n: number; sampler: 'ddim' | 'dpm2m'; steps: number; seed: number } {
   return { ...METHODS_PROTOCOL.unet, ...a.unetOverride };
+}
+
+function diffusionclipProtocol(a: MethodsEvalArgs): Omit<typeof METHODS_PROTOCOL.diffusionclip, 'inputs'> & {
+  inputs: number;
+} {
+  const P = METHODS_PROTOCOL.diffusionclip;
+  const inputs = checkCount('diffusionclip inputs', a.overrides?.diffusionclip?.inputs ?? P.inputs, {
+    max: P.inputs,
+    why: "at most the protocol's inputs per edit",
+  });
+  return { ...P, inputs };
 }
 
 /** Unconditional samples: FD to held-out over the real-vs-real floor, and category TV (as `eval unet`'s). */
@@ -206,7 +244,7 @@ async function sdgBars(
       const g = await sdg(
         unet,
         { noisy, image: clip, text: clip },
-        { text: categoryPrompt(c), n: P.perCategory, seed: P.seed + k },
+        { ...a.overrides?.sdg, text: categoryPrompt(c), n: P.perCategory, seed: P.seed + k },
       );
       settings = g.settings;
       const hits = judge.predict(g.images).category.filter((j) => j === k).length;
@@ -266,7 +304,10 @@ async function diffusionclipBars(
   judge: Judge,
   log: (m: string) => void,
 ): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
-  const P = METHODS_PROTOCOL.diffusionclip;
+  const P = diffusionclipProtocol(a);
+  const { inputs: _, ...override } = a.overrides?.diffusionclip ?? {};
+  // checked before any model loads; unset ones are DIFFUSIONCLIP_DEFAULTS
+  const o = dclip.resolveDiffusionClipOptions(override);
   const unet = await loadUNetDiffuser(a.weights);
   const clip = await loadClipModel(a.clip);
   const ds = a.ds;
@@ -282,17 +323,23 @@ async function diffusionclipBars(
       );
       const xs = ds.images(fitIdx, { rgb: true });
       log(
-        `eval methods: DiffusionCLIP ${e.from} -> ${e.to}: fine-tune on ${P.trainImages} training images (the method's defaults)`,
+        `eval methods: DiffusionCLIP ${e.from} -> ${e.to}: fine-tune on ${P.trainImages} training images (${Object.values(override).some((v) => v !== undefined) ? 'overridden settings' : "the method's defaults"})`,
       );
       const ft = await dclip.finetune(unet, clip, xs, {
         source: categoryPrompt(e.from),
         target: categoryPrompt(e.to),
+        t0: o.t0,
+        iters: o.iters,
+        lr: o.lr,
+        clipWeight: o.clipWeight,
+        l1Weight: o.l1Weight,
+        mode: o.mode,
       });
       settings = { finetune: ft.settings };
       xs.dispose();
       try {
         const x = ds.images(heldOutOf(ds, e.from, P.inputs), { rgb: true });
-        const out = await dclip.edit(unet, ft.model, x, {});
+        const out = await dclip.edit(unet, ft.model, x, { t0: o.t0, modelRatio: o.modelRatio });
         settings = { ...settings, edit: out.settings };
         const before = judge.predict(x).category.filter((c) => c === ti).length / x.shape[0];
         const rate = judge.predict(out.images).category.filter((c) => c === ti).length / x.shape[0];
@@ -343,9 +390,11 @@ async function unclipBars(
   const decoder = await loadCondDiffuser();
   const { prior, schedule } = await loadPriorModel();
   const ds = a.ds;
+  const { variationEta, ...shared } = a.overrides?.unclip ?? {};
   try {
     log(`eval methods: unCLIP, ${P.perCategory} samples per category prompt`);
     const r = await evalUnclipPrompts(decoder, prior, schedule, clip, judge, ds, {
+      ...shared,
       perCategory: P.perCategory,
       seed: P.seed,
       onProgress: log,
@@ -356,13 +405,17 @@ async function unclipBars(
       (_, j) => test[Math.floor((j * test.length) / P.variationSources)],
     );
     let same = 0;
+    let variationSettings: Record<string, number> = {};
     log(`eval methods: unCLIP variations of ${srcIdx.length} held-out images`);
     for (const [j, i] of srcIdx.entries()) {
       const x = ds.images([i], { rgb: true });
       const v = await unclip.variations({ decoder, prior, priorSchedule: schedule, clip }, x, {
+        decoderScale: shared.decoderScale,
+        eta: variationEta,
         n: P.variationsEach,
         seed: P.seed + j,
       });
+      variationSettings = v.settings;
       same += judge.predict(v.images).category.filter((c) => c === ds.categoryIds[i]).length;
       tf.dispose([x, v.images, v.embedding]);
     }
@@ -380,7 +433,12 @@ async function unclipBars(
           pass: keep >= 0.75,
         },
       },
-      details: { unclip: { priorNearestCategory: r.priorNearestCategory } },
+      details: {
+        unclip: {
+          priorNearestCategory: r.priorNearestCategory,
+          settings: { prompts: r.settings, variations: variationSettings },
+        },
+      },
     };
   } finally {
     clip.dispose();
@@ -492,7 +550,7 @@ export async function evalMethods(a: MethodsEvalArgs): Promise<MethodsEvalReport
   return {
     model: 'methods',
     extractor: 'judge (weights/judge) features and categories',
-    protocol: { ...METHODS_PROTOCOL, unet: unetProtocol(a) },
+    protocol: { ...METHODS_PROTOCOL, unet: unetProtocol(a), diffusionclip: diffusionclipProtocol(a) },
     seconds,
     ...details,
     bars,

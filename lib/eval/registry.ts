@@ -14,7 +14,7 @@ import {
   noisyClipBars,
   type Bar,
 } from '../metrics/clip-dataset.js';
-import { decoderReconstructionCategory, evalUnclipPrompts, unclipBars } from './unclip.js';
+import { UNCLIP_EVAL_DECODER_STEPS, decoderReconstructionCategory, evalUnclipPrompts, unclipBars } from './unclip.js';
 
 export interface ModelEvalArgs {
   ds: Dataset;
@@ -46,7 +46,7 @@ async function promptBars(model: 'cond-unet' | 'prior', a: ModelEvalArgs): Promi
   const { prior, schedule } = await loadPriorModel(model === 'prior' ? a.weights : a.partner);
   const opts = {
     perCategory: a.n ? Math.max(1, Math.round(a.n / a.ds.categoryNames.length)) : 4,
-    steps: a.steps ?? 25,
+    steps: a.steps ?? UNCLIP_EVAL_DECODER_STEPS,
     seed: a.seed ?? 0,
     onProgress: a.onProgress,
   };

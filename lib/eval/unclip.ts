@@ -12,20 +12,28 @@ import type { Judge } from '../../nets/judge/model.js';
 import type { Prior } from '../../nets/prior/index.js';
 import type { Schedule } from '../../samplers/schedule.js';
 import type { Diffuser } from '../models/diffuser.js';
-import { decode, samplePrior } from '../methods/unclip.js';
+import { UNCLIP_DEFAULTS, decode, samplePrior } from '../methods/unclip.js';
 import { embedImages, type Bar } from '../metrics/clip-dataset.js';
 import { categoryPrompt } from '../data/prompts.js';
 import { matchRate } from '../metrics/retrieval.js';
 
+/**
+ * Decoder DDIM steps of these bars: half of `UNCLIP_DEFAULTS.decode.steps`, for speed (the bars of
+ * issue 6 and `eval methods`' prompt bar were measured with it).
+ */
+export const UNCLIP_EVAL_DECODER_STEPS = 25;
+
 export interface UnclipEvalOptions {
   /** Samples per category (default 4). */
   perCategory?: number;
-  /** Decoder DDIM steps (default 25) and guidance (default 3). */
+  /** Decoder DDIM steps (default `UNCLIP_EVAL_DECODER_STEPS`). */
   steps?: number;
+  /** Decoder guidance (default `UNCLIP_DEFAULTS.decode.decoderScale`). */
   decoderScale?: number;
-  /** Prior steps (default 64) and guidance (default 2). */
+  /** Prior steps, guidance and candidates (defaults `UNCLIP_DEFAULTS.prior`). */
   priorSteps?: number;
   priorScale?: number;
+  bestOf?: number;
   seed?: number;
   onProgress?: (msg: string) => void;
 }
@@ -64,8 +72,9 @@ export async function priorCategorySamples(
     labels.map((c) => categoryPrompt(ds.categoryNames[c])),
   );
   const r = await samplePrior(prior, schedule, zt, {
-    priorSteps: opts.priorSteps ?? 64,
-    priorScale: opts.priorScale ?? 2,
+    priorSteps: opts.priorSteps,
+    priorScale: opts.priorScale,
+    bestOf: opts.bestOf,
     seed: opts.seed ?? 0,
   });
   zt.dispose();
@@ -95,8 +104,8 @@ async function decodeAndJudge(
   for (let i = 0; i < n; i += 48) {
     const zi = z.slice([i, 0], [Math.min(48, n - i), z.shape[1]]);
     const img = await decode(decoder, zi, {
-      steps: opts.steps ?? 25,
-      decoderScale: opts.decoderScale ?? 3,
+      steps: opts.steps ?? UNCLIP_EVAL_DECODER_STEPS,
+      decoderScale: opts.decoderScale,
       seed: (opts.seed ?? 0) * 1000 + i + 1,
     });
     out.push(...judgeCategories(judge, img));
@@ -132,6 +141,22 @@ export interface UnclipEvalResult {
   /** Prior alone: fraction whose nearest held-out image embedding has the prompt's category. */
   priorNearestCategory: number;
   samples: number;
+  /** The prior's and decoder's settings these samples ran with. */
+  settings: Record<string, number>;
+}
+
+/** The prior's and decoder's settings of these bars: `opts` over their defaults. */
+export function unclipEvalSettings(
+  opts: UnclipEvalOptions,
+): Record<'priorScale' | 'priorSteps' | 'bestOf' | 'decoderScale' | 'steps', number> {
+  const P = UNCLIP_DEFAULTS.prior;
+  return {
+    priorScale: opts.priorScale ?? P.priorScale,
+    priorSteps: opts.priorSteps ?? P.priorSteps,
+    bestOf: opts.bestOf ?? P.bestOf,
+    decoderScale: opts.decoderScale ?? UNCLIP_DEFAULTS.decode.decoderScale,
+    steps: opts.steps ?? UNCLIP_EVAL_DECODER_STEPS,
+  };
 }
 
 /** The joint bar: category prompt -> prior -> decoder -> judge. */
@@ -144,14 +169,16 @@ export async function evalUnclipPrompts(
   ds: Dataset,
   opts: UnclipEvalOptions = {},
 ): Promise<UnclipEvalResult> {
-  const { z, labels } = await priorCategorySamples(prior, priorSchedule, clip, ds, opts);
+  const settings = unclipEvalSettings(opts);
+  const { z, labels } = await priorCategorySamples(prior, priorSchedule, clip, ds, { ...opts, ...settings });
   const nn = nearestHeldOutCategory(clip, ds, z);
-  const pred = await decodeAndJudge(decoder, judge, z, opts);
+  const pred = await decodeAndJudge(decoder, judge, z, { ...opts, ...settings });
   z.dispose();
   return {
     promptCategoryRate: matchRate(labels, pred),
     priorNearestCategory: matchRate(labels, nn),
     samples: labels.length,
+    settings,
   };
 }
 

@@ -1,15 +1,35 @@
 /** `diffguide eval <model> [--n N] [--json]`: re-measure a model's quality bars with the judge. */
-import type { Command } from '../command.js';
-import { count, flag, seed, str } from '../command.js';
+import type { Command, ParsedArgs } from '../command.js';
+import { choice, count, flag, num, seed, str } from '../command.js';
+import { withDefault } from '../method-args.js';
+import { SDG_DEFAULTS, SDG_ON } from '../../methods/sdg.js';
+import { UNCLIP_DEFAULTS } from '../../methods/unclip.js';
 import { loadDataset } from '../../data/index.js';
 import { weightsPath } from '../../paths.js';
 import { evalJudge, evalUNet, loadJudge, loadUNet, type EvalReport } from '../../eval/unet.js';
 import type { Parameterization } from '../../../samplers/model.js';
 import { MODEL_EVALS } from '../../eval/registry.js';
-import { evalMethods, METHOD_SECTIONS, type MethodSection } from '../../eval/methods.js';
+import { evalMethods, METHOD_SECTIONS, type MethodSection, type MethodsEvalOverrides } from '../../eval/methods.js';
 import { readConfigBeside, resolveWeights, type ModelName } from '../../models/load.js';
 
 const EVALUABLE = ['judge', 'unet', ...Object.keys(MODEL_EVALS), 'methods'];
+
+/** `eval methods`' settings other than the methods' defaults (the flags given; resolve functions check them). */
+export function methodOverrides(args: ParsedArgs): MethodsEvalOverrides {
+  const opt = (name: string): number | undefined => (args.values[name] === undefined ? undefined : num(args, name));
+  return {
+    sdg: {
+      scale: opt('sdg-scale'),
+      steps: args.values['sdg-steps'] === undefined ? undefined : count(args, 'sdg-steps'),
+      on: args.values['sdg-on'] === undefined ? undefined : choice(args, 'sdg-on', SDG_ON, SDG_DEFAULTS.on),
+    },
+    unclip: {
+      decoderScale: opt('unclip-decoder-scale'),
+      priorScale: opt('unclip-prior-scale'),
+      variationEta: opt('unclip-eta'),
+    },
+  };
+}
 
 const evalCmd: Command = {
   name: 'eval',
@@ -22,6 +42,7 @@ const evalCmd: Command = {
     'diffguide eval unet --n 1000 --json',
     'diffguide eval unet --weights runs/unet --n 200',
     'diffguide eval methods --only sdg,unclip --json',
+    'diffguide eval methods --only sdg --sdg-scale 400 --json',
   ],
   options: {
     n: { type: 'string', help: 'samples for generative models (default 1000)' },
@@ -42,6 +63,21 @@ const evalCmd: Command = {
     only: {
       type: 'string',
       help: `methods: comma-separated sections, of ${METHOD_SECTIONS.join(', ')} (default all; fixed n, steps and seeds: METHODS_PROTOCOL)`,
+    },
+    'sdg-scale': { type: 'string', help: withDefault('methods: SDG guidance scale', SDG_DEFAULTS.scale) },
+    'sdg-steps': { type: 'string', help: withDefault('methods: SDG sampling steps', SDG_DEFAULTS.steps) },
+    'sdg-on': { type: 'string', help: withDefault(`methods: SDG guidance on ${SDG_ON.join(' | ')}`, SDG_DEFAULTS.on) },
+    'unclip-decoder-scale': {
+      type: 'string',
+      help: withDefault('methods: unCLIP decoder guidance scale', UNCLIP_DEFAULTS.decode.decoderScale),
+    },
+    'unclip-prior-scale': {
+      type: 'string',
+      help: withDefault('methods: unCLIP prior guidance scale', UNCLIP_DEFAULTS.prior.priorScale),
+    },
+    'unclip-eta': {
+      type: 'string',
+      help: withDefault('methods: unCLIP variations DDIM eta', UNCLIP_DEFAULTS.variations.eta),
     },
   },
   async run(args) {
@@ -73,6 +109,7 @@ const evalCmd: Command = {
         judge: args.values.judge as string | undefined,
         clip: args.values.clip as string | undefined,
         only: only as MethodSection[] | undefined,
+        overrides: methodOverrides(args),
         onProgress: (m) => process.env.DIFFGUIDE_QUIET === '1' || process.stderr.write(m + '\n'),
       });
     } else if (MODEL_EVALS[model]) {
