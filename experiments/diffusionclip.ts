@@ -19,7 +19,10 @@
  *
  * Writes table.md, results.json, the plot reconstruction.svg/.png (error vs steps per t0 and
  * encoding, and target success vs identity for the edits) and sample sheets (recon.png, edit.png).
- * `--param unet=PATH --param judge=DIR --param data=emoji32|subset` change the inputs.
+ * `--param unet=PATH --param judge=DIR --param data=emoji32|subset` change the inputs; `edits`,
+ * `reconN`, `trainImages`, `iters`, `ftInv`, `nTrain`, `editInputs`, `editSteps` the sizes; `lr`,
+ * `t0`, `modelRatio`, `clipWeight`, `l1Weight`, `mode` (DiffusionCLIP's options of those names) the
+ * fine-tune and edit, DIFFUSIONCLIP_DEFAULTS where not given.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -53,6 +56,7 @@ import {
 import { loadJudge } from '../lib/eval/unet.js';
 import { categoryPrompt } from '../lib/train/tasks/clip.js';
 import { Rng } from '../lib/random.js';
+import { OptionError } from '../lib/options.js';
 import type { Judge } from '../nets/judge/model.js';
 import type { CLIP } from '../nets/clip/index.js';
 import { packageRoot, weightsPath } from '../lib/paths.js';
@@ -64,19 +68,48 @@ interface Cell {
   t0: number;
   steps: number;
   index: number;
-  /** Edit and mix cells: a hash of `tuning()` (the method's defaults they ran with), so new defaults rerun only them; recon cells: 'none'. */
+  /** Edit and mix cells: a hash of `tuning()` (the settings they ran with), so new defaults rerun only them; recon cells: 'none'. */
   ft: string;
 }
 
+/** The `--param` keys of the fine-tune and edit, named as DiffusionCLIP's options; DIFFUSIONCLIP_DEFAULTS where not given. */
+const TUNING_PARAMS = ['lr', 't0', 'modelRatio', 'clipWeight', 'l1Weight', 'mode'] as const;
+
+/** The `--param` tuning keys given (as given): part of the settings, so another value is another grid. */
+function tuningParams(opts: GridOptions): Record<string, string> {
+  return Object.fromEntries(TUNING_PARAMS.filter((k) => opts.params[k] !== undefined).map((k) => [k, opts.params[k]]));
+}
+
 /**
- * The fine-tune and edit values taken from DIFFUSIONCLIP_DEFAULTS. They key the edit and mix cells
- * (`ft`), not the settings: changing a default reruns those cells and keeps the reconstruction ones.
+ * The fine-tune and edit values: DIFFUSIONCLIP_DEFAULTS under the tuning `--param`s, checked by
+ * resolveDiffusionClipOptions. They key the edit and mix cells (`ft`): changing a default reruns
+ * those cells and keeps the reconstruction ones.
  */
-function tuning() {
-  const { mode, lr, clipWeight, l1Weight, idWeight, t0, modelRatio } = D;
+function tuning(opts: GridOptions) {
+  const p = opts.params;
+  const num = (k: string) => (p[k] === undefined ? undefined : Number(p[k]));
+  let o: dclip.ResolvedDiffusionClipOptions;
+  try {
+    o = dclip.resolveDiffusionClipOptions({
+      lr: num('lr'),
+      t0: num('t0'),
+      modelRatio: num('modelRatio'),
+      clipWeight: num('clipWeight'),
+      l1Weight: num('l1Weight'),
+      mode: p.mode as 'full' | 'perstep' | undefined,
+    });
+  } catch (e) {
+    if (!(e instanceof OptionError)) throw e;
+    throw new Error(`experiment diffusionclip: --param ${e.option}=${p[e.option]}: ${e.message}`);
+  }
+  const { mode, lr, clipWeight, l1Weight, idWeight, t0, modelRatio } = o;
   return { mode, lr, clipWeight, l1Weight, idWeight, t0, modelRatio };
 }
-const tuningKey = () => createHash('sha256').update(JSON.stringify(tuning())).digest('hex').slice(0, 12);
+const tuningKey = (opts: GridOptions) =>
+  createHash('sha256')
+    .update(JSON.stringify(tuning(opts)))
+    .digest('hex')
+    .slice(0, 12);
 type Result = JsonObject;
 interface Shared {
   unet: Diffuser;
@@ -85,6 +118,8 @@ interface Shared {
   ds: Dataset;
   /** Fine-tunes of the first two edits, made by their edit cells, used again (and disposed) by the mix cell. */
   finetuned: Map<number, dclip.FinetuneResult>;
+  /** `tuning(opts)` of this run. */
+  tuning: ReturnType<typeof tuning>;
 }
 
 function plan(opts: GridOptions) {
@@ -117,6 +152,8 @@ function plan(opts: GridOptions) {
     nTrain: int('nTrain', q ? 3 : 6),
     editInputs: int('editInputs', q ? 1 : 16),
     editSteps: int('editSteps', q ? 6 : 20),
+    tuning: tuning(opts),
+    tuningParams: tuningParams(opts),
     unetFile: resolveWeights('unet', opts.params.unet),
     judgeDir: opts.params.judge ?? weightsPath('judge'),
   };
@@ -179,8 +216,10 @@ const exp: Experiment<Cell, Result, Shared> = {
         steps: p.stepCounts,
         note: 'inversion and regeneration both use S steps; stochastic = q(x_t0 | x0) with seeded noise, then S DDIM steps',
       },
-      // lr, loss weights, t0, mode and model ratio: DIFFUSIONCLIP_DEFAULTS, recorded in (and keying) the edit and mix cells
+      // lr, loss weights, t0, mode and model ratio: DIFFUSIONCLIP_DEFAULTS under the tuning --params, recorded in
+      // (and keying) the edit and mix cells; the --params given are settings too (absent when none: stored runs stay valid)
       finetune: { trainImages: p.trainImages, iters: p.iters, nInv: p.ftInv, nTrain: p.nTrain },
+      ...(Object.keys(p.tuningParams).length ? { tuningParams: p.tuningParams } : {}),
       edit: { nInv: p.editSteps, nGen: p.editSteps },
       edits,
       weights: {
@@ -198,10 +237,10 @@ const exp: Experiment<Cell, Result, Shared> = {
     for (const t0 of p.t0s)
       for (const steps of p.stepCounts)
         for (const enc of ['ddim', 'stochastic']) out.push({ part: 'recon', enc, t0, steps, index: 0, ft: 'none' });
-    const ft = tuningKey();
-    for (let k = 0; k < p.edits; k++)
-      out.push({ part: 'edit', enc: 'ddim', t0: D.t0, steps: p.editSteps, index: k, ft });
-    out.push({ part: 'mix', enc: 'ddim', t0: D.t0, steps: p.editSteps, index: 0, ft });
+    const ft = tuningKey(opts);
+    const t0 = p.tuning.t0;
+    for (let k = 0; k < p.edits; k++) out.push({ part: 'edit', enc: 'ddim', t0, steps: p.editSteps, index: k, ft });
+    out.push({ part: 'mix', enc: 'ddim', t0, steps: p.editSteps, index: 0, ft });
     return out;
   },
   async setup(_settings, opts) {
@@ -212,6 +251,7 @@ const exp: Experiment<Cell, Result, Shared> = {
       judge: await loadJudge(p.judgeDir),
       ds: openData(p.data),
       finetuned: new Map(),
+      tuning: p.tuning,
     };
   },
   dispose(s) {
@@ -319,7 +359,7 @@ const exp: Experiment<Cell, Result, Shared> = {
     const release = (k: number, f: dclip.FinetuneResult) => {
       if (ctx.shared.finetuned.get(k) !== f) f.model.unet.dispose();
     };
-    const tun = tuning();
+    const tun = ctx.shared.tuning;
     const eo = { ...st.edit, t0: tun.t0, modelRatio: tun.modelRatio, onProgress };
     if (cell.part === 'edit') {
       const e = st.edits[cell.index];
@@ -401,6 +441,7 @@ const exp: Experiment<Cell, Result, Shared> = {
       finetune: { trainImages: number; iters: number; nTrain: number };
       edit: { nGen: number };
       edits: { from: string; to: string }[];
+      tuningParams?: Record<string, string>;
     };
     const fmt = (v: number | null | undefined, d = 3) =>
       v === null || v === undefined || Number.isNaN(v) ? '–' : v.toFixed(d);
@@ -439,7 +480,7 @@ const exp: Experiment<Cell, Result, Shared> = {
       });
     const firstEdit = results.find((r) => r.cell.part === 'edit')?.result as
       { tuning?: ReturnType<typeof tuning> } | undefined;
-    const tn = firstEdit?.tuning ?? tuning();
+    const tn = firstEdit?.tuning ?? tuning({ quick: false, params: s.tuningParams ?? {} });
     const mixRec = results.find((r) => r.cell.part === 'mix');
     type MixScore = { a: Judged; b: Judged; ssim: number[]; cos: number[] };
     const mix = mixRec
@@ -485,7 +526,13 @@ const exp: Experiment<Cell, Result, Shared> = {
           `| ${r.t0} | ${r.steps} | ${r.enc === 'ddim' ? 'DDIM inversion' : 'stochastic (q sample)'} | ${fmt(r.mae, 4)} | ${fmt(r.ssim)} | ${fmt(r.judgeLpips)} |`,
       ),
       '',
-      `Manipulation after fine-tuning (${s.finetune.trainImages} training images of the source category, ${s.finetune.iters} passes, ${s.finetune.nTrain} generative steps with the gradient through the chain), edits of held-out images at t0 = ${tn.t0} with ${s.edit.nGen} steps (lr ${tn.lr}, CLIP weight ${tn.clipWeight}, L1 weight ${tn.l1Weight}, model ratio ${tn.modelRatio}; DIFFUSIONCLIP_DEFAULTS). Success = the judge's top category is the target; identity = SSIM and judge-feature cosine to the input.`,
+      `Manipulation after fine-tuning (${s.finetune.trainImages} training images of the source category, ${s.finetune.iters} passes, ${s.finetune.nTrain} generative steps with the gradient through the chain), edits of held-out images at t0 = ${tn.t0} with ${s.edit.nGen} steps (lr ${tn.lr}, CLIP weight ${tn.clipWeight}, L1 weight ${tn.l1Weight}, model ratio ${tn.modelRatio}, mode ${tn.mode}; DIFFUSIONCLIP_DEFAULTS${
+        s.tuningParams
+          ? ` under --param ${Object.entries(s.tuningParams)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(' ')}`
+          : ''
+      }). Success = the judge's top category is the target; identity = SSIM and judge-feature cosine to the input.`,
       '',
       '| edit | inputs | success: input / regenerated / edited | P(target): input / regenerated / edited | SSIM to input: regenerated / edited | judge cos to input: regenerated / edited | directional CLIP |',
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',

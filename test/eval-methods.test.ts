@@ -176,6 +176,33 @@ describe('eval methods: settings other than the defaults (--sdg-scale, --unclip-
     expect(() => methodOverrides({ values: { 'sdg-on': 'x1' }, positionals: [] })).to.throw(/sdg-on/);
   });
 
+  it('the --diffusionclip-* flags become its overrides; bad values are refused before any fine-tune', async () => {
+    const o = methodOverrides({
+      values: { 'diffusionclip-lr': '3e-3', 'diffusionclip-mode': 'perstep', 'diffusionclip-inputs': '8' },
+      positionals: [],
+    });
+    expect(o.diffusionclip).to.deep.include({
+      lr: 3e-3,
+      mode: 'perstep',
+      inputs: 8,
+      t0: undefined,
+      modelRatio: undefined,
+    });
+    expect(() => methodOverrides({ values: { 'diffusionclip-mode': 'chain' }, positionals: [] })).to.throw(
+      /diffusionclip-mode/,
+    );
+    const P = METHODS_PROTOCOL.diffusionclip;
+    for (const [bad, re] of [
+      [{ inputs: P.inputs + 1 }, /inputs/],
+      [{ lr: 0 }, /lr/],
+      [{ modelRatio: Number.NaN }, /modelRatio/],
+    ] as const) {
+      let err: unknown;
+      await evalMethods({ ds, only: ['diffusionclip'], overrides: { diffusionclip: bad } }).catch((e) => (err = e));
+      expect(String(err)).to.match(re);
+    }
+  });
+
   it("the unCLIP prompt bars run on UNCLIP_DEFAULTS' prior and decoder scales unless told", () => {
     const U = UNCLIP_DEFAULTS;
     expect(unclipEvalSettings({})).to.deep.equal({

@@ -19,6 +19,7 @@ import sdeditExp from '../experiments/sdedit.js';
 import imagicExp from '../experiments/imagic.js';
 import unclipExp from '../experiments/unclip.js';
 import { packageRoot } from '../lib/paths.js';
+import { DIFFUSIONCLIP_DEFAULTS } from '../lib/methods/diffusionclip.js';
 
 const PNG_SIG = [0x89, 0x50, 0x4e, 0x47];
 type Row = Record<string, number | string | null>;
@@ -193,6 +194,32 @@ describe('experiments (--quick)', function () {
       expect(e.p as number).to.be.within(0, 1);
     }
     expect(res.mix.rows).to.have.length(5);
+  });
+  it('diffusionclip --param: the fine-tune / edit keys reach the cells and the settings key; bad values are refused', function () {
+    const have = shippedModels();
+    if (!have.unet || !have.clip || !have.judge) return this.skip();
+    const opts = (params: Record<string, string>) => ({ quick: true, params });
+    const edits = (params: Record<string, string>) =>
+      (dclipExp.cells(opts(params)) as { part: string; t0: number; ft: string }[]).filter((c) => c.part !== 'recon');
+    const base = edits({});
+    const tuned = edits({ lr: '3e-3', t0: '0.6', modelRatio: '0.8', clipWeight: '6', l1Weight: '1', mode: 'perstep' });
+    expect(base.map((c) => c.t0)).to.deep.equal(base.map(() => DIFFUSIONCLIP_DEFAULTS.t0));
+    expect(tuned.map((c) => c.t0)).to.deep.equal(tuned.map(() => 0.6));
+    // each key alone changes the cells' fine-tune hash (another key, another result file)
+    for (const [k, v] of Object.entries({
+      lr: '3e-3',
+      modelRatio: '0.8',
+      clipWeight: '6',
+      l1Weight: '1',
+      mode: 'perstep',
+    }))
+      expect(edits({ [k]: v })[0].ft, k).to.not.equal(base[0].ft);
+    const settings = dclipExp.settings(opts({ lr: '3e-3' })) as { tuningParams?: Record<string, string> };
+    expect(settings.tuningParams).to.deep.equal({ lr: '3e-3' });
+    expect((dclipExp.settings(opts({})) as { tuningParams?: unknown }).tuningParams).to.equal(undefined);
+    expect(() => dclipExp.cells(opts({ lr: '0' }))).to.throw(/--param lr=0/);
+    expect(() => dclipExp.cells(opts({ t0: 'abc' }))).to.throw(/--param t0=abc/);
+    expect(() => dclipExp.cells(opts({ mode: 'chain' }))).to.throw(/--param mode=chain/);
   });
   it('imagic --quick: the benchmark has >= 20 judge-scorable pairs; Imagic over eta and SDEdit over t0 are scored; SDEdit drifts from the input as t0 grows', async function () {
     const have = shippedModels();

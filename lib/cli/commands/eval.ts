@@ -4,12 +4,19 @@ import { choice, count, flag, num, seed, str } from '../command.js';
 import { withDefault } from '../method-args.js';
 import { SDG_DEFAULTS, SDG_ON } from '../../methods/sdg.js';
 import { UNCLIP_DEFAULTS } from '../../methods/unclip.js';
+import { DIFFUSIONCLIP_DEFAULTS } from '../../methods/diffusionclip.js';
 import { loadDataset } from '../../data/index.js';
 import { weightsPath } from '../../paths.js';
 import { evalJudge, evalUNet, loadJudge, loadUNet, type EvalReport } from '../../eval/unet.js';
 import type { Parameterization } from '../../../samplers/model.js';
 import { MODEL_EVALS } from '../../eval/registry.js';
-import { evalMethods, METHOD_SECTIONS, type MethodSection, type MethodsEvalOverrides } from '../../eval/methods.js';
+import {
+  evalMethods,
+  METHOD_SECTIONS,
+  METHODS_PROTOCOL,
+  type MethodSection,
+  type MethodsEvalOverrides,
+} from '../../eval/methods.js';
 import { readConfigBeside, resolveWeights, type ModelName } from '../../models/load.js';
 
 const EVALUABLE = ['judge', 'unet', ...Object.keys(MODEL_EVALS), 'methods'];
@@ -28,6 +35,19 @@ export function methodOverrides(args: ParsedArgs): MethodsEvalOverrides {
       priorScale: opt('unclip-prior-scale'),
       variationEta: opt('unclip-eta'),
     },
+    diffusionclip: {
+      lr: opt('diffusionclip-lr'),
+      t0: opt('diffusionclip-t0'),
+      modelRatio: opt('diffusionclip-model-ratio'),
+      clipWeight: opt('diffusionclip-clip-weight'),
+      l1Weight: opt('diffusionclip-l1-weight'),
+      mode:
+        args.values['diffusionclip-mode'] === undefined
+          ? undefined
+          : choice(args, 'diffusionclip-mode', ['full', 'perstep'] as const, DIFFUSIONCLIP_DEFAULTS.mode),
+      iters: args.values['diffusionclip-iters'] === undefined ? undefined : count(args, 'diffusionclip-iters'),
+      inputs: args.values['diffusionclip-inputs'] === undefined ? undefined : count(args, 'diffusionclip-inputs'),
+    },
   };
 }
 
@@ -43,6 +63,7 @@ const evalCmd: Command = {
     'diffguide eval unet --weights runs/unet --n 200',
     'diffguide eval methods --only sdg,unclip --json',
     'diffguide eval methods --only sdg --sdg-scale 400 --json',
+    'diffguide eval methods --only diffusionclip --diffusionclip-lr 3e-3 --diffusionclip-inputs 8 --json',
   ],
   options: {
     n: { type: 'string', help: 'samples for generative models (default 1000)' },
@@ -78,6 +99,38 @@ const evalCmd: Command = {
     'unclip-eta': {
       type: 'string',
       help: withDefault('methods: unCLIP variations DDIM eta', UNCLIP_DEFAULTS.variations.eta),
+    },
+    'diffusionclip-lr': {
+      type: 'string',
+      help: withDefault('methods: DiffusionCLIP fine-tune lr', DIFFUSIONCLIP_DEFAULTS.lr),
+    },
+    'diffusionclip-t0': {
+      type: 'string',
+      help: withDefault('methods: DiffusionCLIP t0 (fine-tune and edit)', DIFFUSIONCLIP_DEFAULTS.t0),
+    },
+    'diffusionclip-model-ratio': {
+      type: 'string',
+      help: withDefault('methods: DiffusionCLIP edit model ratio', DIFFUSIONCLIP_DEFAULTS.modelRatio),
+    },
+    'diffusionclip-clip-weight': {
+      type: 'string',
+      help: withDefault('methods: DiffusionCLIP CLIP loss weight', DIFFUSIONCLIP_DEFAULTS.clipWeight),
+    },
+    'diffusionclip-l1-weight': {
+      type: 'string',
+      help: withDefault('methods: DiffusionCLIP L1 loss weight', DIFFUSIONCLIP_DEFAULTS.l1Weight),
+    },
+    'diffusionclip-mode': {
+      type: 'string',
+      help: withDefault('methods: DiffusionCLIP fine-tune mode full | perstep', DIFFUSIONCLIP_DEFAULTS.mode),
+    },
+    'diffusionclip-iters': {
+      type: 'string',
+      help: withDefault('methods: DiffusionCLIP fine-tune passes', DIFFUSIONCLIP_DEFAULTS.iters),
+    },
+    'diffusionclip-inputs': {
+      type: 'string',
+      help: `methods: DiffusionCLIP held-out inputs per edit, fewer for quick comparisons (default the protocol's ${METHODS_PROTOCOL.diffusionclip.inputs})`,
     },
   },
   async run(args) {
