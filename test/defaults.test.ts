@@ -210,7 +210,7 @@ describe('defaults: one definition per method default', function () {
     expect(resolveSDGOptions({})).to.deep.equal({ ...SDG_DEFAULTS });
     expect(unclip.resolveDecodeOptions({})).to.deep.equal({ ...U.decode });
     expect(unclip.resolvePriorOptions({})).to.deep.equal({ ...U.prior });
-    expect(unclip.resolveVariationsOptions()).to.deep.include({ n: U.variations.n, eta: U.variations.eta });
+    expect(unclip.resolveVariationsOptions()).to.deep.include({ ...U.variations });
     const refused: Array<[() => unknown, string]> = [
       [() => resolveSampleOptions({ n: 0 }), 'n'],
       [() => resolveSampleOptions({ sampler: 'euler' as never }), 'sampler'],
@@ -348,6 +348,7 @@ describe('defaults: one definition per method default', function () {
       expect(v.settings).to.deep.equal({
         n: vo.n,
         eta: vo.eta,
+        invert: vo.invert,
         steps: vo.steps,
         decoderScale: vo.decoderScale,
         seed: vo.seed,

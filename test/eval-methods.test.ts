@@ -172,7 +172,14 @@ describe('eval methods: settings other than the defaults (--sdg-scale, --unclip-
   it('the flags given become overrides, the others stay unset (the defaults); a bad --sdg-on is refused', () => {
     const o = methodOverrides({ values: { 'sdg-scale': '400', 'unclip-eta': '0.5' }, positionals: [] });
     expect(o.sdg).to.deep.equal({ scale: 400, steps: undefined, on: undefined });
-    expect(o.unclip).to.deep.equal({ decoderScale: undefined, priorScale: undefined, variationEta: 0.5 });
+    expect(o.unclip).to.deep.equal({
+      decoderScale: undefined,
+      priorScale: undefined,
+      variationEta: 0.5,
+      variationInvert: undefined,
+    });
+    const inv = methodOverrides({ values: { 'unclip-invert': 'false' }, positionals: [] });
+    expect(inv.unclip?.variationInvert).to.equal(false);
     expect(() => methodOverrides({ values: { 'sdg-on': 'x1' }, positionals: [] })).to.throw(/sdg-on/);
   });
 

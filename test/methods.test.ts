@@ -492,6 +492,17 @@ describe('methods: no tensor growth over whole runs (tiny random models)', funct
       expect(diff, 'eta > 0 gives different variations').to.be.greaterThan(1e-4);
       return [r.images, r.embedding];
     });
+    await noGrowth('variations from the inverted x_T', async () => {
+      // unCLIP's (z_i, x_T): at eta 0 every variation is the one deterministic decode of the inverted x_T
+      const inv = await unclip.variations(models, img, { n: 2, steps: 3, eta: 0, invert: true });
+      const noise = await unclip.variations(models, img, { n: 2, steps: 3, eta: 0, invert: false });
+      expect(inv.settings.invert).to.equal(true);
+      const same = tf.tidy(() => mae(inv.images.slice(0, 1), inv.images.slice(1, 1)));
+      const other = tf.tidy(() => mae(inv.images.slice(0, 1), noise.images.slice(0, 1)));
+      expect(same, 'one start, eta 0: identical').to.equal(0);
+      expect(other, 'the inverted x_T is not the seed noise').to.be.greaterThan(1e-4);
+      return [inv.images, inv.embedding, noise.images, noise.embedding];
+    });
     await noGrowth('interpolate', async () => {
       const r = await unclip.interpolate(models, img, img2, { frames: 3, steps: 3 });
       tf.tidy(() => {

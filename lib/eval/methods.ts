@@ -83,6 +83,8 @@ export interface MethodsEvalOverrides {
     Pick<unclip.PriorOptions, 'priorScale' | 'bestOf'> & {
       /** The variations' DDIM eta (default `UNCLIP_DEFAULTS.variations.eta`). */
       variationEta?: number;
+      /** Variations from the source's DDIM-inverted x_T (default `UNCLIP_DEFAULTS.variations.invert`). */
+      variationInvert?: boolean;
     };
   /**
    * DiffusionCLIP's fine-tune and edit (`DIFFUSIONCLIP_DEFAULTS`; the fine-tune's t0 is also the
@@ -390,7 +392,7 @@ async function unclipBars(
   const decoder = await loadCondDiffuser();
   const { prior, schedule } = await loadPriorModel();
   const ds = a.ds;
-  const { variationEta, ...shared } = a.overrides?.unclip ?? {};
+  const { variationEta, variationInvert, ...shared } = a.overrides?.unclip ?? {};
   try {
     log(`eval methods: unCLIP, ${P.perCategory} samples per category prompt`);
     const r = await evalUnclipPrompts(decoder, prior, schedule, clip, judge, ds, {
@@ -405,13 +407,14 @@ async function unclipBars(
       (_, j) => test[Math.floor((j * test.length) / P.variationSources)],
     );
     let same = 0;
-    let variationSettings: Record<string, number> = {};
+    let variationSettings: Record<string, number | boolean> = {};
     log(`eval methods: unCLIP variations of ${srcIdx.length} held-out images`);
     for (const [j, i] of srcIdx.entries()) {
       const x = ds.images([i], { rgb: true });
       const v = await unclip.variations({ decoder, prior, priorSchedule: schedule, clip }, x, {
         decoderScale: shared.decoderScale,
         eta: variationEta,
+        invert: variationInvert,
         n: P.variationsEach,
         seed: P.seed + j,
       });

@@ -6,7 +6,8 @@
  *                                   best of 2: draw two, keep the one with the higher cos(z_i, z_t))
  *   decoder: x ~ P(x | z_i)       (UNet with z_i added to its time embedding, classifier-free scale s_d)
  *
- * and the manipulations of section 3: variations (decode an image's z_i with DDIM eta > 0),
+ * and the manipulations of section 3: variations (decode an image's z_i with DDIM eta > 0, from its
+ * DDIM-inverted x_T with `invert`, as unCLIP: the bipartite latent (z_i, x_T)),
  * interpolation (decode slerp(z_1, z_2, theta) from one fixed x_T), and text diffs (decode
  * slerp(z_i, z_d, theta) with z_d = normalise(z_t(target) - z_t(source)), from the image's DDIM-inverted x_T).
  *
@@ -79,8 +80,11 @@ export const UNCLIP_DEFAULTS = {
   },
   /** `textToImage`: images per prompt. */
   textToImage: { n: 1 },
-  /** `variations`: how many, and the decoder's eta (> 0, so that they differ). */
-  variations: { n: 4, eta: 1 },
+  /**
+   * `variations`: how many, the decoder's eta (> 0, so that they differ), and whether they start
+   * from the image's DDIM-inverted x_T (unCLIP's (z_i, x_T): eta 0 reconstructs) or from noise of `seed`.
+   */
+  variations: { n: 4, eta: 1, invert: false },
   /** `interpolate`: frames including both ends (DDIM eta 0, one fixed x_T). */
   interpolate: { frames: 5 },
   /** `textDiff`: fractions toward z_d (unCLIP used theta up to ~0.5); start from the DDIM-inverted x_T (as unCLIP). */
@@ -323,6 +327,8 @@ export function imageEmbedding(clip: ImageEncoder, images: tf.Tensor4D): tf.Tens
 export interface VariationsOptions extends Omit<DecodeOptions, 'noise'> {
   /** Variations of the image. Default `UNCLIP_DEFAULTS.variations.n`. */
   n?: number;
+  /** Start from the image's DDIM-inverted x_T (true, as unCLIP) or from noise of `seed` (false). Default `UNCLIP_DEFAULTS.variations.invert`. */
+  invert?: boolean;
   onNote?: (msg: string) => void;
 }
 
@@ -330,32 +336,71 @@ export interface VariationsOptions extends Omit<DecodeOptions, 'noise'> {
 export function resolveVariationsOptions(
   opts: VariationsOptions = {},
   d?: Diffuser,
-): ResolvedDecodeOptions & { n: number; onNote?: (msg: string) => void } {
+): ResolvedDecodeOptions & { n: number; invert: boolean; onNote?: (msg: string) => void } {
   const V = UNCLIP_DEFAULTS.variations;
   const n = checkCount('n', opts.n ?? V.n);
-  return { ...resolveDecodeOptions({ ...opts, eta: opts.eta ?? V.eta }, d), n };
+  return { ...resolveDecodeOptions({ ...opts, eta: opts.eta ?? V.eta }, d), n, invert: opts.invert ?? V.invert };
 }
 
-/** Image variations: decode the image's CLIP embedding n times with DDIM eta > 0 (default `UNCLIP_DEFAULTS.variations.eta`). */
+/**
+ * unCLIP's x_T of an image x [1, H, W, 3]: DDIM inversion (`steps` respaced steps) of the decoder
+ * conditioned on the image's embedding z [1, D], tiled to `count` rows.
+ */
+async function invertedStart(
+  d: Diffuser,
+  x: tf.Tensor4D,
+  z: tf.Tensor2D,
+  steps: number,
+  count: number,
+): Promise<tf.Tensor4D> {
+  const emb = decoderEmb(d, z);
+  let inv: tf.Tensor4D;
+  try {
+    inv = await ddimInvert(diffusionModelOf(d), x, fullChain(d.schedule, steps), { cond: { emb } });
+  } finally {
+    emb.dispose();
+  }
+  const xT = tf.tile(inv, [count, 1, 1, 1]) as tf.Tensor4D;
+  inv.dispose();
+  return xT;
+}
+
+/**
+ * Image variations: decode the image's CLIP embedding n times with DDIM eta > 0 (default
+ * `UNCLIP_DEFAULTS.variations.eta`), from its DDIM-inverted x_T with `invert`.
+ */
 export async function variations(
   m: UnclipModels,
   image: tf.Tensor4D,
   opts: VariationsOptions = {},
-): Promise<{ images: tf.Tensor4D; embedding: tf.Tensor2D; settings: Record<string, number> }> {
+): Promise<{
+  images: tf.Tensor4D;
+  embedding: tf.Tensor2D;
+  settings: { n: number; eta: number; invert: boolean; steps: number; decoderScale: number; seed: number };
+}> {
   const o = resolveVariationsOptions(opts, m.decoder);
   const x = fitFirst(image, imageSizeOf(m.decoder), 'input image', o.onNote);
   const z = imageEmbedding(m.clip, x);
-  x.dispose();
   const zr = tf.tidy(() => tf.tile(z, [o.n, 1])) as tf.Tensor2D;
+  let xT: tf.Tensor4D | undefined;
   try {
-    const images = await decode(m.decoder, zr, o);
-    const settings = { n: o.n, eta: o.eta, steps: o.steps, decoderScale: o.decoderScale, seed: o.seed };
+    if (o.invert) xT = await invertedStart(m.decoder, x, z, o.steps, o.n);
+    const images = await decode(m.decoder, zr, { ...o, noise: xT });
+    const settings = {
+      n: o.n,
+      eta: o.eta,
+      invert: o.invert,
+      steps: o.steps,
+      decoderScale: o.decoderScale,
+      seed: o.seed,
+    };
     return { images, embedding: z, settings };
   } catch (e) {
     z.dispose();
     throw e;
   } finally {
-    zr.dispose();
+    tf.dispose([x, zr]);
+    xT?.dispose();
   }
 }
 
@@ -473,14 +518,8 @@ export async function textDiff(
   tf.dispose(parts);
   let xT: tf.Tensor4D;
   try {
-    if (o.invert) {
-      const emb = decoderEmb(m.decoder, zi);
-      const sched = fullChain(m.decoder.schedule, o.steps);
-      const inv = await ddimInvert(diffusionModelOf(m.decoder), x, sched, { cond: { emb } });
-      emb.dispose();
-      xT = tf.tile(inv, [thetas.length, 1, 1, 1]) as tf.Tensor4D;
-      inv.dispose();
-    } else {
+    if (o.invert) xT = await invertedStart(m.decoder, x, zi, o.steps, thetas.length);
+    else {
       const x1 = startNoise(m.decoder, 1, o.seed);
       xT = tf.tile(x1, [thetas.length, 1, 1, 1]) as tf.Tensor4D;
       x1.dispose();

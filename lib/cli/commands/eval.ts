@@ -34,6 +34,10 @@ export function methodOverrides(args: ParsedArgs): MethodsEvalOverrides {
       decoderScale: opt('unclip-decoder-scale'),
       priorScale: opt('unclip-prior-scale'),
       variationEta: opt('unclip-eta'),
+      variationInvert:
+        args.values['unclip-invert'] === undefined
+          ? undefined
+          : choice(args, 'unclip-invert', ['true', 'false'] as const, 'true') === 'true',
     },
     diffusionclip: {
       lr: opt('diffusionclip-lr'),
@@ -99,6 +103,13 @@ const evalCmd: Command = {
     'unclip-eta': {
       type: 'string',
       help: withDefault('methods: unCLIP variations DDIM eta', UNCLIP_DEFAULTS.variations.eta),
+    },
+    'unclip-invert': {
+      type: 'string',
+      help: withDefault(
+        'methods: unCLIP variations from the DDIM-inverted x_T (true | false)',
+        UNCLIP_DEFAULTS.variations.invert,
+      ),
     },
     'diffusionclip-lr': {
       type: 'string',
