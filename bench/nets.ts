@@ -5,8 +5,8 @@
  * has torch), plus the > 2 GiB safetensors load of bench/io.ts.
  *
  * Output: `{cases: [{name, fwd_ms, dx_ms, torch_fwd_ms, torch_dx_ms, max_rel_err, ...}], load, backend}`;
- * PyTorch is timed by `../shared/bench/time_torch.py` (TorchScript `.jit.pt`, OpenBLAS pinned to one
- * thread) right after each of our cases, at the README's 2 threads and at 1 thread; `torch_fwd_ms` is
+ * PyTorch is timed by an inline script (`TORCH_PY`: the TorchScript `.jit.pt`, OpenBLAS pinned to one
+ * thread, warmed up to its steady state) right after each of our cases, at the README's 2 threads and at 1 thread; `torch_fwd_ms` is
  * the faster (under load torch's two OpenMP threads spin-wait for each other). `torch_blas` names the
  * BLAS that torch maps: Debian's `libblas.so.3` is the unoptimised reference BLAS unless
  * `libopenblas0-pthread` is installed, which makes torch 10-15x slower on GEMMs (the bench warns).
@@ -51,7 +51,7 @@ export interface NetsBenchCase {
   torch_dx_ms: number | null;
   /** The thread count of `torch_fwd_ms`. */
   torch_fwd_threads?: number;
-  /** time_torch.py medians per PyTorch thread count. */
+  /** PyTorch's medians per thread count (`TORCH_PY`). */
   torch_by_threads?: Record<string, { fwd_ms: number; dx_ms: number | null }>;
   max_rel_err: number;
   grad_rel_err?: number | null;
@@ -120,36 +120,23 @@ function haveTorch(): boolean {
   return r.status === 0;
 }
 
-type TorchTimes = { forward_ms: number; fwd_bwd_input_ms: number | null; max_abs_diff_vs_io?: number };
-
-/** Run ../shared/bench/time_torch.py (TorchScript model, OpenBLAS pinned to 1 thread) and return its JSON record. */
-function torchTimes(jit: string, io: string, reps: number, threads: number): TorchTimes | { error: string } {
-  const script = join(benchDir(), 'time_torch.py');
-  const r = spawnSync(
-    '/usr/bin/python3',
-    [script, jit, io, '--grad', '--threads', String(threads), '--reps', String(Math.max(reps, 3)), '--warmup', '2'],
-    {
-      encoding: 'utf8',
-      timeout: 600000,
-    },
-  );
-  if (r.status !== 0)
-    return { error: `time_torch.py exited ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-2).join(' ')}` };
-  const last = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(last) as TorchTimes;
-  } catch {
-    return { error: `time_torch.py printed no JSON: ${last.slice(0, 200)}` };
-  }
-}
-
-/** Inline measurement script: CPU ms per forward of a TorchScript model on one thread (robust to machine load). */
-const TORCH_CPU_PY = `
-import os, sys, json, time
-os.environ["OMP_NUM_THREADS"] = "1"; os.environ["OPENBLAS_NUM_THREADS"] = "1"; os.environ["MKL_NUM_THREADS"] = "1"
+/**
+ * Inline measurement script: one TorchScript model at one thread count (OpenBLAS pinned to one thread,
+ * as ../shared/bench/time_torch.py does): median wall ms and CPU ms per call of the forward (no_grad)
+ * and of forward + input gradient. Warm-up runs the gradient first, then the forward: measured here
+ * (gd_bench32, 1 thread), a no_grad forward timed right after 5 forward warm-ups took 115-220 ms per
+ * call, more than forward + backward (~116 ms); after a few gradient calls the same forward takes 50 ms,
+ * steadily. Timing it cold (time_torch.py's order: forward, then gradient) made PyTorch look ~3x slower.
+ * The gradient's first calls after forwards are slow again (441, 237, 152, then ~117 ms), so it is warmed
+ * up again before it is timed.
+ */
+const TORCH_PY = `
+import os, sys, json, time, statistics
+os.environ["OPENBLAS_NUM_THREADS"] = "1"; os.environ["MKL_NUM_THREADS"] = "1"
+jit, io, reps, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+os.environ["OMP_NUM_THREADS"] = str(threads)
 import numpy as np, torch
-torch.set_num_threads(1)
-jit, io, reps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+torch.set_num_threads(threads)
 extra = {"fixture.json": ""}
 m = torch.jit.load(jit, map_location="cpu", _extra_files=extra).eval()
 names = json.loads(extra["fixture.json"])["inputs"]
@@ -159,34 +146,44 @@ def tensor(n):
     a = np.frombuffer(raw, dtype=dt, count=d["nbytes"] // dt.itemsize, offset=d["offset"]).reshape(d["shape"])
     return torch.from_numpy(a.astype(a.dtype.newbyteorder("="), copy=True))
 inp = [tensor(n) for n in names]
-with torch.no_grad():
-    for _ in range(5): m(*inp)
-    c0 = time.process_time()
-    for _ in range(reps): m(*inp)
-    fwd = (time.process_time() - c0) / reps * 1e3
 for p in m.parameters(): p.requires_grad_(False)
 fidx = [i for i, t in enumerate(inp) if t.is_floating_point()]
 gin = [t.clone().requires_grad_(True) if i in fidx else t for i, t in enumerate(inp)]
+def fwd():
+    with torch.no_grad(): m(*inp)
 def dx():
     out = m(*gin)
     out = out[0] if isinstance(out, (tuple, list)) else out
     return torch.autograd.grad(out.sum(), [gin[i] for i in fidx])
-for _ in range(5): dx()
-c0 = time.process_time()
-for _ in range(reps): dx()
-print(json.dumps({"fwd_cpu_ms": fwd, "dx_cpu_ms": (time.process_time() - c0) / reps * 1e3}))
+def timed(f):
+    ts = []; c0 = time.process_time()
+    for _ in range(reps):
+        t0 = time.perf_counter(); f(); ts.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(ts), (time.process_time() - c0) / reps * 1e3
+for _ in range(8 if fidx else 0): dx()
+for _ in range(5): fwd()
+res = {"threads": threads}
+res["fwd_ms"], res["fwd_cpu_ms"] = timed(fwd)
+for _ in range(8 if fidx else 0): dx()
+if fidx: res["dx_ms"], res["dx_cpu_ms"] = timed(dx)
+print(json.dumps(res))
 `;
 
-function torchCpuMs(jit: string, io: string, reps: number): { fwd_cpu_ms: number; dx_cpu_ms: number } | null {
-  const r = spawnSync('/usr/bin/python3', ['-c', TORCH_CPU_PY, jit, io, String(Math.max(reps, 3))], {
+type TorchTimes = { threads: number; fwd_ms: number; fwd_cpu_ms: number; dx_ms?: number; dx_cpu_ms?: number };
+
+/** PyTorch's times for one TorchScript model at one thread count (`TORCH_PY`). */
+function torchTimes(jit: string, io: string, reps: number, threads: number): TorchTimes | { error: string } {
+  const r = spawnSync('/usr/bin/python3', ['-c', TORCH_PY, jit, io, String(Math.max(reps, 3)), String(threads)], {
     encoding: 'utf8',
     timeout: 600000,
   });
-  if (r.status !== 0) return null;
+  if (r.status !== 0)
+    return { error: `torch timing exited ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-2).join(' ')}` };
+  const last = r.stdout.trim().split('\n').pop() ?? '';
   try {
-    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as { fwd_cpu_ms: number; dx_cpu_ms: number };
+    return JSON.parse(last) as TorchTimes;
   } catch {
-    return null;
+    return { error: `torch timing printed no JSON: ${last.slice(0, 200)}` };
   }
 }
 
@@ -322,16 +319,15 @@ function torchThreadCounts(threads: number): number[] {
 function torchCase(c: NetsBenchCase, jit: string, io: string, reps: number, threads: number): void {
   const per: Record<string, { fwd_ms: number; dx_ms: number | null }> = {};
   const errors: string[] = [];
+  let one: TorchTimes | null = null;
   for (const th of torchThreadCounts(threads)) {
     const tt = torchTimes(jit, io, reps, th);
     if ('error' in tt) {
       errors.push(`${th} threads: ${tt.error}`);
       continue;
     }
-    per[th] = {
-      fwd_ms: +tt.forward_ms.toFixed(1),
-      dx_ms: tt.fwd_bwd_input_ms == null ? null : +tt.fwd_bwd_input_ms.toFixed(1),
-    };
+    if (th === 1) one = tt;
+    per[th] = { fwd_ms: +tt.fwd_ms.toFixed(1), dx_ms: tt.dx_ms == null ? null : +tt.dx_ms.toFixed(1) };
   }
   c.torch_by_threads = per;
   const ths = Object.keys(per);
@@ -343,9 +339,8 @@ function torchCase(c: NetsBenchCase, jit: string, io: string, reps: number, thre
     c.torch_dx_ms = dxs.length ? Math.min(...dxs.map((t) => per[t].dx_ms as number)) : null;
   }
   if (errors.length) c.torch_error = errors.join('; ');
-  const cpu = torchCpuMs(jit, io, reps);
-  c.torch_fwd_cpu_ms_1thread = cpu === null ? null : +cpu.fwd_cpu_ms.toFixed(1);
-  c.torch_dx_cpu_ms_1thread = cpu === null || c.dx_ms === null ? null : +cpu.dx_cpu_ms.toFixed(1);
+  c.torch_fwd_cpu_ms_1thread = one === null ? null : +one.fwd_cpu_ms.toFixed(1);
+  c.torch_dx_cpu_ms_1thread = one?.dx_cpu_ms == null || c.dx_ms === null ? null : +one.dx_cpu_ms.toFixed(1);
 }
 
 /** Case names: gd_bench32, gd_bench64, ddpm_bench32, clip_bench (image and text). */
