@@ -233,7 +233,7 @@ describe('lib/image', () => {
     x.dispose();
     void readFileSync;
   });
-  it('label font: every glyph is 3x5, and the characters labels use (& > A W) are drawn, not as ?', () => {
+  it('label font: every glyph is 3x5, and the characters labels use (& > | A W) are drawn, not as ?', () => {
     for (const [ch, g] of Object.entries(GLYPHS)) expect(g, `glyph ${JSON.stringify(ch)}`).to.match(/^[#.]{15}$/);
     const ink = (text: string): string => {
       const img = { width: 4 * text.length, height: 5, data: new Uint8Array(4 * text.length * 5 * 3).fill(255) };
@@ -243,7 +243,7 @@ describe('lib/image', () => {
         for (let x = 0; x < 3; x++) bits += img.data[(y * img.width + x) * 3] === 0 ? '#' : '.';
       return bits;
     };
-    for (const ch of ['&', '>', 'A', 'W']) {
+    for (const ch of ['&', '>', '|', 'A', 'W']) {
       expect(ink(ch), ch).to.equal(GLYPHS[ch]);
       expect(ink(ch), ch).to.not.equal(GLYPHS['?']);
     }
