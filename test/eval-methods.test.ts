@@ -171,7 +171,7 @@ describe('eval: eval unet and eval methods measure the same samples', function (
 describe('eval methods: settings other than the defaults (--sdg-scale, --unclip-decoder-scale, ...)', () => {
   it('the flags given become overrides, the others stay unset (the defaults); a bad --sdg-on is refused', () => {
     const o = methodOverrides({ values: { 'sdg-scale': '400', 'unclip-eta': '0.5' }, positionals: [] });
-    expect(o.sdg).to.deep.equal({ scale: 400, steps: undefined, on: undefined });
+    expect(o.sdg).to.deep.equal({ scale: 400, steps: undefined, on: undefined, normalizeGrad: undefined });
     expect(o.unclip).to.deep.equal({
       decoderScale: undefined,
       priorScale: undefined,
@@ -180,6 +180,10 @@ describe('eval methods: settings other than the defaults (--sdg-scale, --unclip-
     });
     const inv = methodOverrides({ values: { 'unclip-invert': 'false' }, positionals: [] });
     expect(inv.unclip?.variationInvert).to.equal(false);
+    expect(methodOverrides({ values: { 'sdg-normalize-grad': 'true' }, positionals: [] }).sdg?.normalizeGrad).to.equal(
+      true,
+    );
+    expect(() => methodOverrides({ values: { 'unclip-invert': 'yes' }, positionals: [] })).to.throw(/unclip-invert/);
     expect(() => methodOverrides({ values: { 'sdg-on': 'x1' }, positionals: [] })).to.throw(/sdg-on/);
   });
 

@@ -24,20 +24,20 @@ const EVALUABLE = ['judge', 'unet', ...Object.keys(MODEL_EVALS), 'methods'];
 /** `eval methods`' settings other than the methods' defaults (the flags given; resolve functions check them). */
 export function methodOverrides(args: ParsedArgs): MethodsEvalOverrides {
   const opt = (name: string): number | undefined => (args.values[name] === undefined ? undefined : num(args, name));
+  const bool = (name: string): boolean | undefined =>
+    args.values[name] === undefined ? undefined : choice(args, name, ['true', 'false'] as const, 'true') === 'true';
   return {
     sdg: {
       scale: opt('sdg-scale'),
       steps: args.values['sdg-steps'] === undefined ? undefined : count(args, 'sdg-steps'),
       on: args.values['sdg-on'] === undefined ? undefined : choice(args, 'sdg-on', SDG_ON, SDG_DEFAULTS.on),
+      normalizeGrad: bool('sdg-normalize-grad'),
     },
     unclip: {
       decoderScale: opt('unclip-decoder-scale'),
       priorScale: opt('unclip-prior-scale'),
       variationEta: opt('unclip-eta'),
-      variationInvert:
-        args.values['unclip-invert'] === undefined
-          ? undefined
-          : choice(args, 'unclip-invert', ['true', 'false'] as const, 'true') === 'true',
+      variationInvert: bool('unclip-invert'),
     },
     diffusionclip: {
       lr: opt('diffusionclip-lr'),
@@ -91,6 +91,13 @@ const evalCmd: Command = {
     },
     'sdg-scale': { type: 'string', help: withDefault('methods: SDG guidance scale', SDG_DEFAULTS.scale) },
     'sdg-steps': { type: 'string', help: withDefault('methods: SDG sampling steps', SDG_DEFAULTS.steps) },
+    'sdg-normalize-grad': {
+      type: 'string',
+      help: withDefault(
+        "methods: SDG rescales each sample's gradient to unit RMS (true | false)",
+        SDG_DEFAULTS.normalizeGrad,
+      ),
+    },
     'sdg-on': { type: 'string', help: withDefault(`methods: SDG guidance on ${SDG_ON.join(' | ')}`, SDG_DEFAULTS.on) },
     'unclip-decoder-scale': {
       type: 'string',
