@@ -155,6 +155,34 @@ describe('methods on the shipped weights (judge-based)', function () {
     tf.dispose([base.images, g.images, c.images, ref]);
   });
 
+  it('SDG on x0 (plain CLIP on the predicted x0) keeps images: pixel roughness near the unguided samples', async function () {
+    need(this, ['unet', 'clip']);
+    const n = 2;
+    const opts = { n, steps: 12, sampler: 'ddpm' as const, seed: 3 };
+    const base = await sample(unet!, opts);
+    const g = await sdg(
+      unet!,
+      { image: clip, text: clip },
+      { ...opts, text: categoryPrompt('Food & Drink'), on: 'x0' },
+    );
+    // mean |difference| of horizontally neighbouring pixels: ~0.05-0.1 for emoji, ~1 for saturated noise
+    const rough = (x: tf.Tensor4D) =>
+      tf.tidy(() => {
+        const w = x.shape[2];
+        return x
+          .slice([0, 0, 1, 0], [-1, -1, w - 1, -1])
+          .sub(x.slice([0, 0, 0, 0], [-1, -1, w - 1, -1]))
+          .abs()
+          .mean()
+          .dataSync()[0];
+      });
+    const rb = rough(base.images);
+    const rg = rough(g.images);
+    console.log(`      pixel roughness: unguided ${rb.toFixed(3)}, guided on x0 ${rg.toFixed(3)}`);
+    expect(rg).to.be.below(Math.max(3 * rb, 0.2));
+    tf.dispose([base.images, g.images]);
+  });
+
   it('DiffusionCLIP: inversion + regeneration reconstructs the input; a short fine-tune moves the judge toward the target', async function () {
     need(this, ['unet', 'clip', 'judge']);
     const x = inputs ? inputs.images.slice(0, 1) : (await sample(unet!, { n: 1, seed: 3 })).images;

@@ -209,6 +209,10 @@ export async function sdg(d: Diffuser, enc: SDGEncoders, opts: SDGOptions): Prom
     guidanceScale: o.scale,
     normalizeGrad: o.normalizeGrad,
     refSeed: o.seed + 2,
+    // On x0 the gradient goes through the net (as CLIP-guided diffusion does). With eps held fixed
+    // ('linear') dx0/dx_t is 1/sqrt(abar), up to ~1e4 at the cosine schedule's t = T: on the shipped
+    // UNet even scale 1 turned every sample into saturated noise. ('xt' needs no x0.)
+    guidanceX0: (o.on === 'x0' ? 'model' : 'linear') as 'model' | 'linear',
   };
   let out: tf.Tensor4D;
   try {
