@@ -463,10 +463,9 @@ export class UNet extends ParamOwner {
         hs.push(hcur);
         if (capture) capture[block.capture] = hcur;
       }
-      const afterMiddle = tf.tidy(() => this.runBlock(plan.middle, hcur, ctx));
+      // the middle block's input is the last skip: it stays until the first output block reads it
+      hcur = tf.tidy(() => this.runBlock(plan.middle, hcur, ctx));
       this.release();
-      this.dropConsumed(hcur, x, hs, capture, ctx);
-      hcur = afterMiddle;
       if (capture) capture[plan.middle.capture] = hcur;
       for (const block of plan.output) {
         const skip = hs.pop()!;

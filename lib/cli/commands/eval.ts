@@ -23,14 +23,16 @@ const EVALUABLE = ['judge', 'unet', ...Object.keys(MODEL_EVALS), 'methods'];
 
 /** `eval methods`' settings other than the methods' defaults (the flags given; resolve functions check them). */
 export function methodOverrides(args: ParsedArgs): MethodsEvalOverrides {
-  const opt = (name: string): number | undefined => (args.values[name] === undefined ? undefined : num(args, name));
-  const bool = (name: string): boolean | undefined =>
-    args.values[name] === undefined ? undefined : choice(args, name, ['true', 'false'] as const, 'true') === 'true';
+  const given = <T>(name: string, parse: (name: string) => T): T | undefined =>
+    args.values[name] === undefined ? undefined : parse(name);
+  const opt = (name: string) => given(name, (n) => num(args, n));
+  const int = (name: string) => given(name, (n) => count(args, n));
+  const bool = (name: string) => given(name, (n) => choice(args, n, ['true', 'false'] as const, 'true') === 'true');
   return {
     sdg: {
       scale: opt('sdg-scale'),
-      steps: args.values['sdg-steps'] === undefined ? undefined : count(args, 'sdg-steps'),
-      on: args.values['sdg-on'] === undefined ? undefined : choice(args, 'sdg-on', SDG_ON, SDG_DEFAULTS.on),
+      steps: int('sdg-steps'),
+      on: given('sdg-on', (n) => choice(args, n, SDG_ON, SDG_DEFAULTS.on)),
       normalizeGrad: bool('sdg-normalize-grad'),
     },
     unclip: {
@@ -45,12 +47,11 @@ export function methodOverrides(args: ParsedArgs): MethodsEvalOverrides {
       modelRatio: opt('diffusionclip-model-ratio'),
       clipWeight: opt('diffusionclip-clip-weight'),
       l1Weight: opt('diffusionclip-l1-weight'),
-      mode:
-        args.values['diffusionclip-mode'] === undefined
-          ? undefined
-          : choice(args, 'diffusionclip-mode', ['full', 'perstep'] as const, DIFFUSIONCLIP_DEFAULTS.mode),
-      iters: args.values['diffusionclip-iters'] === undefined ? undefined : count(args, 'diffusionclip-iters'),
-      inputs: args.values['diffusionclip-inputs'] === undefined ? undefined : count(args, 'diffusionclip-inputs'),
+      mode: given('diffusionclip-mode', (n) =>
+        choice(args, n, ['full', 'perstep'] as const, DIFFUSIONCLIP_DEFAULTS.mode),
+      ),
+      iters: int('diffusionclip-iters'),
+      inputs: int('diffusionclip-inputs'),
     },
   };
 }
