@@ -175,6 +175,9 @@ interface ResolvedSettings {
   batch: number;
   dataSpec: string;
   modelChannels: number;
+  /** unet: per-level width multipliers and res blocks per level (kept on resume, as modelChannels). */
+  channelMult: number[];
+  numResBlocks: number;
   run: RunSettings;
   cooldown?: number;
   maxStepsThisRun?: number;
@@ -199,6 +202,8 @@ function runSettings(
     batch: given('batch') ? count(args, 'batch') : undefined,
     data: given('data') ? str(args, 'data') : undefined,
     modelChannels: given('model-channels') ? count(args, 'model-channels', undefined, { max: 4096 }) : undefined,
+    channelMult: given('channel-mult') ? channelMultOf(str(args, 'channel-mult')) : undefined,
+    numResBlocks: given('res-blocks') ? count(args, 'res-blocks', undefined, { max: 8 }) : undefined,
     steps: given('steps') ? count(args, 'steps') : undefined,
     lr: given('lr') ? num(args, 'lr', undefined, { above: 0 }) : undefined,
     warmup: given('warmup') ? int(args, 'warmup', undefined, { min: 0 }) : undefined,
@@ -231,6 +236,16 @@ function runSettings(
     asked.modelChannels,
     32,
   );
+  const savedNet = cfg?.net as { channelMult?: number[]; numResBlocks?: number } | undefined;
+  const channelMult = keep(
+    'channel-mult',
+    savedNet?.channelMult?.join(','),
+    asked.channelMult?.join(','),
+    (smallUNetConfig().channelMult as number[]).join(','),
+  )
+    .split(',')
+    .map(Number);
+  const numResBlocks = keep('res-blocks', savedNet?.numResBlocks, asked.numResBlocks, smallUNetConfig().numResBlocks!);
   // the loop settings: a flag overrides the saved value (said), else the saved value, else the default
   const defaults: RunSettings = {
     steps: d.steps,
@@ -267,7 +282,15 @@ function runSettings(
       `the checkpoint records no loop settings (written by an older diffguide); using the defaults ${defaulted.join(', ')} (give the flags to change them)`,
     );
   }
-  return { seed, batch, dataSpec, modelChannels, run, cooldown, maxStepsThisRun };
+  return { seed, batch, dataSpec, modelChannels, channelMult, numResBlocks, run, cooldown, maxStepsThisRun };
+}
+
+/** `--channel-mult 1,2,4`: positive integers, one per resolution level. */
+function channelMultOf(spec: string): number[] {
+  const m = spec.split(',').map((v) => Number(v.trim()));
+  if (!m.length || m.some((v) => !Number.isInteger(v) || v < 1 || v > 16))
+    throw new UsageError(`--channel-mult must be comma-separated integers 1-16, one per level (e.g. 1,2,4), got '${spec}'`);
+  return m;
 }
 
 /**
@@ -329,7 +352,12 @@ const trainCmd: Command = {
       help: 'constant-rate models: decay the rate linearly to 0 over the last N steps before --steps; kept on resume. To cool down a copy of a running run: cp -r runs/unet runs/unet-cool, then train unet --out runs/unet-cool --resume --steps <its step + N> --cooldown N',
     },
     'max-steps-this-run': { type: 'string', help: 'stop after this many steps in this process (resume later)' },
-    'model-channels': { type: 'string', help: 'unet: base width (default 32; multiple of 32)' },
+    'model-channels': { type: 'string', help: 'unet: base width (default 32; multiple of 32); kept on resume' },
+    'channel-mult': {
+      type: 'string',
+      help: 'unet: width multiplier per resolution level, comma-separated (default 1,2,2; each level halves the size); kept on resume',
+    },
+    'res-blocks': { type: 'string', help: 'unet: res blocks per level (default 1); kept on resume' },
     ship: {
       type: 'string',
       help: 'with --export-only: also write weights, config, MODEL_CARD.md, loss.png, samples.png into this folder (e.g. weights/judge)',
@@ -435,6 +463,8 @@ const trainCmd: Command = {
       const cfg = (saved?.net as Record<string, unknown>) ?? {
         ...smallUNetConfig(ds.height),
         modelChannels: rs.modelChannels,
+        channelMult: rs.channelMult,
+        numResBlocks: rs.numResBlocks,
         // a learned variance doubles the output channels (learnSigma follows from them, as guided-diffusion's learn_sigma)
         ...(flag(args, 'learn-sigma') ? { outChannels: 2 * ds.channels } : {}),
       };
