@@ -354,12 +354,17 @@ describe('bad input: clear errors, non-zero exits, nothing lost', function () {
       const first = await cli([...base, '--steps', '1', '--channel-mult', '1,2', '--res-blocks', '2']);
       expect(first.code, first.err).to.equal(0);
       const net = () =>
-        (JSON.parse(readFileSync(join(run, 'state.json'), 'utf8')) as { config: { net: { channelMult: number[]; numResBlocks: number } } })
-          .config.net;
+        (
+          JSON.parse(readFileSync(join(run, 'state.json'), 'utf8')) as {
+            config: { net: { channelMult: number[]; numResBlocks: number } };
+          }
+        ).config.net;
       expect(net()).to.deep.include({ channelMult: [1, 2], numResBlocks: 2 });
       const again = await cli([...base, '--resume', '--steps', '2', '--channel-mult', '1,2,4']);
       expect(again.code, again.err).to.equal(0);
-      expect(again.err).to.include('--channel-mult 1,2,4 ignored: the run was trained with channel-mult 1,2, kept on resume');
+      expect(again.err).to.include(
+        '--channel-mult 1,2,4 ignored: the run was trained with channel-mult 1,2, kept on resume',
+      );
       expect(net()).to.deep.include({ channelMult: [1, 2], numResBlocks: 2 });
       for (const bad of ['1,x', '0,2', '']) {
         const r = await cli([...base.slice(0, 5), join(dir, 'never-mult'), '--channel-mult', bad]);

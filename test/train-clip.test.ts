@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
-import { mkdtempSync, existsSync, readFileSync } from 'node:fs';
+import { mkdtempSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../lib/paths.js';
@@ -15,7 +15,9 @@ import { makeSchedule } from '../samplers/schedule.js';
 import { ClipTask } from '../lib/train/tasks/clip.js';
 import { NoisyClipTask } from '../lib/train/tasks/noisy-clip.js';
 import { PriorTask } from '../lib/train/tasks/prior.js';
-import { CondUNetTask, initFromUnconditional } from '../lib/train/tasks/cond-unet.js';
+import { CondUNetTask, condUNetConfig, initFromUnconditional } from '../lib/train/tasks/cond-unet.js';
+import { readUNetWeights } from '../lib/train/tasks/registry.js';
+import { writeSafetensors } from '../lib/io/index.js';
 import { evalClipOnDataset } from '../lib/metrics/clip-dataset.js';
 import { categoryPhrase, subcategoryPhrase } from '../lib/data/prompts.js';
 import { l2normalize } from '../lib/ops/vectors.js';
@@ -231,6 +233,34 @@ describe('training the CLIP family (tiny models, committed emoji subset)', funct
     uncond.dispose();
     net.dispose();
     clip.dispose();
+  });
+
+  it("cond-unet init: takes the init UNet's layout (read beside its weights) and refuses weights of another layout, naming a tensor", async () => {
+    const uncond = UNet.random({ ...COND_UNET, modelChannels: 64, numResBlocks: 2, embCondDim: null }, 5);
+    // an exported folder: reference-layout safetensors + config.json, as `train --export-only` writes them
+    const dir = mkdtempSync(join(tmpdir(), 'dg-init-'));
+    await writeSafetensors(join(dir, 'unet.safetensors'), uncond.toStateDict());
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ model: 'unet', ...uncond.config }));
+    const w = await readUNetWeights(dir);
+    expect(w.netConfig).to.deep.include({ modelChannels: 64, channelMult: [1, 2], numResBlocks: 2 });
+    const cfg = condUNetConfig(32, 32, w.netConfig);
+    expect(cfg).to.deep.include({
+      modelChannels: 64,
+      channelMult: [1, 2],
+      numResBlocks: 2,
+      numHeads: 2,
+      embCondDim: 32,
+    });
+    const net = UNet.random(cfg, 6);
+    expect(initFromUnconditional(net, w)).to.equal(uncond.params.size);
+    net.dispose();
+    // the default layout (width 32) does not fit these weights: no partial copy
+    const other = UNet.random(condUNetConfig(32, 32), 7);
+    expect(() => initFromUnconditional(other, w)).to.throw(
+      /tensors do not fit this UNet \(e\.g\. .+: \[.+\] there, \[.+\] here\): its layout differs/,
+    );
+    other.dispose();
+    uncond.dispose();
   });
 
   it('cond-unet --condition text: the condition is the normalised CLIP text embedding of a caption of the item times embScale (zeros when dropped), and the loss decreases', () => {

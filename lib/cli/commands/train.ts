@@ -289,7 +289,9 @@ function runSettings(
 function channelMultOf(spec: string): number[] {
   const m = spec.split(',').map((v) => Number(v.trim()));
   if (!m.length || m.some((v) => !Number.isInteger(v) || v < 1 || v > 16))
-    throw new UsageError(`--channel-mult must be comma-separated integers 1-16, one per level (e.g. 1,2,4), got '${spec}'`);
+    throw new UsageError(
+      `--channel-mult must be comma-separated integers 1-16, one per level (e.g. 1,2,4), got '${spec}'`,
+    );
   return m;
 }
 
@@ -373,7 +375,7 @@ const trainCmd: Command = {
     clip: { type: 'string', help: 'noisy-clip, cond-unet, prior: the trained CLIP folder (default weights/clip)' },
     init: {
       type: 'string',
-      help: 'cond-unet, unet: initialise from this unconditional UNet folder/checkpoint (default: random)',
+      help: "cond-unet, unet: initialise from this unconditional UNet folder/checkpoint (default: random); cond-unet takes the init's layout (widths, levels), unet needs the same layout flags",
     },
     'loss-weight': {
       type: 'string',

@@ -24,9 +24,28 @@ import { TextEmbeddingCache } from './prior.js';
 import { ddimChainSync, smallUNetConfig } from './unet.js';
 import type { TrainTask } from '../loop.js';
 
-/** The conditional UNet: the small emoji UNet (width 32) with a 128-wide embedding input. */
-export function condUNetConfig(imageSize: number, embDim: number): Partial<UNetConfig> {
-  return { ...smallUNetConfig(imageSize), modelChannels: 32, embCondDim: embDim };
+/** The config keys that make a UNet's layout (widths, levels, attention): what an init UNet passes on. */
+const UNET_LAYOUT_KEYS = [
+  'modelChannels',
+  'channelMult',
+  'numResBlocks',
+  'attentionDs',
+  'numHeads',
+  'numHeadChannels',
+  'numHeadsUpsample',
+  'useScaleShiftNorm',
+  'resblockUpdown',
+  'convResample',
+  'useNewAttentionOrder',
+] as const;
+
+/**
+ * The conditional UNet: the small emoji UNet (width 32) with an `embDim`-wide embedding input, or,
+ * given the config of the UNet it is initialised from, that UNet's layout with the embedding input.
+ */
+export function condUNetConfig(imageSize: number, embDim: number, init?: Partial<UNetConfig>): Partial<UNetConfig> {
+  const layout = Object.fromEntries(UNET_LAYOUT_KEYS.filter((k) => init?.[k] !== undefined).map((k) => [k, init![k]]));
+  return { ...smallUNetConfig(imageSize), modelChannels: 32, ...layout, embCondDim: embDim };
 }
 
 export interface CondUNetTaskOptions {
@@ -63,19 +82,34 @@ export interface UNetWeights {
   tensors: Map<string, { shape: number[]; data: Float32Array }>;
   /** Where they came from (for messages). */
   source: string;
+  /** The UNet config they were trained with, where it was found beside them (config.json, state.json). */
+  netConfig?: Partial<UNetConfig>;
 }
 
 /**
- * Copy every tensor of `w` whose key and shape match into `net` (e.g. an unconditional UNet into a
- * conditional one of the same config: `transformer_proj` stays as initialised). Returns the number
- * of tensors copied.
+ * Copy every tensor of `w` whose key `net` has into `net` (e.g. an unconditional UNet into a
+ * conditional one of the same layout: `transformer_proj` stays as initialised). Returns the number
+ * of tensors copied. Throws when a shared key has another shape: the two UNets' layouts differ, and a
+ * partial copy would train a net that is neither.
  */
 export function initFromUnconditional(net: UNet, w: UNetWeights): number {
+  const sd = w.layout === 'ours' ? null : net.toStateDict();
+  const target = new Map<string, readonly number[]>(
+    sd ? [...sd].map(([k, v]) => [k, v.shape]) : [...net.params].map(([k, v]) => [k, v.shape]),
+  );
+  const clash = [...target].filter(([k, shape]) => w.tensors.has(k) && w.tensors.get(k)!.shape.join() !== shape.join());
+  if (clash.length) {
+    const [k, shape] = clash[0];
+    throw new Error(
+      `${w.source}: ${clash.length} tensors do not fit this UNet (e.g. ${k}: [${w.tensors.get(k)!.shape}] there, [${shape}] here): ` +
+        "its layout differs; give the run the init UNet's layout (the same --model-channels / --channel-mult / --res-blocks), or use an init of this layout",
+    );
+  }
   let n = 0;
   if (w.layout === 'ours') {
     for (const [k, v] of net.params) {
       const src = w.tensors.get(k);
-      if (src && src.shape.join() === v.shape.join()) {
+      if (src) {
         tf.tidy(() => v.assign(tf.tensor(src.data, src.shape)));
         n++;
       }
@@ -83,9 +117,9 @@ export function initFromUnconditional(net: UNet, w: UNetWeights): number {
     return n;
   }
   const fresh = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [k, v] of net.toStateDict()) {
+  for (const [k, v] of sd!) {
     const src = w.tensors.get(k);
-    if (src && src.shape.join() === v.shape.join()) {
+    if (src) {
       fresh.set(k, src);
       n++;
     } else fresh.set(k, { shape: v.shape, data: v.data as Float32Array });

@@ -23,12 +23,12 @@ import { NoisyCLIPImageEncoder } from '../../../nets/clip/index.js';
 import { Prior, type PriorConfig } from '../../../nets/prior/index.js';
 import { UNet, type UNetConfig } from '../../../nets/unet/index.js';
 import { makeSchedule } from '../../../samplers/schedule.js';
-import { loadClipModel, resolveWeights } from '../../models/load.js';
+import { loadClipModel, readConfigBeside, resolveWeights } from '../../models/load.js';
 import { TRAIN_SCHEDULE } from '../../models/weights-config.js';
 import { readStateDict } from '../../io/index.js';
 import { readCheckpoint } from '../checkpoint.js';
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 /** The trained CLIP a dependent model uses: --clip (file or folder), else the run's saved one, else weights/clip. */
 async function teacherClip(ctx: ModelTaskContext): Promise<{ clip: CLIP; path: string }> {
@@ -49,7 +49,11 @@ export async function readUNetWeights(spec: string): Promise<UNetWeights> {
   if (file.endsWith('checkpoint.safetensors')) {
     const g = readCheckpoint(file).groups.ema;
     if (!g) throw new Error(`${file} has no EMA weights`);
-    return { layout: 'ours', tensors: g, source: file };
+    const state = join(dirname(file), 'state.json');
+    const netConfig = existsSync(state)
+      ? (JSON.parse(readFileSync(state, 'utf8')) as { config?: { net?: Partial<UNetConfig> } }).config?.net
+      : undefined;
+    return { layout: 'ours', tensors: g, source: file, netConfig };
   }
   const sd = await readStateDict(file);
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
@@ -58,7 +62,12 @@ export async function readUNetWeights(spec: string): Promise<UNetWeights> {
       shape: [...v.shape],
       data: v.data instanceof Float32Array ? v.data : Float32Array.from(v.data as ArrayLike<number>),
     });
-  return { layout: 'reference', tensors, source: file };
+  return {
+    layout: 'reference',
+    tensors,
+    source: file,
+    netConfig: (readConfigBeside(file) as Partial<UNetConfig> | null) ?? undefined,
+  };
 }
 
 export interface ModelTaskDefaults {
@@ -241,12 +250,15 @@ export const MODEL_TASKS: Record<string, ModelTaskEntry> = {
     async setup(ctx) {
       const { clip, path } = await teacherClip(ctx);
       const b = (ctx.saved?.batch as number | undefined) ?? ctx.batch;
-      const cfg = (ctx.saved?.net as Partial<UNetConfig> | undefined) ?? condUNetConfig(ctx.ds.height, clip.embedDim);
-      const net = UNet.random(cfg, ctx.seed);
       const init = (ctx.saved?.init as string | null | undefined) ?? ctx.options.init ?? null;
-      // On resume the checkpoint overwrites everything; the init only matters for a fresh run.
-      if (init && !ctx.saved) {
-        const w = await readUNetWeights(init);
+      // On resume the checkpoint overwrites everything; the init only matters for a fresh run, whose
+      // layout (widths, levels) is the init UNet's.
+      const w = init && !ctx.saved ? await readUNetWeights(init) : null;
+      const cfg =
+        (ctx.saved?.net as Partial<UNetConfig> | undefined) ??
+        condUNetConfig(ctx.ds.height, clip.embedDim, w?.netConfig);
+      const net = UNet.random(cfg, ctx.seed);
+      if (w) {
         const n = initFromUnconditional(net, w);
         process.stderr.write(`cond-unet: initialised ${n} of ${net.params.size} tensors from ${w.source}\n`);
       }
