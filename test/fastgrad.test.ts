@@ -194,6 +194,11 @@ describe('fastgrad: matMul / batchMatMul forward and gradients match the cpu bac
     { name: 'transposeA, long reduction (weight-gradient shape; gemmTN)', a: [130, 12], b: [130, 16], ta: true },
     { name: 'batched transposeA, long reduction (gemmTN)', a: [2, 3, 96, 8], b: [2, 3, 96, 24], ta: true },
     { name: 'linear layer over many rows: dW = xᵀ·dy via gemmTN', a: [300, 20], b: [20, 32] },
+    // True batches of small products (M % 4 == 0, N % 8 == 0; the gradients' products too) take gemmTN in one pass.
+    { name: 'batched small products (attention w·v shape; gemmTN)', a: [2, 3, 8, 16], b: [2, 3, 16, 8] },
+    { name: 'batched small products, transposeB (q·kᵀ; gemmTN)', a: [2, 3, 8, 16], b: [2, 3, 8, 16], tb: true },
+    { name: 'batched small products, transposeA (gemmTN)', a: [2, 3, 16, 8], b: [2, 3, 16, 8], ta: true },
+    { name: 'batched small products, both transposed (gemmTN)', a: [2, 3, 16, 8], b: [2, 3, 8, 16], ta: true, tb: true },
   ];
   for (const c of cases) {
     it(c.name, async () => {

@@ -163,6 +163,53 @@ function productTN(backend: WasmBackend, a: Info, b: Info): Info | null {
   return out;
 }
 
+/**
+ * Up to how many multiply-adds per batch element one pass of our single-threaded `gemmTN` over the
+ * whole batch beats one XNNPACK product per element, whose fixed cost (packing the fresh right
+ * operand, the views) dominates small products such as attention's per-head q·kᵀ and attn·v.
+ * Measured with 2 threads (while a niced training run shared the cores): 64 x 32 x 64 per element,
+ * batch 64: 0.8 ms against 9-11 ms; 256 x 32 x 256, batch 64: 10-11 ms against 11-36 ms; but
+ * 256 x 256 x 32, batch 32: 6.3 ms against 4.8 ms, where XNNPACK's threads win over a long reduction.
+ */
+const SMALL_BATCHED_MAX_MACS = 1 << 19;
+/** ... and up to this many for short reductions (K <= SMALL_BATCHED_SHORT_K). */
+const SMALL_BATCHED_SHORT_K_MAX_MACS = 1 << 21;
+const SMALL_BATCHED_SHORT_K = 64;
+
+/**
+ * A true batch (no broadcast) of small products in any transpose combination through `gemmTN`:
+ * A brought to [..., K, M] and B to [..., K, N] by our SIMD transpose where needed. Null where it
+ * does not apply (M % 4, N % 8, broadcast or single batches, large products, other dtypes).
+ */
+function productSmallBatched(
+  backend: WasmBackend,
+  s: Scratch,
+  a: Info,
+  b: Info,
+  transposeA: boolean,
+  transposeB: boolean,
+): Info | null {
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const batch = a.shape.slice(0, -2);
+  const count = tf.util.sizeFromShape(batch);
+  if (count < 2 || !tf.util.arraysEqual(batch, b.shape.slice(0, -2))) return null;
+  const [m, k] = transposeA ? [a.shape[ra - 1], a.shape[ra - 2]] : [a.shape[ra - 2], a.shape[ra - 1]];
+  const [k2, n] = transposeB ? [b.shape[rb - 1], b.shape[rb - 2]] : [b.shape[rb - 2], b.shape[rb - 1]];
+  const macs = m * n * k;
+  const limit = k <= SMALL_BATCHED_SHORT_K ? SMALL_BATCHED_SHORT_K_MAX_MACS : SMALL_BATCHED_MAX_MACS;
+  if (k !== k2 || k === 0 || m % 4 !== 0 || n % 8 !== 0 || macs === 0 || macs > limit) return null;
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') return null;
+  const kernels = process.env.DIFFGUIDE_GEMM_TN === '0' ? null : simdKernels(backend);
+  if (!kernels) return null;
+  const A = transposeA ? a : s.transpose(a, swapLast2(ra)); // [..., K, M]
+  const B = transposeB ? s.transpose(b, swapLast2(rb)) : b; // [..., K, N]
+  const out = backend.makeOutput([...batch, m, n], 'float32');
+  const [pa, pb, po] = [addr(backend, A), addr(backend, B), addr(backend, out)];
+  for (let i = 0; i < count; i++) kernels.gemmTN(pa + 4 * i * k * m, pb + 4 * i * k * n, po + 4 * i * m * n, k, m, n);
+  return out;
+}
+
 export function batchMatMulKernel({
   inputs,
   backend: be,
@@ -182,6 +229,8 @@ export function batchMatMulKernel({
     const rb = b.shape.length;
     const viaGemmTN = attrs.transposeA && !attrs.transposeB ? productTN(backend, a, b) : null;
     if (viaGemmTN) return viaGemmTN;
+    const small = productSmallBatched(backend, s, a, b, attrs.transposeA, attrs.transposeB);
+    if (small) return small;
     const A = attrs.transposeA ? s.transpose(a, swapLast2(ra)) : a; // [..., M, K]
     // Caching a right operand keeps a packed copy of it alive as long as it lives: worth it for
     // weights, a waste for the activations that weight gradients multiply (Aᵀ·dy: every such product
