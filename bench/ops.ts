@@ -8,6 +8,8 @@
  * - vit_block:  pre-LN transformer block, width 256, 4 heads, QuickGELU MLP 4x, x [8, 65, 256]
  * - attention:  softmax(q kᵀ / √d) v, 8 heads, 256 tokens, head dim 64, batch 1;
  *               dx = d/dq, dxdw = d/d(q, k, v) (k, v play the parameters' part)
+ * - attention_small: the same op at the emoji UNet's 8x8 attention in training: batch 16, 4 heads,
+ *               64 tokens, head dim 32 (64 small products per matmul)
  * - conv1024_8: 3x3 conv 1024->1024 + bias, x [1, 8, 8, 1024] (the 256 px guided-diffusion UNet's
  *               lowest level: few pixels, a 37.7 MB filter)
  * `DIFFGUIDE_BENCH_OPS=conv_stack,conv1024_8` runs only those cases.
@@ -100,6 +102,11 @@ const CASES: CaseDef[] = [
   {
     name: 'attention',
     make: () => ({ inputs: [randn([1, 8, 256, 64])], params: [randn([1, 8, 256, 64]), randn([1, 8, 256, 64])] }),
+    f: ([q], [k, v]) => attention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D),
+  },
+  {
+    name: 'attention_small',
+    make: () => ({ inputs: [randn([16, 4, 64, 32])], params: [randn([16, 4, 64, 32]), randn([16, 4, 64, 32])] }),
     f: ([q], [k, v]) => attention(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D),
   },
   {

@@ -96,6 +96,9 @@ def case(name):
         # The core op: dx = d/dq, dxdw = d/d(q, k, v) (k and v play the parameters' part).
         qkv = [torch.randn(1, 8, 256, 64) for _ in range(3)]
         return (lambda q: attention(q, qkv[1], qkv[2])), [qkv[0]], qkv[1:]
+    if name == "attention_small":
+        qkv = [torch.randn(16, 4, 64, 32) for _ in range(3)]
+        return (lambda q: attention(q, qkv[1], qkv[2])), [qkv[0]], qkv[1:]
     raise SystemExit(f"unknown case {name}")
 
 
