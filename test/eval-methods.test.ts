@@ -163,6 +163,18 @@ describe('eval: eval unet and eval methods measure the same samples', function (
     const other = await judgeSamples(d, judge, ds, { n, steps, seed: seed + 1, sampler });
     expect(same.tv).to.equal(u.bars.category_tv_distance.value);
     expect([...other.features]).to.not.deep.equal([...same.features]);
+    // --seed 1 (seedShift): the protocol's seeds + 1, recorded in the report: those other samples
+    const m1 = await evalMethods({
+      ds,
+      weights: join(dir, 'unet'),
+      judge: join(dir, 'judge'),
+      only: ['unet'],
+      unetOverride: { n, steps, sampler },
+      seedShift: 1,
+    });
+    expect((m1.protocol as { unet: { seed: number } }).unet.seed).to.equal(seed + 1);
+    expect((m1.protocol as { sdg: { seed: number } }).sdg.seed).to.equal(METHODS_PROTOCOL.sdg.seed + 1);
+    expect(m1.bars.unet_category_tv.value).to.equal(other.tv);
     net.dispose();
     judge.dispose();
   });

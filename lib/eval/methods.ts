@@ -115,6 +115,11 @@ export interface MethodsEvalArgs {
   unetOverride?: { n?: number; steps?: number; sampler?: 'ddim' | 'dpm2m' };
   /** Method settings other than the defaults (default none: every method on its defaults). */
   overrides?: MethodsEvalOverrides;
+  /**
+   * Added to every section's protocol seed: another draw of the same protocol, to see how much a bar
+   * moves with the samples (default 0: the protocol's own seeds, which the shipped figures use).
+   */
+  seedShift?: number;
   onProgress?: (msg: string) => void;
 }
 
@@ -147,9 +152,14 @@ function judgeFd(judge: Judge, a: tf.Tensor4D, b: tf.Tensor4D): number {
   return frechetDistanceOfFeatures(fa, a.shape[0], fb, b.shape[0], judge.featureDim);
 }
 
+/** A section's protocol with its seed moved by `seedShift`. */
+function shifted<T extends { seed: number }>(a: MethodsEvalArgs, p: T): T {
+  return { ...p, seed: p.seed + (a.seedShift ?? 0) };
+}
+
 /** The unet section's protocol: METHODS_PROTOCOL.unet under the tests' override. */
 function unetProtocol(a: MethodsEvalArgs): { n: number; sampler: 'ddim' | 'dpm2m'; steps: number; seed: number } {
-  return { ...METHODS_PROTOCOL.unet, ...a.unetOverride };
+  return shifted(a, { ...METHODS_PROTOCOL.unet, ...a.unetOverride });
 }
 
 function diffusionclipProtocol(a: MethodsEvalArgs): Omit<typeof METHODS_PROTOCOL.diffusionclip, 'inputs'> & {
@@ -160,7 +170,7 @@ function diffusionclipProtocol(a: MethodsEvalArgs): Omit<typeof METHODS_PROTOCOL
     max: P.inputs,
     why: "at most the protocol's inputs per edit",
   });
-  return { ...P, inputs };
+  return shifted(a, { ...P, inputs });
 }
 
 /** Unconditional samples: FD to held-out over the real-vs-real floor, and category TV (as `eval unet`'s). */
@@ -231,7 +241,7 @@ async function sdgBars(
   judge: Judge,
   log: (m: string) => void,
 ): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
-  const P = METHODS_PROTOCOL.sdg;
+  const P = shifted(a, METHODS_PROTOCOL.sdg);
   const unet = await loadUNetDiffuser(a.weights);
   const clip = await loadClipModel(a.clip);
   const noisy = await loadNoisyClipModel();
@@ -387,7 +397,7 @@ async function unclipBars(
   judge: Judge,
   log: (m: string) => void,
 ): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
-  const P = METHODS_PROTOCOL.unclip;
+  const P = shifted(a, METHODS_PROTOCOL.unclip);
   const clip = await loadClipModel(a.clip);
   const decoder = await loadCondDiffuser();
   const { prior, schedule } = await loadPriorModel();
@@ -473,7 +483,7 @@ async function imagicBars(
   judge: Judge,
   log: (m: string) => void,
 ): Promise<{ bars: Record<string, Bar>; details: Record<string, unknown> }> {
-  const P = METHODS_PROTOCOL.imagic;
+  const P = shifted(a, METHODS_PROTOCOL.imagic);
   const cond = await loadCondDiffuser();
   const clip = await loadClipModel(a.clip);
   const rows: {
@@ -553,7 +563,13 @@ export async function evalMethods(a: MethodsEvalArgs): Promise<MethodsEvalReport
   return {
     model: 'methods',
     extractor: 'judge (weights/judge) features and categories',
-    protocol: { ...METHODS_PROTOCOL, unet: unetProtocol(a), diffusionclip: diffusionclipProtocol(a) },
+    protocol: {
+      unet: unetProtocol(a),
+      sdg: shifted(a, METHODS_PROTOCOL.sdg),
+      diffusionclip: diffusionclipProtocol(a),
+      unclip: shifted(a, METHODS_PROTOCOL.unclip),
+      imagic: shifted(a, METHODS_PROTOCOL.imagic),
+    },
     seconds,
     ...details,
     bars,

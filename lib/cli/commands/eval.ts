@@ -79,7 +79,10 @@ const evalCmd: Command = {
     },
     judge: { type: 'string', help: 'folder with the judge (default: shipped weights/judge)' },
     data: { type: 'string', help: 'dataset (default emoji32)' },
-    seed: { type: 'string', help: 'sampling seed (default 0)' },
+    seed: {
+      type: 'string',
+      help: "sampling seed (default 0); methods: added to every section's protocol seed, another draw of the same protocol",
+    },
     json: { type: 'boolean', help: 'print one JSON object' },
     clip: { type: 'string', help: 'noisy-clip, cond-unet, prior: the CLIP folder (default weights/clip)' },
     partner: {
@@ -182,6 +185,7 @@ const evalCmd: Command = {
         clip: args.values.clip as string | undefined,
         only: only as MethodSection[] | undefined,
         overrides: methodOverrides(args),
+        seedShift: seed(args),
         onProgress: (m) => process.env.DIFFGUIDE_QUIET === '1' || process.stderr.write(m + '\n'),
       });
     } else if (MODEL_EVALS[model]) {
