@@ -96,7 +96,8 @@ function plan(opts: GridOptions) {
     factors: q ? [4, 8] : [4, 8, 16],
     styleRefs: int('styleRefs', q ? 1 : 4),
     realN: int('realN', q ? 32 : 128),
-    scale: Number(opts.params.scale ?? SDG_DEFAULTS.scale),
+    // one scale for every arm, so that they compare: the one SDG's noisy-CLIP arm ('xt') was tuned at
+    scale: Number(opts.params.scale ?? SDG_DEFAULTS.scale.xt),
     // Gram guidance at SDG_DEFAULTS.gramScale (1e4) and scale 200 diverged (NaN at step 6 of 25) on one
     // of four references (1f3aa/google); 3e3 ran on all four, as did scale 100 at 1e4.
     styleGramScale: Number(opts.params.styleGramScale ?? 3e3),

@@ -48,7 +48,7 @@ const HELP_DEFAULTS: Record<string, Record<string, unknown[]>> = {
     mode: [SDG_DEFAULTS.imageMode],
     'text-weight': [SDG_DEFAULTS.textWeight],
     'image-weight': [SDG_DEFAULTS.imageWeight],
-    scale: [SDG_DEFAULTS.scale],
+    scale: [SDG_DEFAULTS.scale.x0, SDG_DEFAULTS.scale.xt],
     on: [SDG_DEFAULTS.on],
     sampler: [SDG_DEFAULTS.sampler],
     n: [SDG_DEFAULTS.n],
@@ -207,7 +207,11 @@ describe('defaults: one definition per method default', function () {
       clipDenoised: SDEDIT_DEFAULTS.clipDenoised,
       seed: SDEDIT_DEFAULTS.seed,
     });
-    expect(resolveSDGOptions({})).to.deep.equal({ ...SDG_DEFAULTS });
+    // the scale is per `on`: the default on's, and the other's when on is given
+    expect(resolveSDGOptions({})).to.deep.equal({ ...SDG_DEFAULTS, scale: SDG_DEFAULTS.scale[SDG_DEFAULTS.on] });
+    expect(resolveSDGOptions({ on: 'xt' }).scale).to.equal(SDG_DEFAULTS.scale.xt);
+    expect(resolveSDGOptions({ on: 'x0' }).scale).to.equal(SDG_DEFAULTS.scale.x0);
+    expect(resolveSDGOptions({ on: 'xt', scale: 7 }).scale).to.equal(7);
     expect(unclip.resolveDecodeOptions({})).to.deep.equal({ ...U.decode });
     expect(unclip.resolvePriorOptions({})).to.deep.equal({ ...U.prior });
     expect(unclip.resolveVariationsOptions()).to.deep.include({ ...U.variations });

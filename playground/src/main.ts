@@ -457,7 +457,7 @@ function startAtDefaults(d: ReadyInfo['defaults']): void {
   const start: [string, number][] = [
     ['t0', d.sdedit.t0],
     ['sdSteps', d.sdedit.steps],
-    ['scale', d.sdg.scale],
+    ['scale', d.sdg.scale[d.sdg.on]],
     ['sdgN', d.sdg.n],
   ];
   for (const [id, v] of start) {

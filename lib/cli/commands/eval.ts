@@ -93,7 +93,10 @@ const evalCmd: Command = {
       type: 'string',
       help: `methods: comma-separated sections, of ${METHOD_SECTIONS.join(', ')} (default all; fixed n, steps and seeds: METHODS_PROTOCOL)`,
     },
-    'sdg-scale': { type: 'string', help: withDefault('methods: SDG guidance scale', SDG_DEFAULTS.scale) },
+    'sdg-scale': {
+      type: 'string',
+      help: `methods: SDG guidance scale: ${withDefault('with x0', SDG_DEFAULTS.scale.x0)}, ${withDefault('with xt', SDG_DEFAULTS.scale.xt)}`,
+    },
     'sdg-steps': { type: 'string', help: withDefault('methods: SDG sampling steps', SDG_DEFAULTS.steps) },
     'sdg-normalize-grad': {
       type: 'string',

@@ -29,8 +29,9 @@ export function sdgOptionsFrom(
   Pick<SDGOptions, 'on' | 'sampler' | 'n' | 'steps' | 'seed' | 'imageMode' | 'textWeight' | 'imageWeight' | 'scale'>
 > {
   const D = SDG_DEFAULTS;
+  const on = choice(args, 'on', SDG_ON, D.on);
   return {
-    on: choice(args, 'on', SDG_ON, D.on),
+    on,
     sampler: choice(args, 'sampler', SDG_SAMPLERS, D.sampler),
     n: count(args, 'n', D.n),
     steps: count(args, 'steps', D.steps),
@@ -38,7 +39,7 @@ export function sdgOptionsFrom(
     imageMode: choice(args, 'mode', SDG_IMAGE_MODES, D.imageMode),
     textWeight: numOpt(args, 'text-weight', D.textWeight),
     imageWeight: numOpt(args, 'image-weight', D.imageWeight),
-    scale: numOpt(args, 'scale', D.scale),
+    scale: numOpt(args, 'scale', D.scale[on]),
   };
 }
 
@@ -63,10 +64,16 @@ const cmd: Command = {
     },
     'text-weight': { type: 'string', help: withDefault('weight of the text term', SDG_DEFAULTS.textWeight) },
     'image-weight': { type: 'string', help: withDefault('weight of the image term', SDG_DEFAULTS.imageWeight) },
-    scale: { type: 'string', help: withDefault('guidance scale on the gradient', SDG_DEFAULTS.scale) },
+    scale: {
+      type: 'string',
+      help: `guidance scale on the gradient: ${withDefault('with --on x0', SDG_DEFAULTS.scale.x0)}, ${withDefault('with --on xt', SDG_DEFAULTS.scale.xt)}`,
+    },
     on: {
       type: 'string',
-      help: withDefault('xt (noisy CLIP on x_t, SDG) | x0 (plain CLIP on predicted x0)', SDG_DEFAULTS.on),
+      help: withDefault(
+        'x0 (plain CLIP on the predicted x0, gradient through the UNet) | xt (noisy CLIP on x_t, SDG; no UNet backward)',
+        SDG_DEFAULTS.on,
+      ),
     },
     sampler: { type: 'string', help: withDefault(SDG_SAMPLERS.join(' | '), SDG_DEFAULTS.sampler) },
     n: { type: 'string', help: withDefault('number of samples', SDG_DEFAULTS.n) },
