@@ -68,13 +68,15 @@ export const SDG_DEFAULTS = {
   /** Multiplier on the Gram MSE (SDG's 1e10 normalisation is for 256x256 VGG-scale features). */
   gramScale: 1e4,
   /**
-   * 'x0': plain CLIP on the predicted x0, its gradient through the UNet (a UNet backward per step);
-   * 'xt': SDG's time-conditioned (noisy) CLIP on x_t, no UNet backward. Measured (see `scale`): 'x0'
-   * judged the prompt's category 0.61-0.64 against 'xt's 0.39-0.44 on the same draws, and the
-   * experiment's ablation (54 samples, 25 steps) 0.41 against 0.26: at emoji scale the paper's noisy
-   * CLIP does not beat the clean CLIP through the net, so the default is the one that works.
+   * 'xt': SDG's time-conditioned (noisy) CLIP on x_t, no UNet backward; 'x0': plain CLIP on the
+   * predicted x0, its gradient through the UNet (a UNet backward per step). On the category prompts
+   * (see `scale`) 'x0' is judged the prompt's category more often: 0.61-0.64 against 0.39-0.44 on the
+   * same draws (the experiment's ablation, 54 samples at 25 steps: 0.41 against 0.26). But on plain
+   * prompts it drifts to other colours: "red heart" at 100 steps gave 1 red sample of 4 on 'x0' (the
+   * rest purple) and 3 of 4 on 'xt'; at 20 steps 'x0' gave blue and purple blobs for "red heart",
+   * "cat face" and the content reference. So the default stays SDG's.
    */
-  on: 'x0' as 'xt' | 'x0',
+  on: 'xt' as 'xt' | 'x0',
   /** Number of samples (when no starting noise is given). */
   n: 4,
   /** Sampling steps, evenly respaced over the schedule. */

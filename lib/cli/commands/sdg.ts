@@ -71,7 +71,7 @@ const cmd: Command = {
     on: {
       type: 'string',
       help: withDefault(
-        'x0 (plain CLIP on the predicted x0, gradient through the UNet) | xt (noisy CLIP on x_t, SDG; no UNet backward)',
+        'xt (noisy CLIP on x_t, SDG; no UNet backward) | x0 (plain CLIP on the predicted x0, gradient through the UNet)',
         SDG_DEFAULTS.on,
       ),
     },
