@@ -142,13 +142,16 @@ describe('eval: eval unet and eval methods measure the same samples', function (
     const seed = METHODS_PROTOCOL.unet.seed;
     const sampler = METHODS_PROTOCOL.unet.sampler;
     const u = await evalUNet(net, 'cosine', 1000, judge, ds, { n, steps, seed, sampler, prediction: 'v' });
-    const m = await evalMethods({
-      ds,
-      weights: join(dir, 'unet'),
-      judge: join(dir, 'judge'),
-      only: ['unet'],
-      unetOverride: { n, steps, sampler },
-    });
+    const unetSection = (seedShift?: number) =>
+      evalMethods({
+        ds,
+        weights: join(dir, 'unet'),
+        judge: join(dir, 'judge'),
+        only: ['unet'],
+        unetOverride: { n, steps, sampler },
+        seedShift,
+      });
+    const m = await unetSection();
     const details = m.unet as { n: number; steps: number; fdSamples: number; sampleCategories: Record<string, number> };
     expect(details.n).to.equal(n);
     expect(details.steps).to.equal(steps);
@@ -164,14 +167,7 @@ describe('eval: eval unet and eval methods measure the same samples', function (
     expect(same.tv).to.equal(u.bars.category_tv_distance.value);
     expect([...other.features]).to.not.deep.equal([...same.features]);
     // --seed 1 (seedShift): the protocol's seeds + 1, recorded in the report: those other samples
-    const m1 = await evalMethods({
-      ds,
-      weights: join(dir, 'unet'),
-      judge: join(dir, 'judge'),
-      only: ['unet'],
-      unetOverride: { n, steps, sampler },
-      seedShift: 1,
-    });
+    const m1 = await unetSection(1);
     expect((m1.protocol as { unet: { seed: number } }).unet.seed).to.equal(seed + 1);
     expect((m1.protocol as { sdg: { seed: number } }).sdg.seed).to.equal(METHODS_PROTOCOL.sdg.seed + 1);
     expect(m1.bars.unet_category_tv.value).to.equal(other.tv);
