@@ -198,7 +198,13 @@ describe('fastgrad: matMul / batchMatMul forward and gradients match the cpu bac
     { name: 'batched small products (attention w·v shape; gemmTN)', a: [2, 3, 8, 16], b: [2, 3, 16, 8] },
     { name: 'batched small products, transposeB (q·kᵀ; gemmTN)', a: [2, 3, 8, 16], b: [2, 3, 8, 16], tb: true },
     { name: 'batched small products, transposeA (gemmTN)', a: [2, 3, 16, 8], b: [2, 3, 16, 8], ta: true },
-    { name: 'batched small products, both transposed (gemmTN)', a: [2, 3, 16, 8], b: [2, 3, 8, 16], ta: true, tb: true },
+    {
+      name: 'batched small products, both transposed (gemmTN)',
+      a: [2, 3, 16, 8],
+      b: [2, 3, 8, 16],
+      ta: true,
+      tb: true,
+    },
   ];
   for (const c of cases) {
     it(c.name, async () => {
